@@ -1,0 +1,12 @@
+package store
+
+import (
+	"os"
+	"testing"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	removeFixtures()
+	os.Exit(code)
+}

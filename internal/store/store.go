@@ -1,0 +1,743 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Record is a key, its version and its value, a JSON document.
+type Record struct {
+	Key     string
+	Version int64
+	Value   []byte
+}
+
+// Any, as the expected version, makes Put and Delete unconditional.
+const Any int64 = -1
+
+// Store is what outpost asks of a durable key-value store. FileStore implements it on local
+// files; keep it small enough for a backend on etcd.
+type Store interface {
+	// Get returns the record under key, or an error wrapping ErrNotFound.
+	Get(key string) (Record, error)
+	// List returns the records whose keys start with prefix, sorted by key.
+	List(prefix string) ([]Record, error)
+	// Put writes value under key if the record's version is expect: 0 means the record
+	// must not exist, Any means no condition. It returns the new version, or a
+	// *ConflictError (wrapping ErrConflict) when the version is not the expected one.
+	Put(key string, value []byte, expect int64) (int64, error)
+	// Delete removes the record under key, with the same rule for expect as Put. It
+	// returns an error wrapping ErrNotFound if there is no such record.
+	Delete(key string, expect int64) error
+	// Watch returns the changes to records under prefix once they are durable, in commit
+	// order for each key. The channel is closed when ctx is done or the store is closed.
+	Watch(ctx context.Context, prefix string) <-chan Event
+	// Close releases the store. Calls after Close fail with ErrClosed.
+	Close() error
+}
+
+var _ Store = (*FileStore)(nil)
+
+// Errors, to be matched with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("version conflict")
+	ErrLocked   = errors.New("data dir is in use")
+	ErrClosed   = errors.New("store: closed")
+	ErrInvalid  = errors.New("invalid key or value")
+)
+
+// ConflictError is the error of a Put or Delete whose expected version did not match.
+type ConflictError struct {
+	Key     string
+	Expect  int64 // the version the caller expected: 0 for none, or Any
+	Current int64 // the record's version, 0 if it does not exist
+}
+
+func (e *ConflictError) Error() string {
+	want := "version " + strconv.FormatInt(e.Expect, 10)
+	if e.Expect == 0 {
+		want = "no record"
+	}
+	have := "version " + strconv.FormatInt(e.Current, 10)
+	if e.Current == 0 {
+		have = "no record"
+	}
+	return fmt.Sprintf("store: %s: version conflict: expected %s, found %s", e.Key, want, have)
+}
+
+// Is makes errors.Is(err, ErrConflict) true.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// sentinelError is an error with its own message that matches a sentinel.
+type sentinelError struct {
+	msg string
+	err error
+}
+
+func (e *sentinelError) Error() string { return e.msg }
+func (e *sentinelError) Unwrap() error { return e.err }
+
+func wrapf(sentinel error, format string, args ...any) error {
+	return &sentinelError{msg: fmt.Sprintf(format, args...), err: sentinel}
+}
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	log *slog.Logger
+}
+
+// WithLogger makes the store log what it repairs at Open. By default it logs nothing.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// Names inside the data dir.
+const (
+	lockName     = "LOCK"
+	revisionName = "REVISION"
+	recordsName  = "records"
+)
+
+// revBlock is how many versions are reserved at once in the REVISION file.
+const revBlock = 1024
+
+// FileStore is a Store on local files; see the package documentation.
+type FileStore struct {
+	dir, recDir string
+	log         *slog.Logger
+	lockFile    *os.File
+	recFile     *os.File // the records directory, for fsync
+	dirSync     *groupSync
+	spares      spares
+
+	opMu sync.RWMutex // writes hold it shared, Close exclusively
+
+	keyMu    sync.Mutex
+	keyLocks map[string]*keyLock
+
+	revMu    sync.Mutex
+	rev      int64 // last version handed out
+	revLimit int64 // as in the REVISION file: no version above it was handed out
+
+	mu       sync.RWMutex
+	closed   bool
+	err      error // set when a write could not be made durable; writes fail after it
+	index    map[string]entry
+	keys     keyList
+	watchers map[*watcher]struct{}
+	done     chan struct{} // closed by Close
+	watchWG  sync.WaitGroup
+}
+
+type entry struct {
+	version int64
+	value   []byte // never modified once stored
+	size    int    // of the record file
+}
+
+type keyLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// Open opens the store in dir, creating dir (mode 0700) if needed, and locks it: a second
+// Open of the same dir, from this process or another, fails with ErrLocked until Close.
+// Open removes temp files left by a crash and loads every record; it fails, naming the
+// file, if a record file is damaged.
+func Open(dir string, opts ...Option) (*FileStore, error) {
+	o := options{log: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	lf, err := lock(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &FileStore{
+		dir:      dir,
+		recDir:   filepath.Join(dir, recordsName),
+		log:      o.log,
+		lockFile: lf,
+		keyLocks: make(map[string]*keyLock),
+		watchers: make(map[*watcher]struct{}),
+		done:     make(chan struct{}),
+	}
+	s.spares.dir = s.recDir
+	if err := s.load(); err != nil {
+		if s.recFile != nil {
+			s.recFile.Close()
+		}
+		lf.Close()
+		return nil, err
+	}
+	s.dirSync = newGroupSync(s.recFile)
+	return s, nil
+}
+
+var errBusy = errors.New("lock held")
+
+// lock takes the data dir's LOCK file and writes our pid in it.
+func lock(dir string) (*os.File, error) {
+	path := filepath.Join(dir, lockName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: lock data dir: %w", err)
+	}
+	if err := tryLock(f); err != nil {
+		f.Close()
+		if err != errBusy {
+			return nil, fmt.Errorf("store: lock %s: %w", path, err)
+		}
+		who := "another process"
+		if b, _ := os.ReadFile(path); len(bytes.TrimSpace(b)) > 0 {
+			who = "pid " + string(bytes.TrimSpace(b))
+		}
+		return nil, wrapf(ErrLocked, "data dir %s is in use by %s (another outpost running?)", dir, who)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("store: lock data dir: %w", err)
+	}
+	return f, nil
+}
+
+// load cleans up after a crash and builds the index.
+func (s *FileStore) load() error {
+	if _, err := removeTemps(s.dir); err != nil {
+		return err
+	}
+	rev, err := readRevision(filepath.Join(s.dir, revisionName))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(s.recDir, 0o700); err != nil {
+		return fmt.Errorf("store: open: %w", err)
+	}
+	if s.recFile, err = os.Open(s.recDir); err != nil {
+		return fmt.Errorf("store: open: %w", err)
+	}
+	ents, err := s.recFile.ReadDir(-1)
+	if err != nil {
+		return fmt.Errorf("store: open: %w", err)
+	}
+	var names []string
+	removed := 0
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case !e.Type().IsRegular():
+		case strings.HasSuffix(name, ".tmp"):
+			if err := os.Remove(filepath.Join(s.recDir, name)); err != nil {
+				return fmt.Errorf("store: open: remove unfinished write: %w", err)
+			}
+			removed++
+		case strings.HasSuffix(name, ".json"):
+			names = append(names, name)
+		}
+	}
+	if removed > 0 {
+		s.log.Info("store: removed unfinished writes", "dir", s.recDir, "files", removed)
+	}
+	loaded, err := loadRecords(s.recDir, names)
+	if err != nil {
+		return err
+	}
+	s.index = make(map[string]entry, len(loaded))
+	keys := make([]string, 0, len(loaded))
+	for _, r := range loaded {
+		s.index[r.key] = r.entry
+		keys = append(keys, r.key)
+		rev = max(rev, r.version)
+	}
+	slices.Sort(keys)
+	s.keys = newKeyList(keys)
+	s.rev = rev
+	s.revLimit = 0 // reserve a block with the first write
+	return nil
+}
+
+// removeTemps removes the temp files of REVISION writes.
+func removeTemps(dir string) (int, error) {
+	names, err := filepath.Glob(filepath.Join(dir, revisionName+".*.tmp"))
+	if err != nil {
+		return 0, err
+	}
+	for _, name := range names {
+		if err := os.Remove(name); err != nil {
+			return 0, fmt.Errorf("store: open: remove unfinished write: %w", err)
+		}
+	}
+	return len(names), nil
+}
+
+type revisionFile struct {
+	Format   int   `json:"format"`
+	Revision int64 `json:"revision"`
+}
+
+func readRevision(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: open: %w", err)
+	}
+	var r revisionFile
+	if err := json.Unmarshal(b, &r); err != nil || r.Revision < 0 {
+		return 0, fmt.Errorf("store: %s is damaged (%q): if you know the highest version in the store, "+
+			`write {"format":1,"revision":N} there with N above it`, path, b)
+	}
+	if r.Format != 1 {
+		return 0, fmt.Errorf("store: %s has format %d, from a newer outpost: upgrade outpost", path, r.Format)
+	}
+	return r.Revision, nil
+}
+
+func (s *FileStore) writeRevision(rev int64) error {
+	b, _ := json.Marshal(revisionFile{Format: 1, Revision: rev})
+	return writeFileAtomic(s.dir, revisionName, append(b, '\n'))
+}
+
+// writeFileAtomic replaces dir/name with data durably.
+func writeFileAtomic(dir, name string, data []byte) error {
+	f, err := os.CreateTemp(dir, name+".*.tmp")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = rename(f.Name(), filepath.Join(dir, name))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return syncDir(d)
+}
+
+type loaded struct {
+	key string
+	entry
+}
+
+// loadRecords reads the named record files in parallel.
+func loadRecords(dir string, names []string) ([]loaded, error) {
+	recs := make([]loaded, len(names))
+	var (
+		next     atomic.Int64
+		errOnce  sync.Once
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for range min(len(names), 2*runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			buf := make([]byte, 0, 64<<10)
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(names) {
+					return
+				}
+				var err error
+				if recs[i], buf, err = loadRecord(dir, names[i], buf); err != nil {
+					errOnce.Do(func() { firstErr = err })
+					next.Store(int64(len(names)))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return recs, firstErr
+}
+
+func loadRecord(dir, name string, buf []byte) (loaded, []byte, error) {
+	path := filepath.Join(dir, name)
+	f, err := os.Open(path)
+	if err != nil {
+		return loaded{}, buf, fmt.Errorf("store: open: %w", err)
+	}
+	buf, err = readAll(f, buf[:0])
+	f.Close()
+	if err != nil {
+		return loaded{}, buf, fmt.Errorf("store: open: read %s: %w", path, err)
+	}
+	key, version, value, err := parseRecord(buf)
+	if err == nil {
+		if err = checkKey(key); err == nil && fileName(key) != name {
+			err = fmt.Errorf("it holds key %s, whose file is %s", key, fileName(key))
+		}
+	}
+	if err != nil {
+		return loaded{}, buf, fmt.Errorf("store: record file %s is damaged: %v. Records are written atomically, "+
+			"so something outside outpost changed it (disk fault, manual edit): restore it from a backup, "+
+			"or move it out of %s to go on without that record", path, err, dir)
+	}
+	return loaded{key, entry{version: version, value: bytes.Clone(value), size: len(buf)}}, buf, nil
+}
+
+func readAll(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// Get returns the record under key.
+func (s *FileStore) Get(key string) (Record, error) {
+	if err := checkKey(key); err != nil {
+		return Record{}, err
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return Record{}, ErrClosed
+	}
+	e, ok := s.index[key]
+	s.mu.RUnlock()
+	if !ok {
+		return Record{}, fmt.Errorf("store: %s: %w", key, ErrNotFound)
+	}
+	return Record{Key: key, Version: e.version, Value: bytes.Clone(e.value)}, nil
+}
+
+// List returns the records whose keys start with prefix, sorted by key.
+func (s *FileStore) List(prefix string) ([]Record, error) {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return nil, ErrClosed
+	}
+	var recs []Record
+	s.keys.ascend(prefix, func(k string) bool {
+		if !strings.HasPrefix(k, prefix) {
+			return false
+		}
+		e := s.index[k]
+		recs = append(recs, Record{Key: k, Version: e.version, Value: e.value})
+		return true
+	})
+	s.mu.RUnlock()
+	for i := range recs {
+		recs[i].Value = bytes.Clone(recs[i].Value)
+	}
+	return recs, nil
+}
+
+// Put writes value under key if the record's version is expect (0: must not exist; Any:
+// unconditionally) and returns the new version once the write is durable.
+func (s *FileStore) Put(key string, value []byte, expect int64) (int64, error) {
+	if err := checkKey(key); err != nil {
+		return 0, err
+	}
+	if expect < Any {
+		return 0, wrapf(ErrInvalid, "store: put %s: bad expected version %d", key, expect)
+	}
+	if !json.Valid(value) {
+		return 0, wrapf(ErrInvalid, "store: put %s: value is not valid JSON", key)
+	}
+	s.opMu.RLock()
+	defer s.opMu.RUnlock()
+	if err := s.writable(); err != nil {
+		return 0, err
+	}
+	defer s.lockKey(key)()
+	s.mu.RLock()
+	cur, exists := s.index[key]
+	s.mu.RUnlock()
+	if err := checkExpect(key, expect, cur.version, exists); err != nil {
+		return 0, err
+	}
+	version, err := s.nextVersion()
+	if err != nil {
+		return 0, fmt.Errorf("store: put %s: %w", key, err)
+	}
+	value = bytes.Clone(value)
+	data := encodeRecord(key, version, value)
+	if err := s.replace(key, data, cur, exists); err != nil {
+		return 0, fmt.Errorf("store: put %s: %w", key, err)
+	}
+	s.mu.Lock()
+	s.index[key] = entry{version: version, value: value, size: len(data)}
+	if !exists {
+		s.keys.insert(key)
+	}
+	s.publish(Event{Type: Put, Record: Record{Key: key, Version: version, Value: value}})
+	s.mu.Unlock()
+	return version, nil
+}
+
+// Delete removes the record under key if its version is expect (or expect is Any), once
+// the removal is durable.
+func (s *FileStore) Delete(key string, expect int64) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if expect < Any {
+		return wrapf(ErrInvalid, "store: delete %s: bad expected version %d", key, expect)
+	}
+	s.opMu.RLock()
+	defer s.opMu.RUnlock()
+	if err := s.writable(); err != nil {
+		return err
+	}
+	defer s.lockKey(key)()
+	s.mu.RLock()
+	cur, exists := s.index[key]
+	s.mu.RUnlock()
+	if !exists {
+		return fmt.Errorf("store: delete %s: %w", key, ErrNotFound)
+	}
+	if err := checkExpect(key, expect, cur.version, exists); err != nil {
+		return err
+	}
+	path := filepath.Join(s.recDir, fileName(key))
+	var spare string
+	if recycle {
+		spare = s.spares.reserve()
+	}
+	var err error
+	if spare != "" {
+		err = rename(path, spare)
+	} else {
+		err = os.Remove(path)
+	}
+	if err != nil {
+		if spare != "" {
+			s.spares.unreserve()
+		}
+		return fmt.Errorf("store: delete %s: %w", key, err)
+	}
+	if err := s.sync(); err != nil {
+		return fmt.Errorf("store: delete %s: %w", key, err)
+	}
+	if spare != "" {
+		s.spares.put(spare, cur.size)
+	}
+	s.mu.Lock()
+	delete(s.index, key)
+	s.keys.remove(key)
+	s.publish(Event{Type: Delete, Record: Record{Key: key, Version: cur.version}})
+	s.mu.Unlock()
+	return nil
+}
+
+func checkExpect(key string, expect, current int64, exists bool) error {
+	if !exists {
+		current = 0
+	}
+	if expect == Any || expect == current {
+		return nil
+	}
+	return &ConflictError{Key: key, Expect: expect, Current: current}
+}
+
+// writable returns why writes are refused, if they are.
+func (s *FileStore) writable() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.err
+}
+
+// lockKey serializes writes to one key and returns the unlock function.
+func (s *FileStore) lockKey(key string) (unlock func()) {
+	s.keyMu.Lock()
+	l := s.keyLocks[key]
+	if l == nil {
+		l = new(keyLock)
+		s.keyLocks[key] = l
+	}
+	l.refs++
+	s.keyMu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		s.keyMu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(s.keyLocks, key)
+		}
+		s.keyMu.Unlock()
+	}
+}
+
+// nextVersion hands out the next version, first reserving a block of them in the
+// REVISION file when the reserved ones are used up. Versions so never repeat, even for a
+// key deleted and created again, and even across crashes.
+func (s *FileStore) nextVersion() (int64, error) {
+	s.revMu.Lock()
+	defer s.revMu.Unlock()
+	v := s.rev + 1
+	if v > s.revLimit {
+		limit := s.rev + revBlock
+		if err := s.writeRevision(limit); err != nil {
+			return 0, fmt.Errorf("reserve versions: %w", err)
+		}
+		s.revLimit = limit
+	}
+	s.rev = v
+	return v, nil
+}
+
+// replace makes data the durable contents of key's record file.
+func (s *FileStore) replace(key string, data []byte, cur entry, exists bool) error {
+	path := filepath.Join(s.recDir, fileName(key))
+	tmp, err := s.writeTemp(data)
+	if err != nil {
+		return err
+	}
+	// Keep the old file under a second name, to be overwritten by a later write.
+	var spare string
+	if exists && recycle {
+		if spare = s.spares.reserve(); spare != "" {
+			if os.Link(path, spare) != nil {
+				s.spares.unreserve()
+				spare = ""
+			}
+		}
+	}
+	if err := rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		if spare != "" {
+			os.Remove(spare)
+			s.spares.unreserve()
+		}
+		return err
+	}
+	if err := s.sync(); err != nil {
+		return err
+	}
+	if spare != "" {
+		s.spares.put(spare, cur.size)
+	}
+	return nil
+}
+
+// writeTemp returns the name of a temp file in the records dir holding data durably:
+// a spare of the same size overwritten in place, or else a new file.
+func (s *FileStore) writeTemp(data []byte) (string, error) {
+	if name := s.spares.get(len(data)); name != "" {
+		if err := overwrite(name, data); err == nil {
+			return name, nil
+		}
+		os.Remove(name)
+	}
+	f, err := os.CreateTemp(s.recDir, "new-*.tmp")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+func overwrite(name string, data []byte) error {
+	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(data, 0)
+	if err == nil {
+		err = datasync(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// sync makes the renames and removals done so far in the records dir durable. If that
+// fails, nothing written since the last good sync is known to be on disk, so the store
+// refuses writes from then on.
+func (s *FileStore) sync() error {
+	err := s.dirSync.sync()
+	if err == nil {
+		return nil
+	}
+	err = fmt.Errorf("sync %s: %w", s.recDir, err)
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = fmt.Errorf("store: a write could not be made durable (%w); restart to recover", err)
+	}
+	s.mu.Unlock()
+	return err
+}
+
+// Close waits for writes in progress, closes every watch channel and releases the data
+// dir. Closing a closed store does nothing.
+func (s *FileStore) Close() error {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	failed := s.err != nil
+	s.mu.Unlock()
+	close(s.done)
+	s.watchWG.Wait()
+
+	s.spares.removeAll()
+	var errs []error
+	// Give back the unused reserved versions, so that the next Open continues from here.
+	if s.rev < s.revLimit && !failed {
+		if err := s.writeRevision(s.rev); err != nil {
+			errs = append(errs, fmt.Errorf("store: close: %w", err))
+		}
+	}
+	errs = append(errs, s.recFile.Close(), s.lockFile.Close())
+	return errors.Join(errs...)
+}

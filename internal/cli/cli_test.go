@@ -1,0 +1,194 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// run runs outpost with args and returns the exit code and both streams.
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ios, _, out, errOut := TestIO()
+	code = Run(context.Background(), ios, args)
+	return code, out.String(), errOut.String()
+}
+
+func walk(c *cobra.Command, fn func(*cobra.Command)) {
+	fn(c)
+	for _, sub := range c.Commands() {
+		walk(sub, fn)
+	}
+}
+
+// TestCommandTree checks every command's help: a short line, an example
+// where the command takes arguments, and no flag defined twice along a path.
+func TestCommandTree(t *testing.T) {
+	ios, _, _, _ := TestIO()
+	root := NewRootCmd(&Factory{IO: ios})
+	n := 0
+	walk(root, func(c *cobra.Command) {
+		n++
+		path := c.CommandPath()
+		if strings.TrimSpace(c.Short) == "" {
+			t.Errorf("%s: no short help", path)
+		}
+		if strings.HasSuffix(c.Short, ".") {
+			t.Errorf("%s: short help ends with a period: %q", path, c.Short)
+		}
+		takesArgs := strings.ContainsAny(strings.TrimPrefix(c.Use, c.Name()), "[]|ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+		if c.Runnable() && takesArgs && c.Example == "" {
+			t.Errorf("%s takes arguments (%q) but has no example", path, c.Use)
+		}
+		if c.Runnable() && c.Args == nil && c.HasParent() {
+			t.Errorf("%s: no argument validation (set Args)", path)
+		}
+		seen := map[string]string{}
+		check := func(fl *pflag.Flag) {
+			for _, name := range []string{"--" + fl.Name, "-" + fl.Shorthand} {
+				if name == "-" {
+					continue
+				}
+				if prev, dup := seen[name]; dup && prev != fl.Usage {
+					t.Errorf("%s: flag %s defined twice", path, name)
+				}
+				seen[name] = fl.Usage
+			}
+		}
+		c.LocalFlags().VisitAll(check)
+		c.InheritedFlags().VisitAll(check)
+	})
+	if n < 4 {
+		t.Fatalf("walked %d commands; the tree is missing commands", n)
+	}
+}
+
+// TestReferenceUpToDate fails when docs/cli.md is stale.
+func TestReferenceUpToDate(t *testing.T) {
+	ios, _, _, _ := TestIO()
+	want := Reference(NewRootCmd(&Factory{IO: ios}))
+	got, err := os.ReadFile(filepath.Join("..", "..", "docs", "cli.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("docs/cli.md is stale: run `go generate ./internal/cli` and commit the result")
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Setenv("OUTPOST_CONFIG", "")
+	code, out, errOut := run(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "outpost ") || !strings.Contains(out, "go1.") {
+		t.Fatalf("version: code %d, out %q, err %q", code, out, errOut)
+	}
+	code, out, _ = run(t, "version", "-o", "json")
+	var info map[string]string
+	if code != 0 || json.Unmarshal([]byte(out), &info) != nil {
+		t.Fatalf("version -o json: code %d, out %q", code, out)
+	}
+	for _, k := range []string{"version", "commit", "goVersion", "platform"} {
+		if info[k] == "" {
+			t.Errorf("version -o json: %s missing in %s", k, out)
+		}
+	}
+	code, out, _ = run(t, "version", "-o", "yaml")
+	if code != 0 || !strings.Contains(out, "goVersion: go1.") {
+		t.Fatalf("version -o yaml: code %d, out %q", code, out)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	t.Setenv("OUTPOST_CONFIG", "")
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"bogus"}, ExitUsage, `unknown command "bogus"`},
+		{[]string{"version", "--bogus"}, ExitUsage, "unknown flag: --bogus"},
+		{[]string{"version", "extra"}, ExitUsage, "takes no arguments"},
+		{[]string{"-o", "xml", "version"}, ExitUsage, `invalid --output "xml"`},
+		{[]string{"completion"}, ExitUsage, "takes one shell name"},
+		{[]string{"completion", "tcsh"}, ExitUsage, `unknown shell "tcsh"`},
+		{[]string{"--config", "/nonexistent/outpost.yaml", "version"}, ExitFailure, "/nonexistent/outpost.yaml does not exist"},
+	} {
+		code, out, errOut := run(t, tc.args...)
+		if code != tc.code || !strings.Contains(errOut, tc.msg) {
+			t.Errorf("outpost %s: code %d (want %d), stderr %q (want %q), stdout %q", strings.Join(tc.args, " "), code, tc.code, errOut, tc.msg, out)
+		}
+		if tc.code == ExitUsage && !strings.Contains(errOut, "--help' for usage") {
+			t.Errorf("outpost %s: usage error without a pointer to --help: %q", strings.Join(tc.args, " "), errOut)
+		}
+	}
+}
+
+func TestExitCodeMapping(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code int
+	}{
+		{nil, ExitOK},
+		{&ExitError{Code: ExitNotFound, Err: os.ErrNotExist}, ExitNotFound},
+		{&SilentError{Code: ExitPrecondition}, ExitPrecondition},
+		{flagErrorf("x"), ExitUsage},
+		{codedErr(ExitUnavailable), ExitUnavailable},
+		{os.ErrClosed, ExitFailure},
+	} {
+		if got := exitCode(tc.err); got != tc.code {
+			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.code)
+		}
+	}
+}
+
+type codedErr int
+
+func (c codedErr) Error() string { return "coded" }
+func (c codedErr) ExitCode() int { return int(c) }
+
+func TestCompletion(t *testing.T) {
+	t.Setenv("OUTPOST_CONFIG", "")
+	for _, sh := range []string{"bash", "zsh", "fish", "powershell"} {
+		code, out, errOut := run(t, "completion", sh)
+		if code != 0 || !strings.Contains(out, "outpost") || len(out) < 500 {
+			t.Errorf("completion %s: code %d, %d bytes, stderr %q", sh, code, len(out), errOut)
+		}
+	}
+}
+
+// TestConfigPrecedence checks flag > env > file > default through a real command.
+func TestConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(file, []byte("output: yaml\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("OUTPOST_OUTPUT", "")
+	t.Setenv("OUTPOST_CONFIG", file)
+	if _, out, _ := run(t, "version"); !strings.Contains(out, "goVersion:") {
+		t.Errorf("file: want yaml output, got %q", out)
+	}
+	t.Setenv("OUTPOST_OUTPUT", "json")
+	if _, out, _ := run(t, "version"); !strings.Contains(out, `"goVersion"`) {
+		t.Errorf("env over file: want json output, got %q", out)
+	}
+	if _, out, _ := run(t, "version", "-o", "table"); !strings.HasPrefix(out, "outpost ") {
+		t.Errorf("flag over env: want table output, got %q", out)
+	}
+
+	if err := os.WriteFile(file, []byte("output: json\noutptu: yaml\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("OUTPOST_OUTPUT", "")
+	code, _, errOut := run(t, "version")
+	if code != ExitFailure || !strings.Contains(errOut, file+":2") || !strings.Contains(errOut, `"outptu"`) || !strings.Contains(errOut, `did you mean "output"`) {
+		t.Errorf("broken config: code %d, stderr %q", code, errOut)
+	}
+}

@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/outpost-edge/outpost/internal/hub"
+)
+
+func newHubCmd(f *Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "hub",
+		Short: "Run the hub and read its credentials",
+		Long: `The hub holds device and module identities, their twins and deployments,
+and serves them over IoT Hub's service REST API (HTTPS) and outpost's device
+sync endpoints.`,
+	}
+	cmd.AddCommand(newHubServeCmd(f), newHubCredentialsCmd(f))
+	return cmd
+}
+
+// defaultHubData is where the hub keeps its data when --data is not given.
+func defaultHubData() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/outpost/hub"
+	}
+	if dir := os.Getenv("XDG_DATA_HOME"); dir != "" {
+		return filepath.Join(dir, "outpost", "hub")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "outpost", "hub")
+	}
+	return "outpost-hub"
+}
+
+func newHubServeCmd(f *Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the hub",
+		Long: `Run the hub until interrupted (SIGINT or SIGTERM drain requests in flight, then exit).
+
+On first start it creates its data dir, a CA and a server certificate, and the
+owner policy, and prints the owner connection string and the CA file once;
+'outpost hub credentials' shows them again. HTTPS always, unless
+--insecure-http (local development only).`,
+		Example: `  outpost hub serve --data ./hub --listen 127.0.0.1:8443
+  outpost hub serve --listen :8443 --hostname hub.example.com --san 10.0.0.5`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := f.Config()
+			cfg := hub.Config{
+				DataDir:      v.GetString("data"),
+				Listen:       v.GetString("listen"),
+				HostName:     v.GetString("hostname"),
+				SANs:         v.GetStringSlice("san"),
+				InsecureHTTP: v.GetBool("insecure-http"),
+				Logger:       slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: slog.LevelInfo})),
+			}
+			if cfg.DataDir == "" {
+				cfg.DataDir = defaultHubData()
+			}
+			return hubServeRun(cmd, f, cfg)
+		},
+	}
+	fl := cmd.Flags()
+	fl.String("data", "", "data dir (default $XDG_DATA_HOME/outpost/hub, or /var/lib/outpost/hub as root)")
+	fl.String("listen", ":8443", "address to listen on")
+	fl.String("hostname", "", "host[:port] devices and clients use to reach the hub (default localhost:PORT)")
+	fl.StringSlice("san", nil, "extra DNS name or IP for the server certificate (repeatable)")
+	fl.Bool("insecure-http", false, "serve plain HTTP (local development only)")
+	return cmd
+}
+
+func hubServeRun(cmd *cobra.Command, f *Factory, cfg hub.Config) error {
+	h, first, err := hub.Open(cfg)
+	if err != nil {
+		return &ExitError{Code: ExitUnavailable, Err: err}
+	}
+	defer h.Close()
+	creds := h.Credentials()
+	scheme := "https"
+	if cfg.InsecureHTTP {
+		scheme = "http"
+		fmt.Fprintln(f.IO.ErrOut, "WARNING: serving plain HTTP: tokens and keys cross the network in the clear")
+	}
+	fmt.Fprintf(f.IO.ErrOut, "hub listening on %s://%s (data %s)\n", scheme, h.Addr(), cfg.DataDir)
+	if first {
+		fmt.Fprintf(f.IO.ErrOut, "\nFirst start. The owner connection string (shown once; 'outpost hub credentials --data %s' shows it again):\n\n", cfg.DataDir)
+		fmt.Fprintf(f.IO.Out, "%s\n", creds.ConnectionString)
+		if creds.CAFile != "" {
+			fmt.Fprintf(f.IO.ErrOut, "\nClients trust the hub's CA: --ca %s (or OUTPOST_CA)\n\n", creds.CAFile)
+		}
+	}
+	return h.Serve(cmd.Context())
+}
+
+func newHubCredentialsCmd(f *Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "credentials",
+		Short:   "Print the hub's owner connection string and CA file",
+		Example: "  outpost hub credentials --data ./hub\n  export OUTPOST_CONNECTION_STRING=$(outpost hub credentials --data ./hub -o json | jq -r .connectionString)",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir := f.Config().GetString("data")
+			if dir == "" {
+				dir = defaultHubData()
+			}
+			creds, err := hub.ReadCredentials(dir)
+			if err != nil {
+				return err
+			}
+			return f.Print(creds, func(w io.Writer) error {
+				fmt.Fprintf(w, "connection string: %s\n", creds.ConnectionString)
+				if creds.CAFile != "" {
+					fmt.Fprintf(w, "CA file:           %s\n", creds.CAFile)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().String("data", "", "the hub's data dir (default as for hub serve)")
+	return cmd
+}

@@ -1,0 +1,200 @@
+// Package cli holds outpost's commands. Main is the one place that prints
+// errors and chooses exit codes; each command fills an options struct from
+// its flags and calls a run function.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+
+	"github.com/outpost-edge/outpost/internal/config"
+)
+
+// Factory carries what commands share: the streams, the configuration and
+// the clock. It is filled before a command runs.
+type Factory struct {
+	IO  *IOStreams
+	Now func() time.Time
+
+	cfg    *viper.Viper
+	source config.Source
+}
+
+// Config returns the configuration of the running command (flags > env >
+// file > defaults).
+func (f *Factory) Config() *viper.Viper {
+	if f.cfg == nil {
+		f.cfg = viper.New()
+	}
+	return f.cfg
+}
+
+// Main runs outpost with the process's arguments and returns the exit code.
+func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Run(ctx, System(), os.Args[1:])
+}
+
+// Run runs outpost with args on ios and returns the exit code.
+func Run(ctx context.Context, ios *IOStreams, args []string) int {
+	f := &Factory{IO: ios, Now: time.Now}
+	root := NewRootCmd(f)
+	root.SetArgs(args)
+	root.SetIn(ios.In)
+	root.SetOut(ios.Out)
+	root.SetErr(ios.ErrOut)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	code := exitCode(err)
+	var silent *SilentError
+	if errors.As(err, &silent) {
+		return code
+	}
+	fmt.Fprintf(ios.ErrOut, "Error: %v\n", err)
+	if hint := hintFor(err); hint != "" {
+		fmt.Fprintln(ios.ErrOut, hint)
+	}
+	if code == ExitUsage && cmd != nil {
+		fmt.Fprintf(ios.ErrOut, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	}
+	return code
+}
+
+// NewRootCmd builds the command tree.
+func NewRootCmd(f *Factory) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "outpost",
+		Short: "Build, deploy and run edge modules: images, instances, identities, twins, offline",
+		Long: `outpost is an open, light toolkit for edge modules in one binary.
+
+It builds module images without a Docker daemon and pushes them to any OCI
+registry; runs a hub that holds device and module identities, twins and
+deployments; and runs a daemon on each device that keeps its modules running,
+online or off. It speaks Azure IoT Edge's wire formats, so modules written with
+Microsoft's Azure IoT SDKs run unchanged.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		CompletionOptions: cobra.CompletionOptions{
+			DisableDefaultCmd: true,
+		},
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return f.load(cmd)
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.String("config", "", "config file (default: "+defaultConfigHelp()+"; env OUTPOST_CONFIG)")
+	pf.String("hub", "", "hub connection string (env OUTPOST_CONNECTION_STRING)")
+	pf.String("ca", "", "the hub's CA certificate file (env OUTPOST_CA)")
+	pf.StringP("output", "o", "table", "output format: table, json or yaml")
+	pf.Bool("no-color", false, "never colour the output")
+
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &FlagError{Err: err}
+	})
+	root.AddCommand(
+		newVersionCmd(f),
+		newCompletionCmd(f),
+		newQuickstartCmd(f),
+		newHubCmd(f),
+		newDeployCmd(f),
+		newDeviceCmd(f),
+		newModuleCmd(f),
+		newTokenCmd(f, nil),
+		newTwinCmd(f),
+	)
+	return root
+}
+
+// defaultConfigHelp names the default config files the same way on every
+// machine, so that the generated reference does not depend on who made it.
+func defaultConfigHelp() string {
+	return "$XDG_CONFIG_HOME/outpost/config.yaml, then /etc/outpost/config.yaml"
+}
+
+// load reads the configuration for cmd and checks the global flags.
+func (f *Factory) load(cmd *cobra.Command) error {
+	file, _ := cmd.Flags().GetString("config")
+	v, src, err := config.Load(file, KnownKeys(cmd.Root()), cmd.Flags())
+	if err != nil {
+		return err
+	}
+	f.cfg, f.source = v, src
+	switch o := v.GetString("output"); o {
+	case "table", "json", "yaml":
+	default:
+		return flagErrorf("invalid --output %q: use table, json or yaml", o)
+	}
+	if v.GetBool("no-color") {
+		f.IO.SetNoColor()
+	}
+	return nil
+}
+
+// KnownKeys returns every key a config file may set (the flag names of the
+// whole command tree, under their config key) with the flag's value type.
+func KnownKeys(root *cobra.Command) map[string]string {
+	keys := map[string]string{}
+	var walk func(c *cobra.Command)
+	add := func(fl *pflag.Flag) {
+		if fl.Name != "config" && fl.Name != "help" {
+			keys[config.KeyFor(fl.Name)] = fl.Value.Type()
+		}
+	}
+	walk = func(c *cobra.Command) {
+		c.LocalFlags().VisitAll(add)
+		c.PersistentFlags().VisitAll(add)
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	return keys
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// exactArgs is cobra.ExactArgs with a message that names what is expected.
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return flagErrorf("%s takes %s (got %d argument%s)", cmd.CommandPath(), what, len(args), plural(len(args)))
+		}
+		return nil
+	}
+}
+
+// noArgs rejects positional arguments with a usage error.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return flagErrorf("%s takes no arguments (got %q)", cmd.CommandPath(), args[0])
+	}
+	return nil
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}

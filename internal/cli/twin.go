@@ -1,0 +1,797 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/outpost-edge/outpost/internal/hubapi"
+	"github.com/outpost-edge/outpost/internal/hubclient"
+	"github.com/outpost-edge/outpost/internal/twin"
+)
+
+func newTwinCmd(f *Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "twin",
+		Short: "Read, patch, edit and watch module and device twins",
+		Long: `Read and write twins on the hub: a module's (DEVICE/MODULE) or a device's own
+(DEVICE). Operators write tags and desired properties; modules write reported
+properties. Writes are JSON merge patches (RFC 7386): null deletes a member.
+These commands need an operator's connection string (--hub) and the hub's CA
+(--ca).`,
+	}
+	cmd.AddCommand(
+		newTwinGetCmd(f, nil),
+		newTwinPatchCmd(f, nil),
+		newTwinEditCmd(f, nil),
+		newTwinWatchCmd(f, nil),
+	)
+	return cmd
+}
+
+type twinGetOptions struct {
+	Target target
+}
+
+func newTwinGetCmd(f *Factory, runF func(*twinGetOptions) error) *cobra.Command {
+	opts := &twinGetOptions{}
+	return &cobra.Command{
+		Use:   "get DEVICE[/MODULE]",
+		Short: "Print a module's or a device's twin",
+		Long: `Print a twin: tags, desired and reported properties with their $version, etag
+and version. -o json|yaml prints the twin as the hub returned it, $metadata
+included.`,
+		Example: `  outpost twin get dev-1/tempsensor
+  outpost twin get dev-1/tempsensor -o json | jq .properties.reported
+  outpost twin get dev-1`,
+		Args: exactArgs(1, "one DEVICE/MODULE (or DEVICE for the device twin)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := parseTarget(args[0], moduleOptional)
+			if err != nil {
+				return err
+			}
+			opts.Target = t
+			if runF != nil {
+				return runF(opts)
+			}
+			return twinGetRun(cmd.Context(), f, opts)
+		},
+	}
+}
+
+func twinGetRun(ctx context.Context, f *Factory, opts *twinGetOptions) error {
+	c, err := f.HubClient()
+	if err != nil {
+		return err
+	}
+	tw, err := c.GetTwin(ctx, opts.Target.Device, opts.Target.Module)
+	if err != nil {
+		return fmt.Errorf("get twin %s: %w", opts.Target, notFoundHint(err, opts.Target))
+	}
+	return f.Print(tw, func(w io.Writer) error { return writeTwin(w, tw) })
+}
+
+// writeTwin prints a twin for people: the identity fields, then each
+// section as indented JSON without $metadata.
+func writeTwin(w io.Writer, tw *twin.Twin) error {
+	name := tw.DeviceID
+	if tw.ModuleID != "" {
+		name += "/" + tw.ModuleID
+	}
+	kv := newKV()
+	kv.add("twin", name)
+	kv.add("etag", tw.ETag)
+	kv.add("version", fmt.Sprint(tw.Version))
+	kv.add("status", orDash(tw.Status))
+	if err := kv.write(w); err != nil {
+		return err
+	}
+	for _, s := range []struct {
+		title string
+		doc   []byte
+	}{
+		{"tags:", tw.TagsJSON()},
+		{fmt.Sprintf("desired ($version %d):", tw.DesiredVersion()), tw.DesiredJSON()},
+		{fmt.Sprintf("reported ($version %d):", tw.ReportedVersion()), tw.ReportedJSON()},
+	} {
+		var b bytes.Buffer
+		if err := json.Indent(&b, s.doc, "  ", "  "); err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "%s\n  %s\n", s.title, b.Bytes()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// twinWritten reports a write: a status line, or the twin with -o json|yaml.
+func twinWritten(f *Factory, verb string, tw *twin.Twin) error {
+	if f.outputFormat() == "table" {
+		f.status("%s twin %s: version %d, desired $version %d, etag %s", verb, twinName(tw), tw.Version, tw.DesiredVersion(), tw.ETag)
+		return nil
+	}
+	return f.Print(tw, nil)
+}
+
+func twinName(tw *twin.Twin) string {
+	return target{Device: tw.DeviceID, Module: tw.ModuleID}.String()
+}
+
+type twinPatchOptions struct {
+	Target  target
+	Desired string // --desired JSON
+	Tags    string // --tags JSON
+	File    string // -f FILE ("-" for stdin)
+	IfMatch string
+	Patch   []byte // built from --desired and --tags; nil with -f
+}
+
+func newTwinPatchCmd(f *Factory, runF func(*twinPatchOptions) error) *cobra.Command {
+	opts := &twinPatchOptions{}
+	cmd := &cobra.Command{
+		Use:   "patch DEVICE[/MODULE] (--desired JSON | --tags JSON | -f FILE)",
+		Short: "Merge a patch into a twin's desired properties or tags",
+		Long: `Merge a JSON merge patch (RFC 7386; null deletes a member) into a twin's
+desired properties (--desired) and/or tags (--tags), or apply an IoT Hub twin
+patch read from a file (-f FILE; '-' reads stdin):
+
+  {"tags": {…}, "properties": {"desired": {…}}}
+
+With --if-match the hub applies it only if the twin's etag is still ETAG;
+otherwise it fails with exit code 4. It prints the new version and etag on
+stderr, or the whole new twin with -o json|yaml.`,
+		Example: `  outpost twin patch dev-1/tempsensor --desired '{"interval": 5}'
+  outpost twin patch dev-1/tempsensor --desired '{"interval": null}' --tags '{"site": "north"}'
+  outpost twin patch dev-1/tempsensor -f patch.json --if-match AAAAAAAAAAM=
+  echo '{"properties":{"desired":{"interval":10}}}' | outpost twin patch dev-1/tempsensor -f -`,
+		Args: exactArgs(1, "one DEVICE/MODULE (or DEVICE for the device twin)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := parseTarget(args[0], moduleOptional)
+			if err != nil {
+				return err
+			}
+			opts.Target = t
+			fl := cmd.Flags()
+			hasDesired, hasTags, hasFile := fl.Changed("desired"), fl.Changed("tags"), fl.Changed("file")
+			switch {
+			case hasFile && (hasDesired || hasTags):
+				return flagErrorf("give either -f FILE or --desired/--tags, not both")
+			case !hasFile && !hasDesired && !hasTags:
+				return flagErrorf("nothing to patch: give --desired JSON, --tags JSON or -f FILE")
+			case hasFile && opts.File == "":
+				return flagErrorf("-f needs a file name, or '-' for stdin")
+			}
+			if !hasFile {
+				if opts.Patch, err = buildTwinPatch(opts.Desired, hasDesired, opts.Tags, hasTags); err != nil {
+					return err
+				}
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return twinPatchRun(cmd.Context(), f, opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Desired, "desired", "", "merge patch of the desired properties, a `JSON` object")
+	fl.StringVar(&opts.Tags, "tags", "", "merge patch of the tags, a `JSON` object")
+	fl.StringVarP(&opts.File, "file", "f", "", "read an IoT Hub twin patch from `FILE` ('-' for stdin)")
+	fl.StringVar(&opts.IfMatch, "if-match", "", "apply only if the twin's etag is still `ETAG`")
+	return cmd
+}
+
+// buildTwinPatch makes an IoT Hub twin patch from --desired and --tags.
+func buildTwinPatch(desired string, hasDesired bool, tags string, hasTags bool) ([]byte, error) {
+	doc := map[string]any{}
+	if hasDesired {
+		raw, err := jsonObjectFlag("desired", desired)
+		if err != nil {
+			return nil, err
+		}
+		doc["properties"] = map[string]json.RawMessage{"desired": raw}
+	}
+	if hasTags {
+		raw, err := jsonObjectFlag("tags", tags)
+		if err != nil {
+			return nil, err
+		}
+		doc["tags"] = raw
+	}
+	return json.Marshal(doc)
+}
+
+// jsonObjectFlag checks that a flag's value is one JSON object.
+func jsonObjectFlag(name, value string) (json.RawMessage, error) {
+	data := []byte(value)
+	if err := checkJSONObject(data); err != nil {
+		return nil, flagErrorf("invalid --%s: %v; want a JSON object such as '{\"interval\": 5}'", name, err)
+	}
+	return json.RawMessage(data), nil
+}
+
+// jsonError is a problem in a JSON document, with its place when known.
+type jsonError struct {
+	Line, Col int // 1-based; 0 when the problem has no one place
+	Msg       string
+}
+
+func (e *jsonError) Error() string {
+	if e.Line == 0 {
+		return e.Msg
+	}
+	return fmt.Sprintf("at %d:%d: %s", e.Line, e.Col, e.Msg)
+}
+
+// in formats e as file:line:col: msg.
+func (e *jsonError) in(file string) string {
+	if e.Line == 0 {
+		return file + ": " + e.Msg
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", file, e.Line, e.Col, e.Msg)
+}
+
+// checkJSONObject checks that data is exactly one JSON object. Its errors
+// are *jsonError, which say where (line:col) the problem is.
+func checkJSONObject(data []byte) error {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return jsonPosError(data, err)
+	}
+	off := int(dec.InputOffset()) // the end of the object
+	if _, err := dec.Token(); err != io.EOF {
+		for off < len(data) && strings.IndexByte(" \t\r\n", data[off]) >= 0 {
+			off++
+		}
+		line, col := lineCol(data, off)
+		return &jsonError{Line: line, Col: col, Msg: "unexpected data after the JSON object"}
+	}
+	if _, ok := v.(map[string]any); !ok {
+		return &jsonError{Msg: fmt.Sprintf("got %s, not a JSON object", jsonKind(v))}
+	}
+	return nil
+}
+
+// jsonPosError turns a JSON decoding error into a *jsonError with line:col.
+func jsonPosError(data []byte, err error) *jsonError {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		line, col := lineCol(data, int(se.Offset)-1)
+		return &jsonError{Line: line, Col: col, Msg: se.Error()}
+	case errors.As(err, &te):
+		line, col := lineCol(data, int(te.Offset)-1)
+		return &jsonError{Line: line, Col: col, Msg: te.Error()}
+	case errors.Is(err, io.EOF) && len(bytes.TrimSpace(data)) == 0:
+		return &jsonError{Msg: "it is empty"}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		line, col := lineCol(data, len(data))
+		return &jsonError{Line: line, Col: col, Msg: "unexpected end of JSON input"}
+	}
+	return &jsonError{Msg: err.Error()}
+}
+
+// lineCol turns a byte offset into a 1-based line and column.
+func lineCol(data []byte, off int) (line, col int) {
+	off = max(0, min(off, len(data)))
+	before := data[:off]
+	line = 1 + bytes.Count(before, []byte("\n"))
+	col = off - bytes.LastIndexByte(before, '\n')
+	return line, col
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case string:
+		return "a string"
+	case []any:
+		return "an array"
+	case json.Number:
+		return "a number"
+	}
+	return "an object"
+}
+
+func twinPatchRun(ctx context.Context, f *Factory, opts *twinPatchOptions) error {
+	t := opts.Target
+	patch := opts.Patch
+	if patch == nil {
+		var err error
+		if patch, err = readTwinPatchFile(f, opts.File); err != nil {
+			return err
+		}
+	}
+	c, err := f.HubClient()
+	if err != nil {
+		return err
+	}
+	tw, err := c.PatchTwin(ctx, t.Device, t.Module, patch, opts.IfMatch)
+	if err != nil {
+		if errors.Is(err, hubclient.ErrPrecondition) {
+			err = withHint(err, fmt.Sprintf("the twin changed since you read its etag: `outpost twin get %s` shows the current one", t))
+		}
+		return fmt.Errorf("patch twin %s: %w", t, notFoundHint(err, t))
+	}
+	return twinWritten(f, "patched", tw)
+}
+
+// readTwinPatchFile reads an IoT Hub twin patch from file ("-": stdin).
+func readTwinPatchFile(f *Factory, file string) ([]byte, error) {
+	var data []byte
+	var err error
+	name := file
+	if file == "-" {
+		name = "stdin"
+		data, err = io.ReadAll(f.IO.In)
+	} else {
+		data, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read twin patch: %w", err)
+	}
+	if err := checkJSONObject(data); err != nil {
+		return nil, fmt.Errorf("read twin patch: %s", err.(*jsonError).in(name))
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("read twin patch from %s: %w", name, err)
+	}
+	_, hasTags := doc["tags"]
+	_, hasProps := doc["properties"]
+	if !hasTags && !hasProps {
+		return nil, &ExitError{Code: ExitFailure,
+			Err:  fmt.Errorf("read twin patch from %s: it has neither tags nor properties, so it would change nothing", name),
+			Hint: `a twin patch looks like {"tags": {…}, "properties": {"desired": {…}}}; to patch desired properties alone, use --desired JSON`}
+	}
+	return data, nil
+}
+
+type twinEditOptions struct {
+	Target target
+}
+
+func newTwinEditCmd(f *Factory, runF func(*twinEditOptions) error) *cobra.Command {
+	opts := &twinEditOptions{}
+	return &cobra.Command{
+		Use:   "edit DEVICE[/MODULE]",
+		Short: "Edit a twin's desired properties and tags in your editor",
+		Long: `Open a twin's tags and desired properties in an editor ($EDITOR, then $VISUAL,
+then vi) as {"tags": {…}, "properties": {"desired": {…}}}, and send what you
+changed as a merge patch, only if nobody changed the twin meanwhile (If-Match
+with the etag read).
+
+Nothing is sent when you change nothing. If the file is not valid JSON after
+editing, or the hub refuses the change, the file is kept and its path printed,
+so your edit is not lost. If the twin changed on the hub meanwhile, both
+versions are printed (yours and the hub's) and it exits with code 4.`,
+		Example: `  outpost twin edit dev-1/tempsensor
+  EDITOR=nano outpost twin edit dev-1`,
+		Args: exactArgs(1, "one DEVICE/MODULE (or DEVICE for the device twin)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := parseTarget(args[0], moduleOptional)
+			if err != nil {
+				return err
+			}
+			opts.Target = t
+			if runF != nil {
+				return runF(opts)
+			}
+			return twinEditRun(cmd.Context(), f, opts)
+		},
+	}
+}
+
+// editDoc is what twin edit shows: tags and desired content, indented.
+func editDoc(tw *twin.Twin) []byte {
+	var raw bytes.Buffer
+	raw.WriteString(`{"tags":`)
+	raw.Write(tw.TagsJSON())
+	raw.WriteString(`,"properties":{"desired":`)
+	raw.Write(tw.DesiredJSON())
+	raw.WriteString(`}}`)
+	var b bytes.Buffer
+	if err := json.Indent(&b, raw.Bytes(), "", "  "); err != nil {
+		panic("twin edit: the twin's own JSON does not indent: " + err.Error())
+	}
+	b.WriteByte('\n')
+	return b.Bytes()
+}
+
+// parseEditDoc reads an edited {"tags", "properties": {"desired"}} document
+// and returns it in compact form, a missing or null section as {}.
+func parseEditDoc(data []byte) ([]byte, error) {
+	if err := checkJSONObject(data); err != nil {
+		return nil, err
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, jsonPosError(data, err)
+	}
+	section := func(raw json.RawMessage, path string) (json.RawMessage, error) {
+		if raw == nil || string(raw) == "null" {
+			return json.RawMessage(`{}`), nil
+		}
+		if err := checkJSONObject(raw); err != nil {
+			return nil, &jsonError{Msg: path + ": want a JSON object"}
+		}
+		return raw, nil
+	}
+	var props map[string]json.RawMessage
+	for k, v := range doc {
+		switch k {
+		case "tags":
+		case "properties":
+			if string(v) != "null" {
+				if err := json.Unmarshal(v, &props); err != nil {
+					return nil, &jsonError{Msg: "properties: want a JSON object holding desired"}
+				}
+			}
+		default:
+			return nil, &jsonError{Msg: fmt.Sprintf("unknown member %q: the file holds tags and properties.desired only", k)}
+		}
+	}
+	for k := range props {
+		if k != "desired" {
+			return nil, &jsonError{Msg: fmt.Sprintf("properties.%s: only desired can be edited here (reported properties are the module's)", k)}
+		}
+	}
+	tags, err := section(doc["tags"], "tags")
+	if err != nil {
+		return nil, err
+	}
+	desired, err := section(props["desired"], "properties.desired")
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(map[string]any{
+		"tags":       tags,
+		"properties": map[string]json.RawMessage{"desired": desired},
+	})
+}
+
+// editor is the command that edits a file: $EDITOR, then $VISUAL, then vi.
+func editor() string {
+	for _, k := range []string{"EDITOR", "VISUAL"} {
+		if v := strings.TrimSpace(os.Getenv(k)); v != "" {
+			return v
+		}
+	}
+	return "vi"
+}
+
+// runEditor runs the editor on path with the command's streams. The editor
+// value may carry arguments ("code --wait"), so it goes through the shell.
+// It is not tied to the command's context: Ctrl-C inside the editor belongs
+// to the editor.
+func runEditor(f *Factory, path string) error {
+	ed := editor()
+	var cmd *exec.Cmd
+	if runtime.GOOS == "windows" {
+		args := strings.Fields(ed)
+		cmd = exec.Command(args[0], append(args[1:], path)...)
+	} else {
+		cmd = exec.Command("sh", "-c", ed+` "$1"`, "sh", path)
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = f.IO.In, f.IO.Out, f.IO.ErrOut
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("editor %q: %w", ed, err)
+	}
+	return nil
+}
+
+func twinEditRun(ctx context.Context, f *Factory, opts *twinEditOptions) error {
+	t := opts.Target
+	c, err := f.HubClient()
+	if err != nil {
+		return err
+	}
+	tw, err := c.GetTwin(ctx, t.Device, t.Module)
+	if err != nil {
+		return fmt.Errorf("get twin %s: %w", t, notFoundHint(err, t))
+	}
+	before := editDoc(tw)
+	from, err := parseEditDoc(before)
+	if err != nil {
+		return fmt.Errorf("edit twin %s: %w", t, err)
+	}
+
+	tmp, err := os.CreateTemp("", "outpost-twin-*.json")
+	if err != nil {
+		return fmt.Errorf("edit twin %s: %w", t, err)
+	}
+	path := tmp.Name()
+	keep := false
+	defer func() {
+		if !keep {
+			os.Remove(path)
+		}
+	}()
+	if _, err := tmp.Write(before); err != nil {
+		tmp.Close()
+		return fmt.Errorf("edit twin %s: %w", t, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("edit twin %s: %w", t, err)
+	}
+
+	if err := runEditor(f, path); err != nil {
+		return fmt.Errorf("edit twin %s: %w; nothing was sent", t, err)
+	}
+	after, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("edit twin %s: read back %s: %w", t, path, err)
+	}
+	if bytes.Equal(after, before) {
+		f.status("twin %s: no changes, nothing sent", t)
+		return nil
+	}
+	to, err := parseEditDoc(after)
+	if err != nil {
+		keep = true
+		var je *jsonError
+		msg := path + ": " + err.Error()
+		if errors.As(err, &je) {
+			msg = je.in(path)
+		}
+		return &ExitError{Code: ExitFailure,
+			Err:  fmt.Errorf("edit twin %s: %s", t, msg),
+			Hint: fmt.Sprintf("nothing was sent; your edit is kept in %s: run `outpost twin edit %s` again and copy your changes from it", path, t)}
+	}
+	patch, err := twin.Diff(from, to)
+	if err != nil {
+		keep = true
+		return fmt.Errorf("edit twin %s: %w (your edit is kept in %s)", t, err, path)
+	}
+	if string(patch) == "{}" {
+		f.status("twin %s: no changes, nothing sent", t)
+		return nil
+	}
+
+	updated, err := c.PatchTwin(ctx, t.Device, t.Module, patch, tw.ETag)
+	if errors.Is(err, hubclient.ErrPrecondition) {
+		keep = true
+		printEditConflict(ctx, f, c, t, tw.ETag, after, path)
+		return &ExitError{Code: ExitPrecondition,
+			Err:  fmt.Errorf("update twin %s: %w", t, err),
+			Hint: fmt.Sprintf("run `outpost twin edit %s` again and redo your change on the current version (yours is kept in %s)", t, path)}
+	}
+	if err != nil {
+		keep = true
+		return fmt.Errorf("update twin %s: %w (your edit is kept in %s)", t, notFoundHint(err, t), path)
+	}
+	return twinWritten(f, "updated", updated)
+}
+
+// printEditConflict shows, on stderr, the edited version and the hub's
+// current one after an edit lost a race.
+func printEditConflict(ctx context.Context, f *Factory, c *hubclient.Client, t target, etag string, yours []byte, path string) {
+	w := f.IO.ErrOut
+	cur, err := c.GetTwin(ctx, t.Device, t.Module)
+	if err != nil {
+		fmt.Fprintf(w, "The twin %s changed on the hub while you edited it (etag %s); nothing was sent.\n\n", t, etag)
+		fmt.Fprintf(w, "Your version (kept in %s):\n%s\n", path, bytes.TrimRight(yours, "\n"))
+		fmt.Fprintf(w, "The hub's current version could not be read: %v\n\n", err)
+		return
+	}
+	fmt.Fprintf(w, "The twin %s changed on the hub while you edited it (etag %s, now %s); nothing was sent.\n\n", t, etag, cur.ETag)
+	fmt.Fprintf(w, "Your version (kept in %s):\n%s\n\n", path, bytes.TrimRight(yours, "\n"))
+	fmt.Fprintf(w, "The hub's current version (version %d, desired $version %d):\n%s\n", cur.Version, cur.DesiredVersion(), editDoc(cur))
+}
+
+type twinWatchOptions struct {
+	Target target
+	Wait   time.Duration // long-poll wait per request
+}
+
+// twinChange is one change twin watch prints: the new versions and, per
+// section, the merge patch that turned the old content into the new.
+type twinChange struct {
+	Time            time.Time       `json:"time"`
+	DeviceID        string          `json:"deviceId"`
+	ModuleID        string          `json:"moduleId"`
+	ETag            string          `json:"etag"`
+	Version         int64           `json:"version"`
+	DesiredVersion  int64           `json:"desiredVersion"`
+	ReportedVersion int64           `json:"reportedVersion"`
+	Tags            json.RawMessage `json:"tags,omitempty"`
+	Desired         json.RawMessage `json:"desired,omitempty"`
+	Reported        json.RawMessage `json:"reported,omitempty"`
+}
+
+func newTwinWatchCmd(f *Factory, runF func(*twinWatchOptions) error) *cobra.Command {
+	opts := &twinWatchOptions{Wait: 30 * time.Second}
+	return &cobra.Command{
+		Use:   "watch DEVICE/MODULE",
+		Short: "Print each change of a module twin as it happens",
+		Long: `Follow a module twin and print one line per change: the time it was seen, the
+twin's version and the desired and reported $version, and what changed in
+each section as a merge patch. With -o json, one JSON object per line
+({"time", "deviceId", "moduleId", "etag", "version", "desiredVersion",
+"reportedVersion", "tags", "desired", "reported"}, sections only when they
+changed); with -o yaml, one YAML document per change.
+
+It follows the hub's device sync long-poll, so changes show at once. It runs
+until interrupted (Ctrl-C), and stops with an error when the hub becomes
+unreachable (exit code 5) or the module is deleted (exit code 3).`,
+		Example: `  outpost twin watch dev-1/tempsensor
+  outpost twin watch dev-1/tempsensor -o json | jq -c .reported`,
+		Args: exactArgs(1, "one DEVICE/MODULE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := parseTarget(args[0], moduleRequired)
+			if err != nil {
+				return err
+			}
+			opts.Target = t
+			if runF != nil {
+				return runF(opts)
+			}
+			return twinWatchRun(cmd.Context(), f, opts)
+		},
+	}
+}
+
+func twinWatchRun(ctx context.Context, f *Factory, opts *twinWatchOptions) error {
+	t := opts.Target
+	c, err := f.HubClient()
+	if err != nil {
+		return err
+	}
+	s, err := c.Sync(ctx, t.Device, "", 0)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("watch twin %s: %w", t, notFoundHint(err, target{Device: t.Device}))
+	}
+	if !hasModule(s, t.Module) {
+		return fmt.Errorf("watch twin %s: %w", t, moduleGone(t, "not found"))
+	}
+	cur, err := findTwin(s, t.Module)
+	if err != nil {
+		return fmt.Errorf("watch twin %s: %w", t, err)
+	}
+	if cur == nil { // not in a full sync: read it directly
+		if cur, err = c.GetTwin(ctx, t.Device, t.Module); err != nil {
+			return fmt.Errorf("watch twin %s: %w", t, notFoundHint(err, t))
+		}
+	}
+	f.status("watching twin %s from version %d (desired $version %d, reported $version %d); Ctrl-C stops",
+		t, cur.Version, cur.DesiredVersion(), cur.ReportedVersion())
+
+	cursor := s.Cursor
+	for {
+		s, err := c.Sync(ctx, t.Device, cursor, opts.Wait)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("watch twin %s: %w", t, notFoundHint(err, target{Device: t.Device}))
+		}
+		cursor = s.Cursor
+		if !hasModule(s, t.Module) {
+			return fmt.Errorf("watch twin %s: %w", t, moduleGone(t, "was deleted"))
+		}
+		next, err := findTwin(s, t.Module)
+		if err != nil {
+			return fmt.Errorf("watch twin %s: %w", t, err)
+		}
+		if next == nil || (next.Version == cur.Version && next.ETag == cur.ETag) {
+			continue
+		}
+		ch, err := changeOf(cur, next, f.Now())
+		if err != nil {
+			return fmt.Errorf("watch twin %s: %w", t, err)
+		}
+		if err := writeChange(f, ch); err != nil {
+			return err
+		}
+		cur = next
+	}
+}
+
+func moduleGone(t target, what string) error {
+	return &ExitError{Code: ExitNotFound, Err: fmt.Errorf("module %s %s", t, what),
+		Hint: "`outpost module list " + t.Device + "` shows the device's modules"}
+}
+
+func hasModule(s *hubapi.Sync, module string) bool {
+	for _, m := range s.Modules {
+		if m.ModuleID == module {
+			return true
+		}
+	}
+	return false
+}
+
+// findTwin returns the module's twin from a sync answer, nil if absent.
+func findTwin(s *hubapi.Sync, module string) (*twin.Twin, error) {
+	for _, raw := range s.Twins {
+		var id struct {
+			ModuleID string `json:"moduleId"`
+		}
+		if json.Unmarshal(raw, &id) != nil || id.ModuleID != module {
+			continue
+		}
+		tw := new(twin.Twin)
+		if err := tw.UnmarshalJSON(raw); err != nil {
+			return nil, fmt.Errorf("bad twin from the hub: %w", err)
+		}
+		return tw, nil
+	}
+	return nil, nil
+}
+
+// changeOf describes the change from a to b.
+func changeOf(a, b *twin.Twin, now time.Time) (twinChange, error) {
+	ch := twinChange{
+		Time: now.UTC().Truncate(time.Millisecond), DeviceID: b.DeviceID, ModuleID: b.ModuleID, ETag: b.ETag,
+		Version: b.Version, DesiredVersion: b.DesiredVersion(), ReportedVersion: b.ReportedVersion(),
+	}
+	for _, s := range []struct {
+		dst      *json.RawMessage
+		from, to []byte
+	}{
+		{&ch.Tags, a.TagsJSON(), b.TagsJSON()},
+		{&ch.Desired, a.DesiredJSON(), b.DesiredJSON()},
+		{&ch.Reported, a.ReportedJSON(), b.ReportedJSON()},
+	} {
+		p, err := twin.Diff(s.from, s.to)
+		if err != nil {
+			return ch, err
+		}
+		if string(p) != "{}" {
+			*s.dst = p
+		}
+	}
+	return ch, nil
+}
+
+// writeChange prints one change: a line, a JSON line or a YAML document.
+func writeChange(f *Factory, ch twinChange) error {
+	w := f.IO.Out
+	switch f.outputFormat() {
+	case "json":
+		b, err := json.Marshal(ch)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	case "yaml":
+		if _, err := io.WriteString(w, "---\n"); err != nil {
+			return err
+		}
+		return writeYAML(w, ch)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s  version %d  desired $version %d  reported $version %d",
+		ch.Time.Format(time.RFC3339), ch.Version, ch.DesiredVersion, ch.ReportedVersion)
+	for _, s := range []struct {
+		name string
+		p    json.RawMessage
+	}{{"tags", ch.Tags}, {"desired", ch.Desired}, {"reported", ch.Reported}} {
+		if s.p != nil {
+			fmt.Fprintf(&b, "  %s %s", s.name, s.p)
+		}
+	}
+	b.WriteByte('\n')
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -1,0 +1,244 @@
+// Package config loads outpost's configuration with a local viper instance.
+//
+// Precedence, highest first: a flag set on the command line, an environment
+// variable (OUTPOST_ + the key in upper case with '-' as '_'), the config file,
+// the flag's default. Config file keys are flag names. A missing default config
+// file is fine; a file named explicitly must exist; a broken file is an error
+// that names the file, the line and the key.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+)
+
+// EnvPrefix is the prefix of every environment variable outpost reads.
+const EnvPrefix = "OUTPOST"
+
+// Aliases maps a flag name to the config key it sets when the two differ.
+// The global --hub flag sets the connection-string key (OUTPOST_CONNECTION_STRING).
+var Aliases = map[string]string{"hub": "connection-string"}
+
+// KeyFor returns the config key a flag sets.
+func KeyFor(flag string) string {
+	if k, ok := Aliases[flag]; ok {
+		return k
+	}
+	return flag
+}
+
+// EnvVar returns the environment variable that sets key.
+func EnvVar(key string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
+}
+
+// DefaultFiles are the config files looked for, in order, when none is named.
+func DefaultFiles() []string {
+	var files []string
+	if dir, err := os.UserConfigDir(); err == nil {
+		files = append(files, filepath.Join(dir, "outpost", "config.yaml"))
+	}
+	return append(files, "/etc/outpost/config.yaml")
+}
+
+// Source says where the configuration came from.
+type Source struct {
+	File     string // the file read, "" when none
+	Explicit bool   // named by --config or OUTPOST_CONFIG
+}
+
+// Load builds the configuration for one command. file is the --config value
+// ("" to look in OUTPOST_CONFIG, then DefaultFiles). known holds every key a
+// config file may set with the pflag type of its value ("string", "bool",
+// "int", "duration", "stringSlice", …); flags are the command's flags, bound
+// so that a flag set on the command line wins.
+func Load(file string, known map[string]string, flags *pflag.FlagSet) (*viper.Viper, Source, error) {
+	v := viper.New()
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+
+	src := Source{File: file, Explicit: file != ""}
+	if file == "" {
+		if env := os.Getenv(EnvPrefix + "_CONFIG"); env != "" {
+			src = Source{File: env, Explicit: true}
+		}
+	}
+	var data []byte
+	if src.Explicit {
+		b, err := os.ReadFile(src.File)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, src, fmt.Errorf("config file %s does not exist: create it or drop --config", src.File)
+			}
+			return nil, src, fmt.Errorf("read config file: %w", err)
+		}
+		data = b
+	} else {
+		src.File = ""
+		for _, f := range DefaultFiles() {
+			b, err := os.ReadFile(f)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return nil, src, fmt.Errorf("read config file: %w", err)
+			}
+			src.File, data = f, b
+			break
+		}
+	}
+	if src.File != "" {
+		m, err := parse(src.File, data, known)
+		if err != nil {
+			return nil, src, err
+		}
+		if err := v.MergeConfigMap(m); err != nil {
+			return nil, src, fmt.Errorf("config file %s: %w", src.File, err)
+		}
+	}
+	if flags != nil {
+		var bindErr error
+		flags.VisitAll(func(f *pflag.Flag) {
+			if f.Name == "config" {
+				return
+			}
+			if err := v.BindPFlag(KeyFor(f.Name), f); err != nil && bindErr == nil {
+				bindErr = err
+			}
+		})
+		if bindErr != nil {
+			return nil, src, bindErr
+		}
+	}
+	return v, src, nil
+}
+
+// parse reads a YAML config file and checks every key against known, so that
+// a typo or a value of the wrong type is an error naming file, line and key.
+func parse(file string, data []byte, known map[string]string) (map[string]any, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("config file %s: %s", file, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	out := map[string]any{}
+	if len(doc.Content) == 0 { // empty file
+		return out, nil
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("config file %s:%d: the file must be a mapping of keys to values (key: value)", file, root.Line)
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, val := root.Content[i], root.Content[i+1]
+		typ, ok := known[k.Value]
+		if !ok {
+			if alias, isAlias := Aliases[k.Value]; isAlias {
+				return nil, fmt.Errorf("config file %s:%d: key %q: write it as %q", file, k.Line, k.Value, alias)
+			}
+			return nil, fmt.Errorf("config file %s:%d: unknown key %q%s", file, k.Line, k.Value, suggest(k.Value, known))
+		}
+		x, err := decodeValue(val, typ)
+		if err != nil {
+			return nil, fmt.Errorf("config file %s:%d: key %q: %w", file, val.Line, k.Value, err)
+		}
+		out[k.Value] = x
+	}
+	return out, nil
+}
+
+func decodeValue(n *yaml.Node, typ string) (any, error) {
+	switch {
+	case strings.HasSuffix(typ, "Slice") || strings.HasSuffix(typ, "Array"):
+		var s []string
+		if n.Kind == yaml.ScalarNode {
+			return []string{n.Value}, nil
+		}
+		if err := n.Decode(&s); err != nil {
+			return nil, fmt.Errorf("want a list of strings")
+		}
+		return s, nil
+	case n.Kind != yaml.ScalarNode:
+		return nil, fmt.Errorf("want a single %s value, not a %s", typ, kindName(n.Kind))
+	case typ == "bool":
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			return nil, fmt.Errorf("want true or false, got %q", n.Value)
+		}
+		return b, nil
+	case strings.HasPrefix(typ, "int") || strings.HasPrefix(typ, "uint"):
+		var i int64
+		if err := n.Decode(&i); err != nil {
+			return nil, fmt.Errorf("want a whole number, got %q", n.Value)
+		}
+		return i, nil
+	case typ == "duration":
+		d, err := time.ParseDuration(n.Value)
+		if err != nil {
+			return nil, fmt.Errorf("want a duration such as 30s or 5m, got %q", n.Value)
+		}
+		return d, nil
+	default:
+		return n.Value, nil
+	}
+}
+
+func kindName(k yaml.Kind) string {
+	switch k {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "list"
+	}
+	return "value"
+}
+
+// suggest names the closest known key, if one is close.
+func suggest(key string, known map[string]string) string {
+	keys := make([]string, 0, len(known))
+	for k := range known {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	best, bestD := "", 3
+	for _, k := range keys {
+		if d := distance(key, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	if best == "" {
+		return " (see `outpost help` for the flags a config file may set)"
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// distance is the Levenshtein distance between a and b.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

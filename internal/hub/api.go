@@ -1,0 +1,406 @@
+package hub
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/outpost-edge/outpost/internal/deployment"
+	"github.com/outpost-edge/outpost/internal/registry"
+	"github.com/outpost-edge/outpost/internal/twin"
+)
+
+// handler serves one route for an authenticated principal. kind names the
+// entity for error codes (Device, Module, Twin).
+type handler func(w http.ResponseWriter, r *http.Request, p principal) error
+
+// Handler is the hub's HTTP API: IoT Hub's service REST subset and the
+// device sync endpoints.
+func (h *Hub) Handler() http.Handler {
+	mux := http.NewServeMux()
+	route := func(pattern, kind string, fn handler) {
+		mux.Handle(pattern, h.wrap(kind, fn))
+	}
+	route("GET /devices", "Device", h.listDevices)
+	route("GET /devices/{$}", "Device", h.listDevices) // the Node SDK lists with a trailing slash
+	route("PUT /devices/{id}", "Device", h.putDevice)
+	route("GET /devices/{id}", "Device", h.getDevice)
+	route("DELETE /devices/{id}", "Device", h.deleteDevice)
+	route("GET /devices/{id}/modules", "Module", h.listModules)
+	route("PUT /devices/{id}/modules/{mid}", "Module", h.putModule)
+	route("GET /devices/{id}/modules/{mid}", "Module", h.getModule)
+	route("DELETE /devices/{id}/modules/{mid}", "Module", h.deleteModule)
+	route("GET /twins/{id}", "Device", h.getTwin)
+	route("PATCH /twins/{id}", "Device", h.patchTwin)
+	route("GET /twins/{id}/modules/{mid}", "Module", h.getTwin)
+	route("PATCH /twins/{id}/modules/{mid}", "Module", h.patchTwin)
+	route("PUT /twins/{id}/modules/{mid}", "Module", h.putTwin)
+	route("POST /devices/{id}/applyConfigurationContent", "Device", h.applyConfiguration)
+	route("GET "+syncPrefix+"/devices/{id}/sync", "Device", h.sync)
+	route("POST "+syncPrefix+"/devices/{id}/reported", "Device", h.uploadReported)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errorf(http.StatusNotFound, "NotFound", "no such API: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func (h *Hub) wrap(kind string, fn handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, aerr := h.authenticate(r)
+		if aerr != nil {
+			writeError(w, aerr)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodySize)
+		if err := fn(w, r, p); err != nil {
+			ae := toAPIError(err, kind)
+			if ae.status >= 500 {
+				h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			}
+			writeError(w, ae)
+		}
+	})
+}
+
+// readJSON reads the request body into v, with errors that say what was wrong.
+func readJSON(r *http.Request, v any) error {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return errorf(http.StatusBadRequest, "ArgumentInvalid", "malformed JSON body: %v", err)
+	}
+	return nil
+}
+
+func readBody(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	if !json.Valid(b) {
+		var x any
+		err := json.Unmarshal(b, &x)
+		return nil, errorf(http.StatusBadRequest, "ArgumentInvalid", "malformed JSON body: %v", err)
+	}
+	return b, nil
+}
+
+func ifMatch(r *http.Request) string { return strings.Trim(r.Header.Get("If-Match"), `"`) }
+
+func setETag(w http.ResponseWriter, etag string) { w.Header().Set("ETag", `"`+etag+`"`) }
+
+// requireRight fails unless p is a policy with one of rights.
+func requireRight(p principal, rights ...string) error {
+	for _, r := range rights {
+		if p.can(r) {
+			return nil
+		}
+	}
+	if p.policy == nil {
+		return forbidden(p, "use this API")
+	}
+	return missingRight(p, strings.Join(rights, " or "))
+}
+
+// readAccess allows policies with one of rights, the device itself, and
+// (for a module entity) the module itself.
+func readAccess(p principal, deviceID, moduleID string, rights ...string) error {
+	if p.policy == nil && p.deviceID == deviceID && (p.moduleID == "" || p.moduleID == moduleID) {
+		return nil
+	}
+	if p.policy == nil {
+		return forbidden(p, fmt.Sprintf("read %s", entityName(deviceID, moduleID)))
+	}
+	return requireRight(p, rights...)
+}
+
+func entityName(deviceID, moduleID string) string {
+	if moduleID == "" {
+		return "device " + deviceID
+	}
+	return "module " + deviceID + "/" + moduleID
+}
+
+// deviceBody is what a client may set on a device.
+type deviceBody struct {
+	DeviceID       string                   `json:"deviceId"`
+	Status         string                   `json:"status"`
+	StatusReason   string                   `json:"statusReason"`
+	ETag           string                   `json:"etag"`
+	Authentication *registry.Authentication `json:"authentication"`
+}
+
+// moduleBody is what a client may set on a module.
+type moduleBody struct {
+	DeviceID       string                   `json:"deviceId"`
+	ModuleID       string                   `json:"moduleId"`
+	ManagedBy      string                   `json:"managedBy"`
+	ETag           string                   `json:"etag"`
+	Authentication *registry.Authentication `json:"authentication"`
+}
+
+func (h *Hub) listDevices(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := requireRight(p, RegistryRead); err != nil {
+		return err
+	}
+	top := 1000
+	if s := r.URL.Query().Get("top"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return errorf(http.StatusBadRequest, "ArgumentInvalid", "top=%q: want a positive whole number", s)
+		}
+		top = min(n, 1000)
+	}
+	devices, next, err := h.reg.ListDevices(r.Header.Get("x-ms-continuation"), top)
+	if err != nil {
+		return err
+	}
+	if next != "" {
+		w.Header().Set("x-ms-continuation", next)
+	}
+	if devices == nil {
+		devices = []registry.Device{}
+	}
+	writeJSON(w, http.StatusOK, devices)
+	return nil
+}
+
+func (h *Hub) putDevice(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := requireRight(p, RegistryWrite); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	var body deviceBody
+	if err := readJSON(r, &body); err != nil {
+		return err
+	}
+	if body.DeviceID != "" && body.DeviceID != id {
+		return errorf(http.StatusBadRequest, "ArgumentInvalid", "deviceId %q in the body does not match %q in the path", body.DeviceID, id)
+	}
+	d := registry.Device{DeviceID: id, Status: body.Status, StatusReason: body.StatusReason, Authentication: body.Authentication}
+	var err error
+	if match := ifMatch(r); match != "" {
+		d, err = h.reg.UpdateDevice(d, match)
+	} else {
+		d, err = h.reg.CreateDevice(d)
+	}
+	if err != nil {
+		return err
+	}
+	setETag(w, d.ETag)
+	writeJSON(w, http.StatusOK, d)
+	return nil
+}
+
+func (h *Hub) getDevice(w http.ResponseWriter, r *http.Request, p principal) error {
+	id := r.PathValue("id")
+	if err := readAccess(p, id, "", RegistryRead); err != nil {
+		return err
+	}
+	d, err := h.reg.GetDevice(id)
+	if err != nil {
+		return err
+	}
+	setETag(w, d.ETag)
+	writeJSON(w, http.StatusOK, d)
+	return nil
+}
+
+func (h *Hub) deleteDevice(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := requireRight(p, RegistryWrite); err != nil {
+		return err
+	}
+	if err := h.reg.DeleteDevice(r.PathValue("id"), ifMatch(r)); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Hub) listModules(w http.ResponseWriter, r *http.Request, p principal) error {
+	id := r.PathValue("id")
+	if err := readAccess(p, id, "", RegistryRead); err != nil {
+		return err
+	}
+	mods, err := h.reg.ListModules(id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, mods)
+	return nil
+}
+
+func (h *Hub) putModule(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := requireRight(p, RegistryWrite); err != nil {
+		return err
+	}
+	id, mid := r.PathValue("id"), r.PathValue("mid")
+	var body moduleBody
+	if err := readJSON(r, &body); err != nil {
+		return err
+	}
+	if (body.DeviceID != "" && body.DeviceID != id) || (body.ModuleID != "" && body.ModuleID != mid) {
+		return errorf(http.StatusBadRequest, "ArgumentInvalid", "deviceId/moduleId in the body (%q/%q) do not match the path (%q/%q)", body.DeviceID, body.ModuleID, id, mid)
+	}
+	m := registry.Module{DeviceID: id, ModuleID: mid, ManagedBy: body.ManagedBy, Authentication: body.Authentication}
+	var err error
+	if match := ifMatch(r); match != "" {
+		m, err = h.reg.UpdateModule(m, match)
+	} else {
+		m, err = h.reg.CreateModule(m)
+	}
+	if err != nil {
+		return err
+	}
+	setETag(w, m.ETag)
+	writeJSON(w, http.StatusOK, m)
+	return nil
+}
+
+func (h *Hub) getModule(w http.ResponseWriter, r *http.Request, p principal) error {
+	id, mid := r.PathValue("id"), r.PathValue("mid")
+	if err := readAccess(p, id, mid, RegistryRead); err != nil {
+		return err
+	}
+	m, err := h.reg.GetModule(id, mid)
+	if err != nil {
+		return err
+	}
+	setETag(w, m.ETag)
+	writeJSON(w, http.StatusOK, m)
+	return nil
+}
+
+func (h *Hub) deleteModule(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := requireRight(p, RegistryWrite); err != nil {
+		return err
+	}
+	if err := h.reg.DeleteModule(r.PathValue("id"), r.PathValue("mid"), ifMatch(r)); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func writeTwin(w http.ResponseWriter, t *twin.Twin) error {
+	b, err := t.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	setETag(w, t.ETag)
+	writeJSON(w, http.StatusOK, b)
+	return nil
+}
+
+func (h *Hub) getTwin(w http.ResponseWriter, r *http.Request, p principal) error {
+	id, mid := r.PathValue("id"), r.PathValue("mid")
+	if err := readAccess(p, id, mid, RegistryRead, ServiceConnect); err != nil {
+		return err
+	}
+	t, err := h.reg.GetTwin(id, mid)
+	if err != nil {
+		return err
+	}
+	return writeTwin(w, t)
+}
+
+// patchTwin applies an IoT Hub twin PATCH. Operators (policies with
+// serviceConnect) write tags and desired; a device or module writes only the
+// reported properties of its own twins.
+func (h *Hub) patchTwin(w http.ResponseWriter, r *http.Request, p principal) error {
+	id, mid := r.PathValue("id"), r.PathValue("mid")
+	device := p.policy == nil
+	if device {
+		if p.deviceID != id || (p.moduleID != "" && p.moduleID != mid) {
+			return forbidden(p, "write the twin of "+entityName(id, mid))
+		}
+	} else if err := requireRight(p, ServiceConnect); err != nil {
+		return err
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	if device {
+		if err := onlyReported(body); err != nil {
+			return err
+		}
+	}
+	now := h.now().UTC()
+	t, err := h.reg.UpdateTwin(id, mid, ifMatch(r), func(t *twin.Twin) (bool, error) {
+		return t.Apply(body, now, device)
+	})
+	if err != nil {
+		return err
+	}
+	return writeTwin(w, t)
+}
+
+// onlyReported fails unless a twin patch touches nothing but reported.
+func onlyReported(body []byte) error {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return errorf(http.StatusBadRequest, "ArgumentInvalid", "twin patch: %v", err)
+	}
+	if _, ok := doc["tags"]; ok {
+		return errorf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "a device may not write tags")
+	}
+	var props map[string]json.RawMessage
+	if raw, ok := doc["properties"]; ok {
+		if err := json.Unmarshal(raw, &props); err != nil {
+			return errorf(http.StatusBadRequest, "ArgumentInvalid", "twin patch: properties: %v", err)
+		}
+	}
+	if _, ok := props["desired"]; ok {
+		return errorf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "a device may not write desired properties")
+	}
+	return nil
+}
+
+func (h *Hub) putTwin(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := requireRight(p, ServiceConnect); err != nil {
+		return err
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	now := h.now().UTC()
+	t, err := h.reg.UpdateTwin(r.PathValue("id"), r.PathValue("mid"), ifMatch(r), func(t *twin.Twin) (bool, error) {
+		return t.Replace(body, now)
+	})
+	if err != nil {
+		return err
+	}
+	return writeTwin(w, t)
+}
+
+// applyConfiguration serves POST /devices/{id}/applyConfigurationContent:
+// the body is an IoT Edge deployment ({"modulesContent": …}) or a native
+// manifest in JSON. It answers the warnings for parts not supported yet.
+func (h *Hub) applyConfiguration(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := requireRight(p, RegistryWrite); err != nil {
+		return err
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	m, warnings, err := deployment.Parse(body, "deployment")
+	if err != nil {
+		return errorf(http.StatusBadRequest, "ArgumentInvalid", "%v", err)
+	}
+	if err := h.reg.ApplyDeployment(r.PathValue("id"), m); err != nil {
+		return err
+	}
+	if warnings == nil {
+		warnings = []string{}
+	}
+	writeJSON(w, http.StatusOK, map[string][]string{"warnings": warnings})
+	return nil
+}

@@ -1,0 +1,134 @@
+package hub_test
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/hub/hubtest"
+	"github.com/outpost-edge/outpost/internal/hubapi"
+)
+
+// BenchmarkTwinPatch measures durable desired patches per second through
+// HTTPS with 1, 16 and 64 concurrent clients, each on its own twin.
+//
+//	go test ./internal/hub -run '^$' -bench TwinPatch -benchtime 4000x
+func BenchmarkTwinPatch(b *testing.B) {
+	for _, clients := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			h := hubtest.Start(b, hubtest.Options{})
+			c := h.Client(b)
+			if _, err := c.CreateDevice(ctx, hubapi.Device{DeviceID: "bench"}); err != nil {
+				b.Fatal(err)
+			}
+			for i := range clients {
+				if _, err := c.CreateModule(ctx, hubapi.Module{DeviceID: "bench", ModuleID: fmt.Sprintf("m%d", i)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var next atomic.Int64
+			b.ResetTimer()
+			start := time.Now()
+			var wg sync.WaitGroup
+			for i := range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					mod := fmt.Sprintf("m%d", i)
+					for {
+						n := next.Add(1)
+						if n > int64(b.N) {
+							return
+						}
+						patch := fmt.Appendf(nil, `{"properties":{"desired":{"n":%d,"interval":5}}}`, n)
+						if _, err := c.PatchTwin(ctx, "bench", mod, patch, ""); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "patches/s")
+		})
+	}
+}
+
+// BenchmarkTwinGet measures twin reads per second with 16 clients.
+func BenchmarkTwinGet(b *testing.B) {
+	h := hubtest.Start(b, hubtest.Options{})
+	c := h.Client(b)
+	if _, err := c.CreateDevice(ctx, hubapi.Device{DeviceID: "bench"}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.CreateModule(ctx, hubapi.Module{DeviceID: "bench", ModuleID: "m"}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.PatchTwin(ctx, "bench", "m", []byte(`{"properties":{"desired":{"interval":5,"units":"C"}}}`), ""); err != nil {
+		b.Fatal(err)
+	}
+	b.SetParallelism(8) // 16 goroutines on 2 cores
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.GetTwin(ctx, "bench", "m"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "gets/s")
+}
+
+// BenchmarkDesiredDelivery measures how long a desired patch takes to reach
+// a device parked in a sync long poll: from sending the PATCH to the
+// device's poll returning with it. It reports p50 and p99.
+//
+//	go test ./internal/hub -run '^$' -bench DesiredDelivery -benchtime 1000x
+func BenchmarkDesiredDelivery(b *testing.B) {
+	h := hubtest.Start(b, hubtest.Options{})
+	c := h.Client(b)
+	d, err := c.CreateDevice(ctx, hubapi.Device{DeviceID: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.CreateModule(ctx, hubapi.Module{DeviceID: "bench", ModuleID: "m"}); err != nil {
+		b.Fatal(err)
+	}
+	dc := h.ClientFor(b, h.DeviceConnectionString("bench", "", d.Authentication.SymmetricKey.PrimaryKey))
+	s, err := dc.Sync(ctx, "bench", "", 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cursor := s.Cursor
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		got := make(chan time.Time, 1)
+		parked := make(chan struct{})
+		go func() {
+			close(parked)
+			r, err := dc.Sync(ctx, "bench", cursor, 30*time.Second)
+			if err != nil {
+				b.Error(err)
+			} else {
+				cursor = r.Cursor
+			}
+			got <- time.Now()
+		}()
+		<-parked
+		time.Sleep(2 * time.Millisecond) // let the request reach the hub and park
+		sent := time.Now()
+		if _, err := c.PatchTwin(ctx, "bench", "m", fmt.Appendf(nil, `{"properties":{"desired":{"n":%d}}}`, i), ""); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, (<-got).Sub(sent))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}

@@ -1,0 +1,93 @@
+// Package hubtest starts a real hub for tests: in this process, on a free
+// loopback port, with HTTPS and its own data dir.
+package hubtest
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/outpost-edge/outpost/internal/hub"
+	"github.com/outpost-edge/outpost/internal/hubclient"
+	"github.com/outpost-edge/outpost/internal/identity"
+)
+
+// Hub is a hub started for a test.
+type Hub struct {
+	*hub.Hub
+	DataDir          string
+	ConnectionString string // the owner's
+	CAFile           string // "" with InsecureHTTP
+	stop             func()
+}
+
+// Options change how the hub starts; the zero value is HTTPS on 127.0.0.1:0.
+type Options struct {
+	DataDir      string // default t.TempDir()
+	Listen       string // default 127.0.0.1:0
+	InsecureHTTP bool
+}
+
+// Start starts a hub and stops it when the test ends.
+func Start(t testing.TB, opts Options) *Hub {
+	t.Helper()
+	if opts.DataDir == "" {
+		opts.DataDir = t.TempDir()
+	}
+	if opts.Listen == "" {
+		opts.Listen = "127.0.0.1:0"
+	}
+	h, _, err := hub.Open(hub.Config{DataDir: opts.DataDir, Listen: opts.Listen, InsecureHTTP: opts.InsecureHTTP})
+	if err != nil {
+		t.Fatalf("start hub: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Serve(ctx) }()
+	creds := h.Credentials()
+	th := &Hub{Hub: h, DataDir: opts.DataDir, ConnectionString: creds.ConnectionString, CAFile: creds.CAFile}
+	var once bool
+	th.stop = func() {
+		if once {
+			return
+		}
+		once = true
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("hub serve: %v", err)
+		}
+		if err := h.Close(); err != nil {
+			t.Errorf("hub close: %v", err)
+		}
+	}
+	t.Cleanup(th.stop)
+	return th
+}
+
+// Stop stops the hub now (it is also stopped when the test ends).
+func (h *Hub) Stop() { h.stop() }
+
+// Client returns a client with the owner's credentials.
+func (h *Hub) Client(t testing.TB) *hubclient.Client {
+	t.Helper()
+	return h.ClientFor(t, h.ConnectionString)
+}
+
+// ClientFor returns a client for connectionString, trusting the hub's CA.
+func (h *Hub) ClientFor(t testing.TB, connectionString string) *hubclient.Client {
+	t.Helper()
+	c, err := hubclient.New(connectionString, h.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// DeviceConnectionString returns the connection string of a device (or of a
+// module when moduleID is not "") with key, on this hub.
+func (h *Hub) DeviceConnectionString(deviceID, moduleID, key string) string {
+	cs := &identity.ConnectionString{HostName: h.HostName(), DeviceID: deviceID, ModuleID: moduleID, SharedAccessKey: key}
+	cs.UseInsecureHTTP = strings.HasSuffix(h.ConnectionString, "UseInsecureHttp=true")
+	return cs.String()
+}

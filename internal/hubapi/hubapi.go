@@ -1,0 +1,149 @@
+// Package hubapi holds the wire types of the hub's device sync endpoints,
+// shared by the hub (which serves them) and its client (which the daemon
+// uses), so that neither imports the other.
+package hubapi
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Authentication is IoT Hub's authentication mechanism object.
+type Authentication struct {
+	Type         string        `json:"type"`
+	SymmetricKey *SymmetricKey `json:"symmetricKey,omitempty"`
+}
+
+// SymmetricKey holds the two keys of an identity (two, so they can be rotated).
+type SymmetricKey struct {
+	PrimaryKey   string `json:"primaryKey"`
+	SecondaryKey string `json:"secondaryKey"`
+}
+
+// Device is a device identity, in IoT Hub's JSON shape.
+type Device struct {
+	DeviceID                   string          `json:"deviceId"`
+	GenerationID               string          `json:"generationId"`
+	ETag                       string          `json:"etag"`
+	ConnectionState            string          `json:"connectionState"`
+	Status                     string          `json:"status"`
+	StatusReason               string          `json:"statusReason,omitempty"`
+	ConnectionStateUpdatedTime time.Time       `json:"connectionStateUpdatedTime"`
+	StatusUpdatedTime          time.Time       `json:"statusUpdatedTime"`
+	LastActivityTime           time.Time       `json:"lastActivityTime"`
+	CloudToDeviceMessageCount  int             `json:"cloudToDeviceMessageCount"`
+	Authentication             *Authentication `json:"authentication"`
+	Capabilities               *Capabilities   `json:"capabilities,omitempty"`
+}
+
+// Capabilities says what a device is; every outpost device is an edge device.
+type Capabilities struct {
+	IoTEdge bool `json:"iotEdge"`
+}
+
+// Module is a module identity, in IoT Hub's JSON shape.
+type Module struct {
+	ModuleID                   string          `json:"moduleId"`
+	DeviceID                   string          `json:"deviceId"`
+	ManagedBy                  string          `json:"managedBy,omitempty"`
+	GenerationID               string          `json:"generationId"`
+	ETag                       string          `json:"etag"`
+	ConnectionState            string          `json:"connectionState"`
+	ConnectionStateUpdatedTime time.Time       `json:"connectionStateUpdatedTime"`
+	LastActivityTime           time.Time       `json:"lastActivityTime"`
+	CloudToDeviceMessageCount  int             `json:"cloudToDeviceMessageCount"`
+	Authentication             *Authentication `json:"authentication"`
+}
+
+// Prefix is the path prefix of outpost's own endpoints; the rest of the
+// hub's API follows IoT Hub's service REST paths.
+const Prefix = "/outpost/v1"
+
+// SyncPath is the path of a device's sync endpoint:
+//
+//	GET {SyncPath}?cursor=C&wait=30s
+//
+// returns the device's state as a Sync. With a cursor from an earlier answer
+// it returns only the twins written since; with wait it answers as soon as
+// anything of the device changes, or after wait with the same cursor.
+func SyncPath(deviceID string) string { return Prefix + "/devices/" + escape(deviceID) + "/sync" }
+
+// ReportedPath is the path a device posts batches of reported patches to.
+func ReportedPath(deviceID string) string {
+	return Prefix + "/devices/" + escape(deviceID) + "/reported"
+}
+
+// MaxWait is the longest a sync request may wait for a change.
+const MaxWait = 60 * time.Second
+
+// Sync is what a device learns from the hub: its identity, its modules'
+// identities with their keys (the daemon signs tokens for its modules), and
+// module twins. The deployment is the desired properties of the `$agent`
+// module twin.
+type Sync struct {
+	Cursor  string            `json:"cursor"`
+	Full    bool              `json:"full"` // Twins holds every module's twin, not only changed ones
+	Device  SyncDevice        `json:"device"`
+	Modules []SyncModule      `json:"modules"`
+	Twins   []json.RawMessage `json:"twins"` // module twins in IoT Hub's JSON shape
+}
+
+// SyncDevice is the device's own identity, as the device sees it.
+type SyncDevice struct {
+	DeviceID     string `json:"deviceId"`
+	GenerationID string `json:"generationId"`
+	Status       string `json:"status"`
+	ETag         string `json:"etag"`
+}
+
+// SyncModule is a module identity with its keys.
+type SyncModule struct {
+	ModuleID     string `json:"moduleId"`
+	GenerationID string `json:"generationId"`
+	ManagedBy    string `json:"managedBy,omitempty"`
+	ETag         string `json:"etag"`
+	PrimaryKey   string `json:"primaryKey"`
+	SecondaryKey string `json:"secondaryKey"`
+}
+
+// ReportedBatch is a batch of reported patches, in the order the modules
+// made them. Seq numbers rise through a device's whole history; the hub
+// applies each patch once, so a batch can be sent again after a failure.
+type ReportedBatch struct {
+	Patches []ReportedPatch `json:"patches"`
+}
+
+// ReportedPatch is one module's reported-properties merge patch.
+type ReportedPatch struct {
+	Seq      int64           `json:"seq"`
+	ModuleID string          `json:"moduleId"`
+	Patch    json.RawMessage `json:"patch"`
+}
+
+// ReportedAck says which patches the hub holds: every seq ≤ Acked. Rejected
+// patches (an unknown module, a patch over the twin limits) are acked too, so
+// that one bad patch never blocks the queue, and listed with the reason.
+type ReportedAck struct {
+	Acked    int64      `json:"acked"`
+	Rejected []Rejected `json:"rejected,omitempty"`
+}
+
+// Rejected is a patch the hub refused, and why.
+type Rejected struct {
+	Seq   int64  `json:"seq"`
+	Error string `json:"error"`
+}
+
+func escape(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+			b = append(b, c)
+			continue
+		}
+		b = append(b, '%', hex[c>>4], hex[c&15])
+	}
+	return string(b)
+}

@@ -1,0 +1,325 @@
+// Package hubclient is the typed client of the hub's API, shared by the
+// CLI, the TUI and the daemon. It authenticates with a connection string
+// (a policy's, a device's or a module's) and maps the hub's errors to typed
+// errors that carry exit codes and next steps.
+package hubclient
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/identity"
+	"github.com/outpost-edge/outpost/internal/twin"
+)
+
+// APIVersion is sent with every request, as IoT Hub's SDKs do.
+const APIVersion = "2021-04-12"
+
+// tokenTTL is how long the client's own tokens live.
+const tokenTTL = time.Hour
+
+// Client talks to one hub.
+type Client struct {
+	cs   *identity.ConnectionString
+	base string
+	hc   *http.Client
+	now  func() time.Time
+
+	mu      sync.Mutex
+	token   string
+	expires time.Time
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient replaces the HTTP client (its TLS settings included).
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
+
+// WithClock replaces the clock used for tokens.
+func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
+
+// New returns a client for the hub named in connectionString, trusting
+// caFile (PEM) in addition to the system's roots when it is not "".
+func New(connectionString, caFile string, opts ...Option) (*Client, error) {
+	if connectionString == "" {
+		return nil, &Error{Message: "no hub connection string", hint: "pass --hub, set OUTPOST_CONNECTION_STRING, or put connection-string in the config file; `outpost hub credentials` prints the owner's"}
+	}
+	cs, err := identity.ParseConnectionString(connectionString)
+	if err != nil {
+		return nil, err
+	}
+	scheme := "https"
+	if cs.UseInsecureHTTP {
+		scheme = "http"
+	}
+	c := &Client{cs: cs, base: scheme + "://" + cs.HostName, now: time.Now}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	if caFile != "" && !cs.UseInsecureHTTP {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read the hub's CA: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("the hub's CA %s holds no PEM certificate", caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	c.hc = &http.Client{Transport: tr}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// ConnectionString is the parsed connection string the client uses.
+func (c *Client) ConnectionString() *identity.ConnectionString { return c.cs }
+
+// HostName is the hub's host[:port].
+func (c *Client) HostName() string { return c.cs.HostName }
+
+func (c *Client) authorization() (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	if c.token == "" || now.After(c.expires.Add(-5*time.Minute)) {
+		tok, err := c.cs.Token(tokenTTL, now)
+		if err != nil {
+			return "", err
+		}
+		c.token, c.expires = tok, now.Add(tokenTTL)
+	}
+	return c.token, nil
+}
+
+// Error is an error answered by the hub, or a client-side error with a hint.
+type Error struct {
+	StatusCode int    // HTTP status, 0 for client-side errors
+	Code       string // IoT Hub's error code, e.g. DeviceNotFound
+	Message    string
+	hint       string
+}
+
+func (e *Error) Error() string {
+	if e.StatusCode == 0 {
+		return e.Message
+	}
+	return fmt.Sprintf("%s (%d %s)", e.Message, e.StatusCode, e.Code)
+}
+
+// ExitCode maps the error to outpost's exit codes.
+func (e *Error) ExitCode() int {
+	switch e.StatusCode {
+	case http.StatusNotFound:
+		return 3
+	case http.StatusPreconditionFailed:
+		return 4
+	case http.StatusServiceUnavailable:
+		return 5
+	}
+	return 1
+}
+
+// Hint says what to do next.
+func (e *Error) Hint() string {
+	if e.hint != "" {
+		return e.hint
+	}
+	switch e.StatusCode {
+	case http.StatusUnauthorized:
+		return "check the connection string (--hub / OUTPOST_CONNECTION_STRING): its key or policy may be wrong"
+	case http.StatusPreconditionFailed:
+		return "someone changed it since you read it: read it again and retry"
+	case http.StatusServiceUnavailable:
+		return "is the hub running? it may be restarting: try again in a moment"
+	}
+	return ""
+}
+
+// Is makes errors.Is(err, ErrNotFound) and friends work.
+func (e *Error) Is(target error) bool {
+	switch target {
+	case ErrNotFound:
+		return e.StatusCode == http.StatusNotFound
+	case ErrConflict:
+		return e.StatusCode == http.StatusConflict
+	case ErrPrecondition:
+		return e.StatusCode == http.StatusPreconditionFailed
+	case ErrUnauthorized:
+		return e.StatusCode == http.StatusUnauthorized
+	}
+	return false
+}
+
+// Sentinels for errors.Is.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrConflict     = errors.New("already exists")
+	ErrPrecondition = errors.New("precondition failed")
+	ErrUnauthorized = errors.New("unauthorized")
+)
+
+// UnavailableError means the hub could not be reached.
+type UnavailableError struct {
+	Addr string
+	Err  error
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("hub %s is unreachable: %v", e.Addr, e.Err)
+}
+func (e *UnavailableError) Unwrap() error { return e.Err }
+func (e *UnavailableError) ExitCode() int { return 5 }
+func (e *UnavailableError) Hint() string {
+	return "is the hub running there? (outpost hub serve); check HostName in the connection string"
+}
+
+// certHint says what to do about a hub certificate that did not verify.
+func certHint(err error, addr string) string {
+	var hostname x509.HostnameError
+	if errors.As(err, &hostname) {
+		return "the hub's certificate is not for " + addr + ": use the HostName the hub prints, or restart it with --hostname/--san for this name"
+	}
+	return "the hub's certificate is not trusted: pass its CA with --ca FILE (or OUTPOST_CA); `outpost hub credentials` names the file"
+}
+
+// do sends a request and decodes a JSON answer into out (if not nil).
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, body any, header http.Header, out any) (http.Header, error) {
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		buf, err := json.Marshal(b)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(buf)
+	}
+	if query == nil {
+		query = url.Values{}
+	}
+	query.Set("api-version", APIVersion)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path+"?"+query.Encode(), rd)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	auth, err := c.authorization()
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", auth)
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var certErr *tls.CertificateVerificationError
+		if errors.As(err, &certErr) {
+			return nil, &Error{Message: fmt.Sprintf("hub %s: %v", c.cs.HostName, certErr.Err), hint: certHint(certErr.Err, c.cs.HostName)}
+		}
+		var netErr net.Error
+		var opErr *net.OpError
+		if errors.As(err, &opErr) || errors.As(err, &netErr) || errors.Is(err, io.EOF) {
+			return nil, &UnavailableError{Addr: c.cs.HostName, Err: unwrapURL(err)}
+		}
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, &UnavailableError{Addr: c.cs.HostName, Err: err}
+	}
+	if resp.StatusCode >= 300 {
+		return resp.Header, decodeError(resp, data)
+	}
+	if out != nil && len(data) > 0 {
+		if raw, ok := out.(*[]byte); ok {
+			*raw = data
+		} else if err := json.Unmarshal(data, out); err != nil {
+			return resp.Header, fmt.Errorf("%s %s: bad answer from the hub: %w", method, path, err)
+		}
+	}
+	return resp.Header, nil
+}
+
+func unwrapURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func decodeError(resp *http.Response, data []byte) error {
+	e := &Error{StatusCode: resp.StatusCode, Code: resp.Header.Get("iothub-errorcode")}
+	var body struct {
+		Message          string
+		ExceptionMessage string
+	}
+	if json.Unmarshal(data, &body) == nil && (body.Message != "" || body.ExceptionMessage != "") {
+		e.Message = body.ExceptionMessage
+		if e.Message == "" {
+			e.Message = body.Message
+		}
+		if code, _, ok := strings.Cut(strings.TrimPrefix(body.Message, "ErrorCode:"), ";"); ok && e.Code == "" {
+			e.Code = code
+		}
+	} else {
+		e.Message = strings.TrimSpace(string(data))
+		if e.Message == "" {
+			e.Message = resp.Status
+		}
+	}
+	if e.Code == "" {
+		e.Code = http.StatusText(resp.StatusCode)
+	}
+	return e
+}
+
+func esc(s string) string { return url.PathEscape(s) }
+
+// ifMatch returns an If-Match header for etag ("" for none).
+func ifMatch(etag string) http.Header {
+	if etag == "" {
+		return nil
+	}
+	if etag != "*" {
+		etag = `"` + strings.Trim(etag, `"`) + `"`
+	}
+	return http.Header{"If-Match": {etag}}
+}
+
+// parseTwin decodes a twin document.
+func parseTwin(data []byte) (*twin.Twin, error) {
+	t := new(twin.Twin)
+	if err := t.UnmarshalJSON(data); err != nil {
+		return nil, fmt.Errorf("bad twin from the hub: %w", err)
+	}
+	return t, nil
+}

@@ -1,0 +1,314 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/outpost-edge/outpost/internal/identity"
+	"github.com/outpost-edge/outpost/internal/store"
+)
+
+// AgentModule is the system module every device has: its twin's desired
+// properties are the device's deployment, its reported ones the agent's status.
+const AgentModule = "$agent"
+
+// ManagedBy marks the module identities outpost created itself.
+const ManagedBy = "outpost"
+
+// CreateDevice adds a device identity with its $agent module. Empty keys are
+// generated; status defaults to enabled.
+func (r *Registry) CreateDevice(d Device) (Device, error) {
+	if err := identity.ValidateDeviceID(d.DeviceID); err != nil {
+		return Device{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := r.fillDevice(&d); err != nil {
+		return Device{}, err
+	}
+	d.GenerationID = newGenerationID()
+	now := r.now()
+	d.StatusUpdatedTime, d.ConnectionStateUpdatedTime = now, now
+	v, err := r.putDevice(d, 0)
+	if errors.Is(err, store.ErrConflict) {
+		return Device{}, fmt.Errorf("%w: device %q", ErrExists, d.DeviceID)
+	}
+	if err != nil {
+		return Device{}, err
+	}
+	d.ETag = ETagOf(v)
+	if _, err := r.CreateModule(Module{DeviceID: d.DeviceID, ModuleID: AgentModule, ManagedBy: ManagedBy}); err != nil && !errors.Is(err, ErrExists) {
+		return Device{}, fmt.Errorf("create %s for device %q: %w", AgentModule, d.DeviceID, err)
+	}
+	return d, nil
+}
+
+// UpdateDevice replaces a device's status and keys, if its etag still
+// matches ifMatch ("" or "*" for any).
+func (r *Registry) UpdateDevice(d Device, ifMatch string) (Device, error) {
+	cur, err := r.GetDevice(d.DeviceID)
+	if err != nil {
+		return Device{}, err
+	}
+	expect, err := versionOf(ifMatch)
+	if err != nil {
+		return Device{}, err
+	}
+	if expect == store.Any {
+		expect, _ = versionOf(cur.ETag)
+	}
+	if err := r.fillDevice(&d); err != nil {
+		return Device{}, err
+	}
+	d.GenerationID = cur.GenerationID
+	d.ConnectionState, d.ConnectionStateUpdatedTime, d.LastActivityTime = cur.ConnectionState, cur.ConnectionStateUpdatedTime, cur.LastActivityTime
+	d.StatusUpdatedTime = cur.StatusUpdatedTime
+	if d.Status != cur.Status {
+		d.StatusUpdatedTime = r.now()
+	}
+	v, err := r.putDevice(d, expect)
+	if err != nil {
+		return Device{}, storeErr(err, fmt.Sprintf("device %q", d.DeviceID))
+	}
+	d.ETag = ETagOf(v)
+	return d, nil
+}
+
+func (r *Registry) fillDevice(d *Device) error {
+	switch d.Status {
+	case "":
+		d.Status = "enabled"
+	case "enabled", "disabled":
+	default:
+		return fmt.Errorf("%w: device %q: status %q must be enabled or disabled", ErrInvalid, d.DeviceID, d.Status)
+	}
+	if d.ConnectionState == "" {
+		d.ConnectionState = "Disconnected"
+	}
+	auth, err := fillAuth(d.Authentication, fmt.Sprintf("device %q", d.DeviceID))
+	if err != nil {
+		return err
+	}
+	d.Authentication = auth
+	d.Capabilities = &Capabilities{IoTEdge: true}
+	return nil
+}
+
+func (r *Registry) putDevice(d Device, expect int64) (int64, error) {
+	d.ETag = ""
+	b, err := json.Marshal(d)
+	if err != nil {
+		return 0, err
+	}
+	return r.st.Put(deviceKey(d.DeviceID), b, expect)
+}
+
+// GetDevice returns a device identity.
+func (r *Registry) GetDevice(id string) (Device, error) {
+	rec, err := r.st.Get(deviceKey(id))
+	if errors.Is(err, store.ErrNotFound) {
+		return Device{}, deviceNotFound(id)
+	}
+	if err != nil {
+		return Device{}, err
+	}
+	d, err := decodeRecord[Device](rec)
+	d.ETag = ETagOf(rec.Version)
+	return d, err
+}
+
+// ListDevices returns up to limit devices whose ids sort after `after`, and
+// the token for the next page ("" on the last one). limit ≤ 0 means all.
+func (r *Registry) ListDevices(after string, limit int) ([]Device, string, error) {
+	recs, err := r.st.List("devices/")
+	if err != nil {
+		return nil, "", err
+	}
+	var out []Device
+	for _, rec := range recs {
+		id := strings.TrimPrefix(rec.Key, "devices/")
+		if id <= after && after != "" {
+			continue
+		}
+		if limit > 0 && len(out) == limit {
+			return out, out[len(out)-1].DeviceID, nil
+		}
+		d, err := decodeRecord[Device](rec)
+		if err != nil {
+			return nil, "", err
+		}
+		d.ETag = ETagOf(rec.Version)
+		out = append(out, d)
+	}
+	return out, "", nil
+}
+
+// DeleteDevice removes a device with its modules and twins. The device
+// record goes last, so an interrupted delete can be retried.
+func (r *Registry) DeleteDevice(id, ifMatch string) error {
+	cur, err := r.GetDevice(id)
+	if err != nil {
+		return err
+	}
+	expect, err := versionOf(ifMatch)
+	if err != nil {
+		return err
+	}
+	if expect != store.Any {
+		if have, _ := versionOf(cur.ETag); have != expect {
+			return fmt.Errorf("%w: device %q was changed by someone else (etag mismatch)", ErrPrecondition, id)
+		}
+	}
+	for _, prefix := range []string{"modules/" + id + "/", "twins/" + id + "/"} {
+		recs, err := r.st.List(prefix)
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			if err := r.st.Delete(rec.Key, store.Any); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+	}
+	if err := r.st.Delete(twinKey(id, ""), store.Any); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return storeErr(r.st.Delete(deviceKey(id), expect), fmt.Sprintf("device %q", id))
+}
+
+// CreateModule adds a module identity to an existing device.
+func (r *Registry) CreateModule(m Module) (Module, error) {
+	if err := identity.ValidateModuleIDAllowSystem(m.ModuleID); err != nil {
+		return Module{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if _, err := r.GetDevice(m.DeviceID); err != nil {
+		return Module{}, err
+	}
+	auth, err := fillAuth(m.Authentication, fmt.Sprintf("module %s/%s", m.DeviceID, m.ModuleID))
+	if err != nil {
+		return Module{}, err
+	}
+	m.Authentication = auth
+	if _, err := r.GetModule(m.DeviceID, m.ModuleID); err == nil {
+		return Module{}, fmt.Errorf("%w: module %s/%s", ErrExists, m.DeviceID, m.ModuleID)
+	}
+	if err := r.dropTwin(m.DeviceID, m.ModuleID); err != nil { // left by an interrupted delete
+		return Module{}, err
+	}
+	m.GenerationID = newGenerationID()
+	m.ConnectionState = "Disconnected"
+	m.ConnectionStateUpdatedTime = r.now()
+	v, err := r.putModule(m, 0)
+	if errors.Is(err, store.ErrConflict) {
+		return Module{}, fmt.Errorf("%w: module %s/%s", ErrExists, m.DeviceID, m.ModuleID)
+	}
+	if err != nil {
+		return Module{}, err
+	}
+	m.ETag = ETagOf(v)
+	return m, nil
+}
+
+// UpdateModule replaces a module's keys and managedBy, if its etag still
+// matches ifMatch ("" or "*" for any).
+func (r *Registry) UpdateModule(m Module, ifMatch string) (Module, error) {
+	cur, err := r.GetModule(m.DeviceID, m.ModuleID)
+	if err != nil {
+		return Module{}, err
+	}
+	expect, err := versionOf(ifMatch)
+	if err != nil {
+		return Module{}, err
+	}
+	if expect == store.Any {
+		expect, _ = versionOf(cur.ETag)
+	}
+	auth, err := fillAuth(m.Authentication, fmt.Sprintf("module %s/%s", m.DeviceID, m.ModuleID))
+	if err != nil {
+		return Module{}, err
+	}
+	m.Authentication = auth
+	m.GenerationID = cur.GenerationID
+	m.ConnectionState, m.ConnectionStateUpdatedTime, m.LastActivityTime = cur.ConnectionState, cur.ConnectionStateUpdatedTime, cur.LastActivityTime
+	v, err := r.putModule(m, expect)
+	if err != nil {
+		return Module{}, storeErr(err, fmt.Sprintf("module %s/%s", m.DeviceID, m.ModuleID))
+	}
+	m.ETag = ETagOf(v)
+	return m, nil
+}
+
+func (r *Registry) putModule(m Module, expect int64) (int64, error) {
+	m.ETag = ""
+	b, err := json.Marshal(m)
+	if err != nil {
+		return 0, err
+	}
+	return r.st.Put(moduleKey(m.DeviceID, m.ModuleID), b, expect)
+}
+
+// GetModule returns a module identity.
+func (r *Registry) GetModule(deviceID, moduleID string) (Module, error) {
+	rec, err := r.st.Get(moduleKey(deviceID, moduleID))
+	if errors.Is(err, store.ErrNotFound) {
+		if _, derr := r.GetDevice(deviceID); derr != nil {
+			return Module{}, derr
+		}
+		return Module{}, moduleNotFound(deviceID, moduleID)
+	}
+	if err != nil {
+		return Module{}, err
+	}
+	m, err := decodeRecord[Module](rec)
+	m.ETag = ETagOf(rec.Version)
+	return m, err
+}
+
+// ListModules returns a device's modules, sorted by id.
+func (r *Registry) ListModules(deviceID string) ([]Module, error) {
+	if _, err := r.GetDevice(deviceID); err != nil {
+		return nil, err
+	}
+	recs, err := r.st.List("modules/" + deviceID + "/")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Module, 0, len(recs))
+	for _, rec := range recs {
+		m, err := decodeRecord[Module](rec)
+		if err != nil {
+			return nil, err
+		}
+		m.ETag = ETagOf(rec.Version)
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ModuleID < out[j].ModuleID })
+	return out, nil
+}
+
+// DeleteModule removes a module identity and its twin.
+func (r *Registry) DeleteModule(deviceID, moduleID, ifMatch string) error {
+	expect, err := versionOf(ifMatch)
+	if err != nil {
+		return err
+	}
+	what := fmt.Sprintf("module %s/%s", deviceID, moduleID)
+	if _, err := r.GetModule(deviceID, moduleID); err != nil {
+		return err
+	}
+	// The identity first, under the etag check; then its twin. A twin left
+	// behind by a crash in between is removed when the module is created again.
+	if err := r.st.Delete(moduleKey(deviceID, moduleID), expect); err != nil {
+		return storeErr(err, what)
+	}
+	return r.dropTwin(deviceID, moduleID)
+}
+
+// dropTwin removes a module's twin record, if there is one.
+func (r *Registry) dropTwin(deviceID, moduleID string) error {
+	if err := r.st.Delete(twinKey(deviceID, moduleID), store.Any); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,84 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/outpost-edge/outpost/internal/store"
+	"github.com/outpost-edge/outpost/internal/twin"
+)
+
+// GetTwin returns the twin of a module, or of the device itself when
+// moduleID is "". A twin that was never written is a fresh one, created on
+// its first write.
+func (r *Registry) GetTwin(deviceID, moduleID string) (*twin.Twin, error) {
+	t, _, err := r.loadTwin(deviceID, moduleID)
+	return t, err
+}
+
+func (r *Registry) loadTwin(deviceID, moduleID string) (*twin.Twin, int64, error) {
+	rec, err := r.st.Get(twinKey(deviceID, moduleID))
+	if err == nil {
+		t := new(twin.Twin)
+		if err := t.UnmarshalJSON(rec.Value); err != nil {
+			return nil, 0, fmt.Errorf("record %s: %w", rec.Key, err)
+		}
+		return t, rec.Version, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, 0, err
+	}
+	// No twin yet: the identity must exist.
+	if moduleID == "" {
+		_, err = r.GetDevice(deviceID)
+	} else {
+		_, err = r.GetModule(deviceID, moduleID)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return twin.New(deviceID, moduleID, r.now()), 0, nil
+}
+
+// UpdateTwin changes a twin with fn and stores it, if the twin's etag still
+// matches ifMatch ("" or "*" for any: concurrent writers are then retried, so
+// no write is lost). fn reports whether it changed anything; a twin fn did
+// not change is not written.
+func (r *Registry) UpdateTwin(deviceID, moduleID, ifMatch string, fn func(t *twin.Twin) (bool, error)) (*twin.Twin, error) {
+	ifMatch = strings.Trim(ifMatch, `"`)
+	for {
+		t, version, err := r.loadTwin(deviceID, moduleID)
+		if err != nil {
+			return nil, err
+		}
+		if ifMatch != "" && ifMatch != "*" && ifMatch != t.ETag {
+			return nil, fmt.Errorf("%w: twin %s: etag %q does not match the current %q", ErrPrecondition, twinName(deviceID, moduleID), ifMatch, t.ETag)
+		}
+		changed, err := fn(t)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		if !changed {
+			return t, nil
+		}
+		b, err := t.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		if _, err := r.st.Put(twinKey(deviceID, moduleID), b, version); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				continue // someone wrote in between; their etag check (if any) decides
+			}
+			return nil, err
+		}
+		return t, nil
+	}
+}
+
+func twinName(deviceID, moduleID string) string {
+	if moduleID == "" {
+		return deviceID
+	}
+	return deviceID + "/" + moduleID
+}

@@ -2,13 +2,13 @@ package cli
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/hub/hubtest"
 	"github.com/outpost-edge/outpost/internal/identity"
-	"github.com/outpost-edge/outpost/internal/registry"
-	"github.com/outpost-edge/outpost/internal/store"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
 
@@ -34,27 +34,28 @@ func TestQuickstart(t *testing.T) {
 		if tw.DesiredVersion() != 2 || tw.ReportedVersion() != 2 {
 			t.Fatalf("round %d: versions %d/%d: a repeated patch must not bump them", round, tw.DesiredVersion(), tw.ReportedVersion())
 		}
-		if !strings.Contains(errOut, "module identity /devices/quickstart-device/modules/tempsensor") {
-			t.Errorf("round %d: status lines missing: %s", round, errOut)
-		}
-
-		// The token verifies with the module's own key, as the hub will check it.
-		st, err := store.Open(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mod, err := registry.New(st).GetModule("quickstart-device", "tempsensor")
-		st.Close()
-		if err != nil {
-			t.Fatal(err)
+		for _, want := range []string{"hub serving https://", "module identity /devices/quickstart-device/modules/tempsensor", "reported patch by the module"} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("round %d: status lines lack %q: %s", round, want, errOut)
+			}
 		}
 		sas, err := identity.ParseSAS(res.Token)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resource := identity.ModuleResource("localhost", "quickstart-device", "tempsensor")
-		if err := sas.Verify(resource, time.Now(), mod.Authentication.SymmetricKey.PrimaryKey); err != nil {
-			t.Fatalf("token does not verify: %v", err)
+		cs, err := identity.ParseConnectionString(res.ConnectionString)
+		if err != nil {
+			t.Fatal(err)
 		}
+		if err := sas.Verify(cs.Resource(), time.Now(), cs.SharedAccessKey); err != nil {
+			t.Fatalf("the token does not verify with the module's key: %v", err)
+		}
+	}
+
+	// The hub's data stays: a hub serving it again has the twin.
+	h := hubtest.Start(t, hubtest.Options{DataDir: filepath.Join(dir, "hub")})
+	tw, err := h.Client(t).GetTwin(t.Context(), "quickstart-device", "tempsensor")
+	if err != nil || tw.Reported()["temperature"] != json.Number("21.5") {
+		t.Fatalf("twin in the quickstart's hub data: %v", err)
 	}
 }

@@ -217,3 +217,39 @@ func BenchmarkOpen100k(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/open")
 }
+
+// BenchmarkBaselineAtomicWrite is the textbook atomic write of a 200-byte file, without the
+// store: temp file, write, fsync, rename, directory fsync. It tells how fast this disk is.
+func BenchmarkBaselineAtomicWrite(b *testing.B) {
+	dir := b.TempDir()
+	d, err := os.Open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	b.ResetTimer()
+	for i := range b.N {
+		f, err := os.CreateTemp(dir, "*.tmp")
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, err = f.Write(benchValue)
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(f.Name(), filepath.Join(dir, "k"+strconv.Itoa(i%16)))
+		}
+		if err == nil {
+			err = syncDir(d)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	reportRate(b, "writes/s")
+}

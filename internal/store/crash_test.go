@@ -17,7 +17,10 @@ import (
 	"time"
 )
 
-var crashIterations = flag.Int("crash.iterations", 50, "kill-and-reopen rounds in TestCrash")
+var (
+	crashIterations = flag.Int("crash.iterations", 50, "kill-and-reopen rounds in TestCrash")
+	crashSeed       = flag.Uint64("crash.seed", 0, "seed for TestCrash's kill times (0: random)")
+)
 
 const crashEnv = "OUTPOST_STORE_TEST_CRASH" // DIR,SEED: run TestCrashChild
 
@@ -121,7 +124,12 @@ func TestCrash(t *testing.T) {
 	}
 	dir := t.TempDir()
 	model := map[string]*state{}
-	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
+	seed := *crashSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("-crash.seed=%d", seed)
+	rnd := rand.New(rand.NewPCG(seed, 0))
 	totalAcks, inFlight, landed := 0, 0, 0
 	var maxVersion int64 // highest version seen so far, for any key
 	for i := range *crashIterations {

@@ -764,3 +764,37 @@ func TestKeyList(t *testing.T) {
 		t.Fatal("newKeyList lost keys")
 	}
 }
+
+// TestSparesReused checks that replaced and deleted files are reused, whatever their size,
+// and that reused files hold exactly the new record.
+func TestSparesReused(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir)
+	sizes := []int{10, 5000, 10, 10, 9000, 20, 5000}
+	var v int64
+	for i := range 60 {
+		val := fmt.Sprintf(`{"i":%d,"pad":%q}`, i, strings.Repeat("x", sizes[i%len(sizes)]))
+		v = put(t, s, "k", val, Any)
+		if i%10 == 4 {
+			if err := s.Delete("k", v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if r, err := s.Get("k"); err == nil && string(r.Value) != val {
+			t.Fatalf("put %d: read back %.30s", i, r.Value)
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, "records"))
+	if len(ents) > 1+3 { // the record, and a spare for each of its 3 sizes
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("records/ holds %q: spares are not reused", names)
+	}
+	s.Close()
+	s = openT(t, dir)
+	if r := get(t, s, "k"); r.Version != v || !strings.HasPrefix(string(r.Value), `{"i":59,`) {
+		t.Errorf("after reopen: %+v", r)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -77,11 +78,19 @@ owner policy, and prints the owner connection string and the CA file once;
 }
 
 func hubServeRun(cmd *cobra.Command, f *Factory, cfg hub.Config) error {
+	// The hub's heap is mostly its store's records, which live as long as
+	// the process and hold no pointers: collecting at 25% growth instead of
+	// Go's default 100% keeps the resident size near the data for little CPU.
+	// GOGC in the environment still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(25)
+	}
 	h, first, err := hub.Open(cfg)
 	if err != nil {
 		return &ExitError{Code: ExitUnavailable, Err: err}
 	}
 	defer h.Close()
+	debug.FreeOSMemory() // give back what loading the store took beyond the records
 	creds := h.Credentials()
 	scheme := "https"
 	if cfg.InsecureHTTP {

@@ -121,19 +121,24 @@ func (r *Registry) GetDevice(id string) (Device, error) {
 // ListDevices returns up to limit devices whose ids sort after `after`, and
 // the token for the next page ("" on the last one). limit ≤ 0 means all.
 func (r *Registry) ListDevices(after string, limit int) ([]Device, string, error) {
-	recs, err := r.st.List("devices/")
+	if after != "" {
+		after = deviceKey(after)
+	}
+	n := 0
+	if limit > 0 {
+		n = limit + 1 // one more, to know whether there is a next page
+	}
+	recs, err := r.st.Range("devices/", after, n)
 	if err != nil {
 		return nil, "", err
 	}
-	var out []Device
+	next := ""
+	if limit > 0 && len(recs) > limit {
+		recs = recs[:limit]
+		next = strings.TrimPrefix(recs[limit-1].Key, "devices/")
+	}
+	out := make([]Device, 0, len(recs))
 	for _, rec := range recs {
-		id := strings.TrimPrefix(rec.Key, "devices/")
-		if id <= after && after != "" {
-			continue
-		}
-		if limit > 0 && len(out) == limit {
-			return out, out[len(out)-1].DeviceID, nil
-		}
 		d, err := decodeRecord[Device](rec)
 		if err != nil {
 			return nil, "", err
@@ -141,7 +146,7 @@ func (r *Registry) ListDevices(after string, limit int) ([]Device, string, error
 		d.ETag = ETagOf(rec.Version)
 		out = append(out, d)
 	}
-	return out, "", nil
+	return out, next, nil
 }
 
 // DeleteDevice removes a device with its modules and twins. The device

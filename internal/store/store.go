@@ -31,6 +31,9 @@ type Store interface {
 	Get(key string) (Record, error)
 	// List returns the records whose keys start with prefix, sorted by key.
 	List(prefix string) ([]Record, error)
+	// Range returns, sorted by key, at most limit (0: no limit) records whose keys
+	// start with prefix and sort after `after` ("" for from the start): one page.
+	Range(prefix, after string, limit int) ([]Record, error)
 	// Put writes value under key if the record's version is expect: 0 means the record
 	// must not exist, Any means no condition. It returns the new version, or a
 	// *ConflictError (wrapping ErrConflict) when the version is not the expected one.
@@ -176,14 +179,24 @@ func (s *FileStore) Get(key string) (Record, error) {
 
 // List returns the records whose keys start with prefix, sorted by key.
 func (s *FileStore) List(prefix string) ([]Record, error) {
+	return s.Range(prefix, "", 0)
+}
+
+// Range returns at most limit (0: no limit) records under prefix whose keys sort after
+// `after`, sorted by key.
+func (s *FileStore) Range(prefix, after string, limit int) ([]Record, error) {
+	from := prefix
+	if after != "" && after >= prefix {
+		from = after + "\x00" // the smallest key above after
+	}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
 		return nil, ErrClosed
 	}
 	var recs []Record
-	s.keys.ascend(prefix, func(k string) bool {
-		if !strings.HasPrefix(k, prefix) {
+	s.keys.ascend(from, func(k string) bool {
+		if !strings.HasPrefix(k, prefix) || (limit > 0 && len(recs) == limit) {
 			return false
 		}
 		e := s.index[k]

@@ -798,3 +798,40 @@ func TestSparesReused(t *testing.T) {
 		t.Errorf("after reopen: %+v", r)
 	}
 }
+
+func TestRange(t *testing.T) {
+	s := openT(t, t.TempDir())
+	for _, k := range []string{"a/1", "a/2", "a/3", "a/4", "b/1", "a0"} {
+		if _, err := s.Put(k, []byte(`1`), Any); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := func(recs []Record) string {
+		var ks []string
+		for _, r := range recs {
+			ks = append(ks, r.Key)
+		}
+		return strings.Join(ks, ",")
+	}
+	for _, tc := range []struct {
+		prefix, after string
+		limit         int
+		want          string
+	}{
+		{"a/", "", 0, "a/1,a/2,a/3,a/4"},
+		{"a/", "", 2, "a/1,a/2"},
+		{"a/", "a/2", 2, "a/3,a/4"},
+		{"a/", "a/4", 2, ""},
+		{"a/", "a/25", 0, "a/3,a/4"},
+		{"a/", "0", 1, "a/1"}, // after sorts before the prefix: from the start
+		{"", "a/4", 0, "a0,b/1"},
+	} {
+		recs, err := s.Range(tc.prefix, tc.after, tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := keys(recs); got != tc.want {
+			t.Errorf("Range(%q, %q, %d) = %s, want %s", tc.prefix, tc.after, tc.limit, got, tc.want)
+		}
+	}
+}

@@ -78,19 +78,11 @@ owner policy, and prints the owner connection string and the CA file once;
 }
 
 func hubServeRun(cmd *cobra.Command, f *Factory, cfg hub.Config) error {
-	// The hub's heap is mostly its store's records, which live as long as
-	// the process and hold no pointers: collecting at 25% growth instead of
-	// Go's default 100% keeps the resident size near the data for little CPU.
-	// GOGC in the environment still wins.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(25)
-	}
 	h, first, err := hub.Open(cfg)
 	if err != nil {
 		return &ExitError{Code: ExitUnavailable, Err: err}
 	}
 	defer h.Close()
-	debug.FreeOSMemory() // give back what loading the store took beyond the records
 	creds := h.Credentials()
 	scheme := "https"
 	if cfg.InsecureHTTP {
@@ -98,6 +90,14 @@ func hubServeRun(cmd *cobra.Command, f *Factory, cfg hub.Config) error {
 		fmt.Fprintln(f.IO.ErrOut, "WARNING: serving plain HTTP: tokens and keys cross the network in the clear")
 	}
 	fmt.Fprintf(f.IO.ErrOut, "hub listening on %s://%s (data %s)\n", scheme, h.Addr(), cfg.DataDir)
+	// The hub's heap is mostly its store's records, which live as long as
+	// the process and hold no pointers: once they are loaded, collecting at
+	// 25% growth instead of Go's default 100% keeps the resident size near
+	// the data for little CPU. GOGC in the environment still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(25)
+		go debug.FreeOSMemory() // give back what loading took beyond the records
+	}
 	if first {
 		fmt.Fprintf(f.IO.ErrOut, "\nFirst start. The owner connection string (shown once; 'outpost hub credentials --data %s' shows it again):\n\n", cfg.DataDir)
 		fmt.Fprintf(f.IO.Out, "%s\n", creds.ConnectionString)

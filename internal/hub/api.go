@@ -13,8 +13,8 @@ import (
 	"github.com/outpost-edge/outpost/internal/twin"
 )
 
-// handler serves one route for an authenticated principal. kind names the
-// entity for error codes (Device, Module, Twin).
+// handler serves one route for an authenticated principal. Its error is
+// mapped to a status and IoT Hub's error code by wrap.
 type handler func(w http.ResponseWriter, r *http.Request, p principal) error
 
 // Handler is the hub's HTTP API: IoT Hub's service REST subset and the
@@ -47,6 +47,8 @@ func (h *Hub) Handler() http.Handler {
 	return mux
 }
 
+// wrap authenticates, caps the body and maps fn's error; kind names the
+// entity of the route for error codes (DeviceNotFound, ModuleAlreadyExists…).
 func (h *Hub) wrap(kind string, fn handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, aerr := h.authenticate(r)

@@ -38,8 +38,7 @@ func (p principal) can(right string) bool {
 	return p.policy != nil && slices.Contains(p.policy.Rights, right)
 }
 
-// isDevice reports whether p is device id itself (or one of its modules when
-// module is true).
+// isDevice reports whether p is the device id itself (not one of its modules).
 func (p principal) isDevice(id string) bool {
 	return p.policy == nil && p.deviceID == id && p.moduleID == ""
 }

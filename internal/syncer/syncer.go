@@ -1,0 +1,607 @@
+// Package syncer keeps a device in step with its hub, and lets it run
+// without one. It holds the device's modules (identities with keys) and
+// module twins in the daemon's store, follows the hub's sync long poll, and
+// queues the modules' reported patches in a durable outbox that it sends in
+// order whenever the hub is reachable.
+//
+// Store layout (the daemon's own store):
+//
+//	sync/state              cursor, last sync, last acked outbox seq
+//	identities/{moduleId}   hubapi.SyncModule (with keys)
+//	twins/{moduleId}        the module twin as the device knows it
+//	outbox/{seq:020d}       one reported patch waiting for the hub
+//
+// A reported patch goes to the outbox first and then to the local twin, so
+// a crash between the two loses nothing: at start the patches still in the
+// outbox are applied to the local twins again (a merge patch applied twice
+// gives what it gave once). The hub wins for everything else: a twin from
+// the hub replaces the local one, with the patches still queued applied on
+// top.
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/hubapi"
+	"github.com/outpost-edge/outpost/internal/hubclient"
+	"github.com/outpost-edge/outpost/internal/store"
+	"github.com/outpost-edge/outpost/internal/twin"
+)
+
+// PollWait is how long one sync long poll waits for a change.
+const PollWait = 30 * time.Second
+
+// batchSize is the most reported patches sent in one upload.
+const batchSize = 100
+
+// ErrNotSynced means the device has never synced with its hub, so it knows
+// no modules yet.
+var ErrNotSynced = errors.New("the device has not synced with its hub yet")
+
+// ErrUnknownModule means the device has no such module.
+var ErrUnknownModule = errors.New("no such module on this device")
+
+// Syncer keeps one device's modules and twins in step with its hub.
+type Syncer struct {
+	hub      *hubclient.Client
+	st       store.Store
+	deviceID string
+	log      *slog.Logger
+	now      func() time.Time
+
+	mu        sync.Mutex // guards what follows, and orders local twin writes
+	state     state
+	connected bool
+	since     time.Time // when connected last changed
+	nextSeq   int64
+	subs      map[chan Change]struct{}
+
+	kick chan struct{} // the outbox has work
+}
+
+type state struct {
+	Cursor   string    `json:"cursor"`
+	LastSync time.Time `json:"lastSync"`
+	Acked    int64     `json:"acked"` // every outbox seq ≤ Acked is held by the hub
+}
+
+// Change tells watchers what the hub changed.
+type Change struct {
+	// ModuleID is the module whose twin's desired properties changed, or ""
+	// when the set of modules (or their identities) changed.
+	ModuleID       string
+	DesiredVersion int64
+}
+
+// Option configures a Syncer.
+type Option func(*Syncer)
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(s *Syncer) { s.log = l } }
+
+// WithClock sets the clock.
+func WithClock(now func() time.Time) Option { return func(s *Syncer) { s.now = now } }
+
+// New returns a syncer for deviceID over st, talking to the hub through hub
+// (a client with the device's own connection string). It re-applies
+// patches left in the outbox by a crash to the local twins.
+func New(hub *hubclient.Client, st store.Store, deviceID string, opts ...Option) (*Syncer, error) {
+	s := &Syncer{
+		hub: hub, st: st, deviceID: deviceID,
+		log:  slog.New(slog.DiscardHandler),
+		now:  time.Now,
+		subs: map[chan Change]struct{}{},
+		kick: make(chan struct{}, 1),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	s.since = s.now()
+	if rec, err := st.Get("sync/state"); err == nil {
+		if err := json.Unmarshal(rec.Value, &s.state); err != nil {
+			return nil, fmt.Errorf("sync state: %w", err)
+		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	pending, err := s.pending(0)
+	if err != nil {
+		return nil, err
+	}
+	s.nextSeq = s.state.Acked + 1
+	for _, p := range pending {
+		s.nextSeq = max(s.nextSeq, p.Seq+1)
+		if err := s.applyLocal(p.ModuleID, func(t *twin.Twin) (bool, error) {
+			return t.PatchReported(p.Patch, s.now().UTC())
+		}); err != nil && !errors.Is(err, ErrUnknownModule) {
+			return nil, fmt.Errorf("replay outbox seq %d: %w", p.Seq, err)
+		}
+	}
+	return s, nil
+}
+
+// Run follows the hub until ctx is done: a sync, then long polls, and the
+// outbox sent whenever the hub answers. While the hub is unreachable it
+// retries with back-off (1 s doubling to 30 s) and the device runs on what
+// it has.
+func (s *Syncer) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { s.flushLoop(ctx) })
+	defer wg.Wait()
+	backoff := time.Second
+	for ctx.Err() == nil {
+		s.mu.Lock()
+		cursor := s.state.Cursor
+		s.mu.Unlock()
+		wait := PollWait
+		if cursor == "" {
+			wait = 0
+		}
+		resp, err := s.hub.Sync(ctx, s.deviceID, cursor, wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			s.setConnected(false, err)
+			sleep(ctx, backoff+rand.N(backoff/4+1))
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = time.Second
+		s.setConnected(true, nil)
+		if err := s.apply(resp); err != nil {
+			s.log.Error("sync: apply the hub's state", "err", err)
+			sleep(ctx, time.Second)
+		}
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (s *Syncer) setConnected(ok bool, err error) {
+	s.mu.Lock()
+	changed := s.connected != ok
+	if changed {
+		s.connected, s.since = ok, s.now()
+	}
+	s.mu.Unlock()
+	if changed && ok {
+		s.log.Info("sync: connected to the hub", "hub", s.hub.HostName())
+		s.poke()
+	} else if changed {
+		s.log.Warn("sync: hub unreachable, running offline", "hub", s.hub.HostName(), "err", err)
+	}
+}
+
+func (s *Syncer) poke() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// apply stores what the hub sent: identities (removing modules the hub no
+// longer has), twins (the hub's, with still-queued patches on top), and the
+// new cursor, then tells watchers.
+func (s *Syncer) apply(resp *hubapi.Sync) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var changes []Change
+	modulesChanged := false
+
+	have, err := s.st.List("identities/")
+	if err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	for _, m := range resp.Modules {
+		keep[m.ModuleID] = true
+	}
+	for _, rec := range have {
+		id := strings.TrimPrefix(rec.Key, "identities/")
+		if keep[id] {
+			continue
+		}
+		modulesChanged = true
+		if err := deleteIfThere(s.st, rec.Key); err != nil {
+			return err
+		}
+		if err := deleteIfThere(s.st, "twins/"+id); err != nil {
+			return err
+		}
+	}
+	byID := map[string]store.Record{}
+	for _, rec := range have {
+		byID[strings.TrimPrefix(rec.Key, "identities/")] = rec
+	}
+	for _, m := range resp.Modules {
+		b, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		if old, ok := byID[m.ModuleID]; ok && string(old.Value) == string(b) {
+			continue
+		}
+		modulesChanged = true
+		if _, err := s.st.Put("identities/"+m.ModuleID, b, store.Any); err != nil {
+			return err
+		}
+	}
+
+	pending, err := s.pending(s.state.Acked)
+	if err != nil {
+		return err
+	}
+	for _, raw := range resp.Twins {
+		t := new(twin.Twin)
+		if err := t.UnmarshalJSON(raw); err != nil {
+			return fmt.Errorf("twin from the hub: %w", err)
+		}
+		if !keep[t.ModuleID] {
+			continue
+		}
+		oldDesired := int64(0)
+		if old, err := s.localTwin(t.ModuleID); err == nil {
+			oldDesired = old.DesiredVersion()
+		}
+		for _, p := range pending {
+			if p.ModuleID == t.ModuleID {
+				if _, err := t.PatchReported(p.Patch, s.now().UTC()); err != nil {
+					s.log.Warn("sync: a queued reported patch no longer applies", "module", p.ModuleID, "seq", p.Seq, "err", err)
+				}
+			}
+		}
+		b, err := t.MarshalJSON()
+		if err != nil {
+			return err
+		}
+		if _, err := s.st.Put("twins/"+t.ModuleID, b, store.Any); err != nil {
+			return err
+		}
+		if t.DesiredVersion() != oldDesired {
+			changes = append(changes, Change{ModuleID: t.ModuleID, DesiredVersion: t.DesiredVersion()})
+		}
+	}
+
+	s.state.Cursor, s.state.LastSync = resp.Cursor, s.now().UTC()
+	if err := s.saveState(); err != nil {
+		return err
+	}
+	if modulesChanged {
+		changes = append([]Change{{}}, changes...)
+	}
+	for _, c := range changes {
+		for ch := range s.subs {
+			select {
+			case ch <- c:
+			default: // a watcher that is behind re-reads the state anyway
+			}
+		}
+	}
+	return nil
+}
+
+func deleteIfThere(st store.Store, key string) error {
+	if err := st.Delete(key, store.Any); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
+func (s *Syncer) saveState() error {
+	b, err := json.Marshal(s.state)
+	if err != nil {
+		return err
+	}
+	_, err = s.st.Put("sync/state", b, store.Any)
+	return err
+}
+
+// Watch returns a channel of changes from the hub until ctx is done. A
+// watcher that falls behind misses changes, not the state: it should read
+// the modules and twins again on each change.
+func (s *Syncer) Watch(ctx context.Context) <-chan Change {
+	ch := make(chan Change, 64)
+	s.mu.Lock()
+	s.subs[ch] = struct{}{}
+	s.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		s.mu.Lock()
+		delete(s.subs, ch)
+		s.mu.Unlock()
+		close(ch)
+	}()
+	return ch
+}
+
+// Synced reports whether the device has synced with its hub at least once.
+func (s *Syncer) Synced() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state.Cursor != ""
+}
+
+// Modules returns the device's modules with their keys, as last synced.
+func (s *Syncer) Modules() ([]hubapi.SyncModule, error) {
+	if !s.Synced() {
+		return nil, ErrNotSynced
+	}
+	recs, err := s.st.List("identities/")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]hubapi.SyncModule, 0, len(recs))
+	for _, rec := range recs {
+		var m hubapi.SyncModule
+		if err := json.Unmarshal(rec.Value, &m); err != nil {
+			return nil, fmt.Errorf("record %s: %w", rec.Key, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// Twin returns a module's twin as the device knows it.
+func (s *Syncer) Twin(moduleID string) (*twin.Twin, error) {
+	if !s.Synced() {
+		return nil, ErrNotSynced
+	}
+	return s.localTwin(moduleID)
+}
+
+func (s *Syncer) localTwin(moduleID string) (*twin.Twin, error) {
+	rec, err := s.st.Get("twins/" + moduleID)
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownModule, moduleID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	t := new(twin.Twin)
+	if err := t.UnmarshalJSON(rec.Value); err != nil {
+		return nil, fmt.Errorf("record %s: %w", rec.Key, err)
+	}
+	return t, nil
+}
+
+// applyLocal changes a local twin with fn; the caller holds s.mu or is New.
+func (s *Syncer) applyLocal(moduleID string, fn func(*twin.Twin) (bool, error)) error {
+	t, err := s.localTwin(moduleID)
+	if err != nil {
+		return err
+	}
+	changed, err := fn(t)
+	if err != nil || !changed {
+		return err
+	}
+	b, err := t.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	_, err = s.st.Put("twins/"+moduleID, b, store.Any)
+	return err
+}
+
+// PatchReported applies a module's reported patch to its local twin and
+// queues it for the hub. It returns once the patch is durable, online or
+// not; the hub gets it, in order, when it is reachable.
+func (s *Syncer) PatchReported(moduleID string, patch []byte) (*twin.Twin, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state.Cursor == "" {
+		return nil, ErrNotSynced
+	}
+	t, err := s.localTwin(moduleID)
+	if err != nil {
+		return nil, err
+	}
+	// Check the patch on a copy first, so a bad one is never queued.
+	trial := t.Clone()
+	changed, err := trial.PatchReported(patch, s.now().UTC())
+	if err != nil {
+		return nil, err
+	}
+	if !changed {
+		return t, nil
+	}
+	compact, err := compactJSON(patch)
+	if err != nil {
+		return nil, err
+	}
+	seq := s.nextSeq
+	entry, _ := json.Marshal(outboxEntry{ReportedPatch: hubapi.ReportedPatch{Seq: seq, ModuleID: moduleID, Patch: compact}, Queued: s.now().UTC()})
+	if _, err := s.st.Put(outboxKey(seq), entry, 0); err != nil {
+		return nil, fmt.Errorf("queue reported patch: %w", err)
+	}
+	s.nextSeq++
+	b, err := trial.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.st.Put("twins/"+moduleID, b, store.Any); err != nil {
+		return nil, err // the patch is queued: the hub gets it, and the next sync brings it back
+	}
+	s.poke()
+	return trial, nil
+}
+
+func compactJSON(b []byte) (json.RawMessage, error) {
+	var v json.RawMessage
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	out, err := json.Marshal(v)
+	return out, err
+}
+
+// outboxEntry is a queued patch and when it was queued.
+type outboxEntry struct {
+	hubapi.ReportedPatch
+	Queued time.Time `json:"queued"`
+}
+
+func outboxKey(seq int64) string { return fmt.Sprintf("outbox/%020d", seq) }
+
+// pending returns the queued patches with seq above after, oldest first.
+func (s *Syncer) pending(after int64) ([]hubapi.ReportedPatch, error) {
+	recs, err := s.st.List("outbox/")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]hubapi.ReportedPatch, 0, len(recs))
+	for _, rec := range recs {
+		var p hubapi.ReportedPatch
+		if err := json.Unmarshal(rec.Value, &p); err != nil {
+			return nil, fmt.Errorf("record %s: %w", rec.Key, err)
+		}
+		if p.Seq > after {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// flushLoop sends the outbox whenever there is work and the hub answers.
+func (s *Syncer) flushLoop(ctx context.Context) {
+	retry := time.NewTicker(5 * time.Second)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		case <-retry.C:
+		}
+		for ctx.Err() == nil {
+			more, err := s.flush(ctx)
+			if err != nil {
+				s.setConnected(false, err)
+				break
+			}
+			if !more {
+				break
+			}
+		}
+	}
+}
+
+// flush sends one batch of the outbox; more reports whether some is left.
+func (s *Syncer) flush(ctx context.Context) (more bool, err error) {
+	recs, err := s.st.Range("outbox/", "", batchSize+1)
+	if err != nil || len(recs) == 0 {
+		return false, err
+	}
+	more = len(recs) > batchSize
+	recs = recs[:min(len(recs), batchSize)]
+	batch := hubapi.ReportedBatch{Patches: make([]hubapi.ReportedPatch, 0, len(recs))}
+	for _, rec := range recs {
+		var p hubapi.ReportedPatch
+		if err := json.Unmarshal(rec.Value, &p); err != nil {
+			return false, fmt.Errorf("record %s: %w", rec.Key, err)
+		}
+		batch.Patches = append(batch.Patches, p)
+	}
+	ack, err := s.hub.UploadReported(ctx, s.deviceID, batch)
+	if err != nil {
+		return false, err
+	}
+	for _, r := range ack.Rejected {
+		s.log.Warn("sync: the hub refused a reported patch", "seq", r.Seq, "err", r.Error)
+	}
+	s.mu.Lock()
+	if ack.Acked > s.state.Acked {
+		s.state.Acked = ack.Acked
+		err = s.saveState()
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	for _, p := range batch.Patches {
+		if p.Seq > ack.Acked {
+			return true, nil
+		}
+		if err := deleteIfThere(s.st, outboxKey(p.Seq)); err != nil {
+			return false, err
+		}
+	}
+	return more, nil
+}
+
+// Status is the device's view of its link to the hub.
+type Status struct {
+	Connected bool           `json:"connected"`
+	Since     time.Time      `json:"since"`
+	LastSync  time.Time      `json:"lastSync,omitzero"`
+	Outbox    OutboxStatus   `json:"outbox"`
+	Twins     []TwinVersions `json:"twins"`
+}
+
+// OutboxStatus describes the reported patches waiting for the hub.
+type OutboxStatus struct {
+	Patches int       `json:"patches"`
+	Bytes   int       `json:"bytes"`
+	Oldest  time.Time `json:"oldest,omitzero"`
+}
+
+// TwinVersions are a cached twin's section versions.
+type TwinVersions struct {
+	ModuleID        string `json:"moduleId"`
+	DesiredVersion  int64  `json:"desiredVersion"`
+	ReportedVersion int64  `json:"reportedVersion"`
+}
+
+// Status reports the link, the outbox and the cached twins' versions.
+func (s *Syncer) Status() (Status, error) {
+	s.mu.Lock()
+	st := Status{Connected: s.connected, Since: s.since.UTC(), LastSync: s.state.LastSync}
+	s.mu.Unlock()
+	recs, err := s.st.List("outbox/")
+	if err != nil {
+		return st, err
+	}
+	st.Outbox.Patches = len(recs)
+	for _, rec := range recs {
+		st.Outbox.Bytes += len(rec.Value)
+	}
+	if len(recs) > 0 {
+		st.Outbox.Oldest = s.queuedAt(recs[0])
+	}
+	twins, err := s.st.List("twins/")
+	if err != nil {
+		return st, err
+	}
+	st.Twins = make([]TwinVersions, 0, len(twins))
+	for _, rec := range twins {
+		t := new(twin.Twin)
+		if err := t.UnmarshalJSON(rec.Value); err != nil {
+			return st, fmt.Errorf("record %s: %w", rec.Key, err)
+		}
+		st.Twins = append(st.Twins, TwinVersions{ModuleID: t.ModuleID, DesiredVersion: t.DesiredVersion(), ReportedVersion: t.ReportedVersion()})
+	}
+	return st, nil
+}
+
+// queuedAt is when an outbox entry was queued.
+func (s *Syncer) queuedAt(rec store.Record) time.Time {
+	var e outboxEntry
+	_ = json.Unmarshal(rec.Value, &e)
+	return e.Queued
+}

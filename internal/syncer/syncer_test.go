@@ -1,0 +1,213 @@
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/hub/hubtest"
+	"github.com/outpost-edge/outpost/internal/hubapi"
+	"github.com/outpost-edge/outpost/internal/hubclient"
+	"github.com/outpost-edge/outpost/internal/store"
+)
+
+type fixture struct {
+	hub      *hubtest.Hub
+	hubData  string
+	device   *hubclient.Client
+	st       *store.FileStore
+	storeDir string
+}
+
+// setup starts a hub with device d (modules a, b) and opens a device store.
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{hubData: t.TempDir(), storeDir: t.TempDir()}
+	f.hub = hubtest.Start(t, hubtest.Options{DataDir: f.hubData})
+	c := f.hub.Client(t)
+	d, err := c.CreateDevice(t.Context(), hubapi.Device{DeviceID: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"a", "b"} {
+		if _, err := c.CreateModule(t.Context(), hubapi.Module{DeviceID: "d", ModuleID: m}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.device = f.hub.ClientFor(t, f.hub.DeviceConnectionString("d", "", d.Authentication.SymmetricKey.PrimaryKey))
+	f.st = f.openStore(t)
+	return f
+}
+
+func (f *fixture) openStore(t *testing.T) *store.FileStore {
+	t.Helper()
+	st, err := store.Open(f.storeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// run starts a syncer and returns it with a function that stops it.
+func run(t *testing.T, f *fixture, st store.Store) (*Syncer, func()) {
+	t.Helper()
+	s, err := New(f.device, st, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	stop := func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return s, stop
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestFollowsTheHub(t *testing.T) {
+	f := setup(t)
+	s, _ := run(t, f, f.st)
+	changes := s.Watch(t.Context())
+	eventually(t, "first sync", s.Synced)
+
+	mods, err := s.Modules()
+	if err != nil || len(mods) != 3 || mods[0].ModuleID != "$agent" || mods[1].PrimaryKey == "" {
+		t.Fatalf("modules: %+v %v", mods, err)
+	}
+	if _, err := f.hub.Client(t).PatchTwin(t.Context(), "d", "a", []byte(`{"properties":{"desired":{"interval":9}}}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(10 * time.Second)
+	for seen := false; !seen; { // the first sync's changes may come first
+		select {
+		case c := <-changes:
+			seen = c.ModuleID == "a" && c.DesiredVersion == 2
+		case <-timeout:
+			t.Fatal("the desired change was not notified")
+		}
+	}
+	tw, err := s.Twin("a")
+	if err != nil || tw.Desired()["interval"] != json.Number("9") {
+		t.Fatalf("local twin: %v", err)
+	}
+
+	// A module removed at the hub goes from the device too.
+	if err := f.hub.Client(t).DeleteModule(t.Context(), "d", "b", ""); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "module b to go", func() bool {
+		mods, _ := s.Modules()
+		return len(mods) == 2
+	})
+	if _, err := s.Twin("b"); !errors.Is(err, ErrUnknownModule) {
+		t.Fatalf("twin of a removed module: %v", err)
+	}
+}
+
+func TestOfflineQueueCatchesUp(t *testing.T) {
+	f := setup(t)
+	s, _ := run(t, f, f.st)
+	eventually(t, "first sync", s.Synced)
+	addr := f.hub.Addr().String()
+	f.hub.Stop()
+
+	for i := 1; i <= 3; i++ {
+		tw, err := s.PatchReported("a", []byte(`{"n":`+string(rune('0'+i))+`,"at":"offline"}`))
+		if err != nil {
+			t.Fatalf("patch %d offline: %v", i, err)
+		}
+		if tw.Reported()["n"] != json.Number(string(rune('0'+i))) {
+			t.Fatalf("local twin after patch %d: %s", i, tw.ReportedJSON())
+		}
+	}
+	if _, err := s.PatchReported("a", []byte(`{"bad key":1}`)); err == nil {
+		t.Fatal("a patch over the limits was queued")
+	}
+	if _, err := s.PatchReported("nope", []byte(`{"x":1}`)); !errors.Is(err, ErrUnknownModule) {
+		t.Fatalf("unknown module: %v", err)
+	}
+	eventually(t, "offline status", func() bool {
+		st, _ := s.Status()
+		return !st.Connected
+	})
+	st, err := s.Status()
+	if err != nil || st.Outbox.Patches != 3 || st.Outbox.Bytes == 0 || st.Outbox.Oldest.IsZero() || len(st.Twins) != 3 {
+		t.Fatalf("status offline: %+v %v", st, err)
+	}
+	// The device still serves its twins.
+	if tw, err := s.Twin("a"); err != nil || tw.Reported()["at"] != "offline" {
+		t.Fatalf("twin offline: %v", err)
+	}
+
+	// The hub comes back on the same address: the queue drains, in order.
+	h2 := hubtest.Start(t, hubtest.Options{DataDir: f.hubData, Listen: addr})
+	eventually(t, "the outbox to drain", func() bool {
+		st, _ := s.Status()
+		return st.Connected && st.Outbox.Patches == 0
+	})
+	tw, err := h2.Client(t).GetTwin(t.Context(), "d", "a")
+	if err != nil || tw.Reported()["n"] != json.Number("3") || tw.Reported()["at"] != "offline" {
+		t.Fatalf("hub twin after catching up: %s %v", tw.ReportedJSON(), err)
+	}
+	if got := tw.ReportedVersion(); got != 4 { // 1 + three patches, each once
+		t.Fatalf("hub reported $version %d, want 4", got)
+	}
+}
+
+// TestCrashBetweenQueueAndTwin checks that a patch queued but not yet in the
+// local twin (a crash in between) is in the twin after a restart.
+func TestCrashBetweenQueueAndTwin(t *testing.T) {
+	f := setup(t)
+	s, stop := run(t, f, f.st)
+	eventually(t, "first sync", s.Synced)
+	f.hub.Stop() // so the queue is not drained
+	stop()
+	// What PatchReported writes first, without the second write.
+	entry := `{"seq":1,"moduleId":"a","patch":{"crash":true},"queued":"2026-01-01T00:00:00Z"}`
+	if _, err := f.st.Put(outboxKey(1), []byte(entry), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.st.Close()
+	st := f.openStore(t)
+	s2, err := New(f.device, st, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw, err := s2.Twin("a")
+	if err != nil || tw.Reported()["crash"] != true {
+		t.Fatalf("replayed twin: %v %v", tw, err)
+	}
+	if s2.nextSeq != 2 {
+		t.Fatalf("next seq %d after a queued 1", s2.nextSeq)
+	}
+	if !s2.Synced() {
+		t.Fatal("a restarted device forgot it had synced")
+	}
+}
+
+func TestNotSyncedYet(t *testing.T) {
+	f := setup(t)
+	s, err := New(f.device, f.st, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Modules(); !errors.Is(err, ErrNotSynced) {
+		t.Fatalf("modules before a sync: %v", err)
+	}
+	if _, err := s.PatchReported("a", []byte(`{}`)); !errors.Is(err, ErrNotSynced) {
+		t.Fatalf("patch before a sync: %v", err)
+	}
+}

@@ -1,0 +1,885 @@
+//go:build linux
+
+package runtime
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	gcrtarball "github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// The conformance suite: every test below runs against each runtime — process and runc
+// always (runc is skipped, with a message, only when not root or runc is missing, and CI
+// is unset), docker where its engine answers. The instance is testdata/prog, built static
+// into a rootfs of its own with /etc/passwd and /etc/group; TestMain checks that no runtime
+// wrote into that rootfs.
+
+var testRootfs string // the rootfs every test shares, read-only by contract
+
+const (
+	daemonChildEnv = "OUTPOST_RUNTIME_TEST_DAEMON" // kind|stateDir|rootfs|image|name: run TestDaemonChild
+)
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if os.Getenv(daemonChildEnv) != "" {
+			return m.Run()
+		}
+		dir, err := os.MkdirTemp("", "outpost-runtime-rootfs")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		if err := buildRootfs(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "build test rootfs:", err)
+			return 1
+		}
+		testRootfs = dir
+		os.Chmod(dir, 0o755) // for the instances run as another user
+		before := snapshot(dir)
+		code := m.Run()
+		if after := snapshot(dir); after != before {
+			fmt.Fprintf(os.Stderr, "FAIL: a runtime wrote into the shared rootfs\nbefore:\n%s\nafter:\n%s\n", before, after)
+			return 1
+		}
+		return code
+	}()
+	os.Exit(code)
+}
+
+// buildRootfs makes a rootfs: /prog (testdata/prog, static), /etc/passwd, /etc/group, /app.
+func buildRootfs(dir string) error {
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goBin); err != nil {
+		if goBin, err = exec.LookPath("go"); err != nil {
+			return err
+		}
+	}
+	cmd := exec.Command(goBin, "build", "-trimpath", "-o", filepath.Join(dir, "prog"), "./testdata/prog")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	files := map[string]string{
+		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nmodule:x:1000:1000:module:/home/module:/sbin/nologin\n",
+		"etc/group":  "root:x:0:\nmodule:x:1000:\nextra:x:2000:module\n",
+	}
+	for name, content := range files {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	return os.MkdirAll(filepath.Join(dir, "app"), 0o755)
+}
+
+// snapshot lists every entry of dir with its mode, size and modification time.
+func snapshot(dir string) string {
+	var lines []string
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			lines = append(lines, p+" "+err.Error())
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		lines = append(lines, fmt.Sprintf("%s %v %d %d", strings.TrimPrefix(p, dir), fi.Mode(), fi.Size(), fi.ModTime().UnixNano()))
+		return nil
+	})
+	return strings.Join(lines, "\n")
+}
+
+// rtUnderTest is one runtime of the suite.
+type rtUnderTest struct {
+	kind  string
+	image string // docker: the test image
+	new   func(t *testing.T, stateDir string) Runtime
+}
+
+// runtimesUnderTest returns the runtimes the suite runs against, skipping those that
+// cannot run here (with a message), failing for runc on CI.
+func forEachRuntime(t *testing.T, f func(t *testing.T, rt rtUnderTest)) {
+	t.Helper()
+	kinds := []string{KindProcess, KindRunc, KindDocker}
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			rt := rtUnderTest{kind: kind}
+			switch kind {
+			case KindRunc:
+				if _, err := lookRunc(); err != nil || !isRoot() {
+					msg := "runc runtime: needs root and runc on PATH (apt-get install runc)"
+					if os.Getenv("CI") != "" {
+						t.Fatal(msg + "; on CI it must run")
+					}
+					t.Skip(msg)
+				}
+			case KindDocker:
+				if !dockerAnswers() {
+					t.Skip("docker runtime: no Docker engine answers (DOCKER_HOST or /var/run/docker.sock)")
+				}
+				rt.image = dockerTestImage(t)
+			}
+			rt.new = func(t *testing.T, stateDir string) Runtime {
+				r, err := New(kind, stateDir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Name() != kind {
+					t.Fatalf("Name() = %q, want %q", r.Name(), kind)
+				}
+				return r
+			}
+			f(t, rt)
+		})
+	}
+}
+
+// spec returns a spec for the test program with args after /prog.
+func (rt rtUnderTest) spec(name string, args ...string) Spec {
+	return Spec{
+		Name:   name,
+		Image:  rt.image,
+		Rootfs: testRootfs,
+		Args:   append([]string{"/prog"}, args...),
+		Env:    []string{"PATH=/usr/bin:/bin", "IOTEDGE_MODULEID=" + name},
+		Labels: map[string]string{"test": "conformance"},
+	}
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// run starts spec, waits for it to exit and returns its state and logs.
+func run(t *testing.T, r Runtime, spec Spec) (State, string) {
+	t.Helper()
+	ctx := ctxT(t, 30*time.Second)
+	if err := r.Start(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Remove(context.Background(), spec.Name) })
+	st, err := r.Wait(ctx, spec.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, logsOf(t, r, spec.Name, LogOptions{})
+}
+
+func logsOf(t *testing.T, r Runtime, name string, opts LogOptions) string {
+	t.Helper()
+	rc, err := r.Logs(ctxT(t, 30*time.Second), name, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// waitLog waits until the instance's logs hold want.
+func waitLog(t *testing.T, r Runtime, name, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		logs := logsOf(t, r, name, LogOptions{})
+		if strings.Contains(logs, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			st, _ := r.State(context.Background(), name)
+			t.Fatalf("logs of %s never showed %q; logs:\n%s\nstate: %+v", name, want, logs, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func wantLines(t *testing.T, logs string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(logs, w+"\n") {
+			t.Errorf("logs lack line %q; logs:\n%s", w, logs)
+		}
+	}
+}
+
+// Module names with IoT Hub id characters that container ids do not allow.
+const oddName = "temp$sensor:(1).x"
+
+func TestExitCode(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		r := rt.new(t, t.TempDir())
+		st, logs := run(t, r, rt.spec(oddName, "out", "bye", "exit", "3"))
+		if st.Running || st.Status != StatusExited || st.ExitCode != 3 {
+			t.Errorf("state = %+v, want exited with 3", st)
+		}
+		if st.Name != oddName || st.Labels["test"] != "conformance" {
+			t.Errorf("name, labels = %q, %v", st.Name, st.Labels)
+		}
+		// (docker may stamp a quick exit a little before its start)
+		if st.StartedAt.IsZero() || st.FinishedAt.Before(st.StartedAt.Add(-time.Second)) {
+			t.Errorf("times: started %v, finished %v", st.StartedAt, st.FinishedAt)
+		}
+		wantLines(t, logs, "bye")
+		if got := r.Isolated(); got != (rt.kind != KindProcess) {
+			t.Errorf("Isolated() = %v", got)
+		}
+		if rt.kind == KindProcess && !strings.Contains(st.Description, "not isolated") {
+			t.Errorf("process state description %q does not say it is not isolated", st.Description)
+		}
+	})
+}
+
+func TestArgsEnvCwd(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		r := rt.new(t, t.TempDir())
+		spec := rt.spec("argsenv", "env", "FOO", "env", "IOTEDGE_MODULEID", "env", "HOME", "env", "UNSET", "cwd", "args", "a b", "", "c")
+		spec.Env = append(spec.Env, "FOO=bar=baz")
+		spec.WorkingDir = "/app"
+		st, logs := run(t, r, spec)
+		if st.ExitCode != 0 {
+			t.Fatalf("exit %d: %s", st.ExitCode, logs)
+		}
+		wantLines(t, logs, "args=env|FOO|env|IOTEDGE_MODULEID|env|HOME|env|UNSET|cwd|args|a b||c",
+			"FOO=bar=baz", "IOTEDGE_MODULEID=argsenv", "HOME=/root", "UNSET unset")
+		want := "cwd=/app"
+		if rt.kind == KindProcess {
+			want = "cwd=" + filepath.Join(testRootfs, "app")
+		}
+		wantLines(t, logs, want)
+	})
+}
+
+func TestUser(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		if !isRoot() && rt.kind != KindDocker {
+			t.Skip("switching user needs root")
+		}
+		r := rt.new(t, t.TempDir())
+		for _, c := range []struct{ user, want, group string }{
+			{"module", "uid=1000 gid=1000", "2000"},
+			{"1000", "uid=1000 gid=1000", "2000"},
+			{"1000:2000", "uid=1000 gid=2000", ""},
+			{"module:extra", "uid=1000 gid=2000", ""},
+			{"4242", "uid=4242 gid=0", ""},
+			{"", "uid=0 gid=0", ""},
+		} {
+			spec := rt.spec("user", "id")
+			spec.User = c.user
+			st, logs := run(t, r, spec)
+			if st.ExitCode != 0 || !strings.Contains(logs, c.want+" ") {
+				t.Errorf("user %q: exit %d (%s), logs %q, want %q", c.user, st.ExitCode, st.Description, logs, c.want)
+			}
+			if c.group != "" && !strings.Contains(strings.TrimSpace(logs)+",", c.group+",") {
+				t.Errorf("user %q: logs %q lack supplementary group %s", c.user, logs, c.group)
+			}
+			if err := r.Remove(ctxT(t, 30*time.Second), spec.Name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		spec := rt.spec("user", "id")
+		spec.User = "nobody-here"
+		err := r.Start(ctxT(t, 30*time.Second), spec)
+		if rt.kind == KindDocker {
+			if err == nil { // the engine fails at start, or the container at run
+				st, _ := r.Wait(ctxT(t, 30*time.Second), spec.Name)
+				if st.ExitCode == 0 {
+					t.Errorf("unknown user: started and exited 0")
+				}
+				_ = r.Remove(context.Background(), spec.Name)
+			}
+		} else if err == nil || !strings.Contains(err.Error(), "nobody-here") {
+			t.Errorf("unknown user: err = %v", err)
+		}
+	})
+}
+
+func TestLogs(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		r := rt.new(t, t.TempDir())
+		st, logs := run(t, r, rt.spec("logs", "out", "to stdout", "err", "to stderr", "lines", "10"))
+		if st.ExitCode != 0 {
+			t.Fatalf("exit %d", st.ExitCode)
+		}
+		wantLines(t, logs, "to stdout", "to stderr", "line 1", "line 10")
+		// stdout and stderr are two pipes: their order is not kept; take stdout alone.
+		if err := r.Remove(ctxT(t, 30*time.Second), "logs"); err != nil {
+			t.Fatal(err)
+		}
+		st, _ = run(t, r, rt.spec("logs", "lines", "10"))
+		if got := logsOf(t, r, "logs", LogOptions{Tail: 3}); got != "line 8\nline 9\nline 10\n" {
+			t.Errorf("tail 3 = %q", got)
+		}
+		if got := logsOf(t, r, "logs", LogOptions{Since: time.Now().Add(time.Hour)}); got != "" {
+			t.Errorf("since an hour ahead = %q, want nothing", got)
+		}
+		if got := logsOf(t, r, "logs", LogOptions{Since: st.StartedAt.Add(-time.Second)}); !strings.Contains(got, "line 10\n") {
+			t.Errorf("since the start = %q", got)
+		}
+		got := logsOf(t, r, "logs", LogOptions{Tail: 1, Timestamps: true})
+		ts, rest, _ := strings.Cut(got, " ")
+		if _, err := time.Parse(time.RFC3339Nano, ts); err != nil || rest != "line 10\n" {
+			t.Errorf("timestamps = %q (%v)", got, err)
+		}
+	})
+}
+
+func TestLogsFollow(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		r := rt.new(t, t.TempDir())
+		ctx := ctxT(t, 60*time.Second)
+		spec := rt.spec("follow", "tick")
+		if err := r.Start(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Remove(context.Background(), spec.Name) })
+		rc, err := r.Logs(ctx, spec.Name, LogOptions{Follow: true, Tail: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		br := bufio.NewReader(rc)
+		for i := 0; i < 5; i++ { // new lines keep coming
+			line, err := br.ReadString('\n')
+			if err != nil || !strings.HasPrefix(line, "tick ") {
+				t.Fatalf("line %d: %q, %v", i, line, err)
+			}
+		}
+		if err := r.Stop(ctx, spec.Name, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		rest, err := io.ReadAll(br) // ends once the instance has exited
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(string(rest), "got SIGTERM\n") {
+			t.Errorf("the followed logs end with %q, want got SIGTERM", lastLines(string(rest), 2))
+		}
+	})
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
+
+func TestStop(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		r := rt.new(t, t.TempDir())
+		ctx := ctxT(t, 60*time.Second)
+
+		t.Run("SIGTERM", func(t *testing.T) {
+			spec := rt.spec("stop-term", "ready", "sleep", "exit", "7")
+			if err := r.Start(ctx, spec); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = r.Remove(context.Background(), spec.Name) })
+			waitLog(t, r, spec.Name, "ready\n")
+			st, err := r.State(ctx, spec.Name)
+			if err != nil || !st.Running || st.Status != StatusRunning || st.Pid <= 0 {
+				t.Fatalf("state = %+v, %v", st, err)
+			}
+			start := time.Now()
+			if err := r.Stop(ctx, spec.Name, 20*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("stop took %v: SIGTERM not honoured?", d)
+			}
+			st, _ = r.State(ctx, spec.Name)
+			if st.Running || st.ExitCode != 7 {
+				t.Errorf("state after stop = %+v, want exited 7 (the program's own exit after SIGTERM)", st)
+			}
+			wantLines(t, logsOf(t, r, spec.Name, LogOptions{}), "got SIGTERM")
+			if err := r.Stop(ctx, spec.Name, time.Second); err != nil {
+				t.Errorf("stopping a stopped instance: %v", err)
+			}
+		})
+
+		t.Run("SIGKILL", func(t *testing.T) {
+			spec := rt.spec("stop-kill", "stubborn", "ready", "forever")
+			if err := r.Start(ctx, spec); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = r.Remove(context.Background(), spec.Name) })
+			waitLog(t, r, spec.Name, "ready\n")
+			grace := 500 * time.Millisecond
+			if rt.kind == KindDocker {
+				grace = time.Second // docker counts in seconds
+			}
+			start := time.Now()
+			if err := r.Stop(ctx, spec.Name, grace); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d < grace || d > grace+10*time.Second {
+				t.Errorf("stop took %v with a grace of %v", d, grace)
+			}
+			st, _ := r.State(ctx, spec.Name)
+			if st.Running || st.ExitCode != 137 {
+				t.Errorf("state = %+v, want exited 137 (SIGKILL)", st)
+			}
+		})
+	})
+}
+
+func TestRestartAndRemove(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		r := rt.new(t, t.TempDir())
+		ctx := ctxT(t, 60*time.Second)
+		spec := rt.spec(oddName, "out", "run", "exit", "0")
+		if st, _ := run(t, r, spec); st.ExitCode != 0 {
+			t.Fatalf("first run: %+v", st)
+		}
+		if err := r.Start(ctx, spec); !errors.Is(err, ErrExists) {
+			t.Fatalf("start over an exited instance: err = %v, want ErrExists", err)
+		}
+		if err := r.Remove(ctx, spec.Name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.State(ctx, spec.Name); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("state after remove: err = %v, want ErrNotFound", err)
+		}
+		spec.Args = append([]string{"/prog"}, "out", "again", "exit", "4")
+		st, logs := run(t, r, spec)
+		if st.ExitCode != 4 || strings.Contains(logs, "run\n") {
+			t.Errorf("second run: %+v, logs %q (want exit 4, no logs of the first run)", st, logs)
+		}
+
+		// Remove a running one.
+		run2 := rt.spec("running", "ready", "forever")
+		if err := r.Start(ctx, run2); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Remove(ctx, run2.Name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.State(ctx, run2.Name); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("state after remove: %v", err)
+		}
+		list, err := r.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range list {
+			if s.Name == run2.Name {
+				t.Errorf("removed instance still listed: %+v", s)
+			}
+		}
+		if err := r.Remove(ctx, "no-such"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("remove of no instance: %v", err)
+		}
+		if _, err := r.Logs(ctx, "no-such", LogOptions{}); !errors.Is(err, ErrNotFound) {
+			t.Errorf("logs of no instance: %v", err)
+		}
+	})
+}
+
+// TestAdopt: a second Runtime over the same state dir (a restarted daemon in the same
+// process) finds the instance, its logs, and stops it.
+func TestAdopt(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		dir := t.TempDir()
+		ctx := ctxT(t, 60*time.Second)
+		r1 := rt.new(t, dir)
+		spec := rt.spec(oddName, "ready", "sleep", "exit", "5")
+		if err := r1.Start(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r1.Remove(context.Background(), spec.Name) })
+		waitLog(t, r1, spec.Name, "ready\n")
+		adopt(t, rt.new(t, dir), spec.Name, 5)
+		if other := rt.new(t, t.TempDir()); true {
+			list, _ := other.List(ctx)
+			if len(list) != 0 {
+				t.Errorf("a runtime over another state dir lists %+v", list)
+			}
+		}
+	})
+}
+
+// adopt checks that r lists name running, then stops it and sees the exit code.
+func adopt(t *testing.T, r Runtime, name string, exit int) {
+	t.Helper()
+	ctx := ctxT(t, 60*time.Second)
+	list, err := r.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Name != name || !list[0].Running || list[0].Labels["test"] != "conformance" {
+		t.Fatalf("List = %+v, want %s running", list, name)
+	}
+	wantLines(t, logsOf(t, r, name, LogOptions{}), "ready")
+	if err := r.Stop(ctx, name, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.Wait(ctx, name)
+	if err != nil || st.Running || st.ExitCode != exit {
+		t.Errorf("after stop: %+v, %v (want exit %d)", st, err, exit)
+	}
+	if err := r.Remove(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAdoptAfterDaemonExit: the instance is started by another process (the daemon), which
+// exits; this one adopts it.
+func TestAdoptAfterDaemonExit(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		dir := t.TempDir()
+		cmd := exec.Command(os.Args[0], "-test.run=^TestDaemonChild$", "-test.v")
+		cmd.Env = append(os.Environ(), daemonChildEnv+"="+strings.Join([]string{rt.kind, dir, testRootfs, rt.image, oddName}, "|"))
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "STARTED") {
+			t.Fatalf("daemon child: %v\n%s", err, out)
+		}
+		r := rt.new(t, dir)
+		t.Cleanup(func() { _ = r.Remove(context.Background(), oddName) })
+		waitLog(t, r, oddName, "ready\n")
+		adopt(t, r, oddName, 5)
+	})
+}
+
+// TestDaemonChild starts an instance and exits: the "daemon" of TestAdoptAfterDaemonExit.
+func TestDaemonChild(t *testing.T) {
+	v := os.Getenv(daemonChildEnv)
+	if v == "" {
+		t.Skip("runs as a child of TestAdoptAfterDaemonExit")
+	}
+	f := strings.Split(v, "|")
+	testRootfs = f[2]
+	rt := rtUnderTest{kind: f[0], image: f[3]}
+	r, err := New(rt.kind, f[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctxT(t, 30*time.Second), rt.spec(f[4], "ready", "sleep", "exit", "5")); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("STARTED")
+}
+
+func TestWorkloadSocket(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		base, err := os.MkdirTemp("", "ws") // short: a socket path has at most 107 bytes
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(base) })
+		sock := filepath.Join(base, "mod", "workload.sock")
+		os.MkdirAll(filepath.Dir(sock), 0o755)
+		serveSocket(t, sock)
+
+		r := rt.new(t, t.TempDir())
+		args := []string{"dialenv", "env", "IOTEDGE_WORKLOADURI"}
+		if rt.kind != KindProcess {
+			args = append(args, "dial", workloadSocket)
+		}
+		spec := rt.spec("workload", args...)
+		spec.Env = append(spec.Env, "IOTEDGE_WORKLOADURI=unix://"+workloadSocket)
+		spec.WorkloadSocket = sock
+		st, logs := run(t, r, spec)
+		if st.ExitCode != 0 {
+			t.Fatalf("exit %d: %s", st.ExitCode, logs)
+		}
+		if n := strings.Count(logs, "dial: pong\n"); n != len(args)/2 {
+			t.Errorf("the workload socket answered %d times, want %d; logs:\n%s", n, len(args)/2, logs)
+		}
+		wantURI := "unix://" + workloadSocket
+		if rt.kind == KindProcess {
+			wantURI = "unix://" + sock
+		}
+		wantLines(t, logs, "IOTEDGE_WORKLOADURI="+wantURI)
+	})
+}
+
+// serveSocket answers "pong" on a unix socket until the test ends.
+func serveSocket(t *testing.T, path string) {
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(path, 0o666)
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				bufio.NewReader(c).ReadString('\n')
+				c.Write([]byte("pong\n"))
+			}()
+		}
+	}()
+}
+
+// TestBinds: a bind is visible (and read-only when asked); the rootfs is writable through
+// the instance's own layer (runc, docker) without touching the shared rootfs.
+func TestBinds(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		if rt.kind == KindProcess {
+			t.Skip("the process runtime does not apply binds")
+		}
+		r := rt.new(t, t.TempDir())
+		rw, ro := t.TempDir(), t.TempDir()
+		spec := rt.spec("binds", "write", "/data/f", "write", "/conf/f", "write", "/newfile")
+		spec.Binds = []string{rw + ":/data", ro + ":/conf:ro"}
+		st, logs := run(t, r, spec)
+		if st.ExitCode != 0 {
+			t.Fatalf("exit %d: %s", st.ExitCode, logs)
+		}
+		wantLines(t, logs, "wrote /data/f", "wrote /newfile")
+		if _, err := os.Stat(filepath.Join(rw, "f")); err != nil {
+			t.Errorf("rw bind: %v", err)
+		}
+		if !strings.Contains(logs, "write: open /conf/f: read-only file system") {
+			t.Errorf("ro bind was writable: %s", logs)
+		}
+	})
+}
+
+func TestStartErrors(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		r := rt.new(t, t.TempDir())
+		ctx := ctxT(t, 30*time.Second)
+		spec := rt.spec("noprog")
+		spec.Args = []string{"/no/such/prog"}
+		err := r.Start(ctx, spec)
+		if err == nil {
+			st, _ := r.Wait(ctx, spec.Name)
+			if rt.kind != KindDocker || st.ExitCode == 0 {
+				t.Errorf("start of a missing program: no error, state %+v", st)
+			}
+			_ = r.Remove(ctx, spec.Name)
+		} else if !strings.Contains(err.Error(), "/no/such/prog") {
+			t.Errorf("error %q does not name the program", err)
+		}
+		if _, err := r.State(ctx, spec.Name); !errors.Is(err, ErrNotFound) {
+			t.Errorf("a failed start left an instance behind: %v", err)
+		}
+		if _, err := r.Wait(ctx, "no-such"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("wait for no instance: %v", err)
+		}
+		if err := r.Stop(ctx, "no-such", time.Second); !errors.Is(err, ErrNotFound) {
+			t.Errorf("stop of no instance: %v", err)
+		}
+	})
+}
+
+// dockerTestImage imports the test rootfs into the engine as an image (no registry
+// needed) and returns its reference.
+func dockerTestImage(t testing.TB) string {
+	t.Helper()
+	buf := rootfsTar(t)
+	sum := sha256.Sum256(buf.Bytes())
+	tag := hex.EncodeToString(sum[:6])
+	hc, base, err := dockerEndpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := url.Values{"fromSrc": {"-"}, "repo": {"outpost-runtimetest"}, "tag": {tag}}
+	resp, err := hc.Post(base+"/images/create?"+q.Encode(), "application/x-tar", buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || bytes.Contains(b, []byte(`"error"`)) {
+		t.Fatalf("docker import: %s: %s", resp.Status, b)
+	}
+	return "outpost-runtimetest:" + tag
+}
+
+// rootfsTar returns the test rootfs as a tar stream.
+func rootfsTar(t testing.TB) *bytes.Buffer {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	var names []string
+	filepath.WalkDir(testRootfs, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && p != testRootfs {
+			names = append(names, p)
+		}
+		return nil
+	})
+	sort.Strings(names)
+	for _, p := range names {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdr, _ := tar.FileInfoHeader(fi, "")
+		hdr.Name = strings.TrimPrefix(p, testRootfs+"/")
+		hdr.ModTime = time.Unix(0, 0)
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().IsRegular() {
+			b, _ := os.ReadFile(p)
+			tw.Write(b)
+		}
+	}
+	tw.Close()
+	return &buf
+}
+
+// TestDockerPull: the engine pulls an image it lacks, from a registry (in process here).
+func TestDockerPull(t *testing.T) {
+	if !dockerAnswers() {
+		t.Skip("docker runtime: no Docker engine answers")
+	}
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	tarball := rootfsTar(t).Bytes()
+	layer, err := gcrtarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(tarball)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := strings.TrimPrefix(reg.URL, "http://") + "/runtimetest:" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(tag, img); err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(KindDocker, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := rtUnderTest{kind: KindDocker, image: ref}
+	st, logs := run(t, r, rt.spec("pulled", "out", "pulled and ran", "exit", "2"))
+	if st.ExitCode != 2 {
+		t.Errorf("exit %d", st.ExitCode)
+	}
+	wantLines(t, logs, "pulled and ran")
+	hc, base, _ := dockerEndpoint()
+	req, _ := http.NewRequest(http.MethodDelete, base+"/images/"+ref+"?force=1", nil)
+	if resp, err := hc.Do(req); err == nil {
+		resp.Body.Close()
+	}
+
+	spec := rt.spec("nopull")
+	spec.Image = strings.TrimPrefix(reg.URL, "http://") + "/no/such:image"
+	if err := r.Start(ctxT(t, 30*time.Second), spec); err == nil || !strings.Contains(err.Error(), "pull") {
+		t.Errorf("start of a missing image: %v", err)
+	}
+}
+
+// TestLogCaps: logs past the cap are rotated away; the newest lines stay.
+func TestLogCaps(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		r := rt.new(t, t.TempDir())
+		spec := rt.spec("caps", "lines", "5000")
+		spec.LogMaxBytes, spec.LogFiles = 16<<10, 2
+		if rt.kind != KindDocker {
+			spec.LogDir = t.TempDir()
+		}
+		st, logs := run(t, r, spec)
+		if st.ExitCode != 0 || !strings.HasSuffix(logs, "line 4999\nline 5000\n") || strings.HasPrefix(logs, "line 1\n") {
+			t.Errorf("exit %d; logs from %q to %q: want the newest lines only", st.ExitCode, logs[:min(20, len(logs))], lastLines(logs, 2))
+		}
+		if rt.kind == KindDocker {
+			return
+		}
+		files := logFiles(spec.LogDir)
+		if len(files) != 2 {
+			t.Errorf("log files %v, want 2", files)
+		}
+		for _, f := range files {
+			if fi, err := os.Stat(f); err != nil || fi.Size() > spec.LogMaxBytes {
+				t.Errorf("%s: %v, %d bytes", f, err, fi.Size())
+			}
+		}
+		// A LogDir of the caller's is the caller's: Remove leaves it.
+		if err := r.Remove(ctxT(t, 30*time.Second), spec.Name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(files[1]); err != nil {
+			t.Errorf("remove took the caller's log dir: %v", err)
+		}
+	})
+}
+
+// BenchmarkStartWait: Start to Wait's return of an instance that exits at once (Remove is
+// not timed). Compare with `runc run` of the same rootfs by hand (docs/benchmarks.md).
+func BenchmarkStartWait(b *testing.B) {
+	for _, kind := range []string{KindProcess, KindRunc, KindDocker} {
+		b.Run(kind, func(b *testing.B) {
+			rt := rtUnderTest{kind: kind}
+			switch {
+			case kind == KindRunc && (!isRoot() || func() bool { _, err := lookRunc(); return err != nil }()):
+				b.Skip("runc: needs root and runc")
+			case kind == KindDocker && !dockerAnswers():
+				b.Skip("docker: no engine")
+			case kind == KindDocker:
+				rt.image = dockerTestImage(b)
+			}
+			r, err := New(kind, b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			spec := rt.spec("bench", "exit", "0")
+			for b.Loop() {
+				if err := r.Start(ctx, spec); err != nil {
+					b.Fatal(err)
+				}
+				st, err := r.Wait(ctx, spec.Name)
+				if err != nil || st.ExitCode != 0 {
+					b.Fatal(st, err)
+				}
+				b.StopTimer()
+				if err := r.Remove(ctx, spec.Name); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+		})
+	}
+}

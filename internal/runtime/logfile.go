@@ -1,0 +1,376 @@
+package runtime
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The runc and process runtimes keep an instance's logs in the CRI log format (the one
+// kubelet uses), one record a line:
+//
+//	2026-11-01T12:00:00.123456789Z stdout F the line's text
+//
+// F ends a line, P is a part of a longer one. The shim writes them to LogDir/container.log
+// and rotates it at the size cap to container.log.1, .2… (the oldest is dropped).
+const logName = "container.log"
+
+// maxLogChunk is the longest piece of a line one record holds; longer lines are split.
+const maxLogChunk = 16 << 10
+
+// logWriter appends records to a size-capped rotating set of files. Safe for concurrent use.
+type logWriter struct {
+	mu    sync.Mutex
+	dir   string
+	max   int64
+	files int
+	f     *os.File
+	size  int64
+	buf   []byte
+}
+
+func openLogWriter(dir string, max int64, files int) (*logWriter, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	w := &logWriter{dir: dir, max: max, files: files}
+	if err := w.open(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *logWriter) open() error {
+	f, err := os.OpenFile(filepath.Join(w.dir, logName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	w.f, w.size = f, fi.Size()
+	return nil
+}
+
+// write appends one record: a whole line's end (partial false) or a part of one.
+func (w *logWriter) write(t time.Time, stream string, partial bool, content []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	b := t.UTC().AppendFormat(w.buf[:0], time.RFC3339Nano)
+	b = append(b, ' ')
+	b = append(b, stream...)
+	if partial {
+		b = append(b, " P "...)
+	} else {
+		b = append(b, " F "...)
+	}
+	b = append(b, content...)
+	b = append(b, '\n')
+	w.buf = b
+	if w.size > 0 && w.size+int64(len(b)) > w.max {
+		if err := w.rotate(); err != nil {
+			return err
+		}
+	}
+	n, err := w.f.Write(b)
+	w.size += int64(n)
+	return err
+}
+
+func (w *logWriter) rotate() error {
+	w.f.Close()
+	base := filepath.Join(w.dir, logName)
+	for i := w.files - 1; i >= 1; i-- {
+		from := base
+		if i > 1 {
+			from = base + "." + strconv.Itoa(i-1)
+		}
+		if err := os.Rename(from, base+"."+strconv.Itoa(i)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	if w.files <= 1 {
+		if err := os.Remove(base); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return w.open()
+}
+
+func (w *logWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.f.Close()
+}
+
+// copyLines reads r to its end and writes each line as records of stream; a last line
+// without a newline is written as a whole line.
+func (w *logWriter) copyLines(r io.Reader, stream string) {
+	br := bufio.NewReaderSize(r, maxLogChunk)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			partial := errors.Is(err, bufio.ErrBufferFull)
+			_ = w.write(time.Now(), stream, partial, bytes.TrimSuffix(line, []byte("\n")))
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
+	}
+}
+
+// logRecord is one parsed record.
+type logRecord struct {
+	Time    time.Time
+	Stream  string
+	Partial bool
+	Content []byte
+}
+
+func parseLogRecord(line []byte) (logRecord, bool) {
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	ts, rest, ok1 := bytes.Cut(line, []byte(" "))
+	stream, rest, ok2 := bytes.Cut(rest, []byte(" "))
+	tag, content, ok3 := bytes.Cut(rest, []byte(" "))
+	if !ok1 || !ok2 || !ok3 {
+		return logRecord{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(ts))
+	if err != nil {
+		return logRecord{}, false
+	}
+	return logRecord{Time: t, Stream: string(stream), Partial: string(tag) == "P", Content: content}, true
+}
+
+// logFiles lists dir's log files, oldest first.
+func logFiles(dir string) []string {
+	ents, _ := os.ReadDir(dir)
+	type rot struct {
+		n    int
+		name string
+	}
+	var rots []rot
+	for _, e := range ents {
+		if s, ok := strings.CutPrefix(e.Name(), logName+"."); ok {
+			if n, err := strconv.Atoi(s); err == nil {
+				rots = append(rots, rot{n, e.Name()})
+			}
+		}
+	}
+	sort.Slice(rots, func(i, j int) bool { return rots[i].n > rots[j].n })
+	var out []string
+	for _, r := range rots {
+		out = append(out, filepath.Join(dir, r.name))
+	}
+	return append(out, filepath.Join(dir, logName))
+}
+
+// logReader turns records into the text Logs returns.
+type logReader struct {
+	opts    LogOptions
+	pending []byte    // the parts of a line not ended yet
+	first   time.Time // time of the line's first record
+	ring    [][]byte  // Tail: the last lines
+	out     io.Writer
+	tailing bool
+}
+
+func (lr *logReader) record(rec logRecord) error {
+	if len(lr.pending) == 0 {
+		lr.first = rec.Time
+		if lr.opts.Timestamps {
+			lr.pending = rec.Time.UTC().AppendFormat(lr.pending, time.RFC3339Nano)
+			lr.pending = append(lr.pending, ' ')
+		}
+	}
+	lr.pending = append(lr.pending, rec.Content...)
+	if rec.Partial {
+		if len(lr.pending) < 1<<20 { // a runaway line is flushed in pieces
+			return nil
+		}
+	} else {
+		lr.pending = append(lr.pending, '\n')
+	}
+	line := lr.pending
+	lr.pending = nil
+	if !lr.opts.Since.IsZero() && lr.first.Before(lr.opts.Since) {
+		return nil
+	}
+	if lr.tailing {
+		if len(lr.ring) == lr.opts.Tail {
+			lr.ring = lr.ring[1:]
+		}
+		lr.ring = append(lr.ring, line)
+		return nil
+	}
+	_, err := lr.out.Write(line)
+	return err
+}
+
+// flushTail writes the lines kept for Tail and ends tailing.
+func (lr *logReader) flushTail() error {
+	lr.tailing = false
+	for _, l := range lr.ring {
+		if _, err := lr.out.Write(l); err != nil {
+			return err
+		}
+	}
+	lr.ring = nil
+	return nil
+}
+
+// readAll feeds every complete record of r to lr; it returns the bytes of an unfinished
+// last record (to be completed by a later read while following).
+func (lr *logReader) readAll(r *bufio.Reader, carry []byte) ([]byte, error) {
+	for {
+		b, err := r.ReadBytes('\n')
+		if len(b) > 0 {
+			if err != nil { // no newline yet: the writer is mid-record
+				return append(carry, b...), nil
+			}
+			if len(carry) > 0 {
+				b = append(carry, b...)
+				carry = nil
+			}
+			if rec, ok := parseLogRecord(b); ok {
+				if werr := lr.record(rec); werr != nil {
+					return nil, werr
+				}
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return carry, nil
+			}
+			return carry, err
+		}
+	}
+}
+
+// readLogs implements Logs for runtimes that keep CRI log files in dir. running reports
+// whether the instance may still write; following ends once it does not and all is read.
+func readLogs(ctx context.Context, dir string, opts LogOptions, running func() bool) (io.ReadCloser, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("logs: %w", err)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(followLogs(ctx, dir, opts, running, pw))
+	}()
+	return pr, nil
+}
+
+func followLogs(ctx context.Context, dir string, opts LogOptions, running func() bool, w io.Writer) error {
+	lr := &logReader{opts: opts, out: w, tailing: opts.Tail > 0}
+	var cur *os.File
+	var curR *bufio.Reader
+	var carry []byte
+	defer func() {
+		if cur != nil {
+			cur.Close()
+		}
+	}()
+	files := logFiles(dir)
+	for i, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			continue // rotated away meanwhile, or not written yet
+		}
+		r := bufio.NewReaderSize(f, 64<<10)
+		carry, err = lr.readAll(r, nil)
+		if err != nil {
+			f.Close()
+			return err
+		}
+		if i == len(files)-1 {
+			cur, curR = f, r
+		} else {
+			f.Close()
+		}
+	}
+	if err := lr.flushTail(); err != nil {
+		return err
+	}
+	if !opts.Follow {
+		return nil
+	}
+	base := filepath.Join(dir, logName)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		done := !running() // checked before the read: what was written before is read below
+		if cur != nil {
+			var err error
+			if carry, err = lr.readAll(curR, carry); err != nil {
+				return err
+			}
+			// Rotated? Then what is left of our file is read, then the files rotated since
+			// ours (more than one when the writer outran us), then the new one.
+			if fi, err := os.Stat(base); err == nil {
+				if ours, err2 := cur.Stat(); err2 == nil && !os.SameFile(fi, ours) {
+					if carry, err = lr.readAll(curR, carry); err != nil {
+						return err
+					}
+					cur.Close()
+					cur, curR, carry = nil, nil, nil
+					if err := readNewer(lr, dir, ours); err != nil {
+						return err
+					}
+					done = false
+				}
+			}
+		}
+		if cur == nil {
+			if f, err := os.Open(base); err == nil {
+				cur, curR = f, bufio.NewReaderSize(f, 64<<10)
+				continue
+			}
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// readNewer reads the rotated files newer than ours (the file we were following).
+func readNewer(lr *logReader, dir string, ours os.FileInfo) error {
+	files := logFiles(dir)
+	files = files[:len(files)-1] // the current file is opened by the caller
+	for i, name := range files {
+		fi, err := os.Stat(name)
+		if err != nil || !os.SameFile(fi, ours) {
+			continue
+		}
+		for _, newer := range files[i+1:] {
+			f, err := os.Open(newer)
+			if err != nil {
+				continue
+			}
+			_, err = lr.readAll(bufio.NewReaderSize(f, 64<<10), nil)
+			f.Close()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return nil // ours is gone already: what it held is lost to the cap
+}

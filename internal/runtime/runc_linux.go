@@ -1,0 +1,274 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// newRunc returns the runc runtime. Each instance is an OCI bundle in its state dir:
+//
+//   - root: an overlay of the shared image rootfs (read-only lower layer, never written)
+//     with an upper layer of the instance's own, so the instance may write to its root as
+//     under docker, and what it writes goes when it is removed;
+//   - namespaces: pid, mount, ipc, uts; no network namespace: the host's network, as
+//     `docker run --network host` (DESIGN: host network by default);
+//   - mounts: docker's standard set (/proc, /dev, /dev/pts, /dev/shm, /dev/mqueue, /sys and
+//     /sys/fs/cgroup read-only), the host's /etc/resolv.conf and /etc/hosts read-only, the
+//     binds, and the workload socket at /var/run/iotedge/workload.sock;
+//   - process: Args, Env (+ PATH, HOME), WorkingDir, User resolved in the rootfs, docker's
+//     default capabilities; cgroup /outpost/<id>, no resource limits.
+//
+// runc's own state lives in stateDir/runc (its --root), apart from any other runc user.
+func newRunc(stateDir string) (Runtime, error) {
+	bin, err := lookRunc()
+	if err != nil {
+		return nil, fmt.Errorf("runc runtime: runc not found (install it: apt-get install runc): %w", ErrUnavailable)
+	}
+	if !isRoot() {
+		return nil, fmt.Errorf("runc runtime: needs root (rootless runc is not supported yet); use --runtime process or docker: %w", ErrUnavailable)
+	}
+	r, err := newLocal(KindRunc, stateDir)
+	if err != nil {
+		return nil, err
+	}
+	root := filepath.Join(r.stateDir, "runc")
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("runc runtime: %w", err)
+	}
+	rc := &runcRuntime{bin: bin, root: root}
+	r.prepare = rc.prepare
+	r.undo = rc.undo
+	return r, nil
+}
+
+func lookRunc() (string, error) { return exec.LookPath("runc") }
+
+type runcRuntime struct {
+	bin  string // runc's path
+	root string // runc --root
+}
+
+func (rc *runcRuntime) prepare(dir, id string, spec Spec, l *launch) (string, error) {
+	// A runc state of that id left by a crash or a reboot would fail `runc run`.
+	if _, err := os.Stat(filepath.Join(rc.root, id)); err == nil {
+		_ = exec.Command(rc.bin, "--root", rc.root, "delete", "--force", id).Run()
+	}
+	u, err := resolveUser(spec.Rootfs, spec.User)
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(spec.Rootfs)
+	if err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("rootfs %s: not a directory", spec.Rootfs)
+	}
+	bundle := filepath.Join(dir, "bundle")
+	merged := filepath.Join(bundle, "rootfs")
+	if err := os.MkdirAll(merged, 0o755); err != nil {
+		return "", err
+	}
+	if err := mountOverlay(dir, spec.Rootfs, merged); err != nil {
+		return "", err
+	}
+	cfg, err := ociConfig(spec, u)
+	if err != nil {
+		return "", err
+	}
+	if err := writeJSON(bundle, "config.json", cfg); err != nil {
+		return "", err
+	}
+	l.Runc, l.RuncRoot, l.Bundle, l.ID = rc.bin, rc.root, bundle, id
+	return "", nil
+}
+
+// mountOverlay mounts lower (read-only) with an upper layer in dir at merged. When the
+// state dir's file system cannot hold an upper layer (overlayfs itself, some network file
+// systems) the upper layer goes on a tmpfs of 256 MiB instead.
+func mountOverlay(dir, lower, merged string) error {
+	if strings.ContainsAny(lower, ",:") || strings.ContainsAny(dir, ",:") {
+		return fmt.Errorf("overlay: paths must not hold ',' or ':': %s, %s", lower, dir)
+	}
+	try := func(base string) error {
+		upper, work := filepath.Join(base, "upper"), filepath.Join(base, "work")
+		for _, d := range []string{upper, work} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return err
+			}
+		}
+		opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work
+		return unix.Mount("overlay", merged, "overlay", 0, opts)
+	}
+	err := try(dir)
+	if err == nil {
+		return nil
+	}
+	tmp := filepath.Join(dir, "layer")
+	if err2 := os.MkdirAll(tmp, 0o700); err2 != nil {
+		return fmt.Errorf("overlay: %w", err)
+	}
+	if err2 := unix.Mount("tmpfs", tmp, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=256m,mode=0700"); err2 != nil {
+		return fmt.Errorf("overlay: %w (and a tmpfs for its upper layer: %v)", err, err2)
+	}
+	if err2 := try(tmp); err2 != nil {
+		_ = unix.Unmount(tmp, unix.MNT_DETACH)
+		return fmt.Errorf("overlay of %s: %w (on a tmpfs: %v)", lower, err, err2)
+	}
+	return nil
+}
+
+func (rc *runcRuntime) undo(dir, id string) error {
+	if _, err := os.Stat(filepath.Join(rc.root, id)); err == nil {
+		if out, err := exec.Command(rc.bin, "--root", rc.root, "delete", "--force", id).CombinedOutput(); err != nil {
+			return fmt.Errorf("runc delete: %s", strings.TrimSpace(string(out)))
+		}
+	}
+	for _, m := range []string{filepath.Join(dir, "bundle", "rootfs"), filepath.Join(dir, "layer")} {
+		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("unmount %s: %w", m, err)
+		}
+	}
+	return nil
+}
+
+// The OCI runtime-spec subset outpost writes (config.json).
+type (
+	ociSpec struct {
+		OCIVersion  string            `json:"ociVersion"`
+		Process     ociProcess        `json:"process"`
+		Root        ociRoot           `json:"root"`
+		Hostname    string            `json:"hostname,omitempty"`
+		Mounts      []ociMount        `json:"mounts"`
+		Linux       ociLinux          `json:"linux"`
+		Annotations map[string]string `json:"annotations,omitempty"`
+	}
+	ociProcess struct {
+		Terminal        bool     `json:"terminal"`
+		User            ociUser  `json:"user"`
+		Args            []string `json:"args"`
+		Env             []string `json:"env"`
+		Cwd             string   `json:"cwd"`
+		Capabilities    ociCaps  `json:"capabilities"`
+		NoNewPrivileges bool     `json:"noNewPrivileges"`
+	}
+	ociUser struct {
+		UID            uint32   `json:"uid"`
+		GID            uint32   `json:"gid"`
+		AdditionalGids []uint32 `json:"additionalGids,omitempty"`
+	}
+	ociCaps struct {
+		Bounding  []string `json:"bounding"`
+		Effective []string `json:"effective"`
+		Permitted []string `json:"permitted"`
+	}
+	ociRoot struct {
+		Path     string `json:"path"`
+		Readonly bool   `json:"readonly"`
+	}
+	ociMount struct {
+		Destination string   `json:"destination"`
+		Type        string   `json:"type,omitempty"`
+		Source      string   `json:"source,omitempty"`
+		Options     []string `json:"options,omitempty"`
+	}
+	ociLinux struct {
+		Namespaces    []ociNamespace `json:"namespaces"`
+		CgroupsPath   string         `json:"cgroupsPath,omitempty"`
+		Resources     ociResources   `json:"resources"`
+		MaskedPaths   []string       `json:"maskedPaths"`
+		ReadonlyPaths []string       `json:"readonlyPaths"`
+	}
+	ociNamespace struct {
+		Type string `json:"type"`
+	}
+	ociResources struct {
+		Devices []ociDeviceRule `json:"devices"`
+	}
+	ociDeviceRule struct {
+		Allow  bool   `json:"allow"`
+		Access string `json:"access,omitempty"`
+	}
+)
+
+// dockerCaps is docker's default capability set.
+var dockerCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+func ociConfig(spec Spec, u user) (*ociSpec, error) {
+	cwd := spec.WorkingDir
+	if cwd == "" {
+		cwd = "/"
+	}
+	hostname, _ := os.Hostname()
+	caps := ociCaps{Bounding: dockerCaps, Effective: dockerCaps, Permitted: dockerCaps}
+	if u.UID != 0 {
+		caps.Effective, caps.Permitted = []string{}, []string{}
+	}
+	cfg := &ociSpec{
+		OCIVersion: "1.0.2",
+		Process: ociProcess{
+			User:         ociUser{UID: u.UID, GID: u.GID, AdditionalGids: u.Groups},
+			Args:         spec.Args,
+			Env:          completeEnv(spec.Env, u.Home),
+			Cwd:          cwd,
+			Capabilities: caps,
+		},
+		Root:     ociRoot{Path: "rootfs"},
+		Hostname: hostname,
+		Mounts: []ociMount{
+			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+			{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+		},
+		Linux: ociLinux{
+			Namespaces:  []ociNamespace{{"pid"}, {"ipc"}, {"uts"}, {"mount"}},
+			CgroupsPath: "/outpost/" + ContainerID(spec.Name),
+			Resources:   ociResources{Devices: []ociDeviceRule{{Allow: false, Access: "rwm"}}},
+			MaskedPaths: []string{"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"},
+			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+		},
+		Annotations: map[string]string{"outpost.module": spec.Name},
+	}
+	for _, f := range []string{"/etc/resolv.conf", "/etc/hosts"} {
+		if fi, err := os.Stat(f); err == nil && fi.Mode().IsRegular() {
+			cfg.Mounts = append(cfg.Mounts, ociMount{Destination: f, Type: "bind", Source: f, Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}})
+		}
+	}
+	for _, s := range spec.Binds {
+		b, err := parseBind(s)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(b.Src); errors.Is(err, fs.ErrNotExist) {
+			if err := os.MkdirAll(b.Src, 0o755); err != nil { // as docker does for -v
+				return nil, fmt.Errorf("bind %s: %w", s, err)
+			}
+		}
+		opts := []string{"rbind"}
+		if b.ReadOnly {
+			opts = append(opts, "ro")
+		} else {
+			opts = append(opts, "rw")
+		}
+		cfg.Mounts = append(cfg.Mounts, ociMount{Destination: b.Dst, Type: "bind", Source: b.Src, Options: append(opts, b.Options...)})
+	}
+	if src, dst, err := prepareWorkloadMount(spec.WorkloadSocket); err != nil {
+		return nil, err
+	} else if src != "" {
+		cfg.Mounts = append(cfg.Mounts, ociMount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "rw", "nosuid", "nodev", "noexec"}})
+	}
+	return cfg, nil
+}

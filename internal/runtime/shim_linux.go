@@ -1,0 +1,290 @@
+package runtime
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The shim is the parent of one instance of the runc or process runtime. It is the binary
+// that links this package (outpost, or a test binary), re-executed with shimEnv set to the
+// instance's state dir, so no other binary has to be installed: package init below turns
+// the process into a shim before main runs. It starts the instance (runc run --detach as a
+// child subreaper, or the program itself), reports on fd 3, writes the instance's stdout
+// and stderr to its log files, waits for it and records how it exited in exit.json. It is
+// in a session of its own, ignores SIGTERM, SIGINT and SIGHUP, and so outlives the daemon.
+const (
+	shimEnv = "OUTPOST_RUNTIME_SHIM" // the instance's state dir
+	shimArg = "outpost-runtime-shim"
+)
+
+func init() {
+	if dir := os.Getenv(shimEnv); dir != "" && len(os.Args) == 3 && os.Args[1] == shimArg && os.Args[2] == dir {
+		os.Exit(shimMain(dir))
+	}
+}
+
+// launch is what the shim starts, decided by the daemon and kept in instance.json.
+type launch struct {
+	// process runtime
+	Path    string   `json:"path,omitempty"` // host path of the program
+	Args    []string `json:"args,omitempty"`
+	Env     []string `json:"env,omitempty"`
+	Dir     string   `json:"dir,omitempty"`
+	SetCred bool     `json:"setCred,omitempty"`
+	UID     uint32   `json:"uid,omitempty"`
+	GID     uint32   `json:"gid,omitempty"`
+	Groups  []uint32 `json:"groups,omitempty"`
+	// runc runtime
+	Runc     string `json:"runc,omitempty"`
+	RuncRoot string `json:"runcRoot,omitempty"`
+	Bundle   string `json:"bundle,omitempty"`
+	ID       string `json:"id,omitempty"`
+	// both
+	LogDir   string `json:"logDir"`
+	LogMax   int64  `json:"logMax"`
+	LogFiles int    `json:"logFiles"`
+}
+
+// shimReply is what the shim writes on fd 3 once the instance runs or could not start.
+type shimReply struct {
+	Pid   int    `json:"pid,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// runState is state.json, written by the shim once the instance runs.
+type runState struct {
+	Shim      procRef   `json:"shim"`
+	Main      procRef   `json:"main"` // the instance's main process (the container's init)
+	StartedAt time.Time `json:"startedAt"`
+
+	mainAlive, shimAlive bool // seen by load, before it read exit.json
+}
+
+// exitState is exit.json, written by the shim once the instance has exited.
+type exitState struct {
+	ExitCode    int       `json:"exitCode"`
+	Signal      string    `json:"signal,omitempty"`
+	FinishedAt  time.Time `json:"finishedAt"`
+	Description string    `json:"description"`
+}
+
+func shimMain(dir string) int {
+	os.Unsetenv(shimEnv)
+	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	syncf := os.NewFile(3, "sync")
+	replied := false
+	reply := func(r shimReply) {
+		if !replied {
+			replied = true
+			_ = json.NewEncoder(syncf).Encode(r)
+			syncf.Close()
+		}
+	}
+	fail := func(format string, args ...any) int {
+		msg := fmt.Sprintf(format, args...)
+		fmt.Fprintln(os.Stderr, "shim:", msg)
+		reply(shimReply{Error: msg})
+		return 1
+	}
+	rec, err := readInstance(dir)
+	if err != nil {
+		return fail("%v", err)
+	}
+	l := rec.Launch
+	lw, err := openLogWriter(l.LogDir, l.LogMax, l.LogFiles)
+	if err != nil {
+		return fail("logs: %v", err)
+	}
+	defer lw.Close()
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return fail("%v", err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return fail("%v", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return fail("%v", err)
+	}
+	files := []*os.File{devnull, outW, errW}
+
+	var mainPid int
+	switch rec.Kind {
+	case KindProcess:
+		attr := &syscall.SysProcAttr{Setpgid: true}
+		if l.SetCred {
+			attr.Credential = &syscall.Credential{Uid: l.UID, Gid: l.GID, Groups: l.Groups}
+		}
+		p, err := os.StartProcess(l.Path, l.Args, &os.ProcAttr{Dir: l.Dir, Env: l.Env, Files: files, Sys: attr})
+		if err != nil {
+			return fail("start %s: %v", l.Args[0], err)
+		}
+		mainPid = p.Pid
+	case KindRunc:
+		// As a child subreaper, the container's init becomes our child once runc exits.
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			return fail("prctl: %v", err)
+		}
+		pidFile := filepath.Join(dir, "container.pid")
+		runcLog := filepath.Join(dir, "runc.log")
+		args := []string{l.Runc, "--root", l.RuncRoot, "--log", runcLog, "--log-format", "json",
+			"run", "--detach", "--pid-file", pidFile, "--bundle", l.Bundle, l.ID}
+		p, err := os.StartProcess(l.Runc, args, &os.ProcAttr{Files: files, Env: os.Environ()})
+		if err != nil {
+			return fail("start runc: %v", err)
+		}
+		st, err := p.Wait()
+		if err != nil {
+			return fail("runc: %v", err)
+		}
+		if !st.Success() {
+			return fail("runc run: %s", runcError(runcLog, st.String()))
+		}
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return fail("runc run: %v", err)
+		}
+		if mainPid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
+			return fail("runc run: pid file: %v", err)
+		}
+	default:
+		return fail("unknown kind %q", rec.Kind)
+	}
+	started := time.Now()
+	outW.Close()
+	errW.Close()
+	devnull.Close()
+	rs := runState{Shim: refOf(os.Getpid()), Main: refOf(mainPid), StartedAt: started}
+	if err := writeJSON(dir, "state.json", rs); err != nil {
+		// The instance runs: say so, and record what we can later.
+		fmt.Fprintln(os.Stderr, "shim: state.json:", err)
+	}
+	reply(shimReply{Pid: mainPid})
+
+	var copying sync.WaitGroup
+	copying.Go(func() { lw.copyLines(outR, "stdout") })
+	copying.Go(func() { lw.copyLines(errR, "stderr") })
+
+	var ws unix.WaitStatus
+	for {
+		pid, err := unix.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			// ECHILD: not our child (cannot happen) — wait for it to go another way.
+			_ = rs.Main.pollWait(context.Background())
+			ws = unix.WaitStatus(0xff00) // exited 255: unknown
+			break
+		}
+		if pid == mainPid {
+			break
+		}
+		// another orphan reparented to us (runc's helpers): reaped, go on
+	}
+	finished := time.Now()
+	// The pipes end when the last writer is gone; a process instance's own children may
+	// hold them longer: do not wait for those.
+	drained := make(chan struct{})
+	go func() { copying.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(2 * time.Second):
+	}
+	es := exitState{FinishedAt: finished}
+	switch {
+	case ws.Exited():
+		es.ExitCode = ws.ExitStatus()
+		es.Description = fmt.Sprintf("exited with code %d", es.ExitCode)
+	case ws.Signaled():
+		sig := ws.Signal()
+		es.ExitCode = 128 + int(sig)
+		es.Signal = unix.SignalName(sig)
+		es.Description = fmt.Sprintf("killed by %s (exit code %d)", es.Signal, es.ExitCode)
+	default:
+		es.ExitCode = ExitUnknown
+		es.Description = "exited, status unknown"
+	}
+	if err := writeJSON(dir, "exit.json", es); err != nil {
+		fmt.Fprintln(os.Stderr, "shim: exit.json:", err)
+		return 1
+	}
+	return 0
+}
+
+// runcError returns the last error runc logged (its --log in JSON), or fallback.
+func runcError(logFile, fallback string) string {
+	b, err := os.ReadFile(logFile)
+	if err != nil {
+		return fallback
+	}
+	msg := ""
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var e struct{ Level, Msg string }
+		if json.Unmarshal(sc.Bytes(), &e) == nil && (e.Level == "error" || e.Level == "fatal") {
+			msg = e.Msg
+		}
+	}
+	if msg == "" {
+		return fallback
+	}
+	return msg
+}
+
+// writeJSON writes v to dir/name atomically: a temp file, then rename. No fsync: these
+// records describe processes, which a power loss ends anyway (and the boot id tells), and
+// four fsyncs would double the start time of a short-lived instance. A record torn by a
+// crash reads as absent.
+func writeJSON(dir, name string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+name+".*")
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	if err := os.Rename(f.Name(), filepath.Join(dir, name)); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return nil
+}
+
+func readJSON(dir, name string, v any) error {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(dir, name), err)
+	}
+	return nil
+}

@@ -113,6 +113,8 @@ Microsoft's Azure IoT SDKs run unchanged.`,
 		newModuleCmd(f),
 		newTokenCmd(f, nil),
 		newTwinCmd(f),
+		newBuildCmd(f), newInitCmd(f),
+		newPushCmd(f),
 	)
 	return root
 }

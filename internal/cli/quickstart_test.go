@@ -9,6 +9,7 @@ import (
 
 	"github.com/outpost-edge/outpost/internal/hub/hubtest"
 	"github.com/outpost-edge/outpost/internal/identity"
+	"github.com/outpost-edge/outpost/internal/image"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
 
@@ -34,7 +35,18 @@ func TestQuickstart(t *testing.T) {
 		if tw.DesiredVersion() != 2 || tw.ReportedVersion() != 2 {
 			t.Fatalf("round %d: versions %d/%d: a repeated patch must not bump them", round, tw.DesiredVersion(), tw.ReportedVersion())
 		}
-		for _, want := range []string{"hub serving https://", "module identity /devices/quickstart-device/modules/tempsensor", "reported patch by the module"} {
+		// The sample module was built into the cache and pushed.
+		if !strings.Contains(res.Image, "/tempsensor@sha256:") {
+			t.Fatalf("round %d: image %q", round, res.Image)
+		}
+		cache, err := image.OpenCache(filepath.Join(dir, "oci"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cache.Lookup(res.Image); err != nil {
+			t.Fatalf("round %d: the pushed image is not in the build cache: %v", round, err)
+		}
+		for _, want := range []string{"hub serving https://", "module identity /devices/quickstart-device/modules/tempsensor", "reported patch by the module", "built ", "pushed "} {
 			if !strings.Contains(errOut, want) {
 				t.Errorf("round %d: status lines lack %q: %s", round, want, errOut)
 			}

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Build + push of the tempsensor module, outpost side by side with docker.
+#
+#   scripts/bench/build-push.sh [RUNS]      (default 3; prints each run and the median)
+#
+# Starts its own Docker engine (Debian's docker.io; --bridge=none --iptables=false, socket
+# and data dir under the work dir) unless DOCKER_HOST is set, and a CNCF registry (Debian's
+# docker-registry) on a free loopback port with its own config. No base image can be pulled
+# here, so golang:local is made with `docker import` of /usr/local/go plus a static busybox.
+#
+# Flows, each timed from start to the pushed digest:
+#   docker-ms   docker multi-stage (golang:local → scratch), docker build --network none && docker push
+#   docker-pre  go build, then a FROM scratch + COPY Dockerfile, docker build && docker push
+#   outpost     outpost build --push
+# Cases: cold (docker: no build cache; outpost: an empty image cache, with the host's Go
+# build cache as a developer has it, and once more with a fresh GOCACHE too), a rebuild after
+# a one-line change, a push of an unchanged image, and outpost for 3 platforms vs 1.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+runs=${1:-3}
+work=$(mktemp -d /tmp/outpost-bench-build.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work" 2>/dev/null || true; }
+trap cleanup EXIT
+
+for c in dockerd docker-registry busybox; do
+	command -v $c >/dev/null || { echo "build-push.sh: $c is missing (apt-get install docker.io docker-registry busybox-static)" >&2; exit 1; }
+done
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# The Docker engine.
+if [ -z "${DOCKER_HOST:-}" ]; then
+	mkdir -p "$work/docker"
+	dockerd --bridge=none --iptables=false --ip6tables=false --host "unix://$work/docker/docker.sock" \
+		--data-root "$work/docker/data" --exec-root "$work/docker/exec" --pidfile "$work/docker/pid" \
+		>"$work/docker/log" 2>&1 &
+	pids+=($!)
+	export DOCKER_HOST="unix://$work/docker/docker.sock"
+	for _ in $(seq 100); do docker version >/dev/null 2>&1 && break; sleep 0.2; done
+fi
+docker version >/dev/null
+
+# The registry.
+port=$(free_port)
+reg=127.0.0.1:$port
+cat >"$work/registry.yml" <<EOC
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $work/registry}, delete: {enabled: true}}
+http: {addr: $reg}
+EOC
+docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do curl -sf "http://$reg/v2/" >/dev/null && break; sleep 0.1; done
+
+# golang:local.
+if ! docker image inspect golang:local >/dev/null 2>&1; then
+	mkdir -p "$work/golang/bin"
+	cp "$(command -v busybox)" "$work/golang/bin/busybox"
+	for a in sh ls cat cp mv rm mkdir env; do ln -s busybox "$work/golang/bin/$a"; done
+	mkdir -p "$work/golang/tmp" "$work/golang/root"
+	chmod 1777 "$work/golang/tmp"
+	tar -C / -cf "$work/golang.tar" usr/local/go
+	tar -C "$work/golang" -rf "$work/golang.tar" bin tmp root
+	docker import --change 'ENV PATH=/usr/local/go/bin:/bin' --change 'ENV HOME=/root' \
+		--change 'ENV GOTOOLCHAIN=local' "$work/golang.tar" golang:local >/dev/null
+	rm -f "$work/golang.tar"
+fi
+
+# The module, in a copy whose repository is the bench registry.
+src=$work/tempsensor
+cp -r fixtures/modules/tempsensor "$src"
+sed -i "s|^repository: .*|repository: $reg/tempsensor|; s|^platforms: .*|platforms: [linux/amd64]|" "$src/module.yaml"
+cat >"$src/stamp.go" <<'EOC'
+package main
+
+import "os"
+
+var benchStamp = "0"
+
+func init() {
+	if os.Getenv("OUTPOST_BENCH_STAMP") != "" {
+		println(benchStamp)
+	}
+}
+EOC
+stamp=0
+change() { stamp=$((stamp + 1)); sed -i "s/^var benchStamp = .*/var benchStamp = \"$stamp\"/" "$src/stamp.go"; }
+cat >"$work/Dockerfile.ms" <<'EOC'
+FROM golang:local AS build
+WORKDIR /src
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -o /tempsensor .
+FROM scratch
+COPY --from=build /tempsensor /tempsensor
+ENTRYPOINT ["/tempsensor"]
+EOC
+cat >"$work/Dockerfile.pre" <<'EOC'
+FROM scratch
+COPY tempsensor /tempsensor
+ENTRYPOINT ["/tempsensor"]
+EOC
+
+go build -o "$work/outpost" ./cmd/outpost
+outpost() { OUTPOST_CONFIG=/dev/null OUTPOST_CACHE="$work/oci" "$work/outpost" "$@"; }
+
+docker_ms() {
+	docker build -q --network none -t "$reg/ts-ms:bench" -f "$work/Dockerfile.ms" "$src" >/dev/null
+	docker push -q "$reg/ts-ms:bench" >/dev/null
+}
+docker_pre() {
+	(cd "$src" && CGO_ENABLED=0 go build -trimpath -o "$work/pre/tempsensor" .)
+	docker build -q -t "$reg/ts-pre:bench" -f "$work/Dockerfile.pre" "$work/pre" >/dev/null
+	docker push -q "$reg/ts-pre:bench" >/dev/null
+}
+outpost_push() { outpost build "$src" --push >/dev/null 2>&1; }
+mkdir -p "$work/pre"
+
+declare -A res
+record() { res[$1]+="$2 "; printf '  %-34s %6d ms\n' "$1" "$2"; }
+
+for run in $(seq "$runs"); do
+	echo "run $run"
+	# Cold: no build caches.
+	docker builder prune -af >/dev/null 2>&1 || true
+	docker image rm -f "$reg/ts-ms:bench" "$reg/ts-pre:bench" >/dev/null 2>&1 || true
+	change
+	t=$(date +%s%N); docker_ms; record "cold: docker multi-stage" "$(ms $t)"
+	rm -rf "$work/oci"
+	change
+	t=$(date +%s%N); GOCACHE=$work/gocache-$run outpost_push; record "cold: outpost, fresh GOCACHE too" "$(ms $t)"
+	rm -rf "$work/oci"
+	change
+	t=$(date +%s%N); outpost_push; record "cold: outpost build --push" "$(ms $t)"
+
+	# A one-line change, caches warm.
+	change; t=$(date +%s%N); docker_ms; record "change: docker multi-stage" "$(ms $t)"
+	change; t=$(date +%s%N); docker_pre; record "change: go build + docker (prebuilt)" "$(ms $t)"
+	change; t=$(date +%s%N); (cd "$src" && CGO_ENABLED=0 go build -trimpath -o "$work/gobuild" .); record "change: go build alone" "$(ms $t)"
+	change; t=$(date +%s%N); outpost_push; record "change: outpost build --push" "$(ms $t)"
+
+	# Unchanged: push again.
+	t=$(date +%s%N); outpost push "$src" >/dev/null 2>&1; record "unchanged: outpost push" "$(ms $t)"
+	t=$(date +%s%N); docker push -q "$reg/ts-pre:bench" >/dev/null; record "unchanged: docker push" "$(ms $t)"
+
+	# Three platforms vs one, after a change each.
+	change; t=$(date +%s%N); outpost build "$src" --platform linux/amd64 >/dev/null 2>&1; record "change: outpost build, 1 platform" "$(ms $t)"
+	change; t=$(date +%s%N); outpost build "$src" --platform linux/amd64,linux/arm64,linux/arm/v7 >/dev/null 2>&1; record "change: outpost build, 3 platforms" "$(ms $t)"
+done
+
+echo
+echo "medians over $runs runs (ms):"
+for k in "${!res[@]}"; do
+	printf '  %-34s %6d\n' "$k" "$(echo "${res[$k]}" | tr ' ' '\n' | grep -v '^$' | median)"
+done | sort

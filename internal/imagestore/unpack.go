@@ -153,7 +153,7 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 		return nil
 	case tar.TypeXGlobalHeader:
 		return nil // PAX global records (git archive writes one); nothing to unpack
-	case tar.TypeDir, tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse, tar.TypeSymlink, tar.TypeLink:
+	case tar.TypeDir, tar.TypeReg, tar.TypeGNUSparse, tar.TypeSymlink, tar.TypeLink: // archive/tar reads TypeRegA as TypeReg
 	default:
 		return a.unsafe(hdr.Name, "unsupported entry type %q", string(hdr.Typeflag))
 	}
@@ -204,7 +204,7 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 			return err
 		}
 		a.dirs[target] = metaOf(hdr)
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeGNUSparse:
 		if err := a.writeFile(target, hdr, tr); err != nil {
 			return err
 		}

@@ -21,7 +21,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,11 +77,9 @@ func TestMain(m *testing.M) {
 
 // buildRootfs makes a rootfs: /prog (testdata/prog, static), /etc/passwd, /etc/group, /app.
 func buildRootfs(dir string) error {
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goBin); err != nil {
-		if goBin, err = exec.LookPath("go"); err != nil {
-			return err
-		}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return err
 	}
 	cmd := exec.Command(goBin, "build", "-trimpath", "-o", filepath.Join(dir, "prog"), "./testdata/prog")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

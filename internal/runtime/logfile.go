@@ -321,7 +321,8 @@ func followLogs(ctx context.Context, dir string, opts LogOptions, running func()
 			// ours (more than one when the writer outran us), then the new one.
 			if fi, err := os.Stat(base); err == nil {
 				if ours, err2 := cur.Stat(); err2 == nil && !os.SameFile(fi, ours) {
-					if carry, err = lr.readAll(curR, carry); err != nil {
+					// The rotated file is complete: nothing of it is carried over.
+					if _, err = lr.readAll(curR, carry); err != nil {
 						return err
 					}
 					cur.Close()

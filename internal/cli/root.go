@@ -115,6 +115,7 @@ Microsoft's Azure IoT SDKs run unchanged.`,
 		newTwinCmd(f),
 		newBuildCmd(f), newInitCmd(f),
 		newPushCmd(f),
+		newDaemonCmd(f, nil), newListCmd(f), newLogsCmd(f), newRestartCmd(f), newStatusCmd(f), newCheckCmd(f),
 	)
 	return root
 }

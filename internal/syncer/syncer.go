@@ -139,10 +139,13 @@ func (s *Syncer) Run(ctx context.Context) error {
 	backoff := time.Second
 	for ctx.Err() == nil {
 		s.mu.Lock()
-		cursor := s.state.Cursor
+		cursor, connected := s.state.Cursor, s.connected
 		s.mu.Unlock()
+		// Long-poll only once the hub has answered: the first call after a
+		// start or an outage returns at once, so the link shows connected
+		// (and the outbox drains) without waiting for a change.
 		wait := PollWait
-		if cursor == "" {
+		if cursor == "" || !connected {
 			wait = 0
 		}
 		resp, err := s.hub.Sync(ctx, s.deviceID, cursor, wait)

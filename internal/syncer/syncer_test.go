@@ -211,3 +211,21 @@ func TestNotSyncedYet(t *testing.T) {
 		t.Fatalf("patch before a sync: %v", err)
 	}
 }
+
+// TestRestartShowsConnectedAtOnce checks that a device restarting with a
+// cursor is connected as soon as the hub answers, not after a long poll.
+func TestRestartShowsConnectedAtOnce(t *testing.T) {
+	f := setup(t)
+	s, stop := run(t, f, f.st)
+	eventually(t, "first sync", s.Synced)
+	stop()
+	s2, _ := run(t, f, f.st)
+	start := time.Now()
+	eventually(t, "connected after a restart", func() bool {
+		st, _ := s2.Status()
+		return st.Connected
+	})
+	if d := time.Since(start); d >= PollWait {
+		t.Fatalf("connected only after %v: the first call waited for a change", d)
+	}
+}

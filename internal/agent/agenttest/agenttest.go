@@ -1,0 +1,375 @@
+// Package agenttest runs the device agent for tests, over real parts: a hub
+// (hubtest), an in-process OCI registry holding a test module image, the
+// device's store, image store and a real runtime.
+package agenttest
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/outpost-edge/outpost/internal/agent"
+	"github.com/outpost-edge/outpost/internal/hub/hubtest"
+	"github.com/outpost-edge/outpost/internal/hubapi"
+	"github.com/outpost-edge/outpost/internal/hubclient"
+	"github.com/outpost-edge/outpost/internal/identity"
+	"github.com/outpost-edge/outpost/internal/imagestore"
+	"github.com/outpost-edge/outpost/internal/runtime"
+	"github.com/outpost-edge/outpost/internal/store"
+	"github.com/outpost-edge/outpost/internal/syncer"
+)
+
+// Fixture is a hub with one device, a registry with the test image, and the
+// device's data dir.
+type Fixture struct {
+	Hub      *hubtest.Hub
+	Owner    *hubclient.Client
+	Registry string // host:port
+	Image    string // the test module image: entrypoint /mod, cmd run
+	DeviceID string
+	DeviceCS string // the device's connection string
+	DataDir  string
+	Kind     string // runtime kind
+}
+
+// Kinds returns the runtimes to test with: process always, runc when root
+// and runc is installed.
+func Kinds(t testing.TB) []string {
+	kinds := []string{runtime.KindProcess}
+	if _, err := exec.LookPath("runc"); err == nil && os.Geteuid() == 0 {
+		kinds = append(kinds, runtime.KindRunc)
+	} else {
+		t.Log("runc runtime not tested: needs root and runc on PATH")
+	}
+	return kinds
+}
+
+// New starts a hub with device "dev" and a registry with the test image.
+func New(t testing.TB, kind string) *Fixture {
+	t.Helper()
+	f := &Fixture{Kind: kind, DeviceID: "dev", DataDir: t.TempDir()}
+	t.Cleanup(func() { f.removeInstances(t) })
+	f.Hub = hubtest.Start(t, hubtest.Options{})
+	f.Owner = f.Hub.Client(t)
+	d, err := f.Owner.CreateDevice(context.Background(), hubapi.Device{DeviceID: f.DeviceID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.DeviceCS = f.Hub.DeviceConnectionString(f.DeviceID, "", d.Authentication.SymmetricKey.PrimaryKey)
+	srv := httptest.NewServer(registry.New(registry.Logger(nopLogger())))
+	t.Cleanup(srv.Close)
+	f.Registry = strings.TrimPrefix(srv.URL, "http://")
+	f.Image = f.Registry + "/mod:1"
+	f.PushImage(t, f.Image, "")
+	return f
+}
+
+// removeInstances removes what the agents left in the runtime (stopped
+// instances keep their mounts until removed).
+func (f *Fixture) removeInstances(t testing.TB) {
+	rt, err := runtime.New(f.Kind, filepath.Join(f.DataDir, "runtime"))
+	if err != nil {
+		return
+	}
+	list, _ := rt.List(context.Background())
+	for _, st := range list {
+		if err := rt.Remove(context.Background(), st.Name); err != nil {
+			t.Errorf("remove instance %s: %v", st.Name, err)
+		}
+	}
+}
+
+// Deploy applies a native manifest with these modules (JSON objects as in
+// DESIGN's manifest) to the device.
+func (f *Fixture) Deploy(t testing.TB, modules map[string]any) {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{"schemaVersion": "1.0", "modules": modules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Owner.ApplyConfiguration(context.Background(), f.DeviceID, b); err != nil {
+		t.Fatalf("deploy: %v", err)
+	}
+}
+
+// Reported returns the $agent twin's reported properties at the hub.
+func (f *Fixture) Reported(t testing.TB) map[string]any {
+	t.Helper()
+	tw, err := f.Owner.GetTwin(context.Background(), f.DeviceID, agent.AgentModule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	_ = json.Unmarshal(tw.ReportedJSON(), &m)
+	return m
+}
+
+// ModuleReported returns modules.<id> of the reported properties at the hub
+// (nil when absent).
+func (f *Fixture) ModuleReported(t testing.TB, id string) map[string]any {
+	mods, _ := f.Reported(t)["modules"].(map[string]any)
+	m, _ := mods[id].(map[string]any)
+	return m
+}
+
+// Running is an agent running over the fixture's data dir.
+type Running struct {
+	Agent   *agent.Agent
+	Syncer  *syncer.Syncer
+	Runtime runtime.Runtime
+	Images  *imagestore.Store
+	Config  agent.Config
+
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	close  func()
+}
+
+// Start runs an agent (with its syncer) over the fixture's data dir, with
+// short back-offs; edit changes its config. It is stopped when the test ends.
+func (f *Fixture) Start(t testing.TB, edit func(*agent.Config)) *Running {
+	t.Helper()
+	st, err := store.Open(filepath.Join(f.DataDir, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := imagestore.Open(filepath.Join(f.DataDir, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := runtime.New(f.Kind, filepath.Join(f.DataDir, "runtime"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := hubclient.New(f.DeviceCS, f.Hub.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, _ := identity.ParseConnectionString(f.DeviceCS)
+	sy, err := syncer.New(hc, st, f.DeviceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := agent.Config{
+		DeviceID:        f.DeviceID,
+		HubHostName:     cs.HostName,
+		GatewayHostName: "gw.test",
+		Syncer:          sy,
+		Images:          imgs,
+		Runtime:         rt,
+		WorkloadDir:     filepath.Join(f.DataDir, "workload"),
+		LogDir:          filepath.Join(f.DataDir, "logs"),
+		BackoffBase:     100 * time.Millisecond,
+		BackoffMax:      time.Second,
+		StopGrace:       5 * time.Second,
+		ReportInterval:  100 * time.Millisecond,
+		Logger:          slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	a, err := agent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithCancel(context.Background())
+	sdone := make(chan struct{})
+	go func() { _ = sy.Run(sctx); close(sdone) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Running{Agent: a, Syncer: sy, Runtime: rt, Images: imgs, Config: cfg, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- a.Run(ctx) }()
+	r.close = func() {
+		// Give the syncer a moment to send the agent's last reported patch.
+		time.Sleep(200 * time.Millisecond)
+		scancel()
+		<-sdone
+		imgs.Close()
+		st.Close()
+	}
+	t.Cleanup(func() { r.Stop(t) })
+	return r
+}
+
+// Stop stops the agent (which stops its modules unless KeepInstances) and
+// closes its stores.
+func (r *Running) Stop(t testing.TB) {
+	t.Helper()
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Errorf("agent run: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Error("the agent did not stop within 60 s")
+		}
+		r.close()
+	})
+}
+
+// Module returns the agent's status of a module.
+func (r *Running) Module(id string) (agent.ModuleStatus, bool) {
+	for _, m := range r.Agent.Modules() {
+		if m.Name == id {
+			return m, true
+		}
+	}
+	return agent.ModuleStatus{}, false
+}
+
+// Logs returns a module's logs so far.
+func (r *Running) Logs(t testing.TB, id string) string {
+	t.Helper()
+	rc, err := r.Runtime.Logs(context.Background(), id, runtime.LogOptions{})
+	if err != nil {
+		return ""
+	}
+	defer rc.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(rc)
+	return b.String()
+}
+
+// Eventually polls cond every 20 ms until it holds or timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+var (
+	buildOnce sync.Once
+	binary    []byte
+	buildErr  error
+)
+
+// modBinary builds testdata/mod, static.
+func modBinary(t testing.TB) []byte {
+	t.Helper()
+	buildOnce.Do(func() {
+		_, file, _, _ := goruntime.Caller(0)
+		src := filepath.Join(filepath.Dir(file), "testdata", "mod")
+		dir, err := os.MkdirTemp("", "outpost-agenttest")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			goBin = "/usr/local/go/bin/go"
+		}
+		out := filepath.Join(dir, "mod")
+		cmd := exec.Command(goBin, "build", "-trimpath", "-o", out, ".")
+		cmd.Dir = src
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build test module: %v: %s", err, b)
+			return
+		}
+		binary, buildErr = os.ReadFile(out)
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
+// PushImage pushes the test module image to ref; a variant other than ""
+// gives an image of another digest (TEST_VARIANT in its env).
+func (f *Fixture) PushImage(t testing.TB, ref, variant string) {
+	t.Helper()
+	bin := modBinary(t)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, h := range []*tar.Header{
+		{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777},
+		{Name: "etc/passwd", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len("root:x:0:0:root:/root:/bin/sh\n"))},
+		{Name: "mod", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bin))},
+	} {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		switch h.Name {
+		case "etc/passwd":
+			_, _ = tw.Write([]byte("root:x:0:0:root:/root:/bin/sh\n"))
+		case "mod":
+			_, _ = tw.Write(bin)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = goruntime.GOOS, goruntime.GOARCH
+	cf.Config.Entrypoint = []string{"/mod"}
+	cf.Config.Cmd = []string{"run"}
+	cf.Config.Env = []string{"PATH=/", "TEST_FROM_IMAGE=yes"}
+	if variant != "" {
+		cf.Config.Env = append(cf.Config.Env, "TEST_VARIANT="+variant)
+	}
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+}
+
+func nopLogger() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// testWriter sends log lines to t.Log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}

@@ -1,0 +1,183 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"reflect"
+	goruntime "runtime"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// maxDescription bounds a statusDescription (twin strings are at most 4 KiB).
+const maxDescription = 1024
+
+// reportLoop sends the agent's status to the $agent twin's reported
+// properties whenever it changes: at once, then at most once per
+// ReportInterval, each time only what changed (a merge patch).
+func (a *Agent) reportLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.changed:
+		}
+		a.sendReport()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(a.cfg.ReportInterval):
+		}
+	}
+}
+
+// flushReport sends what is left to report, once the modules are stopped.
+func (a *Agent) flushReport(context.Context) { a.sendReport() }
+
+// sendReport diffs the status against what was last reported and sends the
+// difference.
+func (a *Agent) sendReport() {
+	a.reportMu.Lock()
+	defer a.reportMu.Unlock()
+	if a.lastReported == nil {
+		a.lastReported = map[string]any{}
+		if t, err := a.cfg.Syncer.Twin(AgentModule); err == nil {
+			a.lastReported = stripDollar(normalize(t.Reported()))
+		}
+	}
+	cur := normalize(a.reportedDoc())
+	patch := mergeDiff(a.lastReported, cur)
+	if len(patch) == 0 {
+		return
+	}
+	b, err := json.Marshal(patch)
+	if err != nil {
+		a.log.Error("report status", "err", err)
+		return
+	}
+	if _, err := a.cfg.Syncer.PatchReported(AgentModule, b); err != nil {
+		a.log.Error("report status", "err", err)
+		a.notify() // try again
+		return
+	}
+	a.lastReported = cur
+}
+
+// reportedDoc is the agent's full reported status.
+func (a *Agent) reportedDoc() map[string]any {
+	doc := map[string]any{
+		"runtime": map[string]any{
+			"type":     a.cfg.Runtime.Name(),
+			"platform": map[string]any{"os": goruntime.GOOS, "architecture": goruntime.GOARCH},
+		},
+	}
+	a.mu.Lock()
+	d := a.desired
+	a.mu.Unlock()
+	if d.read {
+		doc["lastDesiredVersion"] = d.version
+		st := map[string]any{"code": d.code}
+		if d.description != "" {
+			st["description"] = truncate(d.description, maxDescription)
+		}
+		doc["lastDesiredStatus"] = st
+	}
+	mods := map[string]any{}
+	for _, m := range a.Modules() {
+		r := map[string]any{
+			"runtimeStatus": m.RuntimeStatus,
+			"restartCount":  m.RestartCount,
+		}
+		if m.Version != "" {
+			r["version"] = m.Version
+		}
+		if m.Description != "" {
+			r["statusDescription"] = truncate(m.Description, maxDescription)
+		}
+		if m.ExitCode != nil {
+			r["exitCode"] = *m.ExitCode
+		}
+		if m.ImageDigest != "" {
+			r["imageDigest"] = m.ImageDigest
+		}
+		for k, t := range map[string]time.Time{
+			"lastStartTimeUtc":   m.StartedAt,
+			"lastExitTimeUtc":    m.ExitedAt,
+			"lastRestartTimeUtc": m.LastRestartAt,
+		} {
+			if !t.IsZero() {
+				r[k] = t.UTC().Format(time.RFC3339Nano)
+			}
+		}
+		mods[m.Name] = r
+	}
+	doc["modules"] = mods
+	return doc
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "…"
+}
+
+// normalize gives v the shape a twin gives it back: JSON numbers as
+// json.Number, objects as map[string]any.
+func normalize(v map[string]any) map[string]any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return map[string]any{}
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var out map[string]any
+	if err := dec.Decode(&out); err != nil || out == nil {
+		return map[string]any{}
+	}
+	return out
+}
+
+// stripDollar drops $metadata, $version and the like at every level.
+func stripDollar(m map[string]any) map[string]any {
+	for k, v := range m {
+		if strings.HasPrefix(k, "$") {
+			delete(m, k)
+			continue
+		}
+		if sub, ok := v.(map[string]any); ok {
+			stripDollar(sub)
+		}
+	}
+	return m
+}
+
+// mergeDiff returns the JSON merge patch (RFC 7386) that turns old into cur.
+func mergeDiff(old, cur map[string]any) map[string]any {
+	p := map[string]any{}
+	for k := range old {
+		if _, ok := cur[k]; !ok {
+			p[k] = nil
+		}
+	}
+	for k, nv := range cur {
+		ov, ok := old[k]
+		nm, nIsMap := nv.(map[string]any)
+		om, oIsMap := ov.(map[string]any)
+		switch {
+		case ok && nIsMap && oIsMap:
+			if d := mergeDiff(om, nm); len(d) > 0 {
+				p[k] = d
+			}
+		case !ok || !reflect.DeepEqual(ov, nv):
+			p[k] = nv
+		}
+	}
+	return p
+}

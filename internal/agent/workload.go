@@ -1,0 +1,60 @@
+package agent
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+)
+
+// The workload API (sign, trust bundle) comes with a later change. Until
+// then each module's socket exists and answers every request with 501, so
+// that a module sees a clear error rather than a missing file.
+
+// ensureWorkload listens on a module's workload socket if it does not yet.
+func (a *Agent) ensureWorkload(module string) {
+	sock := a.workloadSocket(module)
+	if sock == "" {
+		return
+	}
+	a.wlMu.Lock()
+	defer a.wlMu.Unlock()
+	if _, ok := a.workload[module]; ok {
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
+		a.log.Error("workload socket", "module", module, "err", err)
+		return
+	}
+	_ = os.Remove(sock) // left by an earlier daemon
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		a.log.Error("workload socket", "module", module, "err", err)
+		return
+	}
+	_ = os.Chmod(sock, 0o666) // modules may run as any user
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotImplemented)
+		_, _ = w.Write([]byte(`{"message":"the workload API is not implemented yet"}` + "\n"))
+	})}
+	a.workload[module] = srv
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("workload socket", "module", module, "err", err)
+		}
+	}()
+}
+
+// closeWorkload stops serving a module's socket ("" for every module).
+func (a *Agent) closeWorkload(module string) {
+	a.wlMu.Lock()
+	defer a.wlMu.Unlock()
+	for m, srv := range a.workload {
+		if module == "" || m == module {
+			_ = srv.Close()
+			delete(a.workload, m)
+		}
+	}
+}

@@ -1,0 +1,528 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/outpost-edge/outpost/internal/identity"
+	"github.com/outpost-edge/outpost/internal/mgmt"
+	"github.com/outpost-edge/outpost/internal/mgmtclient"
+	"github.com/outpost-edge/outpost/internal/runtime"
+)
+
+// The device-local commands talk to the daemon over its management socket
+// through internal/mgmtclient; only check also looks at the machine itself.
+
+const localLong = `It talks to the device daemon over its management socket (--mgmt-socket,
+default /run/outpost/mgmt.sock, mode 0600: run it as the daemon's user).`
+
+// MgmtClient returns a client for the daemon's management socket of the
+// configuration (--mgmt-socket, OUTPOST_MGMT_SOCKET or mgmt-socket).
+func (f *Factory) MgmtClient() *mgmtclient.Client {
+	return mgmtclient.New(f.Config().GetString("mgmt-socket"))
+}
+
+func newListCmd(f *Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the modules this device runs, with status, restarts and uptime",
+		Long:  "List the modules of the device's deployment and how they run.\n\n" + localLong,
+		Example: `  outpost list
+  outpost list -o json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			mods, err := f.MgmtClient().Modules(cmd.Context())
+			if err != nil {
+				return fmt.Errorf("list: %w", err)
+			}
+			now := f.Now()
+			return f.Print(mods, func(w io.Writer) error {
+				t := NewTable("name", "status", "image", "restarts", "uptime")
+				for _, m := range mods {
+					t.Row(m.Name, statusCell(m), m.Image, strconv.Itoa(m.Restarts), uptime(m, now))
+				}
+				return t.Write(w)
+			})
+		},
+	}
+	addMgmtSocketFlag(cmd)
+	return cmd
+}
+
+func statusCell(m mgmtclient.Module) string {
+	if m.ExitCode != nil && m.Status != "running" {
+		return fmt.Sprintf("%s (exit %d)", m.Status, *m.ExitCode)
+	}
+	return m.Status
+}
+
+func uptime(m mgmtclient.Module, now time.Time) string {
+	if m.Status != "running" || m.StartedAt.IsZero() {
+		return "-"
+	}
+	return humanDuration(now.Sub(m.StartedAt))
+}
+
+// humanDuration is docker's style: 45s, 12m, 3h5m, 2d4h.
+func humanDuration(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", max(0, int(d.Seconds())))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
+}
+
+func newLogsCmd(f *Factory) *cobra.Command {
+	var (
+		follow bool
+		tail   int
+		since  string
+	)
+	cmd := &cobra.Command{
+		Use:   "logs MODULE",
+		Short: "Print a module's logs (stdout and stderr)",
+		Long: `Print a module's logs: its stdout and stderr, merged, kept across restarts in
+size-capped files. With -f, go on printing new lines until interrupted.
+
+` + localLong,
+		Example: `  outpost logs tempsensor
+  outpost logs tempsensor -f --tail 20
+  outpost logs tempsensor --since 10m`,
+		Args: exactArgs(1, "one module name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts := mgmtclient.LogOptions{Follow: follow, Tail: tail}
+			if tail < 0 {
+				return flagErrorf("invalid --tail %d: want a number of lines", tail)
+			}
+			if since != "" {
+				t, err := mgmt.ParseSince(since, f.Now())
+				if err != nil {
+					return flagErrorf("invalid --since: %v", err)
+				}
+				opts.Since = t
+			}
+			rc, err := f.MgmtClient().Logs(cmd.Context(), args[0], opts)
+			if err != nil {
+				return fmt.Errorf("logs %s: %w", args[0], err)
+			}
+			defer rc.Close()
+			if _, err := io.Copy(f.IO.Out, rc); err != nil && cmd.Context().Err() == nil {
+				return fmt.Errorf("logs %s: %w", args[0], err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow: keep printing new lines")
+	cmd.Flags().IntVar(&tail, "tail", 0, "only the last N lines (0: all)")
+	cmd.Flags().StringVar(&since, "since", "", "only lines since a time (RFC 3339) or for a duration (10m)")
+	addMgmtSocketFlag(cmd)
+	return cmd
+}
+
+func newRestartCmd(f *Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "restart MODULE",
+		Short: "Restart a module's instance now",
+		Long: `Stop a module's instance and start a new one now, whatever its state; a
+module waiting in back-off starts at once.
+
+` + localLong,
+		Example: `  outpost restart tempsensor`,
+		Args:    exactArgs(1, "one module name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.MgmtClient().Restart(cmd.Context(), args[0]); err != nil {
+				return fmt.Errorf("restart %s: %w", args[0], err)
+			}
+			f.status("restarted %s", args[0])
+			return nil
+		},
+	}
+	addMgmtSocketFlag(cmd)
+	return cmd
+}
+
+func newStatusCmd(f *Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the daemon's link to its hub, its outbox and its cached twins",
+		Long: `Show whether the daemon is connected to its hub and since when, its last
+sync, the reported patches waiting in its outbox, and the versions of the twins
+it has cached (what it runs on while offline).
+
+` + localLong,
+		Example: `  outpost status
+  outpost status -o json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := f.MgmtClient().Status(cmd.Context())
+			if err != nil {
+				return fmt.Errorf("status: %w", err)
+			}
+			now := f.Now()
+			return f.Print(st, func(w io.Writer) error {
+				conn := "no"
+				if st.Connected {
+					conn = "yes"
+				}
+				iso := ""
+				if !st.Isolated {
+					iso = " (not isolated: modules are host processes)"
+				}
+				fmt.Fprintf(w, "device:     %s\n", st.DeviceID)
+				if st.HubHost != "" {
+					fmt.Fprintf(w, "hub:        %s\n", st.HubHost)
+				}
+				fmt.Fprintf(w, "runtime:    %s%s\n", st.Runtime, iso)
+				fmt.Fprintf(w, "connected:  %s, since %s (%s)\n", conn, st.Since.UTC().Format(time.RFC3339), humanDuration(now.Sub(st.Since)))
+				last := "never"
+				if !st.LastSync.IsZero() {
+					last = st.LastSync.UTC().Format(time.RFC3339) + " (" + humanDuration(now.Sub(st.LastSync)) + " ago)"
+				}
+				fmt.Fprintf(w, "last sync:  %s\n", last)
+				fmt.Fprintf(w, "outbox:     %d patches, %d bytes", st.Outbox.Patches, st.Outbox.Bytes)
+				if !st.Outbox.Oldest.IsZero() {
+					fmt.Fprintf(w, ", oldest %s", st.Outbox.Oldest.UTC().Format(time.RFC3339))
+				}
+				fmt.Fprintln(w)
+				fmt.Fprintln(w)
+				t := NewTable("twin", "desired", "reported")
+				for _, tv := range st.Twins {
+					t.Row(tv.ModuleID, strconv.FormatInt(tv.DesiredVersion, 10), strconv.FormatInt(tv.ReportedVersion, 10))
+				}
+				return t.Write(w)
+			})
+		},
+	}
+	addMgmtSocketFlag(cmd)
+	return cmd
+}
+
+// checkResult is one line of outpost check.
+type checkResult struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+	Hint   string `json:"hint,omitempty"`
+}
+
+type checkOptions struct {
+	ConnectionString string
+	CAFile           string
+	DataDir          string
+	Runtime          string
+	BrokerListen     string
+	MgmtSocket       string
+	MinFreeBytes     uint64
+}
+
+func newCheckCmd(f *Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Check that this machine can run the daemon, one line per check",
+		Long: `Check what the daemon needs, one line each with ✓ or ✗ and what to do:
+the runtime is found and usable, the hub is reachable, the clock agrees with
+the hub's (SAS tokens allow 5 minutes of skew), the data dir has disk space and
+is private (0700, owned by the daemon's user), the broker port is free, and the
+daemon answers on its management socket. It reads the daemon's configuration
+(the same config file, env and flags) and works whether the daemon runs or not.
+It exits 1 when a check fails.`,
+		Example: `  outpost check
+  outpost check --config /etc/outpost/config.yaml -o json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := f.Config()
+			opts := checkOptions{
+				ConnectionString: v.GetString("connection-string"), CAFile: v.GetString("ca"),
+				DataDir: v.GetString("data"), Runtime: v.GetString("runtime"),
+				BrokerListen: v.GetString("broker-listen"), MgmtSocket: v.GetString("mgmt-socket"),
+				MinFreeBytes: 512 << 20,
+			}
+			results := runChecks(cmd.Context(), opts, f.Now)
+			failed := 0
+			for _, r := range results {
+				if !r.OK {
+					failed++
+				}
+			}
+			err := f.Print(results, func(w io.Writer) error {
+				for _, r := range results {
+					mark := "✓"
+					if !r.OK {
+						mark = "✗"
+					}
+					line := fmt.Sprintf("%s %s: %s", mark, r.Name, r.Detail)
+					if r.Hint != "" {
+						line += " — " + r.Hint
+					}
+					fmt.Fprintln(w, line)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if failed > 0 {
+				f.status("%d of %d checks failed", failed, len(results))
+				return &SilentError{Code: ExitFailure}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.String("data", defaultDataDir, "the daemon's data dir")
+	fl.String("runtime", runtime.KindAuto, "runtime: auto, runc, docker or process")
+	fl.String("broker-listen", defaultBrokerListen, "module broker address")
+	addMgmtSocketFlag(cmd)
+	return cmd
+}
+
+// runChecks runs every check of outpost check.
+func runChecks(ctx context.Context, o checkOptions, now func() time.Time) []checkResult {
+	var out []checkResult
+	out = append(out, checkRuntime(ctx, o.Runtime))
+	out = append(out, checkHub(ctx, o, now)...)
+	out = append(out, checkDisk(o.DataDir, o.MinFreeBytes), checkDataDir(o.DataDir), checkBroker(o.BrokerListen), checkDaemon(ctx, o.MgmtSocket))
+	return out
+}
+
+func checkRuntime(ctx context.Context, kind string) checkResult {
+	r := checkResult{Name: "runtime"}
+	dir, err := os.MkdirTemp("", "outpost-check")
+	if err != nil {
+		r.Detail = err.Error()
+		return r
+	}
+	defer os.RemoveAll(dir)
+	rt, err := runtime.New(kind, dir)
+	if err != nil {
+		r.Detail = fmt.Sprintf("%s: %v", kind, err)
+		r.Hint = "install runc and run as root, start docker, or use --runtime process"
+		return r
+	}
+	if _, err := rt.List(ctx); err != nil {
+		r.Detail = fmt.Sprintf("%s found but not usable: %v", rt.Name(), err)
+		r.Hint = "check its installation, or use --runtime process"
+		return r
+	}
+	r.OK = true
+	r.Detail = rt.Name() + " found and usable"
+	if kind == runtime.KindAuto || kind == "" {
+		r.Detail += " (picked by auto)"
+	}
+	if !rt.Isolated() {
+		r.Detail += "; it does not isolate modules (host processes)"
+	}
+	return r
+}
+
+// checkHub checks that the hub answers and that the clocks agree.
+func checkHub(ctx context.Context, o checkOptions, now func() time.Time) []checkResult {
+	hub := checkResult{Name: "hub"}
+	skew := checkResult{Name: "clock"}
+	if strings.TrimSpace(o.ConnectionString) == "" {
+		hub.Detail = "no connection string"
+		hub.Hint = "set connection-string in the config file, OUTPOST_CONNECTION_STRING or --hub"
+		skew.Detail = "not checked: the hub is unknown"
+		return []checkResult{hub, skew}
+	}
+	cs, err := identity.ParseConnectionString(o.ConnectionString)
+	if err != nil {
+		hub.Detail = err.Error()
+		hub.Hint = "check the connection string"
+		skew.Detail = "not checked: the hub is unknown"
+		return []checkResult{hub, skew}
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			hub.Detail = fmt.Sprintf("read the CA file: %v", err)
+			hub.Hint = "check ca in the config file, OUTPOST_CA or --ca"
+			skew.Detail = "not checked: the hub did not answer"
+			return []checkResult{hub, skew}
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		tlsCfg.RootCAs = pool
+	}
+	scheme := "https"
+	if cs.UseInsecureHTTP {
+		scheme = "http"
+	}
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+cs.HostName+"/", nil)
+	sent := now()
+	resp, err := hc.Do(req)
+	if err != nil {
+		hub.Detail = fmt.Sprintf("%s does not answer: %v", cs.HostName, err)
+		hub.Hint = "check the network, the host name and port, and the CA (--ca); the daemon runs on offline meanwhile"
+		skew.Detail = "not checked: the hub did not answer"
+		return []checkResult{hub, skew}
+	}
+	resp.Body.Close()
+	got := now()
+	hub.OK = true
+	hub.Detail = fmt.Sprintf("%s answers (%s)", cs.HostName, got.Sub(sent).Round(time.Millisecond))
+	date, err := http.ParseTime(resp.Header.Get("Date"))
+	if err != nil {
+		skew.Detail = "the hub sent no Date header"
+		skew.OK = true
+		return []checkResult{hub, skew}
+	}
+	mid := sent.Add(got.Sub(sent) / 2)
+	d := mid.Sub(date)
+	if d < 0 {
+		d = -d
+	}
+	if d > 5*time.Minute {
+		skew.Detail = fmt.Sprintf("this clock is %s off the hub's: SAS tokens allow 5 minutes", d.Round(time.Second))
+		skew.Hint = "sync the clock (timedatectl set-ntp true)"
+		return []checkResult{hub, skew}
+	}
+	skew.OK = true
+	skew.Detail = fmt.Sprintf("within %s of the hub's", (d + time.Second).Round(time.Second))
+	return []checkResult{hub, skew}
+}
+
+// existingParent is dir or its nearest parent that exists.
+func existingParent(dir string) string {
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || d == filepath.Dir(d) {
+			return d
+		}
+	}
+}
+
+func checkDisk(dir string, minFree uint64) checkResult {
+	r := checkResult{Name: "disk"}
+	var sfs syscall.Statfs_t
+	at := existingParent(dir)
+	if err := syscall.Statfs(at, &sfs); err != nil {
+		r.Detail = fmt.Sprintf("%s: %v", at, err)
+		return r
+	}
+	free := sfs.Bavail * uint64(sfs.Bsize)
+	r.Detail = fmt.Sprintf("%s free under %s", humanBytes(free), at)
+	if free < minFree {
+		r.Hint = fmt.Sprintf("free some space: images and logs need at least %s", humanBytes(minFree))
+		return r
+	}
+	r.OK = true
+	return r
+}
+
+func humanBytes(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
+}
+
+func checkDataDir(dir string) checkResult {
+	r := checkResult{Name: "data dir"}
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		parent := existingParent(dir)
+		if ok, werr := writable(parent); werr == nil && ok {
+			r.OK = true
+			r.Detail = fmt.Sprintf("%s does not exist yet: the daemon creates it (0700)", dir)
+			return r
+		}
+		r.Detail = fmt.Sprintf("%s does not exist and %s is not writable", dir, parent)
+		r.Hint = "run the daemon as root, or pass --data with a directory you own"
+		return r
+	}
+	if err != nil {
+		r.Detail = err.Error()
+		return r
+	}
+	if !fi.IsDir() {
+		r.Detail = dir + " is not a directory"
+		r.Hint = "pass --data with a directory"
+		return r
+	}
+	var problems []string
+	if perm := fi.Mode().Perm(); perm != 0o700 {
+		problems = append(problems, fmt.Sprintf("mode %04o, want 0700", perm))
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		problems = append(problems, fmt.Sprintf("owned by uid %d, not by us (uid %d)", st.Uid, os.Geteuid()))
+	}
+	if len(problems) > 0 {
+		r.Detail = dir + ": " + strings.Join(problems, "; ")
+		r.Hint = fmt.Sprintf("it holds the device's keys: chmod 700 %s && chown $(id -u) %s", dir, dir)
+		return r
+	}
+	r.OK = true
+	r.Detail = dir + " is 0700 and ours"
+	return r
+}
+
+func writable(dir string) (bool, error) {
+	f, err := os.CreateTemp(dir, ".outpost-check-*")
+	if err != nil {
+		return false, err
+	}
+	name := f.Name()
+	f.Close()
+	return true, os.Remove(name)
+}
+
+func checkBroker(addr string) checkResult {
+	r := checkResult{Name: "broker port"}
+	if addr == "" {
+		r.OK, r.Detail = true, "no broker address set"
+		return r
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		r.Detail = fmt.Sprintf("%s is not free: %v", addr, err)
+		r.Hint = "stop what listens there (ss -ltnp), or set broker-listen to another address"
+		return r
+	}
+	l.Close()
+	r.OK, r.Detail = true, addr+" is free"
+	return r
+}
+
+func checkDaemon(ctx context.Context, socket string) checkResult {
+	r := checkResult{Name: "daemon"}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	c := mgmtclient.New(socket)
+	st, err := c.Status(ctx)
+	if err != nil {
+		r.Detail = err.Error()
+		var ue *mgmtclient.UnavailableError
+		if errors.As(err, &ue) {
+			r.Detail = fmt.Sprintf("no daemon answers on %s", socket)
+			r.Hint = ue.Hint()
+		}
+		return r
+	}
+	r.OK = true
+	r.Detail = fmt.Sprintf("answers on %s (device %s, runtime %s)", socket, st.DeviceID, st.Runtime)
+	return r
+}

@@ -1,0 +1,188 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/agent/agenttest"
+	"github.com/outpost-edge/outpost/internal/mgmtclient"
+)
+
+// startDaemon runs `outpost daemon` in this process over the fixture's
+// device and returns its management socket; it is stopped when the test
+// ends, and must exit 0.
+func startDaemon(t *testing.T, f *agenttest.Fixture) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "mgmt.sock")
+	ios, _, _, errOut := TestIO()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, ios, []string{"daemon", "--connection-string", f.DeviceCS, "--ca", f.Hub.CAFile, "--restart-backoff", "100ms",
+			"--data", f.DataDir, "--runtime", "process", "--mgmt-socket", sock, "--gateway-hostname", "gw.test"})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("daemon exited %d:\n%s", code, errOut.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("the daemon did not stop within 30 s")
+		}
+	})
+	agenttest.Eventually(t, 10*time.Second, "the management socket", func() bool {
+		select {
+		case code := <-done:
+			t.Fatalf("daemon exited %d:\n%s", code, errOut.String())
+		default:
+		}
+		_, err := os.Stat(sock)
+		return err == nil
+	})
+	return sock
+}
+
+func TestDaemonAndLocalCommands(t *testing.T) {
+	f := agenttest.New(t, "process")
+	f.Deploy(t, map[string]any{
+		"web":  map[string]any{"image": f.Image, "startupOrder": 1},
+		"fail": map[string]any{"image": f.Image, "restartPolicy": "never", "createOptions": map[string]any{"Cmd": []string{"exit", "3"}}},
+	})
+	sock := startDaemon(t, f)
+
+	agenttest.Eventually(t, 20*time.Second, "web running in outpost list", func() bool {
+		code, out, _ := run(t, "list", "--mgmt-socket", sock)
+		return code == 0 && strings.Contains(out, "running") && strings.Contains(out, "failed (exit 3)")
+	})
+	code, out, _ := run(t, "list", "--mgmt-socket", sock)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[0], "NAME") || !strings.Contains(lines[0], "UPTIME") {
+		t.Fatalf("list: %d\n%s", code, out)
+	}
+	code, out, _ = run(t, "list", "--mgmt-socket", sock, "-o", "json")
+	var mods []mgmtclient.Module
+	if err := json.Unmarshal([]byte(out), &mods); code != 0 || err != nil || len(mods) != 2 || mods[1].Name != "web" || mods[1].Status != "running" {
+		t.Fatalf("list -o json: %d %v\n%s", code, err, out)
+	}
+
+	agenttest.Eventually(t, 10*time.Second, "web's logs", func() bool {
+		_, out, _ := run(t, "logs", "web", "--mgmt-socket", sock)
+		return strings.Contains(out, "IOTEDGE_MODULEID=web") && strings.Contains(out, "IOTEDGE_GATEWAYHOSTNAME=gw.test")
+	})
+	code, out, _ = run(t, "logs", "web", "--tail", "1", "--since", "1h", "--mgmt-socket", sock)
+	if code != 0 || strings.Count(out, "\n") != 1 {
+		t.Errorf("logs --tail 1: %d %q", code, out)
+	}
+
+	code, _, errOut := run(t, "restart", "web", "--mgmt-socket", sock)
+	if code != 0 || !strings.Contains(errOut, "restarted web") {
+		t.Errorf("restart: %d %s", code, errOut)
+	}
+	code, _, errOut = run(t, "restart", "nosuch", "--mgmt-socket", sock)
+	if code != ExitNotFound || !strings.Contains(errOut, "nosuch") {
+		t.Errorf("restart nosuch: %d %s", code, errOut)
+	}
+
+	code, out, _ = run(t, "status", "--mgmt-socket", sock)
+	if code != 0 || !strings.Contains(out, "connected:  yes") || !strings.Contains(out, "$agent") || !strings.Contains(out, "runtime:    process (not isolated") {
+		t.Errorf("status: %d\n%s", code, out)
+	}
+	code, out, _ = run(t, "status", "--mgmt-socket", sock, "-o", "json")
+	var st mgmtclient.Status
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || !st.Connected || st.DeviceID != "dev" {
+		t.Errorf("status -o json: %d %v\n%s", code, err, out)
+	}
+
+	// check, against this daemon and hub.
+	data := t.TempDir()
+	os.Chmod(data, 0o700)
+	code, out, errOut = run(t, "check", "--hub", f.DeviceCS, "--ca", f.Hub.CAFile, "--data", data,
+		"--runtime", "process", "--broker-listen", "127.0.0.1:0", "--mgmt-socket", sock)
+	if code != 0 || strings.Count(out, "✓") != 7 {
+		t.Errorf("check: %d\n%s%s", code, out, errOut)
+	}
+	// A busy broker port, a data dir open to all, no daemon: ✗ with what to do.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	os.Chmod(data, 0o755)
+	code, out, _ = run(t, "check", "--hub", f.DeviceCS, "--ca", f.Hub.CAFile, "--data", data,
+		"--runtime", "process", "--broker-listen", l.Addr().String(), "--mgmt-socket", filepath.Join(data, "none.sock"), "-o", "json")
+	var results []checkResult
+	if err := json.Unmarshal([]byte(out), &results); err != nil || code != ExitFailure {
+		t.Fatalf("check with problems: %d %v\n%s", code, err, out)
+	}
+	failed := map[string]checkResult{}
+	for _, r := range results {
+		if !r.OK {
+			failed[r.Name] = r
+		}
+	}
+	for _, name := range []string{"broker port", "data dir", "daemon"} {
+		if r, ok := failed[name]; !ok || r.Hint == "" {
+			t.Errorf("check %s: want ✗ with a hint, got %+v", name, r)
+		}
+	}
+	if len(failed) != 3 {
+		t.Errorf("check: %d failures, want 3: %+v", len(failed), failed)
+	}
+}
+
+func TestLocalCommandsWithoutDaemon(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	for _, args := range [][]string{{"list"}, {"logs", "m"}, {"restart", "m"}, {"status"}} {
+		code, _, errOut := run(t, append(args, "--mgmt-socket", sock)...)
+		if code != ExitUnavailable || !strings.Contains(errOut, "is the daemon running? try: systemctl status outpost") {
+			t.Errorf("%v: exit %d\n%s", args, code, errOut)
+		}
+	}
+}
+
+func TestDaemonRefusesBadInput(t *testing.T) {
+	code, _, errOut := run(t, "daemon", "--connection-string", "HostName=h;SharedAccessKeyName=owner;SharedAccessKey=YWJj", "--data", t.TempDir())
+	if code != ExitUsage || !strings.Contains(errOut, "device") {
+		t.Errorf("service connection string: %d %s", code, errOut)
+	}
+	code, _, errOut = run(t, "daemon", "--connection-string", "HostName=h;DeviceId=d;SharedAccessKey=YWJj", "--restart-backoff", "10m")
+	if code != ExitUsage || !strings.Contains(errOut, "back-off") {
+		t.Errorf("bad back-off: %d %s", code, errOut)
+	}
+	code, _, errOut = run(t, "daemon", "--connection-string", "HostName=h;DeviceId=d;SharedAccessKey=YWJj", "--runtime", "vm")
+	if code != ExitUsage || !strings.Contains(errOut, "--runtime") {
+		t.Errorf("bad runtime: %d %s", code, errOut)
+	}
+	t.Setenv("OUTPOST_CONNECTION_STRING", "")
+	code, _, errOut = run(t, "daemon", "--data", t.TempDir())
+	if code != ExitUsage || !strings.Contains(errOut, "connection string") {
+		t.Errorf("no connection string: %d %s", code, errOut)
+	}
+}
+
+func TestSDNotify(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", path)
+	if err := sdNotifyReady(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := conn.Read(buf)
+	if err != nil || string(buf[:n]) != "READY=1" {
+		t.Fatalf("got %q %v", buf[:n], err)
+	}
+}

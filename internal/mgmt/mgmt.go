@@ -1,0 +1,258 @@
+// Package mgmt is the device daemon's management API: JSON over HTTP on a
+// unix socket that only the daemon's user may open (mode 0600). The wire
+// types are internal/mgmtclient's.
+//
+//	GET  /modules                 the modules and how they run
+//	GET  /modules/{m}/logs        ?follow=true&tail=N&since=RFC3339|duration, streamed
+//	POST /modules/{m}/restart     restart a module's instance now
+//	GET  /status                  the link to the hub, the outbox, the runtime
+//
+// Errors are JSON {"message": "…"} with a fitting status code.
+package mgmt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/agent"
+	"github.com/outpost-edge/outpost/internal/mgmtclient"
+	"github.com/outpost-edge/outpost/internal/runtime"
+)
+
+// Server serves the management API for one agent.
+type Server struct {
+	agent   *agent.Agent
+	hubHost string
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// New returns the API of a. hubHost is shown by /status.
+func New(a *agent.Agent, hubHost string, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{agent: a, hubHost: hubHost, log: log, now: time.Now}
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /modules", s.modules)
+	mux.HandleFunc("GET /modules/{module}/logs", s.logs)
+	mux.HandleFunc("POST /modules/{module}/restart", s.restart)
+	mux.HandleFunc("GET /status", s.status)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// Listen makes the socket at path, mode 0600, in a directory it creates
+// (0755) if needed. A socket left by a daemon that is gone is replaced; one a
+// live daemon answers on is an error.
+func Listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("management socket: %w", err)
+	}
+	if _, err := os.Lstat(path); err == nil {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("management socket %s: another daemon answers on it", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("management socket: remove the stale %s: %w", path, err)
+		}
+	}
+	// Made under a temporary name and renamed once it is 0600, so that it is
+	// never open to others, whatever the umask.
+	tmp := fmt.Sprintf("%s.tmp-%d", path, os.Getpid())
+	_ = os.Remove(tmp)
+	l, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, fmt.Errorf("management socket: %w", err)
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("management socket: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("management socket: %w", err)
+	}
+	return l, nil
+}
+
+// Serve serves the API on l until ctx is done.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		_ = srv.Close()
+		return nil
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, mgmtclient.ErrorBody{Message: msg})
+}
+
+// Module converts the agent's status of a module to the wire type.
+func Module(m agent.ModuleStatus) mgmtclient.Module {
+	return mgmtclient.Module{
+		Name: m.Name, Status: m.RuntimeStatus, DesiredStatus: m.DesiredStatus, Image: m.Image,
+		ImageDigest: m.ImageDigest, Version: m.Version, RestartPolicy: m.RestartPolicy,
+		StartupOrder: m.StartupOrder, Restarts: m.RestartCount, StartedAt: m.StartedAt,
+		ExitedAt: m.ExitedAt, NextRestartAt: m.NextRestartAt, ExitCode: m.ExitCode, Pid: m.Pid,
+		Description: m.Description,
+	}
+}
+
+func (s *Server) modules(w http.ResponseWriter, _ *http.Request) {
+	out := []mgmtclient.Module{}
+	for _, m := range s.agent.Modules() {
+		out = append(out, Module(m))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	st, err := s.agent.Syncer().Status()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "read the sync status: "+err.Error())
+		return
+	}
+	rt := s.agent.Runtime()
+	out := mgmtclient.Status{
+		DeviceID: s.agent.DeviceID(), HubHost: s.hubHost, Runtime: rt.Name(), Isolated: rt.Isolated(),
+		Connected: st.Connected, Since: st.Since, LastSync: st.LastSync,
+		Outbox: mgmtclient.Outbox{Patches: st.Outbox.Patches, Bytes: st.Outbox.Bytes, Oldest: st.Outbox.Oldest},
+		Twins:  []mgmtclient.TwinVersions{},
+	}
+	for _, tv := range st.Twins {
+		out.Twins = append(out.Twins, mgmtclient.TwinVersions{ModuleID: tv.ModuleID, DesiredVersion: tv.DesiredVersion, ReportedVersion: tv.ReportedVersion})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) restart(w http.ResponseWriter, r *http.Request) {
+	m := r.PathValue("module")
+	if err := s.agent.Restart(r.Context(), m); err != nil {
+		writeError(w, codeFor(err), err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"restarted": m})
+}
+
+func codeFor(err error) int {
+	switch {
+	case errors.Is(err, agent.ErrUnknownModule), errors.Is(err, runtime.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, context.Canceled):
+		return 499
+	}
+	return http.StatusInternalServerError
+}
+
+func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
+	m := r.PathValue("module")
+	q := r.URL.Query()
+	var opts runtime.LogOptions
+	if v := q.Get("follow"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "follow: want true or false")
+			return
+		}
+		opts.Follow = b
+	}
+	if v := q.Get("tail"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, "tail: want a number of lines")
+			return
+		}
+		opts.Tail = n
+	}
+	if v := q.Get("since"); v != "" {
+		t, err := ParseSince(v, s.now())
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "since: "+err.Error())
+			return
+		}
+		opts.Since = t
+	}
+	rc, err := s.agent.Logs(r.Context(), m, opts)
+	if err != nil {
+		code := codeFor(err)
+		if code == http.StatusNotFound && !errors.Is(err, agent.ErrUnknownModule) {
+			writeError(w, code, fmt.Sprintf("module %s has no instance yet (no logs)", m))
+			return
+		}
+		writeError(w, code, err.Error())
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	fl, _ := w.(http.Flusher)
+	if fl != nil {
+		fl.Flush()
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := rc.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		}
+		if err != nil {
+			if err != io.EOF && r.Context().Err() == nil {
+				s.log.Error("logs", "module", m, "err", err)
+			}
+			return
+		}
+	}
+}
+
+// ParseSince reads a time (RFC 3339) or a duration before now ("10m").
+func ParseSince(v string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return time.Time{}, fmt.Errorf("want a time (RFC 3339) or a duration such as 10m, got %q", v)
+	}
+	return now.Add(-d), nil
+}

@@ -1,0 +1,181 @@
+package mgmt_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/agent"
+	"github.com/outpost-edge/outpost/internal/agent/agenttest"
+	"github.com/outpost-edge/outpost/internal/mgmt"
+	"github.com/outpost-edge/outpost/internal/mgmtclient"
+	"github.com/outpost-edge/outpost/internal/runtime"
+)
+
+// serve runs the API of r's agent on a socket and returns a client for it.
+func serve(t *testing.T, r *agenttest.Running) *mgmtclient.Client {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "mgmt.sock")
+	l, err := mgmt.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = mgmt.New(r.Agent, "hub.test", nil).Serve(ctx, l); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return mgmtclient.New(sock)
+}
+
+func TestListLogsRestartStatus(t *testing.T) {
+	f := agenttest.New(t, runtime.KindProcess)
+	f.Deploy(t, map[string]any{
+		"m1": map[string]any{"image": f.Image, "startupOrder": 1},
+		"m2": map[string]any{"image": f.Image, "restartPolicy": "on-failure", "createOptions": map[string]any{"Cmd": []string{"exit", "3"}}},
+	})
+	r := f.Start(t, func(c *agent.Config) { c.BackoffBase = time.Hour })
+	c := serve(t, r)
+	ctx := t.Context()
+
+	fi, err := os.Stat(c.Socket())
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode: %v %v", fi.Mode(), err)
+	}
+	var mods []mgmtclient.Module
+	agenttest.Eventually(t, 20*time.Second, "m1 running, m2 in back-off", func() bool {
+		mods, err = c.Modules(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(mods) == 2 && mods[0].Status == "running" && mods[1].Status == "backoff"
+	})
+	if m := mods[1]; m.ExitCode == nil || *m.ExitCode != 3 || m.Image != f.Image {
+		t.Errorf("m2: %+v", m)
+	}
+	if mods[0].StartedAt.IsZero() || mods[0].Pid == 0 {
+		t.Errorf("m1: %+v", mods[0])
+	}
+
+	// Logs, then follow: the stream ends when the instance is restarted.
+	agenttest.Eventually(t, 10*time.Second, "m1 ready", func() bool {
+		rc, err := c.Logs(ctx, "m1", mgmtclient.LogOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		return strings.Contains(string(b), "IOTEDGE_MODULEID=m1") && strings.Contains(string(b), "ready")
+	})
+	rc, err := c.Logs(ctx, "m1", mgmtclient.LogOptions{Tail: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	if n := strings.Count(string(b), "\n"); n != 1 {
+		t.Errorf("tail 1 gave %d lines: %q", n, b)
+	}
+	fctx, fcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer fcancel()
+	follow, err := c.Logs(fctx, "m1", mgmtclient.LogOptions{Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The logs live in the agent's log dir, so a followed stream goes on across a
+	// restart: the old instance's last line, then the new one's first.
+	got := make(chan string, 1)
+	go func() {
+		defer follow.Close()
+		sc := bufio.NewScanner(follow)
+		var seen []string
+		term := false
+		for sc.Scan() {
+			seen = append(seen, sc.Text())
+			term = term || sc.Text() == "got SIGTERM"
+			if term && sc.Text() == "ready" {
+				break
+			}
+		}
+		got <- strings.Join(seen, "\n")
+	}()
+
+	before := mods[0].Pid
+	if err := c.Restart(ctx, "m1"); err != nil {
+		t.Fatal(err)
+	}
+	mods, _ = c.Modules(ctx)
+	if mods[0].Pid == before || mods[0].Status != "running" {
+		t.Errorf("after restart: %+v (pid before %d)", mods[0], before)
+	}
+	select {
+	case s := <-got:
+		if !strings.Contains(s, "got SIGTERM") {
+			t.Errorf("followed logs: %q", s)
+		}
+	case <-fctx.Done():
+		t.Error("the followed log stream did not show the restart")
+	}
+	// m2's back-off is an hour: restart starts it now.
+	if err := c.Restart(ctx, "m2"); err != nil {
+		t.Errorf("restart m2: %v", err)
+	}
+	agenttest.Eventually(t, 10*time.Second, "m2 exited again", func() bool {
+		mods, _ = c.Modules(ctx)
+		return mods[1].Status == "backoff" && mods[1].ExitCode != nil
+	})
+
+	st, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.DeviceID != "dev" || st.Runtime != "process" || st.Isolated || !st.Connected || len(st.Twins) == 0 {
+		t.Errorf("status: %+v", st)
+	}
+
+	// Errors.
+	err = c.Restart(ctx, "nosuch")
+	var me *mgmtclient.Error
+	if !errors.As(err, &me) || me.ExitCode() != 3 || !errors.Is(err, mgmtclient.ErrNotFound) {
+		t.Errorf("restart of an unknown module: %v", err)
+	}
+	if _, err := c.Logs(ctx, "nosuch", mgmtclient.LogOptions{}); !errors.Is(err, mgmtclient.ErrNotFound) {
+		t.Errorf("logs of an unknown module: %v", err)
+	}
+	gone := mgmtclient.New(filepath.Join(t.TempDir(), "none.sock"))
+	_, err = gone.Modules(ctx)
+	var ue *mgmtclient.UnavailableError
+	if !errors.As(err, &ue) || ue.ExitCode() != 5 || !strings.Contains(ue.Hint(), "systemctl status outpost") {
+		t.Errorf("no daemon: %v", err)
+	}
+}
+
+func TestListenRefusesALiveSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "m.sock")
+	l, err := mgmt.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := mgmt.Listen(sock); err == nil {
+		t.Fatal("a second Listen on a live socket succeeded")
+	}
+}
+
+func TestParseSince(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	if got, _ := mgmt.ParseSince("10m", now); !got.Equal(now.Add(-10 * time.Minute)) {
+		t.Errorf("10m: %v", got)
+	}
+	if got, _ := mgmt.ParseSince("2026-01-01T11:00:00Z", now); !got.Equal(now.Add(-time.Hour)) {
+		t.Errorf("RFC 3339: %v", got)
+	}
+	if _, err := mgmt.ParseSince("yesterday", now); err == nil {
+		t.Error("yesterday parsed")
+	}
+}

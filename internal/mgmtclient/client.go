@@ -1,0 +1,255 @@
+// Package mgmtclient is the typed client of the device daemon's management
+// API: JSON over HTTP on a unix socket (default /run/outpost/mgmt.sock, mode
+// 0600). The CLI's local commands (list, logs, restart, status) and the TUI
+// reach the daemon only through it. Its types are the API's wire types.
+package mgmtclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// DefaultSocket is where the daemon listens by default.
+const DefaultSocket = "/run/outpost/mgmt.sock"
+
+// Module is one module as the daemon runs it (GET /modules).
+type Module struct {
+	Name          string    `json:"name"`
+	Status        string    `json:"status"` // IoT Edge's runtimeStatus: unknown|backoff|running|unhealthy|stopped|failed|dead
+	DesiredStatus string    `json:"desiredStatus"`
+	Image         string    `json:"image"`
+	ImageDigest   string    `json:"imageDigest,omitempty"`
+	Version       string    `json:"version,omitempty"`
+	RestartPolicy string    `json:"restartPolicy"`
+	StartupOrder  int64     `json:"startupOrder"`
+	Restarts      int       `json:"restarts"`
+	StartedAt     time.Time `json:"startedAt,omitzero"`
+	ExitedAt      time.Time `json:"exitedAt,omitzero"`
+	NextRestartAt time.Time `json:"nextRestartAt,omitzero"`
+	ExitCode      *int      `json:"exitCode,omitempty"`
+	Pid           int       `json:"pid,omitempty"`
+	Description   string    `json:"description,omitempty"`
+}
+
+// Outbox describes the reported patches waiting for the hub.
+type Outbox struct {
+	Patches int       `json:"patches"`
+	Bytes   int       `json:"bytes"`
+	Oldest  time.Time `json:"oldest,omitzero"`
+}
+
+// TwinVersions are a cached twin's section versions.
+type TwinVersions struct {
+	ModuleID        string `json:"moduleId"`
+	DesiredVersion  int64  `json:"desiredVersion"`
+	ReportedVersion int64  `json:"reportedVersion"`
+}
+
+// Status is the daemon's link to its hub and what it runs on (GET /status).
+type Status struct {
+	DeviceID  string         `json:"deviceId"`
+	HubHost   string         `json:"hubHostName,omitempty"`
+	Runtime   string         `json:"runtime"`
+	Isolated  bool           `json:"isolated"`
+	Connected bool           `json:"connected"`
+	Since     time.Time      `json:"since"`
+	LastSync  time.Time      `json:"lastSync,omitzero"`
+	Outbox    Outbox         `json:"outbox"`
+	Twins     []TwinVersions `json:"twins"`
+}
+
+// LogOptions select a module's log lines.
+type LogOptions struct {
+	Follow bool
+	Tail   int       // last N lines (0: all)
+	Since  time.Time // lines at or after (zero: all)
+}
+
+// ErrorBody is the JSON body of every error the API answers.
+type ErrorBody struct {
+	Message string `json:"message"`
+}
+
+// Error is an error the daemon answered.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// ExitCode maps the status to outpost's exit codes: 3 not found, 4
+// precondition failed, 1 otherwise.
+func (e *Error) ExitCode() int {
+	switch e.Status {
+	case http.StatusNotFound:
+		return 3
+	case http.StatusConflict, http.StatusPreconditionFailed:
+		return 4
+	}
+	return 1
+}
+
+// ErrNotFound matches an *Error with status 404.
+var ErrNotFound = errors.New("not found")
+
+// Is makes errors.Is(err, ErrNotFound) work.
+func (e *Error) Is(target error) bool {
+	return target == ErrNotFound && e.Status == http.StatusNotFound
+}
+
+// UnavailableError means the daemon does not answer on its socket.
+type UnavailableError struct {
+	Socket string
+	Err    error
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("the outpost daemon does not answer on %s: %v", e.Socket, e.Err)
+}
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// ExitCode is 5, outpost's "unavailable".
+func (e *UnavailableError) ExitCode() int { return 5 }
+
+// Hint says what to do next.
+func (e *UnavailableError) Hint() string {
+	if errors.Is(e.Err, syscall.EACCES) {
+		return "the socket is mode 0600: run as the daemon's user (sudo), or pass --mgmt-socket"
+	}
+	return "is the daemon running? try: systemctl status outpost (or outpost daemon); or pass --mgmt-socket"
+}
+
+// Client talks to one daemon.
+type Client struct {
+	socket string
+	hc     *http.Client
+}
+
+// New returns a client for the daemon listening on socket ("" for
+// DefaultSocket).
+func New(socket string) *Client {
+	if socket == "" {
+		socket = DefaultSocket
+	}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}
+	return &Client{socket: socket, hc: &http.Client{Transport: tr}}
+}
+
+// Socket is the socket the client talks to.
+func (c *Client) Socket() string { return c.socket }
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values) (*http.Response, error) {
+	u := "http://outpost" + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &UnavailableError{Socket: c.socket, Err: unwrapDial(err)}
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		var eb ErrorBody
+		if json.Unmarshal(b, &eb) != nil || eb.Message == "" {
+			eb.Message = strings.TrimSpace(string(b))
+			if eb.Message == "" {
+				eb.Message = resp.Status
+			}
+		}
+		return nil, &Error{Status: resp.StatusCode, Message: eb.Message}
+	}
+	return resp, nil
+}
+
+// unwrapDial keeps the useful part of a dial error (connect: no such file…).
+func unwrapDial(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Err
+	}
+	return err
+}
+
+func (c *Client) getJSON(ctx context.Context, path string, v any) error {
+	resp, err := c.do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("read the daemon's answer to %s: %w", path, err)
+	}
+	return nil
+}
+
+// Modules lists the modules of the deployment and how they run.
+func (c *Client) Modules(ctx context.Context) ([]Module, error) {
+	var ms []Module
+	if err := c.getJSON(ctx, "/modules", &ms); err != nil {
+		return nil, err
+	}
+	return ms, nil
+}
+
+// Status returns the daemon's status.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var s Status
+	if err := c.getJSON(ctx, "/status", &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Restart restarts a module's instance.
+func (c *Client) Restart(ctx context.Context, module string) error {
+	resp, err := c.do(ctx, http.MethodPost, "/modules/"+url.PathEscape(module)+"/restart", nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// Logs streams a module's logs (stdout and stderr, merged, one line at a
+// time); with Follow, until the instance exits or ctx is done.
+func (c *Client) Logs(ctx context.Context, module string, opts LogOptions) (io.ReadCloser, error) {
+	q := url.Values{}
+	if opts.Follow {
+		q.Set("follow", "true")
+	}
+	if opts.Tail > 0 {
+		q.Set("tail", strconv.Itoa(opts.Tail))
+	}
+	if !opts.Since.IsZero() {
+		q.Set("since", opts.Since.UTC().Format(time.RFC3339Nano))
+	}
+	resp, err := c.do(ctx, http.MethodGet, "/modules/"+url.PathEscape(module)+"/logs", q)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}

@@ -25,7 +25,13 @@ import (
 	"github.com/outpost-edge/outpost/internal/hubclient"
 	"github.com/outpost-edge/outpost/internal/identity"
 	"github.com/outpost-edge/outpost/internal/image"
+	"github.com/outpost-edge/outpost/internal/mgmtclient"
+	"github.com/outpost-edge/outpost/internal/runtime"
 )
+
+// quickstartDesired is the sample module's desired properties, set by the
+// operator's patch and by the deployment alike.
+const quickstartDesired = `{"interval": 5, "units": "C", "alerts": {"high": 30, "low": -5}}`
 
 type quickstartOptions struct {
 	DataDir string
@@ -33,14 +39,16 @@ type quickstartOptions struct {
 
 // quickstartResult is what quickstart prints with -o json.
 type quickstartResult struct {
-	DataDir          string          `json:"dataDir"`
-	Hub              string          `json:"hub"`
-	Device           string          `json:"device"`
-	Module           string          `json:"module"`
-	ConnectionString string          `json:"moduleConnectionString"`
-	Twin             json.RawMessage `json:"twin"`
-	Token            string          `json:"token"`
-	Image            string          `json:"image,omitempty"` // the sample module's image, pushed: ref@digest
+	DataDir          string             `json:"dataDir"`
+	Hub              string             `json:"hub"`
+	Device           string             `json:"device"`
+	Module           string             `json:"module"`
+	ConnectionString string             `json:"moduleConnectionString"`
+	Twin             json.RawMessage    `json:"twin"`
+	Token            string             `json:"token"`
+	Image            string             `json:"image,omitempty"`   // the sample module's image, pushed: ref@digest
+	Running          *mgmtclient.Module `json:"running,omitempty"` // the sample module as the daemon runs it
+	Logs             []string           `json:"logs,omitempty"`    // its first lines of output
 }
 
 func newQuickstartCmd(f *Factory) *cobra.Command {
@@ -58,8 +66,10 @@ their keys, patches the module twin's desired properties as an operator,
 patches its reported properties with the module's own credentials, and prints
 the twin and a SAS token for the module. Then it writes the sample module
 (what 'outpost init' makes), builds its image for this machine's architecture
-without a Docker daemon, and pushes it to a registry embedded on loopback. Run
-it again with the same --data to pick up where it left off.`,
+without a Docker daemon, pushes it to a registry embedded on loopback, deploys
+it to the device, and runs a device daemon (runc as root where installed, else
+plain processes) until the module runs and prints; then it stops the daemon.
+Run it again with the same --data to pick up where it left off.`,
 		Example: "  outpost quickstart\n  outpost quickstart --data ./qs -o json",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -122,7 +132,7 @@ func quickstartRun(ctx context.Context, f *Factory, opts *quickstartOptions) err
 	status("module identity /devices/%s/modules/%s with its own keys", deviceID, moduleID)
 
 	// 3. The twin: the operator sets desired, the module reports.
-	desired := []byte(`{"properties": {"desired": {"interval": 5, "units": "C", "alerts": {"high": 30, "low": -5}}}}`)
+	desired := []byte(`{"properties": {"desired": ` + quickstartDesired + `}}`)
 	t, err := op.PatchTwin(ctx, deviceID, moduleID, desired, "")
 	if err != nil {
 		return fmt.Errorf("quickstart: desired patch: %w", err)
@@ -151,11 +161,27 @@ func quickstartRun(ctx context.Context, f *Factory, opts *quickstartOptions) err
 	res := quickstartResult{DataDir: dir, Hub: h.HostName(), Device: deviceID, Module: moduleID, ConnectionString: modCS, Twin: twinJSON, Token: token}
 
 	// 4. The module's image: built without a daemon, pushed to a registry.
-	img, err := quickstartImage(ctx, dir, moduleID, status)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	status("registry serving http://%s (embedded, loopback only)", ln.Addr())
+	img, err := quickstartImage(ctx, dir, moduleID, ln.Addr().String(), status)
 	if err != nil {
 		return fmt.Errorf("quickstart: image: %w", err)
 	}
 	res.Image = img
+
+	// 5. The instance: deploy the image to the device, run a daemon for it.
+	if img != "" {
+		devCS := (&identity.ConnectionString{HostName: h.HostName(), DeviceID: deviceID, SharedAccessKey: dev.Authentication.SymmetricKey.PrimaryKey}).String()
+		if err := quickstartDaemon(ctx, f, op, dir, devCS, creds.CAFile, img, &res, status); err != nil {
+			return fmt.Errorf("quickstart: daemon: %w", err)
+		}
+	}
 	return f.Print(res, func(w io.Writer) error {
 		fmt.Fprintf(w, "\nModule twin %s/%s:\n", deviceID, moduleID)
 		if err := writeJSON(w, json.RawMessage(twinJSON)); err != nil {
@@ -166,16 +192,27 @@ func quickstartRun(ctx context.Context, f *Factory, opts *quickstartOptions) err
 		if res.Image != "" {
 			fmt.Fprintf(w, "\nModule image (built without a daemon, pushed to the embedded registry):\n%s\n", res.Image)
 		}
+		if res.Running != nil {
+			fmt.Fprintf(w, "\nModule instance, as the device daemon ran it:\n")
+			t := NewTable("name", "status", "image", "restarts", "pid")
+			t.Row(res.Running.Name, res.Running.Status, res.Running.Image, fmt.Sprint(res.Running.Restarts), fmt.Sprint(res.Running.Pid))
+			if err := t.Write(w); err != nil {
+				return err
+			}
+			for _, l := range res.Logs {
+				fmt.Fprintf(w, "  %s\n", l)
+			}
+		}
 		fmt.Fprintf(w, "\nData dir: %s\nServe this hub again with: outpost hub serve --data %s\n", dir, filepath.Join(dir, "hub"))
 		return nil
 	})
 }
 
 // quickstartImage writes the sample module into dir (unless it is there),
-// builds it for linux on this machine's architecture and pushes it to a
-// registry started on loopback for the purpose. It needs the Go toolchain;
+// builds it for linux on this machine's architecture and pushes it to the
+// registry reg. It needs the Go toolchain;
 // without one it says so and builds nothing.
-func quickstartImage(ctx context.Context, dir, name string, status func(string, ...any)) (string, error) {
+func quickstartImage(ctx context.Context, dir, name, reg string, status func(string, ...any)) (string, error) {
 	if _, err := exec.LookPath("go"); err != nil {
 		status("no Go toolchain on PATH: skipping the image build (outpost build compiles Go modules with it)")
 		return "", nil
@@ -195,16 +232,6 @@ func quickstartImage(ctx context.Context, dir, name string, status func(string, 
 			return "", err
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	defer srv.Close()
-	reg := ln.Addr().String()
-	status("registry serving http://%s (embedded, loopback only)", reg)
-
 	m, err := image.LoadModule(modDir)
 	if err != nil {
 		return "", err
@@ -226,4 +253,99 @@ func quickstartImage(ctx context.Context, dir, name string, status func(string, 
 	ref := res.Reference.Context().Digest(digest.String()).String()
 	status("pushed %s", ref)
 	return ref, nil
+}
+
+// quickstartDaemon deploys the sample image to the device and runs a device
+// daemon until the module runs and has printed, then stops it.
+func quickstartDaemon(ctx context.Context, f *Factory, op *hubclient.Client, dir, deviceCS, caFile, img string, res *quickstartResult, status func(string, ...any)) error {
+	const deviceID, moduleID = "quickstart-device", "tempsensor"
+	manifest := fmt.Sprintf(`{"schemaVersion": "1.0", "modules": {%q: {"image": %q, "version": "1.0", "restartPolicy": "always",
+		"env": {"INTERVAL": "1"}, "desired": %s}}}`, moduleID, img, quickstartDesired)
+	if _, err := op.ApplyConfiguration(ctx, deviceID, []byte(manifest)); err != nil {
+		return fmt.Errorf("deploy: %w", err)
+	}
+	status("deployed %s to %s", moduleID, deviceID)
+
+	sock := filepath.Join(dir, "mgmt.sock")
+	daemonCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	quiet := &Factory{IO: &IOStreams{In: f.IO.In, Out: io.Discard, ErrOut: io.Discard}, Now: f.Now}
+	done := make(chan error, 1)
+	go func() {
+		done <- daemonRun(daemonCtx, quiet, &daemonOptions{
+			ConnectionString: deviceCS, CAFile: caFile, DataDir: filepath.Join(dir, "device"),
+			Runtime: "auto", MgmtSocket: sock,
+		})
+	}()
+	stopDaemon := func() error {
+		stop()
+		return <-done
+	}
+
+	mc := mgmtclient.New(sock)
+	deadline := time.Now().Add(60 * time.Second)
+	var running *mgmtclient.Module
+	for running == nil {
+		select {
+		case err := <-done:
+			return fmt.Errorf("the daemon stopped: %w", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		mods, err := mc.Modules(ctx)
+		if err == nil {
+			for _, m := range mods {
+				if m.Name == moduleID && m.Status == "running" {
+					running = &m
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			stopDaemon()
+			return fmt.Errorf("%s did not start within a minute: %+v %v", moduleID, mods, err)
+		}
+	}
+	rtName := "?"
+	if st, err := mc.Status(ctx); err == nil {
+		rtName = st.Runtime
+	}
+	status("daemon running %s (runtime %s, pid %d, image %s)", moduleID, rtName, running.Pid, running.ImageDigest)
+	res.Running = running
+
+	// Its first readings.
+	for time.Now().Before(deadline) && len(res.Logs) < 2 {
+		time.Sleep(300 * time.Millisecond)
+		rc, err := mc.Logs(ctx, moduleID, mgmtclient.LogOptions{Tail: 3})
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		res.Logs = nil
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if line != "" {
+				res.Logs = append(res.Logs, line)
+			}
+		}
+	}
+	if err := stopDaemon(); err != nil {
+		return err
+	}
+	status("daemon stopped (modules stopped in reverse startup order)")
+
+	// A daemon leaves stopped instances in place for its next start; the
+	// quickstart is over, so remove them (runc's overlay mounts included).
+	rt, err := runtime.New("auto", filepath.Join(dir, "device", "runtime"))
+	if err != nil {
+		return err
+	}
+	insts, err := rt.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, in := range insts {
+		if err := rt.Remove(ctx, in.Name); err != nil {
+			return fmt.Errorf("remove instance %s: %w", in.Name, err)
+		}
+	}
+	return nil
 }

@@ -46,7 +46,11 @@ func TestQuickstart(t *testing.T) {
 		if _, err := cache.Lookup(res.Image); err != nil {
 			t.Fatalf("round %d: the pushed image is not in the build cache: %v", round, err)
 		}
-		for _, want := range []string{"hub serving https://", "module identity /devices/quickstart-device/modules/tempsensor", "reported patch by the module", "built ", "pushed "} {
+		// The device daemon ran it.
+		if res.Running == nil || res.Running.Status != "running" || !strings.Contains(res.Running.Image, "@sha256:") || len(res.Logs) == 0 {
+			t.Fatalf("round %d: the daemon did not run the module: %+v, logs %q", round, res.Running, res.Logs)
+		}
+		for _, want := range []string{"deployed tempsensor", "daemon running tempsensor", "daemon stopped", "hub serving https://", "module identity /devices/quickstart-device/modules/tempsensor", "reported patch by the module", "built ", "pushed "} {
 			if !strings.Contains(errOut, want) {
 				t.Errorf("round %d: status lines lack %q: %s", round, want, errOut)
 			}

@@ -92,8 +92,9 @@ done
 
 sleep 5
 shims=0; shimrss=0
-for p in $(pgrep -x outpost || true); do
-	if [ "$p" != "$dpid" ] && grep -qz OUTPOST_RUNTIME_SHIM "/proc/$p/environ" 2>/dev/null; then
+for d in /proc/[0-9]*; do
+	p=${d#/proc/}
+	if [ "$p" != "$dpid" ] && grep -qz '^OUTPOST_RUNTIME_SHIM=' "$d/environ" 2>/dev/null; then
 		shims=$((shims + 1)); shimrss=$((shimrss + $(rss $p)))
 	fi
 done

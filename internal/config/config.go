@@ -20,6 +20,8 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/outpost-edge/outpost/internal/suggest"
 )
 
 // EnvPrefix is the prefix of every environment variable outpost reads.
@@ -146,7 +148,7 @@ func parse(file string, data []byte, known map[string]string) (map[string]any, e
 			if alias, isAlias := Aliases[k.Value]; isAlias {
 				return nil, fmt.Errorf("config file %s:%d: key %q: write it as %q", file, k.Line, k.Value, alias)
 			}
-			return nil, fmt.Errorf("config file %s:%d: unknown key %q%s", file, k.Line, k.Value, suggest(k.Value, known))
+			return nil, fmt.Errorf("config file %s:%d: unknown key %q%s", file, k.Line, k.Value, didYouMean(k.Value, known))
 		}
 		x, err := decodeValue(val, typ)
 		if err != nil {
@@ -203,42 +205,15 @@ func kindName(k yaml.Kind) string {
 	return "value"
 }
 
-// suggest names the closest known key, if one is close.
-func suggest(key string, known map[string]string) string {
+// didYouMean names the closest known key, if one is close.
+func didYouMean(key string, known map[string]string) string {
 	keys := make([]string, 0, len(known))
 	for k := range known {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	best, bestD := "", 3
-	for _, k := range keys {
-		if d := distance(key, k); d < bestD {
-			best, bestD = k, d
-		}
+	if best := suggest.Closest(key, keys); best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
 	}
-	if best == "" {
-		return " (see `outpost help` for the flags a config file may set)"
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-// distance is the Levenshtein distance between a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return " (see `outpost help` for the flags a config file may set)"
 }

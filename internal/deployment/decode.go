@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/suggest"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
 
@@ -38,9 +39,9 @@ func (c *checker) members(v *value, path string, known []string, strict bool) ma
 
 func (c *checker) unknown(f field, path string, known []string, strict bool) {
 	hint := ""
-	if s := suggest(f.key, known); s != "" {
+	if s := suggest.Closest(f.key, known); s != "" {
 		hint = " (did you mean " + s + "?)"
-	} else if path == f.key && suggest(f.key, []string{"modulesContent"}) != "" {
+	} else if path == f.key && suggest.Closest(f.key, []string{"modulesContent"}) != "" {
 		hint = " (did you mean modulesContent, the key of an IoT Edge manifest?)"
 	}
 	if strict {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/outpost-edge/outpost/internal/suggest"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
 
@@ -758,7 +759,7 @@ func TestSuggest(t *testing.T) {
 		"env": "env", "xyz": "", "desiredProperties": "",
 	}
 	for in, want := range cases {
-		if got := suggest(in, nativeModuleFields); got != want {
+		if got := suggest.Closest(in, nativeModuleFields); got != want {
 			t.Errorf("suggest(%q) = %q, want %q", in, got, want)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/outpost-edge/outpost/internal/identity"
+	"github.com/outpost-edge/outpost/internal/suggest"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
 
@@ -122,7 +123,7 @@ func oneOf(s string, allowed []string) string {
 		}
 	}
 	msg := fmt.Sprintf("%q is not one of %s", s, strings.Join(allowed, ", "))
-	if hint := suggest(s, allowed); hint != "" {
+	if hint := suggest.Closest(s, allowed); hint != "" {
 		msg += " (did you mean " + hint + "?)"
 	}
 	return msg
@@ -207,52 +208,4 @@ func checkString(s string) string {
 		return fmt.Sprintf("is %d bytes long; a twin string holds at most %d", len(s), twin.MaxStringSize)
 	}
 	return ""
-}
-
-// suggest returns the candidate closest to s when it is close enough to be
-// a likely typo, or "".
-func suggest(s string, candidates []string) string {
-	if len(s) > 64 {
-		return ""
-	}
-	best, bestDist := "", -1
-	ls := strings.ToLower(s)
-	for _, c := range candidates {
-		d := distance(ls, strings.ToLower(c))
-		if bestDist < 0 || d < bestDist {
-			best, bestDist = c, d
-		}
-	}
-	limit := max(1, len([]rune(s))/3)
-	if bestDist >= 0 && bestDist <= limit {
-		return best
-	}
-	return ""
-}
-
-// distance is the optimal string alignment distance between a and b, in
-// runes: insertions, deletions, substitutions and swaps of neighbours.
-func distance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	d := make([][]int, len(ra)+1)
-	for i := range d {
-		d[i] = make([]int, len(rb)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(ra)][len(rb)]
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/outpost-edge/outpost/internal/suggest"
 )
 
 // Dockerfile support: the subset outpost builds without a daemon and
@@ -126,7 +127,7 @@ func parseDockerfile(data []byte, file string) (*dockerfile, error) {
 		}
 		if !contains(knownInstructions, in.cmd) {
 			msg := fmt.Sprintf("unknown instruction %s", in.cmd)
-			if s := closest(in.cmd, knownInstructions); s != "" {
+			if s := suggest.Closest(in.cmd, knownInstructions); s != "" {
 				msg += " (did you mean " + s + "?)"
 			}
 			bad(in.line, "%s", msg)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/outpost-edge/outpost/internal/suggest"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -372,7 +373,7 @@ func (p *moduleParser) mapping(n *yaml.Node, field string, known []string) map[s
 		}
 		if !contains(known, key) {
 			msg := "unknown field"
-			if s := closest(key, known); s != "" {
+			if s := suggest.Closest(key, known); s != "" {
 				msg += " (did you mean " + s + "?)"
 			} else {
 				msg += "; known fields here: " + strings.Join(known, ", ")
@@ -642,50 +643,6 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// closest returns the candidate nearest to s when it is near enough to be
-// a likely typo, else "".
-func closest(s string, candidates []string) string {
-	best, bestDist := "", -1
-	ls := strings.ToLower(s)
-	for _, c := range candidates {
-		d := editDistance(ls, strings.ToLower(c))
-		if bestDist < 0 || d < bestDist {
-			best, bestDist = c, d
-		}
-	}
-	if bestDist >= 0 && bestDist <= max(1, len(s)/3) {
-		return best
-	}
-	return ""
-}
-
-// editDistance is the Levenshtein distance between a and b, with swaps of
-// neighbours counted as one edit.
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	d := make([][]int, len(ra)+1)
-	for i := range d {
-		d[i] = make([]int, len(rb)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(ra)][len(rb)]
 }
 
 // platformsOf parses a module's (already checked) platform strings.

@@ -195,7 +195,9 @@ func (r *Registry) CreateModule(m Module) (Module, error) {
 		return Module{}, err
 	}
 	m.Authentication = auth
-	if _, err := r.GetModule(m.DeviceID, m.ModuleID); err == nil {
+	// The put below is create-only; this early check only keeps the twin of
+	// an existing module from being dropped.
+	if _, err := r.st.Get(moduleKey(m.DeviceID, m.ModuleID)); err == nil {
 		return Module{}, fmt.Errorf("%w: module %s/%s", ErrExists, m.DeviceID, m.ModuleID)
 	}
 	if err := r.dropTwin(m.DeviceID, m.ModuleID); err != nil { // left by an interrupted delete

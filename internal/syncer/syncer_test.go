@@ -220,12 +220,10 @@ func TestRestartShowsConnectedAtOnce(t *testing.T) {
 	eventually(t, "first sync", s.Synced)
 	stop()
 	s2, _ := run(t, f, f.st)
-	start := time.Now()
+	// eventually gives up after 15 s, half of PollWait: a first call that
+	// long-polls for a change fails here.
 	eventually(t, "connected after a restart", func() bool {
 		st, _ := s2.Status()
 		return st.Connected
 	})
-	if d := time.Since(start); d >= PollWait {
-		t.Fatalf("connected only after %v: the first call waited for a change", d)
-	}
 }

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,10 +30,12 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	gcrtarball "github.com/google/go-containerregistry/pkg/v1/tarball"
+	"golang.org/x/sys/unix"
 )
 
 // The conformance suite: every test below runs against each runtime — process and runc
@@ -761,13 +764,12 @@ func rootfsTar(t testing.TB) *bytes.Buffer {
 	return &buf
 }
 
-// TestDockerPull: the engine pulls an image it lacks, from a registry (in process here).
-func TestDockerPull(t *testing.T) {
-	if !dockerAnswers() {
-		t.Skip("docker runtime: no Docker engine answers")
-	}
+// testRegistryImage starts an in-process registry and returns it with an image of the
+// test rootfs, not pushed yet.
+func testRegistryImage(t *testing.T) (*httptest.Server, v1.Image) {
+	t.Helper()
 	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	defer reg.Close()
+	t.Cleanup(reg.Close)
 	tarball := rootfsTar(t).Bytes()
 	layer, err := gcrtarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(tarball)), nil })
 	if err != nil {
@@ -777,6 +779,15 @@ func TestDockerPull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return reg, img
+}
+
+// TestDockerPull: the engine pulls an image it lacks, from a registry (in process here).
+func TestDockerPull(t *testing.T) {
+	if !dockerAnswers() {
+		t.Skip("docker runtime: no Docker engine answers")
+	}
+	reg, img := testRegistryImage(t)
 	ref := strings.TrimPrefix(reg.URL, "http://") + "/runtimetest:" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	tag, err := name.NewTag(ref)
 	if err != nil {
@@ -878,5 +889,394 @@ func BenchmarkStartWait(b *testing.B) {
 				b.StartTimer()
 			}
 		})
+	}
+}
+
+// TestExec: a command run in a running instance sees its environment, working dir and
+// user; its exit code and the end of its output come back; a deadline kills it.
+func TestExec(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		r := rt.new(t, t.TempDir())
+		ctx := ctxT(t, 60*time.Second)
+		spec := rt.spec("exec", "ready", "sleep", "exit", "0")
+		spec.Env = []string{"PATH=/usr/bin:/", "FOO=bar"} // prog is found on PATH
+		spec.WorkingDir = "/app"
+		if isRoot() || rt.kind == KindDocker {
+			spec.User = "module"
+		}
+		if err := r.Start(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Remove(context.Background(), spec.Name) })
+		waitLog(t, r, spec.Name, "ready\n")
+
+		res, err := r.Exec(ctx, spec.Name, []string{"prog", "id", "env", "FOO", "env", "HOME", "cwd", "err", "to stderr", "exit", "3"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ExitCode != 3 {
+			t.Errorf("exit code %d, want 3; output:\n%s", res.ExitCode, res.Output)
+		}
+		cwd := "cwd=/app"
+		if rt.kind == KindProcess {
+			cwd = "cwd=" + filepath.Join(testRootfs, "app")
+		}
+		want := []string{"FOO=bar", cwd, "to stderr"}
+		if spec.User != "" {
+			want = append(want, "HOME=/home/module")
+			// (docker lists the primary group among the supplementary ones: "1000,2000")
+			if !strings.Contains(res.Output, "uid=1000 gid=1000 groups=") || !strings.Contains(res.Output, "2000\n") {
+				t.Errorf("exec as user module: output %q lacks uid=1000 gid=1000 and group 2000", res.Output)
+			}
+		}
+		wantLines(t, res.Output, want...)
+
+		res, err = r.Exec(ctx, spec.Name, []string{"/prog", "lines", "2000"})
+		if err != nil || res.ExitCode != 0 {
+			t.Fatalf("lines: %+v, %v", res, err)
+		}
+		if len(res.Output) > MaxExecOutput || !strings.HasSuffix(res.Output, "\nline 1999\nline 2000\n") || strings.Contains(res.Output, "line 1\n") {
+			t.Errorf("output of 2000 lines: %d bytes from %q to %q: want the last %d bytes", len(res.Output),
+				res.Output[:min(20, len(res.Output))], lastLines(res.Output, 2), MaxExecOutput)
+		}
+
+		// A command that leaves a process behind holding its output: Exec returns once the
+		// command has exited, not when that process does.
+		mark := fmt.Sprintf("exec-spawn-%d", time.Now().UnixNano())
+		t.Cleanup(func() {
+			for _, pid := range pidsWith(mark) { // left running by the process runtime
+				_ = unix.Kill(pid, unix.SIGKILL)
+			}
+		})
+		start := time.Now()
+		res, err = r.Exec(ctx, spec.Name, []string{"/prog", "spawn", mark, "exit", "5"})
+		if err != nil || res.ExitCode != 5 || !strings.Contains(res.Output, "spawned ") {
+			t.Errorf("spawn and exit 5: %+v, %v", res, err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("spawn and exit: Exec took %v", d)
+		}
+
+		res, err = r.Exec(ctx, spec.Name, []string{"/no/such/prog"})
+		if err == nil && res.ExitCode != 126 && res.ExitCode != 127 { // docker: 126 or 127
+			t.Errorf("exec of a missing program: %+v", res)
+		}
+		if errors.Is(err, ErrNotRunning) || errors.Is(err, ErrNotFound) {
+			t.Errorf("exec of a missing program: %v", err)
+		}
+
+		t.Run("deadline", func(t *testing.T) {
+			mark := fmt.Sprintf("exec-deadline-%d", time.Now().UnixNano())
+			dctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			_, err := r.Exec(dctx, spec.Name, []string{"/prog", "mark", mark, "spawn", mark, "forever"})
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("err = %v, want the deadline's", err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("Exec returned %v after its deadline of 500ms", d)
+			}
+			if rt.kind == KindDocker {
+				return // the engine cannot kill an exec
+			}
+			// Killed are the command and what it started (a SIGKILL takes a moment).
+			deadline := time.Now().Add(2 * time.Second)
+			for {
+				pids := pidsWith(mark)
+				if len(pids) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("processes left behind: %v", pids)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if st, err := r.State(ctx, spec.Name); err != nil || !st.Running {
+				t.Errorf("the instance after a killed exec: %+v, %v", st, err)
+			}
+		})
+
+		if _, err := r.Exec(ctx, "no-such", []string{"/prog"}); !errors.Is(err, ErrNotFound) {
+			t.Errorf("exec in no instance: %v", err)
+		}
+		if err := r.Stop(ctx, spec.Name, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Exec(ctx, spec.Name, []string{"/prog", "exit", "0"}); !errors.Is(err, ErrNotRunning) {
+			t.Errorf("exec in a stopped instance: %v, want ErrNotRunning", err)
+		}
+	})
+}
+
+// pidsWith returns the processes whose command line holds s (zombies have none).
+func pidsWith(s string) []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if bytes.Contains(b, []byte(s)) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// mountsUnder returns the mount points at or under dir.
+func mountsUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := strings.ReplaceAll(f[4], `\040`, " ")
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	return out
+}
+
+// TestRootfsUnmounted: an instance that has exited holds no mount (runc's rootfs overlay)
+// though its state, logs and exit code stay until Remove — whoever sees it exit first: the
+// shim, or State after the shim was killed; Remove cleans up what is still mounted.
+func TestRootfsUnmounted(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		if rt.kind == KindDocker {
+			t.Skip("the engine keeps its containers' mounts")
+		}
+		dir := t.TempDir()
+		r := rt.new(t, dir)
+		ctx := ctxT(t, 60*time.Second)
+		noMounts := func(when string) {
+			t.Helper()
+			if m := mountsUnder(t, dir); len(m) > 0 {
+				t.Errorf("%s: still mounted: %v", when, m)
+			}
+		}
+		mounted := func(when string) {
+			t.Helper()
+			if m := mountsUnder(t, dir); rt.kind == KindRunc && len(m) == 0 {
+				t.Errorf("%s: no rootfs mount seen", when)
+			}
+		}
+
+		st, logs := run(t, r, rt.spec("exits", "out", "bye", "exit", "3"))
+		noMounts("after the instance exited")
+		if st.ExitCode != 3 || !strings.Contains(logs, "bye\n") {
+			t.Errorf("state %+v, logs %q", st, logs)
+		}
+		if st, err := r.State(ctx, "exits"); err != nil || st.ExitCode != 3 {
+			t.Errorf("state kept: %+v, %v", st, err)
+		}
+		if err := r.Remove(ctx, "exits"); err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := run(t, r, rt.spec("exits", "exit", "4")); st.ExitCode != 4 {
+			t.Errorf("start after remove: %+v", st)
+		}
+		noMounts("after the second run")
+
+		spec := rt.spec("stopped", "ready", "sleep", "exit", "7")
+		if err := r.Start(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Remove(context.Background(), spec.Name) })
+		waitLog(t, r, spec.Name, "ready\n")
+		mounted("while running")
+		if err := r.Stop(ctx, spec.Name, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		noMounts("after stop")
+
+		// Its shim killed, the instance killed: the first State sees it exited.
+		killBoth := func(name string) {
+			t.Helper()
+			spec := rt.spec(name, "ready", "forever")
+			if err := r.Start(ctx, spec); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = r.Remove(context.Background(), spec.Name) })
+			waitLog(t, r, spec.Name, "ready\n")
+			var rs runState
+			if err := readJSON(filepath.Join(dir, "instances", ContainerID(name)), "state.json", &rs); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []procRef{rs.Shim, rs.Main} {
+				if err := p.signal(unix.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+				if err := p.wait(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		killBoth("shimless")
+		mounted("shim and instance killed, before anyone looked")
+		st, err := r.State(ctx, "shimless")
+		if err != nil || st.Running || st.ExitCode != ExitUnknown {
+			t.Errorf("state: %+v, %v", st, err)
+		}
+		noMounts("after State saw it exited")
+		if err := r.Remove(ctx, "shimless"); err != nil {
+			t.Fatal(err)
+		}
+
+		// The same, and Remove the first to look.
+		killBoth("shimless")
+		mounted("shim and instance killed again, before anyone looked")
+		if err := r.Remove(ctx, "shimless"); err != nil {
+			t.Fatal(err)
+		}
+		noMounts("after Remove")
+		if _, err := os.Stat(filepath.Join(dir, "instances", ContainerID("shimless"))); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("state dir left after Remove: %v", err)
+		}
+	})
+}
+
+// TestDockerImages: the docker runtime pulls through the engine and says what the engine
+// has: the digest pushed, the image's config; and the engine does not run the image's
+// HEALTHCHECK itself (the agent does, through Exec).
+func TestDockerImages(t *testing.T) {
+	if !dockerAnswers() {
+		t.Skip("docker runtime: no Docker engine answers")
+	}
+	reg, img := testRegistryImage(t)
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Config
+	c.Entrypoint, c.Cmd = []string{"/prog"}, []string{"ready", "forever"}
+	c.Env = []string{"PATH=/usr/bin:/", "IMAGE_ENV=yes"}
+	c.Healthcheck = &v1.HealthConfig{Test: []string{"CMD", "/prog", "exit", "1"}, Interval: 100 * time.Millisecond, Retries: 1}
+	if img, err = mutate.Config(img, c); err != nil {
+		t.Fatal(err)
+	}
+	pushed, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := strings.TrimPrefix(reg.URL, "http://") + "/runtimetest/images"
+	ref := repo + ":" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(tag, img); err != nil {
+		t.Fatal(err)
+	}
+
+	r, err := New(KindDocker, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ok := r.(ImagePuller)
+	if !ok {
+		t.Fatal("the docker runtime is no ImagePuller")
+	}
+	ctx := ctxT(t, 60*time.Second)
+	if _, err := p.InspectImage(ctx, ref); !errors.Is(err, ErrNotFound) {
+		t.Errorf("inspect before the pull: %v, want ErrNotFound", err)
+	}
+	got, err := p.PullImage(ctx, ref, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		hc, base, _ := dockerEndpoint()
+		req, _ := http.NewRequest(http.MethodDelete, base+"/images/"+got.ID+"?force=1", nil)
+		if resp, err := hc.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	})
+	wantID, _ := img.ConfigName()
+	if got.Digest != pushed.String() || got.ID != wantID.String() {
+		t.Errorf("pulled: id %s, digest %s; want id %s, digest %s", got.ID, got.Digest, wantID, pushed)
+	}
+	if fmt.Sprint(got.Config.Entrypoint, got.Config.Cmd, got.Config.Env) != fmt.Sprint(c.Entrypoint, c.Cmd, c.Env) ||
+		got.Config.Healthcheck == nil || fmt.Sprint(got.Config.Healthcheck.Test) != fmt.Sprint(c.Healthcheck.Test) {
+		t.Errorf("config: %+v", got.Config)
+	}
+	again, err := p.InspectImage(ctx, ref)
+	if err != nil || !reflect.DeepEqual(again, got) {
+		t.Errorf("inspect after the pull: %+v, %v; want %+v", again, err, got)
+	}
+	byDigest, err := p.InspectImage(ctx, repo+"@"+pushed.String())
+	if err != nil || byDigest.ID != got.ID || byDigest.Digest != pushed.String() {
+		t.Errorf("inspect by digest: %+v, %v", byDigest, err)
+	}
+	// A ref with no tag means :latest (the engine would pull every tag of the repository).
+	latest, err := name.NewTag(repo + ":latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(latest, img); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.PullImage(ctx, repo, nil); err != nil || got.Digest != pushed.String() {
+		t.Errorf("pull of the repository alone: %+v, %v", got, err)
+	}
+	if _, err := p.InspectImage(ctx, repo+":no-such-tag"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("inspect of an unknown ref: %v, want ErrNotFound", err)
+	}
+	if _, err := p.PullImage(ctx, repo+":no-such-tag", nil); err == nil {
+		t.Error("pull of an unknown tag: no error")
+	}
+
+	// Started from the image, with its own entrypoint: no engine health check runs.
+	spec := Spec{Name: "imagehealth", Image: ref, Labels: map[string]string{"test": "conformance"}}
+	if err := r.Start(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Remove(context.Background(), spec.Name) })
+	waitLog(t, r, spec.Name, "ready\n")
+	time.Sleep(500 * time.Millisecond) // five intervals of the image's check
+	d := r.(*dockerRuntime)
+	var in struct {
+		Config struct{ Healthcheck *v1.HealthConfig }
+		State  struct{ Health any }
+	}
+	if err := d.do(ctx, http.MethodGet, "/containers/"+ContainerID(spec.Name)+"/json", nil, nil, &in); err != nil {
+		t.Fatal(err)
+	}
+	if in.Config.Healthcheck == nil || fmt.Sprint(in.Config.Healthcheck.Test) != "[NONE]" || in.State.Health != nil {
+		t.Errorf("container health check %+v, health %v: want NONE and none", in.Config.Healthcheck, in.State.Health)
+	}
+	res, err := r.Exec(ctx, spec.Name, []string{"prog", "env", "IMAGE_ENV"})
+	if err != nil || res.ExitCode != 0 || res.Output != "IMAGE_ENV=yes\n" {
+		t.Errorf("exec: %+v, %v", res, err)
+	}
+}
+
+func TestRepoDigest(t *testing.T) {
+	const d1, d2 = "sha256:1111111111111111111111111111111111111111111111111111111111111111", "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+	for _, c := range []struct {
+		ref  string
+		rds  []string
+		want string
+	}{
+		{"alpine:3", []string{"alpine@" + d1}, d1},
+		{"docker.io/library/alpine", []string{"other@" + d2, "alpine@" + d1}, d1},
+		{"index.docker.io/library/alpine:3", []string{"docker.io/library/alpine@" + d1}, d1},
+		{"localhost:5000/a/b:1", []string{"localhost:5000/a@" + d2, "localhost:5000/a/b@" + d1}, d1},
+		{"127.0.0.1:5000/m:1", []string{"127.0.0.1:5001/m@" + d2}, ""},
+		{"m@" + d2, []string{"m@" + d1, "m@" + d2}, d2},
+		{"local:latest", nil, ""},
+	} {
+		if got := repoDigest(c.ref, c.rds); got != c.want {
+			t.Errorf("repoDigest(%q, %q) = %q, want %q", c.ref, c.rds, got, c.want)
+		}
 	}
 }

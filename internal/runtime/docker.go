@@ -19,6 +19,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // The docker runtime speaks the Docker Engine API (the Moby API) over the engine's socket
@@ -190,7 +193,15 @@ type dockerCreate struct {
 	WorkingDir string            `json:",omitempty"`
 	User       string            `json:",omitempty"`
 	Labels     map[string]string `json:",omitempty"`
-	HostConfig dockerHostConfig
+	// Healthcheck is always {"Test": ["NONE"]}: the agent runs the image's health check
+	// itself, through Exec, for every runtime alike; the engine's own would run it a
+	// second time and keep a health state the agent does not read.
+	Healthcheck *dockerHealthcheck `json:",omitempty"`
+	HostConfig  dockerHostConfig
+}
+
+type dockerHealthcheck struct {
+	Test []string
 }
 
 type dockerHostConfig struct {
@@ -211,7 +222,8 @@ func (d *dockerRuntime) Start(ctx context.Context, spec Spec) error {
 	}
 	id := ContainerID(spec.Name)
 	c := dockerCreate{Image: spec.Image, Env: spec.Env, WorkingDir: spec.WorkingDir, User: spec.User,
-		Labels: map[string]string{}, HostConfig: dockerHostConfig{Binds: spec.Binds, NetworkMode: "host"}}
+		Labels: map[string]string{}, Healthcheck: &dockerHealthcheck{Test: []string{"NONE"}},
+		HostConfig: dockerHostConfig{Binds: spec.Binds, NetworkMode: "host"}}
 	if len(spec.Args) > 0 {
 		c.Entrypoint, c.Cmd = spec.Args[:1], spec.Args[1:]
 	}
@@ -258,7 +270,11 @@ func (d *dockerRuntime) pull(ctx context.Context, ref string, auth *RegistryAuth
 		b, _ := json.Marshal(auth)
 		hdr.Set("X-Registry-Auth", base64.URLEncoding.EncodeToString(b))
 	}
-	resp, err := d.request(ctx, http.MethodPost, "/images/create", url.Values{"fromImage": {ref}}, nil, hdr)
+	q := url.Values{"fromImage": {ref}}
+	if !strings.Contains(ref, "@") && !strings.Contains(ref[strings.LastIndex(ref, "/")+1:], ":") {
+		q.Set("tag", "latest") // with neither tag nor digest the engine pulls every tag
+	}
+	resp, err := d.request(ctx, http.MethodPost, "/images/create", q, nil, hdr)
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
@@ -278,6 +294,140 @@ func (d *dockerRuntime) pull(ctx context.Context, ref string, auth *RegistryAuth
 			return fmt.Errorf("pull %s: %s", ref, m.Error)
 		}
 	}
+}
+
+// PullImage has the engine pull ref and returns what it then has of it.
+func (d *dockerRuntime) PullImage(ctx context.Context, ref string, auth *RegistryAuth) (EngineImage, error) {
+	if _, err := name.ParseReference(ref); err != nil {
+		return EngineImage{}, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	if err := d.pull(ctx, ref, auth); err != nil {
+		return EngineImage{}, err
+	}
+	img, err := d.InspectImage(ctx, ref)
+	if err != nil {
+		return EngineImage{}, fmt.Errorf("pull %s: pulled, then: %w", ref, err)
+	}
+	return img, nil
+}
+
+// InspectImage returns what the engine has of ref, without pulling it.
+func (d *dockerRuntime) InspectImage(ctx context.Context, ref string) (EngineImage, error) {
+	if _, err := name.ParseReference(ref); err != nil {
+		return EngineImage{}, fmt.Errorf("image %s: %w", ref, err)
+	}
+	var in struct {
+		ID          string `json:"Id"`
+		RepoDigests []string
+		Config      *v1.Config // the same JSON as the engine's (a null one for some imports)
+	}
+	if err := d.do(ctx, http.MethodGet, "/images/"+ref+"/json", nil, nil, &in); err != nil {
+		return EngineImage{}, fmt.Errorf("image %s: %w", ref, err)
+	}
+	img := EngineImage{ID: in.ID, Digest: repoDigest(ref, in.RepoDigests)}
+	if in.Config != nil {
+		img.Config = *in.Config
+	}
+	return img, nil
+}
+
+// repoDigest returns the digest ref resolved to: ref's own when it has one, else the one
+// of the engine's RepoDigests ("repository@sha256:…") for ref's repository, both names
+// normalised alike (the engine writes docker.io's short: "alpine@…"); "" when none is.
+func repoDigest(ref string, repoDigests []string) string {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return ""
+	}
+	if dg, ok := r.(name.Digest); ok {
+		return dg.DigestStr()
+	}
+	for _, rd := range repoDigests {
+		repo, dg, ok := strings.Cut(rd, "@")
+		if !ok {
+			continue
+		}
+		if rr, err := name.NewRepository(repo); err == nil && rr.Name() == r.Context().Name() {
+			return dg
+		}
+	}
+	return ""
+}
+
+// Exec runs args in the container through the engine's exec API, which gives the command
+// the container's environment, user and working dir. When ctx ends first Exec returns
+// ctx's error, but the command runs on to its end: the Engine API cannot kill an exec (it
+// has no call for it, and the exec's pid names a process in the engine's pid namespace,
+// which a remote or rootless engine does not share with us).
+func (d *dockerRuntime) Exec(ctx context.Context, name string, args []string) (ExecResult, error) {
+	if len(args) == 0 || args[0] == "" {
+		return ExecResult{}, fmt.Errorf("exec %s: no command", name)
+	}
+	in, err := d.inspect(ctx, name)
+	if err != nil {
+		return ExecResult{}, fmt.Errorf("exec %s: %w", name, err)
+	}
+	if !in.State.Running {
+		return ExecResult{}, fmt.Errorf("exec %s: %w", name, ErrNotRunning)
+	}
+	var ex struct {
+		ID string `json:"Id"`
+	}
+	body := map[string]any{"AttachStdout": true, "AttachStderr": true, "Cmd": args}
+	if err := d.do(ctx, http.MethodPost, "/containers/"+ContainerID(name)+"/exec", nil, body, &ex); err != nil {
+		return ExecResult{}, d.execError(ctx, name, err)
+	}
+	// The engine answers with the command's output (multiplexed: no TTY) until it ends.
+	resp, err := d.request(ctx, http.MethodPost, "/exec/"+ex.ID+"/start", nil, map[string]bool{"Detach": false, "Tty": false})
+	if err != nil {
+		return ExecResult{}, d.execError(ctx, name, err)
+	}
+	out := newTailBuffer(MaxExecOutput)
+	err = demux(out, resp.Body)
+	resp.Body.Close()
+	if ctx.Err() != nil {
+		return ExecResult{}, ctx.Err()
+	}
+	if err != nil {
+		return ExecResult{}, fmt.Errorf("exec %s: %w", name, err)
+	}
+	// The stream may end a moment before the engine has recorded the exit code.
+	for {
+		var st struct {
+			Running  bool
+			ExitCode *int
+		}
+		if err := d.do(ctx, http.MethodGet, "/exec/"+ex.ID+"/json", nil, nil, &st); err != nil {
+			if ctx.Err() != nil {
+				return ExecResult{}, ctx.Err()
+			}
+			return ExecResult{}, fmt.Errorf("exec %s: %w", name, err)
+		}
+		if !st.Running && st.ExitCode != nil {
+			return ExecResult{ExitCode: *st.ExitCode, Output: out.String()}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return ExecResult{}, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// execError says why the engine refused an exec: the container went or stopped meanwhile
+// (the engine answers 409 Conflict, which is no ErrExists here), or err.
+func (d *dockerRuntime) execError(ctx context.Context, name string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	in, ierr := d.inspect(ctx, name)
+	switch {
+	case ierr != nil:
+		return fmt.Errorf("exec %s: %w", name, ierr)
+	case !in.State.Running:
+		return fmt.Errorf("exec %s: %w", name, ErrNotRunning)
+	}
+	return fmt.Errorf("exec %s: %v", name, err)
 }
 
 type dockerInspect struct {

@@ -37,6 +37,13 @@ type local struct {
 	// and for Remove.
 	prepare func(dir, id string, spec Spec, l *launch) (note string, err error)
 	undo    func(dir, id string) error
+	// release, when set, frees what an exited instance no longer needs but keeps its
+	// record, logs and exit state (runc: unmounts its rootfs). It is called by whoever sees
+	// the instance exited first — its shim, or State, Wait, Stop, List — and must be
+	// idempotent.
+	release func(dir, id string) error
+	// execProc returns how to run args in the running instance rec (Exec).
+	execProc func(dir string, rec instanceRecord, args []string) (*execProc, error)
 	// groupKill: SIGKILL the main process's whole process group (process runtime).
 	groupKill bool
 }
@@ -235,7 +242,16 @@ func (r *local) State(ctx context.Context, name string) (State, error) {
 	if err != nil {
 		return State{}, err
 	}
-	return r.state(rec, rs, es), nil
+	return r.settle(rec, r.state(rec, rs, es)), nil
+}
+
+// settle releases what an instance seen exited no longer needs (see release) and returns
+// st. A failure is left for the next look, or for Remove, to retry and report.
+func (r *local) settle(rec instanceRecord, st State) State {
+	if r.release != nil && st.Status == StatusExited {
+		_ = r.release(r.dirOf(rec.Name), rec.ID)
+	}
+	return st
 }
 
 func (r *local) List(ctx context.Context) ([]State, error) {
@@ -256,7 +272,7 @@ func (r *local) List(ctx context.Context) ([]State, error) {
 		if err != nil {
 			continue
 		}
-		out = append(out, r.state(rec, rs, es))
+		out = append(out, r.settle(rec, r.state(rec, rs, es)))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
@@ -270,7 +286,7 @@ func (r *local) Wait(ctx context.Context, name string) (State, error) {
 		}
 		st := r.state(rec, rs, es)
 		if !st.Running {
-			return st, nil
+			return r.settle(rec, st), nil
 		}
 		// The shim writes exit.json, then exits: wait for it (or for the main process
 		// when the shim is gone).
@@ -285,11 +301,12 @@ func (r *local) Wait(ctx context.Context, name string) (State, error) {
 }
 
 func (r *local) Stop(ctx context.Context, name string, grace time.Duration) error {
-	_, rs, _, err := r.load(name)
+	rec, rs, es, err := r.load(name)
 	if err != nil {
 		return fmt.Errorf("stop %s: %w", name, err)
 	}
 	if rs == nil || !rs.Main.alive() {
+		r.settle(rec, r.state(rec, rs, es))
 		return nil
 	}
 	if err := rs.Main.signal(unix.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
@@ -357,4 +374,146 @@ func (r *local) Logs(ctx context.Context, name string, opts LogOptions) (io.Read
 		return err == nil && r.state(rec, rs, es).Running
 	}
 	return readLogs(ctx, rec.Launch.LogDir, opts, running)
+}
+
+// execProc is a command Exec runs in an instance: what to start, and how to end it.
+type execProc struct {
+	path string
+	argv []string
+	env  []string
+	dir  string
+	sys  *syscall.SysProcAttr
+	// kill ends the command and what it started. Once ctx has ended, Exec calls it every
+	// 50 ms until the command has exited, with how long it has been trying.
+	kill func(p *os.Process, trying time.Duration)
+	// watch, when set, runs beside the command until gone is closed: once it has exited.
+	watch func(p *os.Process, gone <-chan struct{})
+	// done, when set, is called once the command has exited with code: it cleans up and
+	// returns an error when the command could not be run at all.
+	done func(code int) error
+}
+
+func (r *local) Exec(ctx context.Context, name string, args []string) (ExecResult, error) {
+	if len(args) == 0 || args[0] == "" {
+		return ExecResult{}, fmt.Errorf("exec %s: no command", name)
+	}
+	// running returns the instance's record, ErrNotFound or ErrNotRunning.
+	running := func() (instanceRecord, error) {
+		rec, rs, es, err := r.load(name)
+		if err == nil && (rs == nil || es != nil || !rs.mainAlive) {
+			err = fmt.Errorf("%s: %w", name, ErrNotRunning)
+		}
+		return rec, err
+	}
+	rec, err := running()
+	if err != nil {
+		return ExecResult{}, fmt.Errorf("exec: %w", err)
+	}
+	p, err := r.execProc(r.dirOf(name), rec, args)
+	if err == nil {
+		var res ExecResult
+		if res, err = runExec(ctx, p); err == nil {
+			return res, nil
+		}
+	}
+	if ctx.Err() != nil {
+		return ExecResult{}, ctx.Err()
+	}
+	if _, rerr := running(); rerr != nil { // it exited (or went) meanwhile
+		return ExecResult{}, fmt.Errorf("exec: %w", rerr)
+	}
+	return ExecResult{}, fmt.Errorf("exec %s: %w", name, err)
+}
+
+// runExec runs p with its stdout and stderr on one pipe, and returns its exit code and
+// the end of its output. When ctx ends first it kills p and returns ctx's error.
+func runExec(ctx context.Context, p *execProc) (ExecResult, error) {
+	proc, pr, err := func() (*os.Process, *os.File, error) {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		devnull, err := os.Open(os.DevNull)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer devnull.Close()
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return nil, nil, err
+		}
+		defer pw.Close()
+		proc, err := os.StartProcess(p.path, p.argv, &os.ProcAttr{Dir: p.dir, Env: p.env, Files: []*os.File{devnull, pw, pw}, Sys: p.sys})
+		if err != nil {
+			pr.Close()
+			return nil, nil, fmt.Errorf("start %s: %w", p.argv[0], err)
+		}
+		return proc, pr, nil
+	}()
+	if err != nil {
+		if p.done != nil {
+			_ = p.done(ExitUnknown) // to clean up
+		}
+		return ExecResult{}, err
+	}
+	defer pr.Close()
+	out := newTailBuffer(MaxExecOutput)
+	copied := make(chan struct{})
+	go func() { _, _ = io.Copy(out, pr); close(copied) }()
+	exited := make(chan *os.ProcessState, 1)
+	gone := make(chan struct{})
+	go func() { ps, _ := proc.Wait(); exited <- ps; close(gone) }()
+	if p.watch != nil {
+		go p.watch(proc, gone)
+	}
+
+	var ps *os.ProcessState
+	select {
+	case ps = <-exited:
+	case <-ctx.Done():
+		start := time.Now()
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+	kill:
+		for {
+			p.kill(proc, time.Since(start))
+			select {
+			case <-exited:
+				break kill
+			case <-t.C:
+			}
+			if time.Since(start) > 10*time.Second {
+				break kill // unkillable (stuck in the kernel): the Wait above reaps it some day
+			}
+		}
+	}
+	// What the command started may hold the pipe open: wait a little for it, not for its end.
+	select {
+	case <-copied:
+	case <-time.After(time.Second):
+		pr.Close()
+		<-copied
+	}
+	code := ExitUnknown
+	if ps != nil {
+		if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
+			switch {
+			case ws.Exited():
+				code = ws.ExitStatus()
+			case ws.Signaled():
+				code = 128 + int(ws.Signal())
+			}
+		}
+	}
+	if p.done != nil {
+		err = p.done(code)
+	}
+	switch {
+	case ctx.Err() != nil && ps == nil:
+		return ExecResult{}, ctx.Err()
+	case err != nil:
+		return ExecResult{}, err
+	case ps == nil:
+		return ExecResult{}, fmt.Errorf("%s: wait failed", p.argv[0])
+	}
+	return ExecResult{ExitCode: code, Output: out.String()}, nil
 }

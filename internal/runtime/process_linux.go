@@ -4,6 +4,10 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // newProcess returns the process runtime: each instance is the entrypoint from the unpacked
@@ -19,6 +23,7 @@ func newProcess(stateDir string) (Runtime, error) {
 	}
 	r.groupKill = true
 	r.prepare = prepareProcess
+	r.execProc = execProcess
 	return r, nil
 }
 
@@ -57,11 +62,41 @@ func prepareProcess(dir, id string, spec Spec, l *launch) (string, error) {
 	if fi, err := os.Stat(hostDir); err != nil || !fi.IsDir() {
 		return "", fmt.Errorf("working dir %s: not a directory in the rootfs %s", wd, spec.Rootfs)
 	}
-	pathEnv, _ := envGet(env, "PATH")
-	prog, err := lookPathIn(spec.Rootfs, wd, spec.Args[0], pathEnv)
+	prog, err := lookProgram(spec, env, spec.Args[0])
 	if err != nil {
 		return "", err
 	}
 	l.Path, l.Args, l.Env, l.Dir = prog, spec.Args, env, hostDir
 	return strings.Join(notes, "; "), nil
+}
+
+// lookProgram returns the host path of the program name in spec's rootfs, looked up as the
+// instance's entrypoint is: on env's PATH, relative to its working dir.
+func lookProgram(spec Spec, env []string, name string) (string, error) {
+	wd := spec.WorkingDir
+	if wd == "" {
+		wd = "/"
+	}
+	pathEnv, _ := envGet(env, "PATH")
+	return lookPathIn(spec.Rootfs, wd, name, pathEnv)
+}
+
+// execProcess runs args as the instance rec was started (see prepareProcess and the shim):
+// the program from its rootfs, with its environment, working dir and user, in a process
+// group of its own, which a kill ends whole.
+func execProcess(dir string, rec instanceRecord, args []string) (*execProc, error) {
+	l := rec.Launch
+	prog, err := lookProgram(rec.Spec, l.Env, args[0])
+	if err != nil {
+		return nil, err
+	}
+	attr := &syscall.SysProcAttr{Setpgid: true}
+	if l.SetCred {
+		attr.Credential = &syscall.Credential{Uid: l.UID, Gid: l.GID, Groups: l.Groups}
+	}
+	kill := func(p *os.Process, _ time.Duration) {
+		_ = unix.Kill(-p.Pid, unix.SIGKILL)
+		_ = p.Kill()
+	}
+	return &execProc{path: prog, argv: args, env: l.Env, dir: l.Dir, sys: attr, kill: kill}, nil
 }

@@ -1,13 +1,16 @@
 package runtime
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,7 +19,9 @@ import (
 //
 //   - root: an overlay of the shared image rootfs (read-only lower layer, never written)
 //     with an upper layer of the instance's own, so the instance may write to its root as
-//     under docker, and what it writes goes when it is removed;
+//     under docker, and what it writes goes when it is removed. The overlay is unmounted
+//     as soon as the instance has exited (a new instance gets a new one): its record, logs
+//     and exit state stay until Remove, no mount does;
 //   - namespaces: pid, mount, ipc, uts; no network namespace: the host's network, as
 //     `docker run --network host` (DESIGN: host network by default);
 //   - mounts: docker's standard set (/proc, /dev, /dev/pts, /dev/shm, /dev/mqueue, /sys and
@@ -45,6 +50,8 @@ func newRunc(stateDir string) (Runtime, error) {
 	rc := &runcRuntime{bin: bin, root: root}
 	r.prepare = rc.prepare
 	r.undo = rc.undo
+	r.release = func(dir, _ string) error { return unmountRootfs(dir) }
+	r.execProc = execRunc
 	return r, nil
 }
 
@@ -128,12 +135,128 @@ func (rc *runcRuntime) undo(dir, id string) error {
 			return fmt.Errorf("runc delete: %s", strings.TrimSpace(string(out)))
 		}
 	}
+	return unmountRootfs(dir)
+}
+
+// unmountRootfs unmounts what mountOverlay mounted for the instance in dir: its rootfs
+// overlay, and the tmpfs of the upper layer if there is one. What is not mounted (any
+// more) is fine. The shim calls it once the instance has exited, the daemon (release) when
+// it sees the instance exited first, and Remove: an exited instance holds no mount.
+func unmountRootfs(dir string) error {
 	for _, m := range []string{filepath.Join(dir, "bundle", "rootfs"), filepath.Join(dir, "layer")} {
 		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("unmount %s: %w", m, err)
 		}
 	}
 	return nil
+}
+
+// execRunc runs args in the instance's container with `runc exec`, which takes the
+// process's user (with its additional gids), environment, working dir and capabilities
+// from the bundle's config.json, as the container's init got them, and only the args from
+// its command line. runc's own errors go to a log file of the exec's, so the output is the
+// command's alone, and a failure logged there (no such program…) is an error rather than
+// an exit code. The command is the leader of a session of its own (runc's init calls
+// setsid), and so of a process group, which a kill ends whole: the command and what it
+// started, unless that left the group.
+//
+// runc copies the command's output through pipes of its own and exits only once every
+// writer has closed them: a process the command started in the background and left
+// running with them would keep runc (and Exec) waiting for ever. So once the command has
+// exited and runc has not followed within a second, what is left of its process group is
+// killed: then runc exits with the command's exit code.
+func execRunc(dir string, rec instanceRecord, args []string) (*execProc, error) {
+	l := rec.Launch
+	tmp, err := os.MkdirTemp(dir, "exec-")
+	if err != nil {
+		return nil, err
+	}
+	pidFile, logFile := filepath.Join(tmp, "pid"), filepath.Join(tmp, "runc.log")
+	argv := append([]string{l.Runc, "--root", l.RuncRoot, "--log", logFile, "--log-format", "json",
+		"exec", "--pid-file", pidFile, l.ID}, args...)
+	// commandPid returns the host pid of the command once runc has written it (at once
+	// after starting it), else 0.
+	commandPid := func() int {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return 0
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return pid
+	}
+	// The command is runc's child until runc has reaped it: a pid whose parent is runc
+	// is the command, not a process that reused its pid. Its process group outlives it as
+	// long as a member does, and no new process gets its number meanwhile.
+	kill := func(runc *os.Process, trying time.Duration) {
+		pid := commandPid()
+		if pid <= 0 {
+			// Not started yet. Give runc a moment, then end runc itself (which may
+			// leave a process it was starting).
+			if trying > 2*time.Second {
+				_ = runc.Kill()
+			}
+			return
+		}
+		if ppid(pid) == runc.Pid {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+		_ = unix.Kill(-pid, unix.SIGKILL)
+		if trying > 5*time.Second {
+			_ = runc.Kill()
+		}
+	}
+	watch := func(runc *os.Process, gone <-chan struct{}) {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		pid := 0
+		var exited time.Time // when the command was first seen gone
+		for {
+			select {
+			case <-gone:
+				return
+			case <-t.C:
+			}
+			switch {
+			case pid <= 0:
+				pid = commandPid()
+			case ppid(pid) == runc.Pid: // runs (or is a zombie runc reaps at once)
+			case exited.IsZero():
+				exited = time.Now()
+			case time.Since(exited) > time.Second:
+				_ = unix.Kill(-pid, unix.SIGKILL)
+			}
+		}
+	}
+	done := func(code int) error {
+		defer os.RemoveAll(tmp)
+		if code == 0 {
+			return nil
+		}
+		if msg := runcError(logFile, ""); msg != "" {
+			return fmt.Errorf("runc exec: %s", msg)
+		}
+		return nil
+	}
+	return &execProc{path: l.Runc, argv: argv, env: os.Environ(), dir: "/", kill: kill, watch: watch, done: done}, nil
+}
+
+// ppid returns the parent pid of pid (field 4 of /proc/<pid>/stat), 0 when there is no
+// such process.
+func ppid(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
 }
 
 // The OCI runtime-spec subset outpost writes (config.json).

@@ -20,6 +20,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // Spec is what a runtime needs to create and start one instance.
@@ -156,6 +158,40 @@ type Runtime interface {
 	Wait(ctx context.Context, name string) (State, error)
 	// Logs returns the instance's stdout and stderr, merged, one line at a time.
 	Logs(ctx context.Context, name string, opts LogOptions) (io.ReadCloser, error)
+	// Exec runs args inside the running instance name, with the instance's rootfs,
+	// environment, user and working directory, and returns its exit code and the last 4 KiB
+	// of its stdout and stderr, merged. When ctx ends first the command is killed and Exec
+	// returns ctx's error. It fails with ErrNotFound when there is no such instance and with
+	// ErrNotRunning when the instance is not running. Health checks use it.
+	Exec(ctx context.Context, name string, args []string) (ExecResult, error)
+}
+
+// ExecResult is how a command run by Exec ended.
+type ExecResult struct {
+	ExitCode int    // its exit status, or 128+signal when a signal ended it
+	Output   string // its stdout and stderr, merged: the last MaxExecOutput bytes at most
+}
+
+// MaxExecOutput is how much of a command's output ExecResult keeps: its end.
+const MaxExecOutput = 4 << 10
+
+// ImagePuller is implemented by runtimes that keep images themselves (docker): the agent
+// pulls through it instead of its own image store, and starts instances by Spec.Image.
+type ImagePuller interface {
+	// PullImage has the engine pull ref (with auth when not nil) and returns what it then has.
+	PullImage(ctx context.Context, ref string, auth *RegistryAuth) (EngineImage, error)
+	// InspectImage returns what the engine has of ref without pulling; ErrNotFound when none.
+	InspectImage(ctx context.Context, ref string) (EngineImage, error)
+}
+
+// EngineImage is what an engine keeps of one image.
+type EngineImage struct {
+	ID string // the engine's image id (sha256:… of the config)
+	// Digest is the manifest digest ("sha256:…") the ref resolved to, from the engine's
+	// RepoDigests for the ref's repository; "" when the engine has none (a local image).
+	// For a multi-platform image pulled by tag the engine records the index's digest.
+	Digest string
+	Config v1.Config // Entrypoint, Cmd, Env, WorkingDir, User, Labels, Healthcheck…
 }
 
 // Errors, to be matched with errors.Is.
@@ -163,6 +199,7 @@ var (
 	ErrNotFound    = errors.New("no such instance")
 	ErrExists      = errors.New("instance exists")
 	ErrUnavailable = errors.New("runtime unavailable")
+	ErrNotRunning  = errors.New("instance not running")
 )
 
 // Kinds of runtime New accepts.

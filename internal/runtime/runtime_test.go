@@ -206,3 +206,34 @@ func TestNewUnknownKind(t *testing.T) {
 		t.Errorf("New(kvm) = %v", err)
 	}
 }
+
+func TestTailBuffer(t *testing.T) {
+	tb := newTailBuffer(8)
+	for _, s := range []string{"ab", "cdef", "gh"} {
+		tb.Write([]byte(s))
+	}
+	if got := tb.String(); got != "abcdefgh" {
+		t.Errorf("full = %q", got)
+	}
+	tb.Write([]byte("ij"))
+	if got := tb.String(); got != "cdefghij" {
+		t.Errorf("after 2 more = %q", got)
+	}
+	tb.Write([]byte("0123456789"))
+	if got := tb.String(); got != "23456789" {
+		t.Errorf("after a long write = %q", got)
+	}
+	tb.Write([]byte("é€")) // 2 + 3 bytes: the cut leaves half a rune in front, dropped
+	if got := tb.String(); got != "789é€" {
+		t.Errorf("after runes = %q", got)
+	}
+	tb = newTailBuffer(4)
+	tb.Write([]byte("a€")) // 4 bytes: fits
+	if got := tb.String(); got != "a€" {
+		t.Errorf("exactly full = %q", got)
+	}
+	tb.Write([]byte("€")) // keeps "\xac€": the half rune goes
+	if got := tb.String(); got != "€" {
+		t.Errorf("cut rune = %q", got)
+	}
+}

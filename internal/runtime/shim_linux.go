@@ -24,8 +24,9 @@ import (
 // instance's state dir, so no other binary has to be installed: package init below turns
 // the process into a shim before main runs. It starts the instance (runc run --detach as a
 // child subreaper, or the program itself), reports on fd 3, writes the instance's stdout
-// and stderr to its log files, waits for it and records how it exited in exit.json. It is
-// in a session of its own, ignores SIGTERM, SIGINT and SIGHUP, and so outlives the daemon.
+// and stderr to its log files, waits for it, unmounts a runc instance's rootfs and records
+// how it exited in exit.json. It is in a session of its own, ignores SIGTERM, SIGINT and
+// SIGHUP, and so outlives the daemon.
 const (
 	shimEnv = "OUTPOST_RUNTIME_SHIM" // the instance's state dir
 	shimArg = "outpost-runtime-shim"
@@ -206,6 +207,13 @@ func shimMain(dir string) int {
 	select {
 	case <-drained:
 	case <-time.After(2 * time.Second):
+	}
+	if rec.Kind == KindRunc {
+		// The rootfs is of no more use (a new instance gets a new one): unmount it now
+		// rather than at Remove, before exit.json says the instance has exited.
+		if err := unmountRootfs(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "shim:", err)
+		}
 	}
 	es := exitState{FinishedAt: finished}
 	switch {

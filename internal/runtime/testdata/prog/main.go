@@ -16,6 +16,8 @@
 //	sleep         wait for SIGTERM, print "got SIGTERM", go on
 //	stubborn      ignore SIGTERM from now on
 //	forever       sleep forever
+//	mark TEXT     nothing: TEXT in the command line tells the process (and its children) apart
+//	spawn TEXT    start a child "prog mark TEXT forever" on the same stdio, in its process group
 //	exit N        exit with code N
 package main
 
@@ -123,6 +125,20 @@ func main() {
 			signal.Ignore(syscall.SIGTERM)
 		case "forever":
 			select {}
+		case "mark":
+			next()
+		case "spawn":
+			text := next()
+			self, err := os.Executable()
+			if err != nil {
+				self = "/proc/self/exe"
+			}
+			p, err := os.StartProcess(self, []string{os.Args[0], "mark", text, "forever"}, &os.ProcAttr{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}})
+			if err != nil {
+				fmt.Printf("spawn: %v\n", err)
+				continue
+			}
+			fmt.Printf("spawned %d\n", p.Pid)
 		case "exit":
 			n, _ := strconv.Atoi(next())
 			os.Exit(n)

@@ -3,11 +3,13 @@ package deployment
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -113,10 +115,11 @@ func (c *checker) joinCreateOptions(settings *value, path string) *value {
 }
 
 var (
-	createOptionsFields = []string{"Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "HostConfig", "ExposedPorts"}
+	createOptionsFields = []string{"Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "HostConfig", "ExposedPorts", "Healthcheck"}
 	hostConfigFields    = []string{"Binds", "PortBindings"}
 	portBindingFields   = []string{"HostIp", "HostPort"}
-	supportedOptions    = "Cmd, Entrypoint, Env, WorkingDir, User, Labels, ExposedPorts, HostConfig.Binds and HostConfig.PortBindings"
+	healthcheckFields   = []string{"Test", "Interval", "Timeout", "StartPeriod", "StartInterval", "Retries"}
+	supportedOptions    = "Cmd, Entrypoint, Env, WorkingDir, User, Labels, ExposedPorts, Healthcheck, HostConfig.Binds and HostConfig.PortBindings"
 )
 
 // createOptions reads create options given as an object or as a string of
@@ -175,6 +178,8 @@ func (c *checker) createOptions(v *value, path string) CreateOptions {
 			// Needed by Docker alongside PortBindings; nothing to apply.
 		case "HostConfig":
 			co.HostConfig = r.hostConfig(f.val, p)
+		case "Healthcheck":
+			co.Healthcheck = r.healthcheck(f.val, p)
 		default:
 			c.warnf(p, "not supported yet; ignored (supported: %s)", supportedOptions)
 		}
@@ -301,6 +306,92 @@ func (r optionReader) hostConfig(v *value, path string) HostConfig {
 		}
 	}
 	return hc
+}
+
+// healthcheck reads Docker's HealthConfig, checked as Docker checks it.
+func (r optionReader) healthcheck(v *value, path string) *Healthcheck {
+	switch v.kind {
+	case kindNull:
+		return nil
+	case kindObject:
+	default:
+		r.c.errorf(r.at(v), path, `must be an object such as {"Test": ["CMD", "/app/check"], "Interval": 30000000000}, not %s`, v.kind)
+		return nil
+	}
+	var hc Healthcheck
+	for _, f := range foldMembers(v, healthcheckFields) {
+		p := join(path, f.key)
+		switch canonical(f.key, healthcheckFields) {
+		case "Test":
+			hc.Test = r.strings(f.val, p, false)
+			if len(hc.Test) == 0 {
+				break
+			}
+			switch hc.Test[0] {
+			case "NONE":
+				if len(hc.Test) > 1 {
+					r.c.errorf(r.at(f.val), p, `["NONE"] takes nothing after it`)
+				}
+			case "CMD":
+				if len(hc.Test) < 2 {
+					r.c.errorf(r.at(f.val), p, `["CMD"] needs a command: ["CMD", "/app/check", "arg"]`)
+				}
+			case "CMD-SHELL":
+				if len(hc.Test) != 2 {
+					r.c.errorf(r.at(f.val), p, `["CMD-SHELL"] takes one shell command: ["CMD-SHELL", "curl -f http://localhost/ || exit 1"]`)
+				}
+			default:
+				r.c.errorf(r.at(f.val), p, `must start with "NONE", "CMD" or "CMD-SHELL", not %q`, hc.Test[0])
+			}
+		case "Interval":
+			hc.Interval = r.duration(f.val, p)
+		case "Timeout":
+			hc.Timeout = r.duration(f.val, p)
+		case "StartPeriod":
+			hc.StartPeriod = r.duration(f.val, p)
+		case "StartInterval":
+			r.c.warnf(p, "not supported yet; ignored (checks run every Interval from the start)")
+		case "Retries":
+			if n, ok := r.wholeNumber(f.val, p); ok {
+				if n > math.MaxInt32 {
+					r.c.errorf(r.at(f.val), p, "%d retries is too many", n)
+				} else {
+					hc.Retries = int(n)
+				}
+			}
+		default:
+			r.c.warnf(p, "unknown Healthcheck field; ignored (known: Test, Interval, Timeout, StartPeriod, Retries)")
+		}
+	}
+	return &hc
+}
+
+// wholeNumber reads a number that is a whole number ≥ 0.
+func (r optionReader) wholeNumber(v *value, path string) (int64, bool) {
+	if v.kind != kindNumber {
+		r.c.errorf(r.at(v), path, "must be a whole number, not %s", v.kind)
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v.str, 10, 64)
+	if err != nil || n < 0 {
+		r.c.errorf(r.at(v), path, "%s is not a whole number ≥ 0", v.str)
+		return 0, false
+	}
+	return n, true
+}
+
+// duration reads a Docker duration: whole nanoseconds, 0 (inherit) or at
+// least a millisecond.
+func (r optionReader) duration(v *value, path string) time.Duration {
+	n, ok := r.wholeNumber(v, path)
+	if !ok {
+		return 0
+	}
+	if n != 0 && n < int64(time.Millisecond) {
+		r.c.errorf(r.at(v), path, "%s ns is less than a millisecond; durations are in nanoseconds (30 s is 30000000000)", v.str)
+		return 0
+	}
+	return time.Duration(n)
 }
 
 func (r optionReader) portBindings(v *value, path string) map[string][]PortBinding {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/outpost-edge/outpost/internal/suggest"
 	"github.com/outpost-edge/outpost/internal/twin"
@@ -762,5 +763,42 @@ func TestSuggest(t *testing.T) {
 		if got := suggest.Closest(in, nativeModuleFields); got != want {
 			t.Errorf("suggest(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestHealthcheck reads Docker's HealthConfig from createOptions, as an
+// object and inside an IoT Edge createOptions string, and keeps it through
+// the $agent twin.
+func TestHealthcheck(t *testing.T) {
+	doc := `schemaVersion: "1.0"
+modules:
+  m:
+    image: busybox:1
+    restartPolicy: on-unhealthy
+    createOptions:
+      healthcheck: {Test: ["CMD-SHELL", "test -f /tmp/ok"], Interval: 2000000000, Timeout: 500000000, StartPeriod: 1000000000, Retries: 2, StartInterval: 1000000}
+`
+	m, warnings := mustParse(t, []byte(doc), "hc.yaml")
+	want := &Healthcheck{Test: []string{"CMD-SHELL", "test -f /tmp/ok"}, Interval: 2 * time.Second,
+		Timeout: 500 * time.Millisecond, StartPeriod: time.Second, Retries: 2}
+	if got := m.Modules["m"].CreateOptions.Healthcheck; !reflect.DeepEqual(got, want) {
+		t.Errorf("Healthcheck = %+v, want %+v", got, want)
+	}
+	if w := []string{"modules.m.createOptions.healthcheck.StartInterval: not supported yet; ignored (checks run every Interval from the start)"}; !slices.Equal(warnings, w) {
+		t.Errorf("warnings = %q, want %q", warnings, w)
+	}
+	desired := mustAgentDesired(t, m)
+	back, _, err := FromAgentDesired(desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := back.Modules["m"].CreateOptions.Healthcheck; !reflect.DeepEqual(got, want) {
+		t.Errorf("through the $agent twin: Healthcheck = %+v, want %+v", got, want)
+	}
+	// Built in code (no Raw), it is written as Docker names it.
+	m.Modules["m"] = Module{Name: "m", Image: "busybox:1", CreateOptions: CreateOptions{Healthcheck: &Healthcheck{Test: []string{"NONE"}}}}
+	desired = mustAgentDesired(t, m)
+	if !strings.Contains(string(desired), `{\"Healthcheck\":{\"Test\":[\"NONE\"]}}`) {
+		t.Errorf("AgentDesired = %s", desired)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"regexp"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -63,7 +64,26 @@ type CreateOptions struct {
 	User       string            `json:"User,omitempty"`
 	Labels     map[string]string `json:"Labels,omitempty"`
 	HostConfig HostConfig        `json:"HostConfig,omitzero"`
-	Raw        json.RawMessage   `json:"-"`
+	// Healthcheck overrides the image's HEALTHCHECK, field by field as
+	// Docker merges them; nil keeps the image's.
+	Healthcheck *Healthcheck    `json:"Healthcheck,omitempty"`
+	Raw         json.RawMessage `json:"-"`
+}
+
+// Healthcheck is Docker's HealthConfig: a command the daemon runs inside a
+// running instance every Interval; Retries failures in a row (a non-zero
+// exit, or no answer within Timeout) make the instance unhealthy, except
+// during StartPeriod after it starts. Durations are nanoseconds in JSON, as
+// in Docker; zero values are inherited from the image, then Docker's
+// defaults.
+type Healthcheck struct {
+	// Test is ["NONE"] (no check), ["CMD", arg…] or ["CMD-SHELL", command]
+	// (run by /bin/sh -c); empty inherits the image's.
+	Test        []string      `json:"Test,omitempty"`
+	Interval    time.Duration `json:"Interval,omitempty"`
+	Timeout     time.Duration `json:"Timeout,omitempty"`
+	StartPeriod time.Duration `json:"StartPeriod,omitempty"`
+	Retries     int           `json:"Retries,omitempty"`
 }
 
 // HostConfig is the subset of Docker's HostConfig that runtimes apply.

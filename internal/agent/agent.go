@@ -16,8 +16,15 @@
 // adopts an instance that still runs the same thing instead of starting a
 // second one.
 //
-// Restart policies: never, on-failure, always. on-unhealthy is treated as
-// on-failure: modules have no health checks yet.
+// Restart policies, IoT Edge's: never; on-failure restarts an instance that
+// exits with a non-zero code; on-unhealthy also one whose health check (the
+// image's HEALTHCHECK or createOptions.Healthcheck, run by the agent through
+// the runtime on every runtime) fails Retries times in a row; always
+// restarts it whatever ends it. An unhealthy module under never or
+// on-failure is reported unhealthy and left running.
+//
+// Images are pulled into the image store, except on a runtime whose engine
+// keeps images itself (docker): it pulls them, with the same credentials.
 package agent
 
 import (

@@ -315,3 +315,37 @@ func TestImageGC(t *testing.T) {
 		t.Errorf("the image in use: %v", err)
 	}
 }
+
+// TestRegistryCredentials pulls from a registry that wants a password, with
+// the deployment's registryCredentials, on each runtime (docker: the engine
+// pulls with the credentials the agent hands it); without them the module
+// is in back-off with a description that says so.
+func TestRegistryCredentials(t *testing.T) {
+	for _, kind := range agenttest.Kinds(t) {
+		t.Run(kind, func(t *testing.T) {
+			f := agenttest.New(t, kind)
+			ref := f.PrivateRegistry(t, "deployer", "s3cret")
+			host, _, _ := strings.Cut(ref, "/")
+			f.DeployManifest(t, map[string]any{"schemaVersion": "1.0",
+				"modules": map[string]any{"m": map[string]any{"image": ref}}})
+			r := f.Start(t, nil)
+			agenttest.Eventually(t, 20*time.Second, "m in back-off for want of credentials", func() bool {
+				m, _ := r.Module("m")
+				return m.RuntimeStatus == agent.StatusBackoff && m.Description != ""
+			})
+			m, _ := r.Module("m")
+			t.Logf("without credentials: %s", m.Description)
+			if !strings.Contains(m.Description, "401") && !strings.Contains(m.Description, "no basic auth credentials") ||
+				!strings.Contains(m.Description, "credentials used: none (anonymous)") || strings.Count(m.Description, "pull ") != 1 {
+				t.Errorf("the description does not say once that credentials are wanted and none were given: %s", m.Description)
+			}
+			f.DeployManifest(t, map[string]any{"schemaVersion": "1.0",
+				"registryCredentials": map[string]any{"private": map[string]any{"address": host, "username": "deployer", "password": "s3cret"}},
+				"modules":             map[string]any{"m": map[string]any{"image": ref}}})
+			agenttest.Eventually(t, 30*time.Second, "m running, pulled with the deployment's credentials", func() bool {
+				m, _ := r.Module("m")
+				return m.RuntimeStatus == agent.StatusRunning && strings.HasPrefix(m.ImageDigest, "sha256:")
+			})
+		})
+	}
+}

@@ -2,12 +2,13 @@ package agent
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/outpost-edge/outpost/internal/deployment"
-	"github.com/outpost-edge/outpost/internal/imagestore"
 )
 
 func TestMergeDiff(t *testing.T) {
@@ -55,7 +56,7 @@ func TestEnvOrder(t *testing.T) {
 
 func TestSpecArgs(t *testing.T) {
 	a := &Agent{cfg: Config{DeviceID: "d", HubHostName: "hub:8443", GatewayHostName: "gw"}}
-	img := &imagestore.Image{Rootfs: "/r", Config: v1.Config{Entrypoint: []string{"/ep"}, Cmd: []string{"c1"}, WorkingDir: "/w", User: "u", Env: []string{"PATH=/bin"}}}
+	img := &moduleImage{Rootfs: "/r", Config: v1.Config{Entrypoint: []string{"/ep"}, Cmd: []string{"c1"}, WorkingDir: "/w", User: "u", Env: []string{"PATH=/bin"}}}
 	for _, c := range []struct {
 		co   deployment.CreateOptions
 		want string
@@ -76,5 +77,32 @@ func TestSpecArgs(t *testing.T) {
 	s := a.spec(desiredModule{Module: deployment.Module{Name: "m", CreateOptions: deployment.CreateOptions{WorkingDir: "/x", User: "1000:1000"}}}, img)
 	if s.WorkingDir != "/x" || s.User != "1000:1000" {
 		t.Errorf("createOptions cwd %q user %q", s.WorkingDir, s.User)
+	}
+}
+
+func TestHealthCheckOf(t *testing.T) {
+	sec := time.Second
+	image := &v1.HealthConfig{Test: []string{"CMD-SHELL", "check"}, Interval: 5 * sec, Retries: 5}
+	cases := []struct {
+		name  string
+		image *v1.HealthConfig
+		co    *deployment.Healthcheck
+		want  *healthCheck
+	}{
+		{"none", nil, nil, nil},
+		{"image's, with defaults", image, nil,
+			&healthCheck{Args: []string{"/bin/sh", "-c", "check"}, Interval: 5 * sec, Timeout: DefaultHealthTimeout, Retries: 5}},
+		{"createOptions over the image's, field by field", image, &deployment.Healthcheck{Timeout: 2 * sec, StartPeriod: sec},
+			&healthCheck{Args: []string{"/bin/sh", "-c", "check"}, Interval: 5 * sec, Timeout: 2 * sec, StartPeriod: sec, Retries: 5}},
+		{"createOptions' own test", image, &deployment.Healthcheck{Test: []string{"CMD", "/probe", "-q"}},
+			&healthCheck{Args: []string{"/probe", "-q"}, Interval: 5 * sec, Timeout: DefaultHealthTimeout, Retries: 5}},
+		{"NONE turns the image's off", image, &deployment.Healthcheck{Test: []string{"NONE"}}, nil},
+		{"defaults alone", nil, &deployment.Healthcheck{Test: []string{"CMD", "/probe"}},
+			&healthCheck{Args: []string{"/probe"}, Interval: DefaultHealthInterval, Timeout: DefaultHealthTimeout, Retries: DefaultHealthRetries}},
+	}
+	for _, c := range cases {
+		if got := healthCheckOf(c.image, c.co); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: got %+v, want %+v", c.name, got, c.want)
+		}
 	}
 }

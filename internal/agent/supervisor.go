@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,8 +83,12 @@ type supervisor struct {
 	failures       int  // consecutive pull/start failures, for their back-off
 	restartPending bool // the retry timer restarts an exited instance
 	init           bool // has had a desired state
-	img            *imagestore.Image
+	img            *moduleImage
 	imgHash        string // the desired state img was pulled for
+
+	health      chan healthEvent // from the current instance's health checks; nil without
+	unhealthy   string           // why the instance was stopped as unhealthy, to be restarted
+	stopHealthy context.CancelFunc
 }
 
 func newSupervisor(a *Agent, name string) *supervisor {
@@ -220,6 +225,8 @@ func (s *supervisor) run(ctx context.Context) {
 		case st := <-s.exitedC():
 			s.onExit(st)
 			retryC = s.afterExit(st)
+		case ev := <-s.health:
+			s.onHealth(ctx, ev)
 		case <-retryC:
 			if s.restartPending {
 				s.restartPending = false
@@ -237,18 +244,24 @@ func (s *supervisor) exitedC() <-chan runtime.State {
 	return s.exited
 }
 
-// stopWaiting stops watching the instance's exit.
+// stopWaiting stops watching the instance's exit and health.
 func (s *supervisor) stopWaiting() {
 	if s.waitStop != nil {
 		s.waitStop()
 		s.waitStop = nil
 	}
 	s.exited = nil
+	if s.stopHealthy != nil {
+		s.stopHealthy()
+		s.stopHealthy = nil
+	}
+	s.health = nil
 }
 
 // destroy stops and removes the instance.
 func (s *supervisor) destroy(ctx context.Context) {
 	s.stopWaiting()
+	s.unhealthy = ""
 	if err := s.rt().Stop(ctx, s.name, s.a.cfg.StopGrace); err != nil && !errors.Is(err, runtime.ErrNotFound) {
 		s.a.log.Error("stop", "module", s.name, "err", err)
 	}
@@ -257,9 +270,16 @@ func (s *supervisor) destroy(ctx context.Context) {
 	}
 }
 
-// watch starts waiting for the instance to exit.
-func (s *supervisor) watch(ctx context.Context) {
+// watch starts waiting for the instance to exit, and runs its health
+// check, if any.
+func (s *supervisor) watch(ctx context.Context, hc *healthCheck, started time.Time) {
 	s.stopWaiting()
+	if hc != nil {
+		hctx, cancel := context.WithCancel(ctx)
+		events := make(chan healthEvent)
+		s.stopHealthy, s.health = cancel, events
+		go runHealth(hctx, s.rt(), s.name, hc, started, events)
+	}
 	wctx, cancel := context.WithCancel(ctx)
 	ch := make(chan runtime.State, 1)
 	s.waitStop, s.exited = cancel, ch
@@ -289,6 +309,14 @@ func (s *supervisor) converge(ctx context.Context, retrying bool) <-chan time.Ti
 	}
 	if exists && cur.Labels[LabelHash] != d.Hash {
 		s.a.log.Info("re-creating: the module changed", "module", s.name)
+		if d.Status != deployment.StatusStopped && cur.Running {
+			// Pull before stopping the old instance, so that the module is
+			// down for the restart only; start then finds the image ready. A
+			// failed pull is tried again, and reported, by start.
+			if img, err := s.image(ctx, d); err == nil {
+				s.img, s.imgHash = img, d.Hash
+			}
+		}
 		s.destroy(ctx)
 		exists = false
 		s.set(func(st *ModuleStatus) { st.RestartCount = 0; st.ExitCode = nil; st.LastRestartAt = time.Time{} })
@@ -317,7 +345,14 @@ func (s *supervisor) converge(ctx context.Context, retrying bool) <-chan time.Ti
 		if s.exited == nil {
 			s.a.log.Info("adopting the running instance", "module", s.name)
 			s.a.ensureWorkload(s.name)
-			s.watch(ctx)
+			var hc *healthCheck
+			if img, err := s.cachedImage(ctx, d); err == nil {
+				s.img, s.imgHash = img, d.Hash
+				hc = healthCheckOf(img.Config.Healthcheck, d.CreateOptions.Healthcheck)
+			} else {
+				hc = healthCheckOf(nil, d.CreateOptions.Healthcheck)
+			}
+			s.watch(ctx, hc, cur.StartedAt)
 			s.set(func(st *ModuleStatus) {
 				st.RuntimeStatus = StatusRunning
 				st.Description = cur.Description
@@ -341,32 +376,19 @@ func (s *supervisor) converge(ctx context.Context, retrying bool) <-chan time.Ti
 // start pulls the image and starts a new instance.
 func (s *supervisor) start(ctx context.Context, d desiredModule, exists bool) <-chan time.Time {
 	s.stopWaiting()
+	s.unhealthy = ""
 	if exists {
 		if err := s.rt().Remove(ctx, s.name); err != nil && !errors.Is(err, runtime.ErrNotFound) {
 			return s.failed(fmt.Sprintf("remove the old instance: %v", err))
 		}
 	}
-	// A restart of the same module reuses the image it pulled; a new
-	// deployment of it pulls again (a tag may have moved).
-	var img *imagestore.Image
-	var err error
-	if s.img != nil && s.imgHash == d.Hash {
-		img, err = s.a.cfg.Images.Get(d.Image)
-	}
-	if img == nil {
-		img, err = s.a.cfg.Images.Pull(s.a.pullCtx, d.Image, d.Credentials)
-	}
+	img, err := s.image(ctx, d)
 	if err != nil {
-		var ue *imagestore.UnavailableError
-		if errors.As(err, &ue) {
-			if cached, gerr := s.a.cfg.Images.Get(d.Image); gerr == nil {
-				s.a.log.Warn("registry unavailable: using the cached image", "module", s.name, "image", d.Image)
-				img, err = cached, nil
-			}
+		desc := err.Error()
+		if !strings.HasPrefix(desc, "pull "+d.Image+":") { // the docker runtime's errors say it
+			desc = "pull " + d.Image + ": " + desc
 		}
-	}
-	if err != nil {
-		return s.failed(fmt.Sprintf("pull %s: %v", d.Image, err))
+		return s.failed(desc)
 	}
 	s.img, s.imgHash = img, d.Hash
 	spec := s.a.spec(d, img)
@@ -382,7 +404,7 @@ func (s *supervisor) start(ctx context.Context, d desiredModule, exists bool) <-
 			started = st.StartedAt.UTC()
 		}
 	}
-	s.watch(ctx)
+	s.watch(ctx, healthCheckOf(img.Config.Healthcheck, d.CreateOptions.Healthcheck), started)
 	s.set(func(st *ModuleStatus) {
 		st.RuntimeStatus = StatusRunning
 		st.Description = ""
@@ -390,7 +412,7 @@ func (s *supervisor) start(ctx context.Context, d desiredModule, exists bool) <-
 			st.Description = "running as a host process: not isolated (process runtime)"
 		}
 		st.StartedAt = started
-		st.ImageDigest = img.Digest.String()
+		st.ImageDigest = img.Digest
 		st.Pid = pid
 		st.NextRestartAt = time.Time{}
 	})
@@ -425,6 +447,9 @@ func (s *supervisor) onExit(st runtime.State) {
 		m.ExitedAt = finished.UTC()
 		m.Pid = 0
 		m.Description = exitDescription(st)
+		if s.unhealthy != "" {
+			m.Description = "stopped as unhealthy (" + s.unhealthy + "); " + m.Description
+		}
 		if !m.StartedAt.IsZero() && finished.Sub(m.StartedAt) >= s.a.cfg.ResetAfter {
 			m.RestartCount = 0
 		}
@@ -441,6 +466,41 @@ func exitDescription(st runtime.State) string {
 	return "exited with code " + strconv.Itoa(st.ExitCode)
 }
 
+// onHealth records a change of the instance's health and, when it has become
+// unhealthy and the restart policy is on-unhealthy or always, stops it: its
+// exit then restarts it after the back-off, as a crash would.
+func (s *supervisor) onHealth(ctx context.Context, ev healthEvent) {
+	s.mu.Lock()
+	policy := s.d.RestartPolicy
+	s.mu.Unlock()
+	if ev.healthy {
+		s.a.log.Info("healthy again", "module", s.name)
+		s.set(func(m *ModuleStatus) {
+			if m.RuntimeStatus == StatusUnhealthy {
+				m.RuntimeStatus, m.Description = StatusRunning, ""
+			}
+		})
+		return
+	}
+	s.a.log.Warn("unhealthy", "module", s.name, "why", ev.why)
+	s.set(func(m *ModuleStatus) {
+		m.RuntimeStatus = StatusUnhealthy
+		m.Description = ev.why
+	})
+	if policy != deployment.RestartOnUnhealthy && policy != deployment.RestartAlways {
+		return // reported, left running
+	}
+	s.unhealthy = ev.why
+	// Stop, keep watching: the exit comes through exitedC.
+	if s.stopHealthy != nil {
+		s.stopHealthy()
+		s.stopHealthy, s.health = nil, nil
+	}
+	if err := s.rt().Stop(ctx, s.name, s.a.cfg.StopGrace); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+		s.a.log.Error("stop an unhealthy instance", "module", s.name, "err", err)
+	}
+}
+
 // afterExit applies the restart policy to an exit.
 func (s *supervisor) afterExit(st runtime.State) <-chan time.Time {
 	s.mu.Lock()
@@ -452,10 +512,11 @@ func (s *supervisor) afterExit(st runtime.State) <-chan time.Time {
 	switch policy {
 	case deployment.RestartNever:
 	case deployment.RestartOnFailure, deployment.RestartOnUnhealthy:
-		restart = st.ExitCode != 0
+		restart = st.ExitCode != 0 || s.unhealthy != ""
 	default: // always
 		restart = true
 	}
+	s.unhealthy = ""
 	if stopped || !restart {
 		status := StatusStopped
 		if st.ExitCode != 0 {
@@ -486,7 +547,7 @@ func Backoff(base, max time.Duration, n int) time.Duration {
 }
 
 // spec builds the runtime spec of a module's instance.
-func (a *Agent) spec(d desiredModule, img *imagestore.Image) runtime.Spec {
+func (a *Agent) spec(d desiredModule, img *moduleImage) runtime.Spec {
 	co := d.CreateOptions
 	cfg := img.Config
 	var args []string
@@ -533,7 +594,7 @@ func (a *Agent) spec(d desiredModule, img *imagestore.Image) runtime.Spec {
 	}
 	labels[LabelModule] = d.Name
 	labels[LabelHash] = d.Hash
-	labels[LabelDigest] = img.Digest.String()
+	labels[LabelDigest] = img.Digest
 	labels[LabelImage] = d.Image
 	labels[LabelStart] = strconv.FormatInt(d.StartupOrder, 10)
 	sock := a.workloadSocket(d.Name)

@@ -106,3 +106,25 @@ func (g *plainHTTPGuard) RoundTrip(r *http.Request) (*http.Response, error) {
 func (g *plainHTTPGuard) allowed(host string) bool {
 	return isLoopback(host) || (g.insecure != nil && g.insecure(host))
 }
+
+// RegistryAuth resolves the credentials for ref's registry as Pull would (the
+// deployment's first, then the keychain), for an engine that pulls by itself
+// (the docker runtime). It returns nil for anonymous access, the registry's
+// host, which the engine wants beside the credentials, and where the
+// credentials came from, for error messages.
+func (s *Store) RegistryAuth(ctx context.Context, ref string, creds []Credential) (cfg *authn.AuthConfig, host, source string, err error) {
+	r, err := s.parseRef(ref)
+	if err != nil {
+		return nil, "", "", err
+	}
+	reg := r.Context().Registry
+	a, source := s.authFor(ctx, reg, creds)
+	if a == authn.Anonymous {
+		return nil, reg.RegistryStr(), source, nil
+	}
+	cfg, err = authn.Authorization(ctx, a)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("registry credentials for %s from %s: %w", reg.RegistryStr(), source, err)
+	}
+	return cfg, reg.RegistryStr(), source, nil
+}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -22,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -54,13 +56,19 @@ type Fixture struct {
 }
 
 // Kinds returns the runtimes to test with: process always, runc when root
-// and runc is installed.
+// and runc is installed, docker when a Docker engine answers (DOCKER_HOST or
+// /var/run/docker.sock).
 func Kinds(t testing.TB) []string {
 	kinds := []string{runtime.KindProcess}
 	if _, err := exec.LookPath("runc"); err == nil && os.Geteuid() == 0 {
 		kinds = append(kinds, runtime.KindRunc)
 	} else {
 		t.Log("runc runtime not tested: needs root and runc on PATH")
+	}
+	if _, err := runtime.New(runtime.KindDocker, t.TempDir()); err == nil {
+		kinds = append(kinds, runtime.KindDocker)
+	} else {
+		t.Logf("docker runtime not tested: %v", err)
 	}
 	return kinds
 }
@@ -104,7 +112,13 @@ func (f *Fixture) removeInstances(t testing.TB) {
 // DESIGN's manifest) to the device.
 func (f *Fixture) Deploy(t testing.TB, modules map[string]any) {
 	t.Helper()
-	b, err := json.Marshal(map[string]any{"schemaVersion": "1.0", "modules": modules})
+	f.DeployManifest(t, map[string]any{"schemaVersion": "1.0", "modules": modules})
+}
+
+// DeployManifest applies a native manifest to the device.
+func (f *Fixture) DeployManifest(t testing.TB, manifest map[string]any) {
+	t.Helper()
+	b, err := json.Marshal(manifest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,9 +318,28 @@ func modBinary(t testing.TB) []byte {
 	return binary
 }
 
+// PrivateRegistry starts a registry that wants user and password (HTTP basic
+// auth), holding the test image, and returns the image's reference.
+func (f *Fixture) PrivateRegistry(t testing.TB, user, password string) string {
+	t.Helper()
+	reg := registry.New(registry.Logger(nopLogger()))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != user || p != password {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/private:1"
+	f.PushImage(t, ref, "", remote.WithAuth(&authn.Basic{Username: user, Password: password}))
+	return ref
+}
+
 // PushImage pushes the test module image to ref; a variant other than ""
 // gives an image of another digest (TEST_VARIANT in its env).
-func (f *Fixture) PushImage(t testing.TB, ref, variant string) {
+func (f *Fixture) PushImage(t testing.TB, ref, variant string, opts ...remote.Option) {
 	t.Helper()
 	bin := modBinary(t)
 	var buf bytes.Buffer
@@ -359,7 +392,7 @@ func (f *Fixture) PushImage(t testing.TB, ref, variant string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.Write(r, img); err != nil {
+	if err := remote.Write(r, img, opts...); err != nil {
 		t.Fatalf("push %s: %v", ref, err)
 	}
 }

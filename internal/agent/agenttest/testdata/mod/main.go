@@ -4,6 +4,8 @@
 //	              "tick N" every 50 ms until SIGTERM; print "got SIGTERM" and exit 0
 //	mod exit N    exit with code N at once
 //	mod live D N  run for the duration D, then exit with code N
+//	mod healthy-until MS  exit 0 before the Unix time MS (milliseconds), else
+//	              print "unhealthy since MS" and exit 1: a health check
 package main
 
 import (
@@ -32,6 +34,13 @@ func main() {
 		}
 		fmt.Println("exiting with", n)
 		os.Exit(n)
+	case "healthy-until":
+		ms, _ := strconv.ParseInt(os.Args[2], 10, 64)
+		if time.Now().UnixMilli() < ms {
+			os.Exit(0)
+		}
+		fmt.Println("unhealthy since", ms)
+		os.Exit(1)
 	case "live":
 		d, _ := time.ParseDuration(os.Args[2])
 		n, _ := strconv.Atoi(os.Args[3])

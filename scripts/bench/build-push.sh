@@ -21,40 +21,17 @@ root=$PWD
 runs=${1:-3}
 work=$(mktemp -d /tmp/outpost-bench-build.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work" 2>/dev/null || true; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; unmount_under_work; rm -rf "$work" 2>/dev/null || true; }
 trap cleanup EXIT
 
 for c in dockerd docker-registry busybox; do
 	command -v $c >/dev/null || { echo "build-push.sh: $c is missing (apt-get install docker.io docker-registry busybox-static)" >&2; exit 1; }
 done
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+. scripts/bench/lib.sh
 
-# The Docker engine.
-if [ -z "${DOCKER_HOST:-}" ]; then
-	mkdir -p "$work/docker"
-	dockerd --bridge=none --iptables=false --ip6tables=false --host "unix://$work/docker/docker.sock" \
-		--data-root "$work/docker/data" --exec-root "$work/docker/exec" --pidfile "$work/docker/pid" \
-		>"$work/docker/log" 2>&1 &
-	pids+=($!)
-	export DOCKER_HOST="unix://$work/docker/docker.sock"
-	for _ in $(seq 100); do docker version >/dev/null 2>&1 && break; sleep 0.2; done
-fi
-docker version >/dev/null
+start_dockerd
 
-# The registry.
-port=$(free_port)
-reg=127.0.0.1:$port
-cat >"$work/registry.yml" <<EOC
-version: 0.1
-log: {level: error}
-storage: {filesystem: {rootdirectory: $work/registry}, delete: {enabled: true}}
-http: {addr: $reg}
-EOC
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do curl -sf "http://$reg/v2/" >/dev/null && break; sleep 0.1; done
+start_registry "delete: {enabled: true}"
 
 # golang:local.
 if ! docker image inspect golang:local >/dev/null 2>&1; then

@@ -23,33 +23,18 @@ pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	grep -o "$work[^ ]*rootfs" /proc/mounts | xargs -r -n1 umount 2>/dev/null || true
+	unmount_under_work
 	rm -rf "$work" 2>/dev/null || true
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+. scripts/bench/lib.sh
 rss() { awk '/VmRSS/ {print int($2/1024)}' /proc/$1/status; }
 
 go build -o "$work/outpost" ./cmd/outpost
 op() { OUTPOST_CONFIG=/dev/null "$work/outpost" "$@"; }
 
-hubport=$(free_port)
-op hub serve --data "$work/hub" --listen 127.0.0.1:$hubport >"$work/hub.out" 2>"$work/hub.log" &
-pids+=($!)
-until grep -q "hub listening" "$work/hub.log"; do sleep 0.05; done
-export OUTPOST_CONNECTION_STRING=$(head -1 "$work/hub.out") OUTPOST_CA=$work/hub/ca.pem
-
-reg=127.0.0.1:$(free_port)
-cat >"$work/registry.yml" <<EOC
-version: 0.1
-log: {level: error}
-storage: {filesystem: {rootdirectory: $work/registry}}
-http: {addr: $reg}
-EOC
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-pids+=($!)
-until curl -sf "http://$reg/v2/" >/dev/null; do sleep 0.05; done
+start_hub "$work/outpost"
+start_registry
 
 cp -r fixtures/modules/tempsensor "$work/ts"
 sed -i "s|^repository: .*|repository: $reg/tempsensor|; s|^platforms: .*|platforms: [linux/amd64]|" "$work/ts/module.yaml"

@@ -24,9 +24,7 @@ cleanup() { [ -n "$regpid" ] && kill "$regpid" 2>/dev/null; wait 2>/dev/null || 
 trap cleanup EXIT
 
 command -v docker-registry >/dev/null || { echo "push.sh: docker-registry is missing (apt-get install docker-registry)" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+. scripts/bench/lib.sh
 
 GOBIN=$work/bin go install github.com/google/go-containerregistry/cmd/crane@v0.22.1
 crane=$work/bin/crane

@@ -1,0 +1,58 @@
+# Shared by the benchmark scripts: source it after setting work (a temp dir the script
+# removes) and pids (an array of the background processes its cleanup kills).
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); } # T0_NS → milliseconds since
+# median of numbers on stdin, one per line or space-separated.
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else printf "%d\n", (a[NR/2]+a[NR/2+1])/2}'; }
+
+# start_hub BINARY: `outpost hub serve` on a free loopback port, data in $work/hub; exports
+# OUTPOST_CONNECTION_STRING (the owner's) and OUTPOST_CA for the CLI commands that follow.
+start_hub() {
+	local port
+	port=$(free_port)
+	# Started directly, not through a shell function: one in the background is a subshell,
+	# and killing that would leave the hub running.
+	OUTPOST_CONFIG=/dev/null "$1" hub serve --data "$work/hub" --listen 127.0.0.1:$port >"$work/hub.out" 2>"$work/hub.log" &
+	pids+=($!)
+	until grep -q "hub listening" "$work/hub.log"; do sleep 0.05; done
+	OUTPOST_CONNECTION_STRING=$(head -1 "$work/hub.out")
+	export OUTPOST_CONNECTION_STRING OUTPOST_CA=$work/hub/ca.pem
+}
+
+# start_dockerd: unless DOCKER_HOST is set, Debian's dockerd with a socket and data dir of
+# its own under $work/docker (no bridge, no iptables: use --network none or host); exports
+# DOCKER_HOST. Unmount what it leaves under $work on cleanup (see unmount_under_work).
+start_dockerd() {
+	if [ -z "${DOCKER_HOST:-}" ]; then
+		mkdir -p "$work/docker"
+		dockerd --bridge=none --iptables=false --ip6tables=false --host "unix://$work/docker/docker.sock" \
+			--data-root "$work/docker/data" --exec-root "$work/docker/exec" --pidfile "$work/docker/pid" \
+			>"$work/docker/log" 2>&1 &
+		pids+=($!)
+		export DOCKER_HOST="unix://$work/docker/docker.sock"
+		for _ in $(seq 150); do docker version >/dev/null 2>&1 && break; sleep 0.2; done
+	fi
+	docker version >/dev/null
+}
+
+# start_registry [STORAGE_EXTRA]: the CNCF registry (Debian's docker-registry) on a free
+# loopback port, storage in $work/registry; sets reg to its host:port. STORAGE_EXTRA adds
+# to its storage config, e.g. "delete: {enabled: true}".
+start_registry() {
+	reg=127.0.0.1:$(free_port)
+	cat >"$work/registry.yml" <<EOC
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $work/registry}${1:+, $1}}
+http: {addr: $reg}
+EOC
+	docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 100); do curl -sf "http://$reg/v2/" >/dev/null && break; sleep 0.05; done
+}
+
+# unmount_under_work: what runc instances and dockerd leave mounted under $work, deepest first.
+unmount_under_work() {
+	awk -v d="$work/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+}

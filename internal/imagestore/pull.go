@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -60,6 +61,9 @@ func (s *Store) Pull(ctx context.Context, ref string, creds []Credential) (*Imag
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+		}
+		if errors.Is(err, syscall.ENOSPC) {
+			err = fmt.Errorf("%w; nothing of it was kept: free space on the disk of %s, or lower image-gc-age so that unused images go sooner", err, s.dir)
 		}
 		return nil, err
 	}

@@ -19,7 +19,8 @@
 #            Warm: a version change of the module, image cached, until the new instance has a
 #            pid (the daemon stops the old instance first). The daemon is then stopped
 #            (SIGTERM), which stops the module.
-#   docker   the image is removed from the engine (docker rmi -f, docker image prune -f).
+#   docker   the image is removed from the engine (docker rmi -f of its id and of every
+#            */tempsensor image, docker image prune -f).
 #            Cold: `docker pull REF && docker run -d --network none REF` (run -d returns once
 #            the container started). Warm: `docker run -d --network none REF` of the cached
 #            image. Each container is removed (docker rm -f) after it is timed.
@@ -163,8 +164,11 @@ sys.exit(0 if s["connected"] and s.get("lastSync") and s["outbox"]["patches"] ==
 
 docker_round() {
 	local t tp cid
-	docker rmi -f "$ref" >/dev/null 2>&1 || true
+	# By image id: every tag of it goes (an engine shared with other runs may hold the same
+	# image under another registry's name, and would then pull no layer at all).
+	docker rmi -f $(docker images -q --no-trunc "$ref") $(docker images -q --no-trunc --filter "reference=*/tempsensor") >/dev/null 2>&1 || true
 	docker image prune -f >/dev/null
+	if docker image inspect "$ref" >/dev/null 2>&1; then echo "cold.sh: could not remove $ref from the engine" >&2; exit 1; fi
 	! docker image inspect "$ref" >/dev/null 2>&1 || { echo "cold.sh: $ref is still in the engine" >&2; exit 1; }
 
 	# Cold: the image not in the engine.

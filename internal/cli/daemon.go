@@ -44,6 +44,7 @@ type daemonOptions struct {
 	BackoffMax       time.Duration
 	BackoffReset     time.Duration
 	ImageGCAge       time.Duration
+	LogLevel         slog.Level
 	// Ready is called once the management socket listens (systemd's
 	// readiness notification by default).
 	Ready func() error
@@ -99,6 +100,9 @@ module's workload socket answers 501.`,
 			opts.BackoffMax = v.GetDuration("restart-backoff-max")
 			opts.BackoffReset = v.GetDuration("restart-reset-after")
 			opts.ImageGCAge = v.GetDuration("image-gc-age")
+			if err := opts.LogLevel.UnmarshalText([]byte(v.GetString("log-level"))); err != nil {
+				return flagErrorf("invalid --log-level %q: use debug, info, warn or error", v.GetString("log-level"))
+			}
 			if opts.BackoffBase <= 0 || opts.BackoffMax < opts.BackoffBase || opts.BackoffReset <= 0 {
 				return flagErrorf("invalid restart back-off: want 0 < --restart-backoff <= --restart-backoff-max and --restart-reset-after > 0")
 			}
@@ -130,6 +134,7 @@ module's workload socket answers 501.`,
 	fl.Duration("restart-backoff-max", agent.DefaultBackoffMax, "longest wait before a restart")
 	fl.Duration("restart-reset-after", agent.DefaultResetAfter, "a module that ran this long gets its restart count reset")
 	fl.Duration("image-gc-age", agent.DefaultImageGCAge, "remove images no module uses once unused this long (0: never)")
+	fl.String("log-level", "info", "least level logged to stderr: debug, info, warn or error")
 	return cmd
 }
 
@@ -150,7 +155,7 @@ func daemonRun(ctx context.Context, f *Factory, opts *daemonOptions) error {
 			Err:  fmt.Errorf("daemon: the connection string is a %s's (%s): the daemon needs a device's (HostName=…;DeviceId=…;SharedAccessKey=…)", cs.Kind(), cs.Redacted()),
 			Hint: "`outpost device create ID` prints a device's connection string"}
 	}
-	log := slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: opts.LogLevel}))
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return withHint(fmt.Errorf("daemon: data dir: %w", err), "run as root, or pass --data with a directory you own")
 	}

@@ -161,6 +161,10 @@ func TestDaemonRefusesBadInput(t *testing.T) {
 	if code != ExitUsage || !strings.Contains(errOut, "--runtime") {
 		t.Errorf("bad runtime: %d %s", code, errOut)
 	}
+	code, _, errOut = run(t, "daemon", "--connection-string", "HostName=h;DeviceId=d;SharedAccessKey=YWJj", "--log-level", "loud")
+	if code != ExitUsage || !strings.Contains(errOut, `invalid --log-level "loud"`) {
+		t.Errorf("bad log level: %d %s", code, errOut)
+	}
 	t.Setenv("OUTPOST_CONNECTION_STRING", "")
 	code, _, errOut = run(t, "daemon", "--data", t.TempDir())
 	if code != ExitUsage || !strings.Contains(errOut, "connection string") {

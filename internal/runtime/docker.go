@@ -27,9 +27,12 @@ import (
 // The docker runtime speaks the Docker Engine API (the Moby API) over the engine's socket
 // with net/http and the few JSON fields it needs, rather than through Docker's Go client:
 // that client pulls in a large module graph (the engine's own API types, OpenTelemetry,
-// gRPC…) for the dozen calls below, and the API is stable and documented. Paths carry no
-// version, so the engine answers in its own (engines ≥ 29 refuse versions < 1.44, older
-// ones know nothing newer than theirs).
+// gRPC…) for the dozen calls below, and the API is stable and documented. Measured with
+// github.com/moby/moby/client v0.6.2 merely linked in (2026-11): 17 more modules, a binary
+// 0.7 MB larger, and 0.9 MB more RSS at start from its packages' init, on a daemon whose
+// budget is 20 MB with 10 modules (it uses 19). Paths carry no version, so the engine
+// answers in its own (engines ≥ 29 refuse versions < 1.44, older ones know nothing newer
+// than theirs).
 //
 // Containers are named ContainerID(Spec.Name) and labelled outpost.module=<Spec.Name> and
 // outpost.owner=<state dir>, so that List finds exactly this daemon's containers and two

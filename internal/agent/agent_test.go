@@ -131,24 +131,36 @@ func testDeployment(t *testing.T, kind string) {
 		t.Errorf("m1 after status stopped: %+v %v", st, err)
 	}
 
-	// An image that does not exist: that module in back-off, the others fine.
+	// An image that does not exist, and a registry that is down: those
+	// modules in back-off, saying why, the others fine.
 	missing := f.Registry + "/nosuch:1"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := l.Addr().String() + "/mod:1" // nothing listens there once closed
+	l.Close()
 	f.Deploy(t, map[string]any{"m1": mod1(f, "2"), "m2": mod2(f),
-		"m3": map[string]any{"image": missing, "startupOrder": 0}})
-	agenttest.Eventually(t, 15*time.Second, "m3 in back-off naming the image, m1 running", func() bool {
-		m3 := f.ModuleReported(t, "m3")
+		"m3": map[string]any{"image": missing, "startupOrder": 0},
+		"m4": map[string]any{"image": down, "startupOrder": 0}})
+	agenttest.Eventually(t, 15*time.Second, "m3 and m4 in back-off naming the image and the cause, m1 running", func() bool {
+		m3, m4 := f.ModuleReported(t, "m3"), f.ModuleReported(t, "m4")
 		return str(m3["runtimeStatus"]) == "backoff" && strings.Contains(str(m3["statusDescription"]), missing) &&
+			str(m4["runtimeStatus"]) == "backoff" && strings.Contains(str(m4["statusDescription"]), down) &&
+			strings.Contains(str(m4["statusDescription"]), "connection refused") &&
 			str(f.ModuleReported(t, "m1")["runtimeStatus"]) == "running"
 	})
+	t.Logf("%s: registry down: %s", kind, str(f.ModuleReported(t, "m4")["statusDescription"]))
 
 	// Removing a module stops and removes it.
 	f.Deploy(t, map[string]any{"m1": mod1(f, "2")})
-	agenttest.Eventually(t, 10*time.Second, "m2 and m3 gone", func() bool {
+	agenttest.Eventually(t, 10*time.Second, "m2, m3 and m4 gone", func() bool {
 		mods, _ := f.Reported(t)["modules"].(map[string]any)
 		_, has2 := mods["m2"]
 		_, has3 := mods["m3"]
+		_, has4 := mods["m4"]
 		_, err := r.Runtime.State(context.Background(), "m2")
-		return !has2 && !has3 && err != nil
+		return !has2 && !has3 && !has4 && err != nil
 	})
 
 	// An invalid deployment (written straight into the $agent twin: the hub
@@ -161,6 +173,20 @@ func testDeployment(t *testing.T, kind string) {
 		ds, _ := f.Reported(t)["lastDesiredStatus"].(map[string]any)
 		return num(ds["code"]) == 400 && strings.Contains(str(ds["description"]), "modules.m1.restartPolicy")
 	})
+	// So are invalid createOptions, and a module id the hub would not take.
+	patch = `{"properties":{"desired":{"modules":{"m1":{"restartPolicy":"always","settings":{"createOptions":"{\"Healthcheck\":{\"Test\":[\"PING\"]}}"}},` +
+		`"bad/id":{"type":"docker","settings":{"image":"x:1"}}}}}}`
+	if _, err := f.Owner.PatchTwin(context.Background(), f.DeviceID, agent.AgentModule, []byte(patch), ""); err != nil {
+		t.Fatal(err)
+	}
+	agenttest.Eventually(t, 10*time.Second, "lastDesiredStatus 400 naming createOptions and the module id", func() bool {
+		ds, _ := f.Reported(t)["lastDesiredStatus"].(map[string]any)
+		d := str(ds["description"])
+		return num(ds["code"]) == 400 && strings.Contains(d, "modules.m1.settings.createOptions.Healthcheck.Test") &&
+			strings.Contains(d, "modules.bad/id")
+	})
+	ds, _ := f.Reported(t)["lastDesiredStatus"].(map[string]any)
+	t.Logf("%s: invalid deployment: %s", kind, str(ds["description"]))
 	if m, _ := r.Module("m1"); m.RuntimeStatus != agent.StatusRunning {
 		t.Errorf("m1 after an invalid deployment: %+v", m)
 	}

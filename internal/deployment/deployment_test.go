@@ -802,3 +802,12 @@ modules:
 		t.Errorf("AgentDesired = %s", desired)
 	}
 }
+
+// TestFromAgentDesiredErrorsHaveNoLines: a twin's compact JSON is one line,
+// so its problems are given by path alone.
+func TestFromAgentDesiredErrorsHaveNoLines(t *testing.T) {
+	_, _, err := FromAgentDesired([]byte(`{"schemaVersion":"1.0","modules":{"m":{"restartPolicy":"sometimes","settings":{"image":"x:1"}}}}`))
+	if err == nil || !strings.HasPrefix(err.Error(), "modules.m.restartPolicy: ") {
+		t.Errorf("err = %v", err)
+	}
+}

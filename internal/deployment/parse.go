@@ -3,6 +3,7 @@ package deployment
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/outpost-edge/outpost/internal/twin"
@@ -63,6 +64,13 @@ func FromAgentDesired(desired []byte) (*Manifest, []string, error) {
 	}
 	m := c.decodeAgent(root, "")
 	if err := c.err(); err != nil {
+		// A twin's JSON has no lines a reader could look up: the paths say where.
+		var ve *ValidationError
+		if errors.As(err, &ve) {
+			for i := range ve.Problems {
+				ve.Problems[i].Line, ve.Problems[i].Column = 0, 0
+			}
+		}
 		return nil, c.warnings, err
 	}
 	return m, c.warnings, nil

@@ -410,7 +410,13 @@ func (a *Agent) gcLoop(ctx context.Context) {
 				}
 			}
 		}
-		removed, err := a.cfg.Images.GC(inUse, a.cfg.ImageGCAge)
+		var removed []string
+		var err error
+		if p, ok := a.cfg.Runtime.(runtime.ImagePuller); ok {
+			removed, err = p.GCImages(ctx, inUse, a.cfg.ImageGCAge)
+		} else {
+			removed, err = a.cfg.Images.GC(inUse, a.cfg.ImageGCAge)
+		}
 		if err != nil {
 			a.log.Error("image gc", "err", err)
 		}

@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -1194,13 +1195,7 @@ func TestDockerImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		hc, base, _ := dockerEndpoint()
-		req, _ := http.NewRequest(http.MethodDelete, base+"/images/"+got.ID+"?force=1", nil)
-		if resp, err := hc.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	})
+	t.Cleanup(func() { dockerDelete(t, "/images/"+got.ID+"?force=1") })
 	wantID, _ := img.ConfigName()
 	if got.Digest != pushed.String() || got.ID != wantID.String() {
 		t.Errorf("pulled: id %s, digest %s; want id %s, digest %s", got.ID, got.Digest, wantID, pushed)
@@ -1278,5 +1273,90 @@ func TestRepoDigest(t *testing.T) {
 		if got := repoDigest(c.ref, c.rds); got != c.want {
 			t.Errorf("repoDigest(%q, %q) = %q, want %q", c.ref, c.rds, got, c.want)
 		}
+	}
+}
+
+// TestDockerImageGC: the docker runtime removes the images it pulled that no one uses,
+// once older than the age given, and leaves the others: one in use, one a container
+// still has (stopped), one it did not pull.
+func TestDockerImageGC(t *testing.T) {
+	if !dockerAnswers() {
+		t.Skip("docker runtime: no Docker engine answers")
+	}
+	reg, base := testRegistryImage(t)
+	host := strings.TrimPrefix(reg.URL, "http://")
+	refs := map[string]string{}
+	for _, which := range []string{"used", "unused", "container"} {
+		img, err := mutate.Config(base, v1.Config{Entrypoint: []string{"/prog"}, Env: []string{"WHICH=" + which}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs[which] = host + "/runtimetest/gc-" + which + ":" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		tag, _ := name.NewTag(refs[which])
+		if err := remote.Write(tag, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := New(KindDocker, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.(ImagePuller)
+	ctx := ctxT(t, 60*time.Second)
+	ids := map[string]string{}
+	for which, ref := range refs {
+		img, err := p.PullImage(ctx, ref, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[which] = img.ID
+		t.Cleanup(func() { dockerDelete(t, "/images/"+img.ID+"?force=1") })
+	}
+	spec := Spec{Name: "gc-holder", Image: refs["container"], Args: []string{"/prog", "exit", "0"}}
+	if err := r.Start(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Remove(context.Background(), spec.Name) })
+	if _, err := r.Wait(ctx, spec.Name); err != nil {
+		t.Fatal(err)
+	}
+
+	if removed, err := p.GCImages(ctx, nil, time.Hour); err != nil || len(removed) != 0 {
+		t.Errorf("GC of images used a moment ago: removed %v, %v", removed, err)
+	}
+	removed, err := p.GCImages(ctx, []string{refs["used"]}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(removed, []string{refs["unused"]}) {
+		t.Errorf("removed %v, want only %s", removed, refs["unused"])
+	}
+	if _, err := p.InspectImage(ctx, refs["unused"]); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the unused image after GC: %v", err)
+	}
+	for _, which := range []string{"used", "container"} {
+		if _, err := p.InspectImage(ctx, refs[which]); err != nil {
+			t.Errorf("the %s image after GC: %v", which, err)
+		}
+	}
+	// The test rootfs image was loaded, not pulled by the runtime: never its to remove.
+	loaded := dockerTestImage(t)
+	if removed, err := p.GCImages(ctx, nil, 0); err != nil || slices.Contains(removed, loaded) || !slices.Contains(removed, refs["used"]) {
+		t.Errorf("GC with nothing in use: removed %v, %v", removed, err)
+	}
+	if _, err := p.InspectImage(ctx, loaded); err != nil {
+		t.Errorf("an image the runtime did not pull was removed: %v", err)
+	}
+}
+
+// dockerDelete sends DELETE path to the engine, for cleanups.
+func dockerDelete(t testing.TB, path string) {
+	hc, base, err := dockerEndpoint()
+	if err != nil {
+		return
+	}
+	req, _ := http.NewRequest(http.MethodDelete, base+path, nil)
+	if resp, err := hc.Do(req); err == nil {
+		resp.Body.Close()
 	}
 }

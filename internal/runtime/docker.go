@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -48,7 +49,9 @@ const (
 type dockerRuntime struct {
 	hc    *http.Client
 	base  string // http://docker or http://host:port
-	owner string
+	owner string // the state dir: containers' owner label, and where images.json is
+
+	imagesMu sync.Mutex // images.json
 }
 
 // dockerEndpoint returns how to reach the engine: DOCKER_HOST (unix:// or tcp:// without
@@ -307,15 +310,30 @@ func (d *dockerRuntime) PullImage(ctx context.Context, ref string, auth *Registr
 	if err := d.pull(ctx, ref, auth); err != nil {
 		return EngineImage{}, err
 	}
-	img, err := d.InspectImage(ctx, ref)
+	img, err := d.inspectImage(ctx, ref)
 	if err != nil {
 		return EngineImage{}, fmt.Errorf("pull %s: pulled, then: %w", ref, err)
+	}
+	if err := d.usedImage(ref, img, true); err != nil {
+		return EngineImage{}, fmt.Errorf("pull %s: record it: %w", ref, err)
 	}
 	return img, nil
 }
 
-// InspectImage returns what the engine has of ref, without pulling it.
+// InspectImage returns what the engine has of ref, without pulling it; for an image this
+// runtime pulled, that counts as a use.
 func (d *dockerRuntime) InspectImage(ctx context.Context, ref string) (EngineImage, error) {
+	img, err := d.inspectImage(ctx, ref)
+	if err != nil {
+		return img, err
+	}
+	if err := d.usedImage(ref, img, false); err != nil {
+		return EngineImage{}, fmt.Errorf("image %s: %w", ref, err)
+	}
+	return img, nil
+}
+
+func (d *dockerRuntime) inspectImage(ctx context.Context, ref string) (EngineImage, error) {
 	if _, err := name.ParseReference(ref); err != nil {
 		return EngineImage{}, fmt.Errorf("image %s: %w", ref, err)
 	}

@@ -182,6 +182,10 @@ type ImagePuller interface {
 	PullImage(ctx context.Context, ref string, auth *RegistryAuth) (EngineImage, error)
 	// InspectImage returns what the engine has of ref without pulling; ErrNotFound when none.
 	InspectImage(ctx context.Context, ref string) (EngineImage, error)
+	// GCImages removes the images PullImage pulled that are not in inUse (references, or
+	// "sha256:…" ids or digests) and were last used (pulled or inspected) more than
+	// olderThan ago, and returns their references. Images it did not pull stay.
+	GCImages(ctx context.Context, inUse []string, olderThan time.Duration) ([]string, error)
 }
 
 // EngineImage is what an engine keeps of one image.

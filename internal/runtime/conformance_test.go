@@ -783,13 +783,11 @@ func testRegistryImage(t *testing.T) (*httptest.Server, v1.Image) {
 	return reg, img
 }
 
-// TestDockerPull: the engine pulls an image it lacks, from a registry (in process here).
-func TestDockerPull(t *testing.T) {
-	if !dockerAnswers() {
-		t.Skip("docker runtime: no Docker engine answers")
-	}
-	reg, img := testRegistryImage(t)
-	ref := strings.TrimPrefix(reg.URL, "http://") + "/runtimetest:" + strconv.FormatInt(time.Now().UnixNano(), 36)
+// pushTestImage pushes img to reg's repository repo under a tag of its own, and returns
+// the reference.
+func pushTestImage(t *testing.T, reg *httptest.Server, repo string, img v1.Image) string {
+	t.Helper()
+	ref := strings.TrimPrefix(reg.URL, "http://") + "/" + repo + ":" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	tag, err := name.NewTag(ref)
 	if err != nil {
 		t.Fatal(err)
@@ -797,6 +795,16 @@ func TestDockerPull(t *testing.T) {
 	if err := remote.Write(tag, img); err != nil {
 		t.Fatal(err)
 	}
+	return ref
+}
+
+// TestDockerPull: the engine pulls an image it lacks, from a registry (in process here).
+func TestDockerPull(t *testing.T) {
+	if !dockerAnswers() {
+		t.Skip("docker runtime: no Docker engine answers")
+	}
+	reg, img := testRegistryImage(t)
+	ref := pushTestImage(t, reg, "runtimetest", img)
 	r, err := New(KindDocker, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -1169,15 +1177,8 @@ func TestDockerImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo := strings.TrimPrefix(reg.URL, "http://") + "/runtimetest/images"
-	ref := repo + ":" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	tag, err := name.NewTag(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(tag, img); err != nil {
-		t.Fatal(err)
-	}
+	ref := pushTestImage(t, reg, "runtimetest/images", img)
+	repo := ref[:strings.LastIndex(ref, ":")]
 
 	r, err := New(KindDocker, t.TempDir())
 	if err != nil {
@@ -1284,18 +1285,13 @@ func TestDockerImageGC(t *testing.T) {
 		t.Skip("docker runtime: no Docker engine answers")
 	}
 	reg, base := testRegistryImage(t)
-	host := strings.TrimPrefix(reg.URL, "http://")
 	refs := map[string]string{}
 	for _, which := range []string{"used", "unused", "container"} {
 		img, err := mutate.Config(base, v1.Config{Entrypoint: []string{"/prog"}, Env: []string{"WHICH=" + which}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		refs[which] = host + "/runtimetest/gc-" + which + ":" + strconv.FormatInt(time.Now().UnixNano(), 36)
-		tag, _ := name.NewTag(refs[which])
-		if err := remote.Write(tag, img); err != nil {
-			t.Fatal(err)
-		}
+		refs[which] = pushTestImage(t, reg, "runtimetest/gc-"+which, img)
 	}
 	r, err := New(KindDocker, t.TempDir())
 	if err != nil {

@@ -21,13 +21,12 @@ root=$PWD
 runs=${1:-3}
 work=$(mktemp -d /tmp/outpost-bench-build.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; unmount_under_work; rm -rf "$work" 2>/dev/null || true; }
-trap cleanup EXIT
+. scripts/bench/lib.sh
+trap stop_and_clean EXIT
 
 for c in dockerd docker-registry busybox; do
 	command -v $c >/dev/null || { echo "build-push.sh: $c is missing (apt-get install docker.io docker-registry busybox-static)" >&2; exit 1; }
 done
-. scripts/bench/lib.sh
 
 start_dockerd
 

@@ -62,11 +62,8 @@ cleanup() {
 		c=$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null) || continue
 		if [[ $c == *"$work/device-"* ]]; then kill -KILL "$p" 2>/dev/null || true; fi
 	done
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	# runc overlay rootfs mounts and what dockerd leaves (its netns): deepest first.
-	unmount_under_work
-	rm -rf "$work" 2>/dev/null || true
+	# Then the hub, registry and dockerd; runc overlay mounts and what dockerd leaves.
+	stop_and_clean
 }
 trap cleanup EXIT
 . scripts/bench/lib.sh

@@ -20,14 +20,8 @@ minutes=${1:-10}
 rt=${2:-runc}
 work=$(mktemp -d /tmp/outpost-bench-daemon.XXXXXX)
 pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	unmount_under_work
-	rm -rf "$work" 2>/dev/null || true
-}
-trap cleanup EXIT
 . scripts/bench/lib.sh
+trap stop_and_clean EXIT
 rss() { awk '/VmRSS/ {print int($2/1024)}' /proc/$1/status; }
 
 go build -o "$work/outpost" ./cmd/outpost

@@ -56,3 +56,12 @@ EOC
 unmount_under_work() {
 	awk -v d="$work/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 }
+
+# stop_and_clean: kill $pids, wait for them, unmount what is left under $work and remove it.
+# Scripts trap it on EXIT, or call it last in a cleanup of their own.
+stop_and_clean() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	unmount_under_work
+	rm -rf "$work" 2>/dev/null || true
+}

@@ -358,6 +358,33 @@ func testImageGC(t *testing.T, kind string) {
 	}
 }
 
+// TestRegistryDownUsesCachedImage: with the registry gone, a module whose
+// version changes is re-created from the image the device has (the image
+// store's, or the engine's on docker).
+func TestRegistryDownUsesCachedImage(t *testing.T) {
+	for _, kind := range agenttest.Kinds(t) {
+		t.Run(kind, func(t *testing.T) {
+			f := agenttest.New(t, kind)
+			f.Deploy(t, map[string]any{"m": mod1(f, "1")})
+			r := f.Start(t, nil)
+			agenttest.Eventually(t, 20*time.Second, "m running", func() bool {
+				m, _ := r.Module("m")
+				return m.RuntimeStatus == agent.StatusRunning
+			})
+			first, _ := r.Module("m")
+			f.StopRegistry()
+			f.Deploy(t, map[string]any{"m": mod1(f, "2")})
+			agenttest.Eventually(t, 20*time.Second, "m re-created from the cached image", func() bool {
+				m, _ := r.Module("m")
+				return m.Version == "2" && m.RuntimeStatus == agent.StatusRunning && m.Pid != 0 && m.Pid != first.Pid
+			})
+			if m, _ := r.Module("m"); m.ImageDigest != first.ImageDigest {
+				t.Errorf("image digest %s, then %s", first.ImageDigest, m.ImageDigest)
+			}
+		})
+	}
+}
+
 // TestRegistryCredentials pulls from a registry that wants a password, with
 // the deployment's registryCredentials, on each runtime (docker: the engine
 // pulls with the credentials the agent hands it); without them the module

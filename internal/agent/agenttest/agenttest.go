@@ -53,6 +53,8 @@ type Fixture struct {
 	DeviceCS string // the device's connection string
 	DataDir  string
 	Kind     string // runtime kind
+
+	registry *httptest.Server
 }
 
 // Kinds returns the runtimes to test with: process always, runc when root
@@ -87,11 +89,15 @@ func New(t testing.TB, kind string) *Fixture {
 	f.DeviceCS = f.Hub.DeviceConnectionString(f.DeviceID, "", d.Authentication.SymmetricKey.PrimaryKey)
 	srv := httptest.NewServer(registry.New(registry.Logger(nopLogger())))
 	t.Cleanup(srv.Close)
+	f.registry = srv
 	f.Registry = strings.TrimPrefix(srv.URL, "http://")
 	f.Image = f.Registry + "/mod:1"
 	f.PushImage(t, f.Image, "")
 	return f
 }
+
+// StopRegistry stops the registry: pulls from it find nothing listening.
+func (f *Fixture) StopRegistry() { f.registry.Close() }
 
 // removeInstances removes what the agents left in the runtime (stopped
 // instances keep their mounts until removed).

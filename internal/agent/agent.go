@@ -132,8 +132,7 @@ type Agent struct {
 	wlMu     sync.Mutex
 	workload map[string]*http.Server // by module
 
-	reportMu     sync.Mutex
-	lastReported map[string]any // what the hub has (or will have, from the outbox)
+	reportMu sync.Mutex
 
 	lastKey string          // the deployment version and identities last reconciled in full (main loop only)
 	inUse   []string        // image references of the valid deployment last read; nil before
@@ -229,6 +228,9 @@ func (a *Agent) Run(ctx context.Context) error {
 				changes = nil
 				continue
 			}
+			// The hub's twin may have replaced what the device reported
+			// (a device identity created anew): check the report again.
+			a.notify()
 			// Drain a burst: each reconcile reads the latest state anyway (a
 			// watcher that falls behind misses changes, not the state), and
 			// does nothing when neither the deployment nor the modules changed.

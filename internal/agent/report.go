@@ -36,19 +36,19 @@ func (a *Agent) reportLoop(ctx context.Context) {
 // flushReport sends what is left to report, once the modules are stopped.
 func (a *Agent) flushReport(context.Context) { a.sendReport() }
 
-// sendReport diffs the status against what was last reported and sends the
-// difference.
+// sendReport diffs the status against the $agent twin's reported
+// properties as the device knows them (what the hub has, with the patches
+// still queued on top) and sends the difference. Diffing against the twin,
+// not against what was sent last, makes the hub's copy right again whenever
+// it lost what it had: a device identity created anew, a hub restored.
 func (a *Agent) sendReport() {
 	a.reportMu.Lock()
 	defer a.reportMu.Unlock()
-	if a.lastReported == nil {
-		a.lastReported = map[string]any{}
-		if t, err := a.cfg.Syncer.Twin(AgentModule); err == nil {
-			a.lastReported = stripDollar(normalize(t.Reported()))
-		}
+	base := map[string]any{}
+	if t, err := a.cfg.Syncer.Twin(AgentModule); err == nil {
+		base = stripDollar(normalize(t.Reported()))
 	}
-	cur := normalize(a.reportedDoc())
-	patch := mergeDiff(a.lastReported, cur)
+	patch := mergeDiff(base, normalize(a.reportedDoc()))
 	if len(patch) == 0 {
 		return
 	}
@@ -60,9 +60,7 @@ func (a *Agent) sendReport() {
 	if _, err := a.cfg.Syncer.PatchReported(AgentModule, b); err != nil {
 		a.log.Error("report status", "err", err)
 		a.notify() // try again
-		return
 	}
-	a.lastReported = cur
 }
 
 // reportedDoc is the agent's full reported status.

@@ -215,8 +215,8 @@ func daemonRun(ctx context.Context, f *Factory, opts *daemonOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	syncCtx, stopSync := context.WithCancel(context.Background())
-	syncDone := make(chan struct{})
-	go func() { defer close(syncDone); _ = sy.Run(syncCtx) }()
+	syncDone := make(chan error, 1)
+	go func() { syncDone <- sy.Run(syncCtx) }()
 	mgmtCtx, stopMgmt := context.WithCancel(context.Background())
 	mgmtDone := make(chan error, 1)
 	go func() { mgmtDone <- mgmt.New(a, cs.HostName, log).Serve(mgmtCtx, l) }()
@@ -228,24 +228,42 @@ func daemonRun(ctx context.Context, f *Factory, opts *daemonOptions) error {
 	agentDone := make(chan error, 1)
 	go func() { agentDone <- a.Run(ctx) }()
 
-	var runErr error
+	// Stop in the reverse of the start order, waiting for each part: the
+	// agent (its modules, then its last report), the management API, then
+	// the syncer, which first sends what the agent reported, within a
+	// deadline; what it cannot send stays in the outbox for the next start.
+	var errs []error
 	select {
-	case runErr = <-agentDone:
+	case err := <-agentDone:
+		errs = append(errs, err)
 	case err := <-mgmtDone:
-		runErr = fmt.Errorf("daemon: management API: %w", err)
+		errs = append(errs, fmt.Errorf("daemon: management API: %w", err))
+		mgmtDone = nil
 		cancel()
-		<-agentDone
+		errs = append(errs, <-agentDone)
 	}
 	log.Info("stopping")
-	// The syncer gets a moment to send the agent's last reported patch; what it
-	// cannot send stays in the outbox for the next start.
-	time.Sleep(300 * time.Millisecond)
-	stopSync()
 	stopMgmt()
-	<-syncDone
+	if mgmtDone != nil {
+		if err := <-mgmtDone; err != nil {
+			errs = append(errs, fmt.Errorf("daemon: management API: %w", err))
+		}
+	}
+	flushCtx, stopFlush := context.WithTimeout(context.Background(), shutdownFlush)
+	if err := sy.Flush(flushCtx); err != nil {
+		log.Warn("reported properties left queued for the next start", "err", err)
+	}
+	stopFlush()
+	stopSync()
+	if err := <-syncDone; err != nil {
+		errs = append(errs, fmt.Errorf("daemon: sync: %w", err))
+	}
 	_ = os.Remove(opts.MgmtSocket)
-	return runErr
+	return errors.Join(errs...)
 }
+
+// shutdownFlush is how long a stopping daemon tries to send its outbox.
+const shutdownFlush = 3 * time.Second
 
 // sdNotifyReady tells systemd the daemon is ready (Type=notify), when
 // NOTIFY_SOCKET names a socket.

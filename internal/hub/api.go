@@ -168,6 +168,9 @@ func (h *Hub) listDevices(w http.ResponseWriter, r *http.Request, p principal) e
 	if devices == nil {
 		devices = []registry.Device{}
 	}
+	for i := range devices {
+		h.presence.device(&devices[i])
+	}
 	writeJSON(w, http.StatusOK, devices)
 	return nil
 }
@@ -208,6 +211,7 @@ func (h *Hub) getDevice(w http.ResponseWriter, r *http.Request, p principal) err
 	if err != nil {
 		return err
 	}
+	h.presence.device(&d)
 	setETag(w, d.ETag)
 	writeJSON(w, http.StatusOK, d)
 	return nil
@@ -220,6 +224,7 @@ func (h *Hub) deleteDevice(w http.ResponseWriter, r *http.Request, p principal) 
 	if err := h.reg.DeleteDevice(r.PathValue("id"), ifMatch(r)); err != nil {
 		return err
 	}
+	h.presence.forget(r.PathValue("id"))
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -232,6 +237,9 @@ func (h *Hub) listModules(w http.ResponseWriter, r *http.Request, p principal) e
 	mods, err := h.reg.ListModules(id)
 	if err != nil {
 		return err
+	}
+	for i := range mods {
+		h.presence.module(&mods[i])
 	}
 	writeJSON(w, http.StatusOK, mods)
 	return nil
@@ -273,6 +281,7 @@ func (h *Hub) getModule(w http.ResponseWriter, r *http.Request, p principal) err
 	if err != nil {
 		return err
 	}
+	h.presence.module(&m)
 	setETag(w, m.ETag)
 	writeJSON(w, http.StatusOK, m)
 	return nil

@@ -39,6 +39,9 @@ type Config struct {
 	InsecureHTTP bool     // serve plain HTTP (local development only)
 	Logger       *slog.Logger
 	Now          func() time.Time
+	// PresenceGrace is how long a device shows connected after its last
+	// request ended (default 10 s).
+	PresenceGrace time.Duration
 }
 
 // Credentials are what a first client needs: the owner connection string
@@ -60,7 +63,11 @@ type Hub struct {
 	ln       net.Listener
 	notify   *notifier
 
-	uploads sync.Map // device id → *sync.Mutex
+	uploads  sync.Map // device id → *sync.Mutex
+	presence *presence
+
+	ckMu sync.Mutex
+	ck   []byte // the cursor key, once read
 
 	mu       sync.RWMutex
 	policies map[string]*Policy
@@ -119,6 +126,7 @@ func Open(cfg Config) (h *Hub, firstStart bool, err error) {
 		return nil, false, err
 	}
 	h.notify = newNotifier()
+	h.presence = newPresence(cfg.Now, cfg.PresenceGrace)
 	return h, firstStart, nil
 }
 

@@ -1,6 +1,10 @@
 package hub
 
 import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,21 +40,20 @@ func (h *Hub) sync(w http.ResponseWriter, r *http.Request, p principal) error {
 	}
 	q := r.URL.Query()
 	cursor := q.Get("cursor")
-	since, err := cursorRevision(cursor)
-	if err != nil {
-		return err
-	}
 	var wait time.Duration
 	if s := q.Get("wait"); s != "" {
+		var err error
 		if wait, err = time.ParseDuration(s); err != nil || wait < 0 {
 			return errorf(http.StatusBadRequest, "ArgumentInvalid", "wait=%q: want a duration such as 30s", s)
 		}
 		wait = min(wait, hubapi.MaxWait)
 	}
+	h.presence.begin(id)
+	defer h.presence.end(id)
 	var timeout <-chan time.Time
 	for {
 		changed := h.notify.wait(id) // before reading, so no change is missed
-		state, err := h.deviceState(id, since)
+		state, err := h.deviceState(id, cursor)
 		if err != nil {
 			return err
 		}
@@ -76,22 +79,80 @@ func (h *Hub) sync(w http.ResponseWriter, r *http.Request, p principal) error {
 	}
 }
 
-// cursorRevision reads the store revision out of a cursor ("" is 0).
-func cursorRevision(cursor string) (int64, error) {
-	if cursor == "" {
-		return 0, nil
+// A cursor is what a device last learnt, "REV.SUM.MAC": REV is the highest
+// version among the device's records then, SUM a hash of its identity and
+// modules (a change of either changes the cursor), and MAC binds both to the
+// device and its generation with the hub's cursor key. The hub trusts a
+// cursor for an incremental sync only when the MAC is its own and REV is not
+// above what it holds now; any other cursor (forged, from a device identity
+// created anew, from before a restore of the hub's data) gets a full sync.
+
+// cursorKeyRecord holds the hub's key for cursor MACs.
+const cursorKeyRecord = "hub/cursor-key"
+
+// cursorKey returns the key for cursor MACs, made on first use.
+func (h *Hub) cursorKey() ([]byte, error) {
+	h.ckMu.Lock()
+	defer h.ckMu.Unlock()
+	if h.ck != nil {
+		return h.ck, nil
 	}
-	rev, _, ok := strings.Cut(cursor, ".")
-	n, err := strconv.ParseInt(rev, 10, 64)
-	if !ok || err != nil || n < 0 {
-		return 0, errorf(http.StatusBadRequest, "ArgumentInvalid", "cursor %q is not one the hub gave out: sync again without a cursor", cursor)
+	for {
+		rec, err := h.st.Get(cursorKeyRecord)
+		if err == nil {
+			var k struct{ Key []byte }
+			if err := json.Unmarshal(rec.Value, &k); err != nil || len(k.Key) < 16 {
+				return nil, fmt.Errorf("record %s is damaged: delete it (devices then sync in full once)", cursorKeyRecord)
+			}
+			h.ck = k.Key
+			return h.ck, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		k := make([]byte, 32)
+		_, _ = rand.Read(k)
+		b, _ := json.Marshal(struct{ Key []byte }{k})
+		if _, err := h.st.Put(cursorKeyRecord, b, 0); err != nil && !errors.Is(err, store.ErrConflict) {
+			return nil, fmt.Errorf("make the sync cursor key: %w", err)
+		} // on a conflict another replica made it first: read theirs
 	}
-	return n, nil
 }
 
-// deviceState reads what device id should know, with the module twins
-// written after revision since (all of them when since is 0).
-func (h *Hub) deviceState(id string, since int64) (*hubapi.Sync, error) {
+// cursorMAC is the MAC of a cursor's REV.SUM for one generation of a device.
+func cursorMAC(key []byte, deviceID, generationID, revSum string) string {
+	m := hmac.New(sha256.New, key)
+	fmt.Fprintf(m, "%s\x00%s\x00%s", deviceID, generationID, revSum)
+	return hex.EncodeToString(m.Sum(nil)[:12])
+}
+
+// trustedRevision returns the revision of a cursor the hub gave device d,
+// or 0 (a full sync) for one it cannot vouch for.
+func trustedRevision(key []byte, d *registry.Device, cursor string) int64 {
+	revSum, mac, ok := cutLast(cursor, ".")
+	if !ok || !hmac.Equal([]byte(mac), []byte(cursorMAC(key, d.DeviceID, d.GenerationID, revSum))) {
+		return 0
+	}
+	rev, _, _ := strings.Cut(revSum, ".")
+	n, err := strconv.ParseInt(rev, 10, 64)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+func cutLast(s, sep string) (before, after string, ok bool) {
+	i := strings.LastIndex(s, sep)
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], s[i+len(sep):], true
+}
+
+// deviceState reads what device id should know: the module twins written
+// after the cursor's revision, or all of them when the cursor is "" or one
+// the hub cannot vouch for.
+func (h *Hub) deviceState(id, cursor string) (*hubapi.Sync, error) {
 	dev, err := h.st.Get("devices/" + id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -103,6 +164,14 @@ func (h *Hub) deviceState(id string, since int64) (*hubapi.Sync, error) {
 	if err := json.Unmarshal(dev.Value, &d); err != nil {
 		return nil, err
 	}
+	key, err := h.cursorKey()
+	if err != nil {
+		return nil, err
+	}
+	since := int64(0)
+	if cursor != "" {
+		since = trustedRevision(key, &d, cursor)
+	}
 	mods, err := h.st.List("modules/" + id + "/")
 	if err != nil {
 		return nil, err
@@ -113,7 +182,6 @@ func (h *Hub) deviceState(id string, since int64) (*hubapi.Sync, error) {
 	}
 
 	s := &hubapi.Sync{
-		Full:    since == 0,
 		Device:  hubapi.SyncDevice{DeviceID: d.DeviceID, GenerationID: d.GenerationID, Status: d.Status, ETag: registry.ETagOf(dev.Version)},
 		Modules: make([]hubapi.SyncModule, 0, len(mods)),
 		Twins:   []json.RawMessage{},
@@ -134,9 +202,19 @@ func (h *Hub) deviceState(id string, since int64) (*hubapi.Sync, error) {
 		}
 		s.Modules = append(s.Modules, hm)
 	}
-	have := map[string]bool{}
 	for _, rec := range twins {
 		rev = max(rev, rec.Version)
+	}
+	// A cursor above everything the device has now comes from a hub that
+	// has since gone back (a restore, a lost revision file) or lost a
+	// module: only a full sync is sure to be right.
+	if since > rev {
+		h.log.Info("sync: cursor ahead of the hub, syncing in full", "device", id, "cursor", cursor, "revision", rev)
+		since = 0
+	}
+	s.Full = since == 0
+	have := map[string]bool{}
+	for _, rec := range twins {
 		have[strings.TrimPrefix(rec.Key, "twins/"+id+"/")] = true
 		if rec.Version > since {
 			s.Twins = append(s.Twins, rec.Value)
@@ -153,20 +231,30 @@ func (h *Hub) deviceState(id string, since int64) (*hubapi.Sync, error) {
 			}
 		}
 	}
-	s.Cursor = fmt.Sprintf("%d.%x", rev, sum.Sum64())
+	revSum := fmt.Sprintf("%d.%x", rev, sum.Sum64())
+	s.Cursor = revSum + "." + cursorMAC(key, d.DeviceID, d.GenerationID, revSum)
 	return s, nil
 }
 
-// syncRecord is the hub's memory of a device's uploads.
+// syncRecord is the hub's memory of a device's uploads: the last seq it
+// applied, for one outbox session of one generation of the device. Another
+// session or generation starts from nothing, so a device that numbers its
+// patches anew (a wiped data dir, a re-created identity) is never skipped.
 type syncRecord struct {
-	ReportedSeq int64 `json:"reportedSeq"`
+	GenerationID string `json:"generationId,omitempty"`
+	Session      string `json:"session,omitempty"`
+	ReportedSeq  int64  `json:"reportedSeq"`
 }
 
+// syncRecordKey is where the hub keeps a device's syncRecord; it goes with
+// the device.
+func syncRecordKey(id string) string { return "devicesync/" + id }
+
 // uploadReported serves POST …/devices/{id}/reported: it applies each patch
-// whose seq is above the last one applied, in order, and acks the batch.
-// The seq is stored after the patch it covers; a crash between the two
-// makes a retry apply that patch again, which changes nothing, since a merge
-// patch applied twice gives what it gave once.
+// whose seq is above the last one applied for the batch's session, in order,
+// and acks the batch. The seq is stored after the patch it covers; a crash
+// between the two makes a retry apply that patch again, which changes
+// nothing, since a merge patch applied twice gives what it gave once.
 func (h *Hub) uploadReported(w http.ResponseWriter, r *http.Request, p principal) error {
 	id := r.PathValue("id")
 	if !p.isDevice(id) {
@@ -176,26 +264,43 @@ func (h *Hub) uploadReported(w http.ResponseWriter, r *http.Request, p principal
 	if err := readJSON(r, &batch); err != nil {
 		return err
 	}
+	if !hubapi.ValidSession(batch.Session) {
+		return errorf(http.StatusBadRequest, "ArgumentInvalid", "session %.80q: want 1 to 64 characters of A-Za-z0-9 and '-'", batch.Session)
+	}
+	prev := int64(0)
+	for i, pt := range batch.Patches {
+		switch {
+		case pt.Seq < 1 || pt.Seq > hubapi.MaxSeq:
+			return errorf(http.StatusBadRequest, "ArgumentInvalid", "patches[%d].seq: %d is out of range: a seq is from 1 to %d (start a new session past it)", i, pt.Seq, int64(hubapi.MaxSeq))
+		case pt.Seq <= prev:
+			return errorf(http.StatusBadRequest, "ArgumentInvalid", "patches[%d].seq: %d does not follow %d: a batch must be in order", i, pt.Seq, prev)
+		}
+		prev = pt.Seq
+	}
+	h.presence.touch(id)
 	defer h.lockDevice(id)()
-	key := "devicesync/" + id
+	dev, err := h.reg.GetDevice(id)
+	if err != nil {
+		return err
+	}
+	key := syncRecordKey(id)
 	var sr syncRecord
 	version := int64(0)
 	if rec, err := h.st.Get(key); err == nil {
 		if err := json.Unmarshal(rec.Value, &sr); err != nil {
-			return err
+			return fmt.Errorf("record %s: %w", key, err)
 		}
 		version = rec.Version
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	ack := hubapi.ReportedAck{Acked: sr.ReportedSeq}
-	prev := int64(0)
-	for i, pt := range batch.Patches {
-		if pt.Seq <= prev {
-			return errorf(http.StatusBadRequest, "ArgumentInvalid", "patches[%d]: seq %d does not follow %d: a batch must be in order", i, pt.Seq, prev)
+	if sr.GenerationID != dev.GenerationID || sr.Session != batch.Session {
+		if sr.ReportedSeq > 0 {
+			h.log.Info("reported uploads: a new outbox session", "device", id, "session", batch.Session, "generationId", dev.GenerationID)
 		}
-		prev = pt.Seq
+		sr = syncRecord{GenerationID: dev.GenerationID, Session: batch.Session}
 	}
+	ack := hubapi.ReportedAck{Acked: sr.ReportedSeq}
 	now, start := h.now().UTC(), ack.Acked
 	for _, pt := range batch.Patches {
 		if pt.Seq <= sr.ReportedSeq {

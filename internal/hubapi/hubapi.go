@@ -107,10 +107,37 @@ type SyncModule struct {
 }
 
 // ReportedBatch is a batch of reported patches, in the order the modules
-// made them. Seq numbers rise through a device's whole history; the hub
-// applies each patch once, so a batch can be sent again after a failure.
+// made them. Seq numbers rise through one outbox's whole history, and the
+// hub applies each patch once, so a batch can be sent again after a failure.
+//
+// Session names the outbox the seqs belong to: the daemon makes a new one
+// with its data dir, so a device that starts its numbering again (a wiped
+// data dir) is never taken for one that is retrying. The hub also forgets
+// what it applied when the device identity is created again.
 type ReportedBatch struct {
+	Session string          `json:"session,omitempty"`
 	Patches []ReportedPatch `json:"patches"`
+}
+
+// MaxSeq is the largest seq a reported patch may carry (2^53−1, the largest
+// whole number every JSON parser reads exactly). A device that would pass it
+// starts a new session.
+const MaxSeq = 1<<53 - 1
+
+// ValidSession reports whether s is a session id the hub accepts: 1–64
+// characters of A-Za-z0-9 and '-' (or "", the session of a daemon from
+// before sessions).
+func ValidSession(s string) bool {
+	if len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // ReportedPatch is one module's reported-properties merge patch.

@@ -6,7 +6,7 @@
 //
 // Store layout (the daemon's own store):
 //
-//	sync/state              cursor, last sync, last acked outbox seq
+//	sync/state              cursor, last sync, outbox session, last acked outbox seq
 //	identities/{moduleId}   hubapi.SyncModule (with keys)
 //	twins/{moduleId}        the module twin as the device knows it
 //	outbox/{seq:020d}       one reported patch waiting for the hub
@@ -21,11 +21,13 @@ package syncer
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
+	mrand "math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -64,21 +66,30 @@ type Syncer struct {
 	nextSeq   int64
 	subs      map[chan Change]struct{}
 
-	kick chan struct{} // the outbox has work
+	kick    chan struct{} // the outbox has work
+	flushMu sync.Mutex    // one upload at a time
 }
 
 type state struct {
 	Cursor   string    `json:"cursor"`
 	LastSync time.Time `json:"lastSync"`
-	Acked    int64     `json:"acked"` // every outbox seq ≤ Acked is held by the hub
+	// Session names this outbox's numbering at the hub. It is made with the
+	// store, so a daemon on a new data dir, numbering from 1 again, is a new
+	// session there and none of its patches is taken for a retry.
+	Session string `json:"session"`
+	Acked   int64  `json:"acked"` // every outbox seq ≤ Acked is held by the hub
 }
 
 // Change tells watchers what the hub changed.
 type Change struct {
-	// ModuleID is the module whose twin's desired properties changed, or ""
-	// when the set of modules (or their identities) changed.
+	// ModuleID is the module whose twin changed, or "" when the set of
+	// modules (or their identities) changed.
 	ModuleID       string
 	DesiredVersion int64
+	// Reported is set when the hub's reported properties differ from what
+	// the device had (the hub lost some, or a twin was created anew), and
+	// the desired version did not change.
+	Reported bool
 }
 
 // Option configures a Syncer.
@@ -111,6 +122,12 @@ func New(hub *hubclient.Client, st store.Store, deviceID string, opts ...Option)
 		}
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
+	}
+	if s.state.Session == "" {
+		s.state.Session = newSession()
+		if err := s.saveState(); err != nil {
+			return nil, fmt.Errorf("sync state: %w", err)
+		}
 	}
 	pending, err := s.pending(0)
 	if err != nil {
@@ -154,7 +171,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 				break
 			}
 			s.setConnected(false, err)
-			sleep(ctx, backoff+rand.N(backoff/4+1))
+			sleep(ctx, backoff+mrand.N(backoff/4+1))
 			backoff = min(2*backoff, 30*time.Second)
 			continue
 		}
@@ -259,9 +276,10 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 		if !keep[t.ModuleID] {
 			continue
 		}
-		oldDesired := int64(0)
+		oldDesired, oldReported := int64(0), ""
 		if old, err := s.localTwin(t.ModuleID); err == nil {
 			oldDesired = old.DesiredVersion()
+			oldReported = reportedJSON(old)
 		}
 		for _, p := range pending {
 			if p.ModuleID == t.ModuleID {
@@ -277,8 +295,11 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 		if _, err := s.st.Put("twins/"+t.ModuleID, b, store.Any); err != nil {
 			return err
 		}
-		if t.DesiredVersion() != oldDesired {
+		switch {
+		case t.DesiredVersion() != oldDesired:
 			changes = append(changes, Change{ModuleID: t.ModuleID, DesiredVersion: t.DesiredVersion()})
+		case reportedJSON(t) != oldReported:
+			changes = append(changes, Change{ModuleID: t.ModuleID, DesiredVersion: t.DesiredVersion(), Reported: true})
 		}
 	}
 
@@ -299,6 +320,10 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 	}
 	return nil
 }
+
+// reportedJSON is a twin's reported properties without their metadata,
+// keys sorted, to compare.
+func reportedJSON(t *twin.Twin) string { return string(t.ReportedJSON()) }
 
 func deleteIfThere(st store.Store, key string) error {
 	if err := st.Delete(key, store.Any); err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -445,6 +470,13 @@ func (s *Syncer) PatchReported(moduleID string, patch []byte) (*twin.Twin, error
 	return trial, nil
 }
 
+// newSession returns a new outbox session id: 128 random bits, in hex.
+func newSession() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}
+
 func compactJSON(b []byte) (json.RawMessage, error) {
 	var v json.RawMessage
 	if err := json.Unmarshal(b, &v); err != nil {
@@ -505,8 +537,29 @@ func (s *Syncer) flushLoop(ctx context.Context) {
 	}
 }
 
+// Flush sends what is in the outbox until it is empty, the hub fails, or
+// ctx is done: a daemon stopping calls it, with a deadline, so that the
+// agent's last report reaches the hub. What it cannot send stays queued for
+// the next start.
+func (s *Syncer) Flush(ctx context.Context) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("flush the outbox: %w", err)
+		}
+		more, err := s.flush(ctx)
+		if err != nil {
+			return fmt.Errorf("flush the outbox: %w", err)
+		}
+		if !more {
+			return nil
+		}
+	}
+}
+
 // flush sends one batch of the outbox; more reports whether some is left.
 func (s *Syncer) flush(ctx context.Context) (more bool, err error) {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
 	recs, err := s.st.Range("outbox/", "", batchSize+1)
 	if err != nil || len(recs) == 0 {
 		return false, err
@@ -521,6 +574,9 @@ func (s *Syncer) flush(ctx context.Context) (more bool, err error) {
 		}
 		batch.Patches = append(batch.Patches, p)
 	}
+	s.mu.Lock()
+	batch.Session = s.state.Session
+	s.mu.Unlock()
 	ack, err := s.hub.UploadReported(ctx, s.deviceID, batch)
 	if err != nil {
 		return false, err

@@ -227,3 +227,82 @@ func TestRestartShowsConnectedAtOnce(t *testing.T) {
 		return st.Connected
 	})
 }
+
+// hubReported returns module a's reported properties at the hub.
+func (f *fixture) hubReported(t *testing.T) string {
+	t.Helper()
+	tw, err := f.hub.Client(t).GetTwin(t.Context(), "d", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(tw.ReportedJSON())
+}
+
+// TestWipedDataDirReportsAgain: a daemon that starts on an empty data dir
+// numbers its reported patches from 1 again; the hub must apply them, not
+// take them for retries of the old data dir's.
+func TestWipedDataDirReportsAgain(t *testing.T) {
+	f := setup(t)
+	s, stop := run(t, f, f.st)
+	eventually(t, "first sync", s.Synced)
+	for i := 1; i <= 3; i++ {
+		if _, err := s.PatchReported("a", []byte(`{"n":`+string(rune('0'+i))+`}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the hub to hold n=3", func() bool { return f.hubReported(t) == `{"n":3}` })
+	stop()
+
+	f.storeDir = t.TempDir() // the data dir wiped
+	s2, _ := run(t, f, f.openStore(t))
+	eventually(t, "first sync of the new data dir", s2.Synced)
+	if _, err := s2.PatchReported("a", []byte(`{"n":1,"fresh":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the new data dir's patch at the hub", func() bool { return f.hubReported(t) == `{"fresh":true,"n":1}` })
+	eventually(t, "the outbox to drain", func() bool {
+		st, err := s2.Status()
+		return err == nil && st.Outbox.Patches == 0
+	})
+}
+
+// TestFlushSendsTheOutbox: Flush sends what is queued, and says so when the
+// hub cannot be reached.
+func TestFlushSendsTheOutbox(t *testing.T) {
+	f := setup(t)
+	s, err := New(f.device, f.st, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.apply(mustSync(t, f)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PatchReported("a", []byte(`{"last":"words"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.hubReported(t); got != `{"last":"words"}` {
+		t.Fatalf("hub has %s after Flush", got)
+	}
+	f.hub.Stop()
+	if _, err := s.PatchReported("a", []byte(`{"unsent":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(t.Context()); err == nil {
+		t.Fatal("Flush with the hub down reported no error")
+	}
+	if st, _ := s.Status(); st.Outbox.Patches != 1 {
+		t.Fatalf("outbox after a failed flush: %+v", st.Outbox)
+	}
+}
+
+func mustSync(t *testing.T, f *fixture) *hubapi.Sync {
+	t.Helper()
+	resp, err := f.device.Sync(t.Context(), "d", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}

@@ -221,8 +221,12 @@ func (f *Fixture) Start(t testing.TB, edit func(*agent.Config)) *Running {
 	r := &Running{Agent: a, Syncer: sy, Runtime: rt, Images: imgs, Config: cfg, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- a.Run(ctx) }()
 	r.close = func() {
-		// Give the syncer a moment to send the agent's last reported patch.
-		time.Sleep(200 * time.Millisecond)
+		// Send the agent's last reported patch, as the daemon does.
+		fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := sy.Flush(fctx); err != nil {
+			t.Logf("flush at stop: %v", err)
+		}
+		fcancel()
 		scancel()
 		<-sdone
 		imgs.Close()

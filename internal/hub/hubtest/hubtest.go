@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/outpost-edge/outpost/internal/hub"
 	"github.com/outpost-edge/outpost/internal/hubclient"
@@ -27,6 +28,8 @@ type Options struct {
 	DataDir      string // default t.TempDir()
 	Listen       string // default 127.0.0.1:0
 	InsecureHTTP bool
+	// PresenceGrace is hub.Config.PresenceGrace.
+	PresenceGrace time.Duration
 }
 
 // Start starts a hub and stops it when the test ends.
@@ -38,7 +41,7 @@ func Start(t testing.TB, opts Options) *Hub {
 	if opts.Listen == "" {
 		opts.Listen = "127.0.0.1:0"
 	}
-	h, _, err := hub.Open(hub.Config{DataDir: opts.DataDir, Listen: opts.Listen, InsecureHTTP: opts.InsecureHTTP})
+	h, _, err := hub.Open(hub.Config{DataDir: opts.DataDir, Listen: opts.Listen, InsecureHTTP: opts.InsecureHTTP, PresenceGrace: opts.PresenceGrace})
 	if err != nil {
 		t.Fatalf("start hub: %v", err)
 	}

@@ -1,0 +1,126 @@
+package hub
+
+import (
+	"sync"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/registry"
+)
+
+// defaultPresenceGrace is how long a device counts as connected after its
+// last request ended: a daemon starts its next long poll at once, and one
+// that lost its link stops showing as connected this long after.
+const defaultPresenceGrace = 10 * time.Second
+
+// presence keeps what IoT Hub calls a device's connection state: a device is
+// connected while it holds a sync (or did within presenceGrace), and its
+// last activity is its last request. It lives in memory: after a restart of
+// the hub a device shows connected again as soon as it syncs.
+type presence struct {
+	now   func() time.Time
+	grace time.Duration
+	mu    sync.Mutex
+	dev   map[string]*link
+}
+
+type link struct {
+	holds int       // syncs in flight
+	first time.Time // when the current connection began
+	last  time.Time // the device's last activity
+}
+
+func newPresence(now func() time.Time, grace time.Duration) *presence {
+	if grace <= 0 {
+		grace = defaultPresenceGrace
+	}
+	return &presence{now: now, grace: grace, dev: map[string]*link{}}
+}
+
+func (p *presence) get(id string) *link {
+	l, ok := p.dev[id]
+	if !ok {
+		l = &link{}
+		p.dev[id] = l
+	}
+	return l
+}
+
+// connected reports l's state at now and since when it holds.
+func (l *link) connected(now time.Time, grace time.Duration) (bool, time.Time) {
+	if l.holds > 0 || now.Sub(l.last) < grace {
+		return true, l.first
+	}
+	return false, l.last.Add(grace)
+}
+
+// begin records that device id started a sync.
+func (p *presence) begin(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now().UTC()
+	l := p.get(id)
+	if ok, _ := l.connected(now, p.grace); !ok {
+		l.first = now
+	}
+	l.holds++
+	l.last = now
+}
+
+// end records that device id's sync ended.
+func (p *presence) end(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l := p.get(id)
+	l.holds--
+	l.last = p.now().UTC()
+}
+
+// touch records other activity of device id (an upload).
+func (p *presence) touch(id string) {
+	p.begin(id)
+	p.end(id)
+}
+
+// forget drops what is known of a device that was deleted.
+func (p *presence) forget(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l, ok := p.dev[id]; ok && l.holds == 0 {
+		delete(p.dev, id)
+	}
+}
+
+// state returns device id's connection state, or ok false when the device
+// has not been seen since the hub started.
+func (p *presence) state(id string) (state string, since, last time.Time, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l, seen := p.dev[id]
+	if !seen {
+		return "", time.Time{}, time.Time{}, false
+	}
+	c, since := l.connected(p.now().UTC(), p.grace)
+	if c {
+		return "Connected", since, l.last, true
+	}
+	return "Disconnected", since, l.last, true
+}
+
+// device fills d's connection state, connection time and last activity.
+func (p *presence) device(d *registry.Device) {
+	if s, since, last, ok := p.state(d.DeviceID); ok {
+		d.ConnectionState, d.ConnectionStateUpdatedTime, d.LastActivityTime = s, since, last
+	}
+}
+
+// module fills m's: the device's own system module (the agent, which is the
+// daemon) is connected when the device is; other modules reach the hub only
+// through the daemon and keep what the registry holds.
+func (p *presence) module(m *registry.Module) {
+	if m.ModuleID != registry.AgentModule {
+		return
+	}
+	if s, since, last, ok := p.state(m.DeviceID); ok {
+		m.ConnectionState, m.ConnectionStateUpdatedTime, m.LastActivityTime = s, since, last
+	}
+}

@@ -103,6 +103,23 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "goVersion: go1.") {
 		t.Fatalf("version -o yaml: code %d, out %q", code, out)
 	}
+	_, want, _ := run(t, "version")
+	code, out, errOut = run(t, "--version")
+	if code != 0 || out != want {
+		t.Fatalf("--version: code %d, out %q (want %q), err %q", code, out, want, errOut)
+	}
+}
+
+// TestCommandGroupAlone checks that a command group called without a
+// subcommand prints its help and succeeds.
+func TestCommandGroupAlone(t *testing.T) {
+	t.Setenv("OUTPOST_CONFIG", "")
+	for _, group := range [][]string{{}, {"twin"}, {"device"}, {"hub"}} {
+		code, out, errOut := run(t, group...)
+		if code != 0 || !strings.Contains(out, "Available Commands:") || errOut != "" {
+			t.Errorf("outpost %v: code %d, stdout %q, stderr %q", group, code, out, errOut)
+		}
+	}
 }
 
 func TestExitCodes(t *testing.T) {
@@ -113,6 +130,12 @@ func TestExitCodes(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"bogus"}, ExitUsage, `unknown command "bogus"`},
+		{[]string{"vresion"}, ExitUsage, `unknown command "vresion" for "outpost": did you mean "version"?`},
+		{[]string{"twin", "gte", "d1/m1"}, ExitUsage, `unknown command "gte" for "outpost twin": did you mean "get"?`},
+		{[]string{"device", "lst"}, ExitUsage, `unknown command "lst" for "outpost device": did you mean "list"?`},
+		{[]string{"module", "r"}, ExitUsage, `unknown command "r" for "outpost module": did you mean "rm"?`},
+		{[]string{"hub", "xyzzy"}, ExitUsage, `unknown command "xyzzy" for "outpost hub"`},
+		{[]string{"-v"}, ExitUsage, "unknown shorthand flag: 'v'"},
 		{[]string{"version", "--bogus"}, ExitUsage, "unknown flag: --bogus"},
 		{[]string{"version", "extra"}, ExitUsage, "takes no arguments"},
 		{[]string{"-o", "xml", "version"}, ExitUsage, `invalid --output "xml"`},

@@ -17,6 +17,8 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/outpost-edge/outpost/internal/config"
+	"github.com/outpost-edge/outpost/internal/suggest"
+	"github.com/outpost-edge/outpost/internal/version"
 )
 
 // Factory carries what commands share: the streams, the configuration and
@@ -99,6 +101,8 @@ Microsoft's Azure IoT SDKs run unchanged.`,
 	pf.String("ca", "", "the hub's CA certificate file (env OUTPOST_CA)")
 	pf.StringP("output", "o", "table", "output format: table, json or yaml")
 	pf.Bool("no-color", false, "never colour the output")
+	// Defined here so that cobra does not take -v for it.
+	root.Flags().Bool("version", false, "print outpost's version (as outpost version does)")
 
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &FlagError{Err: err}
@@ -117,7 +121,44 @@ Microsoft's Azure IoT SDKs run unchanged.`,
 		newPushCmd(f),
 		newDaemonCmd(f, nil), newListCmd(f), newLogsCmd(f), newRestartCmd(f), newStatusCmd(f), newCheckCmd(f),
 	)
+	root.Version = versionLine(version.Get())
+	root.SetVersionTemplate("outpost {{.Version}}\n")
+	requireSubcommands(root)
 	return root
+}
+
+// requireSubcommands makes every command group (a command with subcommands
+// and nothing to run itself) print its help when called alone, and refuse
+// an unknown subcommand with a usage error that suggests the nearest one.
+// Left to cobra, a group prints its help and exits 0 whatever follows it.
+func requireSubcommands(c *cobra.Command) {
+	if c.HasSubCommands() && !c.Runnable() {
+		c.Args = unknownSubcommand
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
+	for _, sub := range c.Commands() {
+		requireSubcommands(sub)
+	}
+}
+
+// unknownSubcommand is the argument check of a command group: any argument
+// is a subcommand it does not have.
+func unknownSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	var names []string
+	for _, sub := range cmd.Commands() {
+		if sub.IsAvailableCommand() {
+			names = append(names, sub.Name())
+			names = append(names, sub.Aliases...)
+		}
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := suggest.Closest(args[0], names); s != "" {
+		msg += fmt.Sprintf(": did you mean %q?", s)
+	}
+	return &FlagError{Err: errors.New(msg)}
 }
 
 // defaultConfigHelp names the default config files the same way on every
@@ -151,7 +192,7 @@ func KnownKeys(root *cobra.Command) map[string]string {
 	keys := map[string]string{}
 	var walk func(c *cobra.Command)
 	add := func(fl *pflag.Flag) {
-		if fl.Name != "config" && fl.Name != "help" {
+		if fl.Name != "config" && fl.Name != "help" && fl.Name != "version" {
 			keys[config.KeyFor(fl.Name)] = fl.Value.Type()
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/outpost-edge/outpost/internal/agent"
 	"github.com/outpost-edge/outpost/internal/agent/agenttest"
+	"github.com/outpost-edge/outpost/internal/errdefs"
 	"github.com/outpost-edge/outpost/internal/mgmt"
 	"github.com/outpost-edge/outpost/internal/mgmtclient"
 	"github.com/outpost-edge/outpost/internal/runtime"
@@ -141,7 +142,7 @@ func TestListLogsRestartStatus(t *testing.T) {
 	// Errors.
 	err = c.Restart(ctx, "nosuch")
 	var me *mgmtclient.Error
-	if !errors.As(err, &me) || me.ExitCode() != 3 || !errors.Is(err, mgmtclient.ErrNotFound) {
+	if !errors.As(err, &me) || me.Status != 404 || !errors.Is(err, mgmtclient.ErrNotFound) {
 		t.Errorf("restart of an unknown module: %v", err)
 	}
 	if _, err := c.Logs(ctx, "nosuch", mgmtclient.LogOptions{}); !errors.Is(err, mgmtclient.ErrNotFound) {
@@ -150,7 +151,7 @@ func TestListLogsRestartStatus(t *testing.T) {
 	gone := mgmtclient.New(filepath.Join(t.TempDir(), "none.sock"))
 	_, err = gone.Modules(ctx)
 	var ue *mgmtclient.UnavailableError
-	if !errors.As(err, &ue) || ue.ExitCode() != 5 || !strings.Contains(ue.Hint(), "systemctl status outpost") {
+	if !errors.As(err, &ue) || !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(ue.Hint(), "systemctl status outpost") {
 		t.Errorf("no daemon: %v", err)
 	}
 }

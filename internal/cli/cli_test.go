@@ -127,6 +127,13 @@ func TestCommandGroupAlone(t *testing.T) {
 			t.Errorf("outpost %v: code %d, stdout %q, stderr %q", group, code, out, errOut)
 		}
 	}
+	// The exit codes are in the root's help, as exit.go defines them.
+	_, out, _ := run(t, "--help")
+	for _, want := range []string{"Exit codes:", "\n    1  failure, including a conflict", "\n    4  precondition failed", "\n    5  unavailable"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("outpost --help lacks %q:\n%s", want, out)
+		}
+	}
 }
 
 func TestExitCodes(t *testing.T) {

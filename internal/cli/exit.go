@@ -18,6 +18,17 @@ const (
 	ExitUnavailable  = 5
 )
 
+// exitCodesHelp is the table of exit codes in `outpost --help` and the
+// reference.
+const exitCodesHelp = `Exit codes:
+
+    0  success
+    1  failure, including a conflict (what you create already exists)
+    2  usage error: a bad command, flag or argument
+    3  not found: the device, module, twin, image or endpoint does not exist
+    4  precondition failed: the etag given (--if-match, twin edit) is no longer current
+    5  unavailable: the hub, the daemon or a registry does not answer`
+
 // FlagError is a usage error: bad flags or arguments. It exits 2 and points
 // at the command's help.
 type FlagError struct{ Err error }

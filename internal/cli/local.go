@@ -143,7 +143,8 @@ func newRestartCmd(f *Factory) *cobra.Command {
 		Use:   "restart MODULE",
 		Short: "Restart a module's instance now",
 		Long: `Stop a module's instance and start a new one now, whatever its state; a
-module waiting in back-off starts at once.
+module waiting in back-off starts at once. With -o json|yaml it prints
+{"action": "restarted", "moduleId": MODULE}.
 
 ` + localLong,
 		Example: `  outpost restart tempsensor`,
@@ -152,8 +153,7 @@ module waiting in back-off starts at once.
 			if err := f.MgmtClient().Restart(cmd.Context(), args[0]); err != nil {
 				return fmt.Errorf("restart %s: %w", args[0], err)
 			}
-			f.status("restarted %s", args[0])
-			return nil
+			return f.done(doneResult{Action: "restarted", ModuleID: args[0]}, "restarted %s", args[0])
 		},
 	}
 	addMgmtSocketFlag(cmd)

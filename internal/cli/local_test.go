@@ -82,9 +82,14 @@ func TestDaemonAndLocalCommands(t *testing.T) {
 		t.Errorf("logs --tail 1: %d %q", code, out)
 	}
 
-	code, _, errOut := run(t, "restart", "web", "--mgmt-socket", sock)
-	if code != 0 || !strings.Contains(errOut, "restarted web") {
-		t.Errorf("restart: %d %s", code, errOut)
+	code, out, errOut := run(t, "restart", "web", "--mgmt-socket", sock)
+	if code != 0 || out != "" || !strings.Contains(errOut, "restarted web") {
+		t.Errorf("restart: %d %q %s", code, out, errOut)
+	}
+	code, out, errOut = run(t, "restart", "web", "--mgmt-socket", sock, "-o", "json")
+	var res doneResult
+	if err := json.Unmarshal([]byte(out), &res); code != 0 || err != nil || res != (doneResult{Action: "restarted", ModuleID: "web"}) {
+		t.Errorf("restart -o json: %d %q %s", code, out, errOut)
 	}
 	code, _, errOut = run(t, "restart", "nosuch", "--mgmt-socket", sock)
 	if code != ExitNotFound || !strings.Contains(errOut, "nosuch") {

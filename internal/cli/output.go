@@ -33,6 +33,24 @@ func (t *Table) Write(w io.Writer) error {
 	return tw.Flush()
 }
 
+// doneResult is what a command that changes something, and has nothing else
+// to show, prints with -o json|yaml: what it did to what.
+type doneResult struct {
+	Action   string `json:"action"` // "deleted", "restarted"
+	DeviceID string `json:"deviceId,omitempty"`
+	ModuleID string `json:"moduleId,omitempty"`
+}
+
+// done reports a change: a status line on stderr and, with -o json|yaml,
+// res on stdout (a table has nothing to show).
+func (f *Factory) done(res doneResult, format string, a ...any) error {
+	f.status(format, a...)
+	if f.outputFormat() == "table" {
+		return nil
+	}
+	return f.Print(res, nil)
+}
+
 // Print writes v to stdout in the chosen output format: JSON or YAML of v,
 // or, for table, what human writes.
 func (f *Factory) Print(v any, human func(w io.Writer) error) error {

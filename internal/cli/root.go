@@ -85,7 +85,9 @@ It builds module images without a Docker daemon and pushes them to any OCI
 registry; runs a hub that holds device and module identities, twins and
 deployments; and runs a daemon on each device that keeps its modules running,
 online or off. It speaks Azure IoT Edge's wire formats, so modules written with
-Microsoft's Azure IoT SDKs run unchanged.`,
+Microsoft's Azure IoT SDKs run unchanged.
+
+` + exitCodesHelp,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		CompletionOptions: cobra.CompletionOptions{

@@ -170,7 +170,7 @@ func deviceListRun(ctx context.Context, f *Factory, _ *deviceListOptions) error 
 	return f.Print(devices, func(w io.Writer) error {
 		t := NewTable("ID", "STATUS", "CONNECTION", "LAST ACTIVITY")
 		for _, d := range devices {
-			t.Row(d.DeviceID, d.Status, orDash(d.ConnectionState), since(now, d.LastActivityTime))
+			t.Row(d.DeviceID, f.IO.ColorStatus(d.Status), f.IO.ColorStatus(orDash(d.ConnectionState)), since(now, d.LastActivityTime))
 		}
 		return t.Write(w)
 	})

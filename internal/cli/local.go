@@ -54,7 +54,7 @@ func newListCmd(f *Factory) *cobra.Command {
 			return f.Print(mods, func(w io.Writer) error {
 				t := NewTable("name", "status", "image", "restarts", "uptime")
 				for _, m := range mods {
-					t.Row(m.Name, statusCell(m), m.Image, strconv.Itoa(m.Restarts), uptime(m, now))
+					t.Row(m.Name, f.IO.ColorStatus(statusCell(m)), m.Image, strconv.Itoa(m.Restarts), uptime(m, now))
 				}
 				return t.Write(w)
 			})

@@ -159,7 +159,7 @@ func moduleListRun(ctx context.Context, f *Factory, opts *moduleListOptions) err
 	return f.Print(mods, func(w io.Writer) error {
 		t := NewTable("MODULE", "CONNECTION", "LAST ACTIVITY", "MANAGED BY")
 		for _, m := range mods {
-			t.Row(m.ModuleID, orDash(m.ConnectionState), since(now, m.LastActivityTime), orDash(m.ManagedBy))
+			t.Row(m.ModuleID, f.IO.ColorStatus(orDash(m.ConnectionState)), since(now, m.LastActivityTime), orDash(m.ManagedBy))
 		}
 		return t.Write(w)
 	})

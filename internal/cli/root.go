@@ -102,7 +102,7 @@ Microsoft's Azure IoT SDKs run unchanged.
 	pf.String("hub", "", "hub connection string (env OUTPOST_CONNECTION_STRING)")
 	pf.String("ca", "", "the hub's CA certificate file (env OUTPOST_CA)")
 	pf.StringP("output", "o", "table", "output format: table, json or yaml")
-	pf.Bool("no-color", false, "never colour the output")
+	pf.Bool("no-color", false, "never colour the output (also env NO_COLOR); status words in tables are coloured only on a terminal")
 	// Defined here so that cobra does not take -v for it.
 	root.Flags().Bool("version", false, "print outpost's version (as outpost version does)")
 

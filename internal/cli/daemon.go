@@ -203,7 +203,14 @@ func daemonRun(ctx context.Context, f *Factory, opts *daemonOptions) error {
 	}
 	l, err := mgmt.Listen(opts.MgmtSocket)
 	if err != nil {
-		return withHint(fmt.Errorf("daemon: %w", err), "run as root, or pass --mgmt-socket with a path you may create")
+		hint := "run as root, or pass --mgmt-socket with a path you may create"
+		switch {
+		case errors.Is(err, mgmt.ErrInUse):
+			hint = fmt.Sprintf("another daemon is running? `outpost status --mgmt-socket %s` asks it; stop it first, or give this one its own --mgmt-socket and --data", opts.MgmtSocket)
+		case errors.Is(err, mgmt.ErrNotSocket):
+			hint = "" // the error says what to do
+		}
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("daemon: %w", err), Hint: hint}
 	}
 	isolation := "isolated"
 	if !rt.Isolated() {

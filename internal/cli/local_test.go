@@ -143,6 +143,38 @@ func TestDaemonAndLocalCommands(t *testing.T) {
 	}
 }
 
+// TestDaemonMgmtSocketGuards checks that the daemon replaces only a stale
+// socket at --mgmt-socket: with a daemon answering there it says another
+// daemon is running, and a file there is left alone and named.
+func TestDaemonMgmtSocketGuards(t *testing.T) {
+	f := agenttest.New(t, "process")
+	sock := startDaemon(t, f)
+	daemon := func(sock string) (int, string) {
+		code, _, errOut := run(t, "daemon", "--connection-string", f.DeviceCS, "--ca", f.Hub.CAFile,
+			"--data", t.TempDir(), "--runtime", "process", "--mgmt-socket", sock)
+		return code, errOut
+	}
+	code, errOut := daemon(sock)
+	if code != ExitFailure || !strings.Contains(errOut, "another daemon is running?") || !strings.Contains(errOut, sock) {
+		t.Errorf("a second daemon on a live socket: exit %d\n%s", code, errOut)
+	}
+	if code, _, _ := run(t, "status", "--mgmt-socket", sock); code != 0 {
+		t.Errorf("the first daemon does not answer any more: status exit %d", code)
+	}
+
+	file := filepath.Join(t.TempDir(), "important.txt")
+	if err := os.WriteFile(file, []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, errOut = daemon(file)
+	if code != ExitFailure || !strings.Contains(errOut, file+": not a socket but a regular file") || !strings.Contains(errOut, "--mgmt-socket") {
+		t.Errorf("a daemon on a regular file: exit %d\n%s", code, errOut)
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "keep me" {
+		t.Errorf("the file at --mgmt-socket holds %q (%v)", b, err)
+	}
+}
+
 func TestLocalCommandsWithoutDaemon(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "none.sock")
 	for _, args := range [][]string{{"list"}, {"logs", "m"}, {"restart", "m"}, {"status"}} {

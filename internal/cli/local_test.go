@@ -20,13 +20,19 @@ import (
 func startDaemon(t *testing.T, f *agenttest.Fixture) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "mgmt.sock")
+	runDaemon(t, sock, "--connection-string", f.DeviceCS, "--ca", f.Hub.CAFile, "--restart-backoff", "100ms",
+		"--data", f.DataDir, "--runtime", "process", "--mgmt-socket", sock, "--gateway-hostname", "gw.test")
+	return sock
+}
+
+// runDaemon runs `outpost daemon args…` in this process until the test ends,
+// when it must exit 0, and waits for its management socket at sock.
+func runDaemon(t *testing.T, sock string, args ...string) {
+	t.Helper()
 	ios, _, _, errOut := TestIO()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	go func() {
-		done <- Run(ctx, ios, []string{"daemon", "--connection-string", f.DeviceCS, "--ca", f.Hub.CAFile, "--restart-backoff", "100ms",
-			"--data", f.DataDir, "--runtime", "process", "--mgmt-socket", sock, "--gateway-hostname", "gw.test"})
-	}()
+	go func() { done <- Run(ctx, ios, append([]string{"daemon"}, args...)) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -47,7 +53,6 @@ func startDaemon(t *testing.T, f *agenttest.Fixture) string {
 		_, err := os.Stat(sock)
 		return err == nil
 	})
-	return sock
 }
 
 func TestDaemonAndLocalCommands(t *testing.T) {

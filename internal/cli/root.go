@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -172,8 +173,18 @@ func defaultConfigHelp() string {
 // load reads the configuration for cmd and checks the global flags.
 func (f *Factory) load(cmd *cobra.Command) error {
 	file, _ := cmd.Flags().GetString("config")
+	if file != "" {
+		abs, err := filepath.Abs(file)
+		if err != nil {
+			return fmt.Errorf("config file %s: %w", file, err)
+		}
+		file = abs
+	}
 	v, src, err := config.Load(file, KnownKeys(cmd.Root()), cmd.Flags())
 	if err != nil {
+		return err
+	}
+	if err := absPaths(v, src, cmd.Flags()); err != nil {
 		return err
 	}
 	f.cfg, f.source = v, src
@@ -184,6 +195,36 @@ func (f *Factory) load(cmd *cobra.Command) error {
 	}
 	if v.GetBool("no-color") {
 		f.IO.SetNoColor()
+	}
+	return nil
+}
+
+// pathKeys are the configuration keys that name files and directories.
+var pathKeys = []string{"data", "mgmt-socket", "workload-dir", "ca", "cache"}
+
+// absPaths makes the relative paths of pathKeys absolute, once, before a
+// command runs, so that a path means the same to every part of outpost
+// whatever directory that part works in (the process runtime starts modules
+// in their own directories; the hub prints its CA file's path for use
+// elsewhere). A path from the config file is relative to the file's
+// directory, as kubeconfig's are; one from a flag or the environment, to the
+// working directory.
+func absPaths(v *viper.Viper, src config.Source, flags *pflag.FlagSet) error {
+	for _, key := range pathKeys {
+		p := v.GetString(key)
+		if p == "" || filepath.IsAbs(p) {
+			continue
+		}
+		from := "--" + key
+		if fl := flags.Lookup(key); (fl == nil || !fl.Changed) && os.Getenv(config.EnvVar(key)) == "" && src.File != "" && v.InConfig(key) {
+			p = filepath.Join(filepath.Dir(src.File), p)
+			from = "key " + key + " of " + src.File
+		}
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return fmt.Errorf("%s: make %s absolute: %w", from, p, err)
+		}
+		v.Set(key, abs)
 	}
 	return nil
 }

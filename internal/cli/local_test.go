@@ -114,8 +114,11 @@ func TestDaemonAndLocalCommands(t *testing.T) {
 	// check, against this daemon and hub.
 	data := t.TempDir()
 	os.Chmod(data, 0o700)
-	code, out, errOut = run(t, "check", "--hub", f.DeviceCS, "--ca", f.Hub.CAFile, "--data", data,
-		"--runtime", "process", "--broker-listen", "127.0.0.1:0", "--mgmt-socket", sock)
+	// It takes the daemon's flags, those it does not use too, so that the
+	// daemon's command line checks as it is.
+	code, out, errOut = run(t, "check", "--connection-string", f.DeviceCS, "--ca", f.Hub.CAFile, "--data", data,
+		"--runtime", "process", "--broker-listen", "127.0.0.1:0", "--mgmt-socket", sock,
+		"--restart-backoff", "100ms", "--gateway-hostname", "gw.test", "--log-level", "debug")
 	if code != 0 || strings.Count(out, "✓") != 7 {
 		t.Errorf("check: %d\n%s%s", code, out, errOut)
 	}

@@ -124,6 +124,16 @@ func twinWritten(f *Factory, verb string, tw *twin.Twin) error {
 	return f.Print(tw, nil)
 }
 
+// twinUnchanged reports an edit that changed nothing: a status line and,
+// with -o json|yaml, the twin as it is.
+func twinUnchanged(f *Factory, t target, tw *twin.Twin) error {
+	f.status("twin %s: no changes, nothing sent", t)
+	if f.outputFormat() == "table" {
+		return nil
+	}
+	return f.Print(tw, nil)
+}
+
 func twinName(tw *twin.Twin) string {
 	return target{Device: tw.DeviceID, Module: tw.ModuleID}.String()
 }
@@ -549,8 +559,7 @@ func twinEditRun(ctx context.Context, f *Factory, opts *twinEditOptions) error {
 		return fmt.Errorf("edit twin %s: read back %s: %w", t, path, err)
 	}
 	if bytes.Equal(after, before) {
-		f.status("twin %s: no changes, nothing sent", t)
-		return nil
+		return twinUnchanged(f, t, tw)
 	}
 	to, err := parseEditDoc(after)
 	if err != nil {
@@ -565,8 +574,7 @@ func twinEditRun(ctx context.Context, f *Factory, opts *twinEditOptions) error {
 		return fmt.Errorf("edit twin %s: %w (your edit is kept in %s)", t, err, path)
 	}
 	if string(patch) == "{}" {
-		f.status("twin %s: no changes, nothing sent", t)
-		return nil
+		return twinUnchanged(f, t, tw)
 	}
 
 	updated, err := c.PatchTwin(ctx, t.Device, t.Module, patch, tw.ETag)

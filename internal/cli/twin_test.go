@@ -268,6 +268,12 @@ mv "$1.new" "$1"`, seen)))
 			t.Errorf("EDITOR=%s: code %d, stderr %q", ed, code, errOut)
 		}
 	}
+	// With -o json, the twin as it is.
+	code, out, errOut = run(t, "twin", "edit", "d1/m1", "-o", "json")
+	var same struct{ ETag string }
+	if err := json.Unmarshal([]byte(out), &same); code != 0 || err != nil || same.ETag != tw.ETag || !strings.Contains(errOut, "no changes") {
+		t.Errorf("unchanged edit -o json: code %d, stdout %q (%v), stderr %q", code, out, err, errOut)
+	}
 	if now, _ := c.GetTwin(ctx, "d1", "m1"); now.ETag != tw.ETag {
 		t.Errorf("an unchanged edit changed the twin: %s → %s", tw.ETag, now.ETag)
 	}

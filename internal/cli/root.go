@@ -215,10 +215,14 @@ func absPaths(v *viper.Viper, src config.Source, flags *pflag.FlagSet) error {
 		if p == "" || filepath.IsAbs(p) {
 			continue
 		}
-		from := "--" + key
-		if fl := flags.Lookup(key); (fl == nil || !fl.Changed) && os.Getenv(config.EnvVar(key)) == "" && src.File != "" && v.InConfig(key) {
-			p = filepath.Join(filepath.Dir(src.File), p)
+		from, env := "--"+key, config.EnvVar(key)
+		switch fl := flags.Lookup(key); {
+		case fl != nil && fl.Changed:
+		case os.Getenv(env) != "":
+			from = env
+		case src.File != "" && v.InConfig(key):
 			from = "key " + key + " of " + src.File
+			p = filepath.Join(filepath.Dir(src.File), p)
 		}
 		abs, err := filepath.Abs(p)
 		if err != nil {

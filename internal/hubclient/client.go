@@ -167,6 +167,8 @@ func (e *UnavailableError) Unwrap() error { return e.Err }
 
 // Is makes errors.Is(err, errdefs.ErrUnavailable) true.
 func (e *UnavailableError) Is(target error) bool { return target == errdefs.ErrUnavailable }
+
+// Hint says what to check.
 func (e *UnavailableError) Hint() string {
 	return "is the hub running there? (outpost hub serve); check HostName in the connection string"
 }

@@ -4,13 +4,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/outpost-edge/outpost/internal/hubclient"
+	"github.com/outpost-edge/outpost/internal/image"
+	"github.com/outpost-edge/outpost/internal/imagestore"
+	"github.com/outpost-edge/outpost/internal/mgmtclient"
 )
 
 // run runs outpost with args and returns the exit code and both streams.
@@ -103,6 +110,30 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "goVersion: go1.") {
 		t.Fatalf("version -o yaml: code %d, out %q", code, out)
 	}
+	_, want, _ := run(t, "version")
+	code, out, errOut = run(t, "--version")
+	if code != 0 || out != want {
+		t.Fatalf("--version: code %d, out %q (want %q), err %q", code, out, want, errOut)
+	}
+}
+
+// TestCommandGroupAlone checks that a command group called without a
+// subcommand prints its help and succeeds.
+func TestCommandGroupAlone(t *testing.T) {
+	t.Setenv("OUTPOST_CONFIG", "")
+	for _, group := range [][]string{{}, {"twin"}, {"device"}, {"hub"}} {
+		code, out, errOut := run(t, group...)
+		if code != 0 || !strings.Contains(out, "Available Commands:") || errOut != "" {
+			t.Errorf("outpost %v: code %d, stdout %q, stderr %q", group, code, out, errOut)
+		}
+	}
+	// The exit codes are in the root's help, as exit.go defines them.
+	_, out, _ := run(t, "--help")
+	for _, want := range []string{"Exit codes:", "\n    1  failure, including a conflict", "\n    4  precondition failed", "\n    5  unavailable"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("outpost --help lacks %q:\n%s", want, out)
+		}
+	}
 }
 
 func TestExitCodes(t *testing.T) {
@@ -113,6 +144,12 @@ func TestExitCodes(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"bogus"}, ExitUsage, `unknown command "bogus"`},
+		{[]string{"vresion"}, ExitUsage, `unknown command "vresion" for "outpost": did you mean "version"?`},
+		{[]string{"twin", "gte", "d1/m1"}, ExitUsage, `unknown command "gte" for "outpost twin": did you mean "get"?`},
+		{[]string{"device", "lst"}, ExitUsage, `unknown command "lst" for "outpost device": did you mean "list"?`},
+		{[]string{"module", "r"}, ExitUsage, `unknown command "r" for "outpost module": did you mean "rm"?`},
+		{[]string{"hub", "xyzzy"}, ExitUsage, `unknown command "xyzzy" for "outpost hub"`},
+		{[]string{"-v"}, ExitUsage, "unknown shorthand flag: 'v'"},
 		{[]string{"version", "--bogus"}, ExitUsage, "unknown flag: --bogus"},
 		{[]string{"version", "extra"}, ExitUsage, "takes no arguments"},
 		{[]string{"-o", "xml", "version"}, ExitUsage, `invalid --output "xml"`},
@@ -130,28 +167,52 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
+// TestExitCodeMapping is the table of exit codes: the CLI's own errors and
+// every library's typed errors, wrapped as commands wrap them. The hub's
+// and the daemon's answers of one status map to one exit code.
 func TestExitCodeMapping(t *testing.T) {
+	wrap := func(err error) error { return fmt.Errorf("do it: %w", err) }
 	for _, tc := range []struct {
 		err  error
 		code int
+		hint string // part of the hint printed, "" for none
 	}{
-		{nil, ExitOK},
-		{&ExitError{Code: ExitNotFound, Err: os.ErrNotExist}, ExitNotFound},
-		{&SilentError{Code: ExitPrecondition}, ExitPrecondition},
-		{flagErrorf("x"), ExitUsage},
-		{codedErr(ExitUnavailable), ExitUnavailable},
-		{os.ErrClosed, ExitFailure},
+		{nil, ExitOK, ""},
+		{&ExitError{Code: ExitNotFound, Err: os.ErrNotExist}, ExitNotFound, ""},
+		{&SilentError{Code: ExitPrecondition}, ExitPrecondition, ""},
+		{flagErrorf("x"), ExitUsage, ""},
+		{os.ErrClosed, ExitFailure, ""},
+		{context.Canceled, ExitFailure, ""},
+
+		{wrap(&hubclient.Error{StatusCode: 400, Message: "bad"}), ExitFailure, ""},
+		{wrap(&hubclient.Error{StatusCode: 401, Message: "no"}), ExitFailure, "check the connection string"},
+		{wrap(&hubclient.Error{StatusCode: 404, Message: "gone"}), ExitNotFound, ""},
+		{wrap(&hubclient.Error{StatusCode: 409, Message: "exists"}), ExitFailure, "already exists"},
+		{wrap(&hubclient.Error{StatusCode: 412, Message: "etag"}), ExitPrecondition, "read it again"},
+		{wrap(&hubclient.Error{StatusCode: 503, Message: "busy"}), ExitUnavailable, "is the hub running?"},
+		{wrap(&hubclient.UnavailableError{Addr: "h:1", Err: syscall.ECONNREFUSED}), ExitUnavailable, "is the hub running there?"},
+
+		{wrap(&mgmtclient.Error{Status: 400, Message: "bad"}), ExitFailure, ""},
+		{wrap(&mgmtclient.Error{Status: 404, Message: "gone"}), ExitNotFound, ""},
+		{wrap(&mgmtclient.Error{Status: 409, Message: "exists"}), ExitFailure, "already exists"},
+		{wrap(&mgmtclient.Error{Status: 412, Message: "etag"}), ExitPrecondition, "read it again"},
+		{wrap(&mgmtclient.Error{Status: 503, Message: "busy"}), ExitUnavailable, "try again in a moment"},
+		{wrap(&mgmtclient.UnavailableError{Socket: "/s", Err: syscall.ENOENT}), ExitUnavailable, "is the daemon running?"},
+
+		{wrap(&image.UnavailableError{Registry: "r:5000", Err: syscall.ECONNREFUSED}), ExitUnavailable, "registry is running at r:5000"},
+		{wrap(&imagestore.UnavailableError{Registry: "r:5000", Err: syscall.ECONNREFUSED}), ExitUnavailable, "r:5000 is running"},
+		{wrap(&imagestore.NotFoundError{Ref: "r:5000/a:1", Registry: "r:5000"}), ExitNotFound, "Check the image name"},
+		// An error's own hint wins over its kind's, and an ExitError's over both.
+		{withHint(wrap(&hubclient.Error{StatusCode: 409}), "device show"), ExitFailure, "device show"},
 	} {
 		if got := exitCode(tc.err); got != tc.code {
 			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.code)
 		}
+		if got := hintFor(tc.err); tc.hint == "" && got != "" || !strings.Contains(got, tc.hint) {
+			t.Errorf("hintFor(%v) = %q, want %q", tc.err, got, tc.hint)
+		}
 	}
 }
-
-type codedErr int
-
-func (c codedErr) Error() string { return "coded" }
-func (c codedErr) ExitCode() int { return int(c) }
 
 func TestCompletion(t *testing.T) {
 	t.Setenv("OUTPOST_CONFIG", "")

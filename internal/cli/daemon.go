@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
 
 	"github.com/outpost-edge/outpost/internal/agent"
 	"github.com/outpost-edge/outpost/internal/hubclient"
@@ -85,10 +86,7 @@ module's workload socket answers 501.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v := f.Config()
-			opts.ConnectionString = v.GetString("connection-string")
-			if fl := cmd.Flags().Lookup("connection-string"); fl != nil && fl.Changed {
-				opts.ConnectionString = fl.Value.String()
-			}
+			opts.ConnectionString = deviceConnectionString(cmd, v)
 			opts.CAFile = v.GetString("ca")
 			opts.DataDir = v.GetString("data")
 			opts.Runtime = v.GetString("runtime")
@@ -122,6 +120,14 @@ module's workload socket answers 501.`,
 			return daemonRun(cmd.Context(), f, opts)
 		},
 	}
+	addDaemonFlags(cmd)
+	return cmd
+}
+
+// addDaemonFlags adds the daemon's configuration flags to cmd: outpost
+// daemon's, which outpost check takes too, so that both read one
+// configuration.
+func addDaemonFlags(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.String("connection-string", "", "the device's connection string (or --hub; env OUTPOST_CONNECTION_STRING)")
 	fl.String("data", defaultDataDir, "data dir: the device's store, images, instances and logs")
@@ -135,7 +141,15 @@ module's workload socket answers 501.`,
 	fl.Duration("restart-reset-after", agent.DefaultResetAfter, "a module that ran this long gets its restart count reset")
 	fl.Duration("image-gc-age", agent.DefaultImageGCAge, "remove images no module uses once unused this long (0: never)")
 	fl.String("log-level", "info", "least level logged to stderr: debug, info, warn or error")
-	return cmd
+}
+
+// deviceConnectionString is the connection-string key of the configuration,
+// --connection-string winning over --hub when both are given.
+func deviceConnectionString(cmd *cobra.Command, v *viper.Viper) string {
+	if fl := cmd.Flags().Lookup("connection-string"); fl != nil && fl.Changed {
+		return fl.Value.String()
+	}
+	return v.GetString("connection-string")
 }
 
 // daemonRun runs the daemon until ctx is done.
@@ -203,7 +217,14 @@ func daemonRun(ctx context.Context, f *Factory, opts *daemonOptions) error {
 	}
 	l, err := mgmt.Listen(opts.MgmtSocket)
 	if err != nil {
-		return withHint(fmt.Errorf("daemon: %w", err), "run as root, or pass --mgmt-socket with a path you may create")
+		hint := "run as root, or pass --mgmt-socket with a path you may create"
+		switch {
+		case errors.Is(err, mgmt.ErrInUse):
+			hint = fmt.Sprintf("another daemon is running? `outpost status --mgmt-socket %s` asks it; stop it first, or give this one its own --mgmt-socket and --data", opts.MgmtSocket)
+		case errors.Is(err, mgmt.ErrNotSocket):
+			hint = "" // the error says what to do
+		}
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("daemon: %w", err), Hint: hint}
 	}
 	isolation := "isolated"
 	if !rt.Isolated() {

@@ -170,7 +170,7 @@ func deviceListRun(ctx context.Context, f *Factory, _ *deviceListOptions) error 
 	return f.Print(devices, func(w io.Writer) error {
 		t := NewTable("ID", "STATUS", "CONNECTION", "LAST ACTIVITY")
 		for _, d := range devices {
-			t.Row(d.DeviceID, d.Status, orDash(d.ConnectionState), since(now, d.LastActivityTime))
+			t.Row(d.DeviceID, f.IO.ColorStatus(d.Status), f.IO.ColorStatus(orDash(d.ConnectionState)), since(now, d.LastActivityTime))
 		}
 		return t.Write(w)
 	})
@@ -250,7 +250,8 @@ func newDeviceDeleteCmd(f *Factory, runF func(*deviceDeleteOptions) error) *cobr
 		Short:   "Delete a device identity with its modules and twins",
 		Long: `Delete a device identity, with its module identities and all of their twins.
 With --if-match the hub deletes it only if its etag is still ETAG (see
-'outpost device show'); otherwise it fails with exit code 4.`,
+'outpost device show'); otherwise it fails with exit code 4. With -o json|yaml
+it prints {"action": "deleted", "deviceId": ID}.`,
 		Example: "  outpost device delete dev-1\n  outpost device delete dev-1 --if-match \"$(outpost device show dev-1 -o json | jq -r .etag)\"",
 		Args:    exactArgs(1, "one device ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -277,8 +278,7 @@ func deviceDeleteRun(ctx context.Context, f *Factory, opts *deviceDeleteOptions)
 	if err := c.DeleteDevice(ctx, opts.Device, opts.IfMatch); err != nil {
 		return fmt.Errorf("delete device %s: %w", opts.Device, notFoundHint(err, target{Device: opts.Device}))
 	}
-	f.status("deleted device %s with its modules and twins", opts.Device)
-	return nil
+	return f.done(doneResult{Action: "deleted", DeviceID: opts.Device}, "deleted device %s with its modules and twins", opts.Device)
 }
 
 // redactAuth returns a copy of auth with its keys replaced by <redacted>.

@@ -217,8 +217,10 @@ func TestDeviceListShowDelete(t *testing.T) {
 	if code != ExitNotFound || !strings.Contains(errOut, "not found") {
 		t.Errorf("delete again: code %d, stderr %q", code, errOut)
 	}
-	if code, _, _ := run(t, "device", "rm", "d2"); code != 0 {
-		t.Errorf("device rm d2: code %d", code)
+	code, out, _ = run(t, "device", "rm", "d2", "-o", "json")
+	var res doneResult
+	if err := json.Unmarshal([]byte(out), &res); code != 0 || err != nil || res != (doneResult{Action: "deleted", DeviceID: "d2"}) {
+		t.Errorf("device rm d2 -o json: code %d, stdout %q (%v)", code, out, err)
 	}
 }
 

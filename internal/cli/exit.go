@@ -1,10 +1,11 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/outpost-edge/outpost/internal/errdefs"
 )
 
 // Exit codes, as DESIGN "CLI surface" fixes them.
@@ -16,6 +17,17 @@ const (
 	ExitPrecondition = 4
 	ExitUnavailable  = 5
 )
+
+// exitCodesHelp is the table of exit codes in `outpost --help` and the
+// reference.
+const exitCodesHelp = `Exit codes:
+
+    0  success
+    1  failure, including a conflict (what you create already exists)
+    2  usage error: a bad command, flag or argument
+    3  not found: the device, module, twin, image or endpoint does not exist
+    4  precondition failed: the etag given (--if-match, twin edit) is no longer current
+    5  unavailable: the hub, the daemon or a registry does not answer`
 
 // FlagError is a usage error: bad flags or arguments. It exits 2 and points
 // at the command's help.
@@ -45,12 +57,25 @@ type SilentError struct{ Code int }
 
 func (e *SilentError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
 
-// exitCoder is implemented by errors of other packages (the hub client, the
-// management client) that know which exit code fits them.
-type exitCoder interface{ ExitCode() int }
-
 // hinter is implemented by errors that know what the user should do next.
 type hinter interface{ Hint() string }
+
+// kindExits maps the kinds of error the libraries return (errdefs) to exit
+// codes and to what to do next when the error itself does not say. A 409
+// conflict (what you create already exists) is a plain failure: exit code
+// 4 is kept for an etag that is no longer current, which a script may want
+// to retry after reading again.
+var kindExits = []struct {
+	kind error
+	code int
+	hint string
+}{
+	{errdefs.ErrNotFound, ExitNotFound, ""},
+	{errdefs.ErrPrecondition, ExitPrecondition, "someone changed it since you read it: read it again and retry"},
+	{errdefs.ErrUnavailable, ExitUnavailable, "it may be restarting: try again in a moment"},
+	{errdefs.ErrConflict, ExitFailure, "it already exists, or changed meanwhile: look at it (show/get) and retry"},
+	{errdefs.ErrUnauthorized, ExitFailure, "check the credentials: the key or the policy may be wrong"},
+}
 
 // exitCode maps an error to the process exit code. It is the only place
 // that does.
@@ -59,7 +84,6 @@ func exitCode(err error) int {
 		silent *SilentError
 		ee     *ExitError
 		fe     *FlagError
-		ec     exitCoder
 	)
 	switch {
 	case err == nil:
@@ -70,16 +94,32 @@ func exitCode(err error) int {
 		return ee.Code
 	case errors.As(err, &fe), isCobraUsageError(err):
 		return ExitUsage
-	case errors.As(err, &ec):
-		return ec.ExitCode()
-	case errors.Is(err, context.Canceled):
-		return ExitFailure
+	}
+	for _, k := range kindExits {
+		if errors.Is(err, k.kind) {
+			return k.code
+		}
 	}
 	return ExitFailure
 }
 
-// hintFor returns what to tell the user to do next, if anything.
+// hintFor returns what to tell the user to do next, if anything: the
+// error's own hint, else the generic one of its kind.
 func hintFor(err error) string {
+	if h := ownHint(err); h != "" {
+		return h
+	}
+	for _, k := range kindExits {
+		if errors.Is(err, k.kind) {
+			return k.hint
+		}
+	}
+	return ""
+}
+
+// ownHint returns the hint err carries itself (an ExitError's or a library
+// error's), if any.
+func ownHint(err error) string {
 	var ee *ExitError
 	if errors.As(err, &ee) && ee.Hint != "" {
 		return ee.Hint

@@ -130,7 +130,7 @@ func parseTarget(arg string, form targetForm) (target, error) {
 
 // withHint adds a next step to err when it has none, keeping its exit code.
 func withHint(err error, hint string) error {
-	if err == nil || hintFor(err) != "" {
+	if err == nil || ownHint(err) != "" {
 		return err
 	}
 	return &ExitError{Code: exitCode(err), Err: err, Hint: hint}

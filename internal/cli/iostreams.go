@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"strings"
+	"sync"
 
+	"github.com/charmbracelet/lipgloss"
+	"github.com/muesli/termenv"
 	"golang.org/x/term"
 )
 
@@ -18,6 +22,9 @@ type IOStreams struct {
 	outTTY  bool
 	errTTY  bool
 	noColor bool
+
+	stylesOnce sync.Once
+	styles     map[string]lipgloss.Style // status word → its style
 }
 
 // System returns the process's streams.
@@ -52,3 +59,35 @@ func (s *IOStreams) SetNoColor() { s.noColor = true }
 
 // SetTerminal overrides terminal detection; for tests.
 func (s *IOStreams) SetTerminal(out, err bool) { s.outTTY, s.errTTY = out, err }
+
+// statusColors are the colours of status words in tables: green for what
+// is as it should be, red for what is broken or off, yellow for what is in
+// between (waiting, stopped, not connected). ANSI's basic colours, which
+// every terminal shows with its own theme.
+var statusColors = map[string]lipgloss.Color{
+	"running": "2", "enabled": "2", "connected": "2", "healthy": "2",
+	"failed": "1", "unhealthy": "1", "disabled": "1", "dead": "1",
+	"backoff": "3", "stopped": "3", "disconnected": "3",
+}
+
+// ColorStatus colours a table cell that starts with a status word
+// ("running", "failed (exit 3)") when output may be coloured; other cells,
+// and every cell when it may not, come back as they are.
+func (s *IOStreams) ColorStatus(cell string) string {
+	if !s.Color() {
+		return cell
+	}
+	s.stylesOnce.Do(func() {
+		r := lipgloss.NewRenderer(s.Out)
+		r.SetColorProfile(termenv.ANSI)
+		s.styles = make(map[string]lipgloss.Style, len(statusColors))
+		for word, c := range statusColors {
+			s.styles[word] = r.NewStyle().Foreground(c)
+		}
+	})
+	word, _, _ := strings.Cut(cell, " ")
+	if st, ok := s.styles[strings.ToLower(word)]; ok {
+		return st.Render(cell)
+	}
+	return cell
+}

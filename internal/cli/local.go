@@ -54,7 +54,7 @@ func newListCmd(f *Factory) *cobra.Command {
 			return f.Print(mods, func(w io.Writer) error {
 				t := NewTable("name", "status", "image", "restarts", "uptime")
 				for _, m := range mods {
-					t.Row(m.Name, statusCell(m), m.Image, strconv.Itoa(m.Restarts), uptime(m, now))
+					t.Row(m.Name, f.IO.ColorStatus(statusCell(m)), m.Image, strconv.Itoa(m.Restarts), uptime(m, now))
 				}
 				return t.Write(w)
 			})
@@ -143,7 +143,8 @@ func newRestartCmd(f *Factory) *cobra.Command {
 		Use:   "restart MODULE",
 		Short: "Restart a module's instance now",
 		Long: `Stop a module's instance and start a new one now, whatever its state; a
-module waiting in back-off starts at once.
+module waiting in back-off starts at once. With -o json|yaml it prints
+{"action": "restarted", "moduleId": MODULE}.
 
 ` + localLong,
 		Example: `  outpost restart tempsensor`,
@@ -152,8 +153,7 @@ module waiting in back-off starts at once.
 			if err := f.MgmtClient().Restart(cmd.Context(), args[0]); err != nil {
 				return fmt.Errorf("restart %s: %w", args[0], err)
 			}
-			f.status("restarted %s", args[0])
-			return nil
+			return f.done(doneResult{Action: "restarted", ModuleID: args[0]}, "restarted %s", args[0])
 		},
 	}
 	addMgmtSocketFlag(cmd)
@@ -242,16 +242,18 @@ func newCheckCmd(f *Factory) *cobra.Command {
 the runtime is found and usable, the hub is reachable, the clock agrees with
 the hub's (SAS tokens allow 5 minutes of skew), the data dir has disk space and
 is private (0700, owned by the daemon's user), the broker port is free, and the
-daemon answers on its management socket. It reads the daemon's configuration
-(the same config file, env and flags) and works whether the daemon runs or not.
-It exits 1 when a check fails.`,
+daemon answers on its management socket. It reads the daemon's configuration,
+the same config file and env, and takes the daemon's flags: 'outpost check'
+followed by the daemon's flags checks that daemon. It works whether the daemon
+runs or not, and exits 1 when a check fails.`,
 		Example: `  outpost check
-  outpost check --config /etc/outpost/config.yaml -o json`,
+  outpost check --config /etc/outpost/config.yaml -o json
+  outpost check --connection-string "$DEVICE_CONNECTION_STRING" --ca hub-ca.pem --data ./device --runtime process`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v := f.Config()
 			opts := checkOptions{
-				ConnectionString: v.GetString("connection-string"), CAFile: v.GetString("ca"),
+				ConnectionString: deviceConnectionString(cmd, v), CAFile: v.GetString("ca"),
 				DataDir: v.GetString("data"), Runtime: v.GetString("runtime"),
 				BrokerListen: v.GetString("broker-listen"), MgmtSocket: v.GetString("mgmt-socket"),
 				MinFreeBytes: 512 << 20,
@@ -287,11 +289,12 @@ It exits 1 when a check fails.`,
 			return nil
 		},
 	}
-	fl := cmd.Flags()
-	fl.String("data", defaultDataDir, "the daemon's data dir")
-	fl.String("runtime", runtime.KindAuto, "runtime: auto, runc, docker or process")
-	fl.String("broker-listen", defaultBrokerListen, "module broker address")
-	addMgmtSocketFlag(cmd)
+	// The daemon's flags, so that the daemon's command line checks as it
+	// is; those that change nothing checked are accepted but not shown.
+	addDaemonFlags(cmd)
+	for _, name := range []string{"gateway-hostname", "workload-dir", "restart-backoff", "restart-backoff-max", "restart-reset-after", "image-gc-age", "log-level"} {
+		_ = cmd.Flags().MarkHidden(name)
+	}
 	return cmd
 }
 

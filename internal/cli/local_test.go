@@ -20,13 +20,19 @@ import (
 func startDaemon(t *testing.T, f *agenttest.Fixture) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "mgmt.sock")
+	runDaemon(t, sock, "--connection-string", f.DeviceCS, "--ca", f.Hub.CAFile, "--restart-backoff", "100ms",
+		"--data", f.DataDir, "--runtime", "process", "--mgmt-socket", sock, "--gateway-hostname", "gw.test")
+	return sock
+}
+
+// runDaemon runs `outpost daemon args…` in this process until the test ends,
+// when it must exit 0, and waits for its management socket at sock.
+func runDaemon(t *testing.T, sock string, args ...string) {
+	t.Helper()
 	ios, _, _, errOut := TestIO()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	go func() {
-		done <- Run(ctx, ios, []string{"daemon", "--connection-string", f.DeviceCS, "--ca", f.Hub.CAFile, "--restart-backoff", "100ms",
-			"--data", f.DataDir, "--runtime", "process", "--mgmt-socket", sock, "--gateway-hostname", "gw.test"})
-	}()
+	go func() { done <- Run(ctx, ios, append([]string{"daemon"}, args...)) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -47,7 +53,6 @@ func startDaemon(t *testing.T, f *agenttest.Fixture) string {
 		_, err := os.Stat(sock)
 		return err == nil
 	})
-	return sock
 }
 
 func TestDaemonAndLocalCommands(t *testing.T) {
@@ -82,9 +87,14 @@ func TestDaemonAndLocalCommands(t *testing.T) {
 		t.Errorf("logs --tail 1: %d %q", code, out)
 	}
 
-	code, _, errOut := run(t, "restart", "web", "--mgmt-socket", sock)
-	if code != 0 || !strings.Contains(errOut, "restarted web") {
-		t.Errorf("restart: %d %s", code, errOut)
+	code, out, errOut := run(t, "restart", "web", "--mgmt-socket", sock)
+	if code != 0 || out != "" || !strings.Contains(errOut, "restarted web") {
+		t.Errorf("restart: %d %q %s", code, out, errOut)
+	}
+	code, out, errOut = run(t, "restart", "web", "--mgmt-socket", sock, "-o", "json")
+	var res doneResult
+	if err := json.Unmarshal([]byte(out), &res); code != 0 || err != nil || res != (doneResult{Action: "restarted", ModuleID: "web"}) {
+		t.Errorf("restart -o json: %d %q %s", code, out, errOut)
 	}
 	code, _, errOut = run(t, "restart", "nosuch", "--mgmt-socket", sock)
 	if code != ExitNotFound || !strings.Contains(errOut, "nosuch") {
@@ -104,8 +114,11 @@ func TestDaemonAndLocalCommands(t *testing.T) {
 	// check, against this daemon and hub.
 	data := t.TempDir()
 	os.Chmod(data, 0o700)
-	code, out, errOut = run(t, "check", "--hub", f.DeviceCS, "--ca", f.Hub.CAFile, "--data", data,
-		"--runtime", "process", "--broker-listen", "127.0.0.1:0", "--mgmt-socket", sock)
+	// It takes the daemon's flags, those it does not use too, so that the
+	// daemon's command line checks as it is.
+	code, out, errOut = run(t, "check", "--connection-string", f.DeviceCS, "--ca", f.Hub.CAFile, "--data", data,
+		"--runtime", "process", "--broker-listen", "127.0.0.1:0", "--mgmt-socket", sock,
+		"--restart-backoff", "100ms", "--gateway-hostname", "gw.test", "--log-level", "debug")
 	if code != 0 || strings.Count(out, "✓") != 7 {
 		t.Errorf("check: %d\n%s%s", code, out, errOut)
 	}
@@ -135,6 +148,38 @@ func TestDaemonAndLocalCommands(t *testing.T) {
 	}
 	if len(failed) != 3 {
 		t.Errorf("check: %d failures, want 3: %+v", len(failed), failed)
+	}
+}
+
+// TestDaemonMgmtSocketGuards checks that the daemon replaces only a stale
+// socket at --mgmt-socket: with a daemon answering there it says another
+// daemon is running, and a file there is left alone and named.
+func TestDaemonMgmtSocketGuards(t *testing.T) {
+	f := agenttest.New(t, "process")
+	sock := startDaemon(t, f)
+	daemon := func(sock string) (int, string) {
+		code, _, errOut := run(t, "daemon", "--connection-string", f.DeviceCS, "--ca", f.Hub.CAFile,
+			"--data", t.TempDir(), "--runtime", "process", "--mgmt-socket", sock)
+		return code, errOut
+	}
+	code, errOut := daemon(sock)
+	if code != ExitFailure || !strings.Contains(errOut, "another daemon is running?") || !strings.Contains(errOut, sock) {
+		t.Errorf("a second daemon on a live socket: exit %d\n%s", code, errOut)
+	}
+	if code, _, _ := run(t, "status", "--mgmt-socket", sock); code != 0 {
+		t.Errorf("the first daemon does not answer any more: status exit %d", code)
+	}
+
+	file := filepath.Join(t.TempDir(), "important.txt")
+	if err := os.WriteFile(file, []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, errOut = daemon(file)
+	if code != ExitFailure || !strings.Contains(errOut, file+": not a socket but a regular file") || !strings.Contains(errOut, "--mgmt-socket") {
+		t.Errorf("a daemon on a regular file: exit %d\n%s", code, errOut)
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "keep me" {
+		t.Errorf("the file at --mgmt-socket holds %q (%v)", b, err)
 	}
 }
 

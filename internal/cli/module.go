@@ -159,7 +159,7 @@ func moduleListRun(ctx context.Context, f *Factory, opts *moduleListOptions) err
 	return f.Print(mods, func(w io.Writer) error {
 		t := NewTable("MODULE", "CONNECTION", "LAST ACTIVITY", "MANAGED BY")
 		for _, m := range mods {
-			t.Row(m.ModuleID, orDash(m.ConnectionState), since(now, m.LastActivityTime), orDash(m.ManagedBy))
+			t.Row(m.ModuleID, f.IO.ColorStatus(orDash(m.ConnectionState)), since(now, m.LastActivityTime), orDash(m.ManagedBy))
 		}
 		return t.Write(w)
 	})
@@ -236,7 +236,8 @@ func newModuleDeleteCmd(f *Factory, runF func(*moduleDeleteOptions) error) *cobr
 		Short:   "Delete a module identity and its twin",
 		Long: `Delete a module identity and its twin. With --if-match the hub deletes it only
 if its etag is still ETAG (see 'outpost module show'); otherwise it fails with
-exit code 4.`,
+exit code 4. With -o json|yaml it prints {"action": "deleted", "deviceId": …,
+"moduleId": …}.`,
 		Example: "  outpost module delete dev-1/tempsensor",
 		Args:    exactArgs(1, "one DEVICE/MODULE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -264,6 +265,5 @@ func moduleDeleteRun(ctx context.Context, f *Factory, opts *moduleDeleteOptions)
 	if err := c.DeleteModule(ctx, t.Device, t.Module, opts.IfMatch); err != nil {
 		return fmt.Errorf("delete module %s: %w", t, notFoundHint(err, t))
 	}
-	f.status("deleted module %s and its twin", t)
-	return nil
+	return f.done(doneResult{Action: "deleted", DeviceID: t.Device, ModuleID: t.Module}, "deleted module %s and its twin", t)
 }

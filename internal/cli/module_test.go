@@ -129,9 +129,9 @@ func TestModuleCommands(t *testing.T) {
 	if _, err := h.Client(t).GetModule(ctx, "d1", "m1"); err != nil {
 		t.Errorf("m1 after a refused delete: %v", err)
 	}
-	code, _, errOut = run(t, "module", "delete", "d1/m1", "--if-match", m1.ETag)
-	if code != 0 || !strings.Contains(errOut, "deleted module d1/m1") {
-		t.Errorf("delete: code %d, stderr %q", code, errOut)
+	code, out, errOut = run(t, "module", "delete", "d1/m1", "--if-match", m1.ETag, "-o", "yaml")
+	if code != 0 || !strings.Contains(errOut, "deleted module d1/m1") || out != "action: deleted\ndeviceId: d1\nmoduleId: m1\n" {
+		t.Errorf("delete -o yaml: code %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	if _, err := h.Client(t).GetModule(ctx, "d1", "m1"); !isNotFound(err) {
 		t.Errorf("m1 after delete: %v", err)

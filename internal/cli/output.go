@@ -3,11 +3,10 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 
+	"github.com/charmbracelet/lipgloss"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -23,14 +22,54 @@ func NewTable(header ...string) *Table { return &Table{header: header} }
 // Row adds a row.
 func (t *Table) Row(cells ...string) { t.rows = append(t.rows, cells) }
 
-// Write prints the table to w.
+// Write prints the table to w, each column as wide as its widest cell plus
+// three spaces. Widths are those seen on a terminal, so cells coloured
+// with escape sequences (IOStreams.ColorStatus) line up too.
 func (t *Table) Write(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, strings.ToUpper(strings.Join(t.header, "\t")))
-	for _, r := range t.rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	header := make([]string, len(t.header))
+	for i, h := range t.header {
+		header[i] = strings.ToUpper(h)
 	}
-	return tw.Flush()
+	rows := append([][]string{header}, t.rows...)
+	var widths []int
+	for _, r := range rows {
+		for i, c := range r {
+			if i == len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], lipgloss.Width(c))
+		}
+	}
+	var b strings.Builder
+	for _, r := range rows {
+		for i, c := range r {
+			b.WriteString(c)
+			if i < len(r)-1 {
+				b.WriteString(strings.Repeat(" ", widths[i]-lipgloss.Width(c)+3))
+			}
+		}
+		b.WriteByte('\n')
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// doneResult is what a command that changes something, and has nothing else
+// to show, prints with -o json|yaml: what it did to what.
+type doneResult struct {
+	Action   string `json:"action"` // "deleted", "restarted"
+	DeviceID string `json:"deviceId,omitempty"`
+	ModuleID string `json:"moduleId,omitempty"`
+}
+
+// done reports a change: a status line on stderr and, with -o json|yaml,
+// res on stdout (a table has nothing to show).
+func (f *Factory) done(res doneResult, format string, a ...any) error {
+	f.status(format, a...)
+	if f.outputFormat() == "table" {
+		return nil
+	}
+	return f.Print(res, nil)
 }
 
 // Print writes v to stdout in the chosen output format: JSON or YAML of v,

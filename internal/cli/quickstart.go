@@ -195,7 +195,7 @@ func quickstartRun(ctx context.Context, f *Factory, opts *quickstartOptions) err
 		if res.Running != nil {
 			fmt.Fprintf(w, "\nModule instance, as the device daemon ran it:\n")
 			t := NewTable("name", "status", "image", "restarts", "pid")
-			t.Row(res.Running.Name, res.Running.Status, res.Running.Image, fmt.Sprint(res.Running.Restarts), fmt.Sprint(res.Running.Pid))
+			t.Row(res.Running.Name, f.IO.ColorStatus(res.Running.Status), res.Running.Image, fmt.Sprint(res.Running.Restarts), fmt.Sprint(res.Running.Pid))
 			if err := t.Write(w); err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -17,6 +18,8 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/outpost-edge/outpost/internal/config"
+	"github.com/outpost-edge/outpost/internal/suggest"
+	"github.com/outpost-edge/outpost/internal/version"
 )
 
 // Factory carries what commands share: the streams, the configuration and
@@ -83,7 +86,9 @@ It builds module images without a Docker daemon and pushes them to any OCI
 registry; runs a hub that holds device and module identities, twins and
 deployments; and runs a daemon on each device that keeps its modules running,
 online or off. It speaks Azure IoT Edge's wire formats, so modules written with
-Microsoft's Azure IoT SDKs run unchanged.`,
+Microsoft's Azure IoT SDKs run unchanged.
+
+` + exitCodesHelp,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		CompletionOptions: cobra.CompletionOptions{
@@ -98,7 +103,9 @@ Microsoft's Azure IoT SDKs run unchanged.`,
 	pf.String("hub", "", "hub connection string (env OUTPOST_CONNECTION_STRING)")
 	pf.String("ca", "", "the hub's CA certificate file (env OUTPOST_CA)")
 	pf.StringP("output", "o", "table", "output format: table, json or yaml")
-	pf.Bool("no-color", false, "never colour the output")
+	pf.Bool("no-color", false, "never colour the output (also env NO_COLOR); status words in tables are coloured only on a terminal")
+	// Defined here so that cobra does not take -v for it.
+	root.Flags().Bool("version", false, "print outpost's version (as outpost version does)")
 
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &FlagError{Err: err}
@@ -117,7 +124,44 @@ Microsoft's Azure IoT SDKs run unchanged.`,
 		newPushCmd(f),
 		newDaemonCmd(f, nil), newListCmd(f), newLogsCmd(f), newRestartCmd(f), newStatusCmd(f), newCheckCmd(f),
 	)
+	root.Version = versionLine(version.Get())
+	root.SetVersionTemplate("outpost {{.Version}}\n")
+	requireSubcommands(root)
 	return root
+}
+
+// requireSubcommands makes every command group (a command with subcommands
+// and nothing to run itself) print its help when called alone, and refuse
+// an unknown subcommand with a usage error that suggests the nearest one.
+// Left to cobra, a group prints its help and exits 0 whatever follows it.
+func requireSubcommands(c *cobra.Command) {
+	if c.HasSubCommands() && !c.Runnable() {
+		c.Args = unknownSubcommand
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
+	for _, sub := range c.Commands() {
+		requireSubcommands(sub)
+	}
+}
+
+// unknownSubcommand is the argument check of a command group: any argument
+// is a subcommand it does not have.
+func unknownSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	var names []string
+	for _, sub := range cmd.Commands() {
+		if sub.IsAvailableCommand() {
+			names = append(names, sub.Name())
+			names = append(names, sub.Aliases...)
+		}
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := suggest.Closest(args[0], names); s != "" {
+		msg += fmt.Sprintf(": did you mean %q?", s)
+	}
+	return &FlagError{Err: errors.New(msg)}
 }
 
 // defaultConfigHelp names the default config files the same way on every
@@ -129,8 +173,18 @@ func defaultConfigHelp() string {
 // load reads the configuration for cmd and checks the global flags.
 func (f *Factory) load(cmd *cobra.Command) error {
 	file, _ := cmd.Flags().GetString("config")
+	if file != "" {
+		abs, err := filepath.Abs(file)
+		if err != nil {
+			return fmt.Errorf("config file %s: %w", file, err)
+		}
+		file = abs
+	}
 	v, src, err := config.Load(file, KnownKeys(cmd.Root()), cmd.Flags())
 	if err != nil {
+		return err
+	}
+	if err := absPaths(v, src, cmd.Flags()); err != nil {
 		return err
 	}
 	f.cfg, f.source = v, src
@@ -145,13 +199,47 @@ func (f *Factory) load(cmd *cobra.Command) error {
 	return nil
 }
 
+// pathKeys are the configuration keys that name files and directories.
+var pathKeys = []string{"data", "mgmt-socket", "workload-dir", "ca", "cache"}
+
+// absPaths makes the relative paths of pathKeys absolute, once, before a
+// command runs, so that a path means the same to every part of outpost
+// whatever directory that part works in (the process runtime starts modules
+// in their own directories; the hub prints its CA file's path for use
+// elsewhere). A path from the config file is relative to the file's
+// directory, as kubeconfig's are; one from a flag or the environment, to the
+// working directory.
+func absPaths(v *viper.Viper, src config.Source, flags *pflag.FlagSet) error {
+	for _, key := range pathKeys {
+		p := v.GetString(key)
+		if p == "" || filepath.IsAbs(p) {
+			continue
+		}
+		from, env := "--"+key, config.EnvVar(key)
+		switch fl := flags.Lookup(key); {
+		case fl != nil && fl.Changed:
+		case os.Getenv(env) != "":
+			from = env
+		case src.File != "" && v.InConfig(key):
+			from = "key " + key + " of " + src.File
+			p = filepath.Join(filepath.Dir(src.File), p)
+		}
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return fmt.Errorf("%s: make %s absolute: %w", from, p, err)
+		}
+		v.Set(key, abs)
+	}
+	return nil
+}
+
 // KnownKeys returns every key a config file may set (the flag names of the
 // whole command tree, under their config key) with the flag's value type.
 func KnownKeys(root *cobra.Command) map[string]string {
 	keys := map[string]string{}
 	var walk func(c *cobra.Command)
 	add := func(fl *pflag.Flag) {
-		if fl.Name != "config" && fl.Name != "help" {
+		if fl.Name != "config" && fl.Name != "help" && fl.Name != "version" {
 			keys[config.KeyFor(fl.Name)] = fl.Value.Type()
 		}
 	}

@@ -124,6 +124,16 @@ func twinWritten(f *Factory, verb string, tw *twin.Twin) error {
 	return f.Print(tw, nil)
 }
 
+// twinUnchanged reports an edit that changed nothing: a status line and,
+// with -o json|yaml, the twin as it is.
+func twinUnchanged(f *Factory, t target, tw *twin.Twin) error {
+	f.status("twin %s: no changes, nothing sent", t)
+	if f.outputFormat() == "table" {
+		return nil
+	}
+	return f.Print(tw, nil)
+}
+
 func twinName(tw *twin.Twin) string {
 	return target{Device: tw.DeviceID, Module: tw.ModuleID}.String()
 }
@@ -241,6 +251,16 @@ func (e *jsonError) in(file string) string {
 	return fmt.Sprintf("%s:%d:%d: %s", file, e.Line, e.Col, e.Msg)
 }
 
+// jsonProblemIn says what is wrong with file's JSON: file:line:col: msg
+// when err is a *jsonError that knows the place, file: err otherwise.
+func jsonProblemIn(file string, err error) string {
+	var je *jsonError
+	if errors.As(err, &je) {
+		return je.in(file)
+	}
+	return file + ": " + err.Error()
+}
+
 // checkJSONObject checks that data is exactly one JSON object. Its errors
 // are *jsonError, which say where (line:col) the problem is.
 func checkJSONObject(data []byte) error {
@@ -347,7 +367,7 @@ func readTwinPatchFile(f *Factory, file string) ([]byte, error) {
 		return nil, fmt.Errorf("read twin patch: %w", err)
 	}
 	if err := checkJSONObject(data); err != nil {
-		return nil, fmt.Errorf("read twin patch: %s", err.(*jsonError).in(name))
+		return nil, fmt.Errorf("read twin patch: %s", jsonProblemIn(name, err))
 	}
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(data, &doc); err != nil {
@@ -539,19 +559,13 @@ func twinEditRun(ctx context.Context, f *Factory, opts *twinEditOptions) error {
 		return fmt.Errorf("edit twin %s: read back %s: %w", t, path, err)
 	}
 	if bytes.Equal(after, before) {
-		f.status("twin %s: no changes, nothing sent", t)
-		return nil
+		return twinUnchanged(f, t, tw)
 	}
 	to, err := parseEditDoc(after)
 	if err != nil {
 		keep = true
-		var je *jsonError
-		msg := path + ": " + err.Error()
-		if errors.As(err, &je) {
-			msg = je.in(path)
-		}
 		return &ExitError{Code: ExitFailure,
-			Err:  fmt.Errorf("edit twin %s: %s", t, msg),
+			Err:  fmt.Errorf("edit twin %s: %s", t, jsonProblemIn(path, err)),
 			Hint: fmt.Sprintf("nothing was sent; your edit is kept in %s: run `outpost twin edit %s` again and copy your changes from it", path, t)}
 	}
 	patch, err := twin.Diff(from, to)
@@ -560,8 +574,7 @@ func twinEditRun(ctx context.Context, f *Factory, opts *twinEditOptions) error {
 		return fmt.Errorf("edit twin %s: %w (your edit is kept in %s)", t, err, path)
 	}
 	if string(patch) == "{}" {
-		f.status("twin %s: no changes, nothing sent", t)
-		return nil
+		return twinUnchanged(f, t, tw)
 	}
 
 	updated, err := c.PatchTwin(ctx, t.Device, t.Module, patch, tw.ETag)

@@ -268,6 +268,12 @@ mv "$1.new" "$1"`, seen)))
 			t.Errorf("EDITOR=%s: code %d, stderr %q", ed, code, errOut)
 		}
 	}
+	// With -o json, the twin as it is.
+	code, out, errOut = run(t, "twin", "edit", "d1/m1", "-o", "json")
+	var same struct{ ETag string }
+	if err := json.Unmarshal([]byte(out), &same); code != 0 || err != nil || same.ETag != tw.ETag || !strings.Contains(errOut, "no changes") {
+		t.Errorf("unchanged edit -o json: code %d, stdout %q (%v), stderr %q", code, out, err, errOut)
+	}
 	if now, _ := c.GetTwin(ctx, "d1", "m1"); now.ETag != tw.ETag {
 		t.Errorf("an unchanged edit changed the twin: %s → %s", tw.ETag, now.ETag)
 	}
@@ -543,5 +549,23 @@ func TestTwinWatchEnds(t *testing.T) {
 	h.Stop()
 	if code := w.wait(t); code != ExitUnavailable || !strings.Contains(w.errOut.String(), "is the hub running") {
 		t.Errorf("hub stopped: code %d, stderr %q", code, w.errOut.String())
+	}
+}
+
+// TestJSONProblemIn checks that a problem in a JSON file is described with
+// its place when known, and that an error of another type is described
+// too rather than crashing the command.
+func TestJSONProblemIn(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{checkJSONObject([]byte("{\n  \"a\": 1,\n}")), "p.json:3:1: invalid character '}'"},
+		{fmt.Errorf("wrapped: %w", &jsonError{Msg: "got an array, not a JSON object"}), "p.json: got an array, not a JSON object"},
+		{os.ErrPermission, "p.json: permission denied"},
+	} {
+		if got := jsonProblemIn("p.json", tc.err); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("jsonProblemIn(%v) = %q, want %q…", tc.err, got, tc.want)
+		}
 	}
 }

@@ -18,9 +18,15 @@ func newVersionCmd(f *Factory) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			info := version.Get()
 			return f.Print(info, func(w io.Writer) error {
-				_, err := fmt.Fprintf(w, "outpost %s (commit %s, %s, %s)\n", info.Version, info.Commit, info.GoVersion, info.Platform)
+				_, err := fmt.Fprintf(w, "outpost %s\n", versionLine(info))
 				return err
 			})
 		},
 	}
+}
+
+// versionLine is what `outpost version` and `outpost --version` print after
+// "outpost ".
+func versionLine(info version.Info) string {
+	return fmt.Sprintf("%s (commit %s, %s, %s)", info.Version, info.Commit, info.GoVersion, info.Platform)
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/errdefs"
 	"github.com/outpost-edge/outpost/internal/hub/hubtest"
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/hubclient"
@@ -56,7 +57,7 @@ func TestRegistryAndTwinsOverHTTPS(t *testing.T) {
 	// A stale etag is refused with 412 and changes nothing.
 	_, err = c.PatchTwin(ctx, "dev-1", "tempsensor", []byte(`{"properties":{"desired":{"interval":9}}}`), "AAAAAAAAAAE=")
 	var he *hubclient.Error
-	if !errors.As(err, &he) || he.StatusCode != 412 || he.ExitCode() != 4 {
+	if !errors.As(err, &he) || he.StatusCode != 412 || !errors.Is(err, errdefs.ErrPrecondition) {
 		t.Fatalf("stale etag: %v", err)
 	}
 	tw2, err := c.PatchTwin(ctx, "dev-1", "tempsensor", []byte(`{"properties":{"desired":{"interval":9}}}`), tw.ETag)

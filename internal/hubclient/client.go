@@ -1,7 +1,7 @@
 // Package hubclient is the typed client of the hub's API, shared by the
 // CLI, the TUI and the daemon. It authenticates with a connection string
 // (a policy's, a device's or a module's) and maps the hub's errors to typed
-// errors that carry exit codes and next steps.
+// errors of errdefs' kinds (not found, conflict, …), with next steps.
 package hubclient
 
 import (
@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/errdefs"
 	"github.com/outpost-edge/outpost/internal/identity"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
@@ -125,20 +126,8 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s (%d %s)", e.Message, e.StatusCode, e.Code)
 }
 
-// ExitCode maps the error to outpost's exit codes.
-func (e *Error) ExitCode() int {
-	switch e.StatusCode {
-	case http.StatusNotFound:
-		return 3
-	case http.StatusPreconditionFailed:
-		return 4
-	case http.StatusServiceUnavailable:
-		return 5
-	}
-	return 1
-}
-
-// Hint says what to do next.
+// Hint says what to do next, when the hub's answer tells more than its
+// kind (errdefs) does.
 func (e *Error) Hint() string {
 	if e.hint != "" {
 		return e.hint
@@ -146,35 +135,23 @@ func (e *Error) Hint() string {
 	switch e.StatusCode {
 	case http.StatusUnauthorized:
 		return "check the connection string (--hub / OUTPOST_CONNECTION_STRING): its key or policy may be wrong"
-	case http.StatusPreconditionFailed:
-		return "someone changed it since you read it: read it again and retry"
 	case http.StatusServiceUnavailable:
 		return "is the hub running? it may be restarting: try again in a moment"
 	}
 	return ""
 }
 
-// Is makes errors.Is(err, ErrNotFound) and friends work.
+// Is makes errors.Is(err, ErrNotFound) and the other kinds of errdefs work.
 func (e *Error) Is(target error) bool {
-	switch target {
-	case ErrNotFound:
-		return e.StatusCode == http.StatusNotFound
-	case ErrConflict:
-		return e.StatusCode == http.StatusConflict
-	case ErrPrecondition:
-		return e.StatusCode == http.StatusPreconditionFailed
-	case ErrUnauthorized:
-		return e.StatusCode == http.StatusUnauthorized
-	}
-	return false
+	return e.StatusCode != 0 && target == errdefs.FromHTTPStatus(e.StatusCode)
 }
 
-// Sentinels for errors.Is.
+// The kinds of error the hub answers, for errors.Is.
 var (
-	ErrNotFound     = errors.New("not found")
-	ErrConflict     = errors.New("already exists")
-	ErrPrecondition = errors.New("precondition failed")
-	ErrUnauthorized = errors.New("unauthorized")
+	ErrNotFound     = errdefs.ErrNotFound     // 404
+	ErrConflict     = errdefs.ErrConflict     // 409: it already exists
+	ErrPrecondition = errdefs.ErrPrecondition // 412: the etag is no longer current
+	ErrUnauthorized = errdefs.ErrUnauthorized // 401
 )
 
 // UnavailableError means the hub could not be reached.
@@ -187,7 +164,11 @@ func (e *UnavailableError) Error() string {
 	return fmt.Sprintf("hub %s is unreachable: %v", e.Addr, e.Err)
 }
 func (e *UnavailableError) Unwrap() error { return e.Err }
-func (e *UnavailableError) ExitCode() int { return 5 }
+
+// Is makes errors.Is(err, errdefs.ErrUnavailable) true.
+func (e *UnavailableError) Is(target error) bool { return target == errdefs.ErrUnavailable }
+
+// Hint says what to check.
 func (e *UnavailableError) Hint() string {
 	return "is the hub running there? (outpost hub serve); check HostName in the connection string"
 }

@@ -18,11 +18,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/outpost-edge/outpost/internal/errdefs"
 )
 
 // UnavailableError is returned when a registry cannot be reached: nothing
 // listens at its address, the name does not resolve, or the connection
-// broke and could not be made again. Its exit code is 5 (unavailable).
+// broke and could not be made again. It is of kind errdefs.ErrUnavailable.
 type UnavailableError struct {
 	Registry string // host[:port]
 	Err      error
@@ -33,8 +35,8 @@ func (e *UnavailableError) Error() string {
 }
 func (e *UnavailableError) Unwrap() error { return e.Err }
 
-// ExitCode is 5, outpost's "unavailable".
-func (e *UnavailableError) ExitCode() int { return 5 }
+// Is makes errors.Is(err, errdefs.ErrUnavailable) true.
+func (e *UnavailableError) Is(target error) bool { return target == errdefs.ErrUnavailable }
 
 // Hint says what to check.
 func (e *UnavailableError) Hint() string {

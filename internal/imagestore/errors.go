@@ -14,6 +14,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/outpost-edge/outpost/internal/errdefs"
 )
 
 // ErrNotPulled is returned (wrapped) by Get for an image the store does not
@@ -22,7 +24,7 @@ var ErrNotPulled = errors.New("image not pulled")
 
 // UnavailableError is returned when a registry cannot be reached: nothing
 // listens at its address, the name does not resolve, the connection broke, or
-// it answers 502/503/504. Its exit code is 5 (unavailable).
+// it answers 502/503/504. It is of kind errdefs.ErrUnavailable.
 type UnavailableError struct {
 	Registry string // host[:port]
 	Err      error
@@ -33,8 +35,8 @@ func (e *UnavailableError) Error() string {
 }
 func (e *UnavailableError) Unwrap() error { return e.Err }
 
-// ExitCode is 5, outpost's "unavailable".
-func (e *UnavailableError) ExitCode() int { return 5 }
+// Is makes errors.Is(err, errdefs.ErrUnavailable) true.
+func (e *UnavailableError) Is(target error) bool { return target == errdefs.ErrUnavailable }
 
 // Hint says what to check.
 func (e *UnavailableError) Hint() string {
@@ -42,7 +44,7 @@ func (e *UnavailableError) Hint() string {
 }
 
 // NotFoundError is returned when the registry has no such repository or tag
-// (404, MANIFEST_UNKNOWN, NAME_UNKNOWN). Its exit code is 3 (not found).
+// (404, MANIFEST_UNKNOWN, NAME_UNKNOWN). It is of kind errdefs.ErrNotFound.
 type NotFoundError struct {
 	Ref      string
 	Registry string
@@ -54,8 +56,8 @@ func (e *NotFoundError) Error() string {
 }
 func (e *NotFoundError) Unwrap() error { return e.Err }
 
-// ExitCode is 3, outpost's "not found".
-func (e *NotFoundError) ExitCode() int { return 3 }
+// Is makes errors.Is(err, errdefs.ErrNotFound) true.
+func (e *NotFoundError) Is(target error) bool { return target == errdefs.ErrNotFound }
 
 // Hint says what to check.
 func (e *NotFoundError) Hint() string {

@@ -19,6 +19,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/outpost-edge/outpost/internal/errdefs"
 )
 
 var ctx = context.Background()
@@ -318,9 +320,8 @@ func TestRegistryDown(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	start := time.Now()
 	_, err := s.Pull(ctx, addr+"/app:1", nil)
-	var ec interface{ ExitCode() int }
-	if !errors.As(err, &ec) || ec.ExitCode() != 5 {
-		t.Fatalf("Pull = %v, want exit code 5", err)
+	if !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("Pull = %v, want an error of kind unavailable", err)
 	}
 	if !strings.Contains(err.Error(), "registry "+addr+" is unreachable") {
 		t.Errorf("error %q does not name %s", err, addr)
@@ -336,7 +337,7 @@ func TestImageNotFound(t *testing.T) {
 	for _, ref := range []string{reg.ref("app:2"), reg.ref("nothing:1")} {
 		_, err := s.Pull(ctx, ref, nil)
 		var nf *NotFoundError
-		if !errors.As(err, &nf) || nf.ExitCode() != 3 {
+		if !errors.As(err, &nf) || !errors.Is(err, errdefs.ErrNotFound) {
 			t.Errorf("Pull(%s) = %v, want NotFoundError", ref, err)
 			continue
 		}

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -58,26 +59,31 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
+// Errors of Listen, for errors.Is.
+var (
+	// ErrInUse: a daemon answers on the socket.
+	ErrInUse = errors.New("a daemon answers on it")
+	// ErrNotSocket: something other than a socket is at the path.
+	ErrNotSocket = errors.New("not a socket")
+)
+
 // Listen makes the socket at path, mode 0600, in a directory it creates
 // (0755) if needed. A socket left by a daemon that is gone is replaced; one a
-// live daemon answers on is an error.
+// live daemon answers on is an error (ErrInUse), and so is anything at path
+// that is not a socket (ErrNotSocket), which is left alone.
 func Listen(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("management socket: %w", err)
 	}
-	if _, err := os.Lstat(path); err == nil {
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("management socket %s: another daemon answers on it", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("management socket: remove the stale %s: %w", path, err)
-		}
+	if err := removeStale(path); err != nil {
+		return nil, err
 	}
 	// Made under a temporary name and renamed once it is 0600, so that it is
 	// never open to others, whatever the umask.
 	tmp := fmt.Sprintf("%s.tmp-%d", path, os.Getpid())
-	_ = os.Remove(tmp)
+	if err := removeStale(tmp); err != nil {
+		return nil, err
+	}
 	l, err := net.Listen("unix", tmp)
 	if err != nil {
 		return nil, fmt.Errorf("management socket: %w", err)
@@ -91,6 +97,44 @@ func Listen(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("management socket: %w", err)
 	}
 	return l, nil
+}
+
+// removeStale removes the socket at path if nobody answers on it. Nothing
+// there is fine; a live socket or a file of another type is an error that
+// names path.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("management socket: %w", err)
+	case fi.Mode().Type() != fs.ModeSocket:
+		return fmt.Errorf("management socket %s: %w but %s; outpost replaces only a socket a daemon left: move it away, or pass another --mgmt-socket", path, ErrNotSocket, fileKind(fi.Mode()))
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("management socket %s: %w", path, ErrInUse)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("management socket: remove the stale %s: %w", path, err)
+	}
+	return nil
+}
+
+// fileKind names the type of a file that is not a socket.
+func fileKind(m fs.FileMode) string {
+	switch m.Type() {
+	case 0:
+		return "a regular file"
+	case fs.ModeDir:
+		return "a directory"
+	case fs.ModeSymlink:
+		return "a symbolic link"
+	case fs.ModeNamedPipe:
+		return "a named pipe"
+	}
+	return "a device or other special file"
 }
 
 // Serve serves the API on l until ctx is done.

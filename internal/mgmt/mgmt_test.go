@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/outpost-edge/outpost/internal/agent"
 	"github.com/outpost-edge/outpost/internal/agent/agenttest"
+	"github.com/outpost-edge/outpost/internal/errdefs"
 	"github.com/outpost-edge/outpost/internal/mgmt"
 	"github.com/outpost-edge/outpost/internal/mgmtclient"
 	"github.com/outpost-edge/outpost/internal/runtime"
@@ -141,7 +143,7 @@ func TestListLogsRestartStatus(t *testing.T) {
 	// Errors.
 	err = c.Restart(ctx, "nosuch")
 	var me *mgmtclient.Error
-	if !errors.As(err, &me) || me.ExitCode() != 3 || !errors.Is(err, mgmtclient.ErrNotFound) {
+	if !errors.As(err, &me) || me.Status != 404 || !errors.Is(err, mgmtclient.ErrNotFound) {
 		t.Errorf("restart of an unknown module: %v", err)
 	}
 	if _, err := c.Logs(ctx, "nosuch", mgmtclient.LogOptions{}); !errors.Is(err, mgmtclient.ErrNotFound) {
@@ -150,7 +152,7 @@ func TestListLogsRestartStatus(t *testing.T) {
 	gone := mgmtclient.New(filepath.Join(t.TempDir(), "none.sock"))
 	_, err = gone.Modules(ctx)
 	var ue *mgmtclient.UnavailableError
-	if !errors.As(err, &ue) || ue.ExitCode() != 5 || !strings.Contains(ue.Hint(), "systemctl status outpost") {
+	if !errors.As(err, &ue) || !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(ue.Hint(), "systemctl status outpost") {
 		t.Errorf("no daemon: %v", err)
 	}
 }
@@ -177,5 +179,81 @@ func TestParseSince(t *testing.T) {
 	}
 	if _, err := mgmt.ParseSince("yesterday", now); err == nil {
 		t.Error("yesterday parsed")
+	}
+}
+
+// TestListenLeavesWhatIsNotAStaleSocket checks what Listen does with what it
+// finds at the socket's path: nothing or a stale socket is fine (the stale
+// one replaced), a live socket is ErrInUse, and a file, a directory or a
+// symbolic link is ErrNotSocket and stays as it was.
+func TestListenLeavesWhatIsNotAStaleSocket(t *testing.T) {
+	dir := t.TempDir()
+	listen := func(path string) error {
+		t.Helper()
+		l, err := mgmt.Listen(path)
+		if err == nil {
+			fi, serr := os.Stat(path)
+			if serr != nil || fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
+				t.Errorf("Listen(%s) made %v (%v), want a socket of mode 0600", path, fi.Mode(), serr)
+			}
+			l.Close()
+		}
+		return err
+	}
+
+	if err := listen(filepath.Join(dir, "new", "mgmt.sock")); err != nil {
+		t.Errorf("nothing there: %v", err)
+	}
+
+	stale := filepath.Join(dir, "stale.sock")
+	sl, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl.(*net.UnixListener).SetUnlinkOnClose(false)
+	sl.Close()
+	if err := listen(stale); err != nil {
+		t.Errorf("a stale socket: %v", err)
+	}
+
+	live := filepath.Join(dir, "live.sock")
+	ll, err := net.Listen("unix", live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ll.Close()
+	if err := listen(live); !errors.Is(err, mgmt.ErrInUse) || !strings.Contains(err.Error(), live) {
+		t.Errorf("a live socket: %v, want ErrInUse naming %s", err, live)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("the live socket is gone: %v", err)
+	}
+
+	file := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(file, []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.sock")
+	if err := os.Symlink(file, link); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for path, kind := range map[string]string{file: "a regular file", link: "a symbolic link", sub: "a directory"} {
+		err := listen(path)
+		if !errors.Is(err, mgmt.ErrNotSocket) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), kind) {
+			t.Errorf("%s at the path: %v, want ErrNotSocket naming it", kind, err)
+		}
+		if _, err := os.Lstat(path); err != nil {
+			t.Errorf("%s at the path is gone: %v", kind, err)
+		}
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "keep me" {
+		t.Errorf("the file holds %q (%v)", b, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*.tmp-*")); len(left) > 0 {
+		t.Errorf("temporary sockets left: %v", left)
 	}
 }

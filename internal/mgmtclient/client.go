@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/outpost-edge/outpost/internal/errdefs"
 )
 
 // DefaultSocket is where the daemon listens by default.
@@ -88,25 +90,13 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
-// ExitCode maps the status to outpost's exit codes: 3 not found, 4
-// precondition failed, 1 otherwise.
-func (e *Error) ExitCode() int {
-	switch e.Status {
-	case http.StatusNotFound:
-		return 3
-	case http.StatusConflict, http.StatusPreconditionFailed:
-		return 4
-	}
-	return 1
+// Is makes errors.Is(err, ErrNotFound) and the other kinds of errdefs work.
+func (e *Error) Is(target error) bool {
+	return e.Status != 0 && target == errdefs.FromHTTPStatus(e.Status)
 }
 
 // ErrNotFound matches an *Error with status 404.
-var ErrNotFound = errors.New("not found")
-
-// Is makes errors.Is(err, ErrNotFound) work.
-func (e *Error) Is(target error) bool {
-	return target == ErrNotFound && e.Status == http.StatusNotFound
-}
+var ErrNotFound = errdefs.ErrNotFound
 
 // UnavailableError means the daemon does not answer on its socket.
 type UnavailableError struct {
@@ -119,8 +109,8 @@ func (e *UnavailableError) Error() string {
 }
 func (e *UnavailableError) Unwrap() error { return e.Err }
 
-// ExitCode is 5, outpost's "unavailable".
-func (e *UnavailableError) ExitCode() int { return 5 }
+// Is makes errors.Is(err, errdefs.ErrUnavailable) true.
+func (e *UnavailableError) Is(target error) bool { return target == errdefs.ErrUnavailable }
 
 // Hint says what to do next.
 func (e *UnavailableError) Hint() string {

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/atomicfile"
 	"github.com/outpost-edge/outpost/internal/identity"
 	"github.com/outpost-edge/outpost/internal/registry"
 	"github.com/outpost-edge/outpost/internal/store"
@@ -185,7 +186,7 @@ func (h *Hub) writeCredentials() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(h.cfg.DataDir, CredentialsFile), append(b, '\n'))
+	return atomicfile.WriteFile(filepath.Join(h.cfg.DataDir, CredentialsFile), append(b, '\n'), 0o600)
 }
 
 // ReadCredentials reads the credentials a hub wrote in its data dir.
@@ -283,29 +284,4 @@ func (h *Hub) Serve(ctx context.Context) error {
 func (h *Hub) Close() error {
 	h.ln.Close()
 	return h.st.Close()
-}
-
-// writeFileAtomic writes data to path with mode 0600: temp file, fsync, rename.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/outpost-edge/outpost/internal/atomicfile"
 )
 
 // Files of the hub's PKI, in its data dir.
@@ -154,5 +156,5 @@ func serial() *big.Int {
 
 // writePEM writes one PEM block atomically with mode 0600.
 func writePEM(path, typ string, der []byte) error {
-	return writeFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
+	return atomicfile.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
 }

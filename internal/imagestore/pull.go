@@ -21,6 +21,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/outpost-edge/outpost/internal/atomicfile"
 )
 
 // parallelBlobs is how many blobs of one image download at once.
@@ -364,7 +366,7 @@ func (p *pull) download(ctx context.Context, d v1.Descriptor, what, final string
 		return fmt.Errorf("pull %s: %w", p.ref, err)
 	}
 	ok = true
-	return syncDir(filepath.Dir(final))
+	return atomicfile.SyncDir(filepath.Dir(final))
 }
 
 // isVerifyError tells go-containerregistry's digest check failing at the end
@@ -455,7 +457,7 @@ func (p *pull) build(ctx context.Context, m *v1.Manifest, diffIDs []v1.Hash, fin
 	if err := os.Rename(tmp, final); err != nil {
 		return fmt.Errorf("pull %s: %w", p.ref, err)
 	}
-	return syncDir(filepath.Dir(final))
+	return atomicfile.SyncDir(filepath.Dir(final))
 }
 
 // applyBlob applies the stored layer blob d, verifying the diffID of its
@@ -511,7 +513,7 @@ func (s *Store) writeBlob(h v1.Hash, b []byte) error {
 	if fi, err := os.Stat(final); err == nil && fi.Size() == int64(len(b)) {
 		return nil
 	}
-	return writeFileAtomic(final, b)
+	return atomicfile.WriteFile(final, b, 0o600)
 }
 
 func checkDigest(b []byte, want v1.Hash, ref, what string) error {

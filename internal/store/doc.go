@@ -14,6 +14,7 @@
 //
 //	DIR/LOCK               pid of the owning process; flock(2) (LockFileEx on Windows)
 //	DIR/REVISION           {"format":1,"revision":N}: no version above N was ever handed out
+//	DIR/.REVISION.tmp-*    a REVISION write in progress; removed by Open
 //	DIR/records/NAME.json  one file per record, mode 0600
 //	DIR/records/*.tmp      writes in progress and spare files; removed by Open
 //

@@ -25,5 +25,3 @@ func tryLock(f *os.File) error {
 
 // syncDir makes the entries of the directory d durable.
 func syncDir(d *os.File) error { return d.Sync() }
-
-func rename(from, to string) error { return os.Rename(from, to) }

@@ -27,19 +27,3 @@ func tryLock(f *os.File) error {
 
 // syncDir does nothing: Windows cannot flush a directory handle; rename writes through.
 func syncDir(*os.File) error { return nil }
-
-// rename replaces to with from, and returns only once the change is on disk.
-func rename(from, to string) error {
-	f, err := windows.UTF16PtrFromString(from)
-	if err != nil {
-		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
-	}
-	t, err := windows.UTF16PtrFromString(to)
-	if err != nil {
-		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
-	}
-	if err := windows.MoveFileEx(f, t, windows.MOVEFILE_REPLACE_EXISTING|windows.MOVEFILE_WRITE_THROUGH); err != nil {
-		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
-	}
-	return nil
-}

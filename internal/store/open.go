@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/outpost-edge/outpost/internal/atomicfile"
 )
 
 // Open opens the store in dir, creating dir (mode 0700) if needed, and locks it: a second
@@ -139,13 +141,17 @@ func (s *FileStore) load() error {
 	return nil
 }
 
-// removeTemps removes the temp files of REVISION writes.
+// removeTemps removes the temp files of REVISION writes (and those of older versions).
 func removeTemps(dir string) error {
-	names, err := filepath.Glob(filepath.Join(dir, revisionName+".*.tmp"))
+	names, err := filepath.Glob(filepath.Join(dir, "."+revisionName+atomicfile.Marker+"*"))
 	if err != nil {
 		return err
 	}
-	for _, name := range names {
+	old, err := filepath.Glob(filepath.Join(dir, revisionName+".*.tmp"))
+	if err != nil {
+		return err
+	}
+	for _, name := range append(names, old...) {
 		if err := os.Remove(name); err != nil {
 			return fmt.Errorf("store: open: remove unfinished write: %w", err)
 		}
@@ -179,35 +185,7 @@ func readRevision(path string) (int64, error) {
 
 func (s *FileStore) writeRevision(rev int64) error {
 	b, _ := json.Marshal(revisionFile{Format: 1, Revision: rev})
-	return writeFileAtomic(s.dir, revisionName, append(b, '\n'))
-}
-
-// writeFileAtomic replaces dir/name with data durably.
-func writeFileAtomic(dir, name string, data []byte) error {
-	f, err := os.CreateTemp(dir, name+".*.tmp")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = rename(f.Name(), filepath.Join(dir, name))
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return syncDir(d)
+	return atomicfile.WriteFile(filepath.Join(s.dir, revisionName), append(b, '\n'), 0o600)
 }
 
 type loaded struct {

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/outpost-edge/outpost/internal/atomicfile"
 )
 
 // Record is a key, its version and its value, a JSON document.
@@ -284,7 +286,7 @@ func (s *FileStore) Delete(key string, expect int64) error {
 	}
 	var err error
 	if spare != "" {
-		err = rename(path, spare)
+		err = atomicfile.Rename(path, spare)
 	} else {
 		err = os.Remove(path)
 	}
@@ -384,7 +386,7 @@ func (s *FileStore) replace(key string, data []byte, cur entry, exists bool) err
 			}
 		}
 	}
-	if err := rename(tmp, path); err != nil {
+	if err := atomicfile.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		if spare != "" {
 			os.Remove(spare)

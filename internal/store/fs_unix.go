@@ -25,3 +25,8 @@ func tryLock(f *os.File) error {
 
 // syncDir makes the entries of the directory d durable.
 func syncDir(d *os.File) error { return d.Sync() }
+
+// isNoSpace tells a write that failed for want of disk space or quota.
+func isNoSpace(err error) bool {
+	return errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)
+}

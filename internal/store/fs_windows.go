@@ -27,3 +27,9 @@ func tryLock(f *os.File) error {
 
 // syncDir does nothing: Windows cannot flush a directory handle; rename writes through.
 func syncDir(*os.File) error { return nil }
+
+// isNoSpace tells a write that failed for want of disk space or quota.
+func isNoSpace(err error) bool {
+	return errors.Is(err, windows.ERROR_DISK_FULL) || errors.Is(err, windows.ERROR_HANDLE_DISK_FULL) ||
+		errors.Is(err, windows.ERROR_DISK_QUOTA_EXCEEDED)
+}

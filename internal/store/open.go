@@ -101,27 +101,9 @@ func (s *FileStore) load() error {
 	if s.recFile, err = os.Open(s.recDir); err != nil {
 		return fmt.Errorf("store: open: %w", err)
 	}
-	ents, err := s.recFile.ReadDir(-1)
+	names, err := s.cleanRecordsDir()
 	if err != nil {
-		return fmt.Errorf("store: open: %w", err)
-	}
-	var names []string
-	removed := 0
-	for _, e := range ents {
-		name := e.Name()
-		switch {
-		case !e.Type().IsRegular():
-		case strings.HasSuffix(name, ".tmp"):
-			if err := os.Remove(filepath.Join(s.recDir, name)); err != nil {
-				return fmt.Errorf("store: open: remove unfinished write: %w", err)
-			}
-			removed++
-		case strings.HasSuffix(name, ".json"):
-			names = append(names, name)
-		}
-	}
-	if removed > 0 {
-		s.log.Info("store: removed unfinished writes", "dir", s.recDir, "files", removed)
+		return err
 	}
 	loaded, err := loadRecords(s.recDir, names)
 	if err != nil {
@@ -139,6 +121,50 @@ func (s *FileStore) load() error {
 	s.rev = rev
 	s.revLimit = 0 // reserve a block with the first write
 	return nil
+}
+
+// cleanRecordsDir removes the temp files of unfinished writes, finishes the Txns that
+// committed, and returns the names of the record files.
+func (s *FileStore) cleanRecordsDir() ([]string, error) {
+	for pass := 0; ; pass++ {
+		d, err := os.Open(s.recDir)
+		if err != nil {
+			return nil, fmt.Errorf("store: open: %w", err)
+		}
+		ents, err := d.ReadDir(-1)
+		d.Close()
+		if err != nil {
+			return nil, fmt.Errorf("store: open: %w", err)
+		}
+		var names, journals []string
+		removed := 0
+		for _, e := range ents {
+			name := e.Name()
+			switch {
+			case !e.Type().IsRegular():
+			case strings.HasSuffix(name, ".tmp"):
+				if err := os.Remove(filepath.Join(s.recDir, name)); err != nil {
+					return nil, fmt.Errorf("store: open: remove unfinished write: %w", err)
+				}
+				removed++
+			case strings.HasSuffix(name, journalExt):
+				journals = append(journals, name)
+			case strings.HasSuffix(name, ".json"):
+				names = append(names, name)
+			}
+		}
+		if removed > 0 {
+			s.log.Info("store: removed unfinished writes", "dir", s.recDir, "files", removed)
+		}
+		if len(journals) == 0 || pass > 0 {
+			return names, nil
+		}
+		n, err := s.replayJournals(journals)
+		if err != nil {
+			return nil, err
+		}
+		s.log.Info("store: finished transactions interrupted by a crash", "dir", s.recDir, "transactions", n)
+	}
 }
 
 // removeTemps removes the temp files of REVISION writes (and those of older versions).

@@ -7,15 +7,15 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/outpost-edge/outpost/internal/fulldisk"
 )
 
 func TestTxn(t *testing.T) {
@@ -155,48 +155,11 @@ func TestTxnJournalReplay(t *testing.T) {
 	}
 }
 
-// mountTmpfs mounts a tmpfs of size on a new temp dir, or skips the test.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	if runtime.GOOS != "linux" || os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root on Linux")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("mount tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
-	return dir
-}
-
-// fill writes to path until the file system is full, then frees keep bytes.
-func fill(t *testing.T, path string, keep int) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 4096)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
-	fi, _ := f.Stat()
-	if err := f.Truncate(fi.Size()/4096*4096 - int64(keep)); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestTxnFullDisk runs Txns on a full tmpfs, with room for none or one of their record
 // files: each fails with a SpaceError naming the dir and changes nothing, and the same
 // Txn succeeds once there is space.
 func TestTxnFullDisk(t *testing.T) {
-	mnt := mountTmpfs(t, "1m")
+	mnt := fulldisk.Mount(t, "1m")
 	dir := filepath.Join(mnt, "store")
 	s := openT(t, dir)
 	va := put(t, s, "a", `"a1"`, 0)
@@ -204,8 +167,8 @@ func TestTxnFullDisk(t *testing.T) {
 	big := []byte(`"` + strings.Repeat("x", 5000) + `"`) // two blocks
 	ops := []Op{PutOp("a", big, va), PutOp("n", big, 0), DeleteOp("b", vb)}
 	filler := filepath.Join(mnt, "filler")
-	for _, room := range []int{0, 8192, 16384} {
-		fill(t, filler, room)
+	for _, room := range []int64{0, 8192, 16384} {
+		fulldisk.Fill(t, filler, room)
 		_, err := s.Txn(ops...)
 		var se *SpaceError
 		if !errors.As(err, &se) || se.Dir != dir || !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "free space") {

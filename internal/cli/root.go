@@ -129,7 +129,7 @@ func defaultConfigHelp() string {
 // load reads the configuration for cmd and checks the global flags.
 func (f *Factory) load(cmd *cobra.Command) error {
 	file, _ := cmd.Flags().GetString("config")
-	v, src, err := config.Load(file, KnownKeys(cmd.Root()), cmd.Flags())
+	v, src, err := config.LoadSection(file, KnownKeys(cmd.Root()), cmd.Flags(), configSection(cmd))
 	if err != nil {
 		return err
 	}
@@ -143,6 +143,20 @@ func (f *Factory) load(cmd *cobra.Command) error {
 		f.IO.SetNoColor()
 	}
 	return nil
+}
+
+// sectionAnnotation on a command (or a parent) names its section of the
+// config file (see config.Sections).
+const sectionAnnotation = "outpost/config-section"
+
+// configSection returns the config file section of cmd, "" for none.
+func configSection(cmd *cobra.Command) string {
+	for c := cmd; c != nil; c = c.Parent() {
+		if s := c.Annotations[sectionAnnotation]; s != "" {
+			return s
+		}
+	}
+	return ""
 }
 
 // KnownKeys returns every key a config file may set (the flag names of the

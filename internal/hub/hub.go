@@ -39,11 +39,11 @@ type Config struct {
 	HostName     string   // host[:port] clients use; default from Listen (localhost:PORT)
 	SANs         []string // extra names for the server certificate
 	InsecureHTTP bool     // serve plain HTTP (local development only)
+	Logger       *slog.Logger
+	Now          func() time.Time
 	// Reinit makes new state for what a data dir set up before lacks (an
 	// empty registry, a new owner key, a new CA) instead of refusing to start.
 	Reinit bool
-	Logger       *slog.Logger
-	Now          func() time.Time
 }
 
 // Credentials are what a first client needs: the owner connection string

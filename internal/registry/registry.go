@@ -67,6 +67,7 @@ func (r *Registry) SetClock(now func() time.Time) { r.now = now }
 
 func deviceKey(id string) string      { return "devices/" + id }
 func moduleKey(id, mid string) string { return "modules/" + id + "/" + mid }
+
 // DeviceSyncKey is the key of the hub's sync record of a device, deleted with the device.
 func DeviceSyncKey(id string) string { return "devicesync/" + id }
 

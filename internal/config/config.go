@@ -17,8 +17,9 @@
 //
 // For a command of a part, a key of its section wins over the same key at
 // the top level, and OUTPOST_HUB_DATA (say) over OUTPOST_DATA. The data dir
-// is the one key parts never share: `data` at the top level is the daemon's
-// (as it was before sections), and the hub reads hub.data only.
+// is the one key parts never share (PartKeys): `data` at the top level is the
+// daemon's (as it was before sections); the hub reads hub.data only, and
+// commands of no part (quickstart) never read it from the file.
 package config
 
 import (
@@ -136,25 +137,24 @@ func LoadSection(file string, known map[string]string, flags *pflag.FlagSet, sec
 			break
 		}
 	}
-	var shadowed map[string]int // part keys of another part at the top level, by line
+	shadowed := map[string]int{} // part keys of another part at the top level, by line
 	if src.File != "" {
 		f, err := parse(src.File, data, known)
 		if err != nil {
 			return nil, src, err
 		}
 		m := f.top
-		if section != "" {
-			shadowed = map[string]int{}
-			for key, part := range PartKeys {
-				if _, ok := m[key]; ok && part != section {
+		for key, part := range PartKeys {
+			if _, ok := m[key]; ok && part != section {
+				if section != "" { // a command of no part (quickstart) just ignores it
 					shadowed[key] = f.lines[key]
-					delete(m, key)
 				}
+				delete(m, key)
 			}
-			for key, val := range f.sections[section] {
-				m[key] = val
-				delete(shadowed, key)
-			}
+		}
+		for key, val := range f.sections[section] {
+			m[key] = val
+			delete(shadowed, key)
 		}
 		if err := v.MergeConfigMap(m); err != nil {
 			return nil, src, fmt.Errorf("config file %s: %w", src.File, err)

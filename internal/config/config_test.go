@@ -46,7 +46,7 @@ func TestPrecedence(t *testing.T) {
 	t.Setenv("OUTPOST_CONNECTION_STRING", "")
 
 	fs := flags()
-	v, src, err := Load(file, known, fs)
+	v, src, err := LoadSection(file, known, fs, "daemon")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestPrecedence(t *testing.T) {
 
 	t.Setenv("OUTPOST_DATA", "/from/env")
 	t.Setenv("OUTPOST_CONNECTION_STRING", "HostName=env")
-	v, _, err = Load(file, known, flags())
+	v, _, err = LoadSection(file, known, flags(), "daemon")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestPrecedence(t *testing.T) {
 	if err := fs.Parse([]string{"--data", "/from/flag", "--hub", "HostName=flag"}); err != nil {
 		t.Fatal(err)
 	}
-	v, _, err = Load(file, known, fs)
+	v, _, err = LoadSection(file, known, fs, "daemon")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestDefaultFileFromXDG(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "outpost", "config.yaml"), []byte("data: /xdg\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	v, src, err := Load("", known, flags())
+	v, src, err := LoadSection("", known, flags(), "daemon")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func TestSections(t *testing.T) {
 	}{
 		{both, "hub", nil, "/hub"},
 		{both, "daemon", nil, "/daemon"},
-		{both, "", nil, "/top"}, // a command of no part reads the top level, as before
+		{both, "", nil, "/var/lib/outpost"}, // a command of no part (quickstart) never reads the daemon's
 		{write(t, "data: /top\nhub.data: /hub\n"), "hub", nil, "/hub"},
 		{write(t, "data: /top\n"), "daemon", nil, "/top"},
 		{write(t, "hub:\n  data: /hub\n"), "daemon", nil, "/var/lib/outpost"},

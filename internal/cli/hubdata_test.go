@@ -69,6 +69,10 @@ func TestHubAndDaemonNeverShareADataDir(t *testing.T) {
 		if hubDir == daemonDir || hubStore == daemonStore || strings.HasPrefix(hubStore+"/", daemonStore+"/") {
 			t.Errorf("%q: the hub's data dir %s and the daemon's %s share a store", content, hubDir, daemonDir)
 		}
+		// quickstart runs a hub and a daemon of its own: never in theirs.
+		if qf, err := resolveData(t, file, "quickstart"); err != nil || qf.Config().GetString("data") != "" {
+			t.Errorf("%q: quickstart's data dir %q (%v), want its own temp dir", content, qf.Config().GetString("data"), err)
+		}
 		cf, err := resolveData(t, file, "hub", "credentials")
 		if err != nil || hubDataDir(cf) != hubDir {
 			t.Errorf("%q: hub credentials looks in %s (%v), hub serve in %s", content, hubDataDir(cf), err, hubDir)

@@ -37,40 +37,81 @@ func IsTemp(name string) bool {
 // path's directory, write, chmod, fsync, rename, directory fsync. On error path is as it
 // was and the temp file is gone.
 func WriteFile(path string, data []byte, perm fs.FileMode, opts ...Option) error {
-	var o options
+	f, err := Create(path, perm, opts...)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	return f.Commit()
+}
+
+// File is the new contents of a file, written to a temp file beside it: Commit puts it
+// in place, Close (without Commit) drops it. Write to it as to any *os.File.
+type File struct {
+	*os.File
+	path string
+	perm fs.FileMode
+	opts options
+	done bool
+}
+
+// Create starts replacing path; see File. The file gets mode perm when committed.
+func Create(path string, perm fs.FileMode, opts ...Option) (*File, error) {
+	f := &File{path: path, perm: perm}
 	for _, opt := range opts {
-		opt(&o)
+		opt(&f.opts)
 	}
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, "."+base+Marker+"*")
+	tmp, err := os.CreateTemp(dir, "."+base+Marker+"*")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
+	f.File = tmp
+	return f, nil
+}
+
+// Commit makes the written contents those of the file: chmod, fsync, close, rename over
+// it, directory fsync. After an error the file is unchanged and the temp file gone.
+func (f *File) Commit() error {
+	if f.done {
+		return os.ErrClosed
 	}
-	if err == nil && !o.noSync {
-		err = f.Sync()
+	f.done = true
+	tmp := f.File.Name()
+	err := f.File.Chmod(f.perm)
+	if err == nil && !f.opts.noSync {
+		err = f.File.Sync()
 	}
-	if cerr := f.Close(); err == nil {
+	if cerr := f.File.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = Rename(tmp, path)
+		err = Rename(tmp, f.path)
 	}
 	if err != nil {
 		os.Remove(tmp)
 		return err
 	}
-	if o.noSync {
+	if f.opts.noSync {
 		return nil
 	}
-	return SyncDir(dir)
+	return SyncDir(filepath.Dir(f.path))
+}
+
+// Close drops the new contents unless they were committed; it is safe to defer.
+func (f *File) Close() error {
+	if f.done {
+		return nil
+	}
+	f.done = true
+	f.File.Close()
+	return os.Remove(f.File.Name())
 }
 
 // SyncDir makes the entries of directory dir (renames, creations, removals) durable.

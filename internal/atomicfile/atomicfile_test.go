@@ -72,3 +72,40 @@ func TestIsTemp(t *testing.T) {
 		}
 	}
 }
+
+func TestCreateCommitOrDrop(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "blob")
+	f, err := Create(path, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("half"))
+	if err := f.Close(); err != nil { // dropped: nothing in place, no temp left
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("a dropped write left %v", ents)
+	}
+	f, err = Create(path, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.Write([]byte("whole"))
+	if _, err := os.Stat(path); err == nil {
+		t.Fatal("the file is in place before Commit")
+	}
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "whole" {
+		t.Fatalf("after Commit: %q %v", b, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("Close after Commit: %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "whole" {
+		t.Fatal("Close after Commit removed the file")
+	}
+}

@@ -327,18 +327,11 @@ func (p *pull) download(ctx context.Context, d v1.Descriptor, what, final string
 		return p.classify(err)
 	}
 	defer rc.Close()
-	f, err := os.CreateTemp(filepath.Dir(final), d.Digest.Hex+tmpMarker+"*")
+	f, err := atomicfile.Create(final, 0o600)
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", p.ref, err)
 	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
+	defer f.Close() // drops the download unless committed
 	h := sha256.New()
 	// One byte more than the manifest says, to notice a longer blob.
 	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(rc, d.Size+1))
@@ -356,17 +349,10 @@ func (p *pull) download(ctx context.Context, d v1.Descriptor, what, final string
 	case err != nil:
 		return p.classify(err)
 	}
-	if err := f.Sync(); err != nil {
+	if err := f.Commit(); err != nil {
 		return fmt.Errorf("pull %s: %w", p.ref, err)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("pull %s: %w", p.ref, err)
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		return fmt.Errorf("pull %s: %w", p.ref, err)
-	}
-	ok = true
-	return atomicfile.SyncDir(filepath.Dir(final))
+	return nil
 }
 
 // isVerifyError tells go-containerregistry's digest check failing at the end

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/outpost-edge/outpost/internal/fulldisk"
+	"github.com/outpost-edge/outpost/internal/hub"
 	"github.com/outpost-edge/outpost/internal/hub/hubtest"
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/hubclient"
@@ -60,4 +61,32 @@ func TestFullDisk(t *testing.T) {
 	if err := create(); err != nil {
 		t.Fatalf("the same create with space: %v", err)
 	}
+}
+
+// TestFirstStartOnFullDisk starts a hub for the first time on a full disk: it fails,
+// saying so, and leaves nothing, so that the start after space is freed is a first start.
+func TestFirstStartOnFullDisk(t *testing.T) {
+	mnt := fulldisk.Mount(t, "1m")
+	data := filepath.Join(mnt, "hub")
+	filler := filepath.Join(mnt, "filler")
+	for _, room := range []int64{0, 4096, 8192} {
+		fulldisk.Fill(t, filler, room)
+		h, _, err := hub.Open(hub.Config{DataDir: data, Listen: "127.0.0.1:0"})
+		if err == nil {
+			h.Close()
+			t.Fatalf("a first start with room for %d bytes succeeded", room)
+		}
+		if !strings.Contains(err.Error(), "no space left") {
+			t.Errorf("room %d: %v, want it to say the disk is full", room, err)
+		}
+		if ents, _ := os.ReadDir(data); len(ents) != 0 {
+			t.Fatalf("room %d: the failed first start left %v", room, ents)
+		}
+	}
+	os.Remove(filler)
+	h, show, err := hub.Open(hub.Config{DataDir: data, Listen: "127.0.0.1:0"})
+	if err != nil || !show {
+		t.Fatalf("first start with space: show %v, %v", show, err)
+	}
+	h.Close()
 }

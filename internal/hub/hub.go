@@ -104,21 +104,27 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, false, fmt.Errorf("hub data dir: %w", err)
 		}
+	}
+	h = &Hub{cfg: cfg, log: cfg.Logger, now: cfg.Now, policies: map[string]*Policy{}, ln: ln}
+	if err := h.openStore(fresh); err != nil {
+		if fresh && !errors.Is(err, store.ErrLocked) { // not another hub's: ours to remove
+			removeContents(cfg.DataDir)
+		}
+		return nil, false, err
+	}
+	st := h.st // h is nil by the time a deferred call sees an error
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
+	if fresh {
 		defer func() {
-			if err != nil { // runs after the store is closed
+			if err != nil { // while the store's lock is held: the data dir is ours
 				removeContents(cfg.DataDir)
 			}
 		}()
 	}
-	h = &Hub{cfg: cfg, log: cfg.Logger, now: cfg.Now, policies: map[string]*Policy{}, ln: ln}
-	if err := h.openStore(fresh); err != nil {
-		return nil, false, err
-	}
-	defer func() {
-		if err != nil {
-			h.st.Close()
-		}
-	}()
 	h.reg = registry.New(h.st)
 	if err := h.loadPolicies(); err != nil {
 		return nil, false, err

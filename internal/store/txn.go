@@ -65,7 +65,7 @@ func (s *FileStore) Txn(ops ...Op) (int64, error) {
 	if err := s.writable(); err != nil {
 		return 0, err
 	}
-	for _, k := range keys { // in order, so that two Txns never wait for each other
+	for _, k := range keys { // in order, so that Txns sharing keys cannot deadlock
 		defer s.lockKey(k)()
 	}
 
@@ -100,8 +100,8 @@ func (s *FileStore) Txn(ops ...Op) (int64, error) {
 		return 0, s.writeErr("txn", err)
 	}
 
-	// Everything that can run out of space comes before the commit point: on failure
-	// nothing has changed.
+	// All data is written before the commit point, so that running out of space there
+	// changes nothing.
 	removeTemps := func() {
 		for _, w := range ws {
 			if w.tmp != "" {

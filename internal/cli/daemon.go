@@ -54,8 +54,9 @@ type daemonOptions struct {
 func newDaemonCmd(f *Factory, runF func(*daemonOptions) error) *cobra.Command {
 	opts := &daemonOptions{}
 	cmd := &cobra.Command{
-		Use:   "daemon",
-		Short: "Run the device daemon: keep this device's deployment running",
+		Use:         "daemon",
+		Short:       "Run the device daemon: keep this device's deployment running",
+		Annotations: map[string]string{sectionAnnotation: "daemon"},
 		Long: `Run the device daemon. It syncs with the hub as the device of the connection
 string, keeps the device's modules, twins and deployment in its data dir (so it
 runs on with the hub unreachable), pulls module images, runs one instance per
@@ -64,12 +65,15 @@ $agent twin. 'outpost list|logs|restart|status' talk to it over the management
 socket.
 
 Configuration: flags, then OUTPOST_* environment variables, then the config
-file (/etc/outpost/config.yaml or --config), whose keys are the flag names:
+file (/etc/outpost/config.yaml or --config), whose keys are the flag names,
+at the top level or in a daemon: section (which wins; OUTPOST_DAEMON_* env
+vars likewise win over OUTPOST_*):
 
   connection-string: HostName=…;DeviceId=…;SharedAccessKey=…
   ca: /etc/outpost/hub-ca.pem
-  data: /var/lib/outpost
-  runtime: auto
+  daemon:
+    data: /var/lib/outpost      # a top-level data: is the daemon's too
+    runtime: auto
 
 The connection string may also come from --hub or OUTPOST_CONNECTION_STRING.
 runtime auto picks runc when it is installed and the daemon is root, else docker

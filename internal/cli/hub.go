@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,10 +20,29 @@ func newHubCmd(f *Factory) *cobra.Command {
 		Short: "Run the hub and read its credentials",
 		Long: `The hub holds device and module identities, their twins and deployments,
 and serves them over IoT Hub's service REST API (HTTPS) and outpost's device
-sync endpoints.`,
+sync endpoints.
+
+Its commands find the hub's data dir the same way: --data, else
+OUTPOST_HUB_DATA (or OUTPOST_DATA), else hub.data in the config file:
+
+  hub:
+    data: /var/lib/outpost/hub
+
+else $XDG_DATA_HOME/outpost/hub (/var/lib/outpost/hub as root). A data: at
+the top level of the config file is the daemon's, never the hub's.`,
+		Annotations: map[string]string{sectionAnnotation: "hub"},
 	}
-	cmd.AddCommand(newHubServeCmd(f), newHubCredentialsCmd(f))
+	cmd.AddCommand(newHubServeCmd(f, nil), newHubCredentialsCmd(f))
 	return cmd
+}
+
+// hubDataDir is the hub's data dir: --data, env, config file (hub section),
+// else the default.
+func hubDataDir(f *Factory) string {
+	if dir := f.Config().GetString("data"); dir != "" {
+		return dir
+	}
+	return defaultHubData()
 }
 
 // defaultHubData is where the hub keeps its data when --data is not given.
@@ -39,31 +59,41 @@ func defaultHubData() string {
 	return "outpost-hub"
 }
 
-func newHubServeCmd(f *Factory) *cobra.Command {
+func newHubServeCmd(f *Factory, runF func(hub.Config) error) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the hub",
 		Long: `Run the hub until interrupted (SIGINT or SIGTERM drain requests in flight, then exit).
 
-On first start it creates its data dir, a CA and a server certificate, and the
-owner policy, and prints the owner connection string and the CA file once;
-'outpost hub credentials' shows them again. HTTPS always, unless
---insecure-http (local development only).`,
+On first start (a data dir missing or empty) it creates its data dir, a CA and
+a server certificate, and the owner policy, and prints the owner connection
+string and the CA file; 'outpost hub credentials' shows them again. A start
+that fails (say, the port is in use) leaves no data dir behind, and the owner
+connection string is printed on every start until one has shown it.
+
+A data dir set up before is never set up again implicitly: if part of it is
+missing (store/records, the owner policy, ca.pem or ca-key.pem), the hub refuses
+to start and says what is missing. Restore it from a backup, or start once with
+--reinit to make new state for what is missing (an empty registry, a new owner
+key, or a new CA that every client must then trust).
+
+HTTPS always, unless --insecure-http (local development only).`,
 		Example: `  outpost hub serve --data ./hub --listen 127.0.0.1:8443
   outpost hub serve --listen :8443 --hostname hub.example.com --san 10.0.0.5`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v := f.Config()
 			cfg := hub.Config{
-				DataDir:      v.GetString("data"),
+				DataDir:      hubDataDir(f),
 				Listen:       v.GetString("listen"),
 				HostName:     v.GetString("hostname"),
 				SANs:         v.GetStringSlice("san"),
 				InsecureHTTP: v.GetBool("insecure-http"),
+				Reinit:       v.GetBool("reinit"),
 				Logger:       slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: slog.LevelInfo})),
 			}
-			if cfg.DataDir == "" {
-				cfg.DataDir = defaultHubData()
+			if runF != nil {
+				return runF(cfg)
 			}
 			return hubServeRun(cmd, f, cfg)
 		},
@@ -74,11 +104,16 @@ owner policy, and prints the owner connection string and the CA file once;
 	fl.String("hostname", "", "host[:port] devices and clients use to reach the hub (default localhost:PORT)")
 	fl.StringSlice("san", nil, "extra DNS name or IP for the server certificate (repeatable)")
 	fl.Bool("insecure-http", false, "serve plain HTTP (local development only)")
+	fl.Bool("reinit", false, "make new state for what a data dir set up before is missing (new owner key, new CA, empty registry) instead of refusing to start")
 	return cmd
 }
 
 func hubServeRun(cmd *cobra.Command, f *Factory, cfg hub.Config) error {
-	h, first, err := hub.Open(cfg)
+	h, showCreds, err := hub.Open(cfg)
+	var missing *hub.MissingStateError
+	if errors.As(err, &missing) {
+		return &ExitError{Code: ExitFailure, Err: err}
+	}
 	if err != nil {
 		return &ExitError{Code: ExitUnavailable, Err: err}
 	}
@@ -98,11 +133,14 @@ func hubServeRun(cmd *cobra.Command, f *Factory, cfg hub.Config) error {
 		debug.SetGCPercent(25)
 		go debug.FreeOSMemory() // give back what loading took beyond the records
 	}
-	if first {
-		fmt.Fprintf(f.IO.ErrOut, "\nFirst start. The owner connection string (shown once; 'outpost hub credentials --data %s' shows it again):\n\n", cfg.DataDir)
+	if showCreds {
+		fmt.Fprintf(f.IO.ErrOut, "\nThe owner connection string ('outpost hub credentials --data %s' shows it again):\n\n", cfg.DataDir)
 		fmt.Fprintf(f.IO.Out, "%s\n", creds.ConnectionString)
 		if creds.CAFile != "" {
 			fmt.Fprintf(f.IO.ErrOut, "\nClients trust the hub's CA: --ca %s (or OUTPOST_CA)\n\n", creds.CAFile)
+		}
+		if err := h.CredentialsShown(); err != nil {
+			fmt.Fprintf(f.IO.ErrOut, "warning: %v (it is shown again at the next start)\n", err)
 		}
 	}
 	return h.Serve(cmd.Context())
@@ -115,11 +153,7 @@ func newHubCredentialsCmd(f *Factory) *cobra.Command {
 		Example: "  outpost hub credentials --data ./hub\n  export OUTPOST_CONNECTION_STRING=$(outpost hub credentials --data ./hub -o json | jq -r .connectionString)",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir := f.Config().GetString("data")
-			if dir == "" {
-				dir = defaultHubData()
-			}
-			creds, err := hub.ReadCredentials(dir)
+			creds, err := hub.ReadCredentials(hubDataDir(f))
 			if err != nil {
 				return err
 			}
@@ -132,6 +166,6 @@ func newHubCredentialsCmd(f *Factory) *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().String("data", "", "the hub's data dir (default as for hub serve)")
+	cmd.Flags().String("data", "", "the hub's data dir (found as hub serve finds it: --data, OUTPOST_HUB_DATA, hub.data in the config file, the default)")
 	return cmd
 }

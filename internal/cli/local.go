@@ -39,9 +39,10 @@ func (f *Factory) MgmtClient() *mgmtclient.Client {
 
 func newListCmd(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List the modules this device runs, with status, restarts and uptime",
-		Long:  "List the modules of the device's deployment and how they run.\n\n" + localLong,
+		Use:         "list",
+		Annotations: map[string]string{sectionAnnotation: "daemon"},
+		Short:       "List the modules this device runs, with status, restarts and uptime",
+		Long:        "List the modules of the device's deployment and how they run.\n\n" + localLong,
 		Example: `  outpost list
   outpost list -o json`,
 		Args: noArgs,
@@ -98,8 +99,9 @@ func newLogsCmd(f *Factory) *cobra.Command {
 		since  string
 	)
 	cmd := &cobra.Command{
-		Use:   "logs MODULE",
-		Short: "Print a module's logs (stdout and stderr)",
+		Use:         "logs MODULE",
+		Annotations: map[string]string{sectionAnnotation: "daemon"},
+		Short:       "Print a module's logs (stdout and stderr)",
 		Long: `Print a module's logs: its stdout and stderr, merged, kept across restarts in
 size-capped files. With -f, go on printing new lines until interrupted.
 
@@ -140,8 +142,9 @@ size-capped files. With -f, go on printing new lines until interrupted.
 
 func newRestartCmd(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "restart MODULE",
-		Short: "Restart a module's instance now",
+		Use:         "restart MODULE",
+		Annotations: map[string]string{sectionAnnotation: "daemon"},
+		Short:       "Restart a module's instance now",
 		Long: `Stop a module's instance and start a new one now, whatever its state; a
 module waiting in back-off starts at once. With -o json|yaml it prints
 {"action": "restarted", "moduleId": MODULE}.
@@ -162,8 +165,9 @@ module waiting in back-off starts at once. With -o json|yaml it prints
 
 func newStatusCmd(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "status",
-		Short: "Show the daemon's link to its hub, its outbox and its cached twins",
+		Use:         "status",
+		Annotations: map[string]string{sectionAnnotation: "daemon"},
+		Short:       "Show the daemon's link to its hub, its outbox and its cached twins",
 		Long: `Show whether the daemon is connected to its hub and since when, its last
 sync, the reported patches waiting in its outbox, and the versions of the twins
 it has cached (what it runs on while offline).
@@ -236,8 +240,9 @@ type checkOptions struct {
 
 func newCheckCmd(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "check",
-		Short: "Check that this machine can run the daemon, one line per check",
+		Use:         "check",
+		Annotations: map[string]string{sectionAnnotation: "daemon"},
+		Short:       "Check that this machine can run the daemon, one line per check",
 		Long: `Check what the daemon needs, one line each with ✓ or ✗ and what to do:
 the runtime is found and usable, the hub is reachable, the clock agrees with
 the hub's (SAS tokens allow 5 minutes of skew), the data dir has disk space and

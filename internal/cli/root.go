@@ -180,11 +180,11 @@ func (f *Factory) load(cmd *cobra.Command) error {
 		}
 		file = abs
 	}
-	v, src, err := config.Load(file, KnownKeys(cmd.Root()), cmd.Flags())
+	v, src, err := config.LoadSection(file, KnownKeys(cmd.Root()), cmd.Flags(), configSection(cmd))
 	if err != nil {
 		return err
 	}
-	if err := absPaths(v, src, cmd.Flags()); err != nil {
+	if err := absPaths(v, src, cmd.Flags(), configSection(cmd)); err != nil {
 		return err
 	}
 	f.cfg, f.source = v, src
@@ -209,13 +209,16 @@ var pathKeys = []string{"data", "mgmt-socket", "workload-dir", "ca", "cache"}
 // elsewhere). A path from the config file is relative to the file's
 // directory, as kubeconfig's are; one from a flag or the environment, to the
 // working directory.
-func absPaths(v *viper.Viper, src config.Source, flags *pflag.FlagSet) error {
+func absPaths(v *viper.Viper, src config.Source, flags *pflag.FlagSet, section string) error {
 	for _, key := range pathKeys {
 		p := v.GetString(key)
 		if p == "" || filepath.IsAbs(p) {
 			continue
 		}
 		from, env := "--"+key, config.EnvVar(key)
+		if section != "" && os.Getenv(config.EnvVar(section+"-"+key)) != "" {
+			env = config.EnvVar(section + "-" + key) // read before the plain name
+		}
 		switch fl := flags.Lookup(key); {
 		case fl != nil && fl.Changed:
 		case os.Getenv(env) != "":
@@ -231,6 +234,20 @@ func absPaths(v *viper.Viper, src config.Source, flags *pflag.FlagSet) error {
 		v.Set(key, abs)
 	}
 	return nil
+}
+
+// sectionAnnotation on a command (or a parent) names its section of the
+// config file (see config.Sections).
+const sectionAnnotation = "outpost/config-section"
+
+// configSection returns the config file section of cmd, "" for none.
+func configSection(cmd *cobra.Command) string {
+	for c := cmd; c != nil; c = c.Parent() {
+		if s := c.Annotations[sectionAnnotation]; s != "" {
+			return s
+		}
+	}
+	return ""
 }
 
 // KnownKeys returns every key a config file may set (the flag names of the

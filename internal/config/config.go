@@ -5,6 +5,21 @@
 // the flag's default. Config file keys are flag names. A missing default config
 // file is fine; a file named explicitly must exist; a broken file is an error
 // that names the file, the line and the key.
+//
+// The hub and the daemon each have a section of their own, so that one file
+// serves a machine that runs both:
+//
+//	connection-string: HostName=…   # top level: every command
+//	hub:
+//	  data: /var/lib/outpost/hub    # the hub's commands (hub.data)
+//	daemon:
+//	  data: /var/lib/outpost        # the daemon's commands (daemon.data)
+//
+// For a command of a part, a key of its section wins over the same key at
+// the top level, and OUTPOST_HUB_DATA (say) over OUTPOST_DATA. The data dir
+// is the one key parts never share (PartKeys): `data` at the top level is the
+// daemon's (as it was before sections); the hub reads hub.data only, and
+// commands of no part (quickstart) never read it from the file.
 package config
 
 import (
@@ -13,6 +28,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -38,6 +54,13 @@ func KeyFor(flag string) string {
 	}
 	return flag
 }
+
+// Sections are the parts with a section of their own in the config file.
+var Sections = []string{"hub", "daemon"}
+
+// PartKeys are the keys that, at the top level of the config file, belong to
+// one part only: the other parts never read them from there.
+var PartKeys = map[string]string{"data": "daemon"}
 
 // EnvVar returns the environment variable that sets key.
 func EnvVar(key string) string {
@@ -65,10 +88,24 @@ type Source struct {
 // "int", "duration", "stringSlice", …); flags are the command's flags, bound
 // so that a flag set on the command line wins.
 func Load(file string, known map[string]string, flags *pflag.FlagSet) (*viper.Viper, Source, error) {
+	return LoadSection(file, known, flags, "")
+}
+
+// LoadSection is Load for a command of a part with a section in the config
+// file (one of Sections, or "" for none); see the package documentation.
+func LoadSection(file string, known map[string]string, flags *pflag.FlagSet, section string) (*viper.Viper, Source, error) {
 	v := viper.New()
 	v.SetEnvPrefix(EnvPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
-	v.AutomaticEnv()
+	if section == "" {
+		v.AutomaticEnv()
+	} else {
+		for key := range known { // OUTPOST_HUB_DATA, then OUTPOST_DATA
+			if err := v.BindEnv(key, EnvVar(section+"-"+key), EnvVar(key)); err != nil {
+				return nil, Source{}, err
+			}
+		}
+	}
 
 	src := Source{File: file, Explicit: file != ""}
 	if file == "" {
@@ -100,10 +137,24 @@ func Load(file string, known map[string]string, flags *pflag.FlagSet) (*viper.Vi
 			break
 		}
 	}
+	shadowed := map[string]int{} // part keys of another part at the top level, by line
 	if src.File != "" {
-		m, err := parse(src.File, data, known)
+		f, err := parse(src.File, data, known)
 		if err != nil {
 			return nil, src, err
+		}
+		m := f.top
+		for key, part := range PartKeys {
+			if _, ok := m[key]; ok && part != section {
+				if section != "" { // a command of no part (quickstart) just ignores it
+					shadowed[key] = f.lines[key]
+				}
+				delete(m, key)
+			}
+		}
+		for key, val := range f.sections[section] {
+			m[key] = val
+			delete(shadowed, key)
 		}
 		if err := v.MergeConfigMap(m); err != nil {
 			return nil, src, fmt.Errorf("config file %s: %w", src.File, err)
@@ -123,40 +174,91 @@ func Load(file string, known map[string]string, flags *pflag.FlagSet) (*viper.Vi
 			return nil, src, bindErr
 		}
 	}
+	// A part key the file sets for another part, which this part would
+	// otherwise fall back from: say so rather than use a default silently.
+	for key, line := range shadowed {
+		if flags == nil {
+			break
+		}
+		fl := flags.Lookup(key)
+		if fl == nil || fl.Changed || os.Getenv(EnvVar(section+"-"+key)) != "" || os.Getenv(EnvVar(key)) != "" {
+			continue
+		}
+		return nil, src, fmt.Errorf("config file %s:%d: key %q at the top level is the %s's; the %s reads %s.%s: "+
+			"set it under a %q section (or pass --%s)", src.File, line, key, PartKeys[key], section, section, key, section+":", key)
+	}
 	return v, src, nil
+}
+
+// fileConfig is a parsed config file.
+type fileConfig struct {
+	top      map[string]any
+	lines    map[string]int // of the top-level keys
+	sections map[string]map[string]any
 }
 
 // parse reads a YAML config file and checks every key against known, so that
 // a typo or a value of the wrong type is an error naming file, line and key.
-func parse(file string, data []byte, known map[string]string) (map[string]any, error) {
+func parse(file string, data []byte, known map[string]string) (fileConfig, error) {
+	f := fileConfig{top: map[string]any{}, lines: map[string]int{}, sections: map[string]map[string]any{}}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("config file %s: %s", file, strings.TrimPrefix(err.Error(), "yaml: "))
+		return f, fmt.Errorf("config file %s: %s", file, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	out := map[string]any{}
 	if len(doc.Content) == 0 { // empty file
-		return out, nil
+		return f, nil
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("config file %s:%d: the file must be a mapping of keys to values (key: value)", file, root.Line)
+		return f, fmt.Errorf("config file %s:%d: the file must be a mapping of keys to values (key: value)", file, root.Line)
 	}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, val := root.Content[i], root.Content[i+1]
-		typ, ok := known[k.Value]
-		if !ok {
-			if alias, isAlias := Aliases[k.Value]; isAlias {
-				return nil, fmt.Errorf("config file %s:%d: key %q: write it as %q", file, k.Line, k.Value, alias)
+		if slices.Contains(Sections, k.Value) && val.Kind == yaml.MappingNode {
+			sec := map[string]any{}
+			for j := 0; j+1 < len(val.Content); j += 2 {
+				if err := parseKey(file, k.Value+".", val.Content[j], val.Content[j+1], known, sec); err != nil {
+					return f, err
+				}
 			}
-			return nil, fmt.Errorf("config file %s:%d: unknown key %q%s", file, k.Line, k.Value, didYouMean(k.Value, known))
+			f.sections[k.Value] = sec
+			continue
 		}
-		x, err := decodeValue(val, typ)
-		if err != nil {
-			return nil, fmt.Errorf("config file %s:%d: key %q: %w", file, val.Line, k.Value, err)
+		if section, key, dotted := strings.Cut(k.Value, "."); dotted && slices.Contains(Sections, section) {
+			if f.sections[section] == nil {
+				f.sections[section] = map[string]any{}
+			}
+			kn := *k
+			kn.Value = key
+			if err := parseKey(file, section+".", &kn, val, known, f.sections[section]); err != nil {
+				return f, err
+			}
+			continue
 		}
-		out[k.Value] = x
+		if err := parseKey(file, "", k, val, known, f.top); err != nil {
+			return f, err
+		}
+		f.lines[k.Value] = k.Line
 	}
-	return out, nil
+	return f, nil
+}
+
+// parseKey checks one key (under prefix, "hub." say) and its value and adds
+// it to out.
+func parseKey(file, prefix string, k, val *yaml.Node, known map[string]string, out map[string]any) error {
+	typ, ok := known[k.Value]
+	if !ok {
+		if alias, isAlias := Aliases[k.Value]; isAlias {
+			return fmt.Errorf("config file %s:%d: key %q: write it as %q", file, k.Line, prefix+k.Value, prefix+alias)
+		}
+		return fmt.Errorf("config file %s:%d: unknown key %q%s", file, k.Line, prefix+k.Value, didYouMean(k.Value, known))
+	}
+	x, err := decodeValue(val, typ)
+	if err != nil {
+		return fmt.Errorf("config file %s:%d: key %q: %w", file, val.Line, prefix+k.Value, err)
+	}
+	out[k.Value] = x
+	return nil
 }
 
 func decodeValue(n *yaml.Node, typ string) (any, error) {

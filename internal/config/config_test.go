@@ -46,7 +46,7 @@ func TestPrecedence(t *testing.T) {
 	t.Setenv("OUTPOST_CONNECTION_STRING", "")
 
 	fs := flags()
-	v, src, err := Load(file, known, fs)
+	v, src, err := LoadSection(file, known, fs, "daemon")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestPrecedence(t *testing.T) {
 
 	t.Setenv("OUTPOST_DATA", "/from/env")
 	t.Setenv("OUTPOST_CONNECTION_STRING", "HostName=env")
-	v, _, err = Load(file, known, flags())
+	v, _, err = LoadSection(file, known, flags(), "daemon")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestPrecedence(t *testing.T) {
 	if err := fs.Parse([]string{"--data", "/from/flag", "--hub", "HostName=flag"}); err != nil {
 		t.Fatal(err)
 	}
-	v, _, err = Load(file, known, fs)
+	v, _, err = LoadSection(file, known, fs, "daemon")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestDefaultFileFromXDG(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "outpost", "config.yaml"), []byte("data: /xdg\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	v, src, err := Load("", known, flags())
+	v, src, err := LoadSection("", known, flags(), "daemon")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,5 +187,79 @@ func TestEnvVar(t *testing.T) {
 	}
 	if got := KeyFor("hub"); got != "connection-string" {
 		t.Errorf("KeyFor(hub) = %q", got)
+	}
+}
+
+// TestSections checks that the hub and the daemon, reading one config file, each get
+// their own data dir: the top-level data is the daemon's, hub.data the hub's, and a
+// section's env var and key win over the top level's.
+func TestSections(t *testing.T) {
+	t.Setenv("OUTPOST_CONFIG", "")
+	for _, name := range []string{"OUTPOST_DATA", "OUTPOST_HUB_DATA", "OUTPOST_DAEMON_DATA", "OUTPOST_CONNECTION_STRING"} {
+		t.Setenv(name, "")
+	}
+	load := func(file, section string, env ...string) (string, error) {
+		t.Helper()
+		for i := 0; i+1 < len(env); i += 2 {
+			t.Setenv(env[i], env[i+1])
+			defer os.Setenv(env[i], "")
+		}
+		v, _, err := LoadSection(file, known, flags(), section)
+		if err != nil {
+			return "", err
+		}
+		return v.GetString("data"), nil
+	}
+	both := write(t, "data: /top\nconnection-string: HostName=top\nhub:\n  data: /hub\ndaemon:\n  data: /daemon\n")
+	for _, tc := range []struct {
+		file, section string
+		env           []string
+		want          string
+	}{
+		{both, "hub", nil, "/hub"},
+		{both, "daemon", nil, "/daemon"},
+		{both, "", nil, "/var/lib/outpost"}, // a command of no part (quickstart) never reads the daemon's
+		{write(t, "data: /top\nhub.data: /hub\n"), "hub", nil, "/hub"},
+		{write(t, "data: /top\n"), "daemon", nil, "/top"},
+		{write(t, "hub:\n  data: /hub\n"), "daemon", nil, "/var/lib/outpost"},
+		{both, "hub", []string{"OUTPOST_DATA", "/env"}, "/env"},
+		{both, "hub", []string{"OUTPOST_DATA", "/env", "OUTPOST_HUB_DATA", "/hubenv"}, "/hubenv"},
+		{both, "daemon", []string{"OUTPOST_HUB_DATA", "/hubenv"}, "/daemon"},
+	} {
+		got, err := load(tc.file, tc.section, tc.env...)
+		if err != nil || got != tc.want {
+			t.Errorf("section %q, env %v: data = %q, %v; want %q", tc.section, tc.env, got, err, tc.want)
+		}
+	}
+	v, _, err := LoadSection(both, known, flags(), "hub")
+	if err != nil || v.GetString("connection-string") != "HostName=top" {
+		t.Errorf("a top-level key other than data reaches the hub: %q, %v", v.GetString("connection-string"), err)
+	}
+
+	// The daemon's top-level data and no hub.data: the hub says so rather than fall back
+	// to its default, unless --data or the env names its dir.
+	daemonOnly := write(t, "retries: 1\ndata: /var/lib/outpost\n")
+	_, err = load(daemonOnly, "hub")
+	if err == nil || !strings.Contains(err.Error(), daemonOnly+":2") || !strings.Contains(err.Error(), "hub.data") {
+		t.Fatalf("hub with the daemon's data only: %v", err)
+	}
+	if got, err := load(daemonOnly, "hub", "OUTPOST_HUB_DATA", "/h"); err != nil || got != "/h" {
+		t.Errorf("hub with the env set: %q, %v", got, err)
+	}
+	fs := flags()
+	fs.Parse([]string{"--data", "/flag"})
+	if v, _, err := LoadSection(daemonOnly, known, fs, "hub"); err != nil || v.GetString("data") != "/flag" {
+		t.Errorf("hub with --data: %v", err)
+	}
+
+	for content, want := range map[string]string{
+		"hub:\n  datta: /x\n":       `:2: unknown key "hub.datta" (did you mean "data"?)`,
+		"daemon.nope: 1\n":          `unknown key "daemon.nope"`,
+		"hub:\n  hub: HostName=x\n": `key "hub.hub": write it as "hub.connection-string"`,
+	} {
+		file := write(t, content)
+		if _, _, err := LoadSection(file, known, flags(), "hub"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", content, err, want)
+		}
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 
 	"github.com/outpost-edge/outpost/internal/registry"
+	"github.com/outpost-edge/outpost/internal/store"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
 
@@ -35,7 +37,13 @@ func toAPIError(err error, kind string) *apiError {
 	var te *twin.Error
 	var mbe *http.MaxBytesError
 	var nf *registry.NotFoundError
+	var se *store.SpaceError
 	switch {
+	case errors.As(err, &se):
+		// The hub's store is DATA/store: name the data dir, which is what users know.
+		return errorf(http.StatusInsufficientStorage, "InsufficientStorage",
+			"the hub's data dir %s is out of disk space (%v); nothing was changed: free space on its file system (or raise the quota), then retry",
+			filepath.Dir(se.Dir), se.Err)
 	case errors.As(err, &nf):
 		return errorf(http.StatusNotFound, nf.Kind+"NotFound", "%v", err)
 	case errors.As(err, &ae):

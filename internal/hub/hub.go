@@ -5,6 +5,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -19,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/atomicfile"
 	"github.com/outpost-edge/outpost/internal/identity"
 	"github.com/outpost-edge/outpost/internal/registry"
 	"github.com/outpost-edge/outpost/internal/store"
@@ -42,6 +44,9 @@ type Config struct {
 	// PresenceGrace is how long a device shows connected after its last
 	// request ended (default 10 s).
 	PresenceGrace time.Duration
+	// Reinit makes new state for what a data dir set up before lacks (an
+	// empty registry, a new owner key, a new CA) instead of refusing to start.
+	Reinit bool
 }
 
 // Credentials are what a first client needs: the owner connection string
@@ -73,10 +78,13 @@ type Hub struct {
 	policies map[string]*Policy
 }
 
-// Open opens (or creates) the hub's data dir and listens, but does not serve
-// yet. firstStart reports a data dir that was new: the caller prints the
-// credentials then.
-func Open(cfg Config) (h *Hub, firstStart bool, err error) {
+// Open listens and opens the hub's data dir, setting it up if it is missing or
+// empty, but does not serve yet. A data dir set up before that lacks part of
+// its state is refused with a *MissingStateError (see Config.Reinit). A hub
+// that cannot listen, or fails on its first start, leaves no data dir behind.
+// showCredentials reports an owner connection string never shown: the caller
+// prints it, then calls CredentialsShown.
+func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -86,28 +94,48 @@ func Open(cfg Config) (h *Hub, firstStart bool, err error) {
 	if cfg.Listen == "" {
 		cfg.Listen = ":8443"
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, false, fmt.Errorf("hub data dir: %w", err)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, false, fmt.Errorf("hub: listen on %s: %w", cfg.Listen, err)
 	}
-	st, err := store.Open(filepath.Join(cfg.DataDir, "store"))
+	defer func() {
+		if err != nil {
+			ln.Close()
+		}
+	}()
+	fresh, err := isFresh(cfg.DataDir)
 	if err != nil {
 		return nil, false, err
 	}
+	if fresh {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, false, fmt.Errorf("hub data dir: %w", err)
+		}
+	}
+	h = &Hub{cfg: cfg, log: cfg.Logger, now: cfg.Now, policies: map[string]*Policy{}, ln: ln}
+	if err := h.openStore(fresh); err != nil {
+		if fresh && !errors.Is(err, store.ErrLocked) { // not another hub's: ours to remove
+			removeContents(cfg.DataDir)
+		}
+		return nil, false, err
+	}
+	st := h.st // h is nil by the time a deferred call sees an error
 	defer func() {
 		if err != nil {
 			st.Close()
 		}
 	}()
-	h = &Hub{cfg: cfg, st: st, reg: registry.New(st), log: cfg.Logger, now: cfg.Now, policies: map[string]*Policy{}}
-	if firstStart, err = h.loadPolicies(); err != nil {
+	if fresh {
+		defer func() {
+			if err != nil { // while the store's lock is held: the data dir is ours
+				removeContents(cfg.DataDir)
+			}
+		}()
+	}
+	h.reg = registry.New(h.st)
+	if err := h.loadPolicies(); err != nil {
 		return nil, false, err
 	}
-
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, false, fmt.Errorf("hub: listen on %s: %w", cfg.Listen, err)
-	}
-	h.ln = ln
 	h.hostName = cfg.HostName
 	if h.hostName == "" {
 		h.hostName = defaultHostName(ln.Addr())
@@ -116,18 +144,21 @@ func Open(cfg Config) (h *Hub, firstStart bool, err error) {
 		names := certNames(h.hostName, cfg.SANs)
 		cert, err := ensureTLS(cfg.DataDir, names, h.now())
 		if err != nil {
-			ln.Close()
 			return nil, false, err
 		}
+		h.recordCA()
 		h.tls = &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
 	}
 	if err := h.writeCredentials(); err != nil {
-		ln.Close()
-		return nil, false, err
+		if fresh {
+			return nil, false, err
+		}
+		// Not fatal: the hub serves; `hub credentials` may show a stale file meanwhile.
+		h.log.Warn("hub: could not update "+CredentialsFile, "err", err)
 	}
 	h.notify = newNotifier()
 	h.presence = newPresence(cfg.Now, cfg.PresenceGrace)
-	return h, firstStart, nil
+	return h, !h.credentialsShown(), nil
 }
 
 // defaultHostName is localhost with the listening port (none for 443).
@@ -188,12 +219,19 @@ func (h *Hub) Credentials() Credentials {
 	return c
 }
 
+// writeCredentials writes credentials.json if it does not hold the
+// credentials already.
 func (h *Hub) writeCredentials() error {
 	b, err := json.MarshalIndent(h.Credentials(), "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(h.cfg.DataDir, CredentialsFile), append(b, '\n'))
+	b = append(b, '\n')
+	path := filepath.Join(h.cfg.DataDir, CredentialsFile)
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
+		return nil
+	}
+	return atomicfile.WriteFile(path, b, 0o600)
 }
 
 // ReadCredentials reads the credentials a hub wrote in its data dir.
@@ -213,35 +251,37 @@ func ReadCredentials(dataDir string) (Credentials, error) {
 }
 
 // loadPolicies reads the shared access policies, creating `owner` (all
-// rights) on first start.
-func (h *Hub) loadPolicies() (created bool, err error) {
+// rights) when there is none: on first start or with Config.Reinit, as
+// openStore made sure.
+func (h *Hub) loadPolicies() error {
 	recs, err := h.st.List("policies/")
 	if err != nil {
-		return false, err
+		return err
 	}
 	for _, rec := range recs {
 		var p Policy
 		if err := json.Unmarshal(rec.Value, &p); err != nil {
-			return false, fmt.Errorf("policy record %s: %w", rec.Key, err)
+			return fmt.Errorf("policy record %s: %w", rec.Key, err)
 		}
 		h.policies[p.KeyName] = &p
 	}
 	if _, ok := h.policies["owner"]; ok {
-		return false, nil
+		return nil
 	}
 	p := &Policy{KeyName: "owner", Rights: []string{RegistryRead, RegistryWrite, ServiceConnect, DeviceConnect}}
 	if p.PrimaryKey, err = identity.NewKey(); err != nil {
-		return false, err
+		return err
 	}
 	if p.SecondaryKey, err = identity.NewKey(); err != nil {
-		return false, err
+		return err
 	}
 	b, _ := json.Marshal(p)
-	if _, err := h.st.Put("policies/owner", b, 0); err != nil {
-		return false, fmt.Errorf("create the owner policy: %w", err)
+	// A new owner key was never shown, whatever the store says.
+	if _, err := h.st.Txn(store.PutOp(ownerPolicyKey, b, 0), store.DeleteOp(shownKey, store.Any)); err != nil {
+		return fmt.Errorf("create the owner policy: %w", err)
 	}
 	h.policies["owner"] = p
-	return true, nil
+	return nil
 }
 
 func (h *Hub) policy(name string) (*Policy, error) {
@@ -291,29 +331,4 @@ func (h *Hub) Serve(ctx context.Context) error {
 func (h *Hub) Close() error {
 	h.ln.Close()
 	return h.st.Close()
-}
-
-// writeFileAtomic writes data to path with mode 0600: temp file, fsync, rename.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -246,10 +246,6 @@ type syncRecord struct {
 	ReportedSeq  int64  `json:"reportedSeq"`
 }
 
-// syncRecordKey is where the hub keeps a device's syncRecord; it goes with
-// the device.
-func syncRecordKey(id string) string { return "devicesync/" + id }
-
 // uploadReported serves POST …/devices/{id}/reported: it applies each patch
 // whose seq is above the last one applied for the batch's session, in order,
 // and acks the batch. The seq is stored after the patch it covers; a crash
@@ -283,7 +279,7 @@ func (h *Hub) uploadReported(w http.ResponseWriter, r *http.Request, p principal
 	if err != nil {
 		return err
 	}
-	key := syncRecordKey(id)
+	key := registry.DeviceSyncKey(id) // deleted with the device
 	var sr syncRecord
 	version := int64(0)
 	if rec, err := h.st.Get(key); err == nil {

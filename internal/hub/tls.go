@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/outpost-edge/outpost/internal/atomicfile"
 )
 
 // Files of the hub's PKI, in its data dir.
@@ -28,8 +30,9 @@ const (
 
 // ensureTLS loads the hub's server certificate, creating a CA and a
 // certificate for names on first start. A certificate that lacks one of
-// names is reissued from the same CA, so clients that trust the CA keep
-// working.
+// names, or was not issued by the CA, is reissued from the CA, so clients
+// that trust the CA keep working. (Open checks that a CA the hub had is
+// still there before this makes one.)
 func ensureTLS(dir string, names []string, now time.Time) (*tls.Certificate, error) {
 	caCert, caKey, err := loadOrCreateCA(dir, now)
 	if err != nil {
@@ -37,7 +40,8 @@ func ensureTLS(dir string, names []string, now time.Time) (*tls.Certificate, err
 	}
 	certPath, keyPath := filepath.Join(dir, serverCertFile), filepath.Join(dir, serverKeyFile)
 	if cert, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
-		if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err == nil && covers(leaf, names) && now.Before(leaf.NotAfter.Add(-30*24*time.Hour)) {
+		if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err == nil && covers(leaf, names) &&
+			now.Before(leaf.NotAfter.Add(-30*24*time.Hour)) && leaf.CheckSignatureFrom(caCert) == nil {
 			return &cert, nil
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -154,5 +158,5 @@ func serial() *big.Int {
 
 // writePEM writes one PEM block atomically with mode 0600.
 func writePEM(path, typ string, der []byte) error {
-	return writeFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
+	return atomicfile.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/outpost-edge/outpost/internal/atomicfile"
 )
 
 // The annotations outpost puts on the descriptors of the cache's index.json.
@@ -314,58 +316,19 @@ func (c *Cache) putStream(r io.Reader, want v1.Descriptor) error {
 	return nil
 }
 
-// syncDir makes the renames into dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-		return err
-	}
-	return nil
-}
-
-// writeFileAtomic replaces path with data: temporary file, rename; when
-// durable, with the file synced before and the directory after the rename.
+// writeFileAtomic replaces path with data, mode 0644; durable, also through a power loss.
 func (c *Cache) writeFileAtomic(path string, data []byte, durable bool) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return c.writeErr(err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
 	if writeHook != nil {
 		if err := writeHook(path); err != nil {
-			f.Close()
 			return c.writeErr(err)
 		}
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
+	var opts []atomicfile.Option
+	if !durable {
+		opts = append(opts, atomicfile.NoSync())
+	}
+	if err := atomicfile.WriteFile(path, data, 0o644, opts...); err != nil {
 		return c.writeErr(err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return c.writeErr(err)
-	}
-	if durable {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return c.writeErr(err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		return c.writeErr(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return c.writeErr(err)
-	}
-	if durable {
-		if err := syncDir(filepath.Dir(path)); err != nil {
-			return c.writeErr(err)
-		}
 	}
 	return nil
 }
@@ -393,7 +356,7 @@ func refName(ref name.Reference) string { return ref.Name() }
 // Tag records desc under ref in index.json, replacing what was recorded
 // under the same reference. kind is "build" or "base".
 func (c *Cache) Tag(ref name.Reference, desc v1.Descriptor, kind string) error {
-	if err := syncDir(c.blobDir()); err != nil {
+	if err := atomicfile.SyncDir(c.blobDir()); err != nil {
 		return c.writeErr(err)
 	}
 	unlock, err := c.lock()

@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/outpost-edge/outpost/internal/atomicfile"
 )
 
 // GC removes the images no deployment uses: those whose reference or digest
@@ -67,7 +69,7 @@ func (s *Store) GC(inUse []string, olderThan time.Duration) (removed []string, e
 		s.log.Info("image store: gc: removed image", "ref", r.Ref, "digest", r.Digest, "lastUsed", r.LastUsed)
 	}
 	if len(removed) > 0 {
-		if err := syncDir(filepath.Join(s.dir, imagesDir)); err != nil {
+		if err := atomicfile.SyncDir(filepath.Join(s.dir, imagesDir)); err != nil {
 			errs = append(errs, err)
 		}
 	}

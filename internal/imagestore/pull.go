@@ -21,6 +21,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/outpost-edge/outpost/internal/atomicfile"
 )
 
 // parallelBlobs is how many blobs of one image download at once.
@@ -325,18 +327,11 @@ func (p *pull) download(ctx context.Context, d v1.Descriptor, what, final string
 		return p.classify(err)
 	}
 	defer rc.Close()
-	f, err := os.CreateTemp(filepath.Dir(final), d.Digest.Hex+tmpMarker+"*")
+	f, err := atomicfile.Create(final, 0o600)
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", p.ref, err)
 	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
+	defer f.Close() // drops the download unless committed
 	h := sha256.New()
 	// One byte more than the manifest says, to notice a longer blob.
 	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(rc, d.Size+1))
@@ -354,17 +349,10 @@ func (p *pull) download(ctx context.Context, d v1.Descriptor, what, final string
 	case err != nil:
 		return p.classify(err)
 	}
-	if err := f.Sync(); err != nil {
+	if err := f.Commit(); err != nil {
 		return fmt.Errorf("pull %s: %w", p.ref, err)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("pull %s: %w", p.ref, err)
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		return fmt.Errorf("pull %s: %w", p.ref, err)
-	}
-	ok = true
-	return syncDir(filepath.Dir(final))
+	return nil
 }
 
 // isVerifyError tells go-containerregistry's digest check failing at the end
@@ -455,7 +443,7 @@ func (p *pull) build(ctx context.Context, m *v1.Manifest, diffIDs []v1.Hash, fin
 	if err := os.Rename(tmp, final); err != nil {
 		return fmt.Errorf("pull %s: %w", p.ref, err)
 	}
-	return syncDir(filepath.Dir(final))
+	return atomicfile.SyncDir(filepath.Dir(final))
 }
 
 // applyBlob applies the stored layer blob d, verifying the diffID of its
@@ -511,7 +499,7 @@ func (s *Store) writeBlob(h v1.Hash, b []byte) error {
 	if fi, err := os.Stat(final); err == nil && fi.Size() == int64(len(b)) {
 		return nil
 	}
-	return writeFileAtomic(final, b)
+	return atomicfile.WriteFile(final, b, 0o600)
 }
 
 func checkDigest(b []byte, want v1.Hash, ref, what string) error {

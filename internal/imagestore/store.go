@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/outpost-edge/outpost/internal/atomicfile"
 )
 
 const (
@@ -388,47 +390,10 @@ func (s *Store) writeRecord(r *record) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(s.recordPath(r.Name), b); err != nil {
+	if err := atomicfile.WriteFile(s.recordPath(r.Name), b, 0o600); err != nil {
 		return fmt.Errorf("write image record: %w", err)
 	}
 	r.persistedUse = r.LastUsed
-	return nil
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, filepath.Base(path)+tmpMarker+"*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a directory's entries durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) && !isUnsupported(err) {
-		return err
-	}
 	return nil
 }
 

@@ -7,10 +7,11 @@ import (
 	"slices"
 
 	"github.com/outpost-edge/outpost/internal/deployment"
+	"github.com/outpost-edge/outpost/internal/store"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
 
-// ApplyDeployment applies a validated manifest to a device:
+// ApplyDeployment applies a validated manifest to a device, all or nothing:
 //
 //  1. each module of the manifest gets an identity (managedBy outpost) if it
 //     has none;
@@ -18,52 +19,98 @@ import (
 //     twin's desired properties (replaced whole, as IoT Edge does);
 //  3. the $agent twin's desired properties become the deployment;
 //  4. module identities outpost created that the manifest no longer names
-//     are removed.
+//     are removed, with their twins.
 //
-// The deployment goes into $agent after the modules' identities and twins
-// are ready, so an agent that acts on it finds them; an interrupted apply
-// can be run again.
+// It is one store transaction, so an agent that sees the deployment finds
+// the modules' identities and twins ready, and a failed apply changed
+// nothing.
 func (r *Registry) ApplyDeployment(deviceID string, m *deployment.Manifest) error {
-	if _, err := r.GetDevice(deviceID); err != nil {
-		return err
-	}
 	agentDesired, err := m.AgentDesired()
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if _, err := r.CreateModule(Module{DeviceID: deviceID, ModuleID: AgentModule, ManagedBy: ManagedBy}); err != nil && !errors.Is(err, ErrExists) {
+	for attempt := 1; ; attempt++ {
+		ops, err := r.deploymentOps(deviceID, m, agentDesired)
+		if err != nil {
+			return err
+		}
+		_, err = r.st.Txn(ops...)
+		if errors.Is(err, store.ErrConflict) && attempt < maxAttempts {
+			continue // a twin or module changed since we read it: read again
+		}
+		if errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("apply the deployment to device %q: its modules and twins kept changing: %w", deviceID, err)
+		}
 		return err
 	}
-	for _, id := range slices.Sorted(maps.Keys(m.Modules)) {
-		mod := m.Modules[id]
-		if _, err := r.CreateModule(Module{DeviceID: deviceID, ModuleID: id, ManagedBy: ManagedBy}); err != nil && !errors.Is(err, ErrExists) {
-			return fmt.Errorf("module %s: %w", id, err)
+}
+
+// maxAttempts bounds the retries of a transaction that lost a race.
+const maxAttempts = 20
+
+// deploymentOps reads what ApplyDeployment changes and returns its writes, each
+// conditional on the version read.
+func (r *Registry) deploymentOps(deviceID string, m *deployment.Manifest, agentDesired []byte) ([]store.Op, error) {
+	existing, err := r.ListModules(deviceID) // fails if the device does not exist
+	if err != nil {
+		return nil, err
+	}
+	have := map[string]Module{}
+	for _, mod := range existing {
+		have[mod.ModuleID] = mod
+	}
+	desired := map[string][]byte{AgentModule: agentDesired}
+	for id, mod := range m.Modules {
+		if mod.Desired != nil {
+			desired[id] = mod.Desired
 		}
-		if mod.Desired == nil {
+	}
+	var ops []store.Op
+	for _, id := range append([]string{AgentModule}, slices.Sorted(maps.Keys(m.Modules))...) {
+		_, exists := have[id]
+		if !exists {
+			mod, b, err := r.newModule(Module{DeviceID: deviceID, ModuleID: id, ManagedBy: ManagedBy})
+			if err != nil {
+				return nil, fmt.Errorf("module %s: %w", id, err)
+			}
+			ops = append(ops, store.PutOp(moduleKey(deviceID, id), b, 0))
+			have[id] = mod
+		}
+		// A new module starts from a fresh twin, whatever an earlier one left.
+		t, version, err := r.twinRecord(deviceID, id)
+		if err != nil {
+			return nil, err
+		}
+		if !exists {
+			t = twin.New(deviceID, id, r.now())
+		}
+		d, ok := desired[id]
+		if !ok {
+			if !exists && version != 0 {
+				ops = append(ops, store.DeleteOp(twinKey(deviceID, id), version))
+			}
 			continue
 		}
-		if _, err := r.UpdateTwin(deviceID, id, "", func(t *twin.Twin) (bool, error) {
-			return t.ReplaceDesired(mod.Desired, r.now())
-		}); err != nil {
-			return fmt.Errorf("module %s: desired properties: %w", id, err)
+		changed, err := t.ReplaceDesired(d, r.now())
+		if err != nil {
+			return nil, fmt.Errorf("%w: module %s: desired properties: %v", ErrInvalid, id, err)
 		}
-	}
-	if _, err := r.UpdateTwin(deviceID, AgentModule, "", func(t *twin.Twin) (bool, error) {
-		return t.ReplaceDesired(agentDesired, r.now())
-	}); err != nil {
-		return fmt.Errorf("%s desired properties: %w", AgentModule, err)
-	}
-	existing, err := r.ListModules(deviceID)
-	if err != nil {
-		return err
+		if !changed && exists {
+			continue
+		}
+		b, err := t.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, store.PutOp(twinKey(deviceID, id), b, version))
 	}
 	for _, mod := range existing {
 		if _, keep := m.Modules[mod.ModuleID]; keep || mod.ModuleID == AgentModule || mod.ManagedBy != ManagedBy {
 			continue
 		}
-		if err := r.DeleteModule(deviceID, mod.ModuleID, ""); err != nil && !errors.Is(err, ErrNotFound) {
-			return fmt.Errorf("remove module %s: %w", mod.ModuleID, err)
-		}
+		v, _ := versionOf(mod.ETag)
+		ops = append(ops, store.DeleteOp(moduleKey(deviceID, mod.ModuleID), v),
+			store.DeleteOp(twinKey(deviceID, mod.ModuleID), store.Any))
 	}
-	return nil
+	return ops, nil
 }

@@ -30,7 +30,23 @@ func (r *Registry) CreateDevice(d Device) (Device, error) {
 	d.GenerationID = newGenerationID()
 	now := r.now()
 	d.StatusUpdatedTime, d.ConnectionStateUpdatedTime = now, now
-	v, err := r.putDevice(d, 0)
+	_, agentJSON, err := r.newModule(Module{DeviceID: d.DeviceID, ModuleID: AgentModule, ManagedBy: ManagedBy})
+	if err != nil {
+		return Device{}, err
+	}
+	dev, err := marshalIdentity(d)
+	if err != nil {
+		return Device{}, err
+	}
+	// The device and its agent module, all or nothing; what an earlier device of that id
+	// may have left is dropped with it.
+	v, err := r.st.Txn(
+		store.PutOp(deviceKey(d.DeviceID), dev, 0),
+		store.PutOp(moduleKey(d.DeviceID, AgentModule), agentJSON, store.Any),
+		store.DeleteOp(twinKey(d.DeviceID, ""), store.Any),
+		store.DeleteOp(twinKey(d.DeviceID, AgentModule), store.Any),
+		store.DeleteOp(DeviceSyncKey(d.DeviceID), store.Any),
+	)
 	if errors.Is(err, store.ErrConflict) {
 		return Device{}, fmt.Errorf("%w: device %q", ErrExists, d.DeviceID)
 	}
@@ -38,9 +54,6 @@ func (r *Registry) CreateDevice(d Device) (Device, error) {
 		return Device{}, err
 	}
 	d.ETag = ETagOf(v)
-	if _, err := r.CreateModule(Module{DeviceID: d.DeviceID, ModuleID: AgentModule, ManagedBy: ManagedBy}); err != nil && !errors.Is(err, ErrExists) {
-		return Device{}, fmt.Errorf("create %s for device %q: %w", AgentModule, d.DeviceID, err)
-	}
 	return d, nil
 }
 
@@ -96,12 +109,22 @@ func (r *Registry) fillDevice(d *Device) error {
 }
 
 func (r *Registry) putDevice(d Device, expect int64) (int64, error) {
-	d.ETag = ""
-	b, err := json.Marshal(d)
+	b, err := marshalIdentity(d)
 	if err != nil {
 		return 0, err
 	}
 	return r.st.Put(deviceKey(d.DeviceID), b, expect)
+}
+
+// marshalIdentity is the stored form of a device or module: its etag is its version.
+func marshalIdentity[T Device | Module](v T) ([]byte, error) {
+	switch x := any(&v).(type) {
+	case *Device:
+		x.ETag = ""
+	case *Module:
+		x.ETag = ""
+	}
+	return json.Marshal(v)
 }
 
 // GetDevice returns a device identity.
@@ -149,37 +172,42 @@ func (r *Registry) ListDevices(after string, limit int) ([]Device, string, error
 	return out, next, nil
 }
 
-// DeleteDevice removes a device with its modules and twins. The device
-// record goes last, so an interrupted delete can be retried.
+// DeleteDevice removes a device with its modules, its twins and the hub's sync record
+// of it, all or nothing.
 func (r *Registry) DeleteDevice(id, ifMatch string) error {
-	cur, err := r.GetDevice(id)
-	if err != nil {
-		return err
-	}
 	expect, err := versionOf(ifMatch)
 	if err != nil {
 		return err
 	}
-	if expect != store.Any {
-		if have, _ := versionOf(cur.ETag); have != expect {
-			return fmt.Errorf("%w: device %q was changed by someone else (etag mismatch)", ErrPrecondition, id)
-		}
-	}
-	for _, prefix := range []string{"modules/" + id + "/", "twins/" + id + "/"} {
-		recs, err := r.st.List(prefix)
+	for {
+		cur, err := r.GetDevice(id)
 		if err != nil {
 			return err
 		}
-		for _, rec := range recs {
-			if err := r.st.Delete(rec.Key, store.Any); err != nil && !errors.Is(err, store.ErrNotFound) {
+		want := expect
+		if want == store.Any {
+			want, _ = versionOf(cur.ETag)
+		}
+		ops := []store.Op{
+			store.DeleteOp(deviceKey(id), want),
+			store.DeleteOp(twinKey(id, ""), store.Any),
+			store.DeleteOp(DeviceSyncKey(id), store.Any),
+		}
+		for _, prefix := range []string{"modules/" + id + "/", "twins/" + id + "/"} {
+			recs, err := r.st.List(prefix)
+			if err != nil {
 				return err
 			}
+			for _, rec := range recs {
+				ops = append(ops, store.DeleteOp(rec.Key, store.Any))
+			}
 		}
+		_, err = r.st.Txn(ops...)
+		if errors.Is(err, store.ErrConflict) && expect == store.Any {
+			continue // the device changed since we read it: read it again
+		}
+		return storeErr(err, fmt.Sprintf("device %q", id))
 	}
-	if err := r.st.Delete(twinKey(id, ""), store.Any); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	return storeErr(r.st.Delete(deviceKey(id), expect), fmt.Sprintf("device %q", id))
 }
 
 // CreateModule adds a module identity to an existing device.
@@ -190,23 +218,15 @@ func (r *Registry) CreateModule(m Module) (Module, error) {
 	if _, err := r.GetDevice(m.DeviceID); err != nil {
 		return Module{}, err
 	}
-	auth, err := fillAuth(m.Authentication, fmt.Sprintf("module %s/%s", m.DeviceID, m.ModuleID))
+	m, b, err := r.newModule(m)
 	if err != nil {
 		return Module{}, err
 	}
-	m.Authentication = auth
-	// The put below is create-only; this early check only keeps the twin of
-	// an existing module from being dropped.
-	if _, err := r.st.Get(moduleKey(m.DeviceID, m.ModuleID)); err == nil {
-		return Module{}, fmt.Errorf("%w: module %s/%s", ErrExists, m.DeviceID, m.ModuleID)
-	}
-	if err := r.dropTwin(m.DeviceID, m.ModuleID); err != nil { // left by an interrupted delete
-		return Module{}, err
-	}
-	m.GenerationID = newGenerationID()
-	m.ConnectionState = "Disconnected"
-	m.ConnectionStateUpdatedTime = r.now()
-	v, err := r.putModule(m, 0)
+	// The identity with no twin: a twin left by an earlier module of that id goes.
+	v, err := r.st.Txn(
+		store.PutOp(moduleKey(m.DeviceID, m.ModuleID), b, 0),
+		store.DeleteOp(twinKey(m.DeviceID, m.ModuleID), store.Any),
+	)
 	if errors.Is(err, store.ErrConflict) {
 		return Module{}, fmt.Errorf("%w: module %s/%s", ErrExists, m.DeviceID, m.ModuleID)
 	}
@@ -215,6 +235,21 @@ func (r *Registry) CreateModule(m Module) (Module, error) {
 	}
 	m.ETag = ETagOf(v)
 	return m, nil
+}
+
+// newModule fills in a new module identity (keys, generation id, state) and returns it
+// with its stored form.
+func (r *Registry) newModule(m Module) (Module, []byte, error) {
+	auth, err := fillAuth(m.Authentication, fmt.Sprintf("module %s/%s", m.DeviceID, m.ModuleID))
+	if err != nil {
+		return Module{}, nil, err
+	}
+	m.Authentication = auth
+	m.GenerationID = newGenerationID()
+	m.ConnectionState = "Disconnected"
+	m.ConnectionStateUpdatedTime = r.now()
+	b, err := marshalIdentity(m)
+	return m, b, err
 }
 
 // UpdateModule replaces a module's keys and managedBy, if its etag still
@@ -247,8 +282,7 @@ func (r *Registry) UpdateModule(m Module, ifMatch string) (Module, error) {
 }
 
 func (r *Registry) putModule(m Module, expect int64) (int64, error) {
-	m.ETag = ""
-	b, err := json.Marshal(m)
+	b, err := marshalIdentity(m)
 	if err != nil {
 		return 0, err
 	}
@@ -294,28 +328,18 @@ func (r *Registry) ListModules(deviceID string) ([]Module, error) {
 	return out, nil
 }
 
-// DeleteModule removes a module identity and its twin.
+// DeleteModule removes a module identity and its twin, both or neither.
 func (r *Registry) DeleteModule(deviceID, moduleID, ifMatch string) error {
 	expect, err := versionOf(ifMatch)
 	if err != nil {
 		return err
 	}
-	what := fmt.Sprintf("module %s/%s", deviceID, moduleID)
 	if _, err := r.GetModule(deviceID, moduleID); err != nil {
 		return err
 	}
-	// The identity first, under the etag check; then its twin. A twin left
-	// behind by a crash in between is removed when the module is created again.
-	if err := r.st.Delete(moduleKey(deviceID, moduleID), expect); err != nil {
-		return storeErr(err, what)
-	}
-	return r.dropTwin(deviceID, moduleID)
-}
-
-// dropTwin removes a module's twin record, if there is one.
-func (r *Registry) dropTwin(deviceID, moduleID string) error {
-	if err := r.st.Delete(twinKey(deviceID, moduleID), store.Any); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	return nil
+	_, err = r.st.Txn(
+		store.DeleteOp(moduleKey(deviceID, moduleID), expect),
+		store.DeleteOp(twinKey(deviceID, moduleID), store.Any),
+	)
+	return storeErr(err, fmt.Sprintf("module %s/%s", deviceID, moduleID))
 }

@@ -8,6 +8,11 @@
 //	modules/{deviceId}/{moduleId}    Module
 //	twins/{deviceId}                 the device twin
 //	twins/{deviceId}/{moduleId}      the module twin
+//	devicesync/{deviceId}            the hub's record of the device's uploads
+//
+// Writes that span records (creating a device with its agent module,
+// deleting a device with everything of it, applying a deployment) are one
+// store transaction each: all or nothing.
 //
 // The etag of a device or module is derived from its store version, so a
 // compare-and-swap on the etag is a compare-and-swap on the record.
@@ -62,6 +67,10 @@ func (r *Registry) SetClock(now func() time.Time) { r.now = now }
 
 func deviceKey(id string) string      { return "devices/" + id }
 func moduleKey(id, mid string) string { return "modules/" + id + "/" + mid }
+
+// DeviceSyncKey is the key of the hub's sync record of a device, deleted with the device.
+func DeviceSyncKey(id string) string { return "devicesync/" + id }
+
 func twinKey(id, mid string) string {
 	if mid == "" {
 		return "twins/" + id

@@ -18,16 +18,9 @@ func (r *Registry) GetTwin(deviceID, moduleID string) (*twin.Twin, error) {
 }
 
 func (r *Registry) loadTwin(deviceID, moduleID string) (*twin.Twin, int64, error) {
-	rec, err := r.st.Get(twinKey(deviceID, moduleID))
-	if err == nil {
-		t := new(twin.Twin)
-		if err := t.UnmarshalJSON(rec.Value); err != nil {
-			return nil, 0, fmt.Errorf("record %s: %w", rec.Key, err)
-		}
-		return t, rec.Version, nil
-	}
-	if !errors.Is(err, store.ErrNotFound) {
-		return nil, 0, err
+	t, version, err := r.twinRecord(deviceID, moduleID)
+	if err != nil || version != 0 {
+		return t, version, err
 	}
 	// No twin yet: the identity must exist.
 	if moduleID == "" {
@@ -38,7 +31,24 @@ func (r *Registry) loadTwin(deviceID, moduleID string) (*twin.Twin, int64, error
 	if err != nil {
 		return nil, 0, err
 	}
-	return twin.New(deviceID, moduleID, r.now()), 0, nil
+	return t, 0, nil
+}
+
+// twinRecord returns the stored twin and its version, or a fresh twin and 0
+// when there is none.
+func (r *Registry) twinRecord(deviceID, moduleID string) (*twin.Twin, int64, error) {
+	rec, err := r.st.Get(twinKey(deviceID, moduleID))
+	if errors.Is(err, store.ErrNotFound) {
+		return twin.New(deviceID, moduleID, r.now()), 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	t := new(twin.Twin)
+	if err := t.UnmarshalJSON(rec.Value); err != nil {
+		return nil, 0, fmt.Errorf("record %s: %w", rec.Key, err)
+	}
+	return t, rec.Version, nil
 }
 
 // UpdateTwin changes a twin with fn and stores it, if the twin's etag still

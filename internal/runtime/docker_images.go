@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/outpost-edge/outpost/internal/atomicfile"
 )
 
 // The docker runtime removes the images it pulled once no module has used them for a
@@ -69,24 +71,7 @@ func (d *dockerRuntime) savePulled(m map[string]pulledImage) error {
 	if err := os.MkdirAll(d.owner, 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(d.owner, "."+pulledImagesFile+".*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), filepath.Join(d.owner, pulledImagesFile))
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+	return atomicfile.WriteFile(filepath.Join(d.owner, pulledImagesFile), append(b, '\n'), 0o600)
 }
 
 // usedImage records that ref (as the engine has it, img) was used now. With pulled false

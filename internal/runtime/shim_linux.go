@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/outpost-edge/outpost/internal/atomicfile"
 )
 
 // The shim is the parent of one instance of the runc or process runtime. It is the binary
@@ -257,33 +259,15 @@ func runcError(logFile, fallback string) string {
 	return msg
 }
 
-// writeJSON writes v to dir/name atomically: a temp file, then rename. No fsync: these
-// records describe processes, which a power loss ends anyway (and the boot id tells), and
-// four fsyncs would double the start time of a short-lived instance. A record torn by a
-// crash reads as absent.
+// writeJSON writes v to dir/name atomically. No fsync: these records describe processes,
+// which a power loss ends anyway (and the boot id tells), and four fsyncs would double the
+// start time of a short-lived instance. A record torn by a crash reads as absent.
 func writeJSON(dir, name string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+name+".*")
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	if err := os.Rename(f.Name(), filepath.Join(dir, name)); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	return nil
+	return atomicfile.WriteFile(filepath.Join(dir, name), append(b, '\n'), 0o600, atomicfile.NoSync())
 }
 
 func readJSON(dir, name string, v any) error {

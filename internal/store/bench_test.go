@@ -121,6 +121,21 @@ func BenchmarkCreate1Writer(b *testing.B) {
 }
 
 // BenchmarkOutbox creates a record and deletes the oldest one, as a queue does.
+// BenchmarkTxnCreate2 creates two new records in one Txn (a device and its agent
+// module): compare with two BenchmarkCreate1Writer writes.
+func BenchmarkTxnCreate2(b *testing.B) {
+	s := openT(b, b.TempDir())
+	b.ResetTimer()
+	for i := range b.N {
+		id := strconv.Itoa(i)
+		if _, err := s.Txn(PutOp("devices/"+id, benchValue, 0), PutOp("modules/"+id+"/$agent", benchValue, 0)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	reportRate(b, "txns/s")
+}
+
 func BenchmarkOutbox(b *testing.B) {
 	s := openT(b, b.TempDir())
 	const depth = 32

@@ -134,40 +134,8 @@ func TestCrash(t *testing.T) {
 	var maxVersion int64 // highest version seen so far, for any key
 	for i := range *crashIterations {
 		cmd := childCommand(t, "TestCrashChild", fmt.Sprintf("%s=%s,%d", crashEnv, dir, i+1))
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		var lines []string
-		ready, eof := make(chan struct{}), make(chan struct{})
-		go func() {
-			defer close(eof)
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				lines = append(lines, sc.Text())
-				if sc.Text() == "READY" {
-					close(ready)
-				}
-			}
-		}()
-		if rnd.IntN(10) > 0 { // else kill it while it starts and opens the store
-			select {
-			case <-ready:
-			case <-eof:
-			case <-time.After(20 * time.Second):
-				t.Fatal("child not ready after 20s")
-			}
-		}
-		time.Sleep(time.Duration(rnd.IntN(50_001)) * time.Microsecond)
-		cmd.Process.Kill()
-		<-eof
-		werr := cmd.Wait()
-		if ee := (*exec.ExitError)(nil); errors.As(werr, &ee) && ee.ExitCode() == 3 || werr == nil {
-			t.Fatalf("round %d: child did not die by our kill (%v):\n%s", i, werr, strings.Join(lines, "\n"))
-		}
+		// 1 in 10 is killed while it starts and opens the store.
+		lines := runAndKill(t, cmd, rnd.IntN(10) > 0, time.Duration(rnd.IntN(50_001))*time.Microsecond)
 
 		// Replay what the child said.
 		roundStart := maxVersion
@@ -277,4 +245,45 @@ func TestCrash(t *testing.T) {
 	}
 	t.Logf("%d rounds, %d acknowledged writes checked; %d writes in flight at a kill, %d of which landed",
 		*crashIterations, totalAcks, inFlight, landed)
+}
+
+// runAndKill starts cmd, waits for it to print READY (if waitReady), then for wait, kills
+// it and returns what it printed. It fails the test if the child died otherwise.
+func runAndKill(t *testing.T, cmd *exec.Cmd, waitReady bool, wait time.Duration) []string {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	ready, eof := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(eof)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+			if sc.Text() == "READY" {
+				close(ready)
+			}
+		}
+	}()
+	if waitReady {
+		select {
+		case <-ready:
+		case <-eof:
+		case <-time.After(20 * time.Second):
+			t.Fatal("child not ready after 20s")
+		}
+	}
+	time.Sleep(wait)
+	cmd.Process.Kill()
+	<-eof
+	werr := cmd.Wait()
+	if ee := (*exec.ExitError)(nil); errors.As(werr, &ee) && ee.ExitCode() == 3 || werr == nil {
+		t.Fatalf("child did not die by our kill (%v):\n%s", werr, strings.Join(lines, "\n"))
+	}
+	return lines
 }

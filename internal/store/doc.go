@@ -14,8 +14,10 @@
 //
 //	DIR/LOCK               pid of the owning process; flock(2) (LockFileEx on Windows)
 //	DIR/REVISION           {"format":1,"revision":N}: no version above N was ever handed out
+//	DIR/.REVISION.tmp-*    a REVISION write in progress; removed by Open
 //	DIR/records/NAME.json  one file per record, mode 0600
 //	DIR/records/*.tmp      writes in progress and spare files; removed by Open
+//	DIR/records/txn-V.journal  a committed Txn being applied; Open finishes it
 //
 // NAME is the key with every byte outside [a-z0-9._-] percent-encoded in upper-case hex,
 // '/', '%' and upper-case letters included (so "devices/Dev1" is devices%2F%44ev1.json),
@@ -43,6 +45,17 @@
 // (or a Delete removes) is kept as a spare to be overwritten by a later write, which costs
 // a cache flush instead of a journal commit. If an fsync fails the store refuses writes
 // until it is opened again.
+//
+// # Transactions
+//
+// Txn writes several records all or none. Its new record files are written to temp files
+// first, then a journal holding every put and delete, fsynced and renamed into place: that
+// durable rename is the commit point. Then the record files are renamed into place and
+// removed, the directory fsynced, and the journal removed (durably) before Txn returns.
+// Open finishes a journal left by a crash. Running out of space can only happen before
+// the commit point, so a Txn that fails for want of space (a *SpaceError) changed
+// nothing. A failure after the commit point makes the store refuse writes until it is
+// opened again.
 //
 // # Versions
 //

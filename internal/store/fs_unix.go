@@ -26,4 +26,7 @@ func tryLock(f *os.File) error {
 // syncDir makes the entries of the directory d durable.
 func syncDir(d *os.File) error { return d.Sync() }
 
-func rename(from, to string) error { return os.Rename(from, to) }
+// isNoSpace tells a write that failed for want of disk space or quota.
+func isNoSpace(err error) bool {
+	return errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)
+}

@@ -28,18 +28,8 @@ func tryLock(f *os.File) error {
 // syncDir does nothing: Windows cannot flush a directory handle; rename writes through.
 func syncDir(*os.File) error { return nil }
 
-// rename replaces to with from, and returns only once the change is on disk.
-func rename(from, to string) error {
-	f, err := windows.UTF16PtrFromString(from)
-	if err != nil {
-		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
-	}
-	t, err := windows.UTF16PtrFromString(to)
-	if err != nil {
-		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
-	}
-	if err := windows.MoveFileEx(f, t, windows.MOVEFILE_REPLACE_EXISTING|windows.MOVEFILE_WRITE_THROUGH); err != nil {
-		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
-	}
-	return nil
+// isNoSpace tells a write that failed for want of disk space or quota.
+func isNoSpace(err error) bool {
+	return errors.Is(err, windows.ERROR_DISK_FULL) || errors.Is(err, windows.ERROR_HANDLE_DISK_FULL) ||
+		errors.Is(err, windows.ERROR_DISK_QUOTA_EXCEEDED)
 }

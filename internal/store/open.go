@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/outpost-edge/outpost/internal/atomicfile"
 )
 
 // Open opens the store in dir, creating dir (mode 0700) if needed, and locks it: a second
@@ -99,27 +101,9 @@ func (s *FileStore) load() error {
 	if s.recFile, err = os.Open(s.recDir); err != nil {
 		return fmt.Errorf("store: open: %w", err)
 	}
-	ents, err := s.recFile.ReadDir(-1)
+	names, err := s.cleanRecordsDir()
 	if err != nil {
-		return fmt.Errorf("store: open: %w", err)
-	}
-	var names []string
-	removed := 0
-	for _, e := range ents {
-		name := e.Name()
-		switch {
-		case !e.Type().IsRegular():
-		case strings.HasSuffix(name, ".tmp"):
-			if err := os.Remove(filepath.Join(s.recDir, name)); err != nil {
-				return fmt.Errorf("store: open: remove unfinished write: %w", err)
-			}
-			removed++
-		case strings.HasSuffix(name, ".json"):
-			names = append(names, name)
-		}
-	}
-	if removed > 0 {
-		s.log.Info("store: removed unfinished writes", "dir", s.recDir, "files", removed)
+		return err
 	}
 	loaded, err := loadRecords(s.recDir, names)
 	if err != nil {
@@ -139,13 +123,61 @@ func (s *FileStore) load() error {
 	return nil
 }
 
-// removeTemps removes the temp files of REVISION writes.
+// cleanRecordsDir removes the temp files of unfinished writes, finishes the Txns that
+// committed, and returns the names of the record files.
+func (s *FileStore) cleanRecordsDir() ([]string, error) {
+	for pass := 0; ; pass++ {
+		d, err := os.Open(s.recDir)
+		if err != nil {
+			return nil, fmt.Errorf("store: open: %w", err)
+		}
+		ents, err := d.ReadDir(-1)
+		d.Close()
+		if err != nil {
+			return nil, fmt.Errorf("store: open: %w", err)
+		}
+		var names, journals []string
+		removed := 0
+		for _, e := range ents {
+			name := e.Name()
+			switch {
+			case !e.Type().IsRegular():
+			case strings.HasSuffix(name, ".tmp"):
+				if err := os.Remove(filepath.Join(s.recDir, name)); err != nil {
+					return nil, fmt.Errorf("store: open: remove unfinished write: %w", err)
+				}
+				removed++
+			case strings.HasSuffix(name, journalExt):
+				journals = append(journals, name)
+			case strings.HasSuffix(name, ".json"):
+				names = append(names, name)
+			}
+		}
+		if removed > 0 {
+			s.log.Info("store: removed unfinished writes", "dir", s.recDir, "files", removed)
+		}
+		if len(journals) == 0 || pass > 0 {
+			return names, nil
+		}
+		n, err := s.replayJournals(journals)
+		if err != nil {
+			return nil, err
+		}
+		s.log.Info("store: finished transactions interrupted by a crash", "dir", s.recDir, "transactions", n)
+	}
+}
+
+// removeTemps removes the temp files of REVISION writes (and those of older versions).
 func removeTemps(dir string) error {
-	names, err := filepath.Glob(filepath.Join(dir, revisionName+".*.tmp"))
+	names, err := filepath.Glob(filepath.Join(dir, "."+revisionName+atomicfile.Marker+"*"))
 	if err != nil {
 		return err
 	}
-	for _, name := range names {
+	old, err := filepath.Glob(filepath.Join(dir, revisionName+".*.tmp"))
+	if err != nil {
+		return err
+	}
+	for _, name := range append(names, old...) {
 		if err := os.Remove(name); err != nil {
 			return fmt.Errorf("store: open: remove unfinished write: %w", err)
 		}
@@ -179,35 +211,7 @@ func readRevision(path string) (int64, error) {
 
 func (s *FileStore) writeRevision(rev int64) error {
 	b, _ := json.Marshal(revisionFile{Format: 1, Revision: rev})
-	return writeFileAtomic(s.dir, revisionName, append(b, '\n'))
-}
-
-// writeFileAtomic replaces dir/name with data durably.
-func writeFileAtomic(dir, name string, data []byte) error {
-	f, err := os.CreateTemp(dir, name+".*.tmp")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = rename(f.Name(), filepath.Join(dir, name))
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return syncDir(d)
+	return atomicfile.WriteFile(filepath.Join(s.dir, revisionName), append(b, '\n'), 0o600)
 }
 
 type loaded struct {

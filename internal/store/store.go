@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/outpost-edge/outpost/internal/atomicfile"
 )
 
 // Record is a key, its version and its value, a JSON document.
@@ -41,6 +43,13 @@ type Store interface {
 	// Delete removes the record under key, with the same rule for expect as Put. It
 	// returns an error wrapping ErrNotFound if there is no such record.
 	Delete(key string, expect int64) error
+	// Txn applies ops, puts and deletes of distinct keys, all or none: if the version of
+	// any record is not the one its op expects, nothing is written and the error is a
+	// *ConflictError for that key. A delete of a record that does not exist is no error
+	// (if its op expects 0 or Any). Every put gets the same new version, which Txn
+	// returns (0 if ops changed nothing). On etcd this is one Txn: a compare on each key's
+	// revision, then the ops.
+	Txn(ops ...Op) (int64, error)
 	// Watch returns the changes to records under prefix once they are durable, in commit
 	// order for each key. The channel is closed when ctx is done or the store is closed.
 	Watch(ctx context.Context, prefix string) <-chan Event
@@ -58,6 +67,37 @@ var (
 	ErrClosed   = errors.New("store: closed")
 	ErrInvalid  = errors.New("invalid key or value")
 )
+
+// Op is one write of a Txn: a put of Value under Key, or with Delete set a removal of
+// Key, each if the record's version is Expect (0: the record must not exist; Any: no
+// condition).
+type Op struct {
+	Key    string
+	Value  []byte
+	Expect int64
+	Delete bool
+}
+
+// PutOp returns the Op that puts value under key if the record's version is expect.
+func PutOp(key string, value []byte, expect int64) Op {
+	return Op{Key: key, Value: value, Expect: expect}
+}
+
+// DeleteOp returns the Op that deletes key if the record's version is expect.
+func DeleteOp(key string, expect int64) Op { return Op{Key: key, Expect: expect, Delete: true} }
+
+// SpaceError is a write that failed because the file system of the store's dir is full
+// (or a disk quota is used up). Nothing of the write was made: free space and retry.
+type SpaceError struct {
+	Dir string // the store's dir
+	Err error
+}
+
+func (e *SpaceError) Error() string {
+	return fmt.Sprintf("%v: the file system of %s is full: free space there (or raise the quota), then retry", e.Err, e.Dir)
+}
+
+func (e *SpaceError) Unwrap() error { return e.Err }
 
 // ConflictError is the error of a Put or Delete whose expected version did not match.
 type ConflictError struct {
@@ -236,12 +276,12 @@ func (s *FileStore) Put(key string, value []byte, expect int64) (int64, error) {
 	}
 	version, err := s.nextVersion()
 	if err != nil {
-		return 0, fmt.Errorf("store: put %s: %w", key, err)
+		return 0, s.writeErr("put "+key, err)
 	}
 	value = bytes.Clone(value)
 	data := encodeRecord(key, version, value)
 	if err := s.replace(key, data, cur, exists); err != nil {
-		return 0, fmt.Errorf("store: put %s: %w", key, err)
+		return 0, s.writeErr("put "+key, err)
 	}
 	s.mu.Lock()
 	s.index[key] = entry{version: version, value: value, size: len(data)}
@@ -277,22 +317,9 @@ func (s *FileStore) Delete(key string, expect int64) error {
 	if err := checkExpect(key, expect, cur.version, exists); err != nil {
 		return err
 	}
-	path := filepath.Join(s.recDir, fileName(key))
-	var spare string
-	if recycle {
-		spare = s.spares.reserve()
-	}
-	var err error
-	if spare != "" {
-		err = rename(path, spare)
-	} else {
-		err = os.Remove(path)
-	}
+	spare, err := s.detach(key)
 	if err != nil {
-		if spare != "" {
-			s.spares.unreserve()
-		}
-		return fmt.Errorf("store: delete %s: %w", key, err)
+		return s.writeErr("delete "+key, err)
 	}
 	if err := s.sync(); err != nil {
 		return fmt.Errorf("store: delete %s: %w", key, err)
@@ -369,27 +396,12 @@ func (s *FileStore) nextVersion() (int64, error) {
 
 // replace makes data the durable contents of key's record file.
 func (s *FileStore) replace(key string, data []byte, cur entry, exists bool) error {
-	path := filepath.Join(s.recDir, fileName(key))
 	tmp, err := s.writeTemp(data)
 	if err != nil {
 		return err
 	}
-	// Keep the old file under a second name, to be overwritten by a later write.
-	var spare string
-	if exists && recycle {
-		if spare = s.spares.reserve(); spare != "" {
-			if os.Link(path, spare) != nil {
-				s.spares.unreserve()
-				spare = ""
-			}
-		}
-	}
-	if err := rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		if spare != "" {
-			os.Remove(spare)
-			s.spares.unreserve()
-		}
+	spare, err := s.install(key, tmp, exists)
+	if err != nil {
 		return err
 	}
 	if err := s.sync(); err != nil {
@@ -401,6 +413,58 @@ func (s *FileStore) replace(key string, data []byte, cur entry, exists bool) err
 	return nil
 }
 
+// install renames the temp file tmp over key's record file. The file it replaces, if
+// any, is kept under the returned name to become a spare once the rename is durable.
+func (s *FileStore) install(key, tmp string, exists bool) (spare string, err error) {
+	path := filepath.Join(s.recDir, fileName(key))
+	if exists && recycle {
+		if spare = s.spares.reserve(); spare != "" {
+			if os.Link(path, spare) != nil {
+				s.spares.unreserve()
+				spare = ""
+			}
+		}
+	}
+	if err := atomicfile.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		if spare != "" {
+			os.Remove(spare)
+			s.spares.unreserve()
+		}
+		return "", err
+	}
+	return spare, nil
+}
+
+// detach removes key's record file, keeping it under the returned name to become a
+// spare once the removal is durable.
+func (s *FileStore) detach(key string) (spare string, err error) {
+	path := filepath.Join(s.recDir, fileName(key))
+	if recycle {
+		spare = s.spares.reserve()
+	}
+	if spare != "" {
+		err = atomicfile.Rename(path, spare)
+	} else {
+		err = os.Remove(path)
+	}
+	if err != nil {
+		if spare != "" {
+			s.spares.unreserve()
+		}
+		return "", err
+	}
+	return spare, nil
+}
+
+// writeErr wraps err, the failure of a write that changed nothing, for op ("put KEY").
+func (s *FileStore) writeErr(op string, err error) error {
+	if isNoSpace(err) {
+		err = &SpaceError{Dir: s.dir, Err: err}
+	}
+	return fmt.Errorf("store: %s: %w", op, err)
+}
+
 // writeTemp returns the name of a temp file in the records dir holding data durably:
 // a spare of the same size overwritten in place, or else a new file.
 func (s *FileStore) writeTemp(data []byte) (string, error) {
@@ -410,7 +474,13 @@ func (s *FileStore) writeTemp(data []byte) (string, error) {
 		}
 		os.Remove(name)
 	}
-	f, err := os.CreateTemp(s.recDir, "new-*.tmp")
+	return s.createTemp("new-*.tmp", data)
+}
+
+// createTemp returns the name of a new temp file in the records dir, named after
+// pattern as os.CreateTemp does, holding data durably.
+func (s *FileStore) createTemp(pattern string, data []byte) (string, error) {
+	f, err := os.CreateTemp(s.recDir, pattern)
 	if err != nil {
 		return "", err
 	}

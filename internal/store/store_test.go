@@ -574,7 +574,7 @@ func TestTempFilesRemovedAtOpen(t *testing.T) {
 	s := openT(t, dir)
 	put(t, s, "k", `1`, 0)
 	s.Close()
-	leftovers := []string{"records/new-123.tmp", "records/spare-7.tmp", "REVISION.99.tmp"}
+	leftovers := []string{"records/new-123.tmp", "records/spare-7.tmp", "REVISION.99.tmp", ".REVISION.tmp-42"}
 	for _, name := range leftovers {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(`{"key":"x`), 0o600); err != nil {
 			t.Fatal(err)

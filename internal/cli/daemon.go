@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -84,6 +85,9 @@ module's workload socket answers 501.`,
   outpost daemon --connection-string "$DEVICE_CONNECTION_STRING" --ca hub-ca.pem --data ./device --runtime process --mgmt-socket ./device/mgmt.sock`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := daemonOSError(goruntime.GOOS); err != nil {
+				return err
+			}
 			v := f.Config()
 			opts.ConnectionString = v.GetString("connection-string")
 			if fl := cmd.Flags().Lookup("connection-string"); fl != nil && fl.Changed {
@@ -140,6 +144,9 @@ module's workload socket answers 501.`,
 
 // daemonRun runs the daemon until ctx is done.
 func daemonRun(ctx context.Context, f *Factory, opts *daemonOptions) error {
+	if err := daemonOSError(goruntime.GOOS); err != nil {
+		return err
+	}
 	// The daemon's heap is small and steady; collecting at 50% growth instead
 	// of Go's default 100% keeps it on small devices' budget (about 2 MB less
 	// RSS with 10 modules) for little CPU. GOGC in the environment still wins.

@@ -223,23 +223,6 @@ func docFiles(t *testing.T, root string) []string {
 	return files
 }
 
-// repoRoot is the directory of go.mod above the test's directory.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for ; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		if dir == filepath.Dir(dir) {
-			t.Fatal("no go.mod above the test's directory")
-		}
-	}
-}
-
 // TestDocsMarkup checks every doc's blocks and markers without running
 // anything: it is quick, and it names each problem with file and line.
 func TestDocsMarkup(t *testing.T) {

@@ -27,9 +27,6 @@ package repotest
 //     anything, must appear in the output, in order.
 //   - HTML comments `<!-- doctest: … -->` give the test what a reader has
 //     without being told:
-//     `<!-- doctest: hub -->` (anywhere): before the first block, a hub runs
-//     as the quickstart's by-hand flow starts it (data in ./hub), with
-//     OUTPOST_CONNECTION_STRING and OUTPOST_CA set for it;
 //     `<!-- doctest: registry HOST:PORT -->` (anywhere): an OCI registry
 //     serves HOST:PORT while the doc runs;
 //     `<!-- doctest: wait-for ADDR -->` (before a block): wait until ADDR
@@ -96,7 +93,6 @@ type mdBlock struct {
 type mdDoc struct {
 	path     string // relative to the repository root
 	blocks   []*mdBlock
-	hub      bool
 	registry string
 }
 
@@ -153,8 +149,6 @@ func parseDoc(root, rel string) (*mdDoc, error) {
 		if m := directiveRE.FindStringSubmatch(line); m != nil {
 			f := strings.Fields(m[1])
 			switch {
-			case len(f) == 1 && f[0] == "hub":
-				d.hub = true
 			case len(f) == 2 && f[0] == "registry":
 				d.registry = f[1]
 			case len(f) == 2 && f[0] == "wait-for":
@@ -166,7 +160,7 @@ func parseDoc(root, rel string) (*mdDoc, error) {
 				}
 				pending.retry = dur
 			default:
-				errs = append(errs, fmt.Errorf("%s:%d: unknown doctest marker %q: use hub, registry HOST:PORT, wait-for ADDR or retry DURATION", rel, n, m[1]))
+				errs = append(errs, fmt.Errorf("%s:%d: unknown doctest marker %q: use registry HOST:PORT, wait-for ADDR or retry DURATION", rel, n, m[1]))
 			}
 			continue
 		}
@@ -239,7 +233,7 @@ func TestDocsMarkup(t *testing.T) {
 
 func TestParseDoc(t *testing.T) {
 	dir := t.TempDir()
-	md := "# x\n<!-- doctest: hub -->\n```sh\necho a\n```\n```output\na\n```\n" +
+	md := "# x\n<!-- doctest: registry localhost:5000 -->\n```sh\necho a\n```\n```output\na\n```\n" +
 		"<!-- doctest: retry 5s -->\n<!-- doctest: wait-for ./s.sock -->\n```sh follow\ntail -f x\n```\n" +
 		"```yaml\nk: v\n```\n```sh no-test\nsudo x\n```\n"
 	if err := os.WriteFile(filepath.Join(dir, "a.md"), []byte(md), 0o644); err != nil {
@@ -249,8 +243,8 @@ func TestParseDoc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !d.hub || len(d.blocks) != 4 {
-		t.Fatalf("hub %v, %d blocks, want true and 4", d.hub, len(d.blocks))
+	if d.registry != "localhost:5000" || len(d.blocks) != 4 {
+		t.Fatalf("registry %q, %d blocks, want localhost:5000 and 4", d.registry, len(d.blocks))
 	}
 	b := d.blocks
 	if b[0].text != "echo a\n" || b[0].output == nil || b[0].output.text != "a\n" || b[0].line != 3 {
@@ -431,9 +425,6 @@ func (r *docRunner) runAll() {
 	if r.d.registry != "" {
 		r.serveRegistry(r.subst.Replace(r.d.registry))
 	}
-	if r.d.hub {
-		r.startHub()
-	}
 	for _, b := range r.d.blocks {
 		if !isShell(b.lang) || b.attrs["no-test"] {
 			continue
@@ -452,22 +443,6 @@ func (r *docRunner) runAll() {
 			}
 			time.Sleep(500 * time.Millisecond)
 		}
-	}
-}
-
-// startHub starts a hub as the quickstart's by-hand flow does, and sets
-// OUTPOST_CONNECTION_STRING and OUTPOST_CA for the blocks after it.
-func (r *docRunner) startHub() {
-	b := &mdBlock{file: r.d.path + " (doctest: hub)", lang: "sh",
-		text: "outpost hub serve --data ./hub --listen 127.0.0.1:8443 >hub.log 2>&1 &\n"}
-	if err := r.runBlock(b); err != nil {
-		r.t.Fatalf("%s: %v", b.file, err)
-	}
-	r.waitFor(b, r.subst.Replace("127.0.0.1:8443"))
-	b.text = "export OUTPOST_CONNECTION_STRING=\"$(outpost hub credentials --data ./hub -o json | jq -r .connectionString)\"\n" +
-		"export OUTPOST_CA=./hub/ca.pem\n"
-	if err := r.runBlock(b); err != nil {
-		r.t.Fatalf("%s: %v", b.file, err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -89,6 +90,9 @@ module's workload socket answers 501.`,
   outpost daemon --connection-string "$DEVICE_CONNECTION_STRING" --ca hub-ca.pem --data ./device --runtime process --mgmt-socket ./device/mgmt.sock`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := daemonOSError(goruntime.GOOS); err != nil {
+				return err
+			}
 			v := f.Config()
 			opts.ConnectionString = deviceConnectionString(cmd, v)
 			opts.CAFile = v.GetString("ca")
@@ -158,6 +162,9 @@ func deviceConnectionString(cmd *cobra.Command, v *viper.Viper) string {
 
 // daemonRun runs the daemon until ctx is done.
 func daemonRun(ctx context.Context, f *Factory, opts *daemonOptions) error {
+	if err := daemonOSError(goruntime.GOOS); err != nil {
+		return err
+	}
 	// The daemon's heap is small and steady; collecting at 50% growth instead
 	// of Go's default 100% keeps it on small devices' budget (about 2 MB less
 	// RSS with 10 modules) for little CPU. GOGC in the environment still wins.

@@ -104,7 +104,16 @@ func deviceCreateRun(ctx context.Context, f *Factory, opts *deviceCreateOptions)
 		return fmt.Errorf("create device %s: %w", opts.Device, err)
 	}
 	f.status("created device %s (%s)", d.DeviceID, d.Status)
-	return f.Print(deviceWithConnectionString{Device: d, ConnectionString: cs}, func(w io.Writer) error {
+	return printConnectionString(f, deviceWithConnectionString{Device: d, ConnectionString: cs}, cs)
+}
+
+// errShowKeysAndConnectionString is the usage error of show with both flags.
+var errShowKeysAndConnectionString = flagErrorf("--show-keys and --connection-string do not go together: pass one (--connection-string prints the primary key within the string)")
+
+// printConnectionString prints cs alone, or v (an identity with its
+// connection string) with -o json|yaml.
+func printConnectionString(f *Factory, v any, cs string) error {
+	return f.Print(v, func(w io.Writer) error {
 		_, err := fmt.Fprintln(w, cs)
 		return err
 	})
@@ -177,8 +186,9 @@ func deviceListRun(ctx context.Context, f *Factory, _ *deviceListOptions) error 
 }
 
 type deviceShowOptions struct {
-	Device   string
-	ShowKeys bool
+	Device           string
+	ShowKeys         bool
+	ConnectionString bool
 }
 
 func newDeviceShowCmd(f *Factory, runF func(*deviceShowOptions) error) *cobra.Command {
@@ -188,15 +198,24 @@ func newDeviceShowCmd(f *Factory, runF func(*deviceShowOptions) error) *cobra.Co
 		Short: "Show a device identity",
 		Long: `Show a device identity. Its keys are redacted in every output format unless
 --show-keys is given; -o json|yaml otherwise print the device as the hub
-returned it.`,
-		Example: "  outpost device show dev-1\n  outpost device show dev-1 --show-keys -o json",
-		Args:    exactArgs(1, "one device ID"),
+returned it.
+
+--connection-string prints the device's connection string again, as
+'outpost device create' did (with -o json|yaml: the device, keys included,
+plus connectionString).`,
+		Example: `  outpost device show dev-1
+  outpost device show dev-1 --show-keys -o json
+  outpost daemon --connection-string "$(outpost device show dev-1 --connection-string)" …`,
+		Args: exactArgs(1, "one device ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			t, err := parseTarget(args[0], deviceOnly)
 			if err != nil {
 				return err
 			}
 			opts.Device = t.Device
+			if opts.ShowKeys && opts.ConnectionString {
+				return errShowKeysAndConnectionString
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -204,6 +223,7 @@ returned it.`,
 		},
 	}
 	cmd.Flags().BoolVar(&opts.ShowKeys, "show-keys", false, "show the device's keys")
+	cmd.Flags().BoolVar(&opts.ConnectionString, "connection-string", false, "print the device's connection string (with its primary key)")
 	return cmd
 }
 
@@ -216,6 +236,13 @@ func deviceShowRun(ctx context.Context, f *Factory, opts *deviceShowOptions) err
 	d, err := c.GetDevice(ctx, opts.Device)
 	if err != nil {
 		return fmt.Errorf("show device %s: %w", opts.Device, notFoundHint(err, tg))
+	}
+	if opts.ConnectionString {
+		cs, err := identityConnectionString(c, tg, d.Authentication)
+		if err != nil {
+			return fmt.Errorf("show device %s: %w", opts.Device, err)
+		}
+		return printConnectionString(f, deviceWithConnectionString{Device: d, ConnectionString: cs}, cs)
 	}
 	if !opts.ShowKeys {
 		d.Authentication = redactAuth(d.Authentication)

@@ -54,6 +54,7 @@ func TestDeviceIDArgs(t *testing.T) {
 	}{
 		{[]string{"show", "d1"}, deviceShowOptions{Device: "d1"}, ""},
 		{[]string{"show", "d1", "--show-keys"}, deviceShowOptions{Device: "d1", ShowKeys: true}, ""},
+		{[]string{"show", "d1", "--connection-string"}, deviceShowOptions{Device: "d1", ConnectionString: true}, ""},
 		{[]string{"show"}, nil, "takes one device ID"},
 		{[]string{"show", "d1/m1"}, nil, "want a device id alone"},
 		{[]string{"delete", "d1"}, deviceDeleteOptions{Device: "d1"}, ""},
@@ -96,6 +97,23 @@ func TestDeviceCreate(t *testing.T) {
 	// The string works: the device reads its own twin with it.
 	if _, err := h.ClientFor(t, cs.String()).GetTwin(ctx, "d1", ""); err != nil {
 		t.Errorf("the printed connection string does not authenticate: %v", err)
+	}
+
+	// show --connection-string prints the same string again.
+	code, again, errOut := run(t, "device", "show", "d1", "--connection-string")
+	if code != 0 || again != out {
+		t.Errorf("show --connection-string: code %d, stdout %q (want %q), stderr %q", code, again, out, errOut)
+	}
+	code, again, _ = run(t, "device", "show", "d1", "--connection-string", "-o", "json")
+	var shown struct{ DeviceID, ConnectionString string }
+	if err := json.Unmarshal([]byte(again), &shown); code != 0 || err != nil || shown.DeviceID != "d1" || shown.ConnectionString != strings.TrimSpace(out) {
+		t.Errorf("show --connection-string -o json: code %d, %v, %q", code, err, again)
+	}
+	if code, _, errOut := run(t, "device", "show", "d1", "--connection-string", "--show-keys"); code != ExitUsage || !strings.Contains(errOut, "show-keys") {
+		t.Errorf("show --connection-string --show-keys: code %d, stderr %q", code, errOut)
+	}
+	if code, out, errOut := run(t, "device", "show", "nope", "--connection-string"); code != ExitNotFound || out != "" || !strings.Contains(errOut, "show device nope:") {
+		t.Errorf("show --connection-string of a missing device: code %d, stdout %q, stderr %q", code, out, errOut)
 	}
 
 	code, _, errOut = run(t, "device", "create", "d1")

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -422,13 +421,12 @@ func existingParent(dir string) string {
 
 func checkDisk(dir string, minFree uint64) checkResult {
 	r := checkResult{Name: "disk"}
-	var sfs syscall.Statfs_t
 	at := existingParent(dir)
-	if err := syscall.Statfs(at, &sfs); err != nil {
+	free, err := diskFree(at)
+	if err != nil {
 		r.Detail = fmt.Sprintf("%s: %v", at, err)
 		return r
 	}
-	free := sfs.Bavail * uint64(sfs.Bsize)
 	r.Detail = fmt.Sprintf("%s free under %s", humanBytes(free), at)
 	if free < minFree {
 		r.Hint = fmt.Sprintf("free some space: images and logs need at least %s", humanBytes(minFree))
@@ -475,8 +473,8 @@ func checkDataDir(dir string) checkResult {
 	if perm := fi.Mode().Perm(); perm != 0o700 {
 		problems = append(problems, fmt.Sprintf("mode %04o, want 0700", perm))
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
-		problems = append(problems, fmt.Sprintf("owned by uid %d, not by us (uid %d)", st.Uid, os.Geteuid()))
+	if uid, ok := fileOwner(fi); ok && uid != os.Geteuid() {
+		problems = append(problems, fmt.Sprintf("owned by uid %d, not by us (uid %d)", uid, os.Geteuid()))
 	}
 	if len(problems) > 0 {
 		r.Detail = dir + ": " + strings.Join(problems, "; ")

@@ -101,10 +101,7 @@ func moduleCreateRun(ctx context.Context, f *Factory, opts *moduleCreateOptions)
 		return fmt.Errorf("create module %s: %w", t, err)
 	}
 	f.status("created module %s", t)
-	return f.Print(moduleWithConnectionString{Module: m, ConnectionString: cs}, func(w io.Writer) error {
-		_, err := fmt.Fprintln(w, cs)
-		return err
-	})
+	return printConnectionString(f, moduleWithConnectionString{Module: m, ConnectionString: cs}, cs)
 }
 
 type moduleListOptions struct {
@@ -166,8 +163,9 @@ func moduleListRun(ctx context.Context, f *Factory, opts *moduleListOptions) err
 }
 
 type moduleShowOptions struct {
-	Target   target
-	ShowKeys bool
+	Target           target
+	ShowKeys         bool
+	ConnectionString bool
 }
 
 func newModuleShowCmd(f *Factory, runF func(*moduleShowOptions) error) *cobra.Command {
@@ -177,15 +175,24 @@ func newModuleShowCmd(f *Factory, runF func(*moduleShowOptions) error) *cobra.Co
 		Short: "Show a module identity",
 		Long: `Show a module identity. Its keys are redacted in every output format unless
 --show-keys is given; -o json|yaml otherwise print the module as the hub
-returned it.`,
-		Example: "  outpost module show dev-1/tempsensor\n  outpost module show 'dev-1/$agent' --show-keys -o json",
-		Args:    exactArgs(1, "one DEVICE/MODULE"),
+returned it.
+
+--connection-string prints the module's connection string again, as
+'outpost module create' did (with -o json|yaml: the module, keys included,
+plus connectionString).`,
+		Example: `  outpost module show dev-1/tempsensor
+  outpost module show 'dev-1/$agent' --show-keys -o json
+  outpost module show dev-1/tempsensor --connection-string`,
+		Args: exactArgs(1, "one DEVICE/MODULE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			t, err := parseTarget(args[0], moduleRequired)
 			if err != nil {
 				return err
 			}
 			opts.Target = t
+			if opts.ShowKeys && opts.ConnectionString {
+				return errShowKeysAndConnectionString
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -193,6 +200,7 @@ returned it.`,
 		},
 	}
 	cmd.Flags().BoolVar(&opts.ShowKeys, "show-keys", false, "show the module's keys")
+	cmd.Flags().BoolVar(&opts.ConnectionString, "connection-string", false, "print the module's connection string (with its primary key)")
 	return cmd
 }
 
@@ -205,6 +213,13 @@ func moduleShowRun(ctx context.Context, f *Factory, opts *moduleShowOptions) err
 	m, err := c.GetModule(ctx, t.Device, t.Module)
 	if err != nil {
 		return fmt.Errorf("show module %s: %w", t, notFoundHint(err, t))
+	}
+	if opts.ConnectionString {
+		cs, err := identityConnectionString(c, t, m.Authentication)
+		if err != nil {
+			return fmt.Errorf("show module %s: %w", t, err)
+		}
+		return printConnectionString(f, moduleWithConnectionString{Module: m, ConnectionString: cs}, cs)
 	}
 	if !opts.ShowKeys {
 		m.Authentication = redactAuth(m.Authentication)

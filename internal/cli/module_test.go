@@ -31,6 +31,7 @@ func TestModuleArgs(t *testing.T) {
 		{[]string{"list"}, nil, "takes one DEVICE"},
 		{[]string{"show", "d1/m1"}, moduleShowOptions{Target: m1}, ""},
 		{[]string{"show", "d1/m1", "--show-keys"}, moduleShowOptions{Target: m1, ShowKeys: true}, ""},
+		{[]string{"show", "d1/m1", "--connection-string"}, moduleShowOptions{Target: m1, ConnectionString: true}, ""},
 		{[]string{"show", "d1/m1/x"}, nil, "want one '/'"},
 		{[]string{"delete", "d1/m1", "--if-match", "Mw=="}, moduleDeleteOptions{Target: m1, IfMatch: "Mw=="}, ""},
 		{[]string{"delete", "d1/"}, nil, "the module id is empty"},
@@ -68,6 +69,16 @@ func TestModuleCommands(t *testing.T) {
 	}
 	if _, err := h.ClientFor(t, cs.String()).GetTwin(ctx, "d1", "m1"); err != nil {
 		t.Errorf("the module's connection string does not authenticate: %v", err)
+	}
+
+	// show --connection-string prints the same string again.
+	code, again, errOut := run(t, "module", "show", "d1/m1", "--connection-string")
+	if code != 0 || again != out {
+		t.Errorf("show --connection-string: code %d, stdout %q (want %q), stderr %q", code, again, out, errOut)
+	}
+	code, again, _ = run(t, "module", "show", "d1/m1", "--connection-string", "-o", "yaml")
+	if code != 0 || !strings.Contains(again, "moduleId: m1\n") || !strings.Contains(again, "connectionString: "+strings.TrimSpace(out)+"\n") {
+		t.Errorf("show --connection-string -o yaml: code %d, %q", code, again)
 	}
 
 	code, _, errOut = run(t, "module", "create", "d1/m1")

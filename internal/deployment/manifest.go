@@ -122,7 +122,9 @@ const (
 )
 
 // MaxStartupOrder is the largest startupOrder, as in IoT Edge (a uint32).
-const MaxStartupOrder = math.MaxUint32
+// It is typed int64, as [Module.StartupOrder] is, so that it does not
+// overflow int where int is 32 bits (linux/arm).
+const MaxStartupOrder int64 = math.MaxUint32
 
 // NativeSchemaVersion is the schemaVersion of native manifests.
 const NativeSchemaVersion = "1.0"

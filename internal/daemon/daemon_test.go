@@ -265,3 +265,23 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
 }
+
+// TestStopSendsTheLastReport: a daemon stopping stops its modules, then
+// reports that in the $agent twin, and that report reaches the hub before
+// Run returns: the syncer is stopped last (and flushes its outbox first,
+// which internal/syncer's TestFlushSendsTheOutbox checks).
+func TestStopSendsTheLastReport(t *testing.T) {
+	f := agenttest.New(t, "process")
+	f.Deploy(t, map[string]any{"m": map[string]any{"image": f.Image, "restartPolicy": "always"}})
+	status := func() string {
+		m := f.ModuleReported(t, "m")
+		s, _ := m["runtimeStatus"].(string)
+		return s
+	}
+	_, stop := start(t, config(t, f))
+	agenttest.Eventually(t, 60*time.Second, "m running at the hub", func() bool { return status() == "running" })
+	stop()
+	if s := status(); s != "stopped" {
+		t.Errorf("after the daemon stopped, the hub has m %q, want stopped", s)
+	}
+}

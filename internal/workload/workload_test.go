@@ -40,12 +40,13 @@ type fixture struct {
 	owner   *hubclient.Client
 	sy      *syncer.Syncer
 	ca      *deviceca.CA
-	sockets map[string]string // by module
+	sockets map[string]string       // by module
+	clients map[string]*http.Client // by module: over its socket
 }
 
-func setup(t *testing.T) *fixture {
+func setup(t testing.TB) *fixture {
 	t.Helper()
-	f := &fixture{sockets: map[string]string{}}
+	f := &fixture{sockets: map[string]string{}, clients: map[string]*http.Client{}}
 	f.hub = hubtest.Start(t, hubtest.Options{})
 	f.owner = f.hub.Client(t)
 	ctx := t.Context()
@@ -96,11 +97,16 @@ func setup(t *testing.T) *fixture {
 		go hs.Serve(l)
 		t.Cleanup(func() { hs.Close() })
 		f.sockets[m] = sock
+		tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}
+		t.Cleanup(tr.CloseIdleConnections)
+		f.clients[m] = &http.Client{Transport: tr}
 	}
 	return f
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
@@ -112,7 +118,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // module returns a module's identity at the hub.
-func (f *fixture) module(t *testing.T, id string) hubapi.Module {
+func (f *fixture) module(t testing.TB, id string) hubapi.Module {
 	t.Helper()
 	m, err := f.owner.GetModule(t.Context(), "dev", id)
 	if err != nil {
@@ -123,11 +129,8 @@ func (f *fixture) module(t *testing.T, id string) hubapi.Module {
 
 // call makes a request on module's socket, as an SDK does, and decodes the
 // JSON answer into out; it returns the status and the raw body.
-func (f *fixture) call(t *testing.T, module, method, path string, body any, out any) (int, string) {
+func (f *fixture) call(t testing.TB, module, method, path string, body any, out any) (int, string) {
 	t.Helper()
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", f.sockets[module])
-	}}}
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -142,7 +145,7 @@ func (f *fixture) call(t *testing.T, module, method, path string, body any, out 
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(req)
+	resp, err := f.clients[module].Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,5 +406,21 @@ func TestNotSyncedYet(t *testing.T) {
 	}
 	if _, err := workload.New(workload.Config{}); err == nil {
 		t.Error("a server without CA and modules")
+	}
+}
+
+// BenchmarkSign signs over a module's socket, one keep-alive connection, as
+// an SDK renewing its token does (each sign reads the module's keys from the
+// syncer's cache).
+func BenchmarkSign(b *testing.B) {
+	f := setup(b)
+	m1 := f.module(b, "m1")
+	path := "/modules/m1/genid/" + m1.GenerationID + "/sign?api-version=" + apiVersion
+	body := map[string]string{"keyId": "primary", "algo": "HMACSHA256", "data": base64.StdEncoding.EncodeToString([]byte("localhost%3A443%2Fdevices%2Fdev%2Fmodules%2Fm1\n1700000000"))}
+	b.ResetTimer()
+	for b.Loop() {
+		if code, raw := f.call(b, "m1", "POST", path, body, nil); code != http.StatusOK {
+			b.Fatalf("%d %s", code, raw)
+		}
 	}
 }

@@ -88,6 +88,9 @@ type Config struct {
 	// WorkloadDir holds one directory per module with its workload socket,
 	// <WorkloadDir>/<module>/workload.sock.
 	WorkloadDir string
+	// Workload returns the handler of a module's workload socket (the
+	// workload API, internal/workload); nil answers 501 on each.
+	Workload func(module string) http.Handler
 	// LogDir holds one directory per module with its logs, kept across
 	// restarts of the instance and removed with the module. "" leaves logs to
 	// the runtime (lost on each re-create).

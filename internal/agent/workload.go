@@ -6,11 +6,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 )
 
-// The workload API (sign, trust bundle) comes with a later change. Until
-// then each module's socket exists and answers every request with 501, so
-// that a module sees a clear error rather than a missing file.
+// Each module's workload socket serves Config.Workload's handler for the
+// module (internal/workload, the daemon's). Without one (an agent run alone,
+// in tests) it answers every request with 501, so that a module sees a clear
+// error rather than a missing file.
 
 // ensureWorkload listens on a module's workload socket if it does not yet.
 func (a *Agent) ensureWorkload(module string) {
@@ -34,11 +36,15 @@ func (a *Agent) ensureWorkload(module string) {
 		return
 	}
 	_ = os.Chmod(sock, 0o666) // modules may run as any user
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotImplemented)
-		_, _ = w.Write([]byte(`{"message":"the workload API is not implemented yet"}` + "\n"))
-	})}
+		_, _ = w.Write([]byte(`{"message":"this agent serves no workload API"}` + "\n"))
+	})
+	if a.cfg.Workload != nil {
+		h = a.cfg.Workload(module)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	a.workload[module] = srv
 	go func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {

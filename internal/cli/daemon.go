@@ -3,11 +3,9 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	goruntime "runtime"
 	"runtime/debug"
 	"strings"
@@ -17,20 +15,15 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/outpost-edge/outpost/internal/agent"
-	"github.com/outpost-edge/outpost/internal/hubclient"
-	"github.com/outpost-edge/outpost/internal/identity"
-	"github.com/outpost-edge/outpost/internal/imagestore"
-	"github.com/outpost-edge/outpost/internal/mgmt"
+	"github.com/outpost-edge/outpost/internal/daemon"
 	"github.com/outpost-edge/outpost/internal/mgmtclient"
 	"github.com/outpost-edge/outpost/internal/runtime"
-	"github.com/outpost-edge/outpost/internal/store"
-	"github.com/outpost-edge/outpost/internal/syncer"
 )
 
 // Defaults of the daemon's configuration (DESIGN "Device daemon").
 const (
-	defaultDataDir      = "/var/lib/outpost"
-	defaultBrokerListen = ":8883"
+	defaultDataDir      = daemon.DefaultDataDir
+	defaultBrokerListen = daemon.DefaultBrokerListen
 )
 
 type daemonOptions struct {
@@ -42,6 +35,8 @@ type daemonOptions struct {
 	BrokerListen     string
 	GatewayHostName  string
 	WorkloadDir      string
+	DeviceCACert     string
+	DeviceCAKey      string
 	BackoffBase      time.Duration
 	BackoffMax       time.Duration
 	BackoffReset     time.Duration
@@ -83,9 +78,14 @@ when its engine answers, else process (plain host processes: not isolated).
 On SIGTERM the daemon stops the modules in reverse startup order and exits.
 Instances run under shims that outlive the daemon, so a daemon killed without
 stopping them adopts them when it starts again. It tells systemd it is ready
-(Type=notify) once the management socket listens. The module broker
-(--broker-listen) and the workload API come in a later version: today each
-module's workload socket answers 501.`,
+(Type=notify) once the management socket listens.
+
+Each module gets a workload socket (IoT Edge's workload API, through which
+its Azure IoT SDK signs SAS tokens with the module's key, offline too, and
+reads the trust bundle). The device CA that issues the daemon's TLS
+certificates is made in DATA/ca on first start, or given with
+--device-ca-cert and --device-ca-key. The module broker (--broker-listen)
+comes in a later version.`,
 		Example: `  outpost daemon --config /etc/outpost/config.yaml
   outpost daemon --connection-string "$DEVICE_CONNECTION_STRING" --ca hub-ca.pem --data ./device --runtime process --mgmt-socket ./device/mgmt.sock`,
 		Args: noArgs,
@@ -102,6 +102,8 @@ module's workload socket answers 501.`,
 			opts.BrokerListen = v.GetString("broker-listen")
 			opts.GatewayHostName = v.GetString("gateway-hostname")
 			opts.WorkloadDir = v.GetString("workload-dir")
+			opts.DeviceCACert = v.GetString("device-ca-cert")
+			opts.DeviceCAKey = v.GetString("device-ca-key")
 			opts.BackoffBase = v.GetDuration("restart-backoff")
 			opts.BackoffMax = v.GetDuration("restart-backoff-max")
 			opts.BackoffReset = v.GetDuration("restart-reset-after")
@@ -120,6 +122,9 @@ module's workload socket answers 501.`,
 			if strings.TrimSpace(opts.ConnectionString) == "" {
 				return &ExitError{Code: ExitUsage, Err: errors.New("daemon: no device connection string"),
 					Hint: "pass --connection-string, set OUTPOST_CONNECTION_STRING, or write connection-string in the config file; `outpost device create ID` prints one"}
+			}
+			if (opts.DeviceCACert == "") != (opts.DeviceCAKey == "") {
+				return flagErrorf("--device-ca-cert and --device-ca-key go together: give both, or neither for a CA the daemon makes itself")
 			}
 			opts.Ready = sdNotifyReady
 			if runF != nil {
@@ -144,6 +149,8 @@ func addDaemonFlags(cmd *cobra.Command) {
 	fl.String("broker-listen", defaultBrokerListen, "module broker address (the broker comes in a later version)")
 	fl.String("gateway-hostname", "", "host name modules reach the daemon by (default: this machine's host name)")
 	fl.String("workload-dir", "", "directory of the modules' workload sockets (default: DATA/workload)")
+	fl.String("device-ca-cert", "", "device CA certificate (PEM) to issue the broker's and modules' certificates from (default: one the daemon makes in DATA/ca)")
+	fl.String("device-ca-key", "", "private key (PEM, unencrypted) of --device-ca-cert")
 	fl.Duration("restart-backoff", agent.DefaultBackoffBase, "wait before a module's first restart; doubled for each restart after it")
 	fl.Duration("restart-backoff-max", agent.DefaultBackoffMax, "longest wait before a restart")
 	fl.Duration("restart-reset-after", agent.DefaultResetAfter, "a module that ran this long gets its restart count reset")
@@ -171,131 +178,23 @@ func daemonRun(ctx context.Context, f *Factory, opts *daemonOptions) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}
-	cs, err := identity.ParseConnectionString(opts.ConnectionString)
-	if err != nil {
-		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("daemon: %w", err), Hint: "check the device connection string"}
-	}
-	if cs.Kind() != identity.KindDevice {
-		return &ExitError{Code: ExitUsage,
-			Err:  fmt.Errorf("daemon: the connection string is a %s's (%s): the daemon needs a device's (HostName=…;DeviceId=…;SharedAccessKey=…)", cs.Kind(), cs.Redacted()),
-			Hint: "`outpost device create ID` prints a device's connection string"}
-	}
-	log := slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: opts.LogLevel}))
-	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
-		return withHint(fmt.Errorf("daemon: data dir: %w", err), "run as root, or pass --data with a directory you own")
-	}
-	workloadDir := opts.WorkloadDir
-	if workloadDir == "" {
-		workloadDir = filepath.Join(opts.DataDir, "workload")
-	}
-	gateway := opts.GatewayHostName
-	if gateway == "" {
-		gateway = cs.GatewayHostName
-	}
-
-	st, err := store.Open(filepath.Join(opts.DataDir, "store"), store.WithLogger(log))
-	if err != nil {
-		return withHint(fmt.Errorf("daemon: open the store: %w", err), "is another daemon using "+opts.DataDir+"? try: systemctl status outpost")
-	}
-	defer st.Close()
-	hc, err := hubclient.New(opts.ConnectionString, opts.CAFile)
-	if err != nil {
-		return withHint(fmt.Errorf("daemon: %w", err), "check --ca (OUTPOST_CA): it names the hub's CA certificate file")
-	}
-	sy, err := syncer.New(hc, st, cs.DeviceID, syncer.WithLogger(log))
-	if err != nil {
-		return fmt.Errorf("daemon: %w", err)
-	}
-	imgs, err := imagestore.Open(filepath.Join(opts.DataDir, "images"), imagestore.WithLogger(log))
-	if err != nil {
-		return fmt.Errorf("daemon: open the image store: %w", err)
-	}
-	defer imgs.Close()
-	rt, err := runtime.New(opts.Runtime, filepath.Join(opts.DataDir, "runtime"))
-	if err != nil {
-		return withHint(fmt.Errorf("daemon: runtime %s: %w", opts.Runtime, err), "`outpost check` says which runtimes work here; --runtime process always does")
-	}
-	a, err := agent.New(agent.Config{
-		DeviceID: cs.DeviceID, HubHostName: cs.HostName, GatewayHostName: gateway,
-		Syncer: sy, Images: imgs, Runtime: rt,
-		WorkloadDir: workloadDir, LogDir: filepath.Join(opts.DataDir, "logs"),
-		BackoffBase: opts.BackoffBase, BackoffMax: opts.BackoffMax, ResetAfter: opts.BackoffReset,
+	d, err := daemon.New(daemon.Config{
+		ConnectionString: opts.ConnectionString, CAFile: opts.CAFile, DataDir: opts.DataDir, Runtime: opts.Runtime,
+		MgmtSocket: opts.MgmtSocket, WorkloadDir: opts.WorkloadDir, GatewayHostName: opts.GatewayHostName,
+		BrokerListen: opts.BrokerListen, DeviceCACert: opts.DeviceCACert, DeviceCAKey: opts.DeviceCAKey,
+		BackoffBase: opts.BackoffBase, BackoffMax: opts.BackoffMax, BackoffReset: opts.BackoffReset,
 		ImageGCAge: opts.ImageGCAge,
-		Logger:     log,
+		Logger:     slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: opts.LogLevel})),
+		Ready:      opts.Ready,
 	})
+	if errors.Is(err, daemon.ErrConfig) {
+		return &ExitError{Code: ExitUsage, Err: err, Hint: ownHint(err)}
+	}
 	if err != nil {
-		return fmt.Errorf("daemon: %w", err)
+		return err
 	}
-	l, err := mgmt.Listen(opts.MgmtSocket)
-	if err != nil {
-		hint := "run as root, or pass --mgmt-socket with a path you may create"
-		switch {
-		case errors.Is(err, mgmt.ErrInUse):
-			hint = fmt.Sprintf("another daemon is running? `outpost status --mgmt-socket %s` asks it; stop it first, or give this one its own --mgmt-socket and --data", opts.MgmtSocket)
-		case errors.Is(err, mgmt.ErrNotSocket):
-			hint = "" // the error says what to do
-		}
-		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("daemon: %w", err), Hint: hint}
-	}
-	isolation := "isolated"
-	if !rt.Isolated() {
-		isolation = "NOT isolated: modules run as host processes"
-	}
-	log.Info("outpost daemon", "device", cs.DeviceID, "hub", cs.HostName, "runtime", rt.Name(), "isolation", isolation,
-		"data", opts.DataDir, "mgmt-socket", opts.MgmtSocket)
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	syncCtx, stopSync := context.WithCancel(context.Background())
-	syncDone := make(chan error, 1)
-	go func() { syncDone <- sy.Run(syncCtx) }()
-	mgmtCtx, stopMgmt := context.WithCancel(context.Background())
-	mgmtDone := make(chan error, 1)
-	go func() { mgmtDone <- mgmt.New(a, cs.HostName, log).Serve(mgmtCtx, l) }()
-	if opts.Ready != nil {
-		if err := opts.Ready(); err != nil {
-			log.Warn("readiness notification", "err", err)
-		}
-	}
-	agentDone := make(chan error, 1)
-	go func() { agentDone <- a.Run(ctx) }()
-
-	// Stop in the reverse of the start order, waiting for each part: the
-	// agent (its modules, then its last report), the management API, then
-	// the syncer, which first sends what the agent reported, within a
-	// deadline; what it cannot send stays in the outbox for the next start.
-	var errs []error
-	select {
-	case err := <-agentDone:
-		errs = append(errs, err)
-	case err := <-mgmtDone:
-		errs = append(errs, fmt.Errorf("daemon: management API: %w", err))
-		mgmtDone = nil
-		cancel()
-		errs = append(errs, <-agentDone)
-	}
-	log.Info("stopping")
-	stopMgmt()
-	if mgmtDone != nil {
-		if err := <-mgmtDone; err != nil {
-			errs = append(errs, fmt.Errorf("daemon: management API: %w", err))
-		}
-	}
-	flushCtx, stopFlush := context.WithTimeout(context.Background(), shutdownFlush)
-	if err := sy.Flush(flushCtx); err != nil {
-		log.Warn("reported properties left queued for the next start", "err", err)
-	}
-	stopFlush()
-	stopSync()
-	if err := <-syncDone; err != nil {
-		errs = append(errs, fmt.Errorf("daemon: sync: %w", err))
-	}
-	_ = os.Remove(opts.MgmtSocket)
-	return errors.Join(errs...)
+	return d.Run(ctx)
 }
-
-// shutdownFlush is how long a stopping daemon tries to send its outbox.
-const shutdownFlush = 3 * time.Second
 
 // sdNotifyReady tells systemd the daemon is ready (Type=notify), when
 // NOTIFY_SOCKET names a socket.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/outpost-edge/outpost/internal/deviceca"
 	"github.com/outpost-edge/outpost/internal/identity"
 	"github.com/outpost-edge/outpost/internal/mgmt"
 	"github.com/outpost-edge/outpost/internal/mgmtclient"
@@ -234,6 +235,8 @@ type checkOptions struct {
 	Runtime          string
 	BrokerListen     string
 	MgmtSocket       string
+	DeviceCACert     string
+	DeviceCAKey      string
 	MinFreeBytes     uint64
 }
 
@@ -260,6 +263,7 @@ runs or not, and exits 1 when a check fails.`,
 				ConnectionString: deviceConnectionString(cmd, v), CAFile: v.GetString("ca"),
 				DataDir: v.GetString("data"), Runtime: v.GetString("runtime"),
 				BrokerListen: v.GetString("broker-listen"), MgmtSocket: v.GetString("mgmt-socket"),
+				DeviceCACert: v.GetString("device-ca-cert"), DeviceCAKey: v.GetString("device-ca-key"),
 				MinFreeBytes: 512 << 20,
 			}
 			results := runChecks(cmd.Context(), opts, f.Now)
@@ -307,7 +311,7 @@ func runChecks(ctx context.Context, o checkOptions, now func() time.Time) []chec
 	var out []checkResult
 	out = append(out, checkRuntime(ctx, o.Runtime))
 	out = append(out, checkHub(ctx, o, now)...)
-	out = append(out, checkDisk(o.DataDir, o.MinFreeBytes), checkDataDir(o.DataDir), checkBroker(o.BrokerListen), checkDaemon(ctx, o.MgmtSocket))
+	out = append(out, checkDisk(o.DataDir, o.MinFreeBytes), checkDataDir(o.DataDir), checkDeviceCA(o, now()), checkBroker(o.BrokerListen), checkDaemon(ctx, o.MgmtSocket))
 	return out
 }
 
@@ -336,7 +340,7 @@ func checkRuntime(ctx context.Context, kind string) checkResult {
 		r.Detail += " (picked by auto)"
 	}
 	if !rt.Isolated() {
-		r.Detail += "; it does not isolate modules (host processes)"
+		r.Detail += "; it does not isolate modules (host processes), and any host process that may open a module's workload socket (DATA/workload/MODULE/workload.sock) can sign tokens as that module"
 	}
 	return r
 }
@@ -483,6 +487,39 @@ func checkDataDir(dir string) checkResult {
 	}
 	r.OK = true
 	r.Detail = dir + " is 0700 and ours"
+	return r
+}
+
+// checkDeviceCA checks the device CA given (--device-ca-cert/--device-ca-key)
+// or the one the daemon made in DATA/ca.
+func checkDeviceCA(o checkOptions, now time.Time) checkResult {
+	r := checkResult{Name: "device CA"}
+	cert, key := o.DeviceCACert, o.DeviceCAKey
+	given := cert != "" || key != ""
+	if !given {
+		cert, key = filepath.Join(o.DataDir, "ca", deviceca.CertFile), filepath.Join(o.DataDir, "ca", deviceca.KeyFile)
+		if _, err := os.Stat(cert); errors.Is(err, fs.ErrNotExist) {
+			r.OK = true
+			r.Detail = "none yet: the daemon makes one in " + filepath.Dir(cert) + " on first start"
+			return r
+		}
+	}
+	if cert == "" || key == "" {
+		r.Detail = "--device-ca-cert and --device-ca-key go together"
+		r.Hint = "give both, or neither for a CA the daemon makes itself"
+		return r
+	}
+	ca, err := deviceca.Load(cert, key, now)
+	if err != nil {
+		r.Detail = err.Error()
+		r.Hint = "give a CA certificate and its unencrypted private key (PEM)"
+		if !given {
+			r.Hint = "remove " + filepath.Dir(cert) + " to have the daemon make a new CA (modules then trust the new one)"
+		}
+		return r
+	}
+	r.OK = true
+	r.Detail = fmt.Sprintf("%s (%s), valid until %s", cert, ca.Cert.Subject.CommonName, ca.Cert.NotAfter.UTC().Format(time.RFC3339))
 	return r
 }
 

@@ -119,7 +119,7 @@ func TestDaemonAndLocalCommands(t *testing.T) {
 	code, out, errOut = run(t, "check", "--connection-string", f.DeviceCS, "--ca", f.Hub.CAFile, "--data", data,
 		"--runtime", "process", "--broker-listen", "127.0.0.1:0", "--mgmt-socket", sock,
 		"--restart-backoff", "100ms", "--gateway-hostname", "gw.test", "--log-level", "debug")
-	if code != 0 || strings.Count(out, "✓") != 7 {
+	if code != 0 || strings.Count(out, "✓") != 8 || !strings.Contains(out, "can sign tokens as that module") || !strings.Contains(out, "✓ device CA: none yet") {
 		t.Errorf("check: %d\n%s%s", code, out, errOut)
 	}
 	// A busy broker port, a data dir open to all, no daemon: ✗ with what to do.
@@ -130,7 +130,8 @@ func TestDaemonAndLocalCommands(t *testing.T) {
 	defer l.Close()
 	os.Chmod(data, 0o755)
 	code, out, _ = run(t, "check", "--hub", f.DeviceCS, "--ca", f.Hub.CAFile, "--data", data,
-		"--runtime", "process", "--broker-listen", l.Addr().String(), "--mgmt-socket", filepath.Join(data, "none.sock"), "-o", "json")
+		"--runtime", "process", "--broker-listen", l.Addr().String(), "--mgmt-socket", filepath.Join(data, "none.sock"),
+		"--device-ca-cert", f.Hub.CAFile, "--device-ca-key", f.Hub.CAFile, "-o", "json")
 	var results []checkResult
 	if err := json.Unmarshal([]byte(out), &results); err != nil || code != ExitFailure {
 		t.Fatalf("check with problems: %d %v\n%s", code, err, out)
@@ -141,13 +142,16 @@ func TestDaemonAndLocalCommands(t *testing.T) {
 			failed[r.Name] = r
 		}
 	}
-	for _, name := range []string{"broker port", "data dir", "daemon"} {
+	for _, name := range []string{"broker port", "data dir", "daemon", "device CA"} {
 		if r, ok := failed[name]; !ok || r.Hint == "" {
 			t.Errorf("check %s: want ✗ with a hint, got %+v", name, r)
 		}
 	}
-	if len(failed) != 3 {
-		t.Errorf("check: %d failures, want 3: %+v", len(failed), failed)
+	if !strings.Contains(failed["device CA"].Detail, f.Hub.CAFile) {
+		t.Errorf("check device CA does not name the file: %+v", failed["device CA"])
+	}
+	if len(failed) != 4 {
+		t.Errorf("check: %d failures, want 4: %+v", len(failed), failed)
 	}
 }
 

@@ -19,7 +19,7 @@ func TestPathsAreMadeAbsolute(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(wd, "etc"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(wd, "etc", "config.yaml"), []byte("data: device\nworkload-dir: ../wl\nmgmt-socket: /run/x.sock\nca: from-file.pem\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(wd, "etc", "config.yaml"), []byte("data: device\nworkload-dir: ../wl\nmgmt-socket: /run/x.sock\nca: from-file.pem\ndevice-ca-cert: pki/ca.pem\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("OUTPOST_CA", "hub-ca.pem")
@@ -31,18 +31,20 @@ func TestPathsAreMadeAbsolute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.ParseFlags(append(rest, "--config", "etc/config.yaml", "--mgmt-socket", "./run/mgmt.sock")); err != nil {
+	if err := cmd.ParseFlags(append(rest, "--config", "etc/config.yaml", "--mgmt-socket", "./run/mgmt.sock", "--device-ca-key", "ca.key")); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.load(cmd); err != nil {
 		t.Fatal(err)
 	}
 	for key, want := range map[string]string{
-		"data":         filepath.Join(wd, "etc", "device"), // the file's, relative to the file
-		"workload-dir": filepath.Join(wd, "wl"),
-		"mgmt-socket":  filepath.Join(wd, "run", "mgmt.sock"), // a flag's, relative to the working dir
-		"ca":           filepath.Join(wd, "hub-ca.pem"),       // the environment's, likewise
-		"cache":        "",                                    // unset stays unset
+		"data":           filepath.Join(wd, "etc", "device"), // the file's, relative to the file
+		"workload-dir":   filepath.Join(wd, "wl"),
+		"mgmt-socket":    filepath.Join(wd, "run", "mgmt.sock"), // a flag's, relative to the working dir
+		"ca":             filepath.Join(wd, "hub-ca.pem"),       // the environment's, likewise
+		"cache":          "",                                    // unset stays unset
+		"device-ca-cert": filepath.Join(wd, "etc", "pki", "ca.pem"),
+		"device-ca-key":  filepath.Join(wd, "ca.key"),
 	} {
 		if got := f.Config().GetString(key); got != want {
 			t.Errorf("%s = %q, want %q", key, got, want)

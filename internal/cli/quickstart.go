@@ -20,6 +20,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/outpost-edge/outpost/internal/daemon"
 	"github.com/outpost-edge/outpost/internal/hub"
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/hubclient"
@@ -269,14 +270,15 @@ func quickstartDaemon(ctx context.Context, f *Factory, op *hubclient.Client, dir
 	sock := filepath.Join(dir, "mgmt.sock")
 	daemonCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	quiet := &Factory{IO: &IOStreams{In: f.IO.In, Out: io.Discard, ErrOut: io.Discard}, Now: f.Now}
+	d, err := daemon.New(daemon.Config{
+		ConnectionString: deviceCS, CAFile: caFile, DataDir: filepath.Join(dir, "device"),
+		Runtime: "auto", MgmtSocket: sock,
+	})
+	if err != nil {
+		return err
+	}
 	done := make(chan error, 1)
-	go func() {
-		done <- daemonRun(daemonCtx, quiet, &daemonOptions{
-			ConnectionString: deviceCS, CAFile: caFile, DataDir: filepath.Join(dir, "device"),
-			Runtime: "auto", MgmtSocket: sock,
-		})
-	}()
+	go func() { done <- d.Run(daemonCtx) }()
 	stopDaemon := func() error {
 		stop()
 		return <-done

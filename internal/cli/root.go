@@ -200,7 +200,7 @@ func (f *Factory) load(cmd *cobra.Command) error {
 }
 
 // pathKeys are the configuration keys that name files and directories.
-var pathKeys = []string{"data", "mgmt-socket", "workload-dir", "ca", "cache"}
+var pathKeys = []string{"data", "mgmt-socket", "workload-dir", "ca", "cache", "device-ca-cert", "device-ca-key"}
 
 // absPaths makes the relative paths of pathKeys absolute, once, before a
 // command runs, so that a path means the same to every part of outpost

@@ -4,7 +4,11 @@ package hubtest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -93,4 +97,34 @@ func (h *Hub) DeviceConnectionString(deviceID, moduleID, key string) string {
 	cs := &identity.ConnectionString{HostName: h.HostName(), DeviceID: deviceID, ModuleID: moduleID, SharedAccessKey: key}
 	cs.UseInsecureHTTP = strings.HasSuffix(h.ConnectionString, "UseInsecureHttp=true")
 	return cs.String()
+}
+
+// GetStatus returns the status the hub answers GET path (with its query)
+// with, sent with the Authorization header authorization: a SAS token made
+// outside hubclient, as an SDK makes it.
+func (h *Hub) GetStatus(t testing.TB, path, authorization string) int {
+	t.Helper()
+	hc := &http.Client{Timeout: 20 * time.Second}
+	scheme := "http"
+	if h.CAFile != "" {
+		b, err := os.ReadFile(h.CAFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(b)
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+		scheme = "https"
+	}
+	req, err := http.NewRequest(http.MethodGet, scheme+"://"+h.HostName()+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", authorization)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/outpost-edge/outpost/internal/deployment"
+	"github.com/outpost-edge/outpost/internal/identity"
 	"github.com/outpost-edge/outpost/internal/registry"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
@@ -56,6 +57,10 @@ func (h *Hub) wrap(kind string, fn handler) http.Handler {
 			writeError(w, aerr)
 			return
 		}
+		if aerr := checkPathIDs(r); aerr != nil {
+			writeError(w, aerr)
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodySize)
 		if err := fn(w, r, p); err != nil {
 			ae := toAPIError(err, kind)
@@ -65,6 +70,33 @@ func (h *Hub) wrap(kind string, fn handler) http.Handler {
 			writeError(w, ae)
 		}
 	})
+}
+
+// checkPathIDs answers 400 for a device or module id in the path that is not
+// valid, before it can reach the store.
+func checkPathIDs(r *http.Request) *apiError {
+	if id := r.PathValue("id"); id != "" {
+		if err := identity.ValidateDeviceID(id); err != nil {
+			return errorf(http.StatusBadRequest, "ArgumentInvalid", "%v", err)
+		}
+	}
+	mid := r.PathValue("mid")
+	if mid == "" {
+		return nil
+	}
+	if err := identity.ValidateModuleIDAllowSystem(mid); err != nil {
+		return errorf(http.StatusBadRequest, "ArgumentInvalid", "%v", err)
+	}
+	return nil
+}
+
+// userModule fails for the id of a system module ($agent, $edgeAgent, …):
+// the hub creates and deletes those itself, users may only read them.
+func userModule(mid string) error {
+	if err := identity.ValidateModuleID(mid); err != nil {
+		return errorf(http.StatusBadRequest, "ArgumentInvalid", "%v; the hub creates and deletes system modules itself", err)
+	}
+	return nil
 }
 
 // readJSON reads the request body into v, with errors that say what was wrong.
@@ -242,6 +274,9 @@ func (h *Hub) putModule(w http.ResponseWriter, r *http.Request, p principal) err
 		return err
 	}
 	id, mid := r.PathValue("id"), r.PathValue("mid")
+	if err := userModule(mid); err != nil {
+		return err
+	}
 	var body moduleBody
 	if err := readJSON(r, &body); err != nil {
 		return err
@@ -280,6 +315,9 @@ func (h *Hub) getModule(w http.ResponseWriter, r *http.Request, p principal) err
 
 func (h *Hub) deleteModule(w http.ResponseWriter, r *http.Request, p principal) error {
 	if err := requireRight(p, RegistryWrite); err != nil {
+		return err
+	}
+	if err := userModule(r.PathValue("mid")); err != nil {
 		return err
 	}
 	if err := h.reg.DeleteModule(r.PathValue("id"), r.PathValue("mid"), ifMatch(r)); err != nil {

@@ -1,7 +1,17 @@
 package hub_test
 
 import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +104,191 @@ func TestSystemModulesAreReserved(t *testing.T) {
 	for _, m := range mods {
 		if m.ModuleID != "$agent" {
 			t.Fatalf("module %q was created", m.ModuleID)
+		}
+	}
+}
+
+// tokenReq asks pythonTokens for one token.
+type tokenReq struct {
+	Host      string `json:"host"`
+	Device    string `json:"device"`
+	Module    string `json:"module"`
+	Key       string `json:"key"`
+	NodeStyle bool   `json:"node"`
+}
+
+// pythonTokens mints SAS tokens with Python's own hmac, base64 and
+// urllib.parse, as Azure's Python SDK does: the resource host/devices/{id}
+// [/modules/{mid}] url-encoded once (quote, safe=""). With NodeStyle the ids
+// are first encoded on their own (encodeURIComponent's strict form, as
+// Microsoft's Node SDK does) and then the whole resource again.
+func pythonTokens(t *testing.T, reqs ...tokenReq) []string {
+	t.Helper()
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skipf("python3 is not installed: %v", err)
+	}
+	const script = `
+import base64, hashlib, hmac, json, sys, time, urllib.parse as up
+for line in sys.stdin:
+    r = json.loads(line)
+    enc = (lambda s: up.quote(s, safe="")) if r["node"] else (lambda s: s)
+    res = r["host"] + "/devices/" + enc(r["device"])
+    if r["module"]:
+        res += "/modules/" + enc(r["module"])
+    sr = up.quote(res, safe="")
+    se = str(int(time.time()) + 3600)
+    mac = hmac.new(base64.b64decode(r["key"]), (sr + "\n" + se).encode(), hashlib.sha256)
+    sig = base64.b64encode(mac.digest()).decode()
+    print("SharedAccessSignature sr=" + sr + "&sig=" + up.quote(sig, safe="") + "&se=" + se)
+`
+	var in bytes.Buffer
+	enc := json.NewEncoder(&in)
+	for _, r := range reqs {
+		enc.Encode(r)
+	}
+	cmd := exec.Command(python, "-c", script)
+	cmd.Stdin = &in
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python3: %v", err)
+	}
+	toks := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(toks) != len(reqs) {
+		t.Fatalf("python3 minted %d tokens for %d requests", len(toks), len(reqs))
+	}
+	return toks
+}
+
+// TestTokensForIDsOfEveryAllowedCharacter signs device and module tokens
+// with Python's HMAC for ids made of the whole allowed character set, %XX
+// sequences included, and uses them on the real hub over HTTPS.
+func TestTokensForIDsOfEveryAllowedCharacter(t *testing.T) {
+	h := hubtest.Start(t, hubtest.Options{})
+	c := h.Client(t)
+	ids := []string{
+		"A-Za-z0-9-:.+%_#*?!(),=@$'",
+		"a%41",     // an id that reads "aA" when decoded twice
+		"aA",       // … and that id itself
+		"a%3Ab",    // Node's SDK encodes "a:b" to this before signing
+		"a:b",      // … and that id itself
+		"%25%2541", // escapes of escapes
+		"100%",
+		"%zz%4",
+		"%2e%2e",
+		"$dev",
+	}
+	type ident struct{ device, module, key string }
+	var idents []ident
+	for _, id := range ids {
+		d, err := c.CreateDevice(ctx, hubapi.Device{DeviceID: id})
+		if err != nil {
+			t.Fatalf("create device %q: %v", id, err)
+		}
+		idents = append(idents, ident{id, "", d.Authentication.SymmetricKey.PrimaryKey})
+		mid := "m" + id // module ids may not start with '$'
+		m, err := c.CreateModule(ctx, hubapi.Module{DeviceID: id, ModuleID: mid})
+		if err != nil {
+			t.Fatalf("create module %q/%q: %v", id, mid, err)
+		}
+		idents = append(idents, ident{id, mid, m.Authentication.SymmetricKey.SecondaryKey})
+	}
+	var reqs []tokenReq
+	for _, id := range idents {
+		for _, nodeStyle := range []bool{false, true} {
+			reqs = append(reqs, tokenReq{h.HostName(), id.device, id.module, id.key, nodeStyle})
+		}
+	}
+	// A token is only ever taken for an identity whose key signed it: one
+	// for "a%41" signed with the key of "aA" is aA's (as Node's SDK signs for
+	// aA), and one for "aA" signed with the key of "a%41" is nobody's.
+	keyOf := map[string]string{}
+	for _, id := range idents {
+		if id.module == "" {
+			keyOf[id.device] = id.key
+		}
+	}
+	reqs = append(reqs, tokenReq{h.HostName(), "a%41", "", keyOf["aA"], false}, tokenReq{h.HostName(), "aA", "", keyOf["a%41"], true})
+	toks := pythonTokens(t, reqs...)
+	for i, r := range reqs[:len(reqs)-2] {
+		path := "/devices/" + url.PathEscape(r.Device)
+		if r.Module != "" {
+			path = "/twins/" + url.PathEscape(r.Device) + "/modules/" + url.PathEscape(r.Module)
+		}
+		status, body := raw(t, h, "GET", path, toks[i], nil)
+		if status != 200 {
+			t.Errorf("%s/%s (node style %v): GET %s: %d %s", r.Device, r.Module, r.NodeStyle, path, status, body)
+			continue
+		}
+		var got struct{ DeviceID, ModuleID string }
+		if err := json.Unmarshal([]byte(body), &got); err != nil || got.DeviceID != r.Device || got.ModuleID != r.Module {
+			t.Errorf("%s/%s: answered %s", r.Device, r.Module, body)
+		}
+	}
+	status, body := raw(t, h, "GET", "/devices/a%2541", toks[len(toks)-2], nil)
+	expectError(t, status, body, 401, `device aA may not read device a%41`)
+	if status, body := raw(t, h, "GET", "/devices/aA", toks[len(toks)-2], nil); status != 200 {
+		t.Fatalf("aA's token for a%%41, Node style: %d %s", status, body)
+	}
+	status, body = raw(t, h, "GET", "/devices/aA", toks[len(toks)-1], nil)
+	expectError(t, status, body, 401, `bad signature for device aA`)
+}
+
+// rawWithHost is raw with the request's Host header set to host.
+func rawWithHost(t *testing.T, h *hubtest.Hub, method, path, auth, host string) (int, string) {
+	t.Helper()
+	pem, err := os.ReadFile(h.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
+	req, err := http.NewRequest(method, "https://"+h.Addr().String()+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	req.Header.Set("Authorization", auth)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestTokenHostIsTheHubs: a token's host must be the hub's host name or one
+// of its --san names, whatever Host header the request carries.
+func TestTokenHostIsTheHubs(t *testing.T) {
+	h := hubtest.Start(t, hubtest.Options{SANs: []string{"hub.example", "10.9.8.7"}})
+	d, err := h.Client(t).CreateDevice(ctx, hubapi.Device{DeviceID: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, _ := identity.ParseConnectionString(h.ConnectionString)
+	_, port, _ := net.SplitHostPort(h.HostName())
+	sign := func(resource, key, skn string) string {
+		tok, err := identity.NewSAS(resource, key, time.Now().Add(time.Hour), skn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	devKey := d.Authentication.SymmetricKey.PrimaryKey
+	for _, host := range []string{h.HostName(), "hub.example:" + port, "HUB.example:" + port, "10.9.8.7:" + port} {
+		for _, auth := range []string{sign(host, owner.SharedAccessKey, "owner"), sign(host+"/devices/d", devKey, "")} {
+			if status, body := rawWithHost(t, h, "GET", "/devices/d", auth, host); status != 200 {
+				t.Errorf("token for %s: %d %s", host, status, body)
+			}
+		}
+	}
+	for _, host := range []string{"127.0.0.1:" + port, "evil.example:" + port, "hub.example", "hub.example:1" + port, "localhost"} {
+		for _, auth := range []string{sign(host, owner.SharedAccessKey, "owner"), sign(host+"/devices/d", devKey, "")} {
+			// The request names the token's host, as a client of another hub would.
+			status, body := rawWithHost(t, h, "GET", "/devices/d", auth, host)
+			expectError(t, status, body, 401, fmt.Sprintf("wrong resource: the token is for host %q, not this hub (%s, hub.example:%s, 10.9.8.7:%s)", host, h.HostName(), port, port))
 		}
 	}
 }

@@ -27,6 +27,8 @@ type Options struct {
 	DataDir      string // default t.TempDir()
 	Listen       string // default 127.0.0.1:0
 	InsecureHTTP bool
+	HostName     string   // default localhost:PORT
+	SANs         []string // extra names of the hub (certificate and tokens)
 }
 
 // Start starts a hub and stops it when the test ends.
@@ -38,7 +40,7 @@ func Start(t testing.TB, opts Options) *Hub {
 	if opts.Listen == "" {
 		opts.Listen = "127.0.0.1:0"
 	}
-	h, _, err := hub.Open(hub.Config{DataDir: opts.DataDir, Listen: opts.Listen, InsecureHTTP: opts.InsecureHTTP})
+	h, _, err := hub.Open(hub.Config{DataDir: opts.DataDir, Listen: opts.Listen, InsecureHTTP: opts.InsecureHTTP, HostName: opts.HostName, SANs: opts.SANs})
 	if err != nil {
 		t.Fatalf("start hub: %v", err)
 	}

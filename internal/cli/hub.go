@@ -60,10 +60,14 @@ owner policy, and prints the owner connection string and the CA file once;
 				HostName:     v.GetString("hostname"),
 				SANs:         v.GetStringSlice("san"),
 				InsecureHTTP: v.GetBool("insecure-http"),
+				Limits:       hubLimits(v),
 				Logger:       slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: slog.LevelInfo})),
 			}
 			if cfg.DataDir == "" {
 				cfg.DataDir = defaultHubData()
+			}
+			if err := cfg.Limits.Validate(); err != nil {
+				return flagErrorf("%v", err)
 			}
 			return hubServeRun(cmd, f, cfg)
 		},
@@ -74,6 +78,7 @@ owner policy, and prints the owner connection string and the CA file once;
 	fl.String("hostname", "", "host[:port] devices and clients use to reach the hub (default localhost:PORT)")
 	fl.StringSlice("san", nil, "extra DNS name or IP for the server certificate (repeatable)")
 	fl.Bool("insecure-http", false, "serve plain HTTP (local development only)")
+	addHubLimitFlags(fl)
 	return cmd
 }
 

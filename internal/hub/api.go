@@ -1,14 +1,17 @@
 package hub
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/outpost-edge/outpost/internal/deployment"
+	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/identity"
 	"github.com/outpost-edge/outpost/internal/registry"
 	"github.com/outpost-edge/outpost/internal/twin"
@@ -23,7 +26,7 @@ type handler func(w http.ResponseWriter, r *http.Request, p principal) error
 func (h *Hub) Handler() http.Handler {
 	mux := http.NewServeMux()
 	route := func(pattern, kind string, fn handler) {
-		mux.Handle(pattern, h.wrap(kind, fn))
+		mux.Handle(pattern, h.wrap(kind, fn, 0))
 	}
 	route("GET /devices", "Device", h.listDevices)
 	route("GET /devices/{$}", "Device", h.listDevices) // the Node SDK lists with a trailing slash
@@ -40,28 +43,41 @@ func (h *Hub) Handler() http.Handler {
 	route("PATCH /twins/{id}/modules/{mid}", "Module", h.patchTwin)
 	route("PUT /twins/{id}/modules/{mid}", "Module", h.putTwin)
 	route("POST /devices/{id}/applyConfigurationContent", "Device", h.applyConfiguration)
-	route("GET "+syncPrefix+"/devices/{id}/sync", "Device", h.sync)
+	mux.Handle("GET "+syncPrefix+"/devices/{id}/sync", h.wrap("Device", h.sync, hubapi.MaxWait)) // a long poll
 	route("POST "+syncPrefix+"/devices/{id}/reported", "Device", h.uploadReported)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, errorf(http.StatusNotFound, "NotFound", "no such API: %s %s", r.Method, r.URL.Path))
+		refuse(w, r, errorf(http.StatusNotFound, "NotFound", "no such API: %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return h.guard(mux)
 }
 
-// wrap authenticates, caps the body and maps fn's error; kind names the
-// entity of the route for error codes (DeviceNotFound, ModuleAlreadyExists…).
-func (h *Hub) wrap(kind string, fn handler) http.Handler {
+// wrap authenticates, reads the body (at most MaxBodySize, within the read
+// timeout) and maps fn's error; kind names the entity of the route for error
+// codes (DeviceNotFound, ModuleAlreadyExists…). A request refused before its
+// body is read gets its answer on a connection that is then closed. fn has
+// the write timeout, plus wait for a route that may wait before it answers
+// (a long poll), to handle the request and write its answer.
+func (h *Hub) wrap(kind string, fn handler, wait time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, aerr := h.authenticate(r)
+		if aerr == nil {
+			aerr = checkPathIDs(r)
+		}
 		if aerr != nil {
-			writeError(w, aerr)
+			refuse(w, r, aerr)
 			return
 		}
-		if aerr := checkPathIDs(r); aerr != nil {
-			writeError(w, aerr)
-			return
+		if hasBody(r) {
+			b, aerr := h.readBodyWithin(w, r)
+			if aerr != nil {
+				refuse(w, r, aerr)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(b))
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodySize)
+		if wait > 0 {
+			http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + h.limits.WriteTimeout))
+		}
 		if err := fn(w, r, p); err != nil {
 			ae := toAPIError(err, kind)
 			if ae.status >= 500 {

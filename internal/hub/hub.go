@@ -37,6 +37,7 @@ type Config struct {
 	HostName     string   // host[:port] clients use; default from Listen (localhost:PORT)
 	SANs         []string // extra names for the server certificate
 	InsecureHTTP bool     // serve plain HTTP (local development only)
+	Limits       Limits   // per-client limits; zero fields take DefaultLimits
 	Logger       *slog.Logger
 	Now          func() time.Time
 }
@@ -59,6 +60,7 @@ type Hub struct {
 	tls      *tls.Config
 	ln       net.Listener
 	notify   *notifier
+	limits   Limits
 
 	uploads sync.Map // device id → *sync.Mutex
 
@@ -79,6 +81,9 @@ func Open(cfg Config) (h *Hub, firstStart bool, err error) {
 	if cfg.Listen == "" {
 		cfg.Listen = ":8443"
 	}
+	if err := cfg.Limits.Validate(); err != nil {
+		return nil, false, fmt.Errorf("hub limits: %w", err)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, false, fmt.Errorf("hub data dir: %w", err)
 	}
@@ -91,7 +96,7 @@ func Open(cfg Config) (h *Hub, firstStart bool, err error) {
 			st.Close()
 		}
 	}()
-	h = &Hub{cfg: cfg, st: st, reg: registry.New(st), log: cfg.Logger, now: cfg.Now, policies: map[string]*Policy{}}
+	h = &Hub{cfg: cfg, st: st, reg: registry.New(st), log: cfg.Logger, now: cfg.Now, policies: map[string]*Policy{}, limits: cfg.Limits.withDefaults()}
 	if firstStart, err = h.loadPolicies(); err != nil {
 		return nil, false, err
 	}
@@ -252,14 +257,16 @@ func (h *Hub) Serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go h.notify.run(ctx, h.st)
+	// No ReadTimeout or WriteTimeout: they would cut sync long polls. The
+	// handler sets deadlines per request instead (guard, longPoll).
 	srv := &http.Server{
 		Handler:           h.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: h.limits.ReadHeaderTimeout,
+		IdleTimeout:       h.limits.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
-	ln := h.ln
+	ln := limitPerIP(h.ln, h.limits.MaxConnsPerIP)
 	if h.tls != nil {
 		ln = tls.NewListener(ln, h.tls)
 	}

@@ -29,6 +29,7 @@ type Options struct {
 	InsecureHTTP bool
 	HostName     string   // default localhost:PORT
 	SANs         []string // extra names of the hub (certificate and tokens)
+	Limits       hub.Limits
 }
 
 // Start starts a hub and stops it when the test ends.
@@ -40,7 +41,7 @@ func Start(t testing.TB, opts Options) *Hub {
 	if opts.Listen == "" {
 		opts.Listen = "127.0.0.1:0"
 	}
-	h, _, err := hub.Open(hub.Config{DataDir: opts.DataDir, Listen: opts.Listen, InsecureHTTP: opts.InsecureHTTP, HostName: opts.HostName, SANs: opts.SANs})
+	h, _, err := hub.Open(hub.Config{DataDir: opts.DataDir, Listen: opts.Listen, InsecureHTTP: opts.InsecureHTTP, HostName: opts.HostName, SANs: opts.SANs, Limits: opts.Limits})
 	if err != nil {
 		t.Fatalf("start hub: %v", err)
 	}

@@ -117,7 +117,7 @@ func userModule(mid string) error {
 
 // readJSON reads the request body into v, with errors that say what was wrong.
 func readJSON(r *http.Request, v any) error {
-	b, err := io.ReadAll(r.Body)
+	b, err := readBody(r)
 	if err != nil {
 		return err
 	}
@@ -127,6 +127,9 @@ func readJSON(r *http.Request, v any) error {
 	return nil
 }
 
+// readBody reads a JSON request body. Like IoT Hub's strict parsers, and
+// unlike encoding/json, it refuses invalid UTF-8, unpaired surrogate escapes
+// and duplicate keys, naming their JSON path.
 func readBody(r *http.Request) ([]byte, error) {
 	b, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -136,6 +139,9 @@ func readBody(r *http.Request) ([]byte, error) {
 		var x any
 		err := json.Unmarshal(b, &x)
 		return nil, errorf(http.StatusBadRequest, "ArgumentInvalid", "malformed JSON body: %v", err)
+	}
+	if err := twin.CheckJSON(b); err != nil {
+		return nil, errorf(http.StatusBadRequest, "ArgumentInvalid", "JSON body: %v", err)
 	}
 	return b, nil
 }

@@ -292,3 +292,54 @@ func TestTokenHostIsTheHubs(t *testing.T) {
 		}
 	}
 }
+
+// TestStrictJSONBodies: every JSON body the hub reads refuses invalid UTF-8
+// and duplicate keys with a 400 that names the JSON path, and changes nothing.
+func TestStrictJSONBodies(t *testing.T) {
+	h := hubtest.Start(t, hubtest.Options{})
+	c := h.Client(t)
+	d, err := c.CreateDevice(ctx, hubapi.Device{DeviceID: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateModule(ctx, hubapi.Module{DeviceID: "d", ModuleID: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := c.GetTwin(ctx, "d", "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := ownerAuth(t, h)
+	for _, tc := range []struct{ method, path, body, want string }{
+		{"PATCH", "/twins/d/modules/m", `{"properties":{"desired":{"a":1,"a":2}}}`, "properties.desired.a: duplicate key"},
+		{"PATCH", "/twins/d/modules/m", `{"properties":{"desired":{"a":"x` + "\xff" + `"}}}`, "properties.desired.a: string is not valid UTF-8"},
+		{"PATCH", "/twins/d/modules/m", `{"tags":{"k` + "\xfe" + `":1}}`, `tags: key "k"… is not valid UTF-8`},
+		{"PATCH", "/twins/d/modules/m", `{"tags":{"t":"\udc00"}}`, `tags.t: string holds an unpaired UTF-16 surrogate`},
+		{"PUT", "/twins/d/modules/m", `{"tags":{"t":1},"tags":{}}`, "tags: duplicate key"},
+		{"PATCH", "/twins/d", `{"properties":{"desired":{"x":[{"y":1,"y":1}]}}}`, "properties.desired.x[0].y: duplicate key"},
+		{"PUT", "/devices/e", `{"deviceId":"e","status":"enabled","status":"disabled"}`, "status: duplicate key"},
+		{"PUT", "/devices/d/modules/n", `{"managedBy":"` + "\xff" + `"}`, "managedBy: string is not valid UTF-8"},
+		{"POST", "/devices/d/applyConfigurationContent", `{"modulesContent":{"$edgeAgent":{},"$edgeAgent":{}}}`, `modulesContent["$edgeAgent"]: duplicate key`},
+	} {
+		status, body := raw(t, h, tc.method, tc.path, auth, []byte(tc.body))
+		expectError(t, status, body, 400, tc.want)
+	}
+	after, err := c.GetTwin(ctx, "d", "m")
+	if err != nil || after.ETag != before.ETag {
+		t.Fatalf("a refused body changed the twin: %v", err)
+	}
+	if _, err := c.GetDevice(ctx, "e"); err == nil {
+		t.Fatal("a refused body created a device")
+	}
+	// The device's own reported patches are checked as strictly.
+	devAuth, err := identity.NewSAS(identity.DeviceResource(h.HostName(), "d"), d.Authentication.SymmetricKey.PrimaryKey, time.Now().Add(time.Hour), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, body := raw(t, h, "POST", "/outpost/v1/devices/d/reported", devAuth, []byte(`{"patches":[{"seq":1,"moduleId":"m","patch":{"r":1,"r":2}}]}`))
+	expectError(t, status, body, 400, "patches[0].patch.r: duplicate key")
+	dc := h.ClientFor(t, h.DeviceConnectionString("d", "", d.Authentication.SymmetricKey.PrimaryKey))
+	if _, err := dc.PatchTwin(ctx, "d", "m", []byte(`{"properties":{"reported":{"r":"`+"\xc0"+`"}}}`), ""); err == nil || !strings.Contains(err.Error(), "properties.reported.r: string is not valid UTF-8") {
+		t.Fatalf("a device's reported patch with invalid UTF-8: %v", err)
+	}
+}

@@ -21,7 +21,7 @@ func newHubCmd(f *Factory) *cobra.Command {
 and serves them over IoT Hub's service REST API (HTTPS) and outpost's device
 sync endpoints.`,
 	}
-	cmd.AddCommand(newHubServeCmd(f), newHubCredentialsCmd(f))
+	cmd.AddCommand(newHubServeCmd(f), newHubCredentialsCmd(f), newHubPolicyCmd(f))
 	return cmd
 }
 

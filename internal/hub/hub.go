@@ -64,8 +64,9 @@ type Hub struct {
 
 	uploads sync.Map // device id → *sync.Mutex
 
-	mu       sync.RWMutex
-	policies map[string]*Policy
+	mu             sync.RWMutex
+	policies       map[string]*Policy
+	policyVersions map[string]int64 // store version of each of policies
 }
 
 // Open opens (or creates) the hub's data dir and listens, but does not serve
@@ -239,16 +240,6 @@ func (h *Hub) loadPolicies() (created bool, err error) {
 	}
 	h.policies["owner"] = p
 	return true, nil
-}
-
-func (h *Hub) policy(name string) (*Policy, error) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	p, ok := h.policies[name]
-	if !ok {
-		return nil, registry.ErrNotFound
-	}
-	return p, nil
 }
 
 // Serve serves until ctx is done, then drains requests in flight (up to

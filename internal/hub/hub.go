@@ -249,7 +249,7 @@ func (h *Hub) Serve(ctx context.Context) error {
 	defer cancel()
 	go h.notify.run(ctx, h.st)
 	// No ReadTimeout or WriteTimeout: they would cut sync long polls. The
-	// handler sets deadlines per request instead (guard, longPoll).
+	// handler sets deadlines per request instead (guard, wrap).
 	srv := &http.Server{
 		Handler:           h.Handler(),
 		ReadHeaderTimeout: h.limits.ReadHeaderTimeout,

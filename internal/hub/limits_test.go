@@ -2,10 +2,13 @@ package hub_test
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -221,4 +224,33 @@ func TestLimitsAreValidated(t *testing.T) {
 func hubclientFrom(t *testing.T, h *hubtest.Hub, last byte, connectionString string) (*hubclient.Client, error) {
 	t.Helper()
 	return hubclient.New(connectionString, h.CAFile, hubclient.WithHTTPClient(httpFrom(last)))
+}
+
+// TestRefusedOverTLS: over HTTPS too, a client with a bad token that keeps
+// trickling its body gets its 401 and then a closed connection.
+func TestRefusedOverTLS(t *testing.T) {
+	h := hubtest.Start(t, hubtest.Options{})
+	pem, err := os.ReadFile(h.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c, err := tls.DialWithDialer(from(1), "tcp", h.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "PATCH /twins/d HTTP/1.1\r\nHost: "+h.HostName()+"\r\nAuthorization: SharedAccessSignature sr=x&sig=y&se=1\r\nContent-Length: 5000\r\n\r\n{")
+	go func() { // the trickle: a byte a second, until the hub closes
+		for {
+			time.Sleep(time.Second)
+			if _, err := c.Write([]byte(" ")); err != nil {
+				return
+			}
+		}
+	}()
+	if o := await(c, time.Now().Add(20*time.Second)); o.status != 401 || !o.closed {
+		t.Fatalf("answer %d, closed %v, err %v; want 401 and closed", o.status, o.closed, o.err)
+	}
 }

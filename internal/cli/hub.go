@@ -32,7 +32,7 @@ else $XDG_DATA_HOME/outpost/hub (/var/lib/outpost/hub as root). A data: at
 the top level of the config file is the daemon's, never the hub's.`,
 		Annotations: map[string]string{sectionAnnotation: "hub"},
 	}
-	cmd.AddCommand(newHubServeCmd(f, nil), newHubCredentialsCmd(f))
+	cmd.AddCommand(newHubServeCmd(f, nil), newHubCredentialsCmd(f), newHubPolicyCmd(f))
 	return cmd
 }
 
@@ -90,10 +90,14 @@ HTTPS always, unless --insecure-http (local development only).`,
 				SANs:         v.GetStringSlice("san"),
 				InsecureHTTP: v.GetBool("insecure-http"),
 				Reinit:       v.GetBool("reinit"),
+				Limits:       hubLimits(v),
 				Logger:       slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: slog.LevelInfo})),
 			}
 			if runF != nil {
 				return runF(cfg)
+			}
+			if err := cfg.Limits.Validate(); err != nil {
+				return flagErrorf("%v", err)
 			}
 			return hubServeRun(cmd, f, cfg)
 		},
@@ -105,6 +109,7 @@ HTTPS always, unless --insecure-http (local development only).`,
 	fl.StringSlice("san", nil, "extra DNS name or IP for the server certificate (repeatable)")
 	fl.Bool("insecure-http", false, "serve plain HTTP (local development only)")
 	fl.Bool("reinit", false, "make new state for what a data dir set up before is missing (new owner key, new CA, empty registry) instead of refusing to start")
+	addHubLimitFlags(fl)
 	return cmd
 }
 

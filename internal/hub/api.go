@@ -1,14 +1,18 @@
 package hub
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/outpost-edge/outpost/internal/deployment"
+	"github.com/outpost-edge/outpost/internal/hubapi"
+	"github.com/outpost-edge/outpost/internal/identity"
 	"github.com/outpost-edge/outpost/internal/registry"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
@@ -22,7 +26,7 @@ type handler func(w http.ResponseWriter, r *http.Request, p principal) error
 func (h *Hub) Handler() http.Handler {
 	mux := http.NewServeMux()
 	route := func(pattern, kind string, fn handler) {
-		mux.Handle(pattern, h.wrap(kind, fn))
+		mux.Handle(pattern, h.wrap(kind, fn, 0))
 	}
 	route("GET /devices", "Device", h.listDevices)
 	route("GET /devices/{$}", "Device", h.listDevices) // the Node SDK lists with a trailing slash
@@ -39,24 +43,42 @@ func (h *Hub) Handler() http.Handler {
 	route("PATCH /twins/{id}/modules/{mid}", "Module", h.patchTwin)
 	route("PUT /twins/{id}/modules/{mid}", "Module", h.putTwin)
 	route("POST /devices/{id}/applyConfigurationContent", "Device", h.applyConfiguration)
-	route("GET "+syncPrefix+"/devices/{id}/sync", "Device", h.sync)
+	mux.Handle("GET "+syncPrefix+"/devices/{id}/sync", h.wrap("Device", h.sync, hubapi.MaxWait)) // a long poll
 	route("POST "+syncPrefix+"/devices/{id}/reported", "Device", h.uploadReported)
+	route("POST "+syncPrefix+"/policies/{name}/rotate", "Policy", h.rotatePolicy)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, errorf(http.StatusNotFound, "NotFound", "no such API: %s %s", r.Method, r.URL.Path))
+		refuse(w, r, errorf(http.StatusNotFound, "NotFound", "no such API: %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return h.guard(mux)
 }
 
-// wrap authenticates, caps the body and maps fn's error; kind names the
-// entity of the route for error codes (DeviceNotFound, ModuleAlreadyExists…).
-func (h *Hub) wrap(kind string, fn handler) http.Handler {
+// wrap authenticates, reads the body (at most MaxBodySize, within the read
+// timeout) and maps fn's error; kind names the entity of the route for error
+// codes (DeviceNotFound, ModuleAlreadyExists…). A request refused before its
+// body is read gets its answer on a connection that is then closed. fn has
+// the write timeout, plus wait for a route that may wait before it answers
+// (a long poll), to handle the request and write its answer.
+func (h *Hub) wrap(kind string, fn handler, wait time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, aerr := h.authenticate(r)
+		if aerr == nil {
+			aerr = checkPathIDs(r)
+		}
 		if aerr != nil {
-			writeError(w, aerr)
+			refuse(w, r, aerr)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodySize)
+		if hasBody(r) {
+			b, aerr := h.readBodyWithin(w, r)
+			if aerr != nil {
+				refuse(w, r, aerr)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(b))
+		}
+		if wait > 0 {
+			http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + h.limits.WriteTimeout))
+		}
 		if err := fn(w, r, p); err != nil {
 			ae := toAPIError(err, kind)
 			if ae.status >= 500 {
@@ -67,9 +89,36 @@ func (h *Hub) wrap(kind string, fn handler) http.Handler {
 	})
 }
 
+// checkPathIDs answers 400 for a device or module id in the path that is not
+// valid, before it can reach the store.
+func checkPathIDs(r *http.Request) *apiError {
+	if id := r.PathValue("id"); id != "" {
+		if err := identity.ValidateDeviceID(id); err != nil {
+			return errorf(http.StatusBadRequest, "ArgumentInvalid", "%v", err)
+		}
+	}
+	mid := r.PathValue("mid")
+	if mid == "" {
+		return nil
+	}
+	if err := identity.ValidateModuleIDAllowSystem(mid); err != nil {
+		return errorf(http.StatusBadRequest, "ArgumentInvalid", "%v", err)
+	}
+	return nil
+}
+
+// userModule fails for the id of a system module ($agent, $edgeAgent, …):
+// the hub creates and deletes those itself, users may only read them.
+func userModule(mid string) error {
+	if err := identity.ValidateModuleID(mid); err != nil {
+		return errorf(http.StatusBadRequest, "ArgumentInvalid", "%v; the hub creates and deletes system modules itself", err)
+	}
+	return nil
+}
+
 // readJSON reads the request body into v, with errors that say what was wrong.
 func readJSON(r *http.Request, v any) error {
-	b, err := io.ReadAll(r.Body)
+	b, err := readBody(r)
 	if err != nil {
 		return err
 	}
@@ -79,6 +128,9 @@ func readJSON(r *http.Request, v any) error {
 	return nil
 }
 
+// readBody reads a JSON request body. Like IoT Hub's strict parsers, and
+// unlike encoding/json, it refuses invalid UTF-8, unpaired surrogate escapes
+// and duplicate keys, naming their JSON path.
 func readBody(r *http.Request) ([]byte, error) {
 	b, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -88,6 +140,9 @@ func readBody(r *http.Request) ([]byte, error) {
 		var x any
 		err := json.Unmarshal(b, &x)
 		return nil, errorf(http.StatusBadRequest, "ArgumentInvalid", "malformed JSON body: %v", err)
+	}
+	if err := twin.CheckJSON(b); err != nil {
+		return nil, errorf(http.StatusBadRequest, "ArgumentInvalid", "JSON body: %v", err)
 	}
 	return b, nil
 }
@@ -250,6 +305,9 @@ func (h *Hub) putModule(w http.ResponseWriter, r *http.Request, p principal) err
 		return err
 	}
 	id, mid := r.PathValue("id"), r.PathValue("mid")
+	if err := userModule(mid); err != nil {
+		return err
+	}
 	var body moduleBody
 	if err := readJSON(r, &body); err != nil {
 		return err
@@ -289,6 +347,9 @@ func (h *Hub) getModule(w http.ResponseWriter, r *http.Request, p principal) err
 
 func (h *Hub) deleteModule(w http.ResponseWriter, r *http.Request, p principal) error {
 	if err := requireRight(p, RegistryWrite); err != nil {
+		return err
+	}
+	if err := userModule(r.PathValue("mid")); err != nil {
 		return err
 	}
 	if err := h.reg.DeleteModule(r.PathValue("id"), r.PathValue("mid"), ifMatch(r)); err != nil {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/outpost-edge/outpost/internal/identity"
 	"github.com/outpost-edge/outpost/internal/registry"
@@ -65,8 +66,8 @@ func (h *Hub) authenticate(r *http.Request) (principal, *apiError) {
 		return principal{}, unauthorized("malformed SAS token: %v", err)
 	}
 	host, path, _ := strings.Cut(sas.Resource, "/")
-	if !h.isOwnHost(host, r.Host) {
-		return principal{}, unauthorized("wrong resource: the token is for host %q, not this hub (%s)", host, h.hostName)
+	if !h.isOwnHost(host) {
+		return principal{}, unauthorized("wrong resource: the token is for host %q, not this hub (%s)", host, h.ownHosts())
 	}
 	now := h.now()
 
@@ -86,33 +87,86 @@ func (h *Hub) authenticate(r *http.Request) (principal, *apiError) {
 	if len(segs) < 2 || !strings.EqualFold(segs[0], "devices") || (len(segs) != 2 && (len(segs) != 4 || !strings.EqualFold(segs[2], "modules"))) {
 		return principal{}, unauthorized("wrong resource: a token without skn must be for host/devices/{id} or host/devices/{id}/modules/{id}")
 	}
-	deviceID := unescape(segs[1])
-	dev, err := h.reg.GetDevice(deviceID)
-	if err != nil {
-		return principal{}, unauthorized("unknown device %q", deviceID)
-	}
-	var keys *registry.SymmetricKey
-	p := principal{deviceID: deviceID}
+	var modules []string
 	if len(segs) == 4 {
-		p.moduleID = unescape(segs[3])
-		mod, err := h.reg.GetModule(deviceID, p.moduleID)
-		if err != nil {
-			return principal{}, unauthorized("unknown module %s/%s", deviceID, p.moduleID)
+		modules = idCandidates(segs[3])
+	}
+	// The 401 names the first identity found whose check failed, else the
+	// first one not found.
+	var unknown, failed *apiError
+	notFound := func(e *apiError) {
+		if unknown == nil {
+			unknown = e
 		}
-		keys = mod.Authentication.SymmetricKey
-	} else {
-		keys = dev.Authentication.SymmetricKey
 	}
-	if err := sas.Verify(sas.Resource, now, keys.PrimaryKey, keys.SecondaryKey); err != nil {
-		return principal{}, tokenError(err, p.String())
+	fail := func(e *apiError) {
+		if failed == nil {
+			failed = e
+		}
 	}
-	if dev.Status == "disabled" {
-		return principal{}, unauthorized("device %q is disabled", deviceID)
+	for _, deviceID := range idCandidates(segs[1]) {
+		dev, err := h.reg.GetDevice(deviceID)
+		if err != nil {
+			notFound(unauthorized("unknown device %q", deviceID))
+			continue
+		}
+		p := principal{deviceID: deviceID}
+		if modules == nil {
+			if e := h.verifyIdentity(sas, dev, p, dev.Authentication.SymmetricKey, now); e != nil {
+				fail(e)
+				continue
+			}
+			return p, nil
+		}
+		for _, moduleID := range modules {
+			p.moduleID = moduleID
+			mod, err := h.reg.GetModule(deviceID, moduleID)
+			if err != nil {
+				notFound(unauthorized("unknown module %s/%s", deviceID, moduleID))
+				continue
+			}
+			if e := h.verifyIdentity(sas, dev, p, mod.Authentication.SymmetricKey, now); e != nil {
+				fail(e)
+				continue
+			}
+			return p, nil
+		}
 	}
-	return p, nil
+	if failed != nil {
+		return principal{}, failed
+	}
+	return principal{}, unknown
 }
 
-// unescape undoes the percent-encoding some SDKs leave in sr's path.
+// verifyIdentity checks a device or module token against the keys of p.
+func (h *Hub) verifyIdentity(sas *identity.SAS, dev registry.Device, p principal, keys *registry.SymmetricKey, now time.Time) *apiError {
+	if keys == nil {
+		return unauthorized("%s has no symmetric key", p)
+	}
+	if err := sas.Verify(sas.Resource, now, keys.PrimaryKey, keys.SecondaryKey); err != nil {
+		return tokenError(err, p.String())
+	}
+	if dev.Status == "disabled" {
+		return unauthorized("device %q is disabled", dev.DeviceID)
+	}
+	return nil
+}
+
+// idCandidates are the ids that an id segment of a token's resource may
+// stand for. The resource is url-encoded once in sr, as IoT Hub, its Python
+// SDK and outpost sign it, so the segment is the id as it is. Node's SDK
+// url-encodes the id once more before it encodes the resource, so a segment
+// holding %XX may also be the id decoded once more. Both are tried (the
+// literal first): an id such as "a%41" is valid and distinct from "aA", and
+// a token is only ever taken for an identity whose key signed it.
+func idCandidates(seg string) []string {
+	if u := unescape(seg); u != seg {
+		return []string{seg, u}
+	}
+	return []string{seg}
+}
+
+// unescape undoes the percent-encoding Node's SDK leaves in sr's path.
 func unescape(s string) string {
 	if !strings.Contains(s, "%") {
 		return s
@@ -143,17 +197,48 @@ func unhex(c byte) byte {
 	return c - 'a' + 10
 }
 
-// isOwnHost reports whether a token's host names this hub: the configured
-// host name, or the host the request was sent to.
-func (h *Hub) isOwnHost(host, requestHost string) bool {
-	strip := func(s string) string {
-		if hh, port, err := net.SplitHostPort(s); err == nil && port == "443" {
-			return hh
-		}
-		return s
+// isOwnHost reports whether a token's host names this hub: its configured
+// host name or one of its --san names, at the port of the host name (443
+// when it has none). The Host header of the request plays no part: anyone
+// can send any Host, so a token minted for another hub stays refused.
+func (h *Hub) isOwnHost(host string) bool {
+	name, port := splitHostPort(host)
+	ownName, ownPort := splitHostPort(h.hostName)
+	if port != ownPort {
+		return false
 	}
-	host = strip(host)
-	return strings.EqualFold(host, strip(h.hostName)) || strings.EqualFold(host, strip(requestHost))
+	if strings.EqualFold(name, ownName) {
+		return true
+	}
+	for _, san := range h.cfg.SANs {
+		if strings.EqualFold(name, strings.Trim(san, "[]")) {
+			return true
+		}
+	}
+	return false
+}
+
+// ownHosts names the hosts tokens may be for, for a 401.
+func (h *Hub) ownHosts() string {
+	_, port := splitHostPort(h.hostName)
+	names := []string{h.hostName}
+	for _, san := range h.cfg.SANs {
+		if port != "443" {
+			san = net.JoinHostPort(strings.Trim(san, "[]"), port)
+		}
+		if !slices.Contains(names, san) {
+			names = append(names, san)
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// splitHostPort splits host[:port] with 443 as the default port.
+func splitHostPort(s string) (host, port string) {
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		return h, p
+	}
+	return strings.Trim(s, "[]"), "443"
 }
 
 func unauthorized(format string, a ...any) *apiError {

@@ -39,6 +39,7 @@ type Config struct {
 	HostName     string   // host[:port] clients use; default from Listen (localhost:PORT)
 	SANs         []string // extra names for the server certificate
 	InsecureHTTP bool     // serve plain HTTP (local development only)
+	Limits       Limits   // per-client limits; zero fields take DefaultLimits
 	Logger       *slog.Logger
 	Now          func() time.Time
 	// PresenceGrace is how long a device shows connected after its last
@@ -67,6 +68,7 @@ type Hub struct {
 	tls      *tls.Config
 	ln       net.Listener
 	notify   *notifier
+	limits   Limits
 
 	uploads  sync.Map // device id → *sync.Mutex
 	presence *presence
@@ -74,8 +76,9 @@ type Hub struct {
 	ckMu sync.Mutex
 	ck   []byte // the cursor key, once read
 
-	mu       sync.RWMutex
-	policies map[string]*Policy
+	mu             sync.RWMutex
+	policies       map[string]*Policy
+	policyVersions map[string]int64 // store version of each of policies
 }
 
 // Open listens and opens the hub's data dir, setting it up if it is missing or
@@ -93,6 +96,9 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = ":8443"
+	}
+	if err := cfg.Limits.Validate(); err != nil {
+		return nil, false, fmt.Errorf("hub limits: %w", err)
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -112,7 +118,7 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 			return nil, false, fmt.Errorf("hub data dir: %w", err)
 		}
 	}
-	h = &Hub{cfg: cfg, log: cfg.Logger, now: cfg.Now, policies: map[string]*Policy{}, ln: ln}
+	h = &Hub{cfg: cfg, log: cfg.Logger, now: cfg.Now, policies: map[string]*Policy{}, ln: ln, limits: cfg.Limits.withDefaults()}
 	if err := h.openStore(fresh); err != nil {
 		if fresh && !errors.Is(err, store.ErrLocked) { // not another hub's: ours to remove
 			removeContents(cfg.DataDir)
@@ -284,30 +290,22 @@ func (h *Hub) loadPolicies() error {
 	return nil
 }
 
-func (h *Hub) policy(name string) (*Policy, error) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	p, ok := h.policies[name]
-	if !ok {
-		return nil, registry.ErrNotFound
-	}
-	return p, nil
-}
-
 // Serve serves until ctx is done, then drains requests in flight (up to
 // 10 s) and returns nil.
 func (h *Hub) Serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go h.notify.run(ctx, h.st)
+	// No ReadTimeout or WriteTimeout: they would cut sync long polls. The
+	// handler sets deadlines per request instead (guard, wrap).
 	srv := &http.Server{
 		Handler:           h.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: h.limits.ReadHeaderTimeout,
+		IdleTimeout:       h.limits.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
-	ln := h.ln
+	ln := limitPerIP(h.ln, h.limits.MaxConnsPerIP)
 	if h.tls != nil {
 		ln = tls.NewListener(ln, h.tls)
 	}

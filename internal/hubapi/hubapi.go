@@ -174,3 +174,26 @@ func escape(s string) string {
 	}
 	return string(b)
 }
+
+// PolicyRotatePath is the path that rotates the keys of a shared access
+// policy of the hub: POST a PolicyRotation, get the Policy back.
+func PolicyRotatePath(name string) string { return Prefix + "/policies/" + escape(name) + "/rotate" }
+
+// PolicyRotation asks for new keys for a shared access policy. By default
+// both keys are replaced, so every token signed with an old key is refused
+// at once. With KeepPrevious the old primary key becomes the secondary key
+// and stays valid until the next rotation (a rollover), and only the primary
+// key is new.
+type PolicyRotation struct {
+	KeepPrevious bool `json:"keepPrevious"`
+}
+
+// Policy is a shared access policy with its keys, as a rotation answers it.
+// ConnectionString holds the new primary key.
+type Policy struct {
+	KeyName          string   `json:"keyName"`
+	PrimaryKey       string   `json:"primaryKey"`
+	SecondaryKey     string   `json:"secondaryKey"`
+	Rights           []string `json:"rights"`
+	ConnectionString string   `json:"connectionString"`
+}

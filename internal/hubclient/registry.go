@@ -171,3 +171,11 @@ func (c *Client) UploadReported(ctx context.Context, deviceID string, batch huba
 	_, err := c.do(ctx, http.MethodPost, hubapi.ReportedPath(deviceID), nil, batch, nil, &out)
 	return &out, err
 }
+
+// RotatePolicy gives the hub's shared access policy name new keys and
+// returns them, with the new connection string.
+func (c *Client) RotatePolicy(ctx context.Context, name string, keepPrevious bool) (hubapi.Policy, error) {
+	var out hubapi.Policy
+	_, err := c.do(ctx, http.MethodPost, hubapi.PolicyRotatePath(name), nil, hubapi.PolicyRotation{KeepPrevious: keepPrevious}, nil, &out)
+	return out, err
+}

@@ -16,7 +16,8 @@ const idSpecials = "-:.+%_#*?!(),=@$'"
 const idRule = "allowed: A-Z a-z 0-9 and " + idSpecials
 
 // ValidateDeviceID reports whether id is a valid device id: 1 to 128 of
-// A-Z a-z 0-9 and -:.+%_#*?!(),=@$' (IoT Hub's rule).
+// A-Z a-z 0-9 and -:.+%_#*?!(),=@$' (IoT Hub's rule), other than "." and
+// "..", which URLs and file systems read as path segments.
 func ValidateDeviceID(id string) error {
 	return validateID("device id", id)
 }
@@ -63,6 +64,9 @@ func validateID(what, id string) error {
 	}
 	if len(id) > MaxIDLength {
 		return fmt.Errorf("%s %q: is %d characters long, at most %d are allowed", what, id[:32]+"...", len(id), MaxIDLength)
+	}
+	if id == "." || id == ".." {
+		return fmt.Errorf("%s %q is not allowed: it is a path segment in URLs and file names (use other characters too)", what, id)
 	}
 	for i := 0; i < len(id); i++ {
 		if !isIDChar(id[i]) {

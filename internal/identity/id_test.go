@@ -11,6 +11,7 @@ func TestValidateDeviceID(t *testing.T) {
 		"dev1",
 		"A-Z.a_z:0+9%#*?!(),=@$'",
 		"$notreserved-for-devices",
+		"...", ".a", "a..",
 		strings.Repeat("x", 128),
 	}
 	for _, id := range valid {
@@ -27,6 +28,8 @@ func TestValidateDeviceID(t *testing.T) {
 		"d\xff":                  `byte 0xff at position 1`,
 		"tab\t":                  `character '\t' at position 3`,
 		strings.Repeat("x", 129): `is 129 characters long, at most 128 are allowed`,
+		".":                      `device id "." is not allowed: it is a path segment`,
+		"..":                     `device id ".." is not allowed: it is a path segment`,
 	}
 	for id, want := range invalid {
 		err := ValidateDeviceID(id)
@@ -52,7 +55,7 @@ func TestValidateModuleID(t *testing.T) {
 	if err := ValidateModuleIDAllowSystem("$agent"); err != nil {
 		t.Errorf("ValidateModuleIDAllowSystem($agent) = %v", err)
 	}
-	for _, id := range []string{"", "m 1", "$a/b", strings.Repeat("m", 129)} {
+	for _, id := range []string{"", "m 1", "$a/b", strings.Repeat("m", 129), ".", ".."} {
 		if ValidateModuleID(id) == nil || ValidateModuleIDAllowSystem(id) == nil {
 			t.Errorf("module id %q accepted", id)
 		}

@@ -57,6 +57,9 @@ func FuzzPatch(f *testing.F) {
 		{0, `{}`, `[1,2]`},
 		{0, `{}`, `null`},
 		{0, `{}`, `{"a":`},
+		{0, `{}`, `{"a":1,"a":2}`},
+		{0, `{}`, "{\"a\":\"\xff\"}"},
+		{5, `{}`, `{"properties":{"desired":{"s":"\ud800"}}}`},
 	}
 	for _, s := range seeds {
 		f.Add(s.op, []byte(s.base), []byte(s.patch))

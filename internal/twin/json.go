@@ -150,9 +150,9 @@ func loadSection(s Section, raw json.RawMessage) (*node, int64, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return newObject(nil, zeroTime, version), version, nil
 	}
-	v, err := decode(raw)
+	v, err := decodeAt(raw, p)
 	if err != nil {
-		return nil, 0, invalidJSON(p, err)
+		return nil, 0, err
 	}
 	content, ok := v.(map[string]any)
 	if !ok {

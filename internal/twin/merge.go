@@ -141,13 +141,13 @@ func invalidJSON(p *path, err error) *Error {
 // the plain algorithm: no twin limits apply, and doc and patch may be any
 // JSON values.
 func MergePatch(doc, patch []byte) ([]byte, error) {
-	target, err := decode(doc)
+	target, err := decodeAt(doc, &path{key: "document"})
 	if err != nil {
-		return nil, invalidJSON(&path{key: "document"}, err)
+		return nil, err
 	}
-	p, err := decode(patch)
+	p, err := decodeAt(patch, &path{key: "patch"})
 	if err != nil {
-		return nil, invalidJSON(&path{key: "patch"}, err)
+		return nil, err
 	}
 	return appendLeaf(nil, mergeValue(target, p), nil, 0, false)
 }
@@ -180,13 +180,13 @@ func mergeValue(target, patch any) any {
 // A merge patch cannot set a member to null, so nulls inside to's objects
 // are not reproduced (twin documents hold none).
 func Diff(from, to []byte) ([]byte, error) {
-	f, err := decode(from)
+	f, err := decodeAt(from, &path{key: "from"})
 	if err != nil {
-		return nil, invalidJSON(&path{key: "from"}, err)
+		return nil, err
 	}
-	t, err := decode(to)
+	t, err := decodeAt(to, &path{key: "to"})
 	if err != nil {
-		return nil, invalidJSON(&path{key: "to"}, err)
+		return nil, err
 	}
 	patch, _ := diffValue(f, t)
 	return appendLeaf(nil, patch, nil, 0, false)

@@ -162,9 +162,9 @@ func (t *Twin) commit(tags, desired, reported *node) bool {
 }
 
 func (t *Twin) write(s Section, doc []byte, replace bool, now time.Time) (bool, error) {
-	v, err := decode(doc)
+	v, err := decodeAt(doc, &path{key: s.path()})
 	if err != nil {
-		return false, invalidJSON(&path{key: s.path()}, err)
+		return false, err
 	}
 	n, err := t.prepare(s, v, replace, formatTime(now))
 	if err != nil || n == nil {
@@ -228,9 +228,9 @@ func (t *Twin) Replace(body []byte, now time.Time) (bool, error) {
 }
 
 func (t *Twin) applyBody(body []byte, now time.Time, replace, allowReported bool) (bool, error) {
-	v, err := decode(body)
+	v, err := decodeAt(body, nil)
 	if err != nil {
-		return false, invalidJSON(nil, err)
+		return false, err
 	}
 	doc, ok := v.(map[string]any)
 	if !ok {

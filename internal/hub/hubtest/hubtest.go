@@ -32,6 +32,9 @@ type Options struct {
 	DataDir      string // default t.TempDir()
 	Listen       string // default 127.0.0.1:0
 	InsecureHTTP bool
+	HostName     string   // default localhost:PORT
+	SANs         []string // extra names of the hub (certificate and tokens)
+	Limits       hub.Limits
 	// PresenceGrace is hub.Config.PresenceGrace.
 	PresenceGrace time.Duration
 }
@@ -45,7 +48,7 @@ func Start(t testing.TB, opts Options) *Hub {
 	if opts.Listen == "" {
 		opts.Listen = "127.0.0.1:0"
 	}
-	h, _, err := hub.Open(hub.Config{DataDir: opts.DataDir, Listen: opts.Listen, InsecureHTTP: opts.InsecureHTTP, PresenceGrace: opts.PresenceGrace})
+	h, _, err := hub.Open(hub.Config{DataDir: opts.DataDir, Listen: opts.Listen, InsecureHTTP: opts.InsecureHTTP, HostName: opts.HostName, SANs: opts.SANs, Limits: opts.Limits, PresenceGrace: opts.PresenceGrace})
 	if err != nil {
 		t.Fatalf("start hub: %v", err)
 	}

@@ -367,6 +367,9 @@ func (b *Broker) closed(cl *mqtt.Client, err error) {
 	m.mu.Unlock()
 	if current {
 		reason := "the module disconnected"
+		if err == nil {
+			err = cl.StopCause()
+		}
 		if err != nil {
 			reason = err.Error()
 		}

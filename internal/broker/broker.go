@@ -74,6 +74,9 @@ const (
 	DefaultMaxKeepAlive = 1767 * time.Second
 	// DefaultHandshakeTimeout bounds the TLS handshake and CONNECT.
 	DefaultHandshakeTimeout = 10 * time.Second
+	// DefaultWriteTimeout bounds each write to a module: one that reads
+	// nothing for that long is closed.
+	DefaultWriteTimeout = 10 * time.Second
 )
 
 // Limits.
@@ -102,6 +105,7 @@ type Config struct {
 
 	MaxKeepAlive     time.Duration    // default DefaultMaxKeepAlive
 	HandshakeTimeout time.Duration    // default DefaultHandshakeTimeout
+	WriteTimeout     time.Duration    // default DefaultWriteTimeout
 	Now              func() time.Time // default time.Now
 }
 
@@ -172,6 +176,9 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout
 	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -207,7 +214,7 @@ func (b *Broker) now() time.Time { return b.cfg.Now() }
 // Serve accepts modules on ln (TLS is added here) until ctx is done, then
 // closes every connection and returns nil.
 func (b *Broker) Serve(ctx context.Context, ln net.Listener) error {
-	tl := &tlsListener{Listener: ln, cfg: b.cfg.TLS, timeout: b.cfg.HandshakeTimeout}
+	tl := &tlsListener{Listener: ln, cfg: b.cfg.TLS, timeout: b.cfg.HandshakeTimeout, writeTimeout: b.cfg.WriteTimeout}
 	if err := b.srv.AddListener(listeners.NewNet("modules", tl)); err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
@@ -265,17 +272,38 @@ func (b *Broker) allModules() []*moduleState {
 }
 
 // recheckIdentities closes the connections of modules that the device no
-// longer has, or whose token no longer verifies (keys rotated).
+// longer has, or whose token no longer verifies (keys rotated), and
+// forgets modules that are gone.
 func (b *Broker) recheckIdentities() {
+	mods, err := b.cfg.Twins.Modules()
+	if err != nil {
+		b.log.Warn("broker: read the module identities", "err", err)
+		return
+	}
+	byID := make(map[string]hubapi.SyncModule, len(mods))
+	for _, m := range mods {
+		byID[m.ModuleID] = m
+	}
 	for _, m := range b.allModules() {
+		mod, ok := byID[m.id]
 		m.mu.Lock()
 		s := m.sess
 		m.mu.Unlock()
+		if !ok && s == nil {
+			b.mu.Lock()
+			m.mu.Lock()
+			if m.sess == nil && b.modules[m.id] == m {
+				delete(b.modules, m.id)
+			}
+			m.mu.Unlock()
+			b.mu.Unlock()
+			continue
+		}
 		if s == nil {
 			continue
 		}
-		mod, err := b.module(m.id)
-		if err == nil {
+		err := error(refuse(connackNotAuthorized, "the device no longer has module %q", m.id))
+		if ok {
 			_, err = b.verifyToken(s.token, m.id, mod)
 		}
 		if err != nil {
@@ -303,8 +331,9 @@ func (b *Broker) Status() []ModuleStatus {
 	return out
 }
 
-// state returns the module's state, made on first use.
-func (b *Broker) state(moduleID string) *moduleState {
+// open registers an authenticated connection of a module and starts its
+// sender; a connection the module had before is taken over.
+func (b *Broker) open(cl *mqtt.Client, moduleID, token string) *session {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	m := b.modules[moduleID]
@@ -312,13 +341,6 @@ func (b *Broker) state(moduleID string) *moduleState {
 		m = &moduleState{id: moduleID}
 		b.modules[moduleID] = m
 	}
-	return m
-}
-
-// open registers an authenticated connection of a module and starts its
-// sender; a connection the module had before is taken over.
-func (b *Broker) open(cl *mqtt.Client, moduleID, token string) *session {
-	m := b.state(moduleID)
 	s := &session{
 		m: m, cl: cl, token: token,
 		remote: cl.Net.Remote,
@@ -332,9 +354,7 @@ func (b *Broker) open(cl *mqtt.Client, moduleID, token string) *session {
 			cl.Stop(errors.New("sas token expired"))
 		})
 	}
-	b.mu.Lock()
 	b.sessions[cl] = s
-	b.mu.Unlock()
 	b.wg.Go(s.send)
 
 	m.mu.Lock()
@@ -367,8 +387,8 @@ func (b *Broker) closed(cl *mqtt.Client, err error) {
 	m.mu.Unlock()
 	if current {
 		reason := "the module disconnected"
-		if err == nil {
-			err = cl.StopCause()
+		if cause := cl.StopCause(); cause != nil {
+			err = cause // why the broker closed it, rather than what the read then saw
 		}
 		if err != nil {
 			reason = err.Error()
@@ -430,8 +450,9 @@ func (b *Broker) publish(s *session, topic string, payload []byte) {
 // the module has connected.
 type tlsListener struct {
 	net.Listener
-	cfg     *tls.Config
-	timeout time.Duration
+	cfg          *tls.Config
+	timeout      time.Duration
+	writeTimeout time.Duration
 }
 
 func (l *tlsListener) Accept() (net.Conn, error) {
@@ -440,7 +461,20 @@ func (l *tlsListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Now().Add(l.timeout))
-	return tls.Server(c, l.cfg), nil
+	return tls.Server(&writeTimeoutConn{Conn: c, timeout: l.writeTimeout}, l.cfg), nil
+}
+
+// writeTimeoutConn gives every write its own deadline, so that a module
+// that stops reading is closed after timeout rather than after mochi's
+// keep-alive deadline, which every packet read pushes back.
+type writeTimeoutConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *writeTimeoutConn) Write(p []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	return c.Conn.Write(p)
 }
 
 // quietHandler passes on only mochi's errors: the broker logs connections

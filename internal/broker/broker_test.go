@@ -195,3 +195,22 @@ func TestTakeover(t *testing.T) {
 		t.Fatalf("status after a takeover: %+v", st)
 	}
 }
+
+// TestModuleRemovedAtTheHub: a module the hub deletes loses its connection
+// once the device syncs, and cannot connect again.
+func TestModuleRemovedAtTheHub(t *testing.T) {
+	f := setup(t, fixtureOptions{})
+	a := f.connectModule(t, "a")
+	b := f.connectModule(t, "b")
+	if err := f.owner.DeleteModule(context.Background(), "d", "a", ""); err != nil {
+		t.Fatal(err)
+	}
+	a.waitLost(t, "module deleted")
+	f.waitLog(t, "its identity changed", "module=a")
+	if _, err := f.connect(t, "d/a", f.username("a"), f.token(t, "a", f.keys["a"], time.Hour)); err == nil {
+		t.Fatal("a deleted module connected")
+	}
+	if d, _ := b.get(t); d["$version"] != 1.0 {
+		t.Fatalf("b's GET: %v", d)
+	}
+}

@@ -71,8 +71,8 @@ func BenchmarkReportedToHub(b *testing.B) {
 }
 
 // BenchmarkReportedThroughput: 10 modules report as fast as the broker
-// acknowledges (each 204 only once the patch is durable); b.N patches in
-// all.
+// acknowledges, each with up to 8 patches in flight (each 204 comes only
+// once its patch is durable); b.N patches in all.
 func BenchmarkReportedThroughput(b *testing.B) {
 	ids := make([]string, 10)
 	for i := range ids {
@@ -83,7 +83,9 @@ func BenchmarkReportedThroughput(b *testing.B) {
 	for i, id := range ids {
 		mods[i] = f.connectModule(b, id)
 	}
+	const window = 8
 	var wg sync.WaitGroup
+	errs := make(chan error, len(mods))
 	b.ResetTimer()
 	start := time.Now()
 	for i, m := range mods {
@@ -91,19 +93,40 @@ func BenchmarkReportedThroughput(b *testing.B) {
 		if i < b.N%len(mods) {
 			n++
 		}
-		wg.Go(func() {
-			for j := range n {
-				topic, _ := m.request(b, topicPatch, fmt.Appendf(nil, `{"seq":%d}`, j))
-				if !strings.Contains(topic, "/204/") {
-					b.Errorf("patch answered on %s", topic)
+		slots := make(chan struct{}, window)
+		wg.Go(func() { // answers
+			for got := 0; got < n; {
+				select {
+				case msg := <-m.msgs:
+					if strings.HasPrefix(msg.Topic(), topicDesired) {
+						continue // the full desired, on subscribing
+					}
+					got++
+					if !strings.Contains(msg.Topic(), "/204/") {
+						errs <- fmt.Errorf("patch answered on %s: %s", msg.Topic(), msg.Payload())
+						return
+					}
+				case <-time.After(20 * time.Second):
+					errs <- fmt.Errorf("no answer within 20 s")
 					return
 				}
+				<-slots
+			}
+		})
+		wg.Go(func() { // requests
+			for j := range n {
+				slots <- struct{}{}
+				m.c.Publish(topicPatch+"?$rid="+fmt.Sprint(j+1), 1, false, fmt.Appendf(nil, `{"seq":%d}`, j))
 			}
 		})
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
 	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "patches/s")
 }
 

@@ -52,6 +52,7 @@ import (
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/identity"
+	"github.com/outpost-edge/outpost/internal/store"
 	"github.com/outpost-edge/outpost/internal/syncer"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
@@ -102,6 +103,9 @@ type Config struct {
 	Twins       Twins
 	TLS         *tls.Config // the server certificate, issued by the device CA
 	Logger      *slog.Logger
+	// Store, when set, keeps each module's persistent subscriptions and
+	// the desired version it last got across restarts (the daemon's store).
+	Store store.Store
 
 	MaxKeepAlive     time.Duration    // default DefaultMaxKeepAlive
 	HandshakeTimeout time.Duration    // default DefaultHandshakeTimeout
@@ -131,6 +135,10 @@ type moduleState struct {
 	known   bool       // version and desired are what the module last got
 	version int64
 	desired []byte
+
+	loaded     bool     // what was saved of it has been read
+	persistent bool     // its current session is persistent (clean session 0)
+	subs       []string // the filters of its persistent session, sorted
 }
 
 // session is one authenticated connection.
@@ -294,6 +302,7 @@ func (b *Broker) recheckIdentities() {
 			m.mu.Lock()
 			if m.sess == nil && b.modules[m.id] == m {
 				delete(b.modules, m.id)
+				b.forget(m.id)
 			}
 			m.mu.Unlock()
 			b.mu.Unlock()
@@ -383,6 +392,7 @@ func (b *Broker) closed(cl *mqtt.Client, err error) {
 	current := m.sess == s
 	if current {
 		m.sess, m.since = nil, b.now()
+		b.save(m)
 	}
 	m.mu.Unlock()
 	if current {

@@ -6,15 +6,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
 func TestTwinOverMQTT(t *testing.T) {
 	f := setup(t, fixtureOptions{})
-	f.hubDesired(t, "a", `{"interval":5,"mode":{"fast":true}}`)
-	eventually(t, "the desired change at the device", func() bool {
-		tw, err := f.syncer.Twin("a")
-		return err == nil && tw.DesiredVersion() == 2
-	})
+	f.desiredAtDevice(t, "a", `{"interval":5,"mode":{"fast":true}}`)
 	a := f.connectModule(t, "a")
 
 	desired, reported := a.get(t)
@@ -72,11 +70,7 @@ func TestTwinOverMQTT(t *testing.T) {
 // with what changed since the version it last saw.
 func TestDesiredAfterAGap(t *testing.T) {
 	f := setup(t, fixtureOptions{})
-	f.hubDesired(t, "a", `{"keep":1,"drop":2,"change":3}`)
-	eventually(t, "the desired change at the device", func() bool {
-		tw, _ := f.syncer.Twin("a")
-		return tw.DesiredVersion() == 2
-	})
+	f.desiredAtDevice(t, "a", `{"keep":1,"drop":2,"change":3}`)
 	a := f.connectModule(t, "a")
 	if d, _ := a.get(t); d["$version"] != 2.0 {
 		t.Fatalf("GET desired %v", d)
@@ -85,11 +79,7 @@ func TestDesiredAfterAGap(t *testing.T) {
 	eventually(t, "a to go", func() bool { return !f.broker.Status()[0].Connected })
 
 	f.hubDesired(t, "a", `{"drop":null}`)
-	f.hubDesired(t, "a", `{"change":4,"new":5}`)
-	eventually(t, "both changes at the device", func() bool {
-		tw, _ := f.syncer.Twin("a")
-		return tw.DesiredVersion() == 4
-	})
+	f.desiredAtDevice(t, "a", `{"change":4,"new":5}`)
 	a = f.connectModule(t, "a")
 	topic, patch := a.nextDesired(t)
 	if topic != desiredTopic(4) {
@@ -115,11 +105,7 @@ func TestDesiredAfterAGap(t *testing.T) {
 // full desired properties when it subscribes.
 func TestDesiredUnknownBase(t *testing.T) {
 	f := setup(t, fixtureOptions{})
-	f.hubDesired(t, "b", `{"x":1}`)
-	eventually(t, "the desired change at the device", func() bool {
-		tw, _ := f.syncer.Twin("b")
-		return tw.DesiredVersion() == 2
-	})
+	f.desiredAtDevice(t, "b", `{"x":1}`)
 	b := f.connectModule(t, "b")
 	topic, patch := b.nextDesired(t)
 	if topic != desiredTopic(2) || patch["x"] != 1.0 || patch["$version"] != 2.0 {
@@ -212,5 +198,80 @@ func TestModuleRemovedAtTheHub(t *testing.T) {
 	}
 	if d, _ := b.get(t); d["$version"] != 1.0 {
 		t.Fatalf("b's GET: %v", d)
+	}
+}
+
+// TestDaemonRestart: the broker keeps, in the store, the desired version
+// each module last got, so after a restart a module that subscribes again
+// gets what changed meanwhile, and then the next changes.
+func TestDaemonRestart(t *testing.T) {
+	f := setup(t, fixtureOptions{})
+	f.desiredAtDevice(t, "a", `{"keep":1}`)
+	a := f.connectModule(t, "a")
+	a.get(t)
+	f.stopBroker(t)
+	a.waitLost(t, "broker stopped")
+	f.desiredAtDevice(t, "a", `{"while":"down"}`)
+	f.restartBroker(t)
+	a = f.connectModule(t, "a")
+	topic, patch := a.nextDesired(t)
+	if topic != desiredTopic(3) || patch["while"] != "down" || patch["$version"] != 3.0 || len(patch) != 2 {
+		t.Fatalf("after a restart: %s %v, want only what changed", topic, patch)
+	}
+	f.hubDesired(t, "a", `{"after":1}`)
+	topic, patch = a.nextDesired(t)
+	if topic != desiredTopic(4) || len(patch) != 2 || patch["after"] != 1.0 {
+		t.Fatalf("the next change: %s %v", topic, patch)
+	}
+	if st := f.broker.Status(); len(st) != 1 || st[0].DesiredVersion != 4 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+// TestPersistentSessionAfterRestart: a module that connected with clean
+// session 0 and does not subscribe again after a restart (as the Azure
+// SDKs do) still gets its desired changes.
+func TestPersistentSessionAfterRestart(t *testing.T) {
+	f := setup(t, fixtureOptions{})
+	connect := func() *module {
+		m := &module{msgs: make(chan paho.Message, 64), lost: make(chan error, 1)}
+		opts := paho.NewClientOptions().AddBroker("ssl://" + f.addr).
+			SetClientID("d/a").SetUsername(f.username("a")).SetPassword(f.token(t, "a", f.keys["a"], time.Hour)).
+			SetTLSConfig(f.tlsConfig()).SetProtocolVersion(4).SetCleanSession(false).SetAutoReconnect(false).
+			SetDefaultPublishHandler(func(_ paho.Client, msg paho.Message) { m.msgs <- msg }).
+			SetConnectionLostHandler(func(_ paho.Client, err error) { m.lost <- err })
+		m.c = paho.NewClient(opts)
+		if tok := m.c.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+			t.Fatalf("connect: %v", tok.Error())
+		}
+		t.Cleanup(func() { m.c.Disconnect(100) })
+		return m
+	}
+	a := connect()
+	a.subscribe(t, filterResponses, filterDesired)
+	a.get(t)
+	f.restartBroker(t)
+	a.waitLost(t, "broker restarted")
+	a = connect() // no SUBSCRIBE this time
+	f.waitLog(t, "restored the subscriptions", "module=a")
+	f.hubDesired(t, "a", `{"x":1}`)
+	if topic, patch := a.nextDesired(t); topic != desiredTopic(2) || patch["x"] != 1.0 {
+		t.Fatalf("desired after a restart: %s %v", topic, patch)
+	}
+	if topic, _ := a.request(t, topicGet, nil); !strings.Contains(topic, "/200/") {
+		t.Fatalf("GET answered on %s", topic)
+	}
+
+	// A clean session drops what was kept.
+	a.c.Disconnect(100)
+	b, err := f.connect(t, "d/a", f.username("a"), f.token(t, "a", f.keys["a"], time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.desiredAtDevice(t, "a", `{"x":2}`)
+	select {
+	case msg := <-b.msgs:
+		t.Fatalf("a clean session got %s", msg.Topic())
+	case <-time.After(300 * time.Millisecond):
 	}
 }

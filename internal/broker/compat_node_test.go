@@ -54,11 +54,7 @@ func TestNodeModuleSDK(t *testing.T) {
 	}
 
 	f := setup(t, fixtureOptions{listener: ln})
-	f.hubDesired(t, "a", `{"interval":5}`)
-	eventually(t, "the desired change at the device", func() bool {
-		tw, _ := f.syncer.Twin("a")
-		return tw.DesiredVersion() == 2
-	})
+	f.desiredAtDevice(t, "a", `{"interval":5}`)
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(caFile, f.ca.pem, 0o600); err != nil {
 		t.Fatal(err)
@@ -140,20 +136,31 @@ func TestNodeModuleSDK(t *testing.T) {
 		return err == nil && tw.Reported()["from"] == "node"
 	})
 
-	f.hubDesired(t, "a", `{"interval":7}`)
-	for {
-		var patch map[string]any
-		e := expect("desired")
-		if err := json.Unmarshal(e.Patch, &patch); err != nil {
-			t.Fatalf("desired event %s: %v", e.Patch, err)
-		}
-		if patch["interval"] == 7.0 {
-			if patch["$version"] != 3.0 {
-				t.Fatalf("desired event %s, want $version 3", e.Patch)
+	// waitInterval waits for a desired event with interval, and returns it.
+	waitInterval := func(interval float64) map[string]any {
+		t.Helper()
+		for {
+			var patch map[string]any
+			e := expect("desired")
+			if err := json.Unmarshal(e.Patch, &patch); err != nil {
+				t.Fatalf("desired event %s: %v", e.Patch, err)
 			}
-			break
+			if patch["interval"] == interval {
+				return patch
+			}
 		}
 	}
+	f.hubDesired(t, "a", `{"interval":7}`)
+	if patch := waitInterval(7); patch["$version"] != 3.0 {
+		t.Fatalf("desired event %v, want $version 3", patch)
+	}
+
+	// The daemon restarts: the SDK connects again by itself, subscribes
+	// again, and follows the next change.
+	f.restartBroker(t)
+	f.waitLog(t, "module connected", "module=a")
+	f.hubDesired(t, "a", `{"interval":9}`)
+	waitInterval(9)
 
 	// Offline: the module still reads its twin and reports.
 	addr := f.hub.Addr().String()

@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
@@ -89,7 +90,9 @@ type fixture struct {
 	syncer  *syncer.Syncer
 	keys    map[string]string // module → primary key
 	ca      *testCA
+	cfg     Config
 	broker  *Broker
+	stop    func() error
 	addr    string
 	logs    *logBuffer
 }
@@ -139,16 +142,12 @@ func setup(t testing.TB, opts fixtureOptions) *fixture {
 
 	f.ca = newTestCA(t)
 	cfg := Config{
-		DeviceID: "d", HubHostName: f.hub.HostName(), Twins: f.syncer,
+		DeviceID: "d", HubHostName: f.hub.HostName(), Twins: f.syncer, Store: st,
 		TLS:    &tls.Config{Certificates: []tls.Certificate{f.ca.server}, MinVersion: tls.VersionTLS12},
 		Logger: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if opts.config != nil {
 		opts.config(&cfg)
-	}
-	f.broker, err = New(cfg)
-	if err != nil {
-		t.Fatal(err)
 	}
 	ln := opts.listener
 	if ln == nil {
@@ -157,24 +156,61 @@ func setup(t testing.TB, opts fixtureOptions) *fixture {
 		}
 	}
 	f.addr = ln.Addr().String()
-	bctx, bcancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- f.broker.Serve(bctx, ln) }()
+	f.cfg = cfg
+	f.startBroker(t, ln)
 	t.Cleanup(func() {
-		bcancel()
-		select {
-		case err := <-served:
-			if err != nil {
-				t.Errorf("broker serve: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("the broker did not stop within 20 s")
-		}
+		f.stopBroker(t)
 		if t.Failed() {
 			t.Logf("broker log:\n%s", f.logs)
 		}
 	})
 	return f
+}
+
+// startBroker starts a new broker with the fixture's config on ln.
+func (f *fixture) startBroker(t testing.TB, ln net.Listener) {
+	t.Helper()
+	var err error
+	f.broker, err = New(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- f.broker.Serve(ctx, ln) }()
+	f.stop = func() error {
+		cancel()
+		select {
+		case err := <-served:
+			return err
+		case <-time.After(20 * time.Second):
+			return errors.New("the broker did not stop within 20 s")
+		}
+	}
+}
+
+// stopBroker stops the broker, if it runs.
+func (f *fixture) stopBroker(t testing.TB) {
+	t.Helper()
+	if f.stop == nil {
+		return
+	}
+	if err := f.stop(); err != nil {
+		t.Errorf("broker serve: %v", err)
+	}
+	f.stop = nil
+}
+
+// restartBroker stops the broker and starts a new one on the same address,
+// as a daemon restart would.
+func (f *fixture) restartBroker(t testing.TB) {
+	t.Helper()
+	f.stopBroker(t)
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		t.Fatalf("listen again on %s: %v", f.addr, err)
+	}
+	f.startBroker(t, ln)
 }
 
 // logBuffer collects the broker's log for a test.
@@ -377,10 +413,24 @@ func (m *module) waitLost(t testing.TB, why string) {
 	}
 }
 
-// hubDesired patches a module's desired properties at the hub.
-func (f *fixture) hubDesired(t testing.TB, module, desired string) {
+// hubDesired patches a module's desired properties at the hub and returns
+// the new desired $version.
+func (f *fixture) hubDesired(t testing.TB, module, desired string) int64 {
 	t.Helper()
-	if _, err := f.owner.PatchTwin(context.Background(), "d", module, []byte(`{"properties":{"desired":`+desired+`}}`), ""); err != nil {
+	tw, err := f.owner.PatchTwin(context.Background(), "d", module, []byte(`{"properties":{"desired":`+desired+`}}`), "")
+	if err != nil {
 		t.Fatal(err)
 	}
+	return tw.DesiredVersion()
+}
+
+// desiredAtDevice patches a module's desired properties at the hub and
+// waits until the device has the change.
+func (f *fixture) desiredAtDevice(t testing.TB, module, desired string) {
+	t.Helper()
+	v := f.hubDesired(t, module, desired)
+	eventually(t, "the desired change at the device", func() bool {
+		local, err := f.syncer.Twin(module)
+		return err == nil && local.DesiredVersion() >= v
+	})
 }

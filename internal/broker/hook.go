@@ -29,6 +29,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnDisconnect,
 		mqtt.OnACLCheck,
 		mqtt.OnSubscribed,
+		mqtt.OnUnsubscribed,
 		mqtt.OnPublish,
 	}, []byte{b})
 }
@@ -80,8 +81,9 @@ func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	_, moduleID, _ := strings.Cut(cl.ID, "/")
 	s := h.b.open(cl, moduleID, string(pk.Connect.Password))
-	h.b.log.Info("broker: module connected", "module", moduleID, "remote", s.remote, "keepalive_s", cl.State.Keepalive)
-	if subscribedToDesired(cl) { // a session the module had kept
+	h.b.log.Info("broker: module connected", "module", moduleID, "remote", s.remote, "keepalive_s", cl.State.Keepalive, "clean_session", pk.Connect.Clean)
+	h.b.startSession(s, pk.Connect.Clean)
+	if subscribedToDesired(cl) { // a persistent session
 		h.b.catchUp(s.m, 0)
 	}
 }
@@ -101,12 +103,21 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 }
 
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	s := h.b.session(cl)
+	if s == nil {
+		return
+	}
+	h.b.subscriptionsChanged(s)
 	for i, f := range pk.Filters {
 		if f.Filter == filterDesired && i < len(codes) && codes[i] < 0x80 {
-			if s := h.b.session(cl); s != nil {
-				h.b.catchUp(s.m, 0)
-			}
+			h.b.catchUp(s.m, 0)
 		}
+	}
+}
+
+func (h *hook) OnUnsubscribed(cl *mqtt.Client, _ packets.Packet) {
+	if s := h.b.session(cl); s != nil {
+		h.b.subscriptionsChanged(s)
 	}
 }
 

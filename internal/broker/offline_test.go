@@ -16,11 +16,7 @@ import (
 func TestOffline(t *testing.T) {
 	f := setup(t, fixtureOptions{})
 	addr := f.hub.Addr().String()
-	f.hubDesired(t, "a", `{"interval":5}`)
-	eventually(t, "the desired change at the device", func() bool {
-		tw, _ := f.syncer.Twin("a")
-		return tw.DesiredVersion() == 2
-	})
+	f.desiredAtDevice(t, "a", `{"interval":5}`)
 	f.hub.Stop()
 
 	a := f.connectModule(t, "a")

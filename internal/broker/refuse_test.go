@@ -222,11 +222,7 @@ func TestFloods(t *testing.T) {
 	for i := range big {
 		big[i] = fmt.Sprintf(`"k%d":"%s"`, i, strings.Repeat("x", 4000))
 	}
-	f.hubDesired(t, "a", "{"+strings.Join(big, ",")+"}")
-	eventually(t, "the desired change at the device", func() bool {
-		tw, _ := f.syncer.Twin("a")
-		return tw.DesiredVersion() == 2
-	})
+	f.desiredAtDevice(t, "a", "{"+strings.Join(big, ",")+"}")
 	b := f.connectModule(t, "b")
 
 	c := f.dialRaw(t)

@@ -192,7 +192,8 @@ func TestKeepAliveEnforced(t *testing.T) {
 }
 
 // TestSilentHandshake: a client that opens TCP and says nothing (no TLS
-// ClientHello, or no CONNECT) is closed after the handshake timeout.
+// ClientHello, or no CONNECT) is closed after the handshake timeout, and
+// clients that leave halfway through do not disturb the broker.
 func TestSilentHandshake(t *testing.T) {
 	f := setup(t, fixtureOptions{config: func(c *Config) { c.HandshakeTimeout = time.Second }})
 	tcp, err := net.Dial("tcp", f.addr)
@@ -206,6 +207,19 @@ func TestSilentHandshake(t *testing.T) {
 	}
 	c := f.dialRaw(t) // TLS, then no CONNECT
 	c.waitClosed(t, "no CONNECT")
+	// Modules that go away halfway through the TLS handshake, or through
+	// a CONNECT.
+	for range 20 {
+		half, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = half.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00})
+		half.Close()
+		h := f.dialRaw(t)
+		_, _ = h.Write([]byte{0x10, 0x40, 0x00, 0x04, 'M', 'Q'})
+		h.Close()
+	}
 	a := f.connectModule(t, "a")
 	if d, _ := a.get(t); d["$version"] != 1.0 {
 		t.Fatalf("GET: %v", d)

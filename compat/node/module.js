@@ -6,6 +6,7 @@
 // to port 8883 of GatewayHostName), and sets:
 //   OUTPOST_MODULE_CS  the module's connection string, with GatewayHostName=localhost
 //   OUTPOST_CA         the CA file the broker's certificate chains to
+//   OUTPOST_TOKEN_TTL  optional: token lifetime in seconds (renewed at half)
 // The test drives it line by line: each stdin line is a command, each
 // stdout line a JSON event.
 //   get            → {"step":"twin","desired":…,"reported":…}
@@ -16,7 +17,7 @@
 
 const fs = require('node:fs');
 const readline = require('node:readline');
-const { ModuleClient } = require('azure-iot-device');
+const { ModuleClient, SharedAccessKeyAuthenticationProvider } = require('azure-iot-device');
 const { Mqtt } = require('azure-iot-device-mqtt');
 
 function say(obj) {
@@ -34,7 +35,12 @@ async function main() {
     console.error('OUTPOST_MODULE_CS is not set: run this through `go test ./internal/broker -run Node`');
     process.exit(2);
   }
-  const client = ModuleClient.fromConnectionString(cs, Mqtt);
+  // OUTPOST_TOKEN_TTL (seconds): short-lived tokens, which the SDK renews
+  // by connecting again with a new one halfway through their life.
+  const ttl = Number(process.env.OUTPOST_TOKEN_TTL || 0);
+  const client = ttl
+    ? ModuleClient.fromAuthenticationProvider(SharedAccessKeyAuthenticationProvider.fromConnectionString(cs, ttl, Math.floor(ttl / 2)), Mqtt)
+    : ModuleClient.fromConnectionString(cs, Mqtt);
   client.on('error', (err) => fail('client', err));
   await client.setOptions({ ca: fs.readFileSync(process.env.OUTPOST_CA, 'utf8') });
   await client.open();

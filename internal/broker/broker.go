@@ -222,7 +222,7 @@ func (b *Broker) now() time.Time { return b.cfg.Now() }
 // Serve accepts modules on ln (TLS is added here) until ctx is done, then
 // closes every connection and returns nil.
 func (b *Broker) Serve(ctx context.Context, ln net.Listener) error {
-	tl := &tlsListener{Listener: ln, cfg: b.cfg.TLS, timeout: b.cfg.HandshakeTimeout, writeTimeout: b.cfg.WriteTimeout}
+	tl := newTLSListener(ln, b.cfg.TLS, b.cfg.HandshakeTimeout, b.cfg.WriteTimeout)
 	if err := b.srv.AddListener(listeners.NewNet("modules", tl)); err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
@@ -231,6 +231,7 @@ func (b *Broker) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	b.log.Info("broker: listening for modules", "addr", ln.Addr().String(), "device", b.cfg.DeviceID, "hub", b.cfg.HubHostName)
 	b.follow(ctx)
+	tl.shut()
 	_ = b.srv.Close()
 	b.srv.Listeners.ClientsWg.Wait()
 	b.wg.Wait()
@@ -457,12 +458,25 @@ func (b *Broker) publish(s *session, topic string, payload []byte) {
 
 // tlsListener adds TLS to accepted connections and bounds the handshake
 // and CONNECT by a deadline, which mochi replaces with the keep-alive once
-// the module has connected.
+// the module has connected. It also counts the connections mochi has not
+// started on yet, so that Serve can wait for them before closing mochi
+// (whose Close would otherwise race with a connection's start).
 type tlsListener struct {
 	net.Listener
 	cfg          *tls.Config
 	timeout      time.Duration
 	writeTimeout time.Duration
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	closed  bool
+	pending int
+}
+
+func newTLSListener(ln net.Listener, cfg *tls.Config, timeout, writeTimeout time.Duration) *tlsListener {
+	l := &tlsListener{Listener: ln, cfg: cfg, timeout: timeout, writeTimeout: writeTimeout}
+	l.cond = sync.NewCond(&l.mu)
+	return l
 }
 
 func (l *tlsListener) Accept() (net.Conn, error) {
@@ -470,8 +484,39 @@ func (l *tlsListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	l.pending++
+	l.mu.Unlock()
 	_ = c.SetDeadline(time.Now().Add(l.timeout))
-	return tls.Server(&writeTimeoutConn{Conn: c, timeout: l.writeTimeout}, l.cfg), nil
+	wc := &writeTimeoutConn{Conn: c, timeout: l.writeTimeout, started: l.started}
+	return tls.Server(wc, l.cfg), nil
+}
+
+// started counts off a connection mochi has begun to read (or closed).
+func (l *tlsListener) started() {
+	l.mu.Lock()
+	l.pending--
+	l.cond.Broadcast()
+	l.mu.Unlock()
+}
+
+// shut stops accepting and waits until mochi has started on every
+// connection already accepted.
+func (l *tlsListener) shut() {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	_ = l.Listener.Close()
+	l.mu.Lock()
+	for l.pending > 0 {
+		l.cond.Wait()
+	}
+	l.mu.Unlock()
 }
 
 // writeTimeoutConn gives every write its own deadline, so that a module
@@ -480,11 +525,23 @@ func (l *tlsListener) Accept() (net.Conn, error) {
 type writeTimeoutConn struct {
 	net.Conn
 	timeout time.Duration
+	started func()
+	once    sync.Once
+}
+
+func (c *writeTimeoutConn) Read(p []byte) (int, error) {
+	c.once.Do(c.started)
+	return c.Conn.Read(p)
 }
 
 func (c *writeTimeoutConn) Write(p []byte) (int, error) {
 	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
 	return c.Conn.Write(p)
+}
+
+func (c *writeTimeoutConn) Close() error {
+	c.once.Do(c.started)
+	return c.Conn.Close()
 }
 
 // quietHandler passes on only mochi's errors: the broker logs connections

@@ -69,6 +69,7 @@ func TestNodeModuleSDK(t *testing.T) {
 		"OUTPOST_MODULE_CS="+cs,
 		"OUTPOST_CA="+caFile,
 		"NODE_OPTIONS=--dns-result-order=ipv4first",
+		"OUTPOST_TOKEN_TTL=6", // renewed every 3 s, by connecting again
 		"NO_COLOR=1",
 	)
 	var stderr strings.Builder
@@ -176,6 +177,18 @@ func TestNodeModuleSDK(t *testing.T) {
 	eventually(t, "the offline report at the hub", func() bool {
 		tw, err := h2.Client(t).GetTwin(context.Background(), "d", "a")
 		return err == nil && tw.Reported()["offline"] == true
+	})
+
+	// The SDK renews its token (every 3 s) by connecting again, and keeps
+	// working: two renewals after the restart.
+	eventually(t, "the SDK to renew its token twice", func() bool {
+		return strings.Count(f.logs.String(), `msg="broker: module connected" module=a`) >= 4
+	})
+	send(`report {"renewed":true}`)
+	expect("reported")
+	eventually(t, "the report after the renewals at the hub", func() bool {
+		tw, err := h2.Client(t).GetTwin(context.Background(), "d", "a")
+		return err == nil && tw.Reported()["renewed"] == true
 	})
 
 	send("close")

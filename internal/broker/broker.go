@@ -136,6 +136,7 @@ type moduleState struct {
 	version int64
 	desired []byte
 
+	gone       bool     // the device no longer has it
 	loaded     bool     // what was saved of it has been read
 	persistent bool     // its current session is persistent (clean session 0)
 	subs       []string // the filters of its persistent session, sorted
@@ -293,10 +294,12 @@ func (b *Broker) recheckIdentities() {
 	for _, m := range mods {
 		byID[m.ModuleID] = m
 	}
+	b.forgetGone(byID)
 	for _, m := range b.allModules() {
 		mod, ok := byID[m.id]
 		m.mu.Lock()
 		s := m.sess
+		m.gone = !ok
 		m.mu.Unlock()
 		if !ok && s == nil {
 			b.mu.Lock()
@@ -390,12 +393,22 @@ func (b *Broker) closed(cl *mqtt.Client, err error) {
 	s.close()
 	m := s.m
 	m.mu.Lock()
-	current := m.sess == s
+	current, gone := m.sess == s, m.gone
 	if current {
 		m.sess, m.since = nil, b.now()
-		b.save(m)
+		if !gone {
+			b.save(m)
+		}
 	}
 	m.mu.Unlock()
+	if current && gone {
+		b.mu.Lock()
+		if b.modules[m.id] == m {
+			delete(b.modules, m.id)
+			b.forget(m.id)
+		}
+		b.mu.Unlock()
+	}
 	if current {
 		reason := "the module disconnected"
 		if cause := cl.StopCause(); cause != nil {

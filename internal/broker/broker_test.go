@@ -3,11 +3,14 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/outpost-edge/outpost/internal/store"
 )
 
 func TestTwinOverMQTT(t *testing.T) {
@@ -187,12 +190,26 @@ func TestTakeover(t *testing.T) {
 func TestModuleRemovedAtTheHub(t *testing.T) {
 	f := setup(t, fixtureOptions{})
 	a := f.connectModule(t, "a")
+	a.get(t)
+	a.c.Disconnect(100)
+	eventually(t, "what a saw to be kept", func() bool {
+		_, err := f.st.Get(savedPrefix + "a")
+		return err == nil
+	})
+	a = f.connectModule(t, "a")
 	b := f.connectModule(t, "b")
 	if err := f.owner.DeleteModule(context.Background(), "d", "a", ""); err != nil {
 		t.Fatal(err)
 	}
 	a.waitLost(t, "module deleted")
 	f.waitLog(t, "its identity changed", "module=a")
+	eventually(t, "what was kept of a to go", func() bool {
+		_, err := f.st.Get(savedPrefix + "a")
+		return errors.Is(err, store.ErrNotFound)
+	})
+	if st := f.broker.Status(); len(st) != 1 || st[0].ModuleID != "b" {
+		t.Fatalf("status after a was deleted: %+v", st)
+	}
 	if _, err := f.connect(t, "d/a", f.username("a"), f.token(t, "a", f.keys["a"], time.Hour)); err == nil {
 		t.Fatal("a deleted module connected")
 	}

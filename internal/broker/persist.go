@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/store"
 )
 
@@ -76,6 +78,31 @@ func (b *Broker) forget(moduleID string) {
 	}
 	if err := b.cfg.Store.Delete(savedPrefix+moduleID, store.Any); err != nil && !errors.Is(err, store.ErrNotFound) {
 		b.log.Warn("broker: forget a module's session", "module", moduleID, "err", err)
+	}
+}
+
+// forgetGone removes what is kept of modules not in have and not
+// connected.
+func (b *Broker) forgetGone(have map[string]hubapi.SyncModule) {
+	if b.cfg.Store == nil {
+		return
+	}
+	recs, err := b.cfg.Store.List(savedPrefix)
+	if err != nil {
+		b.log.Warn("broker: list the kept module sessions", "err", err)
+		return
+	}
+	for _, rec := range recs {
+		id := strings.TrimPrefix(rec.Key, savedPrefix)
+		if _, ok := have[id]; ok {
+			continue
+		}
+		b.mu.Lock()
+		m := b.modules[id]
+		b.mu.Unlock()
+		if m == nil {
+			b.forget(id)
+		}
 	}
 }
 

@@ -71,13 +71,13 @@ func opensslCA(t *testing.T, dir, name string, ca bool) (string, string) {
 	if err := os.WriteFile(extFile, []byte("[v3]\n"+ext), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-		"-keyout", key, "-out", cert, "-days", "30", "-subj", "/CN="+name, "-config", "/dev/null", "-extensions", "v3", "-extfile", extFile).CombinedOutput()
+	err := exec.Command("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", key, "-out", cert, "-days", "30", "-subj", "/CN="+name, "-config", "/dev/null", "-extensions", "v3", "-extfile", extFile).Run()
 	if err != nil {
 		// Older openssl wants -config with the section; try with it.
 		cfg := filepath.Join(dir, name+".cnf")
 		_ = os.WriteFile(cfg, []byte("[req]\ndistinguished_name=dn\n[dn]\n[v3]\n"+ext), 0o600)
-		out, err = exec.Command("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		out, err := exec.Command("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
 			"-keyout", key, "-out", cert, "-days", "30", "-subj", "/CN="+name, "-config", cfg, "-extensions", "v3").CombinedOutput()
 		if err != nil {
 			t.Fatalf("openssl: %v\n%s", err, out)

@@ -159,7 +159,7 @@ func TestSyncCursorNotVouchedFor(t *testing.T) {
 func TestSyncCursorAheadAfterRestore(t *testing.T) {
 	dir := t.TempDir() + "/hub"
 	h := hubtest.Start(t, hubtest.Options{DataDir: dir})
-	dc := deviceWithKey(t, h, "d", testKey, "m")
+	deviceWithKey(t, h, "d", testKey, "m")
 	h.Stop()
 	backup := t.TempDir() + "/backup"
 	if out, err := exec.Command("cp", "-a", dir, backup).CombinedOutput(); err != nil {
@@ -167,7 +167,7 @@ func TestSyncCursorAheadAfterRestore(t *testing.T) {
 	}
 
 	h = hubtest.Start(t, hubtest.Options{DataDir: dir})
-	dc = h.ClientFor(t, h.DeviceConnectionString("d", "", testKey))
+	dc := h.ClientFor(t, h.DeviceConnectionString("d", "", testKey))
 	owner := h.Client(t)
 	for i := range 20 { // the device sees many changes after the backup
 		if _, err := owner.PatchTwin(ctx, "d", "m", []byte(`{"properties":{"desired":{"x":`+strconv.Itoa(i)+`}}}`), ""); err != nil {

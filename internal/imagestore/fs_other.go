@@ -18,8 +18,6 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-func isUnsupported(error) bool { return true }
-
 func isRoot() bool { return false }
 
 // syncFS has nothing cheaper than fsync per file here; unpacked files are

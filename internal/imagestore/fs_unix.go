@@ -38,8 +38,4 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-func isUnsupported(err error) bool {
-	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTSUP)
-}
-
 func isRoot() bool { return os.Geteuid() == 0 }

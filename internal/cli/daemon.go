@@ -84,8 +84,9 @@ Each module gets a workload socket (IoT Edge's workload API, through which
 its Azure IoT SDK signs SAS tokens with the module's key, offline too, and
 reads the trust bundle). The device CA that issues the daemon's TLS
 certificates is made in DATA/ca on first start, or given with
---device-ca-cert and --device-ca-key. The module broker (--broker-listen)
-comes in a later version.`,
+--device-ca-cert and --device-ca-key. Modules reach their twins through the
+module broker (--broker-listen): MQTT over TLS with IoT Hub's twin topics,
+answered from the twins the device keeps, so offline too.`,
 		Example: `  outpost daemon --config /etc/outpost/config.yaml
   outpost daemon --connection-string "$DEVICE_CONNECTION_STRING" --ca hub-ca.pem --data ./device --runtime process --mgmt-socket ./device/mgmt.sock`,
 		Args: noArgs,
@@ -146,7 +147,7 @@ func addDaemonFlags(cmd *cobra.Command) {
 	fl.String("data", defaultDataDir, "data dir: the device's store, images, instances and logs")
 	fl.String("runtime", runtime.KindAuto, "runtime: auto, runc, docker or process")
 	addMgmtSocketFlag(cmd)
-	fl.String("broker-listen", defaultBrokerListen, "module broker address (the broker comes in a later version)")
+	fl.String("broker-listen", defaultBrokerListen, "module broker address: MQTT over TLS, IoT Hub's twin topics (the Azure SDKs reach a gateway on 8883)")
 	fl.String("gateway-hostname", "", "host name modules reach the daemon by (default: this machine's host name)")
 	fl.String("workload-dir", "", "directory of the modules' workload sockets (default: DATA/workload)")
 	fl.String("device-ca-cert", "", "device CA certificate (PEM) to issue the broker's and modules' certificates from (default: one the daemon makes in DATA/ca)")

@@ -20,6 +20,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/outpost-edge/outpost/internal/config"
 	"github.com/outpost-edge/outpost/internal/daemon"
 	"github.com/outpost-edge/outpost/internal/hub"
 	"github.com/outpost-edge/outpost/internal/hubapi"
@@ -275,9 +276,23 @@ func quickstartDaemon(ctx context.Context, f *Factory, op *hubclient.Client, dir
 	sock := filepath.Join(dir, "mgmt.sock")
 	daemonCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	// The module broker on loopback, at IoT Edge's port when it is free (the
+	// Azure SDKs reach a gateway on 8883 only).
+	// OUTPOST_BROKER_LISTEN, the daemon's setting, still wins.
+	brokerAddr := "127.0.0.1:8883"
+	if a := os.Getenv(config.EnvVar("broker-listen")); a != "" {
+		brokerAddr = a
+	}
+	brokerLn, err := net.Listen("tcp", brokerAddr)
+	if err != nil {
+		if brokerLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return fmt.Errorf("module broker: %w", err)
+		}
+		status("port 8883 is taken: the module broker listens on %s", brokerLn.Addr())
+	}
 	d, err := daemon.New(daemon.Config{
 		ConnectionString: deviceCS, CAFile: caFile, DataDir: filepath.Join(dir, "device"),
-		Runtime: "auto", MgmtSocket: sock,
+		Runtime: "auto", MgmtSocket: sock, GatewayHostName: "localhost", BrokerListener: brokerLn,
 	})
 	if err != nil {
 		return err

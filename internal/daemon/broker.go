@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 
+	"github.com/outpost-edge/outpost/internal/broker"
+	"github.com/outpost-edge/outpost/internal/store"
 	"github.com/outpost-edge/outpost/internal/syncer"
 )
 
@@ -25,17 +27,34 @@ type BrokerDeps struct {
 	Syncer      *syncer.Syncer // twins, module identities with their keys, Watch, PatchReported
 	TLS         *tls.Config    // server certificate from the device CA, renewed in place
 	Listener    net.Listener   // Config.BrokerListener, or a TCP listener on Config.BrokerListen
+	Store       store.Store    // the daemon's: the broker keeps persistent sessions there
 	Logger      *slog.Logger
 }
 
-// newBroker makes the module broker, or returns nil while the daemon has
-// none. It calls deps for what the broker needs: that opens the listener,
-// so a daemon without a broker does not take the port.
-//
-// HOOK (issue 10, item 4): internal/broker is made here, e.g.
-//
-//	return broker.New(broker.Config{DeviceID: deps.DeviceID, …}), nil
-var newBroker = func(deps func() (BrokerDeps, error)) (Broker, error) { return nil, nil }
+// newBroker makes the module broker (internal/broker). It calls deps for
+// what the broker needs; that opens the listener. Tests replace it.
+var newBroker = func(deps func() (BrokerDeps, error)) (Broker, error) {
+	d, err := deps()
+	if err != nil {
+		return nil, err
+	}
+	b, err := broker.New(broker.Config{
+		DeviceID: d.DeviceID, HubHostName: d.HubHostName, Twins: d.Syncer,
+		TLS: d.TLS, Store: d.Store, Logger: d.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &runningBroker{Broker: b, ln: d.Listener}, nil
+}
+
+// runningBroker serves a broker on its listener.
+type runningBroker struct {
+	*broker.Broker
+	ln net.Listener
+}
+
+func (r *runningBroker) Run(ctx context.Context) error { return r.Serve(ctx, r.ln) }
 
 // openBroker makes the module broker, listening on Config.BrokerListen
 // unless given Config.BrokerListener.
@@ -52,7 +71,7 @@ func (d *Daemon) openBroker() error {
 		}
 		return BrokerDeps{
 			DeviceID: d.cs.DeviceID, HubHostName: d.cs.HostName, Syncer: d.sy,
-			TLS: d.BrokerTLS(), Listener: l, Logger: d.log.With("part", "broker"),
+			TLS: d.BrokerTLS(), Listener: l, Store: d.st, Logger: d.log.With("part", "broker"),
 		}, nil
 	}
 	b, err := newBroker(deps)

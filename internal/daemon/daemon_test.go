@@ -35,7 +35,7 @@ func config(t *testing.T, f *agenttest.Fixture) daemon.Config {
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	return daemon.Config{
 		ConnectionString: f.DeviceCS, CAFile: f.Hub.CAFile, DataDir: f.DataDir, Runtime: f.Kind,
-		MgmtSocket: filepath.Join(sockDir, "mgmt.sock"), GatewayHostName: "gw.test",
+		MgmtSocket: filepath.Join(sockDir, "mgmt.sock"), GatewayHostName: "gw.test", BrokerListen: "127.0.0.1:0",
 		BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second, StopGrace: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
 	}

@@ -406,6 +406,10 @@ func newDocRunner(t *testing.T, root, bin string, d *mdDoc) *docRunner {
 		}
 		r.env = append(r.env, kv)
 	}
+	// The one setting the docs do not show: a daemon's module broker listens
+	// on a free loopback port, never on every address at 8883 (taken by other
+	// tests, and not for a test to open).
+	r.env = append(r.env, "OUTPOST_BROKER_LISTEN=127.0.0.1:0")
 	r.env = append(r.env, "HOME="+home, "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"XDG_CONFIG_HOME="+filepath.Join(home, ".config"), "XDG_DATA_HOME="+filepath.Join(home, ".local", "share"),
 		"XDG_CACHE_HOME="+filepath.Join(home, ".cache"))

@@ -1,0 +1,221 @@
+package broker
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/hub/hubtest"
+)
+
+// TestNodeModuleSDK runs Microsoft's Node.js module SDK (azure-iot-device
+// with azure-iot-device-mqtt, unmodified; compat/node/module.js) against
+// the broker: it reads its twin, reports, gets a desired change made at
+// the hub, and keeps reading and reporting with the hub stopped; its
+// reports reach the hub once it is back. The SDK connects to port 8883 of
+// GatewayHostName, so the broker listens on 127.0.0.1:8883: the test
+// needs that port free, node, and compat/node/node_modules, which
+// ./scripts/test installs. With CI set, node or the packages missing fails
+// the test; otherwise it is skipped.
+func TestNodeModuleSDK(t *testing.T) {
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "compat", "node")
+	missing := func(format string, a ...any) {
+		t.Helper()
+		if os.Getenv("CI") != "" {
+			t.Fatalf(format, a...)
+		}
+		t.Skipf(format+" (./scripts/test installs it)", a...)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		missing("node is not installed: %v", err)
+	}
+	for _, pkg := range []string{"azure-iot-device", "azure-iot-device-mqtt"} {
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg)); err != nil {
+			missing("the npm packages of compat/node are not installed: %v", err)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:8883")
+	if err != nil {
+		t.Skipf("Microsoft's Node SDK only connects to port 8883, and 127.0.0.1:8883 is not free here: %v", err)
+	}
+
+	f := setup(t, fixtureOptions{listener: ln})
+	f.desiredAtDevice(t, "a", `{"interval":5}`)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, f.ca.pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cs := f.hub.DeviceConnectionString("d", "a", f.keys["a"]) + ";GatewayHostName=localhost"
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "module.js")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"OUTPOST_MODULE_CS="+cs,
+		"OUTPOST_CA="+caFile,
+		"NODE_OPTIONS=--dns-result-order=ipv4first",
+		"OUTPOST_TOKEN_TTL=6", // renewed every 3 s, by connecting again
+		"NO_COLOR=1",
+	)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan nodeEvent, 64)
+	go readNodeEvents(stdout, events)
+	defer func() {
+		cancel()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("node stderr:\n%s", stderr.String())
+		}
+	}()
+	send := func(line string) {
+		t.Helper()
+		if _, err := io.WriteString(stdin, line+"\n"); err != nil {
+			t.Fatalf("write to node: %v", err)
+		}
+	}
+	expect := func(step string) nodeEvent {
+		t.Helper()
+		for {
+			select {
+			case e, ok := <-events:
+				if !ok {
+					t.Fatalf("node exited waiting for %q", step)
+				}
+				if e.Step == "error" {
+					t.Fatalf("node failed during %s: %s", e.During, e.Error)
+				}
+				if e.Step == step {
+					return e
+				}
+				t.Logf("node: %s %s %s", e.Step, e.Desired, e.Patch)
+			case <-time.After(20 * time.Second):
+				t.Fatalf("node: no %q within 20 s", step)
+			}
+		}
+	}
+	expect("open")
+
+	send("get")
+	tw := expect("twin")
+	var desired map[string]any
+	if err := json.Unmarshal(tw.Desired, &desired); err != nil || desired["interval"] != 5.0 || desired["$version"] != 2.0 {
+		t.Fatalf("getTwin desired %s (%v)", tw.Desired, err)
+	}
+
+	send(`report {"from":"node","n":1}`)
+	expect("reported")
+	eventually(t, "node's report at the hub", func() bool {
+		tw, err := f.owner.GetTwin(context.Background(), "d", "a")
+		return err == nil && tw.Reported()["from"] == "node"
+	})
+
+	// waitInterval waits for a desired event with interval, and returns it.
+	waitInterval := func(interval float64) map[string]any {
+		t.Helper()
+		for {
+			var patch map[string]any
+			e := expect("desired")
+			if err := json.Unmarshal(e.Patch, &patch); err != nil {
+				t.Fatalf("desired event %s: %v", e.Patch, err)
+			}
+			if patch["interval"] == interval {
+				return patch
+			}
+		}
+	}
+	f.hubDesired(t, "a", `{"interval":7}`)
+	if patch := waitInterval(7); patch["$version"] != 3.0 {
+		t.Fatalf("desired event %v, want $version 3", patch)
+	}
+
+	// The daemon restarts: the SDK connects again by itself, subscribes
+	// again, and follows the next change.
+	f.restartBroker(t)
+	f.waitLog(t, "module connected", "module=a")
+	f.hubDesired(t, "a", `{"interval":9}`)
+	waitInterval(9)
+
+	// Offline: the module still reads its twin and reports.
+	addr := f.hub.Addr().String()
+	f.hub.Stop()
+	send("get")
+	tw = expect("twin")
+	if !strings.Contains(string(tw.Reported), `"from":"node"`) {
+		t.Fatalf("getTwin offline: reported %s", tw.Reported)
+	}
+	send(`report {"offline":true,"n":2}`)
+	expect("reported")
+	h2 := hubtest.Start(t, hubtest.Options{DataDir: f.hubData, Listen: addr})
+	eventually(t, "the offline report at the hub", func() bool {
+		tw, err := h2.Client(t).GetTwin(context.Background(), "d", "a")
+		return err == nil && tw.Reported()["offline"] == true
+	})
+
+	// The SDK renews its token (every 3 s) by connecting again, and keeps
+	// working: two renewals after the restart.
+	eventually(t, "the SDK to renew its token twice", func() bool {
+		return strings.Count(f.logs.String(), `msg="broker: module connected" module=a`) >= 4
+	})
+	send(`report {"renewed":true}`)
+	expect("reported")
+	eventually(t, "the report after the renewals at the hub", func() bool {
+		tw, err := h2.Client(t).GetTwin(context.Background(), "d", "a")
+		return err == nil && tw.Reported()["renewed"] == true
+	})
+
+	send("close")
+	expect("closed")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("node: %v", err)
+	}
+}
+
+type nodeEvent struct {
+	Step     string          `json:"step"`
+	Desired  json.RawMessage `json:"desired"`
+	Reported json.RawMessage `json:"reported"`
+	Patch    json.RawMessage `json:"patch"`
+	During   string          `json:"during"`
+	Error    string          `json:"error"`
+}
+
+func readNodeEvents(r io.Reader, out chan<- nodeEvent) {
+	defer close(out)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		var e nodeEvent
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			e = nodeEvent{Step: "error", During: "output", Error: fmt.Sprintf("not JSON: %q", sc.Text())}
+		}
+		out <- e
+	}
+}

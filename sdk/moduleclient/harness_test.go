@@ -32,7 +32,7 @@ type device struct {
 	stop       func()
 }
 
-func newDevice(t *testing.T) *device {
+func newDevice(t testing.TB) *device {
 	t.Helper()
 	d, l := newFixture(t)
 	d.start(t, l)
@@ -40,14 +40,22 @@ func newDevice(t *testing.T) *device {
 }
 
 // newFixture is newDevice without a daemon, and the broker's listener.
-func newFixture(t *testing.T) (*device, net.Listener) {
+func newFixture(t testing.TB) (*device, net.Listener) {
+	t.Helper()
+	return newFixtureWith(t, "m", func(f *agenttest.Fixture, _ string) map[string]any {
+		return map[string]any{"image": f.Image, "restartPolicy": "always"}
+	})
+}
+
+// newFixtureWith deploys module (as spec makes it, given the broker's
+// address) rather than m.
+func newFixtureWith(t testing.TB, module string, spec func(f *agenttest.Fixture, brokerAddr string) map[string]any) (*device, net.Listener) {
 	t.Helper()
 	f := agenttest.New(t, "process")
-	m, err := f.Owner.CreateModule(t.Context(), hubapi.Module{DeviceID: f.DeviceID, ModuleID: "m"})
+	m, err := f.Owner.CreateModule(t.Context(), hubapi.Module{DeviceID: f.DeviceID, ModuleID: module})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Deploy(t, map[string]any{"m": map[string]any{"image": f.Image, "restartPolicy": "always"}})
 	sockDir, err := os.MkdirTemp("", "sdk")
 	if err != nil {
 		t.Fatal(err)
@@ -57,13 +65,14 @@ func newFixture(t *testing.T) (*device, net.Listener) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &device{f: f, module: "m", genID: m.GenerationID, brokerAddr: l.Addr().String(), mgmtSocket: filepath.Join(sockDir, "mgmt.sock")}
+	f.Deploy(t, map[string]any{module: spec(f, l.Addr().String())})
+	d := &device{f: f, module: module, genID: m.GenerationID, brokerAddr: l.Addr().String(), mgmtSocket: filepath.Join(sockDir, "mgmt.sock")}
 	return d, l
 }
 
 // start runs the daemon with its broker on l (a new listener on the same
 // address when nil).
-func (d *device) start(t *testing.T, l net.Listener) {
+func (d *device) start(t testing.TB, l net.Listener) {
 	t.Helper()
 	if l == nil {
 		var err error
@@ -111,7 +120,7 @@ func (d *device) start(t *testing.T, l net.Listener) {
 
 // setEnv sets the IOTEDGE_* variables the daemon gives module m, as this
 // test process acts as the module.
-func (d *device) setEnv(t *testing.T) {
+func (d *device) setEnv(t testing.TB) {
 	t.Helper()
 	sock := filepath.Join(d.f.DataDir, "workload", d.module, "workload.sock")
 	agenttest.Eventually(t, 30*time.Second, "the module's workload socket", func() bool {
@@ -130,7 +139,7 @@ func (d *device) setEnv(t *testing.T) {
 }
 
 // connect connects as module m through the daemon's workload API.
-func (d *device) connect(t *testing.T, opts ...moduleclient.Option) *moduleclient.Client {
+func (d *device) connect(t testing.TB, opts ...moduleclient.Option) *moduleclient.Client {
 	t.Helper()
 	d.setEnv(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
@@ -144,7 +153,7 @@ func (d *device) connect(t *testing.T, opts ...moduleclient.Option) *moduleclien
 }
 
 // hubTwin returns module m's twin at the hub, as JSON.
-func (d *device) hubTwin(t *testing.T) map[string]any {
+func (d *device) hubTwin(t testing.TB) map[string]any {
 	t.Helper()
 	tw, err := d.f.Owner.GetTwin(t.Context(), d.f.DeviceID, d.module)
 	if err != nil {
@@ -159,14 +168,14 @@ func (d *device) hubTwin(t *testing.T) map[string]any {
 }
 
 // hubReported returns module m's reported properties at the hub.
-func (d *device) hubReported(t *testing.T) map[string]any {
+func (d *device) hubReported(t testing.TB) map[string]any {
 	props, _ := d.hubTwin(t)["properties"].(map[string]any)
 	r, _ := props["reported"].(map[string]any)
 	return r
 }
 
 // patchDesired patches module m's desired properties at the hub.
-func (d *device) patchDesired(t *testing.T, desired map[string]any) {
+func (d *device) patchDesired(t testing.TB, desired map[string]any) {
 	t.Helper()
 	b, _ := json.Marshal(map[string]any{"properties": map[string]any{"desired": desired}})
 	if _, err := d.f.Owner.PatchTwin(t.Context(), d.f.DeviceID, d.module, b, ""); err != nil {

@@ -3,7 +3,9 @@ package moduleclient_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,6 +103,47 @@ func TestTwinReportDesired(t *testing.T) {
 	if _, ok := state["interval"]; ok {
 		t.Errorf("after the patches %v, interval is still %v", patches, state["interval"])
 	}
+
+	// Concurrent reports: each answered (its own request id), and the
+	// last of each worker's is what the twin has. ($version is not
+	// checked for uniqueness: when the device syncs, its twin is the hub's
+	// with the queued patches on top, which may number them anew.)
+	const workers, each = 8, 20
+	errs := make(chan error, workers*each)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				_, err := c.UpdateReported(ctx, map[string]any{fmt.Sprintf("w%d", w): i})
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	tw, err = c.Twin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for w := range workers {
+		if got := tw.Reported.Values[fmt.Sprintf("w%d", w)]; got != float64(each-1) {
+			t.Errorf("w%d is %v after the concurrent reports, want %d", w, got, each-1)
+		}
+	}
+	agenttest.Eventually(t, 20*time.Second, "the concurrent reports at the hub", func() bool {
+		r := d.hubReported(t)
+		for w := range workers {
+			if r[fmt.Sprintf("w%d", w)] != float64(each-1) {
+				return false
+			}
+		}
+		return true
+	})
 
 	// A bad patch: an *Error with the broker's message; the twin unchanged.
 	_, err = c.UpdateReported(ctx, map[string]any{"bad key": 1})

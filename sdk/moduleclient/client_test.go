@@ -2,6 +2,13 @@ package moduleclient_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"errors"
 	"fmt"
 	"strings"
@@ -167,4 +174,71 @@ func TestTwinReportDesired(t *testing.T) {
 	if _, err := c.Twin(ctx); !errors.Is(err, moduleclient.ErrClosed) {
 		t.Errorf("Twin after Close: %v", err)
 	}
+}
+
+// TestNewWithConnectionString: New with a module connection string (its
+// key) and the device CA connects; a wrong key, or a module the device
+// does not have, is refused at once with the broker's reason rather than
+// retried.
+func TestNewWithConnectionString(t *testing.T) {
+	d := newDevice(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	mod, err := d.f.Owner.GetModule(ctx, d.f.DeviceID, d.module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := func(module, key string) string {
+		return "HostName=" + d.f.Hub.HostName() + ";DeviceId=" + d.f.DeviceID + ";ModuleId=" + module + ";SharedAccessKey=" + key + ";GatewayHostName=localhost"
+	}
+	cfg := moduleclient.Config{ConnectionString: cs(d.module, mod.Authentication.SymmetricKey.PrimaryKey), BrokerAddress: d.brokerAddr, CAPEM: d.daemon.CA().TrustBundle()}
+	agenttest.Eventually(t, 20*time.Second, "the device to know the module's key", func() bool {
+		mods, err := d.daemon.Syncer().Modules()
+		return err == nil && len(mods) > 0
+	})
+	c, err := moduleclient.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.UpdateReported(ctx, map[string]any{"by": "key"}); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	for _, tc := range []struct {
+		cs, want string
+	}{
+		{cs(d.module, "d3Jvbmcga2V5IHdyb25nIGtleQ=="), "bad user name or password"},
+		{cs("nosuch", mod.Authentication.SymmetricKey.PrimaryKey), "not Authorized"},
+	} {
+		bad := cfg
+		bad.ConnectionString = tc.cs
+		_, err := moduleclient.New(ctx, bad)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s: %v, want %q at once", tc.cs, err, tc.want)
+		}
+	}
+	// the device CA is checked: another CA's certificate does not verify
+	other := cfg
+	other.CAPEM = selfSignedCA(t)
+	if _, err := moduleclient.New(ctx, other); err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("another CA: %v", err)
+	}
+}
+
+// selfSignedCA is a CA certificate (PEM) that issued nothing the broker
+// has.
+func selfSignedCA(t *testing.T) []byte {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "another CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

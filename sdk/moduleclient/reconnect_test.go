@@ -2,6 +2,7 @@ package moduleclient_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -101,6 +102,13 @@ func TestDaemonRestart(t *testing.T) {
 	d.stop()
 	agenttest.Eventually(t, 20*time.Second, "the client to see the broker go", func() bool { return downs.Load() > 0 })
 	d.patchDesired(t, map[string]any{"interval": 42})
+	// A call whose deadline passes while the daemon is down returns its
+	// context's error.
+	dctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	if _, err := c.Twin(dctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Twin with the daemon down: %v, want the deadline's error", err)
+	}
+	cancel()
 	// A report made while the daemon is down waits for it.
 	reported := make(chan error, 1)
 	go func() {

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/outpost-edge/outpost/sdk"
 )
 
 type initOptions struct {
@@ -35,9 +37,12 @@ func newInitCmd(f *Factory) *cobra.Command {
 		Use:   "init [DIR]",
 		Short: "Scaffold a solution with one Go module and a deployment",
 		Long: `Make a solution in DIR (default: the current directory): a module in
-modules/NAME (module.yaml, go.mod and main.go: a Go program that prints a
-simulated temperature every INTERVAL seconds and stops cleanly on SIGTERM),
-and deployment.yaml, a native deployment manifest that runs it.
+modules/NAME (module.yaml, go.mod, go.sum and main.go: a Go program that
+prints a simulated temperature every INTERVAL seconds, reports it and its
+interval in its module twin, takes a desired "interval" without a restart,
+and stops cleanly on SIGTERM), with the Go SDK it builds against in
+modules/NAME/outpost-sdk, and deployment.yaml, a native deployment manifest
+that runs it.
 
 module.yaml builds the module for linux/amd64, linux/arm64 and linux/arm/v7
 and names the image localhost:5000/NAME:1.0. Existing files are never
@@ -71,12 +76,17 @@ func initRun(f *Factory, opts *initOptions) error {
 	files := []struct{ path, content string }{
 		{filepath.Join(mod, "module.yaml"), initModuleYAML},
 		{filepath.Join(mod, "go.mod"), initGoMod},
+		{filepath.Join(mod, "go.sum"), initGoSum},
 		{filepath.Join(mod, "main.go"), initMainGo},
 		{"deployment.yaml", initDeploymentYAML},
 	}
 	var inTheWay []string
+	paths := []string{filepath.Join(mod, sdk.Dir)}
 	for _, file := range files {
-		p := filepath.Join(opts.Dir, file.path)
+		paths = append(paths, file.path)
+	}
+	for _, path := range paths {
+		p := filepath.Join(opts.Dir, path)
 		if _, err := os.Lstat(p); err == nil {
 			inTheWay = append(inTheWay, p)
 		} else if !errors.Is(err, fs.ErrNotExist) {
@@ -115,6 +125,12 @@ func initRun(f *Factory, opts *initOptions) error {
 		}
 		res.Files = append(res.Files, p)
 	}
+	// The Go SDK the module builds against (its go.mod's replace).
+	sdkDir := filepath.Join(opts.Dir, mod, sdk.Dir)
+	if err := sdk.WriteModule(sdkDir); err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	res.Files = append(res.Files, sdkDir+string(filepath.Separator))
 	if err := f.Print(res, func(w io.Writer) error {
 		for _, p := range res.Files {
 			if _, err := fmt.Fprintf(w, "created %s\n", p); err != nil {
@@ -147,13 +163,42 @@ env:
 
 const initGoMod = `module {{NAME}}
 
-go 1.26
+go 1.26.0
+
+require github.com/outpost-edge/outpost v0.0.0
+
+require (
+	github.com/eclipse/paho.mqtt.golang v1.5.1 // indirect
+	github.com/gorilla/websocket v1.5.3 // indirect
+	golang.org/x/net v0.62.0 // indirect
+	golang.org/x/sync v0.25.0 // indirect
+)
+
+// The Go SDK, as the outpost that made this module wrote it (outpost init):
+// modules build against that copy, offline.
+replace github.com/outpost-edge/outpost => ./outpost-sdk
+`
+
+// initGoSum is the checksums of the SDK's requirements.
+const initGoSum = `github.com/eclipse/paho.mqtt.golang v1.5.1 h1:/VSOv3oDLlpqR2Epjn1Q7b2bSTplJIeV2ISgCl2W7nE=
+github.com/eclipse/paho.mqtt.golang v1.5.1/go.mod h1:1/yJCneuyOoCOzKSsOTUc0AJfpsItBGWvYpBLimhArU=
+github.com/gorilla/websocket v1.5.3 h1:saDtZ6Pbx/0u+bgYQ3q96pZgCzfhKXGPqt7kZ72aNNg=
+github.com/gorilla/websocket v1.5.3/go.mod h1:YR8l580nyteQvAITg2hZ9XVh4b55+EU/adAjf1fMHhE=
+golang.org/x/net v0.62.0 h1:18ELalfM5+XNRwzM2nYqXsZQ9ByS1uhj2O/U7+5jqRY=
+golang.org/x/net v0.62.0/go.mod h1:WgDCOTH8iwtB66T4/GfI94AHo/hhdb7Hah9NDseQfiI=
+golang.org/x/sync v0.25.0 h1:dJnifr0nMV8/SBnBvdo4eSGGnrc3O4FFx6IqvtLcmRs=
+golang.org/x/sync v0.25.0/go.mod h1:sUUOizhqBxiL6pEWpqNLUiaJn1ShEbZ6BBqskPbjZm0=
 `
 
 const initMainGo = `// Command {{NAME}} is an outpost module: it prints a simulated
 // temperature reading as one JSON line every INTERVAL seconds (default 5),
 // in the shape of Azure IoT Edge's SimulatedTemperatureSensor, until it is
 // stopped with SIGTERM or Ctrl-C.
+//
+// Run by the outpost daemon, it also reads its module twin through the Go
+// SDK (sdk/moduleclient): it reports its interval and latest reading in
+// reported properties, and takes a desired "interval" (seconds) at once,
+// without a restart.
 //
 //	INTERVAL=2 {{NAME}}      # a reading every 2 s
 //	{{NAME}} -once           # one reading, then exit
@@ -171,14 +216,16 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/outpost-edge/outpost/sdk/moduleclient"
 )
 
 func main() {
 	once := flag.Bool("once", false, "print one reading and exit")
 	flag.Parse()
-	interval, err := intervalFromEnv()
+	interval, err := parseInterval(os.Getenv("INTERVAL"))
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "{{NAME}}:", err)
+		fmt.Fprintln(os.Stderr, "{{NAME}}: INTERVAL:", err)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -192,27 +239,95 @@ func main() {
 		}
 		return
 	}
+	// Under the daemon, follow the twin; run alone, just print.
+	intervals := make(chan time.Duration, 1)
+	reports := make(chan map[string]any, 1)
+	if os.Getenv(moduleclient.EnvWorkloadURI) != "" {
+		go twin(ctx, intervals, reports)
+	}
 	fmt.Fprintf(os.Stderr, "{{NAME}}: a reading every %s\n", interval)
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		if err := out.Encode(read(start, time.Now())); err != nil {
+		reading := read(start, time.Now())
+		if err := out.Encode(reading); err != nil {
 			fmt.Fprintln(os.Stderr, "{{NAME}}:", err)
 			os.Exit(1)
 		}
+		latest(reports, map[string]any{"interval": interval.Seconds(), "reading": reading})
 		select {
 		case <-ctx.Done():
 			fmt.Fprintln(os.Stderr, "{{NAME}}: stopping")
 			return
+		case d := <-intervals:
+			if d != interval {
+				interval = d
+				tick.Reset(interval)
+				fmt.Fprintf(os.Stderr, "{{NAME}}: desired interval: a reading every %s\n", interval)
+			}
 		case <-tick.C:
 		}
 	}
 }
 
-// intervalFromEnv reads INTERVAL: seconds ("5", "0.5") or a Go duration
-// ("500ms").
-func intervalFromEnv() (time.Duration, error) {
-	s := os.Getenv("INTERVAL")
+// twin connects to the daemon's broker, applies the desired interval (now
+// and whenever it changes) and reports what the loop hands it, the latest
+// only when reports come faster than the daemon acknowledges them.
+func twin(ctx context.Context, intervals chan time.Duration, reports chan map[string]any) {
+	c, err := moduleclient.NewFromEnvironment(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "{{NAME}}: no module twin:", err)
+		return
+	}
+	defer c.Close()
+	desired := func(v any) {
+		if v == nil {
+			return
+		}
+		d, err := parseInterval(fmt.Sprint(v))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "{{NAME}}: desired interval %v ignored: %v\n", v, err)
+			return
+		}
+		latest(intervals, d)
+	}
+	c.OnDesired(func(patch map[string]any, version int64) { desired(patch["interval"]) })
+	tw, err := c.Twin(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "{{NAME}}: read the twin:", err)
+	} else {
+		desired(tw.Desired.Values["interval"])
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-reports:
+			if _, err := c.UpdateReported(ctx, r); err != nil && ctx.Err() == nil {
+				fmt.Fprintln(os.Stderr, "{{NAME}}: report:", err)
+			}
+		}
+	}
+}
+
+// latest puts v in ch (of capacity 1), replacing what is waiting there.
+func latest[T any](ch chan T, v T) {
+	for {
+		select {
+		case ch <- v:
+			return
+		default:
+			select {
+			case <-ch:
+			default:
+			}
+		}
+	}
+}
+
+// parseInterval reads seconds ("5", "0.5") or a Go duration ("500ms"); ""
+// is the default, 5 s.
+func parseInterval(s string) (time.Duration, error) {
 	if s == "" {
 		return 5 * time.Second, nil
 	}
@@ -222,7 +337,7 @@ func intervalFromEnv() (time.Duration, error) {
 	if d, err := time.ParseDuration(s); err == nil && d > 0 {
 		return d, nil
 	}
-	return 0, fmt.Errorf("INTERVAL=%q is not a positive number of seconds", s)
+	return 0, fmt.Errorf("%q is not a positive number of seconds", s)
 }
 
 // read simulates the sensor at now, as a message with the field names of

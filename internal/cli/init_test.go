@@ -20,7 +20,7 @@ func TestInitMatchesFixture(t *testing.T) {
 		t.Fatalf("init: %d %s", code, errOut)
 	}
 	fixture := filepath.Join("..", "..", "fixtures", "modules", "tempsensor")
-	for _, name := range []string{"module.yaml", "go.mod", "main.go"} {
+	for _, name := range []string{"module.yaml", "go.mod", "go.sum", "main.go"} {
 		want, err := os.ReadFile(filepath.Join(fixture, name))
 		if err != nil {
 			t.Fatal(err)
@@ -43,7 +43,7 @@ func TestInit(t *testing.T) {
 		t.Fatalf("init: %d %s", code, errOut)
 	}
 	var res initResult
-	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Module != "pump" || len(res.Files) != 4 {
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Module != "pump" || len(res.Files) != 6 {
 		t.Fatalf("init -o json: %q %v", out, err)
 	}
 	if !strings.Contains(errOut, "Next: outpost build") {
@@ -58,7 +58,7 @@ func TestInit(t *testing.T) {
 		strings.Join(m.Platforms, ",") != "linux/amd64,linux/arm64,linux/arm/v7" {
 		t.Errorf("module.yaml: %+v", m)
 	}
-	if gomod, _ := os.ReadFile(filepath.Join(dir, "modules", "pump", "go.mod")); !strings.HasPrefix(string(gomod), "module pump\n\ngo 1.26\n") {
+	if gomod, _ := os.ReadFile(filepath.Join(dir, "modules", "pump", "go.mod")); !strings.HasPrefix(string(gomod), "module pump\n\ngo 1.26.0\n") {
 		t.Errorf("go.mod: %q", gomod)
 	}
 	data, err := os.ReadFile(filepath.Join(dir, "deployment.yaml"))

@@ -29,6 +29,7 @@ import (
 	"github.com/outpost-edge/outpost/internal/image"
 	"github.com/outpost-edge/outpost/internal/mgmtclient"
 	"github.com/outpost-edge/outpost/internal/runtime"
+	"github.com/outpost-edge/outpost/sdk"
 )
 
 // quickstartDesired is the sample module's desired properties, set by the
@@ -221,7 +222,7 @@ func quickstartImage(ctx context.Context, dir, name, reg string, status func(str
 	}
 	modDir := filepath.Join(dir, "modules", name)
 	for _, file := range []struct{ name, content string }{
-		{"module.yaml", initModuleYAML}, {"go.mod", initGoMod}, {"main.go", initMainGo},
+		{"module.yaml", initModuleYAML}, {"go.mod", initGoMod}, {"go.sum", initGoSum}, {"main.go", initMainGo},
 	} {
 		p := filepath.Join(modDir, file.name)
 		if _, err := os.Stat(p); err == nil {
@@ -233,6 +234,10 @@ func quickstartImage(ctx context.Context, dir, name, reg string, status func(str
 		if err := os.WriteFile(p, []byte(strings.ReplaceAll(file.content, "{{NAME}}", name)), 0o644); err != nil {
 			return "", err
 		}
+	}
+	// The Go SDK the module builds against: this outpost's.
+	if err := sdk.WriteModule(filepath.Join(modDir, sdk.Dir)); err != nil {
+		return "", err
 	}
 	m, err := image.LoadModule(modDir)
 	if err != nil {

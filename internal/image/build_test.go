@@ -36,6 +36,7 @@ import (
 	"github.com/klauspost/pgzip"
 
 	"github.com/outpost-edge/outpost/internal/errdefs"
+	"github.com/outpost-edge/outpost/sdk"
 )
 
 const fixtureDir = "../../fixtures/modules/tempsensor"
@@ -45,6 +46,10 @@ func copyFixture(t testing.TB) string {
 	t.Helper()
 	dst := t.TempDir()
 	if err := os.CopyFS(dst, os.DirFS(fixtureDir)); err != nil {
+		t.Fatal(err)
+	}
+	// the Go SDK, as outpost init writes it next to the module
+	if err := sdk.WriteModule(filepath.Join(dst, sdk.Dir)); err != nil {
 		t.Fatal(err)
 	}
 	return dst

@@ -66,6 +66,10 @@ type Syncer struct {
 	nextSeq   int64
 	subs      map[chan Change]struct{}
 
+	// recent holds the patches the hub acked since the current sync request
+	// began (at most maxRecent), for apply.
+	recent []hubapi.ReportedPatch
+
 	kick    chan struct{} // the outbox has work
 	flushMu sync.Mutex    // one upload at a time
 }
@@ -165,6 +169,9 @@ func (s *Syncer) Run(ctx context.Context) error {
 		if cursor == "" || !connected {
 			wait = 0
 		}
+		s.mu.Lock()
+		s.recent = s.recent[:0] // what the hub acks from now on may miss from its answer
+		s.mu.Unlock()
 		resp, err := s.hub.Sync(ctx, s.deviceID, cursor, wait)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -264,10 +271,14 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 		}
 	}
 
-	pending, err := s.pending(s.state.Acked)
+	queued, err := s.pending(s.state.Acked)
 	if err != nil {
 		return err
 	}
+	// Patches the hub acked while this answer was on its way may be missing
+	// from its twins, and are no longer in the outbox: lay them on too,
+	// before those still queued.
+	pending := append(append([]hubapi.ReportedPatch(nil), s.recent...), queued...)
 	for _, raw := range resp.Twins {
 		t := new(twin.Twin)
 		if err := t.UnmarshalJSON(raw); err != nil {
@@ -588,6 +599,7 @@ func (s *Syncer) flush(ctx context.Context) (more bool, err error) {
 	if ack.Acked > s.state.Acked {
 		s.state.Acked = ack.Acked
 		err = s.saveState()
+		s.noteAcked(batch.Patches, ack)
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -602,6 +614,24 @@ func (s *Syncer) flush(ctx context.Context) (more bool, err error) {
 		}
 	}
 	return more, nil
+}
+
+// maxRecent bounds Syncer.recent: past it, a twin may lack some of its
+// module's acked patches until the next sync answer, milliseconds later.
+const maxRecent = 10000
+
+// noteAcked keeps the patches of batch that ack took (not those it
+// rejected) in s.recent; the caller holds s.mu.
+func (s *Syncer) noteAcked(batch []hubapi.ReportedPatch, ack *hubapi.ReportedAck) {
+	rejected := map[int64]bool{}
+	for _, r := range ack.Rejected {
+		rejected[r.Seq] = true
+	}
+	for _, p := range batch {
+		if p.Seq <= ack.Acked && !rejected[p.Seq] && len(s.recent) < maxRecent {
+			s.recent = append(s.recent, p)
+		}
+	}
 }
 
 // Status is the device's view of its link to the hub.

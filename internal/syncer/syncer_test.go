@@ -306,3 +306,31 @@ func mustSync(t *testing.T, f *fixture) *hubapi.Sync {
 	}
 	return resp
 }
+
+// TestAckedDuringSyncKept: patches the hub acks while a sync answer is on
+// its way (so the answer may lack them, and the outbox no longer has them)
+// stay in the local twin.
+func TestAckedDuringSyncKept(t *testing.T) {
+	f := setup(t)
+	s, err := New(f.device, f.st, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.apply(mustSync(t, f)); err != nil {
+		t.Fatal(err)
+	}
+	before := mustSync(t, f) // the hub's answer, taken before the patch
+	if _, err := s.PatchReported("a", []byte(`{"acked":"during the sync"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(t.Context()); err != nil { // acked, and gone from the outbox
+		t.Fatal(err)
+	}
+	if err := s.apply(before); err != nil {
+		t.Fatal(err)
+	}
+	tw, err := s.Twin("a")
+	if err != nil || tw.Reported()["acked"] != "during the sync" {
+		t.Fatalf("local twin after an answer older than the ack: %s %v", tw.ReportedJSON(), err)
+	}
+}

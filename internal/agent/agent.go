@@ -80,6 +80,10 @@ type Config struct {
 	DeviceID        string
 	HubHostName     string // IOTEDGE_IOTHUBHOSTNAME
 	GatewayHostName string // IOTEDGE_GATEWAYHOSTNAME; default the machine's host name
+	// BrokerAddress, when set, is given to modules as OUTPOST_BROKER_ADDRESS:
+	// where the module broker listens when that is not the gateway at 8883
+	// (outpost's SDK reads it; the Azure SDKs dial 8883 only).
+	BrokerAddress string
 
 	Syncer  *syncer.Syncer
 	Images  *imagestore.Store

@@ -588,6 +588,9 @@ func (a *Agent) spec(d desiredModule, img *moduleImage) runtime.Spec {
 		env.set("IOTEDGE_"+kv[0], kv[1])
 		env.set("OUTPOST_"+kv[0], kv[1])
 	}
+	if a.cfg.BrokerAddress != "" {
+		env.set("OUTPOST_BROKER_ADDRESS", a.cfg.BrokerAddress)
+	}
 	labels := map[string]string{}
 	for k, v := range co.Labels {
 		labels[k] = v

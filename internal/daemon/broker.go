@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net"
+	"strconv"
 
 	"github.com/outpost-edge/outpost/internal/broker"
 	"github.com/outpost-edge/outpost/internal/store"
@@ -68,6 +69,14 @@ func (d *Daemon) openBroker() error {
 				return BrokerDeps{}, fail(err, "is another broker (an IoT Edge hub, mosquitto) listening there? stop it, or pass --broker-listen with a free address")
 			}
 			d.closers = append(d.closers, l.Close)
+		}
+		if ta, ok := l.Addr().(*net.TCPAddr); ok {
+			switch {
+			case !ta.IP.IsUnspecified(): // one address: the gateway name may not lead there
+				d.brokerAddress = ta.String()
+			case ta.Port != 8883:
+				d.brokerAddress = net.JoinHostPort(d.gateway, strconv.Itoa(ta.Port))
+			}
 		}
 		return BrokerDeps{
 			DeviceID: d.cs.DeviceID, HubHostName: d.cs.HostName, Syncer: d.sy,

@@ -139,6 +139,10 @@ type Daemon struct {
 	agent      *agent.Agent
 	mgmtLn     net.Listener
 	broker     Broker
+	// brokerAddress is where modules reach the broker (OUTPOST_BROKER_ADDRESS)
+	// when it listens on one address or not at 8883 (the port the Azure SDKs
+	// dial), else "".
+	brokerAddress string
 
 	closeOnce sync.Once
 	closers   []func() error // in the order opened
@@ -223,9 +227,13 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if err != nil {
 		return nil, fail(err, "")
 	}
+	if err := d.openBroker(); err != nil {
+		return nil, err
+	}
 	d.agent, err = agent.New(agent.Config{
 		DeviceID: cs.DeviceID, HubHostName: cs.HostName, GatewayHostName: d.gateway,
-		Syncer: d.sy, Images: d.imgs, Runtime: d.rt,
+		BrokerAddress: d.brokerAddress,
+		Syncer:        d.sy, Images: d.imgs, Runtime: d.rt,
 		WorkloadDir: cfg.WorkloadDir, Workload: d.wl.Handler,
 		LogDir:      filepath.Join(cfg.DataDir, "logs"),
 		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, ResetAfter: cfg.BackoffReset,
@@ -236,9 +244,6 @@ func New(cfg Config) (_ *Daemon, err error) {
 	})
 	if err != nil {
 		return nil, fail(err, "")
-	}
-	if err := d.openBroker(); err != nil {
-		return nil, err
 	}
 	if err := d.openMgmt(); err != nil {
 		return nil, err

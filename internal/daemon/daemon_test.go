@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -120,6 +121,10 @@ func TestDaemonWorkloadAPI(t *testing.T) {
 			}
 			if kind == "process" && !strings.Contains(logs, "IOTEDGE_WORKLOADURI=unix://"+filepath.Join(f.DataDir, "workload", "signer", "workload.sock")) {
 				t.Errorf("process module's workload URI:\n%s", logs)
+			}
+			// The broker listens on 127.0.0.1 at a port of its own: modules are told.
+			if !regexp.MustCompile(`(?m)^OUTPOST_BROKER_ADDRESS=127\.0\.0\.1:\d+$`).MatchString(logs) {
+				t.Errorf("module's environment lacks OUTPOST_BROKER_ADDRESS=127.0.0.1:PORT:\n%s", logs)
 			}
 
 			// The CA: in the data dir, key 0600; the broker's certificate

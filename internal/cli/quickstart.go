@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,6 +53,17 @@ type quickstartResult struct {
 	Image            string             `json:"image,omitempty"`   // the sample module's image, pushed: ref@digest
 	Running          *mgmtclient.Module `json:"running,omitempty"` // the sample module as the daemon runs it
 	Logs             []string           `json:"logs,omitempty"`    // its first lines of output
+	Live             *quickstartLive    `json:"live,omitempty"`    // a desired change reaching the running module
+}
+
+// quickstartLive is a desired change made at the hub while the module runs,
+// and the module's answer in its reported properties.
+type quickstartLive struct {
+	Desired         json.RawMessage `json:"desired"`         // the operator's patch
+	DesiredVersion  int64           `json:"desiredVersion"`  // the desired $version it made
+	Reported        json.RawMessage `json:"reported"`        // the module's reported properties after it
+	ReportedVersion int64           `json:"reportedVersion"` // their $version
+	Took            time.Duration   `json:"tookNs"`          // from the patch to the answer at the hub
 }
 
 func newQuickstartCmd(f *Factory) *cobra.Command {
@@ -71,7 +83,10 @@ the twin and a SAS token for the module. Then it writes the sample module
 (what 'outpost init' makes), builds its image for this machine's architecture
 without a Docker daemon, pushes it to a registry embedded on loopback, deploys
 it to the device, and runs a device daemon (runc as root where installed, else
-plain processes) until the module runs and prints; then it stops the daemon.
+plain processes) until the module runs and prints. It then sends the running
+module a desired interval at the hub and waits for the module's answer in its
+reported properties (through the daemon's module broker); then it stops the
+daemon.
 Run it again with the same --data to pick up where it left off.`,
 		Example: "  outpost quickstart\n  outpost quickstart --data ./qs -o json",
 		Args:    noArgs,
@@ -206,9 +221,54 @@ func quickstartRun(ctx context.Context, f *Factory, opts *quickstartOptions) err
 				fmt.Fprintf(w, "  %s\n", l)
 			}
 		}
+		if res.Live != nil {
+			fmt.Fprintf(w, "\nDesired %s reached the running module, which answered in %v with reported properties:\n", res.Live.Desired, res.Live.Took.Round(time.Millisecond))
+			if err := writeJSON(w, res.Live.Reported); err != nil {
+				return err
+			}
+		}
 		fmt.Fprintf(w, "\nData dir: %s\nServe this hub again with: outpost hub serve --data %s\n", dir, filepath.Join(dir, "hub"))
 		return nil
 	})
+}
+
+// quickstartLiveInterval is the desired interval (seconds) quickstart sends
+// the running sample module.
+const quickstartLiveInterval = 1
+
+// quickstartLiveDesired patches the running module's desired interval and
+// waits for the module to report it.
+func quickstartLiveDesired(ctx context.Context, op *hubclient.Client, deviceID, moduleID string, status func(string, ...any)) (*quickstartLive, error) {
+	patch := fmt.Sprintf(`{"interval": %d}`, quickstartLiveInterval)
+	sent := time.Now()
+	t, err := op.PatchTwin(ctx, deviceID, moduleID, []byte(`{"properties": {"desired": `+patch+`}}`), "")
+	if err != nil {
+		return nil, fmt.Errorf("desired patch: %w", err)
+	}
+	status("desired patch %s to the running %s: desired $version %d", patch, moduleID, t.DesiredVersion())
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		t, err := op.GetTwin(ctx, deviceID, moduleID)
+		if err == nil && t.Reported()["interval"] == json.Number(strconv.Itoa(quickstartLiveInterval)) {
+			took := time.Since(sent)
+			status("%s took it without a restart and reported interval %d: reported $version %d, %v after the patch",
+				moduleID, quickstartLiveInterval, t.ReportedVersion(), took.Round(time.Millisecond))
+			return &quickstartLive{Desired: json.RawMessage(patch), DesiredVersion: t.DesiredVersion(),
+				Reported: t.ReportedJSON(), ReportedVersion: t.ReportedVersion(), Took: took}, nil
+		}
+		if time.Now().After(deadline) {
+			reported := "?"
+			if t != nil {
+				reported = string(t.ReportedJSON())
+			}
+			return nil, fmt.Errorf("%s did not report interval %d within a minute of the desired patch (reported: %s): `outpost logs %s` says why", moduleID, quickstartLiveInterval, reported, moduleID)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // quickstartImage writes the sample module into dir (unless it is there),
@@ -349,6 +409,15 @@ func quickstartDaemon(ctx context.Context, f *Factory, op *hubclient.Client, dir
 			}
 		}
 	}
+	// The twin, live: a desired change goes to the running module (the hub,
+	// the daemon's sync, its broker), which takes it at once and answers in
+	// its reported properties (the broker, the outbox, the hub).
+	live, err := quickstartLiveDesired(ctx, op, deviceID, moduleID, status)
+	if err != nil {
+		stopDaemon()
+		return err
+	}
+	res.Live = live
 	if err := stopDaemon(); err != nil {
 		return err
 	}

@@ -37,6 +37,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	gcrtarball "github.com/google/go-containerregistry/pkg/v1/tarball"
 	"golang.org/x/sys/unix"
+
+	"github.com/outpost-edge/outpost/internal/runtime/shim"
 )
 
 // The conformance suite: every test below runs against each runtime — process and runc
@@ -68,6 +70,14 @@ func TestMain(m *testing.M) {
 		}
 		testRootfs = dir
 		os.Chmod(dir, 0o755) // for the instances run as another user
+		// The suite runs the shim binary outpost daemon starts (TestShimReexec the
+		// fallback): built here, named by ShimEnv.
+		if err := buildShim(filepath.Join(dir, "..", filepath.Base(dir)+"-shim")); err != nil {
+			fmt.Fprintln(os.Stderr, "build the shim:", err)
+			return 1
+		}
+		defer os.Remove(testShim)
+		os.Setenv(ShimEnv, testShim)
 		before := snapshot(dir)
 		code := m.Run()
 		if after := snapshot(dir); after != before {
@@ -77,6 +87,19 @@ func TestMain(m *testing.M) {
 		return code
 	}()
 	os.Exit(code)
+}
+
+// testShim is cmd/outpost-shim, built by TestMain.
+var testShim string
+
+func buildShim(path string) error {
+	cmd := exec.Command("go", "build", "-o", path, "../../cmd/outpost-shim")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	testShim = path
+	return nil
 }
 
 // buildRootfs makes a rootfs: /prog (testdata/prog, static), /etc/passwd, /etc/group, /app.
@@ -1118,14 +1141,14 @@ func TestRootfsUnmounted(t *testing.T) {
 			t.Cleanup(func() { _ = r.Remove(context.Background(), spec.Name) })
 			waitLog(t, r, spec.Name, "ready\n")
 			var rs runState
-			if err := readJSON(filepath.Join(dir, "instances", ContainerID(name)), "state.json", &rs); err != nil {
+			if err := shim.ReadJSON(filepath.Join(dir, "instances", ContainerID(name)), "state.json", &rs); err != nil {
 				t.Fatal(err)
 			}
-			for _, p := range []procRef{rs.Shim, rs.Main} {
-				if err := p.signal(unix.SIGKILL); err != nil {
+			for _, p := range []shim.ProcRef{rs.Shim, rs.Main} {
+				if err := p.Signal(unix.SIGKILL); err != nil {
 					t.Fatal(err)
 				}
-				if err := p.wait(ctx); err != nil {
+				if err := p.Wait(ctx); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -1354,5 +1377,79 @@ func dockerDelete(t testing.TB, path string) {
 	req, _ := http.NewRequest(http.MethodDelete, base+path, nil)
 	if resp, err := hc.Do(req); err == nil {
 		resp.Body.Close()
+	}
+}
+
+// TestShimBinary: an instance's shim is the outpost-shim binary (ShimEnv names it here;
+// outpost daemon finds it beside its own binary), a small process of its own rather than
+// the daemon re-executed; without it, the daemon's binary re-executed is the shim. Either
+// way the instance runs, logs, stops and records its exit.
+func TestShimBinary(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		if rt.kind == KindDocker {
+			t.Skip("the engine has shims of its own")
+		}
+		for _, c := range []struct{ name, env, want string }{{"outpost-shim", testShim, testShim}, {"reexec", "reexec", self}} {
+			t.Run(c.name, func(t *testing.T) {
+				t.Setenv(ShimEnv, c.env)
+				dir := t.TempDir()
+				r := rt.new(t, dir)
+				ctx := ctxT(t, 30*time.Second)
+				spec := rt.spec("shimmed", "ready", "sleep", "exit", "0")
+				if err := r.Start(ctx, spec); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = r.Remove(context.Background(), spec.Name) })
+				waitLog(t, r, spec.Name, "ready\n")
+				var rs shim.RunState
+				if err := shim.ReadJSON(filepath.Join(dir, "instances", ContainerID(spec.Name)), "state.json", &rs); err != nil {
+					t.Fatal(err)
+				}
+				if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", rs.Shim.Pid)); err != nil || exe != c.want {
+					t.Errorf("the shim (pid %d) runs %q (%v), want %s", rs.Shim.Pid, exe, err, c.want)
+				}
+				if err := r.Stop(ctx, spec.Name, 10*time.Second); err != nil {
+					t.Fatal(err)
+				}
+				st, err := r.State(ctx, spec.Name)
+				if err != nil || st.Status != StatusExited || st.ExitCode != 0 {
+					t.Errorf("after Stop: %+v, %v; want exited 0", st, err)
+				}
+				wantLines(t, logsOf(t, r, spec.Name, LogOptions{}), "ready", "got SIGTERM")
+			})
+		}
+	})
+}
+
+// TestShimCommand: the daemon starts the outpost-shim binary beside its own, ShimEnv's
+// binary when set, and re-executes itself when there is none or ShimEnv says "reexec".
+func TestShimCommand(t *testing.T) {
+	bin := t.TempDir()
+	exe := filepath.Join(bin, "outpost")
+	const dir = "/state/instances/x"
+	reexec := func(path string, env []string) bool {
+		return path == "/proc/self/exe" && slices.Contains(env, shim.Env+"="+dir)
+	}
+	t.Setenv(ShimEnv, "")
+	if p, env := shimCommand(dir, exe); !reexec(p, env) {
+		t.Errorf("no outpost-shim beside %s: %s, want the daemon's own binary with %s set", exe, p, shim.Env)
+	}
+	if err := os.WriteFile(filepath.Join(bin, shim.Binary), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if p, env := shimCommand(dir, exe); p != filepath.Join(bin, shim.Binary) || reexec(p, env) || !slices.Contains(env, "GOMAXPROCS=1") {
+		t.Errorf("outpost-shim beside %s: %s, want it with GOMAXPROCS=1", exe, p)
+	}
+	t.Setenv(ShimEnv, "reexec")
+	if p, env := shimCommand(dir, exe); !reexec(p, env) {
+		t.Errorf("%s=reexec: %s", ShimEnv, p)
+	}
+	t.Setenv(ShimEnv, "/opt/shim")
+	if p, _ := shimCommand(dir, exe); p != "/opt/shim" {
+		t.Errorf("%s=/opt/shim: %s", ShimEnv, p)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/outpost-edge/outpost/internal/runtime/shim"
 )
 
 // newRunc returns the runc runtime. Each instance is an OCI bundle in its state dir:
@@ -50,19 +52,21 @@ func newRunc(stateDir string) (Runtime, error) {
 	rc := &runcRuntime{bin: bin, root: root}
 	r.prepare = rc.prepare
 	r.undo = rc.undo
-	r.release = func(dir, _ string) error { return unmountRootfs(dir) }
+	r.release = func(dir, _ string) error { return shim.UnmountRootfs(dir) }
 	r.execProc = execRunc
 	return r, nil
 }
 
 func lookRunc() (string, error) { return exec.LookPath("runc") }
 
+func isRoot() bool { return os.Geteuid() == 0 }
+
 type runcRuntime struct {
 	bin  string // runc's path
 	root string // runc --root
 }
 
-func (rc *runcRuntime) prepare(dir, id string, spec Spec, l *launch) (string, error) {
+func (rc *runcRuntime) prepare(dir, id string, spec Spec, l *shim.Launch) (string, error) {
 	// A runc state of that id left by a crash or a reboot would fail `runc run`.
 	if _, err := os.Stat(filepath.Join(rc.root, id)); err == nil {
 		_ = exec.Command(rc.bin, "--root", rc.root, "delete", "--force", id).Run()
@@ -87,7 +91,7 @@ func (rc *runcRuntime) prepare(dir, id string, spec Spec, l *launch) (string, er
 	if err != nil {
 		return "", err
 	}
-	if err := writeJSON(bundle, "config.json", cfg); err != nil {
+	if err := shim.WriteJSON(bundle, "config.json", cfg); err != nil {
 		return "", err
 	}
 	l.Runc, l.RuncRoot, l.Bundle, l.ID = rc.bin, rc.root, bundle, id
@@ -129,26 +133,13 @@ func mountOverlay(dir, lower, merged string) error {
 	return nil
 }
 
-func (rc *runcRuntime) undo(dir, id string) error {
-	if _, err := os.Stat(filepath.Join(rc.root, id)); err == nil {
-		if out, err := exec.Command(rc.bin, "--root", rc.root, "delete", "--force", id).CombinedOutput(); err != nil {
+func (rc *runcRuntime) undo(dir string, l shim.Launch) error {
+	if _, err := os.Stat(filepath.Join(rc.root, l.ID)); l.ID != "" && err == nil {
+		if out, err := exec.Command(rc.bin, "--root", rc.root, "delete", "--force", l.ID).CombinedOutput(); err != nil {
 			return fmt.Errorf("runc delete: %s", strings.TrimSpace(string(out)))
 		}
 	}
-	return unmountRootfs(dir)
-}
-
-// unmountRootfs unmounts what mountOverlay mounted for the instance in dir: its rootfs
-// overlay, and the tmpfs of the upper layer if there is one. What is not mounted (any
-// more) is fine. The shim calls it once the instance has exited, the daemon (release) when
-// it sees the instance exited first, and Remove: an exited instance holds no mount.
-func unmountRootfs(dir string) error {
-	for _, m := range []string{filepath.Join(dir, "bundle", "rootfs"), filepath.Join(dir, "layer")} {
-		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("unmount %s: %w", m, err)
-		}
-	}
-	return nil
+	return shim.UnmountRootfs(dir)
 }
 
 // execRunc runs args in the instance's container with `runc exec`, which takes the
@@ -232,7 +223,7 @@ func execRunc(dir string, rec instanceRecord, args []string) (*execProc, error) 
 		if code == 0 {
 			return nil
 		}
-		if msg := runcError(logFile, ""); msg != "" {
+		if msg := shim.RuncError(logFile, ""); msg != "" {
 			return fmt.Errorf("runc exec: %s", msg)
 		}
 		return nil

@@ -1453,3 +1453,103 @@ func TestShimCommand(t *testing.T) {
 		t.Errorf("%s=/opt/shim: %s", ShimEnv, p)
 	}
 }
+
+// TestRuncState: the shim deletes runc's state of its instance once it has recorded the
+// exit, with no Remove (so that the daemon runs no `runc delete` between a module's old
+// instance and its new one); each instance has a runc id (and cgroup) of its own; and a
+// runtime made over the state dir deletes the runc states no instance names, which a
+// crash can leave.
+func TestRuncState(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		if rt.kind != KindRunc {
+			t.Skip("runc only")
+		}
+		dir := t.TempDir()
+		r := rt.new(t, dir)
+		ctx := ctxT(t, 60*time.Second)
+		root := filepath.Join(dir, "runc")
+		states := func() []string {
+			ents, _ := os.ReadDir(root)
+			var ids []string
+			for _, e := range ents {
+				ids = append(ids, e.Name())
+			}
+			return ids
+		}
+		gone := func(what string) {
+			t.Helper()
+			for deadline := time.Now().Add(20 * time.Second); len(states()) > 0; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: runc still has %v", what, states())
+				}
+			}
+		}
+		runcID := func(name string) string {
+			var rec instanceRecord
+			if err := shim.ReadJSON(filepath.Join(dir, "instances", ContainerID(name)), "instance.json", &rec); err != nil {
+				t.Fatal(err)
+			}
+			return rec.Launch.ID
+		}
+
+		spec := rt.spec("st", "exit", "0")
+		if err := r.Start(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		first := runcID("st")
+		if _, err := r.Wait(ctx, "st"); err != nil {
+			t.Fatal(err)
+		}
+		gone("an instance exited, not removed")
+		if err := r.Remove(ctx, "st"); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Start(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Remove(context.Background(), "st") })
+		if second := runcID("st"); second == first {
+			t.Errorf("two instances of one module have the runc id %s", first)
+		}
+
+		// A crash: shim and instance killed, the instance's dir gone, runc's state left.
+		orphan := rt.spec("orphan", "ready", "forever")
+		if err := r.Start(ctx, orphan); err != nil {
+			t.Fatal(err)
+		}
+		waitLog(t, r, orphan.Name, "ready\n")
+		odir := filepath.Join(dir, "instances", ContainerID(orphan.Name))
+		orphanID := runcID(orphan.Name)
+		var rs shim.RunState
+		if err := shim.ReadJSON(odir, "state.json", &rs); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []shim.ProcRef{rs.Shim, rs.Main} {
+			if err := p.Signal(unix.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := shim.UnmountRootfs(odir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(odir); err != nil {
+			t.Fatal(err)
+		}
+		// The second st exits too, and its shim deletes its state: the orphan's is left.
+		if _, err := r.Wait(ctx, "st"); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(20 * time.Second); !slices.Equal(states(), []string{orphanID}); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("runc states %v, want only the orphan's", states())
+			}
+		}
+		rt.new(t, dir)
+		if ids := states(); len(ids) > 0 {
+			t.Errorf("a new runtime left runc states no instance names: %v", ids)
+		}
+	})
+}

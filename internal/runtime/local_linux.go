@@ -329,13 +329,20 @@ func (r *local) Wait(ctx context.Context, name string) (State, error) {
 		if !st.Running {
 			return r.settle(rec, st), nil
 		}
-		// The shim writes exit.json, then exits: wait for it (or for the main process
-		// when the shim is gone).
-		ref := rs.Shim
-		if !ref.Alive() {
-			ref = rs.Main
+		if rs.mainAlive || !rs.shimAlive {
+			// Running (or its shim is gone): wait for the main process to end.
+			if err := rs.Main.Wait(ctx); err != nil {
+				return st, err
+			}
+			continue
 		}
-		if err := ref.Wait(ctx); err != nil {
+		// It has exited and the shim is recording it: exit.json comes within
+		// milliseconds, and the shim may go on cleaning up (runc's state) for longer
+		// than that. Look again every 2 ms until then, or until the shim is gone.
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Millisecond)
+		_ = rs.Shim.Wait(wctx)
+		cancel()
+		if err := ctx.Err(); err != nil {
 			return st, err
 		}
 	}

@@ -241,6 +241,22 @@ func Run(dir string) int {
 		fmt.Fprintln(os.Stderr, "shim: exit.json:", err)
 		return 1
 	}
+	if rec.Kind == KindRunc {
+		// runc keeps a container's state (and cgroup) until it is deleted. The daemon
+		// sees the exit in exit.json and goes on meanwhile: the next instance has a
+		// runc id of its own, and the daemon deletes the state only once this shim is
+		// gone (see the runtime's undo).
+		args := []string{l.Runc, "--root", l.RuncRoot, "delete", "--force", l.ID}
+		p, err := os.StartProcess(l.Runc, args, &os.ProcAttr{Dir: "/", Files: []*os.File{nil, os.Stderr, os.Stderr}})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "shim: runc delete:", err)
+			return 1
+		}
+		if st, err := p.Wait(); err != nil || !st.Success() {
+			fmt.Fprintln(os.Stderr, "shim: runc delete:", err, st)
+			return 1
+		}
+	}
 	return 0
 }
 

@@ -320,6 +320,7 @@ func (r *local) List(ctx context.Context) ([]State, error) {
 }
 
 func (r *local) Wait(ctx context.Context, name string) (State, error) {
+	look := 2 * time.Millisecond
 	for {
 		rec, rs, es, err := r.load(name)
 		if err != nil {
@@ -338,10 +339,13 @@ func (r *local) Wait(ctx context.Context, name string) (State, error) {
 		}
 		// It has exited and the shim is recording it: exit.json comes within
 		// milliseconds, and the shim may go on cleaning up (runc's state) for longer
-		// than that. Look again every 2 ms until then, or until the shim is gone.
-		wctx, cancel := context.WithTimeout(ctx, 2*time.Millisecond)
+		// than that. Look again after 2 ms, then less and less often (a process
+		// instance's children may keep its shim reading their output for 2 s), until
+		// then or until the shim is gone.
+		wctx, cancel := context.WithTimeout(ctx, look)
 		_ = rs.Shim.Wait(wctx)
 		cancel()
+		look = min(2*look, 100*time.Millisecond)
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}

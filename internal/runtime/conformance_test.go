@@ -1553,3 +1553,67 @@ func TestRuncState(t *testing.T) {
 		}
 	})
 }
+
+// TestRemoveInBackground: Remove takes an instance away at once (its directory renamed
+// aside and deleted in the background): the name is free for the module's next instance
+// at once, and nothing is left shortly after; List shows no removed instance; and a
+// runtime made over the state dir deletes what a Remove left (a daemon stopped before
+// its background deletion ended).
+func TestRemoveInBackground(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		if rt.kind == KindDocker {
+			t.Skip("the engine removes its containers")
+		}
+		dir := t.TempDir()
+		inst := filepath.Join(dir, "instances")
+		left := func() []string {
+			ents, _ := os.ReadDir(inst)
+			var names []string
+			for _, e := range ents {
+				names = append(names, e.Name())
+			}
+			return names
+		}
+		r := rt.new(t, dir)
+		ctx := ctxT(t, 30*time.Second)
+		spec := rt.spec("rm", "exit", "0")
+		run(t, r, spec)
+		if err := r.Remove(ctx, spec.Name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.State(ctx, spec.Name); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("State after Remove: %v, want ErrNotFound", err)
+		}
+		if err := r.Start(ctx, spec); err != nil {
+			t.Fatalf("Start right after Remove: %v", err)
+		}
+		if _, err := r.Wait(ctx, spec.Name); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Remove(ctx, spec.Name); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(20 * time.Second); len(left()) > 0; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("left after Remove: %v", left())
+			}
+		}
+
+		// What a Remove left when its daemon stopped.
+		removed := filepath.Join(inst, removedPrefix+ContainerID("x")+"-1")
+		if err := os.MkdirAll(filepath.Join(removed, "logs"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		rec := `{"kind": "` + rt.kind + `", "name": "x", "id": "` + ContainerID("x") + `"}`
+		if err := os.WriteFile(filepath.Join(removed, "instance.json"), []byte(rec), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if l, err := r.List(ctx); err != nil || len(l) != 0 {
+			t.Errorf("List shows a removed instance: %+v, %v", l, err)
+		}
+		rt.new(t, dir)
+		if l := left(); len(l) > 0 {
+			t.Errorf("a new runtime left %v", l)
+		}
+	})
+}

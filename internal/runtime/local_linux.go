@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -89,8 +90,18 @@ func newLocal(kind, stateDir string) (*local, error) {
 	if err := os.MkdirAll(inst, 0o700); err != nil {
 		return nil, fmt.Errorf("%s runtime: %w", kind, err)
 	}
+	ents, _ := os.ReadDir(inst)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), removedPrefix) {
+			_ = os.RemoveAll(filepath.Join(inst, e.Name())) // left by a Remove (see there)
+		}
+	}
 	return &local{kind: kind, stateDir: abs, instances: inst}, nil
 }
+
+// removedPrefix starts the name of an instance's directory that Remove renamed aside to
+// delete it. Instance directories are ContainerIDs: they start with "outpost-".
+const removedPrefix = ".removed-"
 
 func (r *local) Name() string   { return r.kind }
 func (r *local) Isolated() bool { return r.kind != KindProcess }
@@ -302,7 +313,7 @@ func (r *local) List(ctx context.Context) ([]State, error) {
 	}
 	var out []State
 	for _, e := range ents {
-		if !e.IsDir() {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), removedPrefix) {
 			continue
 		}
 		rec, err := readInstance(filepath.Join(r.instances, e.Name()))
@@ -410,9 +421,14 @@ func (r *local) Remove(ctx context.Context, name string) error {
 			return fmt.Errorf("remove %s: %w", name, err)
 		}
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	// The instance is gone once its directory is: renamed aside at once and deleted in
+	// the background, so that the module's next instance need not wait for it. What a
+	// daemon stopped meanwhile leaves, the next runtime over the state dir deletes.
+	trash := filepath.Join(r.instances, removedPrefix+filepath.Base(dir)+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	if err := os.Rename(dir, trash); err != nil {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}
+	go os.RemoveAll(trash)
 	return nil
 }
 

@@ -171,6 +171,9 @@ func (rc *runcRuntime) sweep(instances string) {
 	known := map[string]bool{}
 	dirs, _ := os.ReadDir(instances)
 	for _, d := range dirs {
+		if strings.HasPrefix(d.Name(), removedPrefix) {
+			continue
+		}
 		var rec instanceRecord
 		if shim.ReadJSON(filepath.Join(instances, d.Name()), "instance.json", &rec) == nil {
 			known[rec.Launch.ID] = true

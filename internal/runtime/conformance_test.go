@@ -1468,14 +1468,7 @@ func TestRuncState(t *testing.T) {
 		r := rt.new(t, dir)
 		ctx := ctxT(t, 60*time.Second)
 		root := filepath.Join(dir, "runc")
-		states := func() []string {
-			ents, _ := os.ReadDir(root)
-			var ids []string
-			for _, e := range ents {
-				ids = append(ids, e.Name())
-			}
-			return ids
-		}
+		states := func() []string { return dirNames(root) }
 		gone := func(what string) {
 			t.Helper()
 			for deadline := time.Now().Add(20 * time.Second); len(states()) > 0; time.Sleep(20 * time.Millisecond) {
@@ -1566,14 +1559,7 @@ func TestRemoveInBackground(t *testing.T) {
 		}
 		dir := t.TempDir()
 		inst := filepath.Join(dir, "instances")
-		left := func() []string {
-			ents, _ := os.ReadDir(inst)
-			var names []string
-			for _, e := range ents {
-				names = append(names, e.Name())
-			}
-			return names
-		}
+		left := func() []string { return dirNames(inst) }
 		r := rt.new(t, dir)
 		ctx := ctxT(t, 30*time.Second)
 		spec := rt.spec("rm", "exit", "0")
@@ -1616,4 +1602,14 @@ func TestRemoveInBackground(t *testing.T) {
 			t.Errorf("a new runtime left %v", l)
 		}
 	})
+}
+
+// dirNames lists the names in dir (none when there is no dir).
+func dirNames(dir string) []string {
+	ents, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
 }

@@ -160,9 +160,9 @@ func (rc *runcRuntime) delete(id string) error {
 	return nil
 }
 
-// sweep deletes the containers in runc's root that no instance names: a crash (of a
-// shim before it deleted its container's state, or of the daemon between runc and
-// instance.json) can leave them.
+// sweep deletes the containers in runc's root that no instance names: a shim killed
+// before it deleted its container's state, after Remove took the instance away, leaves
+// one; so does a daemon killed while a failed Start cleaned up.
 func (rc *runcRuntime) sweep(instances string) {
 	ents, err := os.ReadDir(rc.root)
 	if err != nil || len(ents) == 0 {

@@ -181,6 +181,10 @@ func forEachRuntime(t *testing.T, f func(t *testing.T, rt rtUnderTest)) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				// Before the state dir goes: the shims of instances that exited delete
+				// their runc state after the instance is gone (and runc would make its
+				// root again under a removed state dir).
+				t.Cleanup(func() { waitNoProcessUnder(stateDir, 20*time.Second) })
 				if r.Name() != kind {
 					t.Fatalf("Name() = %q, want %q", r.Name(), kind)
 				}
@@ -1612,4 +1616,21 @@ func dirNames(dir string) []string {
 		names = append(names, e.Name())
 	}
 	return names
+}
+
+// waitNoProcessUnder waits, up to d, until no process has dir in its command line (the
+// shims of the instances in dir, and the runc they run).
+func waitNoProcessUnder(dir string, d time.Duration) {
+	busy := func() bool {
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(dir+"/")) {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(d); busy() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 }

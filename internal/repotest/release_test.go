@@ -41,6 +41,7 @@ type nfpmConfig struct {
 	Priority    string        `yaml:"priority"`
 	Recommends  []string      `yaml:"recommends"`
 	Bindir      string        `yaml:"bindir"`
+	IDs         []string      `yaml:"ids"`
 	Contents    []nfpmContent `yaml:"contents"`
 	Scripts     map[string]string
 }
@@ -84,10 +85,13 @@ func readYAML(t *testing.T, path string, v any) {
 }
 
 // releaseTargets are the GOOS/GOARCH[/vN] goreleaser builds.
-func releaseTargets(t *testing.T, cfg goreleaserConfig) []string {
+func releaseTargets(t *testing.T, cfg goreleaserConfig, id string) []string {
 	t.Helper()
 	var targets []string
 	for _, b := range cfg.Builds {
+		if b.ID != id {
+			continue
+		}
 	next:
 		for _, goos := range b.GOOS {
 			for _, goarch := range b.GOARCH {
@@ -117,7 +121,7 @@ func TestCrossCompileTargets(t *testing.T) {
 	root := repoRoot(t)
 	var cfg goreleaserConfig
 	readYAML(t, filepath.Join(root, ".goreleaser.yaml"), &cfg)
-	want := releaseTargets(t, cfg)
+	want := releaseTargets(t, cfg, "outpost")
 	for _, device := range []string{"linux/amd64", "linux/arm64", "linux/arm/v7"} {
 		if !slices.Contains(want, device) {
 			t.Errorf(".goreleaser.yaml does not build %s, a device platform", device)
@@ -137,6 +141,16 @@ func TestCrossCompileTargets(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("scripts/test cross-compiles %v; .goreleaser.yaml builds %v: make them the same", got, want)
 	}
+	// The runtime shim: the daemon's platforms, each cross-compiled with outpost.
+	shim := releaseTargets(t, cfg, "outpost-shim")
+	for _, device := range []string{"linux/amd64", "linux/arm64", "linux/arm/v7"} {
+		if !slices.Contains(shim, device) {
+			t.Errorf(".goreleaser.yaml does not build outpost-shim for %s, a device platform", device)
+		}
+	}
+	if !strings.Contains(string(script), "go build -o /dev/null ./cmd/outpost-shim") {
+		t.Error("scripts/test does not cross-compile ./cmd/outpost-shim")
+	}
 }
 
 // TestPackageConfigs checks that scripts/package/nfpm.yaml, from which
@@ -153,12 +167,18 @@ func TestPackageConfigs(t *testing.T) {
 	var check nfpmConfig
 	readYAML(t, filepath.Join(root, "scripts", "package", "nfpm.yaml"), &check)
 
-	// The binary: goreleaser puts it in bindir; nfpm.yaml lists it.
-	i := slices.IndexFunc(check.Contents, func(c nfpmContent) bool { return c.Dst == filepath.Join(rel.Bindir, "outpost") })
-	if i < 0 {
-		t.Fatalf("scripts/package/nfpm.yaml does not install %s/outpost", rel.Bindir)
+	// The binaries: goreleaser puts its builds' in bindir; nfpm.yaml lists them.
+	if !slices.Equal(rel.IDs, []string{"outpost", "outpost-shim"}) {
+		t.Errorf(".goreleaser.yaml's nfpms package the builds %v, want [outpost outpost-shim] (the daemon starts outpost-shim beside it)", rel.IDs)
 	}
-	check.Contents = slices.Delete(check.Contents, i, i+1)
+	for _, bin := range []string{"outpost", "outpost-shim"} {
+		i := slices.IndexFunc(check.Contents, func(c nfpmContent) bool { return c.Dst == filepath.Join(rel.Bindir, bin) })
+		if i < 0 {
+			t.Fatalf("scripts/package/nfpm.yaml does not install %s/%s", rel.Bindir, bin)
+		}
+		check.Contents = slices.Delete(check.Contents, i, i+1)
+	}
+	rel.IDs = nil
 	check.PackageName, check.Name = check.Name, "" // nfpm says name, goreleaser package_name
 	rel.Bindir = ""
 	if !reflect.DeepEqual(rel, check) {

@@ -37,6 +37,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	gcrtarball "github.com/google/go-containerregistry/pkg/v1/tarball"
 	"golang.org/x/sys/unix"
+
+	"github.com/outpost-edge/outpost/internal/runtime/shim"
 )
 
 // The conformance suite: every test below runs against each runtime — process and runc
@@ -68,6 +70,14 @@ func TestMain(m *testing.M) {
 		}
 		testRootfs = dir
 		os.Chmod(dir, 0o755) // for the instances run as another user
+		// The suite runs the shim binary outpost daemon starts (TestShimReexec the
+		// fallback): built here, named by ShimEnv.
+		if err := buildShim(filepath.Join(dir, "..", filepath.Base(dir)+"-shim")); err != nil {
+			fmt.Fprintln(os.Stderr, "build the shim:", err)
+			return 1
+		}
+		defer os.Remove(testShim)
+		os.Setenv(ShimEnv, testShim)
 		before := snapshot(dir)
 		code := m.Run()
 		if after := snapshot(dir); after != before {
@@ -77,6 +87,19 @@ func TestMain(m *testing.M) {
 		return code
 	}()
 	os.Exit(code)
+}
+
+// testShim is cmd/outpost-shim, built by TestMain.
+var testShim string
+
+func buildShim(path string) error {
+	cmd := exec.Command("go", "build", "-o", path, "../../cmd/outpost-shim")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	testShim = path
+	return nil
 }
 
 // buildRootfs makes a rootfs: /prog (testdata/prog, static), /etc/passwd, /etc/group, /app.
@@ -158,6 +181,10 @@ func forEachRuntime(t *testing.T, f func(t *testing.T, rt rtUnderTest)) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				// Before the state dir goes: the shims of instances that exited delete
+				// their runc state after the instance is gone (and runc would make its
+				// root again under a removed state dir).
+				t.Cleanup(func() { waitNoProcessUnder(stateDir, 20*time.Second) })
 				if r.Name() != kind {
 					t.Fatalf("Name() = %q, want %q", r.Name(), kind)
 				}
@@ -1118,14 +1145,14 @@ func TestRootfsUnmounted(t *testing.T) {
 			t.Cleanup(func() { _ = r.Remove(context.Background(), spec.Name) })
 			waitLog(t, r, spec.Name, "ready\n")
 			var rs runState
-			if err := readJSON(filepath.Join(dir, "instances", ContainerID(name)), "state.json", &rs); err != nil {
+			if err := shim.ReadJSON(filepath.Join(dir, "instances", ContainerID(name)), "state.json", &rs); err != nil {
 				t.Fatal(err)
 			}
-			for _, p := range []procRef{rs.Shim, rs.Main} {
-				if err := p.signal(unix.SIGKILL); err != nil {
+			for _, p := range []shim.ProcRef{rs.Shim, rs.Main} {
+				if err := p.Signal(unix.SIGKILL); err != nil {
 					t.Fatal(err)
 				}
-				if err := p.wait(ctx); err != nil {
+				if err := p.Wait(ctx); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -1354,5 +1381,256 @@ func dockerDelete(t testing.TB, path string) {
 	req, _ := http.NewRequest(http.MethodDelete, base+path, nil)
 	if resp, err := hc.Do(req); err == nil {
 		resp.Body.Close()
+	}
+}
+
+// TestShimBinary: an instance's shim is the outpost-shim binary (ShimEnv names it here;
+// outpost daemon finds it beside its own binary), a small process of its own rather than
+// the daemon re-executed; without it, the daemon's binary re-executed is the shim. Either
+// way the instance runs, logs, stops and records its exit.
+func TestShimBinary(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		if rt.kind == KindDocker {
+			t.Skip("the engine has shims of its own")
+		}
+		for _, c := range []struct{ name, env, want string }{{"outpost-shim", testShim, testShim}, {"reexec", "reexec", self}} {
+			t.Run(c.name, func(t *testing.T) {
+				t.Setenv(ShimEnv, c.env)
+				dir := t.TempDir()
+				r := rt.new(t, dir)
+				ctx := ctxT(t, 30*time.Second)
+				spec := rt.spec("shimmed", "ready", "sleep", "exit", "0")
+				if err := r.Start(ctx, spec); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = r.Remove(context.Background(), spec.Name) })
+				waitLog(t, r, spec.Name, "ready\n")
+				var rs shim.RunState
+				if err := shim.ReadJSON(filepath.Join(dir, "instances", ContainerID(spec.Name)), "state.json", &rs); err != nil {
+					t.Fatal(err)
+				}
+				if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", rs.Shim.Pid)); err != nil || exe != c.want {
+					t.Errorf("the shim (pid %d) runs %q (%v), want %s", rs.Shim.Pid, exe, err, c.want)
+				}
+				if err := r.Stop(ctx, spec.Name, 10*time.Second); err != nil {
+					t.Fatal(err)
+				}
+				st, err := r.State(ctx, spec.Name)
+				if err != nil || st.Status != StatusExited || st.ExitCode != 0 {
+					t.Errorf("after Stop: %+v, %v; want exited 0", st, err)
+				}
+				wantLines(t, logsOf(t, r, spec.Name, LogOptions{}), "ready", "got SIGTERM")
+			})
+		}
+	})
+}
+
+// TestShimCommand: the daemon starts the outpost-shim binary beside its own, ShimEnv's
+// binary when set, and re-executes itself when there is none or ShimEnv says "reexec".
+func TestShimCommand(t *testing.T) {
+	bin := t.TempDir()
+	exe := filepath.Join(bin, "outpost")
+	const dir = "/state/instances/x"
+	reexec := func(path string, env []string) bool {
+		return path == "/proc/self/exe" && slices.Contains(env, shim.Env+"="+dir)
+	}
+	t.Setenv(ShimEnv, "")
+	if p, env := shimCommand(dir, exe); !reexec(p, env) {
+		t.Errorf("no outpost-shim beside %s: %s, want the daemon's own binary with %s set", exe, p, shim.Env)
+	}
+	if err := os.WriteFile(filepath.Join(bin, shim.Binary), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if p, env := shimCommand(dir, exe); p != filepath.Join(bin, shim.Binary) || reexec(p, env) || !slices.Contains(env, "GOMAXPROCS=1") {
+		t.Errorf("outpost-shim beside %s: %s, want it with GOMAXPROCS=1", exe, p)
+	}
+	t.Setenv(ShimEnv, "reexec")
+	if p, env := shimCommand(dir, exe); !reexec(p, env) {
+		t.Errorf("%s=reexec: %s", ShimEnv, p)
+	}
+	t.Setenv(ShimEnv, "/opt/shim")
+	if p, _ := shimCommand(dir, exe); p != "/opt/shim" {
+		t.Errorf("%s=/opt/shim: %s", ShimEnv, p)
+	}
+}
+
+// TestRuncState: the shim deletes runc's state of its instance once it has recorded the
+// exit, with no Remove (so that the daemon runs no `runc delete` between a module's old
+// instance and its new one); each instance has a runc id (and cgroup) of its own; and a
+// runtime made over the state dir deletes the runc states no instance names, which a
+// crash can leave.
+func TestRuncState(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		if rt.kind != KindRunc {
+			t.Skip("runc only")
+		}
+		dir := t.TempDir()
+		r := rt.new(t, dir)
+		ctx := ctxT(t, 60*time.Second)
+		root := filepath.Join(dir, "runc")
+		states := func() []string { return dirNames(root) }
+		gone := func(what string) {
+			t.Helper()
+			for deadline := time.Now().Add(20 * time.Second); len(states()) > 0; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: runc still has %v", what, states())
+				}
+			}
+		}
+		runcID := func(name string) string {
+			var rec instanceRecord
+			if err := shim.ReadJSON(filepath.Join(dir, "instances", ContainerID(name)), "instance.json", &rec); err != nil {
+				t.Fatal(err)
+			}
+			return rec.Launch.ID
+		}
+
+		spec := rt.spec("st", "exit", "0")
+		if err := r.Start(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		first := runcID("st")
+		if _, err := r.Wait(ctx, "st"); err != nil {
+			t.Fatal(err)
+		}
+		gone("an instance exited, not removed")
+		if err := r.Remove(ctx, "st"); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Start(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Remove(context.Background(), "st") })
+		if second := runcID("st"); second == first {
+			t.Errorf("two instances of one module have the runc id %s", first)
+		}
+
+		// A crash: shim and instance killed, the instance's dir gone, runc's state left.
+		orphan := rt.spec("orphan", "ready", "forever")
+		if err := r.Start(ctx, orphan); err != nil {
+			t.Fatal(err)
+		}
+		waitLog(t, r, orphan.Name, "ready\n")
+		odir := filepath.Join(dir, "instances", ContainerID(orphan.Name))
+		orphanID := runcID(orphan.Name)
+		var rs shim.RunState
+		if err := shim.ReadJSON(odir, "state.json", &rs); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []shim.ProcRef{rs.Shim, rs.Main} {
+			if err := p.Signal(unix.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := shim.UnmountRootfs(odir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(odir); err != nil {
+			t.Fatal(err)
+		}
+		// The second st exits too, and its shim deletes its state: the orphan's is left.
+		if _, err := r.Wait(ctx, "st"); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(20 * time.Second); !slices.Equal(states(), []string{orphanID}); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("runc states %v, want only the orphan's", states())
+			}
+		}
+		rt.new(t, dir)
+		if ids := states(); len(ids) > 0 {
+			t.Errorf("a new runtime left runc states no instance names: %v", ids)
+		}
+	})
+}
+
+// TestRemoveInBackground: Remove takes an instance away at once (its directory renamed
+// aside and deleted in the background): the name is free for the module's next instance
+// at once, and nothing is left shortly after; List shows no removed instance; and a
+// runtime made over the state dir deletes what a Remove left (a daemon stopped before
+// its background deletion ended).
+func TestRemoveInBackground(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		if rt.kind == KindDocker {
+			t.Skip("the engine removes its containers")
+		}
+		dir := t.TempDir()
+		inst := filepath.Join(dir, "instances")
+		left := func() []string { return dirNames(inst) }
+		r := rt.new(t, dir)
+		ctx := ctxT(t, 30*time.Second)
+		spec := rt.spec("rm", "exit", "0")
+		run(t, r, spec)
+		if err := r.Remove(ctx, spec.Name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.State(ctx, spec.Name); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("State after Remove: %v, want ErrNotFound", err)
+		}
+		if err := r.Start(ctx, spec); err != nil {
+			t.Fatalf("Start right after Remove: %v", err)
+		}
+		if _, err := r.Wait(ctx, spec.Name); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Remove(ctx, spec.Name); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(20 * time.Second); len(left()) > 0; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("left after Remove: %v", left())
+			}
+		}
+
+		// What a Remove left when its daemon stopped.
+		removed := filepath.Join(inst, removedPrefix+ContainerID("x")+"-1")
+		if err := os.MkdirAll(filepath.Join(removed, "logs"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		rec := `{"kind": "` + rt.kind + `", "name": "x", "id": "` + ContainerID("x") + `"}`
+		if err := os.WriteFile(filepath.Join(removed, "instance.json"), []byte(rec), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if l, err := r.List(ctx); err != nil || len(l) != 0 {
+			t.Errorf("List shows a removed instance: %+v, %v", l, err)
+		}
+		rt.new(t, dir)
+		if l := left(); len(l) > 0 {
+			t.Errorf("a new runtime left %v", l)
+		}
+	})
+}
+
+// dirNames lists the names in dir (none when there is no dir).
+func dirNames(dir string) []string {
+	ents, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// waitNoProcessUnder waits, up to d, until no process has dir in its command line (the
+// shims of the instances in dir, and the runc they run).
+func waitNoProcessUnder(dir string, d time.Duration) {
+	busy := func() bool {
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(dir+"/")) {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(d); busy() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
 	}
 }

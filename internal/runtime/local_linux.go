@@ -11,12 +11,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/outpost-edge/outpost/internal/runtime/shim"
 )
+
+// A binary that links the runtime is the shim of its instances when no outpost-shim is
+// installed beside it (see startShim).
+func init() { shim.Hook() }
 
 // local is the part the runc and process runtimes share: an instance is a directory
 // stateDir/instances/<ContainerID> holding
@@ -35,8 +42,8 @@ type local struct {
 	// prepare fills the launch for spec (and mounts what it needs under dir); note is
 	// added to State.Description. undo releases what prepare made, for a failed Start
 	// and for Remove.
-	prepare func(dir, id string, spec Spec, l *launch) (note string, err error)
-	undo    func(dir, id string) error
+	prepare func(dir, id string, spec Spec, l *shim.Launch) (note string, err error)
+	undo    func(dir string, l shim.Launch) error
 	// release, when set, frees what an exited instance no longer needs but keeps its
 	// record, logs and exit state (runc: unmounts its rootfs). It is called by whoever sees
 	// the instance exited first — its shim, or State, Wait, Stop, List — and must be
@@ -50,18 +57,24 @@ type local struct {
 
 // instanceRecord is instance.json.
 type instanceRecord struct {
-	Kind    string    `json:"kind"`
-	Name    string    `json:"name"`
-	ID      string    `json:"id"`
-	Created time.Time `json:"created"`
-	Note    string    `json:"note,omitempty"`
-	Spec    Spec      `json:"spec"`
-	Launch  launch    `json:"launch"`
+	Kind    string      `json:"kind"`
+	Name    string      `json:"name"`
+	ID      string      `json:"id"`
+	Created time.Time   `json:"created"`
+	Note    string      `json:"note,omitempty"`
+	Spec    Spec        `json:"spec"`
+	Launch  shim.Launch `json:"launch"`
+}
+
+// runState is state.json (shim.RunState) as load read it.
+type runState struct {
+	shim.RunState
+	mainAlive, shimAlive bool // seen by load, before it read exit.json
 }
 
 func readInstance(dir string) (instanceRecord, error) {
 	var rec instanceRecord
-	err := readJSON(dir, "instance.json", &rec)
+	err := shim.ReadJSON(dir, "instance.json", &rec)
 	return rec, err
 }
 
@@ -77,8 +90,18 @@ func newLocal(kind, stateDir string) (*local, error) {
 	if err := os.MkdirAll(inst, 0o700); err != nil {
 		return nil, fmt.Errorf("%s runtime: %w", kind, err)
 	}
+	ents, _ := os.ReadDir(inst)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), removedPrefix) {
+			_ = os.RemoveAll(filepath.Join(inst, e.Name())) // left by a Remove (see there)
+		}
+	}
 	return &local{kind: kind, stateDir: abs, instances: inst}, nil
 }
+
+// removedPrefix starts the name of an instance's directory that Remove renamed aside to
+// delete it. Instance directories are ContainerIDs: they start with "outpost-".
+const removedPrefix = ".removed-"
 
 func (r *local) Name() string   { return r.kind }
 func (r *local) Isolated() bool { return r.kind != KindProcess }
@@ -97,18 +120,18 @@ func (r *local) Start(ctx context.Context, spec Spec) (err error) {
 		}
 		return fmt.Errorf("start %s: %w", spec.Name, err)
 	}
+	max, files := spec.logCaps()
+	l := shim.Launch{LogDir: spec.LogDir, LogMax: max, LogFiles: files}
 	prepared := false
 	defer func() {
 		if err != nil {
 			if prepared && r.undo != nil {
-				_ = r.undo(dir, id)
+				_ = r.undo(dir, l)
 			}
 			os.RemoveAll(dir)
 			err = fmt.Errorf("start %s: %w", spec.Name, err)
 		}
 	}()
-	max, files := spec.logCaps()
-	l := launch{LogDir: spec.LogDir, LogMax: max, LogFiles: files}
 	if l.LogDir == "" {
 		l.LogDir = filepath.Join(dir, "logs")
 	}
@@ -118,10 +141,37 @@ func (r *local) Start(ctx context.Context, spec Spec) (err error) {
 		return err
 	}
 	rec := instanceRecord{Kind: r.kind, Name: spec.Name, ID: id, Created: time.Now().UTC(), Note: note, Spec: spec, Launch: l}
-	if err := writeJSON(dir, "instance.json", rec); err != nil {
+	if err := shim.WriteJSON(dir, "instance.json", rec); err != nil {
 		return err
 	}
 	return startShim(ctx, dir)
+}
+
+// ShimEnv, when set, names the shim binary the runc and process runtimes start, or is
+// "reexec" to re-execute the daemon's own binary as the shim. Unset, they start the
+// outpost-shim binary installed beside the daemon's, and re-execute their own binary when
+// there is none (go run, tests).
+const ShimEnv = "OUTPOST_SHIM"
+
+// shimCommand returns the binary and environment to start the shim of the instance in dir
+// with: the outpost-shim binary (see ShimEnv) beside exe (this process's executable), or
+// this very binary (even if replaced on disk meanwhile), which shim.Hook turns into the
+// shim. The shim binary runs with one P (GOMAXPROCS=1): it needs no more, and each P
+// costs it memory.
+func shimCommand(dir, exe string) (path string, env []string) {
+	switch p := os.Getenv(ShimEnv); p {
+	case "reexec":
+	case "":
+		if exe != "" {
+			p = filepath.Join(filepath.Dir(exe), shim.Binary)
+			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+				return p, append(os.Environ(), "GOMAXPROCS=1")
+			}
+		}
+	default:
+		return p, append(os.Environ(), "GOMAXPROCS=1")
+	}
+	return "/proc/self/exe", append(os.Environ(), shim.Env+"="+dir)
 }
 
 // startShim starts the shim for the instance in dir and waits for its report.
@@ -136,10 +186,12 @@ func startShim(ctx context.Context, dir string) error {
 		return err
 	}
 	defer syncR.Close()
+	exe, _ := os.Executable()
+	path, env := shimCommand(dir, exe)
 	cmd := &exec.Cmd{
-		Path:        "/proc/self/exe", // this very binary, even if replaced on disk meanwhile
-		Args:        []string{"outpost-shim", shimArg, dir},
-		Env:         append(os.Environ(), shimEnv+"="+dir),
+		Path:        path,
+		Args:        []string{shim.Binary, shim.Arg, dir},
+		Env:         env,
 		Stderr:      shimLog,
 		ExtraFiles:  []*os.File{syncW},
 		Dir:         "/",
@@ -153,9 +205,9 @@ func startShim(ctx context.Context, dir string) error {
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }() // reaps the shim whenever it ends
 
-	replyc := make(chan shimReply, 1)
+	replyc := make(chan shim.Reply, 1)
 	go func() {
-		var rep shimReply
+		var rep shim.Reply
 		if err := json.NewDecoder(syncR).Decode(&rep); err != nil {
 			rep.Error = "shim exited without a word (see " + filepath.Join(dir, "shim.log") + ")"
 		}
@@ -173,16 +225,16 @@ func startShim(ctx context.Context, dir string) error {
 		<-exited
 		// The instance may have started meanwhile: it goes too (runc's by undo).
 		var rs runState
-		if readJSON(dir, "state.json", &rs) == nil && rs.Main.alive() {
+		if shim.ReadJSON(dir, "state.json", &rs) == nil && rs.Main.Alive() {
 			_ = unix.Kill(-rs.Main.Pid, unix.SIGKILL)
-			_ = rs.Main.signal(unix.SIGKILL)
+			_ = rs.Main.Signal(unix.SIGKILL)
 		}
 		return ctx.Err()
 	}
 }
 
 // load reads what is known of the instance in dir.
-func (r *local) load(name string) (instanceRecord, *runState, *exitState, error) {
+func (r *local) load(name string) (instanceRecord, *runState, *shim.ExitState, error) {
 	dir := r.dirOf(name)
 	rec, err := readInstance(dir)
 	if err != nil {
@@ -196,20 +248,20 @@ func (r *local) load(name string) (instanceRecord, *runState, *exitState, error)
 	}
 	var rs runState
 	var rsp *runState
-	if err := readJSON(dir, "state.json", &rs); err == nil {
+	if err := shim.ReadJSON(dir, "state.json", &rs); err == nil {
 		rsp = &rs
 		// Liveness before exit.json: a shim seen gone has written it if it ever will.
-		rs.mainAlive, rs.shimAlive = rs.Main.alive(), rs.Shim.alive()
+		rs.mainAlive, rs.shimAlive = rs.Main.Alive(), rs.Shim.Alive()
 	}
-	var es exitState
-	var esp *exitState
-	if err := readJSON(dir, "exit.json", &es); err == nil {
+	var es shim.ExitState
+	var esp *shim.ExitState
+	if err := shim.ReadJSON(dir, "exit.json", &es); err == nil {
 		esp = &es
 	}
 	return rec, rsp, esp, nil
 }
 
-func (r *local) state(rec instanceRecord, rs *runState, es *exitState) State {
+func (r *local) state(rec instanceRecord, rs *runState, es *shim.ExitState) State {
 	st := State{Name: rec.Name, Labels: rec.Spec.Labels, Status: StatusCreated, ExitCode: 0}
 	var desc []string
 	switch {
@@ -261,7 +313,7 @@ func (r *local) List(ctx context.Context) ([]State, error) {
 	}
 	var out []State
 	for _, e := range ents {
-		if !e.IsDir() {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), removedPrefix) {
 			continue
 		}
 		rec, err := readInstance(filepath.Join(r.instances, e.Name()))
@@ -279,6 +331,7 @@ func (r *local) List(ctx context.Context) ([]State, error) {
 }
 
 func (r *local) Wait(ctx context.Context, name string) (State, error) {
+	look := 2 * time.Millisecond
 	for {
 		rec, rs, es, err := r.load(name)
 		if err != nil {
@@ -288,13 +341,23 @@ func (r *local) Wait(ctx context.Context, name string) (State, error) {
 		if !st.Running {
 			return r.settle(rec, st), nil
 		}
-		// The shim writes exit.json, then exits: wait for it (or for the main process
-		// when the shim is gone).
-		ref := rs.Shim
-		if !ref.alive() {
-			ref = rs.Main
+		if rs.mainAlive || !rs.shimAlive {
+			// Running (or its shim is gone): wait for the main process to end.
+			if err := rs.Main.Wait(ctx); err != nil {
+				return st, err
+			}
+			continue
 		}
-		if err := ref.wait(ctx); err != nil {
+		// It has exited and the shim is recording it: exit.json comes within
+		// milliseconds, and the shim may go on cleaning up (runc's state) for longer
+		// than that. Look again after 2 ms, then less and less often (a process
+		// instance's children may keep its shim reading their output for 2 s), until
+		// then or until the shim is gone.
+		wctx, cancel := context.WithTimeout(ctx, look)
+		_ = rs.Shim.Wait(wctx)
+		cancel()
+		look = min(2*look, 100*time.Millisecond)
+		if err := ctx.Err(); err != nil {
 			return st, err
 		}
 	}
@@ -305,11 +368,11 @@ func (r *local) Stop(ctx context.Context, name string, grace time.Duration) erro
 	if err != nil {
 		return fmt.Errorf("stop %s: %w", name, err)
 	}
-	if rs == nil || !rs.Main.alive() {
+	if rs == nil || !rs.Main.Alive() {
 		r.settle(rec, r.state(rec, rs, es))
 		return nil
 	}
-	if err := rs.Main.signal(unix.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := rs.Main.Signal(unix.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("stop %s: %w", name, err)
 	}
 	gctx, cancel := context.WithTimeout(ctx, grace)
@@ -326,11 +389,11 @@ func (r *local) Stop(ctx context.Context, name string, grace time.Duration) erro
 
 // kill sends SIGKILL and waits (10 s at most) for the instance to be gone.
 func (r *local) kill(ctx context.Context, name string, rs *runState) error {
-	if rs.Main.alive() {
+	if rs.Main.Alive() {
 		if r.groupKill {
 			_ = unix.Kill(-rs.Main.Pid, unix.SIGKILL)
 		}
-		if err := rs.Main.signal(unix.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		if err := rs.Main.Signal(unix.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
 			return fmt.Errorf("kill %s: %w", name, err)
 		}
 	}
@@ -354,13 +417,18 @@ func (r *local) Remove(ctx context.Context, name string) error {
 	}
 	dir := r.dirOf(name)
 	if r.undo != nil {
-		if err := r.undo(dir, rec.ID); err != nil {
+		if err := r.undo(dir, rec.Launch); err != nil {
 			return fmt.Errorf("remove %s: %w", name, err)
 		}
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	// The instance is gone once its directory is: renamed aside at once and deleted in
+	// the background, so that the module's next instance need not wait for it. What a
+	// daemon stopped meanwhile leaves, the next runtime over the state dir deletes.
+	trash := filepath.Join(r.instances, removedPrefix+filepath.Base(dir)+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	if err := os.Rename(dir, trash); err != nil {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}
+	go os.RemoveAll(trash)
 	return nil
 }
 

@@ -7,130 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/outpost-edge/outpost/internal/runtime/shim"
 )
-
-// The runc and process runtimes keep an instance's logs in the CRI log format (the one
-// kubelet uses), one record a line:
-//
-//	2026-11-01T12:00:00.123456789Z stdout F the line's text
-//
-// F ends a line, P is a part of a longer one. The shim writes them to LogDir/container.log
-// and rotates it at the size cap to container.log.1, .2… (the oldest is dropped).
-const logName = "container.log"
-
-// maxLogChunk is the longest piece of a line one record holds; longer lines are split.
-const maxLogChunk = 16 << 10
-
-// logWriter appends records to a size-capped rotating set of files. Safe for concurrent use.
-type logWriter struct {
-	mu    sync.Mutex
-	dir   string
-	max   int64
-	files int
-	f     *os.File
-	size  int64
-	buf   []byte
-}
-
-func openLogWriter(dir string, max int64, files int) (*logWriter, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, err
-	}
-	w := &logWriter{dir: dir, max: max, files: files}
-	if err := w.open(); err != nil {
-		return nil, err
-	}
-	return w, nil
-}
-
-func (w *logWriter) open() error {
-	f, err := os.OpenFile(filepath.Join(w.dir, logName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return err
-	}
-	w.f, w.size = f, fi.Size()
-	return nil
-}
-
-// write appends one record: a whole line's end (partial false) or a part of one.
-func (w *logWriter) write(t time.Time, stream string, partial bool, content []byte) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	b := t.UTC().AppendFormat(w.buf[:0], time.RFC3339Nano)
-	b = append(b, ' ')
-	b = append(b, stream...)
-	if partial {
-		b = append(b, " P "...)
-	} else {
-		b = append(b, " F "...)
-	}
-	b = append(b, content...)
-	b = append(b, '\n')
-	w.buf = b
-	if w.size > 0 && w.size+int64(len(b)) > w.max {
-		if err := w.rotate(); err != nil {
-			return err
-		}
-	}
-	n, err := w.f.Write(b)
-	w.size += int64(n)
-	return err
-}
-
-func (w *logWriter) rotate() error {
-	w.f.Close()
-	base := filepath.Join(w.dir, logName)
-	for i := w.files - 1; i >= 1; i-- {
-		from := base
-		if i > 1 {
-			from = base + "." + strconv.Itoa(i-1)
-		}
-		if err := os.Rename(from, base+"."+strconv.Itoa(i)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-	}
-	if w.files <= 1 {
-		if err := os.Remove(base); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-	}
-	return w.open()
-}
-
-func (w *logWriter) Close() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.f.Close()
-}
-
-// copyLines reads r to its end and writes each line as records of stream; a last line
-// without a newline is written as a whole line.
-func (w *logWriter) copyLines(r io.Reader, stream string) {
-	br := bufio.NewReaderSize(r, maxLogChunk)
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			partial := errors.Is(err, bufio.ErrBufferFull)
-			_ = w.write(time.Now(), stream, partial, bytes.TrimSuffix(line, []byte("\n")))
-		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			return
-		}
-	}
-}
 
 // logRecord is one parsed record.
 type logRecord struct {
@@ -164,7 +49,7 @@ func logFiles(dir string) []string {
 	}
 	var rots []rot
 	for _, e := range ents {
-		if s, ok := strings.CutPrefix(e.Name(), logName+"."); ok {
+		if s, ok := strings.CutPrefix(e.Name(), shim.LogName+"."); ok {
 			if n, err := strconv.Atoi(s); err == nil {
 				rots = append(rots, rot{n, e.Name()})
 			}
@@ -175,7 +60,7 @@ func logFiles(dir string) []string {
 	for _, r := range rots {
 		out = append(out, filepath.Join(dir, r.name))
 	}
-	return append(out, filepath.Join(dir, logName))
+	return append(out, filepath.Join(dir, shim.LogName))
 }
 
 // logReader turns records into the text Logs returns.
@@ -307,7 +192,7 @@ func followLogs(ctx context.Context, dir string, opts LogOptions, running func()
 	if !opts.Follow {
 		return nil
 	}
-	base := filepath.Join(dir, logName)
+	base := filepath.Join(dir, shim.LogName)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/outpost-edge/outpost/internal/runtime/shim"
 )
 
 // newProcess returns the process runtime: each instance is the entrypoint from the unpacked
@@ -27,7 +29,7 @@ func newProcess(stateDir string) (Runtime, error) {
 	return r, nil
 }
 
-func prepareProcess(dir, id string, spec Spec, l *launch) (string, error) {
+func prepareProcess(dir, id string, spec Spec, l *shim.Launch) (string, error) {
 	notes := []string{"not isolated: a host process (process runtime)"}
 	u, err := resolveUser(spec.Rootfs, spec.User)
 	if err != nil {

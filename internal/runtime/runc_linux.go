@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/outpost-edge/outpost/internal/runtime/shim"
 )
 
 // newRunc returns the runc runtime. Each instance is an OCI bundle in its state dir:
@@ -28,7 +30,7 @@ import (
 //     /sys/fs/cgroup read-only), the host's /etc/resolv.conf and /etc/hosts read-only, the
 //     binds, and the workload socket at /var/run/iotedge/workload.sock;
 //   - process: Args, Env (+ PATH, HOME), WorkingDir, User resolved in the rootfs, docker's
-//     default capabilities; cgroup /outpost/<id>, no resource limits.
+//     default capabilities; cgroup /outpost/<runc id>, no resource limits.
 //
 // runc's own state lives in stateDir/runc (its --root), apart from any other runc user.
 func newRunc(stateDir string) (Runtime, error) {
@@ -48,25 +50,28 @@ func newRunc(stateDir string) (Runtime, error) {
 		return nil, fmt.Errorf("runc runtime: %w", err)
 	}
 	rc := &runcRuntime{bin: bin, root: root}
+	rc.sweep(r.instances)
 	r.prepare = rc.prepare
 	r.undo = rc.undo
-	r.release = func(dir, _ string) error { return unmountRootfs(dir) }
+	r.release = func(dir, _ string) error { return shim.UnmountRootfs(dir) }
 	r.execProc = execRunc
 	return r, nil
 }
 
 func lookRunc() (string, error) { return exec.LookPath("runc") }
 
+func isRoot() bool { return os.Geteuid() == 0 }
+
 type runcRuntime struct {
 	bin  string // runc's path
 	root string // runc --root
 }
 
-func (rc *runcRuntime) prepare(dir, id string, spec Spec, l *launch) (string, error) {
-	// A runc state of that id left by a crash or a reboot would fail `runc run`.
-	if _, err := os.Stat(filepath.Join(rc.root, id)); err == nil {
-		_ = exec.Command(rc.bin, "--root", rc.root, "delete", "--force", id).Run()
-	}
+func (rc *runcRuntime) prepare(dir, id string, spec Spec, l *shim.Launch) (string, error) {
+	// runc's id (and cgroup) is the instance's own: the state runc keeps for a container
+	// that has exited, which the shim deletes once it has recorded the exit, need not be
+	// gone before the module's next instance starts.
+	cid := id + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	u, err := resolveUser(spec.Rootfs, spec.User)
 	if err != nil {
 		return "", err
@@ -83,14 +88,14 @@ func (rc *runcRuntime) prepare(dir, id string, spec Spec, l *launch) (string, er
 	if err := mountOverlay(dir, spec.Rootfs, merged); err != nil {
 		return "", err
 	}
-	cfg, err := ociConfig(spec, u)
+	cfg, err := ociConfig(spec, u, cid)
 	if err != nil {
 		return "", err
 	}
-	if err := writeJSON(bundle, "config.json", cfg); err != nil {
+	if err := shim.WriteJSON(bundle, "config.json", cfg); err != nil {
 		return "", err
 	}
-	l.Runc, l.RuncRoot, l.Bundle, l.ID = rc.bin, rc.root, bundle, id
+	l.Runc, l.RuncRoot, l.Bundle, l.ID = rc.bin, rc.root, bundle, cid
 	return "", nil
 }
 
@@ -129,26 +134,56 @@ func mountOverlay(dir, lower, merged string) error {
 	return nil
 }
 
-func (rc *runcRuntime) undo(dir, id string) error {
-	if _, err := os.Stat(filepath.Join(rc.root, id)); err == nil {
-		if out, err := exec.Command(rc.bin, "--root", rc.root, "delete", "--force", id).CombinedOutput(); err != nil {
-			return fmt.Errorf("runc delete: %s", strings.TrimSpace(string(out)))
+// undo deletes runc's state of the instance in dir, unless its shim is still alive to do
+// so (it does once it has recorded the exit), and unmounts its rootfs.
+func (rc *runcRuntime) undo(dir string, l shim.Launch) error {
+	if l.ID != "" {
+		if _, err := os.Stat(filepath.Join(rc.root, l.ID)); err == nil {
+			var rs shim.RunState
+			if shim.ReadJSON(dir, "state.json", &rs) != nil || !rs.Shim.Alive() {
+				if err := rc.delete(l.ID); err != nil {
+					return err
+				}
+			}
 		}
 	}
-	return unmountRootfs(dir)
+	return shim.UnmountRootfs(dir)
 }
 
-// unmountRootfs unmounts what mountOverlay mounted for the instance in dir: its rootfs
-// overlay, and the tmpfs of the upper layer if there is one. What is not mounted (any
-// more) is fine. The shim calls it once the instance has exited, the daemon (release) when
-// it sees the instance exited first, and Remove: an exited instance holds no mount.
-func unmountRootfs(dir string) error {
-	for _, m := range []string{filepath.Join(dir, "bundle", "rootfs"), filepath.Join(dir, "layer")} {
-		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("unmount %s: %w", m, err)
+func (rc *runcRuntime) delete(id string) error {
+	if out, err := exec.Command(rc.bin, "--root", rc.root, "delete", "--force", id).CombinedOutput(); err != nil {
+		if _, serr := os.Stat(filepath.Join(rc.root, id)); errors.Is(serr, fs.ErrNotExist) {
+			return nil // deleted meanwhile (by its shim)
 		}
+		return fmt.Errorf("runc delete: %s", strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// sweep deletes the containers in runc's root that no instance names: a shim killed
+// before it deleted its container's state, after Remove took the instance away, leaves
+// one; so does a daemon killed while a failed Start cleaned up.
+func (rc *runcRuntime) sweep(instances string) {
+	ents, err := os.ReadDir(rc.root)
+	if err != nil || len(ents) == 0 {
+		return
+	}
+	known := map[string]bool{}
+	dirs, _ := os.ReadDir(instances)
+	for _, d := range dirs {
+		if strings.HasPrefix(d.Name(), removedPrefix) {
+			continue
+		}
+		var rec instanceRecord
+		if shim.ReadJSON(filepath.Join(instances, d.Name()), "instance.json", &rec) == nil {
+			known[rec.Launch.ID] = true
+		}
+	}
+	for _, e := range ents {
+		if e.IsDir() && !known[e.Name()] {
+			_ = rc.delete(e.Name())
+		}
+	}
 }
 
 // execRunc runs args in the instance's container with `runc exec`, which takes the
@@ -232,7 +267,7 @@ func execRunc(dir string, rec instanceRecord, args []string) (*execProc, error) 
 		if code == 0 {
 			return nil
 		}
-		if msg := runcError(logFile, ""); msg != "" {
+		if msg := shim.RuncError(logFile, ""); msg != "" {
 			return fmt.Errorf("runc exec: %s", msg)
 		}
 		return nil
@@ -325,7 +360,7 @@ var dockerCaps = []string{
 	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 }
 
-func ociConfig(spec Spec, u user) (*ociSpec, error) {
+func ociConfig(spec Spec, u user, id string) (*ociSpec, error) {
 	cwd := spec.WorkingDir
 	if cwd == "" {
 		cwd = "/"
@@ -357,7 +392,7 @@ func ociConfig(spec Spec, u user) (*ociSpec, error) {
 		},
 		Linux: ociLinux{
 			Namespaces:  []ociNamespace{{"pid"}, {"ipc"}, {"uts"}, {"mount"}},
-			CgroupsPath: "/outpost/" + ContainerID(spec.Name),
+			CgroupsPath: "/outpost/" + id,
 			Resources:   ociResources{Devices: []ociDeviceRule{{Allow: false, Access: "rwm"}}},
 			MaskedPaths: []string{"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
 				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"},

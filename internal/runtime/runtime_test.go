@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outpost-edge/outpost/internal/runtime/shim"
 )
 
 func TestContainerID(t *testing.T) {
@@ -113,7 +115,7 @@ func TestInRoot(t *testing.T) {
 func TestLogRotation(t *testing.T) {
 	dir := t.TempDir()
 	const max = 16 << 10
-	w, err := openLogWriter(dir, max, 3)
+	w, err := shim.OpenLogWriter(dir, max, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +145,7 @@ func TestLogRotation(t *testing.T) {
 		got <- lines
 	}()
 	for i := 1; i <= n; i++ {
-		if err := w.write(time.Now(), "stdout", false, fmt.Appendf(nil, "line %d", i)); err != nil {
+		if err := w.Record(time.Now(), "stdout", false, fmt.Appendf(nil, "line %d", i)); err != nil {
 			t.Fatal(err)
 		}
 		if i%100 == 0 {
@@ -183,19 +185,19 @@ func TestLogRotation(t *testing.T) {
 // TestLogLongLines: a line longer than a record is split into P records and read back whole.
 func TestLogLongLines(t *testing.T) {
 	dir := t.TempDir()
-	w, err := openLogWriter(dir, 1<<20, 2)
+	w, err := shim.OpenLogWriter(dir, 1<<20, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	long := strings.Repeat("x", 3*maxLogChunk+5)
-	w.copyLines(strings.NewReader("short\n"+long+"\nno newline at the end"), "stderr")
+	long := strings.Repeat("x", 3*shim.MaxLogChunk+5)
+	w.CopyLines(strings.NewReader("short\n"+long+"\nno newline at the end"), "stderr")
 	w.Close()
 	rc, _ := readLogs(context.Background(), dir, LogOptions{}, func() bool { return false })
 	b, _ := io.ReadAll(rc)
 	if want := "short\n" + long + "\nno newline at the end\n"; string(b) != want {
 		t.Errorf("read back %d bytes, want %d", len(b), len(want))
 	}
-	raw, _ := os.ReadFile(filepath.Join(dir, logName))
+	raw, _ := os.ReadFile(filepath.Join(dir, shim.LogName))
 	if strings.Count(string(raw), " stderr P ") != 3 {
 		t.Errorf("want 3 partial records:\n%.300s", raw)
 	}

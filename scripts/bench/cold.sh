@@ -68,7 +68,7 @@ cleanup() {
 trap cleanup EXIT
 . scripts/bench/lib.sh
 
-go build -o "$work/outpost" ./cmd/outpost
+build_outpost "$work"
 op() { OUTPOST_CONFIG=/dev/null "$work/outpost" "$@"; }
 
 start_hub "$work/outpost"

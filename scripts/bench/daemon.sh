@@ -24,7 +24,7 @@ pids=()
 trap stop_and_clean EXIT
 rss() { awk '/VmRSS/ {print int($2/1024)}' /proc/$1/status; }
 
-go build -o "$work/outpost" ./cmd/outpost
+build_outpost "$work"
 op() { OUTPOST_CONFIG=/dev/null "$work/outpost" "$@"; }
 
 start_hub "$work/outpost"

@@ -6,6 +6,10 @@ ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); } # T0_NS → milliseconds si
 # median of numbers on stdin, one per line or space-separated.
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else printf "%d\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
+# build_outpost DIR: DIR/outpost and, beside it as the release archives hold them,
+# DIR/outpost-shim (the runtime shim the daemon starts for each runc or process instance).
+build_outpost() { go build -o "$1/outpost" ./cmd/outpost && go build -o "$1/outpost-shim" ./cmd/outpost-shim; }
+
 # start_hub BINARY: `outpost hub serve` on a free loopback port, data in $work/hub; exports
 # OUTPOST_CONNECTION_STRING (the owner's) and OUTPOST_CA for the CLI commands that follow.
 start_hub() {

@@ -112,6 +112,21 @@ func (f *Fixture) removeInstances(t testing.TB) {
 			t.Errorf("remove instance %s: %v", st.Name, err)
 		}
 	}
+	// The shims of runc instances delete their runc state after the instance is gone:
+	// wait for them (and the runc they run: processes with the data dir in their
+	// command line), before the data dir goes (runc would make its root again).
+	busy := func() bool {
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(f.DataDir+"/")) {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(20 * time.Second); busy() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Deploy applies a native manifest with these modules (JSON objects as in

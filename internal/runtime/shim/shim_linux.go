@@ -1,4 +1,6 @@
-package runtime
+//go:build linux
+
+package shim
 
 import (
 	"bufio"
@@ -7,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,27 +24,34 @@ import (
 	"github.com/outpost-edge/outpost/internal/atomicfile"
 )
 
-// The shim is the parent of one instance of the runc or process runtime. It is the binary
-// that links this package (outpost, or a test binary), re-executed with shimEnv set to the
-// instance's state dir, so no other binary has to be installed: package init below turns
-// the process into a shim before main runs. It starts the instance (runc run --detach as a
-// child subreaper, or the program itself), reports on fd 3, writes the instance's stdout
-// and stderr to its log files, waits for it, unmounts a runc instance's rootfs and records
-// how it exited in exit.json. It is in a session of its own, ignores SIGTERM, SIGINT and
-// SIGHUP, and so outlives the daemon.
-const (
-	shimEnv = "OUTPOST_RUNTIME_SHIM" // the instance's state dir
-	shimArg = "outpost-runtime-shim"
-)
-
-func init() {
-	if dir := os.Getenv(shimEnv); dir != "" && len(os.Args) == 3 && os.Args[1] == shimArg && os.Args[2] == dir {
-		os.Exit(shimMain(dir))
+// Hook turns a process re-executed by the runtime (Env set, argv as Main wants it) into a
+// shim before main runs: the package init of internal/runtime calls it, so that a binary
+// linking the runtime (outpost, a test binary) is its own shim when no outpost-shim is
+// installed beside it.
+func Hook() {
+	if dir := os.Getenv(Env); dir != "" && len(os.Args) == 3 && os.Args[1] == Arg && os.Args[2] == dir {
+		os.Unsetenv(Env)
+		os.Exit(Run(dir))
 	}
 }
 
-// launch is what the shim starts, decided by the daemon and kept in instance.json.
-type launch struct {
+// Main is cmd/outpost-shim's main: argv [name, Arg, state dir].
+func Main() int {
+	if len(os.Args) != 3 || os.Args[1] != Arg || os.Args[2] == "" {
+		fmt.Fprintf(os.Stderr, "%s: the runtime shim of outpost's runc and process runtimes; outpost daemon starts it, not people\n", Binary)
+		return 2
+	}
+	return Run(os.Args[2])
+}
+
+// Instance is the part of instance.json the shim reads.
+type Instance struct {
+	Kind   string `json:"kind"`
+	Launch Launch `json:"launch"`
+}
+
+// Launch is what the shim starts, decided by the daemon and kept in instance.json.
+type Launch struct {
 	// process runtime
 	Path    string   `json:"path,omitempty"` // host path of the program
 	Args    []string `json:"args,omitempty"`
@@ -62,35 +72,33 @@ type launch struct {
 	LogFiles int    `json:"logFiles"`
 }
 
-// shimReply is what the shim writes on fd 3 once the instance runs or could not start.
-type shimReply struct {
+// Reply is what the shim writes on fd 3 once the instance runs or could not start.
+type Reply struct {
 	Pid   int    `json:"pid,omitempty"`
 	Error string `json:"error,omitempty"`
 }
 
-// runState is state.json, written by the shim once the instance runs.
-type runState struct {
-	Shim      procRef   `json:"shim"`
-	Main      procRef   `json:"main"` // the instance's main process (the container's init)
+// RunState is state.json, written by the shim once the instance runs.
+type RunState struct {
+	Shim      ProcRef   `json:"shim"`
+	Main      ProcRef   `json:"main"` // the instance's main process (the container's init)
 	StartedAt time.Time `json:"startedAt"`
-
-	mainAlive, shimAlive bool // seen by load, before it read exit.json
 }
 
-// exitState is exit.json, written by the shim once the instance has exited.
-type exitState struct {
+// ExitState is exit.json, written by the shim once the instance has exited.
+type ExitState struct {
 	ExitCode    int       `json:"exitCode"`
 	Signal      string    `json:"signal,omitempty"`
 	FinishedAt  time.Time `json:"finishedAt"`
 	Description string    `json:"description"`
 }
 
-func shimMain(dir string) int {
-	os.Unsetenv(shimEnv)
+// Run is the shim of the instance in dir: it returns the shim's exit code.
+func Run(dir string) int {
 	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	syncf := os.NewFile(3, "sync")
 	replied := false
-	reply := func(r shimReply) {
+	reply := func(r Reply) {
 		if !replied {
 			replied = true
 			_ = json.NewEncoder(syncf).Encode(r)
@@ -100,15 +108,15 @@ func shimMain(dir string) int {
 	fail := func(format string, args ...any) int {
 		msg := fmt.Sprintf(format, args...)
 		fmt.Fprintln(os.Stderr, "shim:", msg)
-		reply(shimReply{Error: msg})
+		reply(Reply{Error: msg})
 		return 1
 	}
-	rec, err := readInstance(dir)
-	if err != nil {
+	var rec Instance
+	if err := ReadJSON(dir, "instance.json", &rec); err != nil {
 		return fail("%v", err)
 	}
 	l := rec.Launch
-	lw, err := openLogWriter(l.LogDir, l.LogMax, l.LogFiles)
+	lw, err := OpenLogWriter(l.LogDir, l.LogMax, l.LogFiles)
 	if err != nil {
 		return fail("logs: %v", err)
 	}
@@ -157,7 +165,7 @@ func shimMain(dir string) int {
 			return fail("runc: %v", err)
 		}
 		if !st.Success() {
-			return fail("runc run: %s", runcError(runcLog, st.String()))
+			return fail("runc run: %s", RuncError(runcLog, st.String()))
 		}
 		b, err := os.ReadFile(pidFile)
 		if err != nil {
@@ -173,16 +181,16 @@ func shimMain(dir string) int {
 	outW.Close()
 	errW.Close()
 	devnull.Close()
-	rs := runState{Shim: refOf(os.Getpid()), Main: refOf(mainPid), StartedAt: started}
-	if err := writeJSON(dir, "state.json", rs); err != nil {
+	rs := RunState{Shim: RefOf(os.Getpid()), Main: RefOf(mainPid), StartedAt: started}
+	if err := WriteJSON(dir, "state.json", rs); err != nil {
 		// The instance runs: say so, and record what we can later.
 		fmt.Fprintln(os.Stderr, "shim: state.json:", err)
 	}
-	reply(shimReply{Pid: mainPid})
+	reply(Reply{Pid: mainPid})
 
 	var copying sync.WaitGroup
-	copying.Go(func() { lw.copyLines(outR, "stdout") })
-	copying.Go(func() { lw.copyLines(errR, "stderr") })
+	copying.Go(func() { lw.CopyLines(outR, "stdout") })
+	copying.Go(func() { lw.CopyLines(errR, "stderr") })
 
 	var ws unix.WaitStatus
 	for {
@@ -192,7 +200,7 @@ func shimMain(dir string) int {
 		}
 		if err != nil {
 			// ECHILD: not our child (cannot happen) — wait for it to go another way.
-			_ = rs.Main.pollWait(context.Background())
+			_ = rs.Main.PollWait(context.Background())
 			ws = unix.WaitStatus(0xff00) // exited 255: unknown
 			break
 		}
@@ -213,11 +221,11 @@ func shimMain(dir string) int {
 	if rec.Kind == KindRunc {
 		// The rootfs is of no more use (a new instance gets a new one): unmount it now
 		// rather than at Remove, before exit.json says the instance has exited.
-		if err := unmountRootfs(dir); err != nil {
+		if err := UnmountRootfs(dir); err != nil {
 			fmt.Fprintln(os.Stderr, "shim:", err)
 		}
 	}
-	es := exitState{FinishedAt: finished}
+	es := ExitState{FinishedAt: finished}
 	switch {
 	case ws.Exited():
 		es.ExitCode = ws.ExitStatus()
@@ -231,15 +239,31 @@ func shimMain(dir string) int {
 		es.ExitCode = ExitUnknown
 		es.Description = "exited, status unknown"
 	}
-	if err := writeJSON(dir, "exit.json", es); err != nil {
+	if err := WriteJSON(dir, "exit.json", es); err != nil {
 		fmt.Fprintln(os.Stderr, "shim: exit.json:", err)
 		return 1
+	}
+	if rec.Kind == KindRunc {
+		// runc keeps a container's state (and cgroup) until it is deleted. The daemon
+		// sees the exit in exit.json and goes on meanwhile: the next instance has a
+		// runc id of its own, and the daemon deletes the state only once this shim is
+		// gone (see the runtime's undo).
+		args := []string{l.Runc, "--root", l.RuncRoot, "delete", "--force", l.ID}
+		p, err := os.StartProcess(l.Runc, args, &os.ProcAttr{Dir: "/", Files: []*os.File{nil, os.Stderr, os.Stderr}})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "shim: runc delete:", err)
+			return 1
+		}
+		if st, err := p.Wait(); err != nil || !st.Success() {
+			fmt.Fprintln(os.Stderr, "shim: runc delete:", err, st)
+			return 1
+		}
 	}
 	return 0
 }
 
-// runcError returns the last error runc logged (its --log in JSON), or fallback.
-func runcError(logFile, fallback string) string {
+// RuncError returns the last error runc logged (its --log in JSON), or fallback.
+func RuncError(logFile, fallback string) string {
 	b, err := os.ReadFile(logFile)
 	if err != nil {
 		return fallback
@@ -259,10 +283,11 @@ func runcError(logFile, fallback string) string {
 	return msg
 }
 
-// writeJSON writes v to dir/name atomically. No fsync: these records describe processes,
-// which a power loss ends anyway (and the boot id tells), and four fsyncs would double the
-// start time of a short-lived instance. A record torn by a crash reads as absent.
-func writeJSON(dir, name string, v any) error {
+// WriteJSON writes v to dir/name atomically: a temp file, then rename. No fsync: these
+// records describe processes, which a power loss ends anyway (and the boot id tells), and
+// four fsyncs would double the start time of a short-lived instance. A record torn by a
+// crash reads as absent.
+func WriteJSON(dir, name string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
@@ -270,13 +295,27 @@ func writeJSON(dir, name string, v any) error {
 	return atomicfile.WriteFile(filepath.Join(dir, name), append(b, '\n'), 0o600, atomicfile.NoSync())
 }
 
-func readJSON(dir, name string, v any) error {
+// ReadJSON reads dir/name into v.
+func ReadJSON(dir, name string, v any) error {
 	b, err := os.ReadFile(filepath.Join(dir, name))
 	if err != nil {
 		return err
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("%s: %w", filepath.Join(dir, name), err)
+	}
+	return nil
+}
+
+// UnmountRootfs unmounts what the runc runtime mounted for the instance in dir: its rootfs
+// overlay, and the tmpfs of the upper layer if there is one. What is not mounted (any
+// more) is fine. The shim calls it once the instance has exited, the daemon when it sees
+// the instance exited first, and Remove: an exited instance holds no mount.
+func UnmountRootfs(dir string) error {
+	for _, m := range []string{filepath.Join(dir, "bundle", "rootfs"), filepath.Join(dir, "layer")} {
+		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("unmount %s: %w", m, err)
+		}
 	}
 	return nil
 }

@@ -172,19 +172,20 @@ func (h *Hub) deviceState(id, cursor string) (*hubapi.Sync, error) {
 	if cursor != "" {
 		since = trustedRevision(key, &d, cursor)
 	}
-	mods, err := h.st.List("modules/" + id + "/")
-	if err != nil {
-		return nil, err
-	}
-	twins, err := h.st.List("twins/" + id + "/")
+	// Under the device's upload lock, so that the twins read and the seq of
+	// the last patch they hold go together.
+	unlock := h.lockDevice(id)
+	mods, twins, sr, err := h.deviceRecords(id, d.GenerationID)
+	unlock()
 	if err != nil {
 		return nil, err
 	}
 
 	s := &hubapi.Sync{
-		Device:  hubapi.SyncDevice{DeviceID: d.DeviceID, GenerationID: d.GenerationID, Status: d.Status, ETag: registry.ETagOf(dev.Version)},
-		Modules: make([]hubapi.SyncModule, 0, len(mods)),
-		Twins:   []json.RawMessage{},
+		Device:   hubapi.SyncDevice{DeviceID: d.DeviceID, GenerationID: d.GenerationID, Status: d.Status, ETag: registry.ETagOf(dev.Version)},
+		Modules:  make([]hubapi.SyncModule, 0, len(mods)),
+		Twins:    []json.RawMessage{},
+		Reported: sr,
 	}
 	rev := dev.Version
 	sum := fnv.New64a()
@@ -234,6 +235,33 @@ func (h *Hub) deviceState(id, cursor string) (*hubapi.Sync, error) {
 	revSum := fmt.Sprintf("%d.%x", rev, sum.Sum64())
 	s.Cursor = revSum + "." + cursorMAC(key, d.DeviceID, d.GenerationID, revSum)
 	return s, nil
+}
+
+// deviceRecords reads a device's modules and twins, and what its sync record
+// says of the reported patches they hold (nil when it says nothing of this
+// generation of the device).
+func (h *Hub) deviceRecords(id, generationID string) (mods, twins []store.Record, sr *hubapi.SyncReported, err error) {
+	if mods, err = h.st.List("modules/" + id + "/"); err != nil {
+		return nil, nil, nil, err
+	}
+	if twins, err = h.st.List("twins/" + id + "/"); err != nil {
+		return nil, nil, nil, err
+	}
+	rec, err := h.st.Get(registry.DeviceSyncKey(id))
+	if errors.Is(err, store.ErrNotFound) {
+		return mods, twins, nil, nil
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var r syncRecord
+	if err := json.Unmarshal(rec.Value, &r); err != nil {
+		return nil, nil, nil, fmt.Errorf("record %s: %w", rec.Key, err)
+	}
+	if r.GenerationID != generationID || r.ReportedSeq == 0 {
+		return mods, twins, nil, nil
+	}
+	return mods, twins, &hubapi.SyncReported{Session: r.Session, Seq: r.ReportedSeq}, nil
 }
 
 // syncRecord is the hub's memory of a device's uploads: the last seq it

@@ -86,6 +86,16 @@ type Sync struct {
 	Device  SyncDevice        `json:"device"`
 	Modules []SyncModule      `json:"modules"`
 	Twins   []json.RawMessage `json:"twins"` // module twins in IoT Hub's JSON shape
+	// Reported says which of the device's reported patches the twins hold:
+	// every seq ≤ Seq of outbox session Session (absent before any upload).
+	// The device lays only later ones on them again.
+	Reported *SyncReported `json:"reported,omitempty"`
+}
+
+// SyncReported is the hub's last applied reported patch of a device.
+type SyncReported struct {
+	Session string `json:"session"`
+	Seq     int64  `json:"seq"`
 }
 
 // SyncDevice is the device's own identity, as the device sees it.

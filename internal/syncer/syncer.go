@@ -277,8 +277,18 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 	}
 	// Patches the hub acked while this answer was on its way may be missing
 	// from its twins, and are no longer in the outbox: lay them on too,
-	// before those still queued.
-	pending := append(append([]hubapi.ReportedPatch(nil), s.recent...), queued...)
+	// before those still queued; but none the hub says its twins hold
+	// (laid on again, each would bump the reported $version once more).
+	held := int64(0)
+	if r := resp.Reported; r != nil && r.Session == s.state.Session {
+		held = r.Seq
+	}
+	var pending []hubapi.ReportedPatch
+	for _, p := range append(append([]hubapi.ReportedPatch(nil), s.recent...), queued...) {
+		if p.Seq > held {
+			pending = append(pending, p)
+		}
+	}
 	for _, raw := range resp.Twins {
 		t := new(twin.Twin)
 		if err := t.UnmarshalJSON(raw); err != nil {

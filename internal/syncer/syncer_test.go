@@ -334,3 +334,43 @@ func TestAckedDuringSyncKept(t *testing.T) {
 		t.Fatalf("local twin after an answer older than the ack: %s %v", tw.ReportedJSON(), err)
 	}
 }
+
+// TestSyncDoesNotReapplyHeldPatches: patches the hub's answer already holds
+// are not laid on the local twin again, so its reported $version is the
+// hub's (each one laid on again would bump it).
+func TestSyncDoesNotReapplyHeldPatches(t *testing.T) {
+	f := setup(t)
+	s, err := New(f.device, f.st, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.apply(mustSync(t, f)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{`{"x":1}`, `{"x":2}`} {
+		if _, err := s.PatchReported("a", []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	after := mustSync(t, f)
+	if after.Reported == nil || after.Reported.Seq != 2 || after.Reported.Session != s.state.Session {
+		t.Fatalf("the hub's answer says it holds %+v, want seq 2 of session %s", after.Reported, s.state.Session)
+	}
+	if err := s.apply(after); err != nil {
+		t.Fatal(err)
+	}
+	local, err := s.Twin("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub, err := f.hub.Client(t).GetTwin(t.Context(), "d", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if local.ReportedVersion() != hub.ReportedVersion() || string(local.ReportedJSON()) != `{"x":2}` {
+		t.Fatalf("local reported %s at $version %d; the hub's at $version %d", local.ReportedJSON(), local.ReportedVersion(), hub.ReportedVersion())
+	}
+}

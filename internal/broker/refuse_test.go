@@ -67,6 +67,25 @@ func (f *fixture) dialRaw(t testing.TB) *rawConn {
 	return &rawConn{c}
 }
 
+// dialRawSlowReader dials with a small receive buffer, so that what the
+// client leaves unread soon stops the broker's writes.
+func (f *fixture) dialRawSlowReader(t testing.TB) *rawConn {
+	t.Helper()
+	tc, err := net.DialTimeout("tcp", f.addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.(*net.TCPConn).SetReadBuffer(8 << 10); err != nil {
+		t.Fatal(err)
+	}
+	c := tls.Client(tc, f.tlsConfig())
+	if err := c.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rawConn{c}
+}
+
 // connect sends a CONNECT at protocol level version (3: MQTT 3.1, 4: 3.1.1,
 // 5) and returns the CONNACK's return (or reason) code.
 func (c *rawConn) connect(t testing.TB, version byte, clientID, username, password string, keepalive uint16) byte {
@@ -239,7 +258,7 @@ func TestFloods(t *testing.T) {
 	f.desiredAtDevice(t, "a", "{"+strings.Join(big, ",")+"}")
 	b := f.connectModule(t, "b")
 
-	c := f.dialRaw(t)
+	c := f.dialRawSlowReader(t)
 	if code := c.connect(t, 4, "d/a", f.username("a"), f.token(t, "a", f.keys["a"], time.Hour), 30); code != 0 {
 		t.Fatalf("CONNACK %#x", code)
 	}

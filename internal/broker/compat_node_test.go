@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/hub/hubtest"
+	"github.com/outpost-edge/outpost/internal/sdktest"
 )
 
 // TestNodeModuleSDK runs Microsoft's Node.js module SDK (azure-iot-device
@@ -22,36 +22,15 @@ import (
 // the broker: it reads its twin, reports, gets a desired change made at
 // the hub, and keeps reading and reporting with the hub stopped; its
 // reports reach the hub once it is back. The SDK connects to port 8883 of
-// GatewayHostName, so the broker listens on 127.0.0.1:8883: the test
-// needs that port free, node, and compat/node/node_modules, which
-// ./scripts/test installs. With CI set, node or the packages missing fails
-// the test; otherwise it is skipped.
+// GatewayHostName, so the broker listens on 127.0.0.1:8883, which it
+// takes in turn with internal/daemon's TestNodeModuleSDK (sdktest.Listen).
+// It needs node and compat/node/node_modules, which ./scripts/test
+// installs. With CI set, node or the packages missing fails the test;
+// otherwise it is skipped.
 func TestNodeModuleSDK(t *testing.T) {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(root, "compat", "node")
-	missing := func(format string, a ...any) {
-		t.Helper()
-		if os.Getenv("CI") != "" {
-			t.Fatalf(format, a...)
-		}
-		t.Skipf(format+" (./scripts/test installs it)", a...)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node is not installed: %v", err)
-	}
-	for _, pkg := range []string{"azure-iot-device", "azure-iot-device-mqtt"} {
-		if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg)); err != nil {
-			missing("the npm packages of compat/node are not installed: %v", err)
-		}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:8883")
-	if err != nil {
-		t.Skipf("Microsoft's Node SDK only connects to port 8883, and 127.0.0.1:8883 is not free here: %v", err)
-	}
+	node, dir := sdktest.NodeDir(t, "azure-iot-device", "azure-iot-device-mqtt")
+	// Other tests run the SDK too (internal/daemon's): one at a time.
+	ln := sdktest.Listen(t, sdktest.SDKBroker)
 
 	f := setup(t, fixtureOptions{listener: ln})
 	f.desiredAtDevice(t, "a", `{"interval":5}`)

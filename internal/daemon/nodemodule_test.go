@@ -41,8 +41,9 @@ import (
 // 8883: the SDK takes no port) from the IOTEDGE_* variables the agent sets.
 // The module reads its twin (the desired set at the hub before it started),
 // reports every 300 ms, echoes desired changes, renews its 6 s tokens
-// through the workload API (by connecting again), and keeps reporting with
-// the hub stopped: those reports reach the hub once it is back.
+// through the workload API (by connecting again, with the hub down too),
+// and keeps reporting with the hub stopped: those reports reach the hub
+// once it is back.
 //
 // It needs node, compat/node/node_modules (./scripts/test installs both;
 // with CI set their absence fails the test) and 127.0.0.1:8883, which it
@@ -174,13 +175,16 @@ func testNodeModule(t *testing.T, kind string, layer []byte) {
 
 	// The hub stops while the module reports: reports go on (acknowledged
 	// once durable on the device) and reach the hub when it is back.
+	// Its token is renewed then too: signed by the workload API and checked
+	// by the broker with the keys the device keeps.
+	connected := func() int { return logs.count(`msg="broker: module connected"`, "module=nodemod") }
 	addr := f.Hub.Addr().String()
 	f.Hub.Stop()
-	stoppedAt := lastReported()
+	stoppedAt, connectedAt := lastReported(), connected()
 	var offline int
-	agenttest.Eventually(t, 30*time.Second, "reports acknowledged with the hub down", func() bool {
+	agenttest.Eventually(t, 30*time.Second, "reports acknowledged and a token renewed with the hub down", func() bool {
 		offline = lastReported()
-		return offline >= stoppedAt+5
+		return offline >= stoppedAt+5 && connected() > connectedAt
 	})
 	h2 := hubtest.Start(t, hubtest.Options{DataDir: f.Hub.DataDir, Listen: addr})
 	owner = h2.Client(t)
@@ -193,7 +197,7 @@ func testNodeModule(t *testing.T, kind string, layer []byte) {
 	// Token renewal: each new token (every 3 s) is signed through the
 	// workload API, and the SDK connects again with it.
 	agenttest.Eventually(t, 30*time.Second, "the SDK to renew its token three times", func() bool {
-		return logs.count(`msg="broker: module connected"`, "module=nodemod") >= 4
+		return connected() >= 4
 	})
 	echoed("three")
 

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -265,7 +266,8 @@ next:
 
 // nodeModuleLayer is the Node module's image layer: /app/edgemodule.js,
 // /app/node_modules with the packages azure-iot-device and
-// azure-iot-device-mqtt need (not the rest of compat/node's), /bin, /lib
+// azure-iot-device-mqtt need (not the rest of compat/node's, nor what node
+// does not load), /bin, /lib
 // and /lib64 linking into /usr (as Debian's are; /usr is the host's, bound
 // in), /etc/passwd and /tmp.
 func nodeModuleLayer(t *testing.T, dir string) []byte {
@@ -328,6 +330,8 @@ func nodeModuleLayer(t *testing.T, dir string) []byte {
 				return fs.SkipDir // nested packages are in pkgs when needed
 			case e.IsDir():
 				mkdirs(name)
+			case e.Type().IsRegular() && slices.ContainsFunc(unneeded, func(ext string) bool { return strings.HasSuffix(name, ext) }):
+				// Never loaded by node: leaves the layer less than half the size.
 			case e.Type().IsRegular():
 				data, err := os.ReadFile(p)
 				if err != nil {
@@ -347,6 +351,10 @@ func nodeModuleLayer(t *testing.T, dir string) []byte {
 	}
 	return buf.Bytes()
 }
+
+// unneeded are the files of npm packages a module leaves out of its image:
+// TypeScript sources and declarations, source maps, documentation.
+var unneeded = []string{".ts", ".mts", ".cts", ".map", ".md"}
 
 // nodeClosure returns the package directories (relative to dir, e.g.
 // node_modules/mqtt) that roots need, as Node resolves them: a dependency

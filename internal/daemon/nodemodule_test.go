@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -44,7 +45,9 @@ import (
 // reports every 300 ms, echoes desired changes, renews its 6 s tokens
 // through the workload API (by connecting again, with the hub down too),
 // and keeps reporting with the hub stopped: those reports reach the hub
-// once it is back.
+// once it is back. Then the daemon restarts with the hub down: the module,
+// started again, reads its twin as the device keeps it and reports, and
+// that report reaches the hub when it returns.
 //
 // It needs node, compat/node/node_modules (./scripts/test installs both;
 // with CI set their absence fails the test) and 127.0.0.1:8883, which it
@@ -91,7 +94,7 @@ func testNodeModule(t *testing.T, kind string, layer []byte) {
 	cfg.BrokerListener, cfg.GatewayHostName = ln, "localhost"
 	logs := &logBuffer{t: t}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
-	_, _ = start(t, cfg)
+	_, stop := start(t, cfg)
 	mc := mgmtclient.New(cfg.MgmtSocket)
 	t.Cleanup(func() {
 		if !t.Failed() {
@@ -221,6 +224,34 @@ func testNodeModule(t *testing.T, kind string, layer []byte) {
 	if link == nil || !link.Connected || link.DesiredVersion != tw.DesiredVersion() {
 		t.Errorf("status: broker %+v, want nodemod connected at desired version %d", st.Broker, tw.DesiredVersion())
 	}
+
+	// The daemon restarts with the hub down: it boots offline and starts the
+	// module again; the module reads its twin as the device keeps it (ping
+	// three) and reports that, acknowledged once durable on the device; the
+	// report reaches the hub once it is back.
+	stop()
+	h2.Stop()
+	ln.Close()
+	cfg.BrokerListener, err = net.Listen("tcp", sdktest.SDKBroker) // this test holds the port's lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := start(t, cfg)
+	startedWith := func(r map[string]any) any {
+		started, _ := r["started"].(map[string]any)
+		desired, _ := started["desired"].(map[string]any)
+		return desired["ping"]
+	}
+	agenttest.Eventually(t, 60*time.Second, "the module's report after an offline boot, on the device", func() bool {
+		events()
+		local, err := d.Syncer().Twin("nodemod")
+		return err == nil && startedWith(local.Reported()) == "three"
+	})
+	h3 := hubtest.Start(t, hubtest.Options{DataDir: f.Hub.DataDir, Listen: addr})
+	owner = h3.Client(t)
+	agenttest.Eventually(t, 30*time.Second, "the report made after an offline boot at the hub", func() bool {
+		return startedWith(reported()) == "three"
+	})
 }
 
 // nodeStep is a line of compat/node/edgemodule.js's log.

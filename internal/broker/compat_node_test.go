@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/hub/hubtest"
+	"github.com/outpost-edge/outpost/internal/sdktest"
 )
 
 // TestNodeModuleSDK runs Microsoft's Node.js module SDK (azure-iot-device
@@ -22,105 +22,20 @@ import (
 // the broker: it reads its twin, reports, gets a desired change made at
 // the hub, and keeps reading and reporting with the hub stopped; its
 // reports reach the hub once it is back. The SDK connects to port 8883 of
-// GatewayHostName, so the broker listens on 127.0.0.1:8883: the test
-// needs that port free, node, and compat/node/node_modules, which
-// ./scripts/test installs. With CI set, node or the packages missing fails
-// the test; otherwise it is skipped.
+// GatewayHostName, so the broker listens on 127.0.0.1:8883, which it
+// takes in turn with internal/daemon's TestNodeModuleSDK (sdktest.Listen).
+// It needs node and compat/node/node_modules, which ./scripts/test
+// installs. With CI set, node or the packages missing fails the test;
+// otherwise it is skipped.
 func TestNodeModuleSDK(t *testing.T) {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(root, "compat", "node")
-	missing := func(format string, a ...any) {
-		t.Helper()
-		if os.Getenv("CI") != "" {
-			t.Fatalf(format, a...)
-		}
-		t.Skipf(format+" (./scripts/test installs it)", a...)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node is not installed: %v", err)
-	}
-	for _, pkg := range []string{"azure-iot-device", "azure-iot-device-mqtt"} {
-		if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg)); err != nil {
-			missing("the npm packages of compat/node are not installed: %v", err)
-		}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:8883")
-	if err != nil {
-		t.Skipf("Microsoft's Node SDK only connects to port 8883, and 127.0.0.1:8883 is not free here: %v", err)
-	}
+	node, dir := sdktest.NodeDir(t, "azure-iot-device", "azure-iot-device-mqtt")
+	// Other tests run the SDK too (internal/daemon's): one at a time.
+	ln := sdktest.Listen(t, sdktest.SDKBroker)
 
 	f := setup(t, fixtureOptions{listener: ln})
 	f.desiredAtDevice(t, "a", `{"interval":5}`)
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, f.ca.pem, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cs := f.hub.DeviceConnectionString("d", "a", f.keys["a"]) + ";GatewayHostName=localhost"
-
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "module.js")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
-		"OUTPOST_MODULE_CS="+cs,
-		"OUTPOST_CA="+caFile,
-		"NODE_OPTIONS=--dns-result-order=ipv4first",
-		"OUTPOST_TOKEN_TTL=6", // renewed every 3 s, by connecting again
-		"NO_COLOR=1",
-	)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	events := make(chan nodeEvent, 64)
-	go readNodeEvents(stdout, events)
-	defer func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("node stderr:\n%s", stderr.String())
-		}
-	}()
-	send := func(line string) {
-		t.Helper()
-		if _, err := io.WriteString(stdin, line+"\n"); err != nil {
-			t.Fatalf("write to node: %v", err)
-		}
-	}
-	expect := func(step string) nodeEvent {
-		t.Helper()
-		for {
-			select {
-			case e, ok := <-events:
-				if !ok {
-					t.Fatalf("node exited waiting for %q", step)
-				}
-				if e.Step == "error" {
-					t.Fatalf("node failed during %s: %s", e.During, e.Error)
-				}
-				if e.Step == step {
-					return e
-				}
-				t.Logf("node: %s %s %s", e.Step, e.Desired, e.Patch)
-			case <-time.After(20 * time.Second):
-				t.Fatalf("node: no %q within 20 s", step)
-			}
-		}
-	}
+	m := startNodeModule(t, f, node, dir, 90*time.Second, "OUTPOST_TOKEN_TTL=6") // renewed every 3 s, by connecting again
+	send, expect := m.send, m.expect
 	expect("open")
 
 	send("get")
@@ -193,8 +108,92 @@ func TestNodeModuleSDK(t *testing.T) {
 
 	send("close")
 	expect("closed")
-	if err := cmd.Wait(); err != nil {
+	if err := m.cmd.Wait(); err != nil {
 		t.Fatalf("node: %v", err)
+	}
+}
+
+// nodeModule is compat/node/module.js running as module a of a fixture,
+// driven line by line.
+type nodeModule struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	stdin  io.Writer
+	events chan nodeEvent
+}
+
+// startNodeModule runs compat/node/module.js as module a, with env added,
+// until the test ends or timeout passes.
+func startNodeModule(t testing.TB, f *fixture, node, dir string, timeout time.Duration, env ...string) *nodeModule {
+	t.Helper()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, f.ca.pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cs := f.hub.DeviceConnectionString("d", "a", f.keys["a"]) + ";GatewayHostName=localhost"
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	cmd := exec.CommandContext(ctx, node, "module.js")
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(),
+		"OUTPOST_MODULE_CS="+cs,
+		"OUTPOST_CA="+caFile,
+		"NODE_OPTIONS=--dns-result-order=ipv4first",
+		"NO_COLOR=1",
+	), env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	m := &nodeModule{t: t, cmd: cmd, stdin: stdin, events: make(chan nodeEvent, 64)}
+	go readNodeEvents(stdout, m.events)
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("node stderr:\n%s", stderr.String())
+		}
+	})
+	return m
+}
+
+// send writes a command line to the module.
+func (m *nodeModule) send(line string) {
+	m.t.Helper()
+	if _, err := io.WriteString(m.stdin, line+"\n"); err != nil {
+		m.t.Fatalf("write to node: %v", err)
+	}
+}
+
+// expect waits for the module's next event of step, logging the others.
+func (m *nodeModule) expect(step string) nodeEvent {
+	m.t.Helper()
+	for {
+		select {
+		case e, ok := <-m.events:
+			if !ok {
+				m.t.Fatalf("node exited waiting for %q", step)
+			}
+			if e.Step == "error" {
+				m.t.Fatalf("node failed during %s: %s", e.During, e.Error)
+			}
+			if e.Step == step {
+				return e
+			}
+			m.t.Logf("node: %s %s %s", e.Step, e.Desired, e.Patch)
+		case <-time.After(20 * time.Second):
+			m.t.Fatalf("node: no %q within 20 s", step)
+		}
 	}
 }
 
@@ -218,4 +217,26 @@ func readNodeEvents(r io.Reader, out chan<- nodeEvent) {
 		}
 		out <- e
 	}
+}
+
+// BenchmarkNodeDesiredToModule: a desired patch at the hub → the
+// properties.desired event of Microsoft's Node SDK (compat/node/module.js,
+// printed on its stdout), through the syncer's long poll, the broker and
+// the SDK. As TestNodeModuleSDK, it needs node, compat/node's packages and
+// 127.0.0.1:8883.
+func BenchmarkNodeDesiredToModule(b *testing.B) {
+	node, dir := sdktest.NodeDir(b, "azure-iot-device", "azure-iot-device-mqtt")
+	ln := sdktest.Listen(b, sdktest.SDKBroker)
+	f := setup(b, fixtureOptions{listener: ln})
+	m := startNodeModule(b, f, node, dir, 30*time.Minute)
+	m.expect("open")
+	m.send("get")
+	m.expect("twin")
+	benchDesired(b, f, func() map[string]any {
+		var patch map[string]any
+		if err := json.Unmarshal(m.expect("desired").Patch, &patch); err != nil {
+			b.Fatal(err)
+		}
+		return patch
+	})
 }

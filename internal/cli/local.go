@@ -167,10 +167,14 @@ func newStatusCmd(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:         "status",
 		Annotations: map[string]string{sectionAnnotation: "daemon"},
-		Short:       "Show the daemon's link to its hub, its outbox and its cached twins",
+		Short:       "Show the daemon's link to its hub, its outbox, its cached twins and modules' broker links",
 		Long: `Show whether the daemon is connected to its hub and since when, its last
 sync, the reported patches waiting in its outbox, and the versions of the twins
-it has cached (what it runs on while offline).
+it has cached (what it runs on while offline). For each module that connected
+to the module broker since the daemon started: whether it is connected now and
+since when, and the desired version the broker last sent it (in a twin answer
+or a desired patch); its reported version is that of its twin on the device,
+the version its last report was acknowledged with.
 
 ` + localLong,
 		Example: `  outpost status
@@ -208,9 +212,23 @@ it has cached (what it runs on while offline).
 				}
 				fmt.Fprintln(w)
 				fmt.Fprintln(w)
-				t := NewTable("twin", "desired", "reported")
+				links := map[string]mgmtclient.BrokerModule{}
+				for _, m := range st.Broker.Modules {
+					links[m.ModuleID] = m
+				}
+				t := NewTable("twin", "desired", "reported", "broker", "desired sent")
+				row := func(id, desired, reported string) {
+					m, ok := links[id]
+					delete(links, id)
+					t.Row(id, desired, reported, brokerCell(m, ok, now), sentCell(m, ok))
+				}
 				for _, tv := range st.Twins {
-					t.Row(tv.ModuleID, strconv.FormatInt(tv.DesiredVersion, 10), strconv.FormatInt(tv.ReportedVersion, 10))
+					row(tv.ModuleID, strconv.FormatInt(tv.DesiredVersion, 10), strconv.FormatInt(tv.ReportedVersion, 10))
+				}
+				for _, m := range st.Broker.Modules {
+					if _, ok := links[m.ModuleID]; ok { // no cached twin
+						row(m.ModuleID, "-", "-")
+					}
 				}
 				return t.Write(w)
 			})
@@ -218,6 +236,26 @@ it has cached (what it runs on while offline).
 	}
 	addMgmtSocketFlag(cmd)
 	return cmd
+}
+
+// brokerCell is a module's link to the broker in outpost status.
+func brokerCell(m mgmtclient.BrokerModule, ok bool, now time.Time) string {
+	switch {
+	case !ok:
+		return "-" // not connected since the daemon started
+	case m.Connected:
+		return "connected " + humanDuration(now.Sub(m.Since))
+	default:
+		return "disconnected " + humanDuration(now.Sub(m.Since)) + " ago"
+	}
+}
+
+// sentCell is the desired version the broker last sent a module.
+func sentCell(m mgmtclient.BrokerModule, ok bool) string {
+	if !ok || m.DesiredVersion == 0 {
+		return "-"
+	}
+	return strconv.FormatInt(m.DesiredVersion, 10)
 }
 
 // checkResult is one line of outpost check.

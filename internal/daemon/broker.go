@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/outpost-edge/outpost/internal/broker"
+	"github.com/outpost-edge/outpost/internal/mgmtclient"
 	"github.com/outpost-edge/outpost/internal/store"
 	"github.com/outpost-edge/outpost/internal/syncer"
 )
@@ -89,4 +90,18 @@ func (d *Daemon) openBroker() error {
 	}
 	d.broker = b
 	return nil
+}
+
+// brokerModules is the modules' links to the broker for the management
+// API's /status (none when the broker in the slot does not say).
+func (d *Daemon) brokerModules() []mgmtclient.BrokerModule {
+	b, ok := d.broker.(interface{ Status() []broker.ModuleStatus })
+	if !ok {
+		return nil
+	}
+	var out []mgmtclient.BrokerModule
+	for _, m := range b.Status() {
+		out = append(out, mgmtclient.BrokerModule{ModuleID: m.ModuleID, Connected: m.Connected, Since: m.Since, DesiredVersion: m.DesiredVersion})
+	}
+	return out
 }

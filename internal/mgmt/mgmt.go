@@ -5,7 +5,8 @@
 //	GET  /modules                 the modules and how they run
 //	GET  /modules/{m}/logs        ?follow=true&tail=N&since=RFC3339|duration, streamed
 //	POST /modules/{m}/restart     restart a module's instance now
-//	GET  /status                  the link to the hub, the outbox, the runtime
+//	GET  /status                  the link to the hub, the outbox, the runtime,
+//	                              the modules' links to the broker
 //
 // Errors are JSON {"message": "…"} with a fitting status code.
 package mgmt
@@ -36,6 +37,15 @@ type Server struct {
 	hubHost string
 	log     *slog.Logger
 	now     func() time.Time
+	broker  func() []mgmtclient.BrokerModule
+}
+
+// WithBroker makes /status show the modules' links to the module broker,
+// as modules returns them (sorted by module id; their ReportedVersion is
+// filled in from the cached twins).
+func (s *Server) WithBroker(modules func() []mgmtclient.BrokerModule) *Server {
+	s.broker = modules
+	return s
 }
 
 // New returns the API of a. hubHost is shown by /status.
@@ -198,9 +208,18 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 		Connected: st.Connected, Since: st.Since, LastSync: st.LastSync,
 		Outbox: mgmtclient.Outbox{Patches: st.Outbox.Patches, Bytes: st.Outbox.Bytes, Oldest: st.Outbox.Oldest},
 		Twins:  []mgmtclient.TwinVersions{},
+		Broker: mgmtclient.BrokerStatus{Modules: []mgmtclient.BrokerModule{}},
 	}
+	reported := map[string]int64{}
 	for _, tv := range st.Twins {
 		out.Twins = append(out.Twins, mgmtclient.TwinVersions{ModuleID: tv.ModuleID, DesiredVersion: tv.DesiredVersion, ReportedVersion: tv.ReportedVersion})
+		reported[tv.ModuleID] = tv.ReportedVersion
+	}
+	if s.broker != nil {
+		for _, m := range s.broker() {
+			m.ReportedVersion = reported[m.ModuleID]
+			out.Broker.Modules = append(out.Broker.Modules, m)
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

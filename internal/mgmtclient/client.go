@@ -57,6 +57,25 @@ type TwinVersions struct {
 	ReportedVersion int64  `json:"reportedVersion"`
 }
 
+// BrokerModule is a module's link to the module broker.
+type BrokerModule struct {
+	ModuleID  string    `json:"moduleId"`
+	Connected bool      `json:"connected"`
+	Since     time.Time `json:"since"` // when it connected, or disconnected
+	// DesiredVersion is the desired $version the broker last sent it (in a
+	// twin GET answer or a desired patch); 0 when unknown.
+	DesiredVersion int64 `json:"desiredVersion"`
+	// ReportedVersion is the reported $version of its twin on the device:
+	// the version the broker acknowledged its last report with.
+	ReportedVersion int64 `json:"reportedVersion"`
+}
+
+// BrokerStatus is the module broker's view of the modules that connected
+// since the daemon started.
+type BrokerStatus struct {
+	Modules []BrokerModule `json:"modules"`
+}
+
 // Status is the daemon's link to its hub and what it runs on (GET /status).
 type Status struct {
 	DeviceID  string         `json:"deviceId"`
@@ -68,6 +87,7 @@ type Status struct {
 	LastSync  time.Time      `json:"lastSync,omitzero"`
 	Outbox    Outbox         `json:"outbox"`
 	Twins     []TwinVersions `json:"twins"`
+	Broker    BrokerStatus   `json:"broker"`
 }
 
 // LogOptions select a module's log lines.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outpost-edge/outpost/internal/sdktest"
 )
 
 // TestNodeModuleClient runs Microsoft's Node.js module client
@@ -20,24 +22,7 @@ import (
 // node and compat/node/node_modules (./scripts/test installs them); with CI
 // set, either missing fails the test, otherwise it is skipped.
 func TestNodeModuleClient(t *testing.T) {
-	dir, err := filepath.Abs(filepath.Join("..", "..", "compat", "node"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	missing := func(format string, a ...any) {
-		t.Helper()
-		if os.Getenv("CI") != "" {
-			t.Fatalf(format, a...)
-		}
-		t.Skipf(format+" (./scripts/test installs it)", a...)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node is not installed: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "azure-iot-device")); err != nil {
-		missing("azure-iot-device is not installed in compat/node: %v", err)
-	}
+	node, dir := sdktest.NodeDir(t, "azure-iot-device")
 
 	f := setup(t)
 	m1 := f.module(t, "m1")

@@ -26,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -388,8 +389,18 @@ func (f *Fixture) PushImage(t testing.TB, ref, variant string, opts ...remote.Op
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	data := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	env := []string{"PATH=/", "TEST_FROM_IMAGE=yes"}
+	if variant != "" {
+		env = append(env, "TEST_VARIANT="+variant)
+	}
+	PushLayer(t, ref, buf.Bytes(), v1.Config{Entrypoint: []string{"/mod"}, Cmd: []string{"run"}, Env: env}, opts...)
+}
+
+// PushLayer pushes an image of one layer (a tar) and this config, for this
+// machine's OS and architecture, to ref.
+func PushLayer(t testing.TB, ref string, layerTar []byte, config v1.Config, opts ...remote.Option) {
+	t.Helper()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerTar)), nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,12 +414,7 @@ func (f *Fixture) PushImage(t testing.TB, ref, variant string, opts ...remote.Op
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = goruntime.GOOS, goruntime.GOARCH
-	cf.Config.Entrypoint = []string{"/mod"}
-	cf.Config.Cmd = []string{"run"}
-	cf.Config.Env = []string{"PATH=/", "TEST_FROM_IMAGE=yes"}
-	if variant != "" {
-		cf.Config.Env = append(cf.Config.Env, "TEST_VARIANT="+variant)
-	}
+	cf.Config = config
 	img, err = mutate.ConfigFile(img, cf)
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@
 package sdktest
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -17,8 +16,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // SDKBroker is the address the Azure IoT SDKs connect to, with a gateway
@@ -48,12 +45,12 @@ func Listen(t testing.TB, addr string) net.Listener {
 	}
 	t.Cleanup(func() { lock.Close() }) // releases the lock
 	for {
-		err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
+		taken, err := tryLock(lock)
+		if err != nil {
 			t.Fatalf("port lock %s: %v", name, err)
+		}
+		if taken {
+			break
 		}
 		if time.Now().After(deadline) {
 			skip(fmt.Errorf("another test holds %s", name))

@@ -152,6 +152,49 @@ type session struct {
 	done   chan struct{}
 	expiry *time.Timer
 	stop   sync.Once
+	sent   []sentDesired // guarded by m.mu: desired properties sent lately
+}
+
+// unreadWindow is how long before a connection ends a desired patch the
+// broker sent may not have reached the module: still queued, in a socket
+// buffer, or read by a client already on its way out (the Azure SDKs
+// disconnect to renew their tokens). After the connection ends the broker
+// takes the module to have what it had before those sends, so the next
+// connection gets them again: once more rather than never. (A twin GET
+// whose answer was lost the module asks again itself.)
+const unreadWindow = 3 * time.Second
+
+// sentDesired is a module's desired state before the broker sent it a
+// newer one, and when.
+type sentDesired struct {
+	at      time.Time
+	known   bool
+	version int64
+	desired []byte
+}
+
+// sentTo records the module's desired state before s sends it a newer one
+// (the caller holds m.mu, and then sets the newer state).
+func (b *Broker) sentTo(s *session, m *moduleState) {
+	now := b.now()
+	i := 0
+	for i < len(s.sent) && now.Sub(s.sent[i].at) > unreadWindow {
+		i++
+	}
+	s.sent = append(s.sent[i:], sentDesired{at: now, known: m.known, version: m.version, desired: m.desired})
+}
+
+// unsend takes back what s sent within unreadWindow of its end (the caller
+// holds m.mu).
+func (b *Broker) unsend(s *session, m *moduleState) {
+	cutoff := b.now().Add(-unreadWindow)
+	for _, e := range s.sent {
+		if e.at.After(cutoff) {
+			m.known, m.version, m.desired = e.known, e.version, e.desired
+			break
+		}
+	}
+	s.sent = nil
 }
 
 // ModuleStatus is a module's state at the broker.
@@ -372,6 +415,9 @@ func (b *Broker) open(cl *mqtt.Client, moduleID, token string) *session {
 
 	m.mu.Lock()
 	old := m.sess
+	if old != nil {
+		b.unsend(old, m)
+	}
 	m.sess, m.since = s, b.now()
 	m.mu.Unlock()
 	if old != nil {
@@ -395,6 +441,7 @@ func (b *Broker) closed(cl *mqtt.Client, err error) {
 	m.mu.Lock()
 	current, gone := m.sess == s, m.gone
 	if current {
+		b.unsend(s, m)
 		m.sess, m.since = nil, b.now()
 		if !gone {
 			b.save(m)

@@ -250,20 +250,7 @@ func TestDaemonRestart(t *testing.T) {
 // SDKs do) still gets its desired changes.
 func TestPersistentSessionAfterRestart(t *testing.T) {
 	f := setup(t, fixtureOptions{})
-	connect := func() *module {
-		m := &module{msgs: make(chan paho.Message, 64), lost: make(chan error, 1)}
-		opts := paho.NewClientOptions().AddBroker("ssl://" + f.addr).
-			SetClientID("d/a").SetUsername(f.username("a")).SetPassword(f.token(t, "a", f.keys["a"], time.Hour)).
-			SetTLSConfig(f.tlsConfig()).SetProtocolVersion(4).SetCleanSession(false).SetAutoReconnect(false).
-			SetDefaultPublishHandler(func(_ paho.Client, msg paho.Message) { m.msgs <- msg }).
-			SetConnectionLostHandler(func(_ paho.Client, err error) { m.lost <- err })
-		m.c = paho.NewClient(opts)
-		if tok := m.c.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
-			t.Fatalf("connect: %v", tok.Error())
-		}
-		t.Cleanup(func() { m.c.Disconnect(100) })
-		return m
-	}
+	connect := func() *module { return f.connectPersistent(t, "a") }
 	a := connect()
 	a.subscribe(t, filterResponses, filterDesired)
 	a.get(t)
@@ -290,5 +277,42 @@ func TestPersistentSessionAfterRestart(t *testing.T) {
 	case msg := <-b.msgs:
 		t.Fatalf("a clean session got %s", msg.Topic())
 	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// connectPersistent connects module id with clean session 0, as the Azure
+// SDKs do.
+func (f *fixture) connectPersistent(t *testing.T, id string) *module {
+	t.Helper()
+	m := &module{msgs: make(chan paho.Message, 64), lost: make(chan error, 1)}
+	opts := paho.NewClientOptions().AddBroker("ssl://" + f.addr).
+		SetClientID("d/" + id).SetUsername(f.username(id)).SetPassword(f.token(t, id, f.keys[id], time.Hour)).
+		SetTLSConfig(f.tlsConfig()).SetProtocolVersion(4).SetCleanSession(false).SetAutoReconnect(false).
+		SetDefaultPublishHandler(func(_ paho.Client, msg paho.Message) { m.msgs <- msg }).
+		SetConnectionLostHandler(func(_ paho.Client, err error) { m.lost <- err })
+	m.c = paho.NewClient(opts)
+	if tok := m.c.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { m.c.Disconnect(100) })
+	return m
+}
+
+// TestDesiredSentJustBeforeADisconnectComesAgain: a desired patch the broker
+// sent just before the module went away (an SDK renewing its token, say)
+// may never have been read: the module's next connection gets it again.
+func TestDesiredSentJustBeforeADisconnectComesAgain(t *testing.T) {
+	f := setup(t, fixtureOptions{})
+	a := f.connectPersistent(t, "a")
+	a.subscribe(t, filterResponses, filterDesired)
+	a.get(t)
+	f.hubDesired(t, "a", `{"x":1}`)
+	if topic, _ := a.nextDesired(t); topic != desiredTopic(2) {
+		t.Fatalf("desired: %s", topic)
+	}
+	a.c.Disconnect(0) // at once: within the window in which it may not have read it
+	a = f.connectPersistent(t, "a")
+	if topic, patch := a.nextDesired(t); topic != desiredTopic(2) || patch["x"] != 1.0 {
+		t.Fatalf("after the reconnect: %s %v, want $version 2 again", topic, patch)
 	}
 }

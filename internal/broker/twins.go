@@ -28,6 +28,7 @@ func (b *Broker) answerGet(s *session, rid string) {
 	body = append(body, withVersion(t.ReportedJSON(), t.ReportedVersion())...)
 	body = append(body, '}')
 	b.publish(s, responseTopic(200, rid, 0), body)
+	s.sent = nil // the whole twin: what was sent before it no longer counts
 	m.known, m.version, m.desired = true, t.DesiredVersion(), desired
 }
 
@@ -101,5 +102,6 @@ func (b *Broker) catchUp(m *moduleState, hint int64) {
 		}
 	}
 	b.publish(s, desiredTopic(v), withVersion(patch, v))
+	b.sentTo(s, m)
 	m.known, m.version, m.desired = true, v, desired
 }

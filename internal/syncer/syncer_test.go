@@ -117,12 +117,20 @@ func TestFollowsTheHub(t *testing.T) {
 	}
 }
 
-func TestOfflineQueueCatchesUp(t *testing.T) {
-	f := setup(t)
-	s, _ := run(t, f, f.st)
+// offline starts a syncer, waits for its first sync and stops the hub, so
+// that what it queues stays in the outbox; addr is where the hub was.
+func offline(t *testing.T) (f *fixture, s *Syncer, stop func(), addr string) {
+	t.Helper()
+	f = setup(t)
+	s, stop = run(t, f, f.st)
 	eventually(t, "first sync", s.Synced)
-	addr := f.hub.Addr().String()
+	addr = f.hub.Addr().String()
 	f.hub.Stop()
+	return f, s, stop, addr
+}
+
+func TestOfflineQueueCatchesUp(t *testing.T) {
+	f, s, _, addr := offline(t)
 
 	for i := 1; i <= 3; i++ {
 		tw, err := s.PatchReported("a", []byte(`{"n":`+string(rune('0'+i))+`,"at":"offline"}`))

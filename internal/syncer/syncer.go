@@ -48,7 +48,7 @@ const PollWait = 30 * time.Second
 // maxBatchBytes about the most bytes of them (the hub reads bodies of up to
 // 256 KiB): one patch over it goes alone.
 const (
-	batchSize     = 100
+	batchSize     = 500
 	maxBatchBytes = 192 << 10
 )
 

@@ -41,7 +41,7 @@ func setup(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) openStore(t *testing.T) *store.FileStore {
+func (f *fixture) openStore(t testing.TB) *store.FileStore {
 	t.Helper()
 	st, err := store.Open(f.storeDir)
 	if err != nil {

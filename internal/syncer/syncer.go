@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"maps"
 	mrand "math/rand/v2"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -510,6 +511,11 @@ func (s *Syncer) PatchReported(moduleID string, patch []byte) (*twin.Twin, error
 		return c.twin, c.err
 	}
 	s.committing = true
+	s.qmu.Unlock()
+	// Let callers just answered by the last commit queue their next patch
+	// first, so that this commit takes them along.
+	runtime.Gosched()
+	s.qmu.Lock()
 	for len(s.queue) > 0 {
 		calls := s.queue
 		s.queue = nil

@@ -252,6 +252,11 @@ func (s *Syncer) poke() {
 // longer has), twins (the hub's, with still-queued patches on top), and the
 // new cursor, then tells watchers.
 func (s *Syncer) apply(resp *hubapi.Sync) error {
+	// Not during an upload: the hub's twins may hold its patches already,
+	// and they must not be applied again on top (each would bump $version)
+	// before Acked says the hub has them.
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.twMu.Lock() // the hub's twins go after the local ones being written
@@ -719,7 +724,9 @@ func (s *Syncer) Flush(ctx context.Context) error {
 		}
 		more, err := s.flush(ctx)
 		if err != nil {
-			return fmt.Errorf("flush the outbox: %w", err)
+			// What stays queued is safe; the local twins are written anyway,
+			// so that they are current on disk when the daemon stops.
+			return errors.Join(fmt.Errorf("flush the outbox: %w", err), s.writeTwins())
 		}
 		if !more {
 			return nil

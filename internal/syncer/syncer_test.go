@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -313,4 +314,21 @@ func mustSync(t *testing.T, f *fixture) *hubapi.Sync {
 		t.Fatal(err)
 	}
 	return resp
+}
+
+// TestFlushOfflineWritesTwins: a daemon stopping with the hub unreachable
+// leaves its local twins current in the store, not only in the outbox.
+func TestFlushOfflineWritesTwins(t *testing.T) {
+	f, s, stop, _ := offline(t)
+	stop()
+	if _, err := s.PatchReported("a", []byte(`{"last":"offline"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(t.Context()); err == nil {
+		t.Fatal("Flush with the hub down reported no error")
+	}
+	rec, err := f.st.Get("twins/a")
+	if err != nil || !strings.Contains(string(rec.Value), `"last":"offline"`) {
+		t.Fatalf("twin record after Flush offline: %s %v", rec.Value, err)
+	}
 }

@@ -276,9 +276,11 @@ type syncRecord struct {
 
 // uploadReported serves POST …/devices/{id}/reported: it applies each patch
 // whose seq is above the last one applied for the batch's session, in order,
-// and acks the batch. The seq is stored after the patch it covers; a crash
-// between the two makes a retry apply that patch again, which changes
-// nothing, since a merge patch applied twice gives what it gave once.
+// and acks the batch. The patches are applied in memory, each module's in
+// order onto its twin, and then every changed twin and the new seq are
+// written in one store Txn: the hub holds a seq only with its patches, and
+// a retry after a failure applies nothing twice. A twin's reported $version
+// rises once per patch that changes it, as when patches come one by one.
 func (h *Hub) uploadReported(w http.ResponseWriter, r *http.Request, p principal) error {
 	id := r.PathValue("id")
 	if !p.isDevice(id) {
@@ -303,20 +305,35 @@ func (h *Hub) uploadReported(w http.ResponseWriter, r *http.Request, p principal
 	}
 	h.presence.touch(id)
 	defer h.lockDevice(id)()
+	for attempt := 1; ; attempt++ {
+		ack, err := h.applyReported(id, &batch)
+		if errors.Is(err, store.ErrConflict) && attempt < 10 {
+			continue // a twin written meanwhile (a desired patch): apply onto it
+		}
+		if err != nil {
+			return err // nothing done: the device retries the batch
+		}
+		writeJSON(w, http.StatusOK, ack)
+		return nil
+	}
+}
+
+// applyReported applies an upload (see uploadReported) in one store Txn.
+func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.ReportedAck, error) {
 	dev, err := h.reg.GetDevice(id)
 	if err != nil {
-		return err
+		return hubapi.ReportedAck{}, err
 	}
 	key := registry.DeviceSyncKey(id) // deleted with the device
 	var sr syncRecord
 	version := int64(0)
 	if rec, err := h.st.Get(key); err == nil {
 		if err := json.Unmarshal(rec.Value, &sr); err != nil {
-			return fmt.Errorf("record %s: %w", key, err)
+			return hubapi.ReportedAck{}, fmt.Errorf("record %s: %w", key, err)
 		}
 		version = rec.Version
 	} else if !errors.Is(err, store.ErrNotFound) {
-		return err
+		return hubapi.ReportedAck{}, err
 	}
 	if sr.GenerationID != dev.GenerationID || sr.Session != batch.Session {
 		if sr.ReportedSeq > 0 {
@@ -325,38 +342,63 @@ func (h *Hub) uploadReported(w http.ResponseWriter, r *http.Request, p principal
 		sr = syncRecord{GenerationID: dev.GenerationID, Session: batch.Session}
 	}
 	ack := hubapi.ReportedAck{Acked: sr.ReportedSeq}
-	now, start := h.now().UTC(), ack.Acked
+	type moduleTwin struct {
+		t       *twin.Twin
+		version int64 // of its record, for the Txn's check
+		err     error // the module's twin cannot be had: its patches are rejected
+		changed bool
+	}
+	twins := map[string]*moduleTwin{}
+	var order []string
+	now := h.now().UTC()
 	for _, pt := range batch.Patches {
 		if pt.Seq <= sr.ReportedSeq {
 			continue // applied before: this is a retry
 		}
-		_, err := h.reg.UpdateTwin(id, pt.ModuleID, "", func(t *twin.Twin) (bool, error) {
-			return t.PatchReported(pt.Patch, now)
-		})
-		var te *twin.Error
-		switch {
-		case err == nil:
-		case errors.Is(err, registry.ErrNotFound), errors.Is(err, registry.ErrInvalid), errors.As(err, &te):
-			ack.Rejected = append(ack.Rejected, hubapi.Rejected{Seq: pt.Seq, Error: err.Error()})
-		default:
-			if ack.Acked == start {
-				return err // nothing done: the device retries the batch
+		m := twins[pt.ModuleID]
+		if m == nil {
+			m = new(moduleTwin)
+			m.t, m.version, m.err = h.reg.LoadTwin(id, pt.ModuleID)
+			if m.err != nil && !errors.Is(m.err, registry.ErrNotFound) && !errors.Is(m.err, registry.ErrInvalid) {
+				return hubapi.ReportedAck{}, m.err
 			}
-			h.log.Warn("reported upload stopped part way", "device", id, "seq", pt.Seq, "err", err)
-			writeJSON(w, http.StatusOK, ack) // what is acked so far holds; the device sends the rest again
-			return nil
+			twins[pt.ModuleID] = m
+			order = append(order, pt.ModuleID)
 		}
-		sr.ReportedSeq = pt.Seq
-		b, _ := json.Marshal(sr)
-		v, err := h.st.Put(key, b, version)
-		if err != nil {
-			return fmt.Errorf("record reported seq: %w", err) // a concurrent upload: the device retries
-		}
-		version = v
 		ack.Acked = pt.Seq
+		if m.err != nil {
+			ack.Rejected = append(ack.Rejected, hubapi.Rejected{Seq: pt.Seq, Error: m.err.Error()})
+			continue
+		}
+		trial := m.t.Clone() // a rejected patch leaves the twin as it was
+		changed, err := trial.PatchReported(pt.Patch, now)
+		if err != nil {
+			ack.Rejected = append(ack.Rejected, hubapi.Rejected{Seq: pt.Seq, Error: fmt.Errorf("%w: %v", registry.ErrInvalid, err).Error()})
+			continue
+		}
+		if changed {
+			m.t, m.changed = trial, true
+		}
 	}
-	writeJSON(w, http.StatusOK, ack)
-	return nil
+	if ack.Acked == sr.ReportedSeq {
+		return ack, nil // all of it applied before
+	}
+	sr.ReportedSeq = ack.Acked
+	b, _ := json.Marshal(sr)
+	ops := []store.Op{store.PutOp(key, b, version)}
+	for _, mid := range order {
+		if m := twins[mid]; m.changed {
+			op, err := registry.TwinOp(m.t, m.version)
+			if err != nil {
+				return hubapi.ReportedAck{}, err
+			}
+			ops = append(ops, op)
+		}
+	}
+	if _, err := h.st.Txn(ops...); err != nil {
+		return hubapi.ReportedAck{}, fmt.Errorf("apply reported patches: %w", err)
+	}
+	return ack, nil
 }
 
 // lockDevice serialises a device's uploads, so that retries racing each

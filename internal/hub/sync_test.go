@@ -3,6 +3,7 @@ package hub_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -224,3 +225,75 @@ func TestConcurrentUploads(t *testing.T) {
 }
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+// TestReportedBatchEqualsOneByOne: a batch of patches, with a rejected one
+// in the middle of a module's and one for a module that does not exist,
+// leaves each twin as the same patches sent one per upload do: the same
+// reported properties, the same $version; the same patches are rejected; a
+// retry of the batch changes nothing.
+func TestReportedBatchEqualsOneByOne(t *testing.T) {
+	h := hubtest.Start(t, hubtest.Options{})
+	deep := strings.Repeat(`{"x":`, 12) + "1" + strings.Repeat("}", 12)
+	patches := []struct{ module, patch string }{
+		{"a", `{"n":1}`},
+		{"b", `{"n":1,"s":"x"}`},
+		{"a", `{"n":2,"t":{"u":1}}`},
+		{"a", deep}, // over the depth limit: rejected, the others go on
+		{"nope", `{"n":1}`},
+		{"a", `{"n":2}`}, // changes nothing: no new $version
+		{"b", `{"s":null}`},
+		{"a", `[1]`}, // not an object: rejected
+		{"a", `{"t":{"v":2},"n":3}`},
+	}
+	var batch []hubapi.ReportedPatch
+	for i, p := range patches {
+		batch = append(batch, hubapi.ReportedPatch{Seq: int64(i + 1), ModuleID: p.module, Patch: json.RawMessage(p.patch)})
+	}
+	rejected := func(ack *hubapi.ReportedAck) (seqs []int64) {
+		for _, r := range ack.Rejected {
+			seqs = append(seqs, r.Seq)
+		}
+		return seqs
+	}
+
+	one := device(t, h, "one", "a", "b")
+	var oneRejected []int64
+	for _, p := range batch {
+		ack, err := one.UploadReported(ctx, "one", hubapi.ReportedBatch{Session: "s", Patches: []hubapi.ReportedPatch{p}})
+		if err != nil || ack.Acked != p.Seq {
+			t.Fatalf("upload seq %d alone: %+v %v", p.Seq, ack, err)
+		}
+		oneRejected = append(oneRejected, rejected(ack)...)
+	}
+	all := device(t, h, "all", "a", "b")
+	ack, err := all.UploadReported(ctx, "all", hubapi.ReportedBatch{Session: "s", Patches: batch})
+	if err != nil || ack.Acked != int64(len(batch)) {
+		t.Fatalf("upload as a batch: %+v %v", ack, err)
+	}
+	if got, want := fmt.Sprint(rejected(ack)), fmt.Sprint(oneRejected); got != want || want != "[4 5 8]" {
+		t.Fatalf("rejected in a batch %s, one by one %s, want [4 5 8]", got, want)
+	}
+	c := h.Client(t)
+	for _, m := range []string{"a", "b"} {
+		a, err := c.GetTwin(ctx, "one", m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := c.GetTwin(ctx, "all", m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(a.ReportedJSON()) != string(b.ReportedJSON()) || a.ReportedVersion() != b.ReportedVersion() || a.DesiredVersion() != b.DesiredVersion() {
+			t.Fatalf("twin %s: one by one %s $version %d, as a batch %s $version %d", m, a.ReportedJSON(), a.ReportedVersion(), b.ReportedJSON(), b.ReportedVersion())
+		}
+	}
+	if a, _ := c.GetTwin(ctx, "all", "a"); a.ReportedVersion() != 4 {
+		t.Fatalf("twin a: reported $version %d after 3 changing patches, want 4", a.ReportedVersion())
+	}
+	before, _ := c.GetTwin(ctx, "all", "a")
+	again, err := all.UploadReported(ctx, "all", hubapi.ReportedBatch{Session: "s", Patches: batch})
+	after, _ := c.GetTwin(ctx, "all", "a")
+	if err != nil || again.Acked != int64(len(batch)) || len(again.Rejected) != 0 || after.ETag != before.ETag {
+		t.Fatalf("retried batch: %+v %v; etag %s then %s", again, err, before.ETag, after.ETag)
+	}
+}

@@ -92,3 +92,18 @@ func twinName(deviceID, moduleID string) string {
 	}
 	return deviceID + "/" + moduleID
 }
+
+// LoadTwin returns a twin and the version of its record (0 for a twin never
+// written), for a caller that writes it in a store Txn with TwinOp.
+func (r *Registry) LoadTwin(deviceID, moduleID string) (*twin.Twin, int64, error) {
+	return r.loadTwin(deviceID, moduleID)
+}
+
+// TwinOp is the Txn op that writes t, if its record is still at version.
+func TwinOp(t *twin.Twin, version int64) (store.Op, error) {
+	b, err := t.MarshalJSON()
+	if err != nil {
+		return store.Op{}, err
+	}
+	return store.PutOp(twinKey(t.DeviceID, t.ModuleID), b, version), nil
+}

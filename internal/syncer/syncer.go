@@ -9,10 +9,12 @@
 //	sync/state              cursor, last sync, outbox session, last acked outbox seq
 //	identities/{moduleId}   hubapi.SyncModule (with keys)
 //	twins/{moduleId}        the module twin as the device knows it
-//	outbox/{seq:020d}       one reported patch waiting for the hub
+//	outbox/{seq:020d}       reported patches waiting for the hub, from seq on:
+//	                        those of one group commit, in order
 //
-// A reported patch goes to the outbox first and then to the local twin, so
-// a crash between the two loses nothing: at start the patches still in the
+// Reported patches go to the outbox first; the local twins they change are
+// written later, at the latest before the patches leave the outbox, so a
+// crash in between loses nothing: at start the patches still in the
 // outbox are applied to the local twins again (a merge patch applied twice
 // gives what it gave once). The hub wins for everything else: a twin from
 // the hub replaces the local one, with the patches still queued applied on
@@ -27,7 +29,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	mrand "math/rand/v2"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -41,8 +45,13 @@ import (
 // PollWait is how long one sync long poll waits for a change.
 const PollWait = 30 * time.Second
 
-// batchSize is the most reported patches sent in one upload.
-const batchSize = 100
+// batchSize is the most reported patches sent in one upload, and
+// maxBatchBytes about the most bytes of them (the hub reads bodies of up to
+// 256 KiB): one patch over it goes alone.
+const (
+	batchSize     = 500
+	maxBatchBytes = 192 << 10
+)
 
 // ErrNotSynced means the device has never synced with its hub, so it knows
 // no modules yet.
@@ -72,6 +81,19 @@ type Syncer struct {
 
 	kick    chan struct{} // the outbox has work
 	flushMu sync.Mutex    // one upload at a time
+
+	qmu        sync.Mutex // guards what follows: PatchReported's group commit
+	queue      []*call    // waiting for the next commit
+	committing bool       // a caller is committing
+
+	// Local twins changed by reported patches are written to the store
+	// only before their patches leave the outbox (and every few seconds
+	// offline), each once however many patches changed it meanwhile; until
+	// then they are read from dirty. A crash before the write loses
+	// nothing: New applies the outbox again.
+	twMu  sync.Mutex // held while writing twins/ records, so they go in order
+	dmu   sync.Mutex // guards dirty
+	dirty map[string]*twin.Twin
 }
 
 type state struct {
@@ -111,10 +133,11 @@ func WithClock(now func() time.Time) Option { return func(s *Syncer) { s.now = n
 func New(hub *hubclient.Client, st store.Store, deviceID string, opts ...Option) (*Syncer, error) {
 	s := &Syncer{
 		hub: hub, st: st, deviceID: deviceID,
-		log:  slog.New(slog.DiscardHandler),
-		now:  time.Now,
-		subs: map[chan Change]struct{}{},
-		kick: make(chan struct{}, 1),
+		log:   slog.New(slog.DiscardHandler),
+		now:   time.Now,
+		subs:  map[chan Change]struct{}{},
+		kick:  make(chan struct{}, 1),
+		dirty: map[string]*twin.Twin{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -138,13 +161,22 @@ func New(hub *hubclient.Client, st store.Store, deviceID string, opts ...Option)
 		return nil, err
 	}
 	s.nextSeq = s.state.Acked + 1
-	for _, p := range pending {
+	for _, p := range pending { // in memory, then each twin written once
 		s.nextSeq = max(s.nextSeq, p.Seq+1)
-		if err := s.applyLocal(p.ModuleID, func(t *twin.Twin) (bool, error) {
-			return t.PatchReported(p.Patch, s.now().UTC())
-		}); err != nil && !errors.Is(err, ErrUnknownModule) {
+		t, err := s.localTwin(p.ModuleID)
+		if errors.Is(err, ErrUnknownModule) {
+			continue
+		}
+		if err == nil {
+			_, err = t.PatchReported(p.Patch, s.now().UTC())
+		}
+		if err != nil {
 			return nil, fmt.Errorf("replay outbox seq %d: %w", p.Seq, err)
 		}
+		s.dirty[p.ModuleID] = t
+	}
+	if err := s.writeTwins(); err != nil {
+		return nil, fmt.Errorf("replay the outbox: %w", err)
 	}
 	return s, nil
 }
@@ -227,8 +259,15 @@ func (s *Syncer) poke() {
 // longer has), twins (the hub's, with still-queued patches on top), and the
 // new cursor, then tells watchers.
 func (s *Syncer) apply(resp *hubapi.Sync) error {
+	// Not during an upload: the hub's twins may hold its patches already,
+	// and they must not be applied again on top (each would bump $version)
+	// before Acked says the hub has them.
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.twMu.Lock() // the hub's twins go after the local ones being written
+	defer s.twMu.Unlock()
 	var changes []Change
 	modulesChanged := false
 
@@ -252,6 +291,7 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 		if err := deleteIfThere(s.st, "twins/"+id); err != nil {
 			return err
 		}
+		s.clean(id, nil)
 	}
 	byID := map[string]store.Record{}
 	for _, rec := range have {
@@ -316,6 +356,7 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 		if _, err := s.st.Put("twins/"+t.ModuleID, b, store.Any); err != nil {
 			return err
 		}
+		s.clean(t.ModuleID, nil)
 		switch {
 		case t.DesiredVersion() != oldDesired:
 			changes = append(changes, Change{ModuleID: t.ModuleID, DesiredVersion: t.DesiredVersion()})
@@ -416,6 +457,12 @@ func (s *Syncer) Twin(moduleID string) (*twin.Twin, error) {
 }
 
 func (s *Syncer) localTwin(moduleID string) (*twin.Twin, error) {
+	s.dmu.Lock()
+	t := s.dirty[moduleID]
+	s.dmu.Unlock()
+	if t != nil {
+		return t.Clone(), nil
+	}
 	rec, err := s.st.Get("twins/" + moduleID)
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownModule, moduleID)
@@ -423,72 +470,175 @@ func (s *Syncer) localTwin(moduleID string) (*twin.Twin, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := new(twin.Twin)
+	t = new(twin.Twin)
 	if err := t.UnmarshalJSON(rec.Value); err != nil {
 		return nil, fmt.Errorf("record %s: %w", rec.Key, err)
 	}
 	return t, nil
 }
 
-// applyLocal changes a local twin with fn; the caller holds s.mu or is New.
-func (s *Syncer) applyLocal(moduleID string, fn func(*twin.Twin) (bool, error)) error {
-	t, err := s.localTwin(moduleID)
-	if err != nil {
-		return err
+// clean forgets the dirty twin of moduleID, if it is t (nil: whatever it
+// is), once its record holds it or something newer.
+func (s *Syncer) clean(moduleID string, t *twin.Twin) {
+	s.dmu.Lock()
+	if t == nil || s.dirty[moduleID] == t {
+		delete(s.dirty, moduleID)
 	}
-	changed, err := fn(t)
-	if err != nil || !changed {
-		return err
+	s.dmu.Unlock()
+}
+
+// writeTwins writes the dirty twins to the store, each once.
+func (s *Syncer) writeTwins() error {
+	s.twMu.Lock()
+	defer s.twMu.Unlock()
+	s.dmu.Lock()
+	todo := maps.Clone(s.dirty)
+	s.dmu.Unlock()
+	var wg sync.WaitGroup
+	errs := make([]error, 0, len(todo))
+	var emu sync.Mutex
+	for id, t := range todo { // concurrently, so that the writes share fsyncs
+		wg.Go(func() {
+			b, err := t.MarshalJSON()
+			if err == nil {
+				_, err = s.st.Put("twins/"+id, b, store.Any)
+			}
+			if err != nil {
+				emu.Lock()
+				errs = append(errs, fmt.Errorf("write the local twin of %s: %w", id, err))
+				emu.Unlock()
+				return
+			}
+			s.clean(id, t)
+		})
 	}
-	b, err := t.MarshalJSON()
-	if err != nil {
-		return err
-	}
-	_, err = s.st.Put("twins/"+moduleID, b, store.Any)
-	return err
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // PatchReported applies a module's reported patch to its local twin and
 // queues it for the hub. It returns once the patch is durable, online or
 // not; the hub gets it, in order, when it is reachable.
+//
+// Concurrent calls commit together (a group commit): the first caller to
+// find no commit running commits every patch queued meanwhile, in the order
+// they came, with one outbox record (one durable write) for all of them,
+// then answers each caller; the twins they change are written later (see
+// Syncer.dirty). A patch is checked against its twin as the patches before
+// it leave it, and a bad one is answered with its error and never queued.
 func (s *Syncer) PatchReported(moduleID string, patch []byte) (*twin.Twin, error) {
+	c := &call{moduleID: moduleID, patch: patch}
+	s.qmu.Lock()
+	s.queue = append(s.queue, c)
+	if s.committing {
+		c.done = make(chan struct{})
+		s.qmu.Unlock()
+		<-c.done
+		return c.twin, c.err
+	}
+	s.committing = true
+	s.qmu.Unlock()
+	// Let callers just answered by the last commit queue their next patch
+	// first, so that this commit takes them along.
+	runtime.Gosched()
+	s.qmu.Lock()
+	for len(s.queue) > 0 {
+		calls := s.queue
+		s.queue = nil
+		s.qmu.Unlock()
+		s.commit(calls)
+		s.qmu.Lock()
+	}
+	s.committing = false
+	s.qmu.Unlock()
+	return c.twin, c.err
+}
+
+// call is one PatchReported waiting for a commit.
+type call struct {
+	moduleID string
+	patch    []byte
+	done     chan struct{} // closed once answered; nil for the committer's own
+
+	twin *twin.Twin
+	err  error
+}
+
+// commit makes calls durable, in order: the patches that change a twin go
+// to one new outbox record, and the twins they change become dirty. Every
+// call is answered when commit returns.
+func (s *Syncer) commit(calls []*call) {
+	defer func() {
+		for _, c := range calls {
+			if c.done != nil {
+				close(c.done)
+			}
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.state.Cursor == "" {
-		return nil, ErrNotSynced
+		for _, c := range calls {
+			c.err = ErrNotSynced
+		}
+		return
 	}
-	t, err := s.localTwin(moduleID)
+	now := s.now().UTC()
+	twins := map[string]*twin.Twin{} // each module's twin with the patches so far
+	changed := map[string][]*call{}  // the calls that changed each twin
+	rec := outboxRecord{Queued: now}
+	for _, c := range calls {
+		t, ok := twins[c.moduleID]
+		if !ok {
+			var err error
+			if t, err = s.localTwin(c.moduleID); err != nil {
+				c.err = err
+				continue
+			}
+			twins[c.moduleID] = t
+		}
+		// Check the patch on a copy first, so a bad one is never queued.
+		trial := t.Clone()
+		ok, err := trial.PatchReported(c.patch, now)
+		if err != nil {
+			c.err = err
+			continue
+		}
+		if !ok {
+			c.twin = t
+			continue
+		}
+		compact, err := compactJSON(c.patch)
+		if err != nil {
+			c.err = err
+			continue
+		}
+		twins[c.moduleID], c.twin = trial, trial.Clone() // trial becomes dirty: the caller's is its own
+		changed[c.moduleID] = append(changed[c.moduleID], c)
+		rec.Patches = append(rec.Patches, hubapi.ReportedPatch{Seq: s.nextSeq + int64(len(rec.Patches)), ModuleID: c.moduleID, Patch: compact})
+	}
+	if len(rec.Patches) == 0 {
+		return
+	}
+	b, err := json.Marshal(rec)
+	if err == nil {
+		_, err = s.st.Put(outboxKey(rec.Patches[0].Seq), b, 0)
+	}
 	if err != nil {
-		return nil, err
+		for _, cs := range changed {
+			for _, c := range cs {
+				c.twin, c.err = nil, fmt.Errorf("queue reported patch: %w", err)
+			}
+		}
+		return
 	}
-	// Check the patch on a copy first, so a bad one is never queued.
-	trial := t.Clone()
-	changed, err := trial.PatchReported(patch, s.now().UTC())
-	if err != nil {
-		return nil, err
+	s.nextSeq += int64(len(rec.Patches))
+	s.dmu.Lock()
+	for id := range changed {
+		s.dirty[id] = twins[id]
 	}
-	if !changed {
-		return t, nil
-	}
-	compact, err := compactJSON(patch)
-	if err != nil {
-		return nil, err
-	}
-	seq := s.nextSeq
-	entry, _ := json.Marshal(outboxEntry{ReportedPatch: hubapi.ReportedPatch{Seq: seq, ModuleID: moduleID, Patch: compact}, Queued: s.now().UTC()})
-	if _, err := s.st.Put(outboxKey(seq), entry, 0); err != nil {
-		return nil, fmt.Errorf("queue reported patch: %w", err)
-	}
-	s.nextSeq++
-	b, err := trial.MarshalJSON()
-	if err != nil {
-		return nil, err
-	}
-	if _, err := s.st.Put("twins/"+moduleID, b, store.Any); err != nil {
-		return nil, err // the patch is queued: the hub gets it, and the next sync brings it back
-	}
+	s.dmu.Unlock()
 	s.poke()
-	return trial, nil
 }
 
 // newSession returns a new outbox session id: 128 random bits, in hex.
@@ -507,10 +657,27 @@ func compactJSON(b []byte) (json.RawMessage, error) {
 	return out, err
 }
 
-// outboxEntry is a queued patch and when it was queued.
-type outboxEntry struct {
-	hubapi.ReportedPatch
-	Queued time.Time `json:"queued"`
+// outboxRecord is one record of the outbox: the patches of one commit,
+// in order, and when they were queued. A daemon from before group commits
+// wrote one patch per record, as {"seq", "moduleId", "patch", "queued"}:
+// such a record reads as a record of that one patch.
+type outboxRecord struct {
+	Patches []hubapi.ReportedPatch `json:"patches"`
+	Queued  time.Time              `json:"queued"`
+}
+
+func decodeOutbox(rec store.Record) (outboxRecord, error) {
+	var r struct {
+		outboxRecord
+		hubapi.ReportedPatch
+	}
+	if err := json.Unmarshal(rec.Value, &r); err != nil {
+		return r.outboxRecord, fmt.Errorf("record %s: %w", rec.Key, err)
+	}
+	if r.Patches == nil && r.Seq > 0 {
+		r.Patches = []hubapi.ReportedPatch{r.ReportedPatch}
+	}
+	return r.outboxRecord, nil
 }
 
 func outboxKey(seq int64) string { return fmt.Sprintf("outbox/%020d", seq) }
@@ -523,12 +690,14 @@ func (s *Syncer) pending(after int64) ([]hubapi.ReportedPatch, error) {
 	}
 	out := make([]hubapi.ReportedPatch, 0, len(recs))
 	for _, rec := range recs {
-		var p hubapi.ReportedPatch
-		if err := json.Unmarshal(rec.Value, &p); err != nil {
-			return nil, fmt.Errorf("record %s: %w", rec.Key, err)
+		r, err := decodeOutbox(rec)
+		if err != nil {
+			return nil, err
 		}
-		if p.Seq > after {
-			out = append(out, p)
+		for _, p := range r.Patches {
+			if p.Seq > after {
+				out = append(out, p)
+			}
 		}
 	}
 	return out, nil
@@ -538,6 +707,7 @@ func (s *Syncer) pending(after int64) ([]hubapi.ReportedPatch, error) {
 func (s *Syncer) flushLoop(ctx context.Context) {
 	retry := time.NewTicker(5 * time.Second)
 	defer retry.Stop()
+	var written time.Time // when the twins were written offline
 	for {
 		select {
 		case <-ctx.Done():
@@ -549,6 +719,12 @@ func (s *Syncer) flushLoop(ctx context.Context) {
 			more, err := s.flush(ctx)
 			if err != nil {
 				s.setConnected(false, err)
+				if time.Since(written) >= 5*time.Second { // offline: now and then, not on each commit
+					written = time.Now()
+					if err := s.writeTwins(); err != nil {
+						s.log.Warn("sync: local twins not written; their patches are safe in the outbox", "err", err)
+					}
+				}
 				break
 			}
 			if !more {
@@ -569,7 +745,9 @@ func (s *Syncer) Flush(ctx context.Context) error {
 		}
 		more, err := s.flush(ctx)
 		if err != nil {
-			return fmt.Errorf("flush the outbox: %w", err)
+			// What stays queued is safe; the local twins are written anyway,
+			// so that they are current on disk when the daemon stops.
+			return errors.Join(fmt.Errorf("flush the outbox: %w", err), s.writeTwins())
 		}
 		if !more {
 			return nil
@@ -577,52 +755,106 @@ func (s *Syncer) Flush(ctx context.Context) error {
 	}
 }
 
-// flush sends one batch of the outbox; more reports whether some is left.
+// flush sends one batch of the outbox (at most batchSize patches, at most
+// maxBatchBytes of them) and removes the records the hub then holds in
+// full; more reports whether some is left.
 func (s *Syncer) flush(ctx context.Context) (more bool, err error) {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
-	recs, err := s.st.Range("outbox/", "", batchSize+1)
-	if err != nil || len(recs) == 0 {
-		return false, err
-	}
-	more = len(recs) > batchSize
-	recs = recs[:min(len(recs), batchSize)]
-	batch := hubapi.ReportedBatch{Patches: make([]hubapi.ReportedPatch, 0, len(recs))}
-	for _, rec := range recs {
-		var p hubapi.ReportedPatch
-		if err := json.Unmarshal(rec.Value, &p); err != nil {
-			return false, fmt.Errorf("record %s: %w", rec.Key, err)
-		}
-		batch.Patches = append(batch.Patches, p)
-	}
 	s.mu.Lock()
-	batch.Session = s.state.Session
+	batch := hubapi.ReportedBatch{Session: s.state.Session}
+	acked := s.state.Acked
 	s.mu.Unlock()
-	ack, err := s.hub.UploadReported(ctx, s.deviceID, batch)
-	if err != nil {
-		return false, err
+	type sent struct {
+		key  string
+		last int64 // the record's last seq
 	}
-	for _, r := range ack.Rejected {
-		s.log.Warn("sync: the hub refused a reported patch", "seq", r.Seq, "err", r.Error)
-	}
-	s.mu.Lock()
-	if ack.Acked > s.state.Acked {
-		s.state.Acked = ack.Acked
-		err = s.saveState()
-		s.noteAcked(batch.Patches, ack)
-	}
-	s.mu.Unlock()
-	if err != nil {
-		return false, err
-	}
-	for _, p := range batch.Patches {
-		if p.Seq > ack.Acked {
-			return true, nil
-		}
-		if err := deleteIfThere(s.st, outboxKey(p.Seq)); err != nil {
+	var recs []sent // records whose every patch is in the batch or acked before
+	size := 0
+	after := ""
+scan:
+	for {
+		page, err := s.st.Range("outbox/", after, 64)
+		if err != nil {
 			return false, err
 		}
+		if len(page) == 0 {
+			break
+		}
+		after = page[len(page)-1].Key
+		for _, rec := range page {
+			r, err := decodeOutbox(rec)
+			if err != nil {
+				return false, err
+			}
+			last := int64(0)
+			for _, p := range r.Patches {
+				last = p.Seq
+				if p.Seq <= acked {
+					continue // the hub has it: a crash came before the record went
+				}
+				n := len(p.Patch) + len(p.ModuleID) + 48
+				if len(batch.Patches) == batchSize || len(batch.Patches) > 0 && size+n > maxBatchBytes {
+					more = true
+					break scan
+				}
+				batch.Patches = append(batch.Patches, p)
+				size += n
+			}
+			recs = append(recs, sent{rec.Key, last})
+		}
 	}
+	ack := hubapi.ReportedAck{Acked: acked}
+	if len(batch.Patches) > 0 {
+		a, err := s.hub.UploadReported(ctx, s.deviceID, batch)
+		if err != nil {
+			return false, err
+		}
+		ack = *a
+		for _, r := range ack.Rejected {
+			s.log.Warn("sync: the hub refused a reported patch", "seq", r.Seq, "err", r.Error)
+		}
+		if last := batch.Patches[len(batch.Patches)-1].Seq; ack.Acked < last {
+			more = true // the hub stopped part way: send the rest again
+		}
+	}
+	// The twins that hold the patches go first: the outbox is what New
+	// applies again after a crash. (s.mu: a commit in progress has made its
+	// twins dirty.)
+	s.mu.Lock()
+	s.mu.Unlock()
+	if err := s.writeTwins(); err != nil {
+		return false, err
+	}
+	// Then the new Acked and the records the hub holds, in one Txn (one
+	// journal and a few fsyncs, however many records): Acked is what keeps
+	// the seqs of removed records from being used again.
+	var ops []store.Op
+	for _, r := range recs {
+		if r.last <= ack.Acked {
+			ops = append(ops, store.DeleteOp(r.key, store.Any))
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.state
+	st.Acked = max(st.Acked, ack.Acked)
+	if st.Acked > s.state.Acked {
+		b, err := json.Marshal(st)
+		if err != nil {
+			return false, err
+		}
+		ops = append(ops, store.PutOp("sync/state", b, store.Any))
+	}
+	if len(ops) > 0 {
+		if _, err := s.st.Txn(ops...); err != nil {
+			return false, fmt.Errorf("remove sent patches from the outbox: %w", err)
+		}
+	}
+	if st.Acked > s.state.Acked {
+		s.noteAcked(batch.Patches, &ack)
+	}
+	s.state.Acked = st.Acked
 	return more, nil
 }
 
@@ -671,17 +903,26 @@ type TwinVersions struct {
 func (s *Syncer) Status() (Status, error) {
 	s.mu.Lock()
 	st := Status{Connected: s.connected, Since: s.since.UTC(), LastSync: s.state.LastSync}
+	acked := s.state.Acked
 	s.mu.Unlock()
 	recs, err := s.st.List("outbox/")
 	if err != nil {
 		return st, err
 	}
-	st.Outbox.Patches = len(recs)
 	for _, rec := range recs {
-		st.Outbox.Bytes += len(rec.Value)
-	}
-	if len(recs) > 0 {
-		st.Outbox.Oldest = s.queuedAt(recs[0])
+		r, err := decodeOutbox(rec)
+		if err != nil {
+			return st, err
+		}
+		for _, p := range r.Patches {
+			if p.Seq > acked {
+				st.Outbox.Patches++
+				st.Outbox.Bytes += len(p.Patch)
+				if st.Outbox.Oldest.IsZero() {
+					st.Outbox.Oldest = r.Queued
+				}
+			}
+		}
 	}
 	twins, err := s.st.List("twins/")
 	if err != nil {
@@ -693,14 +934,10 @@ func (s *Syncer) Status() (Status, error) {
 		if err := t.UnmarshalJSON(rec.Value); err != nil {
 			return st, fmt.Errorf("record %s: %w", rec.Key, err)
 		}
+		if d, err := s.localTwin(t.ModuleID); err == nil {
+			t = d // a dirty twin is newer
+		}
 		st.Twins = append(st.Twins, TwinVersions{ModuleID: t.ModuleID, DesiredVersion: t.DesiredVersion(), ReportedVersion: t.ReportedVersion()})
 	}
 	return st, nil
-}
-
-// queuedAt is when an outbox entry was queued.
-func (s *Syncer) queuedAt(rec store.Record) time.Time {
-	var e outboxEntry
-	_ = json.Unmarshal(rec.Value, &e)
-	return e.Queued
 }

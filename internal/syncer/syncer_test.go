@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,7 +42,7 @@ func setup(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) openStore(t *testing.T) *store.FileStore {
+func (f *fixture) openStore(t testing.TB) *store.FileStore {
 	t.Helper()
 	st, err := store.Open(f.storeDir)
 	if err != nil {
@@ -117,12 +118,20 @@ func TestFollowsTheHub(t *testing.T) {
 	}
 }
 
-func TestOfflineQueueCatchesUp(t *testing.T) {
-	f := setup(t)
-	s, _ := run(t, f, f.st)
+// offline starts a syncer, waits for its first sync and stops the hub, so
+// that what it queues stays in the outbox; addr is where the hub was.
+func offline(t *testing.T) (f *fixture, s *Syncer, stop func(), addr string) {
+	t.Helper()
+	f = setup(t)
+	s, stop = run(t, f, f.st)
 	eventually(t, "first sync", s.Synced)
-	addr := f.hub.Addr().String()
+	addr = f.hub.Addr().String()
 	f.hub.Stop()
+	return f, s, stop, addr
+}
+
+func TestOfflineQueueCatchesUp(t *testing.T) {
+	f, s, _, addr := offline(t)
 
 	for i := 1; i <= 3; i++ {
 		tw, err := s.PatchReported("a", []byte(`{"n":`+string(rune('0'+i))+`,"at":"offline"}`))
@@ -372,5 +381,22 @@ func TestSyncDoesNotReapplyHeldPatches(t *testing.T) {
 	}
 	if local.ReportedVersion() != hub.ReportedVersion() || string(local.ReportedJSON()) != `{"x":2}` {
 		t.Fatalf("local reported %s at $version %d; the hub's at $version %d", local.ReportedJSON(), local.ReportedVersion(), hub.ReportedVersion())
+	}
+}
+
+// TestFlushOfflineWritesTwins: a daemon stopping with the hub unreachable
+// leaves its local twins current in the store, not only in the outbox.
+func TestFlushOfflineWritesTwins(t *testing.T) {
+	f, s, stop, _ := offline(t)
+	stop()
+	if _, err := s.PatchReported("a", []byte(`{"last":"offline"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(t.Context()); err == nil {
+		t.Fatal("Flush with the hub down reported no error")
+	}
+	rec, err := f.st.Get("twins/a")
+	if err != nil || !strings.Contains(string(rec.Value), `"last":"offline"`) {
+		t.Fatalf("twin record after Flush offline: %s %v", rec.Value, err)
 	}
 }

@@ -279,13 +279,7 @@ func TestWipedDataDirReportsAgain(t *testing.T) {
 // hub cannot be reached.
 func TestFlushSendsTheOutbox(t *testing.T) {
 	f := setup(t)
-	s, err := New(f.device, f.st, "d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.apply(mustSync(t, f)); err != nil {
-		t.Fatal(err)
-	}
+	s := syncedOnce(t, f)
 	if _, err := s.PatchReported("a", []byte(`{"last":"words"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -307,6 +301,19 @@ func TestFlushSendsTheOutbox(t *testing.T) {
 	}
 }
 
+// syncedOnce returns a syncer (not running) that has applied one full sync.
+func syncedOnce(t *testing.T, f *fixture) *Syncer {
+	t.Helper()
+	s, err := New(f.device, f.st, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.apply(mustSync(t, f)); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func mustSync(t *testing.T, f *fixture) *hubapi.Sync {
 	t.Helper()
 	resp, err := f.device.Sync(t.Context(), "d", "", 0)
@@ -321,13 +328,7 @@ func mustSync(t *testing.T, f *fixture) *hubapi.Sync {
 // stay in the local twin.
 func TestAckedDuringSyncKept(t *testing.T) {
 	f := setup(t)
-	s, err := New(f.device, f.st, "d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.apply(mustSync(t, f)); err != nil {
-		t.Fatal(err)
-	}
+	s := syncedOnce(t, f)
 	before := mustSync(t, f) // the hub's answer, taken before the patch
 	if _, err := s.PatchReported("a", []byte(`{"acked":"during the sync"}`)); err != nil {
 		t.Fatal(err)
@@ -349,13 +350,7 @@ func TestAckedDuringSyncKept(t *testing.T) {
 // hub's (each one laid on again would bump it).
 func TestSyncDoesNotReapplyHeldPatches(t *testing.T) {
 	f := setup(t)
-	s, err := New(f.device, f.st, "d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.apply(mustSync(t, f)); err != nil {
-		t.Fatal(err)
-	}
+	s := syncedOnce(t, f)
 	for _, p := range []string{`{"x":1}`, `{"x":2}`} {
 		if _, err := s.PatchReported("a", []byte(p)); err != nil {
 			t.Fatal(err)

@@ -2,15 +2,10 @@ package hub_test
 
 import (
 	"bytes"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -237,26 +232,7 @@ func TestTokensForIDsOfEveryAllowedCharacter(t *testing.T) {
 // rawWithHost is raw with the request's Host header set to host.
 func rawWithHost(t *testing.T, h *hubtest.Hub, method, path, auth, host string) (int, string) {
 	t.Helper()
-	pem, err := os.ReadFile(h.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
-	req, err := http.NewRequest(method, "https://"+h.Addr().String()+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Host = host
-	req.Header.Set("Authorization", auth)
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return h.Request(t, method, path, auth, host, nil)
 }
 
 // TestTokenHostIsTheHubs: a token's host must be the hub's host name or one

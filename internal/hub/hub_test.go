@@ -3,14 +3,9 @@ package hub_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -119,24 +114,7 @@ func TestListPagesThroughContinuation(t *testing.T) {
 // raw sends a request with an explicit Authorization header.
 func raw(t *testing.T, h *hubtest.Hub, method, path, auth string, body []byte) (int, string) {
 	t.Helper()
-	pem, err := os.ReadFile(h.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	req, _ := http.NewRequest(method, "https://"+h.HostName()+path, bytes.NewReader(body))
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return h.Request(t, method, path, auth, "", body)
 }
 
 func TestAuthFailures(t *testing.T) {

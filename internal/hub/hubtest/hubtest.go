@@ -3,10 +3,12 @@
 package hubtest
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -102,12 +104,12 @@ func (h *Hub) DeviceConnectionString(deviceID, moduleID, key string) string {
 	return cs.String()
 }
 
-// GetStatus returns the status the hub answers GET path (with its query)
-// with, sent with the Authorization header authorization: a SAS token made
-// outside hubclient, as an SDK makes it.
-func (h *Hub) GetStatus(t testing.TB, path, authorization string) int {
+// Request sends method path to the hub with the Authorization header auth
+// (none when "") and the Host header host (the hub's host name when ""),
+// built by hand rather than by hubclient, and returns the status and body.
+func (h *Hub) Request(t testing.TB, method, path, auth, host string, body []byte) (int, string) {
 	t.Helper()
-	hc := &http.Client{Timeout: 20 * time.Second}
+	hc := &http.Client{Timeout: 60 * time.Second}
 	scheme := "http"
 	if h.CAFile != "" {
 		b, err := os.ReadFile(h.CAFile)
@@ -116,18 +118,35 @@ func (h *Hub) GetStatus(t testing.TB, path, authorization string) int {
 		}
 		pool := x509.NewCertPool()
 		pool.AppendCertsFromPEM(b)
-		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+		// The certificate always names localhost; dialing the listener's
+		// address needs no name to resolve.
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}
 		scheme = "https"
 	}
-	req, err := http.NewRequest(http.MethodGet, scheme+"://"+h.HostName()+path, nil)
+	req, err := http.NewRequest(method, scheme+"://"+h.Addr().String()+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", authorization)
+	req.Host = h.HostName()
+	if host != "" {
+		req.Host = host
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
+		t.Fatalf("%s %s: %v", method, path, err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// GetStatus sends GET path with the Authorization header authorization and
+// returns the status.
+func (h *Hub) GetStatus(t testing.TB, path, authorization string) int {
+	t.Helper()
+	code, _ := h.Request(t, http.MethodGet, path, authorization, "", nil)
+	return code
 }

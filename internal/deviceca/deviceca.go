@@ -131,10 +131,6 @@ func Create(dir, commonName string, now time.Time) (*CA, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("device CA: %w", err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"outpost"}},
@@ -146,28 +142,45 @@ func Create(dir, commonName string, now time.Time) (*CA, error) {
 		MaxPathLen:            0,
 		MaxPathLenZero:        true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	cert, key, certPEM, keyPEM, err := certify(tmpl, nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("device CA: %w", err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	certFile, keyFile := filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile)
 	// The key first: a certificate without its key is not left behind.
-	if err := writeFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := writeFile(keyFile, keyPEM, 0o600); err != nil {
 		return nil, fmt.Errorf("device CA key: %w", err)
 	}
 	if err := writeFile(certFile, certPEM, 0o644); err != nil {
 		return nil, fmt.Errorf("device CA certificate: %w", err)
 	}
 	return &CA{Cert: cert, Key: key, bundle: certPEM, certFile: certFile}, nil
+}
+
+// certify makes a new P-256 key and a certificate for it from tmpl, signed
+// by parent with parentKey (self-signed when parent is nil), and returns both
+// also as PEM.
+func certify(tmpl, parent *x509.Certificate, parentKey crypto.Signer) (cert *x509.Certificate, key *ecdsa.PrivateKey, certPEM, keyPEM []byte, err error) {
+	if key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if cert, err = x509.ParseCertificate(der); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	return cert, key, certPEM, keyPEM, nil
 }
 
 // needsRenewal reports whether less than a third of cert's life is left.
@@ -234,24 +247,11 @@ func (ca *CA) IssueServer(req ServerRequest, now time.Time) (*Issued, error) {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	cert, _, certPEM, keyPEM, err := certify(tmpl, ca.Cert, ca.Key)
 	if err != nil {
 		return nil, fmt.Errorf("issue server certificate: %w", err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	certPEM := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), ca.bundle...)
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	certPEM = append(certPEM, ca.bundle...)
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return nil, err

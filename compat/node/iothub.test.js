@@ -92,7 +92,9 @@ describe(`azure-iothub against the outpost hub (device ${deviceId})`, { timeout:
   const registry = Registry.fromConnectionString(cs);
 
   it('1. create and get a device', { timeout: STEP_TIMEOUT }, async () => {
-    const created = await call('registry.create', registry.create({ deviceId }));
+    // An IoT Edge device, as `az iot hub device-identity create --edge-enabled` makes:
+    // it takes the deployment of step 4.
+    const created = await call('registry.create', registry.create({ deviceId, capabilities: { iotEdge: true } }));
     const dev = created.responseBody;
     assert.equal(created.httpResponse.statusCode, 200);
     assert.equal(dev.deviceId, deviceId);

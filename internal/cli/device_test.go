@@ -24,9 +24,10 @@ func TestDeviceCreateArgs(t *testing.T) {
 		want deviceCreateOptions
 		err  string
 	}{
-		{[]string{"d1"}, deviceCreateOptions{Device: "d1", Status: "enabled"}, ""},
-		{[]string{"d1", "--status", "disabled"}, deviceCreateOptions{Device: "d1", Status: "disabled"}, ""},
-		{[]string{"d1", "--primary-key", testKey1, "--secondary-key", testKey2}, deviceCreateOptions{Device: "d1", Status: "enabled", PrimaryKey: testKey1, SecondaryKey: testKey2}, ""},
+		{[]string{"d1"}, deviceCreateOptions{Device: "d1", Status: "enabled", Edge: true}, ""},
+		{[]string{"d1", "--status", "disabled"}, deviceCreateOptions{Device: "d1", Status: "disabled", Edge: true}, ""},
+		{[]string{"d1", "--primary-key", testKey1, "--secondary-key", testKey2}, deviceCreateOptions{Device: "d1", Status: "enabled", PrimaryKey: testKey1, SecondaryKey: testKey2, Edge: true}, ""},
+		{[]string{"d1", "--edge=false"}, deviceCreateOptions{Device: "d1", Status: "enabled"}, ""},
 		{[]string{}, deviceCreateOptions{}, "takes one device ID (got 0 arguments)"},
 		{[]string{"d1", "d2"}, deviceCreateOptions{}, "takes one device ID (got 2 arguments)"},
 		{[]string{"d1/m1"}, deviceCreateOptions{}, "want a device id alone"},

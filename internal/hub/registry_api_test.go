@@ -12,7 +12,6 @@ import (
 	"github.com/outpost-edge/outpost/internal/hub/hubtest"
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/hubclient"
-	"github.com/outpost-edge/outpost/internal/identity"
 	"github.com/outpost-edge/outpost/internal/registry"
 )
 
@@ -20,15 +19,7 @@ import (
 // answer into out (when not nil).
 func ownerRequest(t *testing.T, h *hubtest.Hub, method, path string, body []byte, out any) (int, string) {
 	t.Helper()
-	owner, err := identity.ParseConnectionString(h.ConnectionString)
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth, err := owner.Token(time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	status, resp := h.Request(t, method, path, auth, "", body)
+	status, resp := h.Request(t, method, path, ownerAuth(t, h), "", body)
 	if out != nil && status < 300 {
 		if err := json.Unmarshal([]byte(resp), out); err != nil {
 			t.Fatalf("%s %s: %v in %s", method, path, err, resp)
@@ -206,9 +197,7 @@ func TestUpdateWithEmptyKeysKeepsThem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	owner, _ := identity.ParseConnectionString(h.ConnectionString)
-	auth, _ := owner.Token(time.Hour, time.Now())
-	hdr := http.Header{"Authorization": {auth}, "If-Match": {`"*"`}}
+	hdr := http.Header{"Authorization": {ownerAuth(t, h)}, "If-Match": {`"*"`}}
 	body := []byte(`{"deviceId":"d1","status":"disabled","authentication":{"type":"sas","symmetricKey":{"primaryKey":"","secondaryKey":""}}}`)
 	status, resp := h.RequestHeader(t, "PUT", "/devices/d1", "", hdr, body)
 	if status != 200 {

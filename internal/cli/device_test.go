@@ -146,6 +146,20 @@ func TestDeviceCreate(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "deviceId: d3\n") || !strings.Contains(out, "connectionString: HostName=") {
 		t.Errorf("create -o yaml: code %d, %q", code, out)
 	}
+
+	// Edge devices by default (d1 has its system module); --edge=false makes a leaf device.
+	if d, err := h.Client(t).GetDevice(ctx, "d1"); err != nil || d.Capabilities == nil || !d.Capabilities.IoTEdge {
+		t.Errorf("d1 on the hub: %+v, %v; want an IoT Edge device", d.Capabilities, err)
+	}
+	if code, _, errOut := run(t, "device", "create", "leaf", "--edge=false"); code != 0 {
+		t.Fatalf("create --edge=false: code %d, stderr %q", code, errOut)
+	}
+	if d, err := h.Client(t).GetDevice(ctx, "leaf"); err != nil || d.Capabilities == nil || d.Capabilities.IoTEdge {
+		t.Errorf("leaf on the hub: %+v, %v; want capabilities.iotEdge false", d.Capabilities, err)
+	}
+	if mods, err := h.Client(t).ListModules(ctx, "leaf"); err != nil || len(mods) != 0 {
+		t.Errorf("modules of the leaf device: %+v, %v; want none", mods, err)
+	}
 }
 
 func TestDeviceCreateInsecureHTTP(t *testing.T) {

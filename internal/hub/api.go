@@ -42,6 +42,10 @@ func (h *Hub) Handler() http.Handler {
 	route("GET /twins/{id}/modules/{mid}", "Module", h.getTwin)
 	route("PATCH /twins/{id}/modules/{mid}", "Module", h.patchTwin)
 	route("PUT /twins/{id}/modules/{mid}", "Module", h.putTwin)
+	route("PUT /twins/{id}", "Device", h.putTwin)
+	route("POST /devices", "Device", h.bulkDevices)
+	route("GET /statistics/devices", "Device", h.deviceStatistics)
+	route("GET /statistics/service", "Device", h.serviceStatistics)
 	route("POST /devices/{id}/applyConfigurationContent", "Device", h.applyConfiguration)
 	mux.Handle("GET "+syncPrefix+"/devices/{id}/sync", h.wrap("Device", h.sync, hubapi.MaxWait)) // a long poll
 	route("POST "+syncPrefix+"/devices/{id}/reported", "Device", h.uploadReported)
@@ -190,6 +194,7 @@ type deviceBody struct {
 	StatusReason   string                   `json:"statusReason"`
 	ETag           string                   `json:"etag"`
 	Authentication *registry.Authentication `json:"authentication"`
+	Capabilities   *registry.Capabilities   `json:"capabilities"`
 }
 
 // moduleBody is what a client may set on a module.
@@ -242,11 +247,14 @@ func (h *Hub) putDevice(w http.ResponseWriter, r *http.Request, p principal) err
 	if body.DeviceID != "" && body.DeviceID != id {
 		return errorf(http.StatusBadRequest, "ArgumentInvalid", "deviceId %q in the body does not match %q in the path", body.DeviceID, id)
 	}
-	d := registry.Device{DeviceID: id, Status: body.Status, StatusReason: body.StatusReason, Authentication: body.Authentication}
+	d := registry.Device{DeviceID: id, Status: body.Status, StatusReason: body.StatusReason, Authentication: body.Authentication, Capabilities: body.Capabilities}
 	var err error
 	if match := ifMatch(r); match != "" {
 		d, err = h.reg.UpdateDevice(d, match)
 	} else {
+		if d.Capabilities == nil { // IoT Hub's default: a leaf device
+			d.Capabilities = &registry.Capabilities{}
+		}
 		d, err = h.reg.CreateDevice(d)
 	}
 	if err != nil {
@@ -359,16 +367,6 @@ func (h *Hub) deleteModule(w http.ResponseWriter, r *http.Request, p principal) 
 	return nil
 }
 
-func writeTwin(w http.ResponseWriter, t *twin.Twin) error {
-	b, err := t.MarshalJSON()
-	if err != nil {
-		return err
-	}
-	setETag(w, t.ETag)
-	writeJSON(w, http.StatusOK, b)
-	return nil
-}
-
 func (h *Hub) getTwin(w http.ResponseWriter, r *http.Request, p principal) error {
 	id, mid := r.PathValue("id"), r.PathValue("mid")
 	if err := readAccess(p, id, mid, RegistryRead, ServiceConnect); err != nil {
@@ -378,7 +376,7 @@ func (h *Hub) getTwin(w http.ResponseWriter, r *http.Request, p principal) error
 	if err != nil {
 		return err
 	}
-	return writeTwin(w, t)
+	return h.writeTwin(w, t)
 }
 
 // patchTwin applies an IoT Hub twin PATCH. Operators (policies with
@@ -410,7 +408,7 @@ func (h *Hub) patchTwin(w http.ResponseWriter, r *http.Request, p principal) err
 	if err != nil {
 		return err
 	}
-	return writeTwin(w, t)
+	return h.writeTwin(w, t)
 }
 
 // onlyReported fails unless a twin patch touches nothing but reported.
@@ -449,7 +447,7 @@ func (h *Hub) putTwin(w http.ResponseWriter, r *http.Request, p principal) error
 	if err != nil {
 		return err
 	}
-	return writeTwin(w, t)
+	return h.writeTwin(w, t)
 }
 
 // applyConfiguration serves POST /devices/{id}/applyConfigurationContent:

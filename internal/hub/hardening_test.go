@@ -17,7 +17,7 @@ import (
 )
 
 // ownerAuth is a fresh owner token of h.
-func ownerAuth(t *testing.T, h *hubtest.Hub) string {
+func ownerAuth(t testing.TB, h *hubtest.Hub) string {
 	t.Helper()
 	owner, err := identity.ParseConnectionString(h.ConnectionString)
 	if err != nil {

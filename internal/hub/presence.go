@@ -124,3 +124,17 @@ func (p *presence) module(m *registry.Module) {
 		m.ConnectionState, m.ConnectionStateUpdatedTime, m.LastActivityTime = s, since, last
 	}
 }
+
+// connectedCount returns how many devices are connected now.
+func (p *presence) connectedCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now().UTC()
+	n := 0
+	for _, l := range p.dev {
+		if c, _ := l.connected(now, p.grace); c {
+			n++
+		}
+	}
+	return n
+}

@@ -36,7 +36,8 @@ type Device struct {
 	Capabilities               *Capabilities   `json:"capabilities,omitempty"`
 }
 
-// Capabilities says what a device is; every outpost device is an edge device.
+// Capabilities says what a device is: an IoT Edge device (which runs the
+// daemon, has system modules and takes deployments) or a leaf device.
 type Capabilities struct {
 	IoTEdge bool `json:"iotEdge"`
 }

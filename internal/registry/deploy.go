@@ -18,6 +18,8 @@ import (
 //  2. each module with desired properties in the manifest gets them as its
 //     twin's desired properties (replaced whole, as IoT Edge does);
 //  3. the $agent twin's desired properties become the deployment;
+//
+// The device must be an IoT Edge device (see IsEdge).
 //  4. module identities outpost created that the manifest no longer names
 //     are removed, with their twins.
 //
@@ -51,6 +53,13 @@ const maxAttempts = 20
 // deploymentOps reads what ApplyDeployment changes and returns its writes, each
 // conditional on the version read.
 func (r *Registry) deploymentOps(deviceID string, m *deployment.Manifest, agentDesired []byte) ([]store.Op, error) {
+	dev, err := r.GetDevice(deviceID)
+	if err != nil {
+		return nil, err
+	}
+	if !IsEdge(dev) {
+		return nil, fmt.Errorf("%w: device %q is not an IoT Edge device (capabilities.iotEdge is false), so it runs no modules and takes no deployment: create it with capabilities.iotEdge true (`outpost device create` does by default)", ErrInvalid, deviceID)
+	}
 	existing, err := r.ListModules(deviceID) // fails if the device does not exist
 	if err != nil {
 		return nil, err

@@ -49,7 +49,11 @@ import (
 
 // AgentModule is the module whose twin holds the deployment (desired) and
 // the agent's status (reported).
-const AgentModule = "$agent"
+const AgentModule = "$edgeAgent"
+
+// HubModule is the module whose twin holds the routes (desired) and the
+// device broker's status (reported).
+const HubModule = "$edgeHub"
 
 // Defaults of Config.
 const (

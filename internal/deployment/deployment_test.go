@@ -36,7 +36,7 @@ func mustParse(t *testing.T, data []byte, name string) (*Manifest, []string) {
 	return m, warnings
 }
 
-// withoutTwinOnly returns a copy of m without what the $agent twin does not
+// withoutTwinOnly returns a copy of m without what the $edgeAgent twin does not
 // hold: each module's Desired, and the schema version of the source.
 func withoutTwinOnly(m *Manifest) *Manifest {
 	c := *m
@@ -49,7 +49,7 @@ func withoutTwinOnly(m *Manifest) *Manifest {
 	return &c
 }
 
-// checkRoundTrip renders m as $agent desired properties, checks them
+// checkRoundTrip renders m as $edgeAgent desired properties, checks them
 // against the twin limits and reads them back.
 func checkRoundTrip(t testing.TB, m *Manifest) []byte {
 	t.Helper()
@@ -57,7 +57,7 @@ func checkRoundTrip(t testing.TB, m *Manifest) []byte {
 	if err != nil {
 		t.Fatalf("AgentDesired: %v", err)
 	}
-	if _, err := twin.New("dev", "$agent", twinTime).PatchDesired(b, twinTime); err != nil {
+	if _, err := twin.New("dev", "$edgeAgent", twinTime).PatchDesired(b, twinTime); err != nil {
 		t.Fatalf("AgentDesired breaks a twin limit: %v\n%s", err, b)
 	}
 	back, warnings, err := FromAgentDesired(b)
@@ -75,7 +75,7 @@ func checkRoundTrip(t testing.TB, m *Manifest) []byte {
 		t.Errorf("schemaVersion = %q, want %q", back.SchemaVersion, AgentSchemaVersion)
 	}
 	if got, want := withoutTwinOnly(back), withoutTwinOnly(m); !reflect.DeepEqual(got, want) {
-		t.Fatalf("round trip differs:\n got %+v\nwant %+v\n$agent: %s", got, want, b)
+		t.Fatalf("round trip differs:\n got %+v\nwant %+v\n$edgeAgent: %s", got, want, b)
 	}
 	return b
 }
@@ -343,7 +343,7 @@ func TestAgentDesiredShape(t *testing.T) {
 func TestFromAgentDesiredTwin(t *testing.T) {
 	m, _ := mustParse(t, readFixture(t, "native.yaml"), "native.yaml")
 	b := mustAgentDesired(t, m)
-	tw := twin.New("dev", "$agent", twinTime)
+	tw := twin.New("dev", "$edgeAgent", twinTime)
 	if _, err := tw.ReplaceDesired(b, twinTime); err != nil {
 		t.Fatal(err)
 	}
@@ -552,7 +552,7 @@ func TestProblems(t *testing.T) {
 		{"unknown-top", "schemaVersion: '1.0'\nmodule: {}\n", "x:2: module: unknown field (did you mean modules?)"},
 		{"moduleContent", `{"moduleContent": {}}`, "did you mean modulesContent"},
 		{"modules-list", "schemaVersion: '1.0'\nmodules: [a]\n", "modules: must be an object (a mapping), not an array"},
-		{"system-id", "schemaVersion: '1.0'\nmodules:\n  $agent: {image: busybox}\n", "reserved for system modules"},
+		{"system-id", "schemaVersion: '1.0'\nmodules:\n  $edgeAgent: {image: busybox}\n", "reserved for system modules"},
 		{"space-id", "schemaVersion: '1.0'\nmodules:\n  a b: {image: busybox}\n", `module id "a b"`},
 		{"dollar-id", "schemaVersion: '1.0'\nmodules:\n  a$b: {image: busybox}\n", "'.' and '$' are not allowed"},
 		{"image-type", native("")[:len(native(""))-len("busybox:1\n")] + "[1]\n", "modules.m.image: must be a string, not an array"},
@@ -768,7 +768,7 @@ func TestSuggest(t *testing.T) {
 
 // TestHealthcheck reads Docker's HealthConfig from createOptions, as an
 // object and inside an IoT Edge createOptions string, and keeps it through
-// the $agent twin.
+// the $edgeAgent twin.
 func TestHealthcheck(t *testing.T) {
 	doc := `schemaVersion: "1.0"
 modules:
@@ -793,7 +793,7 @@ modules:
 		t.Fatal(err)
 	}
 	if got := back.Modules["m"].CreateOptions.Healthcheck; !reflect.DeepEqual(got, want) {
-		t.Errorf("through the $agent twin: Healthcheck = %+v, want %+v", got, want)
+		t.Errorf("through the $edgeAgent twin: Healthcheck = %+v, want %+v", got, want)
 	}
 	// Built in code (no Raw), it is written as Docker names it.
 	m.Modules["m"] = Module{Name: "m", Image: "busybox:1", CreateOptions: CreateOptions{Healthcheck: &Healthcheck{Test: []string{"NONE"}}}}

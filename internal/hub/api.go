@@ -68,6 +68,10 @@ func (h *Hub) wrap(kind string, fn handler, wait time.Duration) http.Handler {
 			refuse(w, r, aerr)
 			return
 		}
+		// The one place where $agent, the agent module's old name, is read as $edgeAgent.
+		if mid := r.PathValue("mid"); mid != "" {
+			r.SetPathValue("mid", registry.CanonicalModuleID(mid))
+		}
 		if hasBody(r) {
 			b, aerr := h.readBodyWithin(w, r)
 			if aerr != nil {

@@ -11,9 +11,27 @@ import (
 	"github.com/outpost-edge/outpost/internal/store"
 )
 
-// AgentModule is the system module every device has: its twin's desired
-// properties are the device's deployment, its reported ones the agent's status.
-const AgentModule = "$agent"
+// AgentModule is the system module every device has (IoT Edge's name): its
+// twin's desired properties are the device's deployment, its reported ones the
+// agent's status.
+const AgentModule = "$edgeAgent"
+
+// HubModule is the other system module every device has (IoT Edge's name): its
+// twin's desired properties are the manifest's $edgeHub part (routes,
+// store-and-forward), its reported ones the device broker's status.
+const HubModule = "$edgeHub"
+
+// LegacyAgentModule is the name outpost first gave AgentModule. It is
+// accepted as input only (see CanonicalModuleID) and never produced.
+const LegacyAgentModule = "$agent"
+
+// CanonicalModuleID maps the old name of the agent's module to its name.
+func CanonicalModuleID(id string) string {
+	if id == LegacyAgentModule {
+		return AgentModule
+	}
+	return id
+}
 
 // ManagedBy marks the module identities outpost created itself.
 const ManagedBy = "outpost"

@@ -85,7 +85,7 @@ func TestFollowsTheHub(t *testing.T) {
 	eventually(t, "first sync", s.Synced)
 
 	mods, err := s.Modules()
-	if err != nil || len(mods) != 3 || mods[0].ModuleID != "$agent" || mods[1].PrimaryKey == "" {
+	if err != nil || len(mods) != 3 || mods[0].ModuleID != "$edgeAgent" || mods[1].PrimaryKey == "" {
 		t.Fatalf("modules: %+v %v", mods, err)
 	}
 	if _, err := f.hub.Client(t).PatchTwin(t.Context(), "d", "a", []byte(`{"properties":{"desired":{"interval":9}}}`), ""); err != nil {

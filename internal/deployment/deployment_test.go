@@ -37,10 +37,16 @@ func mustParse(t *testing.T, data []byte, name string) (*Manifest, []string) {
 }
 
 // withoutTwinOnly returns a copy of m without what the $edgeAgent twin does not
-// hold: each module's Desired, and the schema version of the source.
+// hold: each module's Desired, the $edgeHub part and the schema version of the
+// source; with what AgentDesired writes for an AgentSchema or SystemModules
+// that m leaves out.
 func withoutTwinOnly(m *Manifest) *Manifest {
 	c := *m
-	c.SchemaVersion = ""
+	c.SchemaVersion, c.Hub = "", nil
+	c.AgentSchema = orDefault(c.AgentSchema, AgentSchemaVersion)
+	if c.SystemModules == nil {
+		c.SystemModules = defaultSystemModules()
+	}
 	c.Modules = map[string]Module{}
 	for id, mod := range m.Modules {
 		mod.Desired = nil
@@ -71,8 +77,8 @@ func checkRoundTrip(t testing.TB, m *Manifest) []byte {
 			t.Errorf("FromAgentDesired(AgentDesired()) warns: %q", w)
 		}
 	}
-	if back.SchemaVersion != AgentSchemaVersion {
-		t.Errorf("schemaVersion = %q, want %q", back.SchemaVersion, AgentSchemaVersion)
+	if want := orDefault(m.AgentSchema, AgentSchemaVersion); back.SchemaVersion != want {
+		t.Errorf("schemaVersion = %q, want %q (as given)", back.SchemaVersion, want)
 	}
 	if got, want := withoutTwinOnly(back), withoutTwinOnly(m); !reflect.DeepEqual(got, want) {
 		t.Fatalf("round trip differs:\n got %+v\nwant %+v\n$edgeAgent: %s", got, want, b)
@@ -110,6 +116,14 @@ func TestQuickstart(t *testing.T) {
 			},
 		},
 	}
+	if m.AgentSchema != "1.1" || !strings.Contains(string(m.SystemModules), `"image":"mcr.microsoft.com/azureiotedge-hub:1.5"`) {
+		t.Errorf("$edgeAgent schemaVersion %q, systemModules %s: not kept as given", m.AgentSchema, m.SystemModules)
+	}
+	wantHub := `{"schemaVersion":"1.2","routes":{"SimulatedTemperatureSensorToIoTHub":"FROM /messages/modules/SimulatedTemperatureSensor/* INTO $upstream"},"storeAndForwardConfiguration":{"timeToLiveSecs":7200}}`
+	if string(m.HubDesired()) != wantHub {
+		t.Errorf("HubDesired = %s, want %s", m.HubDesired(), wantHub)
+	}
+	m.AgentSchema, m.SystemModules, m.Hub = "", nil, nil
 	if !reflect.DeepEqual(m, want) {
 		t.Errorf("Parse =\n%+v\nwant\n%+v", m, want)
 	}
@@ -187,7 +201,7 @@ func TestDefaults(t *testing.T) {
 			t.Errorf("%q: modules = %v, want empty", src, m.Modules)
 		}
 		b := checkRoundTrip(t, m)
-		if want := `{"schemaVersion":"1.1","runtime":{"type":"docker","settings":{}},"modules":{}}`; string(b) != want {
+		if want := `{"schemaVersion":"1.1","runtime":{"type":"docker","settings":{}},"systemModules":` + string(defaultSystemModules()) + `,"modules":{}}`; string(b) != want {
 			t.Errorf("AgentDesired = %s, want %s", b, want)
 		}
 	}
@@ -335,8 +349,15 @@ func TestAgentDesiredShape(t *testing.T) {
 	if !reflect.DeepEqual(creds, map[string]any{"myreg": map[string]any{"address": "myreg.example:5000", "username": "deployer", "password": "not-a-real-password"}}) {
 		t.Errorf("credentials = %v", creds)
 	}
-	if _, ok := doc["systemModules"]; ok {
-		t.Error("systemModules written")
+	// A native manifest has no system modules: both are the daemon, named as one image.
+	sys, _ := doc["systemModules"].(map[string]any)
+	for _, name := range []string{"edgeAgent", "edgeHub"} {
+		if m, _ := sys[name].(map[string]any); m == nil || m["settings"].(map[string]any)["image"] != SystemImage {
+			t.Errorf("systemModules.%s = %v", name, sys[name])
+		}
+	}
+	if string(m.HubDesired()) != `{"routes":{},"schemaVersion":"1.1","storeAndForwardConfiguration":{"timeToLiveSecs":7200}}` {
+		t.Errorf("HubDesired of a native manifest = %s", m.HubDesired())
 	}
 }
 
@@ -382,7 +403,8 @@ func TestFromAgentDesiredEdgeAgent(t *testing.T) {
 	if _, ok := m.Modules["SimulatedTemperatureSensor"]; !ok || m.SchemaVersion != "1.1" {
 		t.Errorf("manifest = %+v", m)
 	}
-	if len(warnings) != 2 || !strings.HasPrefix(warnings[1], "systemModules: ") {
+	// The device reads the twin: the systemModules it keeps are no news to it.
+	if len(warnings) != 1 || !strings.HasPrefix(warnings[0], "runtime.settings.minDockerVersion: ") {
 		t.Errorf("warnings = %q", warnings)
 	}
 	for _, bad := range []string{``, `[]`, `{"schemaVersion":"1.1","modules":{"m":{}}}`, `{"modules":{}}`, `{"schemaVersion":"1.1"`} {
@@ -809,5 +831,50 @@ func TestFromAgentDesiredErrorsHaveNoLines(t *testing.T) {
 	_, _, err := FromAgentDesired([]byte(`{"schemaVersion":"1.0","modules":{"m":{"restartPolicy":"sometimes","settings":{"image":"x:1"}}}}`))
 	if err == nil || !strings.HasPrefix(err.Error(), "modules.m.restartPolicy: ") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestSystemModulesKeptAsGiven reads a deployment shaped like IoT Edge's own
+// e2e ones: $edgeAgent schema 1.0, $edgeHub schema 1.2 with both route forms.
+func TestSystemModulesKeptAsGiven(t *testing.T) {
+	m, _ := mustParse(t, readFixture(t, "iotedge-e2e-routes.json"), "iotedge-e2e-routes.json")
+	var agent struct {
+		SchemaVersion string
+		SystemModules map[string]struct{ Settings map[string]string }
+	}
+	if err := json.Unmarshal(mustAgentDesired(t, m), &agent); err != nil {
+		t.Fatal(err)
+	}
+	if agent.SchemaVersion != "1.0" || agent.SystemModules["edgeHub"].Settings["image"] != "mcr.microsoft.com/azureiotedge-hub:1.4" {
+		t.Errorf("$edgeAgent desired: schemaVersion %q, systemModules %+v; want them as given", agent.SchemaVersion, agent.SystemModules)
+	}
+	var hub struct {
+		SchemaVersion string
+		Routes        map[string]json.RawMessage
+	}
+	if err := json.Unmarshal(m.HubDesired(), &hub); err != nil {
+		t.Fatal(err)
+	}
+	if hub.SchemaVersion != "1.2" || string(hub.Routes["TempSensorToTempFilter"]) != `{"route":"FROM /messages/modules/tempSensor/outputs/temperatureOutput INTO BrokeredEndpoint(\"/modules/filterFunction/inputs/input1\")","priority":0,"timeToLiveSecs":86400}` ||
+		!strings.HasPrefix(string(hub.Routes["TempFilterFunctionsToCloud"]), `"FROM /messages/modules/filterFunction`) {
+		t.Errorf("$edgeHub desired = %s", m.HubDesired())
+	}
+	checkRoundTrip(t, m)
+}
+
+func TestEdgeHubErrors(t *testing.T) {
+	agent := `"$edgeAgent":{"properties.desired":{"schemaVersion":"1.1","modules":{}}}`
+	for _, tc := range []struct{ name, hub, want string }{
+		{"priority", `{"schemaVersion":"1.1","routes":{"r":{"route":"FROM /messages/* INTO $upstream","priority":10}}}`, "routes.r.priority: 10 is out of range"},
+		{"no-route", `{"schemaVersion":"1.1","routes":{"r":{"priority":1}}}`, "routes.r.route: missing"},
+		{"number", `{"schemaVersion":"1.1","routes":{"r":5}}`, "routes.r: is a number; a route is a string"},
+		{"ttl", `{"schemaVersion":"1.1","storeAndForwardConfiguration":{"timeToLiveSecs":-1}}`, "storeAndForwardConfiguration.timeToLiveSecs: -1 is not a whole number"},
+		{"schema", `{"schemaVersion":"2.0","routes":{}}`, `schemaVersion: "2.0" is not supported`},
+		{"no-schema", `{"routes":{}}`, "schemaVersion: missing"},
+	} {
+		_, _, err := Parse([]byte(`{"modulesContent":{`+agent+`,"$edgeHub":{"properties.desired":`+tc.hub+`}}}`), "d.json")
+		if err == nil || !strings.Contains(err.Error(), "modulesContent.$edgeHub.properties.desired."+tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
 	}
 }

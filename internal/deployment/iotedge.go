@@ -350,4 +350,3 @@ func (c *checker) agentEnv(v *value, path string) map[string]string {
 	}
 	return env
 }
-

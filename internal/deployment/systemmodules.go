@@ -111,8 +111,7 @@ func (c *checker) edgeHub(desired *value, path string) json.RawMessage {
 		}
 		c.warnf(p, "not supported yet; the daemon keeps reported properties in its outbox until the hub is reachable")
 	}
-	if f, ok := fs["mqttBroker"]; ok {
-		_ = f
+	if _, ok := fs["mqttBroker"]; ok {
 		c.warnf(join(path, "mqttBroker"), "not supported yet; the daemon's broker serves the IoT Hub twin topics only")
 	}
 	return c.desired(desired, path)

@@ -97,7 +97,7 @@ func TestSystemModulesAreReserved(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range mods {
-		if m.ModuleID != "$edgeAgent" {
+		if m.ModuleID != "$edgeAgent" && m.ModuleID != "$edgeHub" {
 			t.Fatalf("module %q was created", m.ModuleID)
 		}
 	}

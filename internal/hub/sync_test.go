@@ -62,8 +62,8 @@ func TestSyncFullThenIncremental(t *testing.T) {
 		}
 		ids = append(ids, m.ModuleID)
 	}
-	if strings.Join(ids, ",") != "$edgeAgent,a,b" {
-		t.Fatalf("modules %v, want $edgeAgent,a,b", ids)
+	if strings.Join(ids, ",") != "$edgeAgent,$edgeHub,a,b" {
+		t.Fatalf("modules %v, want $edgeAgent,$edgeHub,a,b", ids)
 	}
 	if twinOf(t, full, "a") == nil || twinOf(t, full, "b") == nil {
 		t.Fatalf("full sync lacks twins: %d", len(full.Twins))

@@ -36,8 +36,12 @@ func CanonicalModuleID(id string) string {
 // ManagedBy marks the module identities outpost created itself.
 const ManagedBy = "outpost"
 
-// CreateDevice adds a device identity with its $agent module. Empty keys are
-// generated; status defaults to enabled.
+// SystemModules are the modules the hub creates with every device, and that
+// users can neither create nor delete.
+var SystemModules = []string{AgentModule, HubModule}
+
+// CreateDevice adds a device identity with its system modules ($edgeAgent,
+// $edgeHub). Empty keys are generated; status defaults to enabled.
 func (r *Registry) CreateDevice(d Device) (Device, error) {
 	if err := identity.ValidateDeviceID(d.DeviceID); err != nil {
 		return Device{}, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -48,23 +52,25 @@ func (r *Registry) CreateDevice(d Device) (Device, error) {
 	d.GenerationID = newGenerationID()
 	now := r.now()
 	d.StatusUpdatedTime, d.ConnectionStateUpdatedTime = now, now
-	_, agentJSON, err := r.newModule(Module{DeviceID: d.DeviceID, ModuleID: AgentModule, ManagedBy: ManagedBy})
-	if err != nil {
-		return Device{}, err
-	}
 	dev, err := marshalIdentity(d)
 	if err != nil {
 		return Device{}, err
 	}
-	// The device and its agent module, all or nothing; what an earlier device of that id
+	// The device and its system modules, all or nothing; what an earlier device of that id
 	// may have left is dropped with it.
-	v, err := r.st.Txn(
+	ops := []store.Op{
 		store.PutOp(deviceKey(d.DeviceID), dev, 0),
-		store.PutOp(moduleKey(d.DeviceID, AgentModule), agentJSON, store.Any),
 		store.DeleteOp(twinKey(d.DeviceID, ""), store.Any),
-		store.DeleteOp(twinKey(d.DeviceID, AgentModule), store.Any),
 		store.DeleteOp(DeviceSyncKey(d.DeviceID), store.Any),
-	)
+	}
+	for _, mid := range SystemModules {
+		_, b, err := r.newModule(Module{DeviceID: d.DeviceID, ModuleID: mid, ManagedBy: ManagedBy})
+		if err != nil {
+			return Device{}, err
+		}
+		ops = append(ops, store.PutOp(moduleKey(d.DeviceID, mid), b, store.Any), store.DeleteOp(twinKey(d.DeviceID, mid), store.Any))
+	}
+	v, err := r.st.Txn(ops...)
 	if errors.Is(err, store.ErrConflict) {
 		return Device{}, fmt.Errorf("%w: device %q", ErrExists, d.DeviceID)
 	}

@@ -142,7 +142,7 @@ type Agent struct {
 	mu      sync.Mutex
 	mods    map[string]*supervisor
 	desired deploymentStatus
-	started time.Time // when Run began: the system modules' start
+	started time.Time     // when Run began: the system modules' start
 	changed chan struct{} // status changed: report it
 
 	wlMu     sync.Mutex

@@ -111,7 +111,7 @@ func checkPathIDs(r *http.Request) *apiError {
 	return nil
 }
 
-// userModule fails for the id of a system module ($agent, $edgeAgent, …):
+// userModule fails for the id of a system module ($edgeAgent, $edgeHub, …):
 // the hub creates and deletes those itself, users may only read them.
 func userModule(mid string) error {
 	if err := identity.ValidateModuleID(mid); err != nil {

@@ -155,7 +155,7 @@ func (f *Fixture) DeployManifest(t testing.TB, manifest map[string]any) {
 	}
 }
 
-// Reported returns the $agent twin's reported properties at the hub.
+// Reported returns the $edgeAgent twin's reported properties at the hub.
 func (f *Fixture) Reported(t testing.TB) map[string]any {
 	t.Helper()
 	tw, err := f.Owner.GetTwin(context.Background(), f.DeviceID, agent.AgentModule)

@@ -1,11 +1,7 @@
 package daemon_test
 
 import (
-	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -58,24 +54,8 @@ func TestNodeSystemModuleTwins(t *testing.T) {
 		return err == nil && hub.Reported()["lastDesiredVersion"] != nil && f.ModuleReported(t, "sensor")["runtimeStatus"] == "running"
 	})
 
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", filepath.Join(dir, "systemmodules.test.js"))
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
-		"OUTPOST_TEST_CS="+f.Hub.ConnectionString,
-		"NODE_EXTRA_CA_CERTS="+f.Hub.CAFile,
-		"OUTPOST_TEST_DEVICE="+f.DeviceID,
-		"OUTPOST_TEST_IMAGE="+f.Image,
-		"NO_COLOR=1",
-	)
-	cmd.WaitDelay = 5 * time.Second // node --test runs the file in a child that may hold the pipes
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		t.Fatalf("node --test did not finish in 60 s:\n%s", out)
-	}
-	if err != nil {
-		t.Fatalf("azure-iothub reading the system module twins failed (%v):\n%s", err, out)
-	}
+	out := sdktest.RunNodeTest(t, node, dir, "systemmodules.test.js", 60*time.Second,
+		"OUTPOST_TEST_CS="+f.Hub.ConnectionString, "NODE_EXTRA_CA_CERTS="+f.Hub.CAFile,
+		"OUTPOST_TEST_DEVICE="+f.DeviceID, "OUTPOST_TEST_IMAGE="+f.Image)
 	t.Logf("node --test:\n%s", out)
 }

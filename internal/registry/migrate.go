@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -67,68 +68,64 @@ func (r *Registry) migrationOps() ([]store.Op, int, error) {
 
 func (r *Registry) deviceMigrationOps(id string) ([]store.Op, error) {
 	var ops []store.Op
-	exists := func(key string) (store.Record, bool, error) {
-		rec, err := r.st.Get(key)
+	exists := func(key string) (bool, error) {
+		_, err := r.st.Get(key)
 		if errors.Is(err, store.ErrNotFound) {
-			return rec, false, nil
+			return false, nil
 		}
-		return rec, err == nil, err
+		return err == nil, err
 	}
-	// The identity: moved, unless the new one is there already (then the old one just goes).
-	oldMod, found, err := exists(moduleKey(id, LegacyAgentModule))
-	if err != nil {
+	// move renames the record at key(id, $agent) to key(id, $edgeAgent) with
+	// rename, unless the new one is there already (then the old one just goes).
+	move := func(key func(id, mid string) string, rename func([]byte) ([]byte, error)) error {
+		old, err := r.st.Get(key(id, LegacyAgentModule))
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		has, err := exists(key(id, AgentModule))
+		if err != nil {
+			return err
+		}
+		if !has {
+			b, err := rename(old.Value)
+			if err != nil {
+				return fmt.Errorf("record %s: %w", old.Key, err)
+			}
+			ops = append(ops, store.PutOp(key(id, AgentModule), b, 0))
+		}
+		ops = append(ops, store.DeleteOp(old.Key, old.Version))
+		return nil
+	}
+	if err := move(moduleKey, func(b []byte) ([]byte, error) {
+		var m Module
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, err
+		}
+		m.ModuleID = AgentModule
+		return marshalIdentity(m)
+	}); err != nil {
 		return nil, err
 	}
-	_, hasAgent, err := exists(moduleKey(id, AgentModule))
-	if err != nil {
-		return nil, err
-	}
-	if found {
-		if !hasAgent {
-			m, err := decodeRecord[Module](oldMod)
-			if err != nil {
-				return nil, err
-			}
-			m.ModuleID = AgentModule
-			b, err := marshalIdentity(m)
-			if err != nil {
-				return nil, err
-			}
-			ops = append(ops, store.PutOp(moduleKey(id, AgentModule), b, 0))
-		}
-		ops = append(ops, store.DeleteOp(moduleKey(id, LegacyAgentModule), oldMod.Version))
-	}
-	// The twin, likewise.
 	agentTwin, _, err := r.twinRecord(id, AgentModule)
 	if err != nil {
 		return nil, err
 	}
-	oldTwin, found, err := exists(twinKey(id, LegacyAgentModule))
-	if err != nil {
-		return nil, err
-	}
-	_, hasAgentTwin, err := exists(twinKey(id, AgentModule))
-	if err != nil {
-		return nil, err
-	}
-	if found {
-		if !hasAgentTwin {
-			t := new(twin.Twin)
-			if err := t.UnmarshalJSON(oldTwin.Value); err != nil {
-				return nil, fmt.Errorf("record %s: %w", oldTwin.Key, err)
-			}
-			t.ModuleID = AgentModule
-			b, err := t.MarshalJSON()
-			if err != nil {
-				return nil, err
-			}
-			ops = append(ops, store.PutOp(twinKey(id, AgentModule), b, 0))
-			agentTwin = t
+	if err := move(twinKey, func(b []byte) ([]byte, error) {
+		t := new(twin.Twin)
+		if err := t.UnmarshalJSON(b); err != nil {
+			return nil, err
 		}
-		ops = append(ops, store.DeleteOp(twinKey(id, LegacyAgentModule), oldTwin.Version))
+		t.ModuleID = AgentModule
+		agentTwin = t
+		return t.MarshalJSON()
+	}); err != nil {
+		return nil, err
 	}
 	// $edgeHub, which older devices lack.
-	_, hasHub, err := exists(moduleKey(id, HubModule))
+	hasHub, err := exists(moduleKey(id, HubModule))
 	if err != nil || hasHub {
 		return ops, err
 	}

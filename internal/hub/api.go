@@ -72,6 +72,10 @@ func (h *Hub) wrap(kind string, fn handler, wait time.Duration) http.Handler {
 			refuse(w, r, aerr)
 			return
 		}
+		// The one place where $agent, the agent module's old name, is read as $edgeAgent.
+		if mid := r.PathValue("mid"); mid != "" {
+			r.SetPathValue("mid", registry.CanonicalModuleID(mid))
+		}
 		if hasBody(r) {
 			b, aerr := h.readBodyWithin(w, r)
 			if aerr != nil {
@@ -111,7 +115,7 @@ func checkPathIDs(r *http.Request) *apiError {
 	return nil
 }
 
-// userModule fails for the id of a system module ($agent, $edgeAgent, …):
+// userModule fails for the id of a system module ($edgeAgent, $edgeHub, …):
 // the hub creates and deletes those itself, users may only read them.
 func userModule(mid string) error {
 	if err := identity.ValidateModuleID(mid); err != nil {

@@ -139,6 +139,11 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 		}()
 	}
 	h.reg = registry.New(h.st)
+	if n, err := h.reg.MigrateSystemModules(); err != nil {
+		return nil, false, fmt.Errorf("hub: %w (the data dir is as it was: fix the cause and start again)", err)
+	} else if n > 0 {
+		h.log.Info("hub: migrated devices to IoT Edge's system module names ($agent is now $edgeAgent, $edgeHub added)", "devices", n)
+	}
 	if err := h.loadPolicies(); err != nil {
 		return nil, false, err
 	}

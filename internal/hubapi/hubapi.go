@@ -79,7 +79,7 @@ const MaxWait = 60 * time.Second
 
 // Sync is what a device learns from the hub: its identity, its modules'
 // identities with their keys (the daemon signs tokens for its modules), and
-// module twins. The deployment is the desired properties of the `$agent`
+// module twins. The deployment is the desired properties of the `$edgeAgent`
 // module twin.
 type Sync struct {
 	Cursor  string            `json:"cursor"`

@@ -17,7 +17,8 @@ import (
 //     has none;
 //  2. each module with desired properties in the manifest gets them as its
 //     twin's desired properties (replaced whole, as IoT Edge does);
-//  3. the $agent twin's desired properties become the deployment;
+//  3. the $edgeAgent twin's desired properties become the deployment, and
+//     the $edgeHub twin's its $edgeHub part (Manifest.HubDesired);
 //
 // The device must be an IoT Edge device (see IsEdge).
 //  4. module identities outpost created that the manifest no longer names
@@ -68,14 +69,14 @@ func (r *Registry) deploymentOps(deviceID string, m *deployment.Manifest, agentD
 	for _, mod := range existing {
 		have[mod.ModuleID] = mod
 	}
-	desired := map[string][]byte{AgentModule: agentDesired}
+	desired := map[string][]byte{AgentModule: agentDesired, HubModule: m.HubDesired()}
 	for id, mod := range m.Modules {
 		if mod.Desired != nil {
 			desired[id] = mod.Desired
 		}
 	}
 	var ops []store.Op
-	for _, id := range append([]string{AgentModule}, slices.Sorted(maps.Keys(m.Modules))...) {
+	for _, id := range append(slices.Clone(SystemModules), slices.Sorted(maps.Keys(m.Modules))...) {
 		_, exists := have[id]
 		if !exists {
 			mod, b, err := r.newModule(Module{DeviceID: deviceID, ModuleID: id, ManagedBy: ManagedBy})
@@ -114,7 +115,7 @@ func (r *Registry) deploymentOps(deviceID string, m *deployment.Manifest, agentD
 		ops = append(ops, store.PutOp(twinKey(deviceID, id), b, version))
 	}
 	for _, mod := range existing {
-		if _, keep := m.Modules[mod.ModuleID]; keep || mod.ModuleID == AgentModule || mod.ManagedBy != ManagedBy {
+		if _, keep := m.Modules[mod.ModuleID]; keep || slices.Contains(SystemModules, mod.ModuleID) || mod.ManagedBy != ManagedBy {
 			continue
 		}
 		v, _ := versionOf(mod.ETag)

@@ -11,18 +11,40 @@ import (
 	"github.com/outpost-edge/outpost/internal/store"
 )
 
-// AgentModule is the system module every device has: its twin's desired
-// properties are the device's deployment, its reported ones the agent's status.
-const AgentModule = "$agent"
+// AgentModule is the system module every device has (IoT Edge's name): its
+// twin's desired properties are the device's deployment, its reported ones the
+// agent's status.
+const AgentModule = "$edgeAgent"
+
+// HubModule is the other system module every device has (IoT Edge's name): its
+// twin's desired properties are the manifest's $edgeHub part (routes,
+// store-and-forward), its reported ones the device broker's status.
+const HubModule = "$edgeHub"
+
+// LegacyAgentModule is the name outpost first gave AgentModule. It is
+// accepted as input only (see CanonicalModuleID) and never produced.
+const LegacyAgentModule = "$agent"
+
+// CanonicalModuleID maps the old name of the agent's module to its name.
+func CanonicalModuleID(id string) string {
+	if id == LegacyAgentModule {
+		return AgentModule
+	}
+	return id
+}
 
 // ManagedBy marks the module identities outpost created itself.
 const ManagedBy = "outpost"
 
+// SystemModules are the modules the hub creates with every IoT Edge device,
+// and that users can neither create nor delete.
+var SystemModules = []string{AgentModule, HubModule}
+
 // CreateDevice adds a device identity; an IoT Edge device
-// (capabilities.iotEdge) gets its $agent module with it. Empty keys are
-// generated; status defaults to enabled. Capabilities nil makes an edge
-// device, outpost's default (the hub's REST API passes IoT Hub's default, a
-// leaf device, when a request names none).
+// (capabilities.iotEdge) gets its system modules ($edgeAgent, $edgeHub) with
+// it. Empty keys are generated; status defaults to enabled. Capabilities nil
+// makes an edge device, outpost's default (the hub's REST API passes IoT
+// Hub's default, a leaf device, when a request names none).
 func (r *Registry) CreateDevice(d Device) (Device, error) {
 	if err := identity.ValidateDeviceID(d.DeviceID); err != nil {
 		return Device{}, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -40,7 +62,7 @@ func (r *Registry) CreateDevice(d Device) (Device, error) {
 	if err != nil {
 		return Device{}, err
 	}
-	// The device (and an edge device's agent module), all or nothing; what an
+	// The device (and an edge device's system modules), all or nothing; what an
 	// earlier device of that id may have left is dropped with it.
 	ops := []store.Op{
 		store.PutOp(deviceKey(d.DeviceID), dev, 0),
@@ -48,13 +70,13 @@ func (r *Registry) CreateDevice(d Device) (Device, error) {
 		store.DeleteOp(DeviceSyncKey(d.DeviceID), store.Any),
 	}
 	if d.Capabilities.IoTEdge {
-		_, agentJSON, err := r.newModule(Module{DeviceID: d.DeviceID, ModuleID: AgentModule, ManagedBy: ManagedBy})
-		if err != nil {
-			return Device{}, err
+		for _, mid := range SystemModules {
+			_, b, err := r.newModule(Module{DeviceID: d.DeviceID, ModuleID: mid, ManagedBy: ManagedBy})
+			if err != nil {
+				return Device{}, err
+			}
+			ops = append(ops, store.PutOp(moduleKey(d.DeviceID, mid), b, store.Any), store.DeleteOp(twinKey(d.DeviceID, mid), store.Any))
 		}
-		ops = append(ops,
-			store.PutOp(moduleKey(d.DeviceID, AgentModule), agentJSON, store.Any),
-			store.DeleteOp(twinKey(d.DeviceID, AgentModule), store.Any))
 	}
 	v, err := r.st.Txn(ops...)
 	if errors.Is(err, store.ErrConflict) {

@@ -164,13 +164,13 @@ func TestRESTCreateDefaultsToLeafDevice(t *testing.T) {
 	if status != 400 || !strings.Contains(body, `device \"leaf\" is not an IoT Edge device`) {
 		t.Fatalf("deploy to a leaf device: %d %s, want 400 saying it is not an IoT Edge device", status, body)
 	}
-	// capabilities.iotEdge true: an edge device with its system module.
+	// capabilities.iotEdge true: an edge device with its system modules.
 	var edge hubapi.Device
 	if status, body := ownerRequest(t, h, "PUT", "/devices/edge", []byte(`{"deviceId":"edge","capabilities":{"iotEdge":true}}`), &edge); status != 200 || edge.Capabilities == nil || !edge.Capabilities.IoTEdge {
 		t.Fatalf("create an edge device: %d %s", status, body)
 	}
-	if status, body := ownerRequest(t, h, "GET", "/devices/edge/modules", nil, &mods); status != 200 || len(mods) != 1 || mods[0].ModuleID != registry.AgentModule {
-		t.Fatalf("modules of an edge device: %d %s, want %s", status, body, registry.AgentModule)
+	if status, body := ownerRequest(t, h, "GET", "/devices/edge/modules", nil, &mods); status != 200 || len(mods) != 2 || mods[0].ModuleID != registry.AgentModule || mods[1].ModuleID != registry.HubModule {
+		t.Fatalf("modules of an edge device: %d %s, want %s and %s", status, body, registry.AgentModule, registry.HubModule)
 	}
 	// outpost's own client (and CLI) make edge devices by default.
 	d, err := h.Client(t).CreateDevice(ctx, hubapi.Device{DeviceID: "byclient"})

@@ -88,9 +88,11 @@ connection strings then carry the port (HostName=localhost:8443), which
 outpost's own tools accept and Microsoft's SDKs do not. A --listen that cannot
 be bound is an error.
 
-On --amqp-listen (default :5671, IoT Hub's AMQPS port) it answers AMQP clients,
-such as azure-iothub's Client, with AMQP's own refusal, so that they fail at
-once with a message that says what to use instead of retrying for minutes.`,
+outpost hub does not speak AMQP. On port 443 it also listens on port 5671
+(IoT Hub's AMQPS; --amqp-listen sets another address, "" none) and answers
+AMQP clients, such as azure-iothub's Client, with AMQP's own refusal, so that
+they fail at once with a message that says what to use instead of retrying for
+minutes; AMQP over WebSocket (/$iothub/websocket on 443) likewise.`,
 		Example: `  outpost hub serve --data ./hub
   outpost hub serve --data ./hub --listen 127.0.0.1:8443
   outpost hub serve --hostname hub.example.com --san 10.0.0.5`,
@@ -112,7 +114,7 @@ once with a message that says what to use instead of retrying for minutes.`,
 			if !v.IsSet("listen") {
 				cfg.FallbackListen = hub.FallbackListen
 			}
-			cfg.AMQPOptional = !v.IsSet("amqp-listen")
+			cfg.AMQPBeside = !v.IsSet("amqp-listen")
 			if runF != nil {
 				return runF(cfg)
 			}
@@ -125,7 +127,7 @@ once with a message that says what to use instead of retrying for minutes.`,
 	fl := cmd.Flags()
 	fl.String("data", "", "data dir (default $XDG_DATA_HOME/outpost/hub, or /var/lib/outpost/hub as root)")
 	fl.String("listen", hub.DefaultListen, "address to listen on (by default, :8443 when 443 cannot be bound)")
-	fl.String("amqp-listen", hub.DefaultAMQPListen, `address where AMQP clients are refused at once ("" for none)`)
+	fl.String("amqp-listen", "", `address where AMQP clients are refused at once ("" for none; default: port 5671 beside a hub on port 443)`)
 	fl.String("hostname", "", "host[:port] devices and clients use to reach the hub (default localhost, with the port unless 443)")
 	fl.StringSlice("san", nil, "extra DNS name or IP for the server certificate (repeatable)")
 	fl.Bool("insecure-http", false, "serve plain HTTP (local development only)")

@@ -36,6 +36,9 @@ const amqpNotImplemented = "amqp:not-implemented"
 // refusal and the client's close.
 const amqpRefuseTimeout = 10 * time.Second
 
+// amqpsPort is IoT Hub's AMQPS port, where the SDKs' AMQP transports connect.
+const amqpsPort = "5671"
+
 // wsAMQP is the WebSocket subprotocol of AMQP (AMQP WebSocket Binding 1.0).
 const wsAMQP = "AMQPWSB10"
 
@@ -45,18 +48,31 @@ var (
 	saslHeader = []byte{'A', 'M', 'Q', 'P', 3, 1, 0, 0}
 )
 
-// listenAMQP listens where cfg says to refuse AMQP. An address that cannot
-// be bound is an error, or with AMQPOptional a *ListenError to warn of.
-func listenAMQP(cfg Config) (net.Listener, *ListenError, error) {
+// listenAMQP listens where cfg says to refuse AMQP, beside a hub listening
+// on httpsAddr. An address that cannot be bound is an error, or with
+// AMQPBeside a *ListenError to warn of.
+func listenAMQP(cfg Config, httpsAddr net.Addr) (net.Listener, *ListenError, error) {
 	if cfg.AMQPListener != nil {
 		return cfg.AMQPListener, nil, nil
 	}
-	if cfg.AMQPListen == "" {
+	addr, optional := cfg.AMQPListen, false
+	if addr == "" && cfg.AMQPBeside {
+		ta, ok := httpsAddr.(*net.TCPAddr)
+		if !ok || ta.Port != 443 {
+			return nil, nil, nil // the SDKs cannot reach this hub at all
+		}
+		host := ""
+		if !ta.IP.IsUnspecified() {
+			host = ta.IP.String()
+		}
+		addr, optional = net.JoinHostPort(host, amqpsPort), true
+	}
+	if addr == "" {
 		return nil, nil, nil
 	}
-	ln, _, err := listen("AMQP refusal", "--amqp-listen", cfg.AMQPListen, "")
+	ln, _, err := listen("AMQP refusal", "--amqp-listen", addr, "")
 	var le *ListenError
-	if err != nil && cfg.AMQPOptional && errors.As(err, &le) {
+	if err != nil && optional && errors.As(err, &le) {
 		return nil, le, nil
 	}
 	return ln, nil, err
@@ -94,13 +110,16 @@ type deadlineConn interface {
 // refuseAMQPConn speaks AMQP on c just far enough to refuse the
 // connection with amqpRefusal: the protocol header (after a SASL exchange
 // that accepts anything, if the client starts one), then open and close
-// frames. It then reads what the client sends until it closes, so that the
-// refusal is not lost to a reset.
+// frames. It then reads what the client sends until it closes (or the
+// deadline), so that the refusal is not lost to a reset.
 func (h *Hub) refuseAMQPConn(c deadlineConn, remote, transport string) {
 	_ = c.SetDeadline(time.Now().Add(amqpRefuseTimeout))
 	err := sendAMQPRefusal(c)
 	h.log.Warn("hub: refused an AMQP connection: outpost hub does not speak AMQP (clients: use the REST API over HTTPS)",
 		"remote", remote, "transport", transport, "err", err)
+	if cw, ok := c.(interface{ CloseWrite() error }); ok && err != nil {
+		_ = cw.CloseWrite() // no refusal coming: the client sees the end at once
+	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(c, 1<<20))
 }
 

@@ -45,13 +45,15 @@ type Config struct {
 	FallbackListen string
 	// AMQPListen is where the hub answers AMQP clients (over TLS) with AMQP's
 	// own refusal, so that they fail at once instead of retrying; "" for
-	// nowhere. DefaultAMQPListen is IoT Hub's port.
+	// nowhere (but see AMQPBeside).
 	AMQPListen string
 	// AMQPListener, when set, is used instead of listening on AMQPListen.
 	AMQPListener net.Listener
-	// AMQPOptional makes an AMQPListen that cannot be bound a warning
-	// (Hub.AMQPSkipped) instead of an error.
-	AMQPOptional bool
+	// AMQPBeside, with no AMQPListen, refuses AMQP at port 5671 (IoT Hub's
+	// AMQPS) of the host the hub listens on, when the hub listens on port
+	// 443: where Microsoft's SDKs can reach it. A port 5671 that cannot be
+	// bound is then a warning (Hub.AMQPSkipped), not an error.
+	AMQPBeside   bool
 	HostName     string   // host[:port] clients use; default from Listen (localhost:PORT)
 	SANs         []string // extra names for the server certificate
 	InsecureHTTP bool     // serve plain HTTP (local development only)
@@ -85,7 +87,7 @@ type Hub struct {
 	ln       net.Listener
 	fallback *ListenFallback
 	amqpLn   net.Listener // nil: AMQP is not answered
-	amqpSkip *ListenError // the AMQP address that could not be bound, with AMQPOptional
+	amqpSkip *ListenError // the AMQP address that could not be bound, with AMQPBeside
 	notify   *notifier
 	limits   Limits
 
@@ -130,7 +132,7 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 			ln.Close()
 		}
 	}()
-	amqpLn, amqpSkip, err := listenAMQP(cfg)
+	amqpLn, amqpSkip, err := listenAMQP(cfg, ln.Addr())
 	if err != nil {
 		return nil, false, err
 	}
@@ -249,8 +251,8 @@ func (h *Hub) AMQPAddr() net.Addr {
 	return h.amqpLn.Addr()
 }
 
-// AMQPSkipped is why an optional AMQP address could not be bound; nil when
-// it was, or none was asked for.
+// AMQPSkipped is why the AMQP address of Config.AMQPBeside could not be
+// bound; nil when it was, or none was asked for.
 func (h *Hub) AMQPSkipped() *ListenError { return h.amqpSkip }
 
 // HostName is the host[:port] in the hub's connection strings.

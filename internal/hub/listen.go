@@ -8,7 +8,7 @@ import (
 	"syscall"
 )
 
-// The hub's addresses, as IoT Hub's: HTTPS on 443, AMQPS on 5671.
+// The hub's addresses: HTTPS on 443, as IoT Hub.
 const (
 	// DefaultListen is where the hub serves HTTPS by default. Microsoft's
 	// Azure IoT SDKs connect to port 443 of the connection string's HostName
@@ -17,9 +17,6 @@ const (
 	// FallbackListen is where `outpost hub serve` serves when DefaultListen
 	// cannot be bound (not root, or the port is taken).
 	FallbackListen = ":8443"
-	// DefaultAMQPListen is where the hub refuses AMQP by default: the port
-	// of IoT Hub's AMQPS, which the Azure IoT SDKs' AMQP transports use.
-	DefaultAMQPListen = ":5671"
 )
 
 // ListenFallback says that the hub could not listen where it was asked to

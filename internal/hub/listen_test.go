@@ -11,6 +11,7 @@ import (
 
 	"github.com/outpost-edge/outpost/internal/hub"
 	"github.com/outpost-edge/outpost/internal/identity"
+	"github.com/outpost-edge/outpost/internal/sdktest"
 )
 
 // occupy listens on a free loopback port for the rest of the test and
@@ -78,18 +79,45 @@ func TestListenNoFallback(t *testing.T) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Fatalf("a failed start left %d entries in the data dir", len(ents))
 	}
-	// The AMQP address likewise, unless it is optional.
+	// The AMQP address likewise.
 	_, _, err = hub.Open(hub.Config{DataDir: dir, Listen: "127.0.0.1:0", AMQPListen: taken})
 	if !errors.As(err, &le) || le.Flag != "--amqp-listen" || !strings.Contains(le.Hint(), "--amqp-listen ADDR") {
 		t.Fatalf("open on a taken AMQP address: %v", err)
 	}
-	h, _, err := hub.Open(hub.Config{DataDir: dir, Listen: "127.0.0.1:0", AMQPListen: taken, AMQPOptional: true})
+}
+
+// TestAMQPBeside: by default (AMQPBeside) the hub refuses AMQP at port 5671
+// of its host when it listens on 443, and not at all elsewhere; a port 5671
+// that is taken is a warning, not an error.
+func TestAMQPBeside(t *testing.T) {
+	h, _, err := hub.Open(hub.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", AMQPBeside: true})
 	if err != nil {
-		t.Fatalf("open on a taken optional AMQP address: %v", err)
+		t.Fatal(err)
+	}
+	h.Close()
+	if h.AMQPAddr() != nil || h.AMQPSkipped() != nil {
+		t.Fatalf("a hub on port %s refuses AMQP on %v (skipped: %v): the SDKs cannot reach it anyway", h.Addr(), h.AMQPAddr(), h.AMQPSkipped())
+	}
+
+	ln := sdktest.Listen(t, "127.0.0.1:443")
+	amqp := sdktest.Listen(t, "127.0.0.1:5671")
+	h, _, err = hub.Open(hub.Config{DataDir: t.TempDir(), Listener: ln, AMQPBeside: true})
+	if err != nil {
+		t.Fatalf("open with 127.0.0.1:5671 taken: %v", err)
+	}
+	if h.AMQPAddr() != nil || !errors.Is(h.AMQPSkipped(), syscall.EADDRINUSE) || h.AMQPSkipped().Addr != "127.0.0.1:5671" {
+		t.Fatalf("AMQP on %v, skipped %v", h.AMQPAddr(), h.AMQPSkipped())
+	}
+	h.Close()
+	amqp.Close()
+	// This test holds the ports' locks: listen again without them.
+	h, _, err = hub.Open(hub.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:443", AMQPBeside: true})
+	if err != nil {
+		t.Fatal(err)
 	}
 	defer h.Close()
-	if h.AMQPAddr() != nil || h.AMQPSkipped() == nil || !errors.Is(h.AMQPSkipped(), syscall.EADDRINUSE) {
-		t.Fatalf("AMQP addr %v, skipped %v", h.AMQPAddr(), h.AMQPSkipped())
+	if a := h.AMQPAddr(); a == nil || a.String() != "127.0.0.1:5671" {
+		t.Fatalf("AMQP on %v (skipped: %v), want 127.0.0.1:5671", a, h.AMQPSkipped())
 	}
 }
 

@@ -126,7 +126,7 @@ minutes; AMQP over WebSocket (/$iothub/websocket on 443) likewise.`,
 	}
 	fl := cmd.Flags()
 	fl.String("data", "", "data dir (default $XDG_DATA_HOME/outpost/hub, or /var/lib/outpost/hub as root)")
-	fl.String("listen", hub.DefaultListen, "address to listen on (by default, :8443 when 443 cannot be bound)")
+	fl.String("listen", hub.DefaultListen, "address to listen on; when the default cannot be bound, :8443")
 	fl.String("amqp-listen", "", `address where AMQP clients are refused at once ("" for none; default: port 5671 beside a hub on port 443)`)
 	fl.String("hostname", "", "host[:port] devices and clients use to reach the hub (default localhost, with the port unless 443)")
 	fl.StringSlice("san", nil, "extra DNS name or IP for the server certificate (repeatable)")

@@ -54,7 +54,7 @@ type Config struct {
 	// 443: where Microsoft's SDKs can reach it. A port 5671 that cannot be
 	// bound is then a warning (Hub.AMQPSkipped), not an error.
 	AMQPBeside   bool
-	HostName     string   // host[:port] clients use; default from Listen (localhost:PORT)
+	HostName     string   // host[:port] clients use; default from Listen (localhost, with :PORT unless 443)
 	SANs         []string // extra names for the server certificate
 	InsecureHTTP bool     // serve plain HTTP (local development only)
 	Limits       Limits   // per-client limits; zero fields take DefaultLimits

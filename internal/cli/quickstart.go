@@ -125,7 +125,7 @@ func quickstartRun(ctx context.Context, f *Factory, opts *quickstartOptions) err
 		return fmt.Errorf("quickstart: start the hub: %w", err)
 	}
 	if fb := h.Fallback(); fb != nil {
-		status("port 443 is not free here (%v): the hub listens on %s instead; outpost's tools reach it there, Microsoft's Azure IoT SDKs only on 443 (`outpost quickstart --help` says how)", fb.Err, fb.Got)
+		status("cannot listen on %s (%v): the hub listens on %s instead; outpost's tools reach it there, Microsoft's Azure IoT SDKs only on 443 (`outpost quickstart --help` says how)", fb.Wanted, fb.Err, fb.Got)
 	} else {
 		status("the hub listens on port 443, as IoT Hub does: connection strings carry HostName=%s, which Microsoft's Azure IoT SDKs take too", h.HostName())
 	}

@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +41,9 @@ func refuse(code byte, format string, a ...any) *authError {
 // expiry.
 func (b *Broker) authenticate(clientID, username string, password []byte) (string, time.Time, error) {
 	deviceID, moduleID, ok := strings.Cut(clientID, "/")
+	if !ok && isDeviceLogin(clientID, username) {
+		return "", time.Time{}, b.authenticateDevice(clientID)
+	}
 	if !ok || deviceID == "" || moduleID == "" || strings.Contains(moduleID, "/") {
 		return "", time.Time{}, refuse(connackBadClientID, "client id %q is not {deviceId}/{moduleId}", clientID)
 	}
@@ -108,4 +112,25 @@ func (b *Broker) verifyToken(token, moduleID string, mod hubapi.SyncModule) (tim
 		return time.Time{}, refuse(connackBadCredentials, "SAS token: %v", err)
 	}
 	return sas.Expiry, nil
+}
+
+// isDeviceLogin reports whether a CONNECT is a device's own, as the Azure
+// IoT SDKs' device clients send it: client id {deviceId}, username
+// {hubHost}/{deviceId}/?api-version=….
+func isDeviceLogin(clientID, username string) bool {
+	user, _, _ := strings.Cut(username, "?")
+	return clientID != "" && strings.HasSuffix(user, "/"+clientID+"/") && strings.Count(user, "/") == 2
+}
+
+// authenticateDevice answers a device's own CONNECT: at once, as no device
+// may connect here yet. Leaf devices (issue 16) will be authenticated here,
+// with their keys as the device syncs them.
+func (b *Broker) authenticateDevice(deviceID string) error {
+	who := "device " + strconv.Quote(deviceID)
+	if deviceID == b.cfg.DeviceID {
+		who = "this device, " + strconv.Quote(deviceID) + ","
+	}
+	return refuse(connackBadClientID, "%s connected as a device (client id without a module): device MQTT is not supported yet "+
+		"(devices, leaf devices included, cannot connect to this broker; issue 16): only the modules of device %q connect here, "+
+		"as {deviceId}/{moduleId}; a device talks to its hub through `outpost daemon`", who, b.cfg.DeviceID)
 }

@@ -77,15 +77,32 @@ to start and says what is missing. Restore it from a backup, or start once with
 --reinit to make new state for what is missing (an empty registry, a new owner
 key, or a new CA that every client must then trust).
 
-HTTPS always, unless --insecure-http (local development only).`,
-		Example: `  outpost hub serve --data ./hub --listen 127.0.0.1:8443
-  outpost hub serve --listen :8443 --hostname hub.example.com --san 10.0.0.5`,
+HTTPS always, unless --insecure-http (local development only).
+
+It listens on port 443, as IoT Hub does: Microsoft's Azure IoT SDKs connect to
+port 443 of the connection string's HostName and take no port in it. When 443
+cannot be bound (not root, or the port is taken) and --listen was not given, it
+listens on :8443 instead and says why and how to get 443 (sudo setcap
+cap_net_bind_service=+ep "$(command -v outpost)", root, or --listen); its
+connection strings then carry the port (HostName=localhost:8443), which
+outpost's own tools accept and Microsoft's SDKs do not. A --listen that cannot
+be bound is an error.
+
+outpost hub does not speak AMQP. On port 443 it also listens on port 5671
+(IoT Hub's AMQPS; --amqp-listen sets another address, "" none) and answers
+AMQP clients, such as azure-iothub's Client, with AMQP's own refusal, so that
+they fail at once with a message that says what to use instead of retrying for
+minutes; AMQP over WebSocket (/$iothub/websocket on 443) likewise.`,
+		Example: `  outpost hub serve --data ./hub
+  outpost hub serve --data ./hub --listen 127.0.0.1:8443
+  outpost hub serve --hostname hub.example.com --san 10.0.0.5`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v := f.Config()
 			cfg := hub.Config{
 				DataDir:      hubDataDir(f),
 				Listen:       v.GetString("listen"),
+				AMQPListen:   v.GetString("amqp-listen"),
 				HostName:     v.GetString("hostname"),
 				SANs:         v.GetStringSlice("san"),
 				InsecureHTTP: v.GetBool("insecure-http"),
@@ -93,6 +110,11 @@ HTTPS always, unless --insecure-http (local development only).`,
 				Limits:       hubLimits(v),
 				Logger:       slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: slog.LevelInfo})),
 			}
+			// The defaults fall back; an address the user chose does not.
+			if !v.IsSet("listen") {
+				cfg.FallbackListen = hub.FallbackListen
+			}
+			cfg.AMQPBeside = !v.IsSet("amqp-listen")
 			if runF != nil {
 				return runF(cfg)
 			}
@@ -104,8 +126,9 @@ HTTPS always, unless --insecure-http (local development only).`,
 	}
 	fl := cmd.Flags()
 	fl.String("data", "", "data dir (default $XDG_DATA_HOME/outpost/hub, or /var/lib/outpost/hub as root)")
-	fl.String("listen", ":8443", "address to listen on")
-	fl.String("hostname", "", "host[:port] devices and clients use to reach the hub (default localhost:PORT)")
+	fl.String("listen", hub.DefaultListen, "address to listen on; when the default cannot be bound, :8443")
+	fl.String("amqp-listen", "", `address where AMQP clients are refused at once ("" for none; default: port 5671 beside a hub on port 443)`)
+	fl.String("hostname", "", "host[:port] devices and clients use to reach the hub (default localhost, with the port unless 443)")
 	fl.StringSlice("san", nil, "extra DNS name or IP for the server certificate (repeatable)")
 	fl.Bool("insecure-http", false, "serve plain HTTP (local development only)")
 	fl.Bool("reinit", false, "make new state for what a data dir set up before is missing (new owner key, new CA, empty registry) instead of refusing to start")
@@ -115,9 +138,12 @@ HTTPS always, unless --insecure-http (local development only).`,
 
 func hubServeRun(cmd *cobra.Command, f *Factory, cfg hub.Config) error {
 	h, showCreds, err := hub.Open(cfg)
-	var missing *hub.MissingStateError
-	if errors.As(err, &missing) {
-		return &ExitError{Code: ExitFailure, Err: err}
+	var (
+		missing  *hub.MissingStateError
+		listenEr *hub.ListenError
+	)
+	if errors.As(err, &missing) || errors.As(err, &listenEr) {
+		return &ExitError{Code: ExitFailure, Err: err} // a listen error's hint says what to do
 	}
 	if err != nil {
 		return &ExitError{Code: ExitUnavailable, Err: err}
@@ -129,7 +155,15 @@ func hubServeRun(cmd *cobra.Command, f *Factory, cfg hub.Config) error {
 		scheme = "http"
 		fmt.Fprintln(f.IO.ErrOut, "WARNING: serving plain HTTP: tokens and keys cross the network in the clear")
 	}
-	fmt.Fprintf(f.IO.ErrOut, "hub listening on %s://%s (data %s)\n", scheme, h.Addr(), cfg.DataDir)
+	if fb := h.Fallback(); fb != nil {
+		fmt.Fprint(f.IO.ErrOut, fb.Message())
+	}
+	fmt.Fprintf(f.IO.ErrOut, "hub listening on %s://%s (data %s; clients use HostName=%s)\n", scheme, h.Addr(), cfg.DataDir, h.HostName())
+	if a := h.AMQPAddr(); a != nil {
+		fmt.Fprintf(f.IO.ErrOut, "AMQP clients are refused at once on %s (outpost hub does not speak AMQP)\n", a)
+	} else if skip := h.AMQPSkipped(); skip != nil {
+		fmt.Fprintf(f.IO.ErrOut, "warning: %v: AMQP clients (azure-iothub's Client) will retry for minutes instead of being refused at once. %s\n", skip, skip.Hint())
+	}
 	// The hub's heap is mostly its store's records, which live as long as
 	// the process and hold no pointers: once they are loaded, collecting at
 	// 25% growth instead of Go's default 100% keeps the resident size near

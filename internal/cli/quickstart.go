@@ -33,6 +33,9 @@ import (
 	"github.com/outpost-edge/outpost/sdk"
 )
 
+// quickstartHubListen is where quickstart's hub listens when it can.
+const quickstartHubListen = "127.0.0.1:443"
+
 // quickstartDesired is the sample module's desired properties, set by the
 // operator's patch and by the deployment alike.
 const quickstartDesired = `{"interval": 5, "units": "C", "alerts": {"high": 30, "low": -5}}`
@@ -74,9 +77,12 @@ func newQuickstartCmd(f *Factory) *cobra.Command {
 		Long: `Walk through outpost's concepts with everything embedded: no set-up, no network
 beyond loopback.
 
-It starts a hub (HTTPS, its own CA) on a free loopback port with its data in
---data (a new temporary dir by default), and through the hub's REST API, as
-any IoT Hub client would: creates a device identity and a module identity with
+It starts a hub (HTTPS, its own CA) on loopback, at port 443 as IoT Hub
+(HostName=localhost, which Microsoft's Azure IoT SDKs need: they take no port),
+or, when 443 cannot be bound (not root, or taken), at a free port, saying so;
+to get 443 without root: sudo setcap cap_net_bind_service=+ep "$(command -v outpost)".
+Its data is in --data (a new temporary dir by default). Then, through the
+hub's REST API as any IoT Hub client would, it creates a device identity and a module identity with
 their keys, patches the module twin's desired properties as an operator,
 patches its reported properties with the module's own credentials, and prints
 the twin and a SAS token for the module. Then it writes the sample module
@@ -112,10 +118,16 @@ func quickstartRun(ctx context.Context, f *Factory, opts *quickstartOptions) err
 		dir = d
 	}
 
-	// 1. A hub, embedded, on loopback.
-	h, _, err := hub.Open(hub.Config{DataDir: filepath.Join(dir, "hub"), Listen: "127.0.0.1:0"})
+	// 1. A hub, embedded, on loopback: at port 443 where it can (Microsoft's
+	// SDKs reach no other), else at a free port.
+	h, _, err := hub.Open(hub.Config{DataDir: filepath.Join(dir, "hub"), Listen: quickstartHubListen, FallbackListen: "127.0.0.1:0"})
 	if err != nil {
 		return fmt.Errorf("quickstart: start the hub: %w", err)
+	}
+	if fb := h.Fallback(); fb != nil {
+		status("cannot listen on %s (%v): the hub listens on %s instead; outpost's tools reach it there, Microsoft's Azure IoT SDKs only on 443 (`outpost quickstart --help` says how)", fb.Wanted, fb.Err, fb.Got)
+	} else {
+		status("the hub listens on port 443, as IoT Hub does: connection strings carry HostName=%s, which Microsoft's Azure IoT SDKs take too", h.HostName())
 	}
 	defer h.Close()
 	serveCtx, stop := context.WithCancel(ctx)

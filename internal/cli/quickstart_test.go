@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,13 +11,25 @@ import (
 	"github.com/outpost-edge/outpost/internal/hub/hubtest"
 	"github.com/outpost-edge/outpost/internal/identity"
 	"github.com/outpost-edge/outpost/internal/image"
+	"github.com/outpost-edge/outpost/internal/sdktest"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
 
 func TestQuickstart(t *testing.T) {
 	t.Setenv("OUTPOST_CONFIG", "")
 	dir := t.TempDir()
+	// Port 443 on loopback, which the Node SDK tests of other packages take
+	// in turn: free in round 1, held by this test in round 2 (taken).
+	held := sdktest.Listen(t, quickstartHubListen)
+	held.Close()
 	for round := 1; round <= 2; round++ { // a second run picks up where the first left off
+		if round == 2 {
+			ln, err := net.Listen("tcp", quickstartHubListen)
+			if err != nil {
+				t.Fatalf("take %s again: %v", quickstartHubListen, err)
+			}
+			defer ln.Close()
+		}
 		code, out, errOut := run(t, "quickstart", "--data", dir, "-o", "json")
 		if code != 0 {
 			t.Fatalf("round %d: code %d, stderr %s", round, code, errOut)
@@ -24,6 +37,17 @@ func TestQuickstart(t *testing.T) {
 		var res quickstartResult
 		if err := json.Unmarshal([]byte(out), &res); err != nil {
 			t.Fatalf("round %d: output is not JSON: %v\n%s", round, err, out)
+		}
+		// On 443 the hub's host name has no port, as the Azure SDKs need;
+		// elsewhere it has, and the quickstart says why.
+		switch {
+		case round == 1 && (res.Hub != "localhost" || !strings.Contains(errOut, "the hub listens on port 443")):
+			t.Errorf("round 1, port 443 free: hub %q, stderr %s", res.Hub, errOut)
+		case round == 2 && (!strings.HasPrefix(res.Hub, "localhost:") || !strings.Contains(errOut, "cannot listen on 127.0.0.1:443 (") || !strings.Contains(errOut, "address already in use")):
+			t.Errorf("round 2, port 443 taken: hub %q, stderr %s", res.Hub, errOut)
+		}
+		if cs, err := identity.ParseConnectionString(res.ConnectionString); err != nil || cs.HostName != res.Hub {
+			t.Errorf("round %d: module connection string %q (%v), want HostName %s", round, res.ConnectionString, err, res.Hub)
 		}
 		var tw twin.Twin
 		if err := tw.UnmarshalJSON(res.Twin); err != nil {

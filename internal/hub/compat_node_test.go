@@ -3,51 +3,48 @@ package hub_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/hub"
+	"github.com/outpost-edge/outpost/internal/hub/hubtest"
+	"github.com/outpost-edge/outpost/internal/sdktest"
 )
 
-// TestNodeServiceSDK runs Microsoft's Node.js IoT Hub service SDK
-// (azure-iothub, unmodified; compat/node/iothub.test.js) against a hub over
-// HTTPS. The SDK always connects to port 443 of the connection string's
-// HostName, so the hub listens on 127.0.0.1:443 as "localhost": the test
-// needs root (or CAP_NET_BIND_SERVICE), node, and compat/node/node_modules,
-// which ./scripts/test installs. With CI set, any of them missing fails the
-// test; otherwise it is skipped.
-func TestNodeServiceSDK(t *testing.T) {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(root, "compat", "node")
-	ci := os.Getenv("CI") != ""
-	missing := func(format string, a ...any) {
-		t.Helper()
-		if ci {
-			t.Fatalf(format, a...)
-		}
-		t.Skipf(format+" (./scripts/test installs it)", a...)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node is not installed: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "azure-iothub")); err != nil {
-		missing("the npm packages of compat/node are not installed: %v", err)
-	}
+// sdkHub is a hub where Microsoft's SDKs look for IoT Hub: HTTPS on
+// 127.0.0.1:443 and AMQPS on 127.0.0.1:5671, as "localhost".
+type sdkHub struct {
+	*hub.Hub
+	logs *hubtest.LogBuffer
+}
 
-	h, _, err := hub.Open(hub.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:443", HostName: "localhost"})
-	if errors.Is(err, os.ErrPermission) {
-		t.Skipf("the Node SDK only speaks to port 443 and this process may not listen there (run as root): %v", err)
-	}
+// startSDKHub starts a hub on 127.0.0.1:443 (and 5671 for AMQP), which the
+// Node SDK tests of every package take in turn (sdktest.Listen), and stops
+// it when the test ends. The SDKs connect to no other port: the test needs
+// root (or CAP_NET_BIND_SERVICE), else it is skipped.
+func startSDKHub(t *testing.T) *sdkHub {
+	t.Helper()
+	ln := sdktest.Listen(t, "127.0.0.1:443")
+	amqpLn := sdktest.Listen(t, "127.0.0.1:5671")
+	logs := &hubtest.LogBuffer{}
+	h, _, err := hub.Open(hub.Config{DataDir: t.TempDir(), Listener: ln, AMQPListener: amqpLn, HostName: "localhost",
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatalf("start hub: %v", err)
 	}
+	serve(t, h)
+	if h.Credentials().CAFile == "" {
+		t.Fatal("the hub has no CA file")
+	}
+	return &sdkHub{Hub: h, logs: logs}
+}
+
+// serve serves h until the test ends, then closes it.
+func serve(t *testing.T, h *hub.Hub) {
+	t.Helper()
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- h.Serve(serveCtx) }()
@@ -60,27 +57,40 @@ func TestNodeServiceSDK(t *testing.T) {
 			t.Errorf("hub close: %v", err)
 		}
 	})
-	creds := h.Credentials()
-	if creds.CAFile == "" {
-		t.Fatal("the hub has no CA file")
-	}
+}
 
+// runNode runs `node --test` on a file of compat/node with env added, and
+// fails the test with its output when it fails.
+func runNode(t *testing.T, file string, env ...string) string {
+	t.Helper()
+	node, dir := sdktest.NodeDir(t, "azure-iothub", "azure-iot-device", "azure-iot-device-mqtt")
 	runCtx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(runCtx, node, "--test", "--test-reporter=spec", filepath.Join("compat", "node", "iothub.test.js"))
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(),
-		"OUTPOST_TEST_CS="+creds.ConnectionString,
-		"NODE_EXTRA_CA_CERTS="+creds.CAFile,
-		"NO_COLOR=1",
-	)
+	cmd := exec.CommandContext(runCtx, node, "--test", "--test-reporter=spec", file)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
 	cmd.WaitDelay = 5 * time.Second // node --test runs the file in a child that may hold the pipes
 	out, err := cmd.CombinedOutput()
 	if runCtx.Err() != nil {
-		t.Fatalf("node --test did not finish in 60 s:\n%s", out)
+		t.Fatalf("node --test %s did not finish in 60 s:\n%s", file, out)
 	}
 	if err != nil {
-		t.Fatalf("azure-iothub against the hub failed (%v):\n%s", err, out)
+		t.Fatalf("node --test %s failed (%v):\n%s", file, err, out)
 	}
-	t.Logf("node --test:\n%s", out)
+	t.Logf("node --test %s:\n%s", file, out)
+	return string(out)
+}
+
+// TestNodeServiceSDK runs Microsoft's Node.js IoT Hub service SDK
+// (azure-iothub, unmodified; compat/node/iothub.test.js) against a hub over
+// HTTPS. The SDK always connects to port 443 of the connection string's
+// HostName, so the hub listens on 127.0.0.1:443 as "localhost": the test
+// needs root (or CAP_NET_BIND_SERVICE), node, and compat/node/node_modules,
+// which ./scripts/test installs. With CI set, any of them missing fails the
+// test; otherwise it is skipped.
+func TestNodeServiceSDK(t *testing.T) {
+	sdktest.NodeDir(t, "azure-iothub") // skip early without node
+	h := startSDKHub(t)
+	creds := h.Credentials()
+	runNode(t, "iothub.test.js", "OUTPOST_TEST_CS="+creds.ConnectionString, "NODE_EXTRA_CA_CERTS="+creds.CAFile)
 }

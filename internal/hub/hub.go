@@ -34,9 +34,27 @@ const CredentialsFile = "credentials.json"
 
 // Config configures a hub.
 type Config struct {
-	DataDir      string
-	Listen       string   // address to listen on, e.g. ":8443" or "127.0.0.1:0"
-	HostName     string   // host[:port] clients use; default from Listen (localhost:PORT)
+	DataDir string
+	// Listen is the address to serve HTTPS on (default DefaultListen, :443),
+	// e.g. "127.0.0.1:8443" or "127.0.0.1:0".
+	Listen string
+	// Listener, when set, is used instead of listening on Listen.
+	Listener net.Listener
+	// FallbackListen, when set, is listened on when Listen cannot be bound;
+	// Hub.Fallback says why. Without it, Open fails.
+	FallbackListen string
+	// AMQPListen is where the hub answers AMQP clients (over TLS) with AMQP's
+	// own refusal, so that they fail at once instead of retrying; "" for
+	// nowhere (but see AMQPBeside).
+	AMQPListen string
+	// AMQPListener, when set, is used instead of listening on AMQPListen.
+	AMQPListener net.Listener
+	// AMQPBeside, with no AMQPListen, refuses AMQP at port 5671 (IoT Hub's
+	// AMQPS) of the host the hub listens on, when the hub listens on port
+	// 443: where Microsoft's SDKs can reach it. A port 5671 that cannot be
+	// bound is then a warning (Hub.AMQPSkipped), not an error.
+	AMQPBeside   bool
+	HostName     string   // host[:port] clients use; default from Listen (localhost, with :PORT unless 443)
 	SANs         []string // extra names for the server certificate
 	InsecureHTTP bool     // serve plain HTTP (local development only)
 	Limits       Limits   // per-client limits; zero fields take DefaultLimits
@@ -67,6 +85,9 @@ type Hub struct {
 	hostName string
 	tls      *tls.Config
 	ln       net.Listener
+	fallback *ListenFallback
+	amqpLn   net.Listener // nil: AMQP is not answered
+	amqpSkip *ListenError // the AMQP address that could not be bound, with AMQPBeside
 	notify   *notifier
 	limits   Limits
 
@@ -95,18 +116,29 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 		cfg.Now = time.Now
 	}
 	if cfg.Listen == "" {
-		cfg.Listen = ":8443"
+		cfg.Listen = DefaultListen
 	}
 	if err := cfg.Limits.Validate(); err != nil {
 		return nil, false, fmt.Errorf("hub limits: %w", err)
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, false, fmt.Errorf("hub: listen on %s: %w", cfg.Listen, err)
+	ln, fallback := cfg.Listener, (*ListenFallback)(nil)
+	if ln == nil {
+		if ln, fallback, err = listen("hub", "--listen", cfg.Listen, cfg.FallbackListen); err != nil {
+			return nil, false, err
+		}
 	}
 	defer func() {
 		if err != nil {
 			ln.Close()
+		}
+	}()
+	amqpLn, amqpSkip, err := listenAMQP(cfg, ln.Addr())
+	if err != nil {
+		return nil, false, err
+	}
+	defer func() {
+		if err != nil && amqpLn != nil {
+			amqpLn.Close()
 		}
 	}()
 	fresh, err := isFresh(cfg.DataDir)
@@ -118,7 +150,8 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 			return nil, false, fmt.Errorf("hub data dir: %w", err)
 		}
 	}
-	h = &Hub{cfg: cfg, log: cfg.Logger, now: cfg.Now, policies: map[string]*Policy{}, ln: ln, limits: cfg.Limits.withDefaults()}
+	h = &Hub{cfg: cfg, log: cfg.Logger, now: cfg.Now, policies: map[string]*Policy{}, ln: ln, fallback: fallback,
+		amqpLn: amqpLn, amqpSkip: amqpSkip, limits: cfg.Limits.withDefaults()}
 	if err := h.openStore(fresh); err != nil {
 		if fresh && !errors.Is(err, store.ErrLocked) { // not another hub's: ours to remove
 			removeContents(cfg.DataDir)
@@ -210,6 +243,22 @@ func certNames(hostName string, sans []string) []string {
 
 // Addr is the address the hub listens on.
 func (h *Hub) Addr() net.Addr { return h.ln.Addr() }
+
+// Fallback says why the hub listens on Config.FallbackListen instead of
+// Config.Listen; nil when it listens where it was asked to.
+func (h *Hub) Fallback() *ListenFallback { return h.fallback }
+
+// AMQPAddr is the address where the hub refuses AMQP; nil for none.
+func (h *Hub) AMQPAddr() net.Addr {
+	if h.amqpLn == nil {
+		return nil
+	}
+	return h.amqpLn.Addr()
+}
+
+// AMQPSkipped is why the AMQP address of Config.AMQPBeside could not be
+// bound; nil when it was, or none was asked for.
+func (h *Hub) AMQPSkipped() *ListenError { return h.amqpSkip }
 
 // HostName is the host[:port] in the hub's connection strings.
 func (h *Hub) HostName() string { return h.hostName }
@@ -316,6 +365,13 @@ func (h *Hub) Serve(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if h.amqpLn != nil {
+		aln := limitPerIP(h.amqpLn, h.limits.MaxConnsPerIP)
+		if h.tls != nil {
+			aln = tls.NewListener(aln, h.tls)
+		}
+		go h.refuseAMQP(ctx, aln)
+	}
 	select {
 	case err := <-errc:
 		return err
@@ -333,5 +389,8 @@ func (h *Hub) Serve(ctx context.Context) error {
 // Close releases the store. Call it after Serve returns.
 func (h *Hub) Close() error {
 	h.ln.Close()
+	if h.amqpLn != nil {
+		h.amqpLn.Close()
+	}
 	return h.st.Close()
 }

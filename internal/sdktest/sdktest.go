@@ -1,9 +1,12 @@
 // Package sdktest is what tests running Microsoft's Azure IoT SDKs share:
-// compat/node with its npm packages, and port 8883. The Node module SDK
-// only connects to port 8883, so every test that runs it needs
-// 127.0.0.1:8883 for itself, one test after the other (go test runs
-// packages in parallel), for the whole test (a test may close the port and
-// listen on it again, as a restarting daemon does).
+// compat/node with its npm packages, and the ports the SDKs connect to,
+// which they take no other for: 8883 (MQTT, the module broker), 443 (the
+// hub's HTTPS) and 5671 (AMQPS, which the hub refuses). Every test that
+// runs an SDK needs its port on 127.0.0.1 for itself, one test after the
+// other (go test runs packages in parallel), for the whole test (a test may
+// close the port and listen on it again, as a restarting daemon does).
+// Call Listen once per address and test: a second call would wait for the
+// lock the first holds until the test ends (to listen again, use net.Listen).
 package sdktest
 
 import (

@@ -43,6 +43,10 @@ func (h *Hub) Handler() http.Handler {
 	route("PATCH /twins/{id}/modules/{mid}", "Module", h.patchTwin)
 	route("PUT /twins/{id}/modules/{mid}", "Module", h.putTwin)
 	route("POST /devices/{id}/applyConfigurationContent", "Device", h.applyConfiguration)
+	route("GET /configurations", "Configuration", h.listConfigurations)
+	route("PUT /configurations/{cid}", "Configuration", h.putConfiguration)
+	route("GET /configurations/{cid}", "Configuration", h.getConfiguration)
+	route("DELETE /configurations/{cid}", "Configuration", h.deleteConfiguration)
 	mux.Handle("GET "+syncPrefix+"/devices/{id}/sync", h.wrap("Device", h.sync, hubapi.MaxWait)) // a long poll
 	route("POST "+syncPrefix+"/devices/{id}/reported", "Device", h.uploadReported)
 	route("POST "+syncPrefix+"/policies/{name}/rotate", "Policy", h.rotatePolicy)
@@ -378,7 +382,7 @@ func (h *Hub) getTwin(w http.ResponseWriter, r *http.Request, p principal) error
 	if err != nil {
 		return err
 	}
-	return writeTwin(w, t)
+	return h.writeTwinWithConfigurations(w, t)
 }
 
 // patchTwin applies an IoT Hub twin PATCH. Operators (policies with

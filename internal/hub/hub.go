@@ -70,6 +70,11 @@ type Hub struct {
 	notify   *notifier
 	limits   Limits
 
+	// autodeploy applies automatic deployments (configurations.go).
+	autodeploy *registry.AutoDeployer
+	// countQuery counts a custom metric's query; nil: no custom metric results.
+	countQuery registry.QueryCounter
+
 	uploads  sync.Map // device id → *sync.Mutex
 	presence *presence
 
@@ -139,6 +144,7 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 		}()
 	}
 	h.reg = registry.New(h.st)
+	h.autodeploy = h.reg.NewAutoDeployer(h.log)
 	if err := h.loadPolicies(); err != nil {
 		return nil, false, err
 	}
@@ -296,6 +302,8 @@ func (h *Hub) Serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go h.notify.run(ctx, h.st)
+	stopAutoDeploy := h.startAutoDeploy(ctx)
+	defer stopAutoDeploy()
 	// No ReadTimeout or WriteTimeout: they would cut sync long polls. The
 	// handler sets deadlines per request instead (guard, wrap).
 	srv := &http.Server{

@@ -427,14 +427,18 @@ func TestConfigurationValidation(t *testing.T) {
 		edit func(c *Configuration)
 		want string
 	}{
-		"upper-case id":    {func(c *Configuration) { c.ID = "Base" }, `use "base"`},
-		"bad condition":    {func(c *Configuration) { c.TargetCondition = "tags.x = " }, "targetCondition"},
-		"negative":         {func(c *Configuration) { c.Priority = -1 }, "priority -1"},
-		"no content":       {func(c *Configuration) { c.Content = hubapi.ConfigurationContent{} }, "exactly one of modulesContent"},
-		"image missing":    {func(c *Configuration) { c.Content.ModulesContent = []byte(strings.Replace(string(c.Content.ModulesContent), `"image":"mcr.microsoft.com/azureiotedge-simulated-temperature-sensor:1.5",`, "", 1)) }, "content.modulesContent.$edgeAgent.properties.desired.modules.tempSensor.settings.image"},
-		"unknown member":   {func(c *Configuration) { c.Content.ModulesContent = []byte(`{"$edgeAgent":{"desired":{}}}`) }, "content.modulesContent.$edgeAgent.desired: unknown member"},
-		"layer no image":   {func(c *Configuration) { c.Content.ModulesContent = []byte(`{"$edgeAgent":{"properties.desired.modules.x":{"type":"docker","settings":{}}}}`) }, "modules.x.settings.image"},
-		"empty metric":     {func(c *Configuration) { c.Metrics = &hubapi.ConfigurationMetrics{Queries: map[string]string{"m": " "}} }, "metrics.queries.m"},
+		"upper-case id": {func(c *Configuration) { c.ID = "Base" }, `use "base"`},
+		"bad condition": {func(c *Configuration) { c.TargetCondition = "tags.x = " }, "targetCondition"},
+		"negative":      {func(c *Configuration) { c.Priority = -1 }, "priority -1"},
+		"no content":    {func(c *Configuration) { c.Content = hubapi.ConfigurationContent{} }, "exactly one of modulesContent"},
+		"image missing": {func(c *Configuration) {
+			c.Content.ModulesContent = []byte(strings.Replace(string(c.Content.ModulesContent), `"image":"mcr.microsoft.com/azureiotedge-simulated-temperature-sensor:1.5",`, "", 1))
+		}, "content.modulesContent.$edgeAgent.properties.desired.modules.tempSensor.settings.image"},
+		"unknown member": {func(c *Configuration) { c.Content.ModulesContent = []byte(`{"$edgeAgent":{"desired":{}}}`) }, "content.modulesContent.$edgeAgent.desired: unknown member"},
+		"layer no image": {func(c *Configuration) {
+			c.Content.ModulesContent = []byte(`{"$edgeAgent":{"properties.desired.modules.x":{"type":"docker","settings":{}}}}`)
+		}, "modules.x.settings.image"},
+		"empty metric": {func(c *Configuration) { c.Metrics = &hubapi.ConfigurationMetrics{Queries: map[string]string{"m": " "}} }, "metrics.queries.m"},
 	}
 	for name, tc := range cases {
 		c := good

@@ -116,6 +116,7 @@ Microsoft's Azure IoT SDKs run unchanged.
 		newQuickstartCmd(f),
 		newHubCmd(f),
 		newDeployCmd(f),
+		newDeploymentCmd(f),
 		newDeviceCmd(f),
 		newModuleCmd(f),
 		newTokenCmd(f, nil),

@@ -204,18 +204,11 @@ func modulesContent(data []byte, name string, layered bool) (json.RawMessage, []
 	if ok {
 		return mc, warnings, nil
 	}
-	agent, err := m.AgentDesired()
+	b, err := m.ModulesContent()
 	if err != nil {
 		return nil, nil, fmt.Errorf("deployment create: %w", err)
 	}
-	out := map[string]any{"$edgeAgent": map[string]json.RawMessage{"properties.desired": agent}}
-	for id, mod := range m.Modules {
-		if mod.Desired != nil {
-			out[id] = map[string]json.RawMessage{"properties.desired": mod.Desired}
-		}
-	}
-	b, err := json.Marshal(out)
-	return b, warnings, err
+	return b, warnings, nil
 }
 
 // keyValues reads repeated KEY=VALUE flags.

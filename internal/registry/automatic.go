@@ -128,7 +128,7 @@ func (r *Registry) NewAutoDeployer(log *slog.Logger) *AutoDeployer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &AutoDeployer{r: r, log: log, workers: 4, configs: map[string]*compiled{}, versions: map[string]int64{}, q: newWorkQueue()}
+	return &AutoDeployer{r: r, log: log, workers: 16, configs: map[string]*compiled{}, versions: map[string]int64{}, q: newWorkQueue()}
 }
 
 // Run evaluates every device, then follows the store, re-evaluating what

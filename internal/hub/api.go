@@ -43,6 +43,7 @@ func (h *Hub) Handler() http.Handler {
 	route("PATCH /twins/{id}/modules/{mid}", "Module", h.patchTwin)
 	route("PUT /twins/{id}/modules/{mid}", "Module", h.putTwin)
 	route("POST /devices/{id}/applyConfigurationContent", "Device", h.applyConfiguration)
+	route("POST /devices/query", "Device", h.queryTwins)
 	mux.Handle("GET "+syncPrefix+"/devices/{id}/sync", h.wrap("Device", h.sync, hubapi.MaxWait)) // a long poll
 	route("POST "+syncPrefix+"/devices/{id}/reported", "Device", h.uploadReported)
 	route("POST "+syncPrefix+"/policies/{name}/rotate", "Policy", h.rotatePolicy)

@@ -70,7 +70,8 @@ type Hub struct {
 	notify   *notifier
 	limits   Limits
 
-	uploads  sync.Map // device id → *sync.Mutex
+	index    *twinIndex // every twin, decoded, for queries
+	uploads  sync.Map   // device id → *sync.Mutex
 	presence *presence
 
 	ckMu sync.Mutex
@@ -138,7 +139,11 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 			}
 		}()
 	}
-	h.reg = registry.New(h.st)
+	h.index = newTwinIndex(h.now)
+	h.reg = registry.New(indexingStore{h.st, h.index})
+	if err := h.index.load(context.Background(), h.st); err != nil { // its watches end when the store closes
+		return nil, false, fmt.Errorf("hub: index twins: %w", err)
+	}
 	if err := h.loadPolicies(); err != nil {
 		return nil, false, err
 	}

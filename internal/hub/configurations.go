@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 
+	"github.com/outpost-edge/outpost/internal/query"
 	"github.com/outpost-edge/outpost/internal/registry"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
@@ -65,6 +66,17 @@ func (h *Hub) getConfiguration(w http.ResponseWriter, r *http.Request, p princip
 		return err
 	}
 	return h.writeConfiguration(w, c)
+}
+
+// countQuery counts the rows of a custom metric's query, as IoT Hub's
+// metrics do.
+func (h *Hub) countQuery(q string) (int64, error) {
+	pq, err := query.Parse(q)
+	if err != nil {
+		return 0, err
+	}
+	rows, _ := h.runQuery(pq, queryPos{}, 0)
+	return int64(len(rows)), nil
 }
 
 // writeConfiguration answers c with its metrics.

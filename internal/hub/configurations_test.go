@@ -99,6 +99,10 @@ func TestConfigurationsAPI(t *testing.T) {
 	if got.SystemMetrics == nil || got.SystemMetrics.Results["targetedCount"] != 1 || got.SystemMetrics.Results["appliedCount"] != 1 {
 		t.Fatalf("system metrics: %+v", got.SystemMetrics)
 	}
+	// The custom metric runs through the query language: one prod device.
+	if got.Metrics == nil || got.Metrics.Results["prodDevices"] != 1 {
+		t.Fatalf("custom metrics: %+v", got.Metrics)
+	}
 	var sent, back any
 	json.Unmarshal(configurationFixture(t, "base-tempsensor.json").Content.ModulesContent, &sent)
 	json.Unmarshal(got.Content.ModulesContent, &back)

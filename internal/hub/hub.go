@@ -72,10 +72,9 @@ type Hub struct {
 
 	// autodeploy applies automatic deployments (configurations.go).
 	autodeploy *registry.AutoDeployer
-	// countQuery counts a custom metric's query; nil: no custom metric results.
-	countQuery registry.QueryCounter
 
-	uploads  sync.Map // device id → *sync.Mutex
+	index    *twinIndex // every twin, decoded, for queries
+	uploads  sync.Map   // device id → *sync.Mutex
 	presence *presence
 
 	ckMu sync.Mutex
@@ -143,7 +142,11 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 			}
 		}()
 	}
-	h.reg = registry.New(h.st)
+	h.index = newTwinIndex(h.now)
+	h.reg = registry.New(indexingStore{h.st, h.index})
+	if err := h.index.load(context.Background(), h.st); err != nil { // its watches end when the store closes
+		return nil, false, fmt.Errorf("hub: index twins: %w", err)
+	}
 	h.autodeploy = h.reg.NewAutoDeployer(h.log)
 	if err := h.loadPolicies(); err != nil {
 		return nil, false, err

@@ -13,6 +13,7 @@ import (
 	"github.com/outpost-edge/outpost/internal/deployment"
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/identity"
+	"github.com/outpost-edge/outpost/internal/query"
 	"github.com/outpost-edge/outpost/internal/store"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
@@ -221,6 +222,9 @@ func compileConfiguration(c *Configuration) (*compiled, error) {
 		for name, q := range c.Metrics.Queries {
 			if strings.TrimSpace(q) == "" {
 				return nil, bad("metrics.queries.%s: empty query; give a query such as SELECT deviceId FROM devices WHERE …", name)
+			}
+			if _, err := query.Parse(q); err != nil {
+				return nil, bad("metrics.queries.%s %q: %v", name, q, err)
 			}
 		}
 	}

@@ -125,19 +125,22 @@ func (r *Registry) agentReport(deviceID string) agentReport {
 // system metrics (outpost counts them from its own state, with the same
 // meaning).
 func systemQueries(c *Configuration) map[string]string {
-	target := c.TargetCondition
-	if strings.TrimSpace(target) == "" {
-		target = "false"
+	target := " and " + c.TargetCondition
+	switch strings.TrimSpace(c.TargetCondition) {
+	case "*":
+		target = ""
+	case "":
+		target = " and false"
 	}
 	applied := fmt.Sprintf("select deviceId from devices.modules where moduleId = '%s' and configurations.[[%s]].status = 'Applied'", AgentModule, c.ID)
 	if len(c.Content.ModulesContent) == 0 {
 		return map[string]string{
-			hubapi.MetricTargeted: "select deviceId from devices where " + target,
+			hubapi.MetricTargeted: "select deviceId from devices where true" + target,
 			hubapi.MetricApplied:  fmt.Sprintf("select deviceId from devices where configurations.[[%s]].status = 'Applied'", c.ID),
 		}
 	}
 	return map[string]string{
-		hubapi.MetricTargeted:          "select deviceId from devices where capabilities.iotEdge = true and " + target,
+		hubapi.MetricTargeted:          "select deviceId from devices where capabilities.iotEdge = true" + target,
 		hubapi.MetricApplied:           applied,
 		hubapi.MetricReportedSucceeded: applied + " and properties.desired.$version = properties.reported.lastDesiredVersion and properties.reported.lastDesiredStatus.code = 200",
 		hubapi.MetricReportedFailed:    applied + " and properties.desired.$version = properties.reported.lastDesiredVersion and properties.reported.lastDesiredStatus.code != 200",

@@ -103,8 +103,8 @@ func (r *Registry) manualGuard(deviceID string) ([]store.Op, error) {
 		slices.Sort(applied)
 		return nil, fmt.Errorf("%w: device %q runs automatic deployment %s; IoT Edge does not combine per-device and automatic deployments: change the device's tags so that no deployment targets it, or change the deployment", ErrManaged, deviceID, strings.Join(applied, ", "))
 	}
-	if v == 0 {
-		return []store.Op{store.DeleteOp(deployStateKey(deviceID), store.Any)}, nil
+	if v == 0 { // still none when the transaction commits
+		return []store.Op{store.DeleteOp(deployStateKey(deviceID), 0)}, nil
 	}
 	b, _ := json.Marshal(s)
 	return []store.Op{store.PutOp(deployStateKey(deviceID), b, v)}, nil

@@ -252,6 +252,13 @@ func (a *AutoDeployer) Evaluate(deviceID string) error {
 }
 
 func (a *AutoDeployer) evaluate(deviceID string) error {
+	a.mu.RLock()
+	configs := slices.Collect(maps.Values(a.configs))
+	a.mu.RUnlock()
+	cur, version, err := a.r.deployState(deviceID)
+	if err != nil || len(configs) == 0 && version == 0 {
+		return err // a hub without configurations does nothing
+	}
 	dev, err := a.r.GetDevice(deviceID)
 	if err != nil {
 		return err
@@ -260,9 +267,6 @@ func (a *AutoDeployer) evaluate(deviceID string) error {
 	if err != nil {
 		return err
 	}
-	a.mu.RLock()
-	configs := slices.Collect(maps.Values(a.configs))
-	a.mu.RUnlock()
 
 	edge := dev.Capabilities != nil && dev.Capabilities.IoTEdge
 	var bases, layers, others []*compiled
@@ -294,10 +298,6 @@ func (a *AutoDeployer) evaluate(deviceID string) error {
 				applied = append(applied, l)
 			}
 		}
-	}
-	cur, version, err := a.r.deployState(deviceID)
-	if err != nil {
-		return err
 	}
 	if len(applied) == 0 {
 		return a.r.putDeployState(deviceID, cur, next, version)

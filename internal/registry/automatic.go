@@ -288,24 +288,35 @@ func (a *AutoDeployer) evaluate(deviceID string) error {
 	for _, cc := range slices.Concat(bases, layers, others) {
 		next.Configurations[cc.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationTargeted}
 	}
-	var applied []*compiled
-	if len(bases) > 0 {
-		base := slices.MaxFunc(bases, byPriority)
-		applied = append(applied, base)
-		slices.SortFunc(layers, byPriority)
-		for _, l := range layers {
-			if l.Priority > base.Priority {
-				applied = append(applied, l)
-			}
-		}
-	}
-	if len(applied) == 0 {
+	if len(bases) == 0 {
 		return a.r.putDeployState(deviceID, cur, next, version)
 	}
+	base := slices.MaxFunc(bases, byPriority)
+	applied := []*compiled{base}
 	m, content, err := compose(applied)
 	if err != nil {
 		next.Error = err.Error()
 		return a.r.putDeployState(deviceID, cur, next, version)
+	}
+	// Each layer on top of what came before; one that does not make a valid
+	// deployment there (say, $edgeHub routes over a base without $edgeHub)
+	// is left out, saying why, rather than keeping the rest from the device.
+	slices.SortFunc(layers, byPriority)
+	var layerErrs []string
+	for _, l := range layers {
+		if l.Priority <= base.Priority {
+			continue
+		}
+		lm, lc, err := compose(append(slices.Clone(applied), l))
+		if err != nil {
+			layerErrs = append(layerErrs, fmt.Sprintf("layered deployment %s on top of %s: %v", l.ID, base.ID, err))
+			continue
+		}
+		applied, m, content = append(applied, l), lm, lc
+	}
+	next.Error = strings.Join(layerErrs, "; ")
+	if next.Error != "" && next.Error != cur.Error {
+		a.log.Warn("automatic deployments: layer left out", "device", deviceID, "err", next.Error)
 	}
 	sum := sha256.Sum256(content)
 	next.Hash = hex.EncodeToString(sum[:])

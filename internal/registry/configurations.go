@@ -272,11 +272,22 @@ func (cc *compiled) compileModulesContent() error {
 	cc.layered = len(agent) == 0 || len(agent[0].path) > 0
 	base := &compiled{}
 	if cc.layered {
-		base.twins = map[string][]twinWrite{"$edgeAgent": {{value: map[string]any{
-			"schemaVersion": "1.1",
-			"runtime":       map[string]any{"type": "docker", "settings": map[string]any{}},
-			"modules":       map[string]any{},
-		}}}}
+		system := func(image string) map[string]any {
+			return map[string]any{"type": "docker", "settings": map[string]any{"image": image, "createOptions": "{}"}}
+		}
+		base.twins = map[string][]twinWrite{
+			"$edgeAgent": {{value: map[string]any{
+				"schemaVersion": "1.1",
+				"runtime":       map[string]any{"type": "docker", "settings": map[string]any{}},
+				"systemModules": map[string]any{"edgeAgent": system("mcr.microsoft.com/azureiotedge-agent:1.5"), "edgeHub": system("mcr.microsoft.com/azureiotedge-hub:1.5")},
+				"modules":       map[string]any{},
+			}}},
+			"$edgeHub": {{value: map[string]any{
+				"schemaVersion":                "1.1",
+				"routes":                       map[string]any{},
+				"storeAndForwardConfiguration": map[string]any{"timeToLiveSecs": 7200},
+			}}},
+		}
 	}
 	_, _, err := compose([]*compiled{base, cc})
 	return err

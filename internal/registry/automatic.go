@@ -268,7 +268,7 @@ func (a *AutoDeployer) evaluate(deviceID string) error {
 		return err
 	}
 
-	edge := dev.Capabilities != nil && dev.Capabilities.IoTEdge
+	edge := isEdge(dev)
 	var bases, layers, others []*compiled
 	for _, cc := range configs {
 		if !cc.all && (cc.cond == nil || !cc.cond.Match(doc)) {
@@ -385,9 +385,14 @@ func (r *Registry) conditionDoc(dev Device) (map[string]any, error) {
 		return nil, err
 	}
 	doc["status"] = dev.Status
-	doc["capabilities"] = map[string]any{"iotEdge": dev.Capabilities != nil && dev.Capabilities.IoTEdge}
+	doc["capabilities"] = map[string]any{"iotEdge": isEdge(dev)}
 	return doc, nil
 }
+
+// isEdge reports whether d is an IoT Edge device: only those get automatic
+// deployments. A device stored without capabilities is one (outpost's
+// default).
+func isEdge(d Device) bool { return d.Capabilities == nil || d.Capabilities.IoTEdge }
 
 // workQueue is a set of device ids to evaluate; an id is evaluated by one
 // worker at a time, and again if it was pushed while being evaluated.

@@ -59,11 +59,7 @@ func (h *Hub) runQuery(q *query.Query, pos queryPos, limit int) (rows []any, nex
 	if q.Aggregated() {
 		agg := q.NewAggregation()
 		h.scan(h.index.snapshot(modules), q.Where(), full, func(t matched) bool {
-			if t.doc != nil {
-				agg.Add(t.doc)
-			} else {
-				agg.AddGetter(t.view)
-			}
+			agg.AddGetter(t.view)
 			return true
 		})
 		all := agg.Rows()
@@ -101,12 +97,9 @@ func (h *Hub) runQuery(q *query.Query, pos queryPos, limit int) (rows []any, nex
 			}
 			return false
 		}
-		switch {
-		case q.Star():
+		if q.Star() {
 			whole = append(whole, t.e)
-		case t.doc != nil:
-			rows = append(rows, q.Project(t.doc))
-		default:
+		} else {
 			rows = append(rows, q.ProjectGetter(t.view))
 		}
 		prev, n = t.e, n+1
@@ -121,7 +114,7 @@ func (h *Hub) runQuery(q *query.Query, pos queryPos, limit int) (rows []any, nex
 }
 
 // readsMetadata reports whether one of paths reads $metadata, which the
-// index does not hold.
+// flat index does not hold.
 func readsMetadata(paths [][]string) bool {
 	for _, p := range paths {
 		if slices.Contains(p, "$metadata") {
@@ -141,30 +134,21 @@ func (h *Hub) eachTwin(modules bool, cond *query.Condition, fn func(deviceID, mo
 	h.scan(h.index.snapshot(modules), cond, full, func(t matched) bool { return fn(t.e.deviceID, t.e.moduleID) })
 }
 
-// matched is a twin that matched a condition: doc when the scan decoded it
-// (a query that reads $metadata), else view (valid during the callback only).
+// matched is a twin that matched a condition; view is valid during the
+// callback only.
 type matched struct {
 	e    *indexEntry
-	doc  map[string]any
 	view *twinView
 }
 
-// scan calls fn for each of entries whose twin matches cond; with full,
-// twins are decoded whole, $metadata and all.
+// scan calls fn for each of entries whose twin matches cond, under the
+// index's read lock; with full, paths are read from the twins' JSON, which
+// has $metadata (the flat index has not).
 func (h *Hub) scan(entries []*indexEntry, cond *query.Condition, full bool, fn func(t matched) bool) {
-	if full {
-		for _, e := range entries {
-			doc := h.index.fullDoc(e)
-			if doc != nil && (cond == nil || cond.Match(doc)) && !fn(matched{e: e, doc: doc}) {
-				return
-			}
-		}
-		return
-	}
 	x := h.index
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	view := &twinView{x: x}
+	view := &twinView{x: x, raw: full}
 	for _, e := range entries {
 		if !e.live {
 			continue

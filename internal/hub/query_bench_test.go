@@ -45,6 +45,8 @@ func BenchmarkQuery(b *testing.B) {
 		{"scan-count", "SELECT COUNT() AS n FROM devices.modules WHERE properties.desired.interval = 5 AND properties.reported.temperature > 20", 1},
 		{"scan-group-by", "SELECT properties.reported.firmware AS fw, COUNT() AS n FROM devices.modules GROUP BY properties.reported.firmware", -1},
 		{"scan-in-startswith", "SELECT deviceId, moduleId FROM devices.modules WHERE moduleId IN ['module-4'] AND STARTSWITH(deviceId, 'device-0999')", 10},
+		// A query that reads $metadata decodes every twin it scans.
+		{"scan-metadata", "SELECT COUNT() AS n FROM devices.modules WHERE properties.reported.$metadata.$lastUpdated > '2000'", 1},
 		// The first page of a query that matches everything.
 		{"page-1-of-all-twins", "SELECT * FROM devices.modules", -1},
 	} {

@@ -150,3 +150,48 @@ func TestEachTwin(t *testing.T) {
 		t.Errorf("eachTwin went on after fn returned false: %d calls", n)
 	}
 }
+
+// TestRawViewMatchesDecoding: reading a path straight from a twin's JSON
+// (what queries over $metadata do) gives what decoding the twin gives, for
+// every path of the twin, $metadata ones included.
+func TestRawViewMatchesDecoding(t *testing.T) {
+	h := fleetIndex(t, 2, 2)
+	x := h.index
+	for _, e := range x.snapshot(true) {
+		doc := x.fullDoc(e)
+		var paths []string
+		var walk func(prefix string, v any)
+		walk = func(prefix string, v any) {
+			if prefix != "" {
+				paths = append(paths, prefix)
+			}
+			switch v := v.(type) {
+			case map[string]any:
+				for k, c := range v {
+					if prefix != "" {
+						k = prefix + "." + k
+					}
+					walk(k, c)
+				}
+			case []any:
+				for i, c := range v {
+					walk(fmt.Sprintf("%s[%d]", prefix, i), c)
+				}
+			}
+		}
+		walk("", doc)
+		for _, p := range append(paths, "tags.nothing", "properties.reported.list[7]", "properties.desired.$metadata.nope") {
+			q, err := query.Parse("SELECT " + p + " AS v FROM devices.modules")
+			if err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			got, want := q.ProjectGetter(&twinView{x: x, e: e, raw: true})["v"], q.Project(doc)["v"]
+			if !reflect.DeepEqual(normJSON(got), normJSON(want)) {
+				t.Errorf("%s/%s %s: raw %v, decoded %v", e.deviceID, e.moduleID, p, got, want)
+			}
+		}
+		if len(paths) < 30 {
+			t.Fatalf("only %d paths in %v", len(paths), doc)
+		}
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+	"strings"
+	"unsafe"
 
 	"github.com/outpost-edge/outpost/internal/query"
 )
@@ -183,9 +185,14 @@ func unquote(b []byte) (string, bool) {
 }
 
 // decodeValue decodes one value of a flat twin, as encoding/json would.
+// A string without escapes shares b's memory, which is never changed (the
+// store's record bytes): a scan then allocates nothing for it.
 func decodeValue(b []byte) (any, bool) {
 	switch b[0] {
 	case '"':
+		if len(b) >= 2 && bytes.IndexByte(b, '\\') < 0 {
+			return unsafe.String(unsafe.SliceData(b[1:]), len(b)-2), true
+		}
 		return unquote(b)
 	case 't':
 		return true, true
@@ -197,16 +204,19 @@ func decodeValue(b []byte) (any, bool) {
 		var v any
 		return v, json.Unmarshal(b, &v) == nil
 	}
-	n, err := strconv.ParseFloat(string(b), 64)
+	n, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(b), len(b)), 64)
 	return n, err == nil
 }
 
 // twinView is a live index entry as a query.Getter; read it under x.mu,
 // with the paths of one query (it caches path ids by query.Path.Slot).
+// With raw, it reads the twin's JSON for each path instead of the flat
+// index: slower, but it has $metadata.
 type twinView struct {
 	x   *twinIndex
 	e   *indexEntry
 	ids []int64 // by slot: path id + 1, -1 for a path no twin has, 0 not looked up
+	raw bool
 }
 
 func (v *twinView) Get(p *query.Path) (any, bool) {
@@ -233,6 +243,17 @@ func (v *twinView) Get(p *query.Path) (any, bool) {
 			return *e.iotEdge, true
 		}
 	}
+	t := e.twin
+	if t.raw == nil {
+		t = v.x.fresh[collectionOf(e.moduleID != "")]
+	}
+	if v.raw {
+		b, ok := lookupRaw(t.raw, p.Key)
+		if !ok {
+			return nil, false
+		}
+		return decodeValue(b)
+	}
 	if p.Slot >= len(v.ids) {
 		v.ids = append(v.ids, make([]int64, p.Slot+1-len(v.ids))...)
 	}
@@ -247,14 +268,88 @@ func (v *twinView) Get(p *query.Path) (any, bool) {
 	if id < 0 {
 		return nil, false
 	}
-	t := e.twin
-	if t.raw == nil {
-		t = v.x.fresh[collectionOf(e.moduleID != "")]
-	}
 	i, found := slices.BinarySearchFunc(t.leaves, uint32(id-1), func(l leaf, id uint32) int { return cmp.Compare(l.path, id) })
 	if !found {
 		return nil, false
 	}
 	l := t.leaves[i]
 	return decodeValue(t.raw[l.off:l.end])
+}
+
+// lookupRaw finds the value at path key (as query.Path.Key: names joined by
+// ".", array indexes as "[n]") in a twin's JSON without decoding it, for the
+// paths the flat index leaves out ($metadata).
+func lookupRaw(raw []byte, key string) ([]byte, bool) {
+	f := flattener{raw: raw}
+	for key != "" {
+		var name string
+		index := -1
+		if key[0] == '[' {
+			end := strings.IndexByte(key, ']')
+			n, err := strconv.Atoi(key[1:max(end, 1)])
+			if end < 0 || err != nil {
+				return nil, false
+			}
+			index, key = n, key[end+1:]
+		} else {
+			end := strings.IndexAny(key, ".[")
+			if end < 0 {
+				end = len(key)
+			}
+			name, key = key[:end], key[end:]
+		}
+		key = strings.TrimPrefix(key, ".")
+		if !f.enter(name, index) {
+			return nil, false
+		}
+	}
+	start := f.skipSpace()
+	if !f.value("", false) {
+		return nil, false
+	}
+	return raw[start:f.i], true
+}
+
+// enter moves f.i to the value of member name of the object at f.i (or to
+// element index of the array there).
+func (f *flattener) enter(name string, index int) bool {
+	if f.skipSpace() >= len(f.raw) {
+		return false
+	}
+	open, close := byte('{'), byte('}')
+	if index >= 0 {
+		open, close = '[', ']'
+	}
+	if f.raw[f.i] != open {
+		return false
+	}
+	f.i++
+	if f.skipSpace() < len(f.raw) && f.raw[f.i] == close {
+		return false
+	}
+	for n := 0; ; n++ {
+		if index >= 0 {
+			if n == index {
+				return true
+			}
+		} else {
+			f.skipSpace()
+			ks := f.i
+			if !f.str() {
+				return false
+			}
+			k, ok := unquote(f.raw[ks:f.i])
+			if !ok || f.skipSpace() >= len(f.raw) || f.raw[f.i] != ':' {
+				return false
+			}
+			f.i++
+			if k == name {
+				return true
+			}
+		}
+		if !f.value("", false) || f.skipSpace() >= len(f.raw) || f.raw[f.i] != ',' {
+			return false
+		}
+		f.i++
+	}
 }

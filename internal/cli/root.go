@@ -121,6 +121,7 @@ Microsoft's Azure IoT SDKs run unchanged.
 		newModuleCmd(f),
 		newTokenCmd(f, nil),
 		newTwinCmd(f),
+		newQueryCmd(f, nil),
 		newBuildCmd(f), newInitCmd(f),
 		newPushCmd(f),
 		newDaemonCmd(f, nil), newListCmd(f), newLogsCmd(f), newRestartCmd(f), newStatusCmd(f), newCheckCmd(f),

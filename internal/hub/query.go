@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,7 +42,7 @@ type queryPos struct {
 
 // runQuery runs q from pos and returns at most limit rows (0: all of them)
 // and where the next page starts (nil when there is none). Rows are twin
-// documents for SELECT * (shared: do not change them), else maps of the
+// documents as GET /twins returns them for SELECT *, else maps of the
 // projections or aggregates. Configurations' metrics call it too.
 func (h *Hub) runQuery(q *query.Query, pos queryPos, limit int) (rows []any, next *queryPos) {
 	last := false // the page ends the query (TOP)
@@ -54,11 +55,11 @@ func (h *Hub) runQuery(q *query.Query, pos queryPos, limit int) (rows []any, nex
 			limit, last = left, true
 		}
 	}
-	modules := q.From() == query.Modules
+	modules, full := q.From() == query.Modules, readsMetadata(q.Paths())
 	if q.Aggregated() {
 		agg := q.NewAggregation()
-		h.eachTwin(modules, q.Where(), func(_ *indexEntry, doc map[string]any) bool {
-			agg.Add(doc)
+		h.scan(h.index.snapshot(modules), q.Where(), full, func(t matched) bool {
+			agg.AddGetter(t.view)
 			return true
 		})
 		all := agg.Rows()
@@ -86,38 +87,77 @@ func (h *Hub) runQuery(q *query.Query, pos queryPos, limit int) (rows []any, nex
 			return e.deviceID > pos.Dev || e.deviceID == pos.Dev && e.moduleID > pos.Mod
 		})
 	}
+	var whole []*indexEntry // SELECT *: decoded once the scan is done
 	var prev *indexEntry
-	h.scan(entries[start:], q.Where(), func(e *indexEntry, doc map[string]any) bool {
-		if limit > 0 && len(rows) == limit {
+	n := 0
+	h.scan(entries[start:], q.Where(), full, func(t matched) bool {
+		if limit > 0 && n == limit { // one more matches: there is a next page
 			if !last {
-				next = &queryPos{Dev: prev.deviceID, Mod: prev.moduleID, N: pos.N + len(rows)}
+				next = &queryPos{Dev: prev.deviceID, Mod: prev.moduleID, N: pos.N + n}
 			}
 			return false
 		}
-		rows = append(rows, q.Project(doc))
-		prev = e
+		if q.Star() {
+			whole = append(whole, t.e)
+		} else {
+			rows = append(rows, q.ProjectGetter(t.view))
+		}
+		prev, n = t.e, n+1
 		return true
 	})
+	for _, e := range whole {
+		if doc := h.index.fullDoc(e); doc != nil {
+			rows = append(rows, doc)
+		}
+	}
 	return rows, next
 }
 
-// eachTwin calls fn with every device twin (or every module twin) that
-// matches cond (all of them when cond is nil), in order of device and
-// module id, until fn returns false. fn must not change doc, nor call into
-// the index.
-func (h *Hub) eachTwin(modules bool, cond *query.Condition, fn func(e *indexEntry, doc map[string]any) bool) {
-	h.scan(h.index.snapshot(modules), cond, fn)
+// readsMetadata reports whether one of paths reads $metadata, which the
+// flat index does not hold.
+func readsMetadata(paths [][]string) bool {
+	for _, p := range paths {
+		if slices.Contains(p, "$metadata") {
+			return true
+		}
+	}
+	return false
 }
 
-func (h *Hub) scan(entries []*indexEntry, cond *query.Condition, fn func(e *indexEntry, doc map[string]any) bool) {
-	h.index.mu.RLock()
-	defer h.index.mu.RUnlock()
+// eachTwin calls fn with the ids of every device twin (or every module
+// twin) that matches cond (all of them when cond is nil), in order of
+// device and module id, until fn returns false. fn must not call into the
+// index (it runs under its read lock). Configurations' target conditions and
+// metrics call it.
+func (h *Hub) eachTwin(modules bool, cond *query.Condition, fn func(deviceID, moduleID string) bool) {
+	full := cond != nil && readsMetadata(cond.Paths())
+	h.scan(h.index.snapshot(modules), cond, full, func(t matched) bool { return fn(t.e.deviceID, t.e.moduleID) })
+}
+
+// matched is a twin that matched a condition; view is valid during the
+// callback only.
+type matched struct {
+	e    *indexEntry
+	view *twinView
+}
+
+// scan calls fn for each of entries whose twin matches cond, under the
+// index's read lock; with full, paths are read from the twins' JSON, which
+// has $metadata (the flat index has not).
+func (h *Hub) scan(entries []*indexEntry, cond *query.Condition, full bool, fn func(t matched) bool) {
+	x := h.index
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	view := &twinView{x: x, raw: full}
 	for _, e := range entries {
-		doc := e.doc
-		if doc == nil || cond != nil && !cond.Match(doc) {
+		if !e.live {
 			continue
 		}
-		if !fn(e, doc) {
+		view.e = e
+		if cond != nil && !cond.MatchGetter(view) {
+			continue
+		}
+		if !fn(matched{e: e, view: view}) {
 			return
 		}
 	}

@@ -25,23 +25,29 @@ import (
 func queryFleet(t *testing.T, c *hubclient.Client, n int) {
 	t.Helper()
 	for i := range n {
-		id := fmt.Sprintf("d%02d", i)
-		if _, err := c.CreateDevice(ctx, hubapi.Device{DeviceID: id}); err != nil {
-			t.Fatal(err)
-		}
 		plant := "Berlin"
 		if i%2 == 0 {
 			plant = "Hannover01"
 		}
-		if _, err := c.PatchTwin(ctx, id, "", fmt.Appendf(nil, `{"tags":{"location":{"plant":%q}}}`, plant), ""); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.CreateModule(ctx, hubapi.Module{DeviceID: id, ModuleID: "sensor"}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.PatchTwin(ctx, id, "sensor", fmt.Appendf(nil, `{"properties":{"desired":{"interval":%d}}}`, i), ""); err != nil {
-			t.Fatal(err)
-		}
+		createTwins(t, c, fmt.Sprintf("d%02d", i), plant, i)
+	}
+}
+
+// createTwins makes device id with tags.location.plant and a module
+// "sensor" whose desired interval is interval.
+func createTwins(t *testing.T, c *hubclient.Client, id, plant string, interval int) {
+	t.Helper()
+	if _, err := c.CreateDevice(ctx, hubapi.Device{DeviceID: id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PatchTwin(ctx, id, "", fmt.Appendf(nil, `{"tags":{"location":{"plant":%q}}}`, plant), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateModule(ctx, hubapi.Module{DeviceID: id, ModuleID: "sensor"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PatchTwin(ctx, id, "sensor", fmt.Appendf(nil, `{"properties":{"desired":{"interval":%d}}}`, interval), ""); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -28,7 +28,9 @@ type twinIndex struct {
 	entities map[string]*indexEntry // "id" or "id/mid"
 	maxSeen  int64                  // highest store version applied
 	sorted   [2][]*indexEntry       // live devices, live modules, by key; nil: rebuild
-	intern   map[string]string      // one copy of each object key of all twins
+	paths    map[string]uint32      // every property path of every twin, numbered
+	fresh    [2]flatTwin            // a twin never written (device, module), ids left out
+	scratch  []leaf                 // flatten's
 }
 
 type indexEntry struct {
@@ -36,33 +38,42 @@ type indexEntry struct {
 	// Versions of the identity and twin records last applied, or of their
 	// deletion (a tombstone: the entity stays in the map).
 	identVer, twinVer int64
-	live              bool           // the identity exists
-	status            string         // device status (device twins)
-	iotEdge           *bool          // device capabilities.iotEdge
-	twin              map[string]any // the stored twin, nil when none was written
-	doc               map[string]any // what queries see; nil unless live
+	live              bool   // the identity exists
+	status            string // device status (device twins)
+	iotEdge           *bool  // device capabilities.iotEdge
+	twin              flatTwin
 }
 
 func newTwinIndex(now func() time.Time) *twinIndex {
-	return &twinIndex{now: now, entities: map[string]*indexEntry{}, intern: map[string]string{}}
+	x := &twinIndex{now: now, entities: map[string]*indexEntry{}, paths: map[string]uint32{}}
+	for i, mid := range []string{"", "m"} {
+		b, _ := twin.New("d", mid, time.Time{}).MarshalJSON()
+		x.fresh[i], _ = x.flatten(b)
+	}
+	return x
 }
 
 // indexPrefixes are the store prefixes the index follows.
 var indexPrefixes = []string{"devices/", "modules/", "twins/"}
 
 // load watches the store, then reads what it holds; the watches run until
-// ctx ends or the store closes.
-func (x *twinIndex) load(ctx context.Context, st store.Store) error {
+// ctx ends or the store closes. The index holds the store's own copies of
+// the twins' JSON, not copies of them.
+func (x *twinIndex) load(ctx context.Context, st *store.FileStore) error {
 	for _, p := range indexPrefixes {
 		ch := st.Watch(ctx, p)
 		go func() {
 			for ev := range ch {
-				x.apply(ev.Type == store.Delete, ev.Record.Key, ev.Record.Version, ev.Record.Value)
+				r := ev.Record
+				if v, ok := st.SharedValue(r.Key, r.Version); ok {
+					r.Value = v
+				}
+				x.apply(ev.Type == store.Delete, r.Key, r.Version, r.Value)
 			}
 		}()
 	}
 	for _, p := range indexPrefixes {
-		recs, err := st.List(p)
+		recs, err := st.ListShared(p)
 		if err != nil {
 			return err
 		}
@@ -84,14 +95,10 @@ func (x *twinIndex) apply(del bool, key string, version int64, value []byte) {
 	if kind == "devices" && mid != "" || kind == "modules" && mid == "" {
 		return
 	}
-	var decoded map[string]any
 	var ident identityFields
 	if !del { // decode outside the lock
 		switch kind {
 		case "twins":
-			if json.Unmarshal(value, &decoded) != nil {
-				return
-			}
 		case "devices", "modules":
 			if json.Unmarshal(value, &ident) != nil {
 				return
@@ -115,9 +122,12 @@ func (x *twinIndex) apply(del bool, key string, version int64, value []byte) {
 			return
 		}
 		e.twinVer = version
-		e.twin = nil
+		e.twin = flatTwin{}
 		if !del {
-			e.twin = x.compact(decoded)
+			var ok bool
+			if e.twin, ok = x.flatten(value); !ok {
+				e.twin = flatTwin{}
+			}
 		}
 	default:
 		if version <= e.identVer {
@@ -129,10 +139,6 @@ func (x *twinIndex) apply(del bool, key string, version int64, value []byte) {
 		if ident.Capabilities != nil {
 			e.iotEdge = &ident.Capabilities.IoTEdge
 		}
-	}
-	e.doc = nil
-	if e.live {
-		e.doc = x.view(e)
 	}
 	if e.live != wasLive {
 		x.sorted[collectionOf(e.moduleID != "")] = nil
@@ -155,58 +161,46 @@ type identityFields struct {
 	} `json:"capabilities"`
 }
 
-// view is the document queries see for e: its twin as GET /twins returns
-// it (a fresh one when none was written), with the device's status and
-// capabilities. It is never changed once made.
-func (x *twinIndex) view(e *indexEntry) map[string]any {
-	t := e.twin
-	if t == nil {
-		b, _ := twin.New(e.deviceID, e.moduleID, x.now()).MarshalJSON()
-		_ = json.Unmarshal(b, &t)
-		t = x.compact(t)
-	}
-	if e.moduleID != "" {
+func freshTwin(deviceID, moduleID string, now time.Time) map[string]any {
+	var t map[string]any
+	b, _ := twin.New(deviceID, moduleID, now).MarshalJSON()
+	_ = json.Unmarshal(b, &t)
+	return t
+}
+
+// withIdentity returns a device twin t with the device's status and
+// capabilities (a module twin as it is).
+func withIdentity(t map[string]any, moduleID, status string, iotEdge *bool) map[string]any {
+	if moduleID != "" {
 		return t
 	}
 	doc := make(map[string]any, len(t)+2)
 	for k, v := range t {
 		doc[k] = v
 	}
-	if e.status != "" {
-		doc["status"] = e.status
+	if status != "" {
+		doc["status"] = status
 	}
-	if e.iotEdge != nil {
-		doc["capabilities"] = map[string]any{"iotEdge": *e.iotEdge}
+	if iotEdge != nil {
+		doc["capabilities"] = map[string]any{"iotEdge": *iotEdge}
 	}
 	return doc
 }
 
-// compact shares the object keys of v with the other twins (held under
-// x.mu): most twins have the same keys, and each key is otherwise a string
-// of its own in every twin.
-func (x *twinIndex) compact(v map[string]any) map[string]any {
-	out := make(map[string]any, len(v))
-	for k, e := range v {
-		s, ok := x.intern[k]
-		if !ok {
-			s = strings.Clone(k)
-			x.intern[s] = s
-		}
-		switch e := e.(type) {
-		case map[string]any:
-			out[s] = x.compact(e)
-		case []any:
-			for i, a := range e {
-				if m, ok := a.(map[string]any); ok {
-					e[i] = x.compact(m)
-				}
-			}
-			out[s] = e
-		default:
-			out[s] = e
-		}
+// fullDoc returns e's twin as GET /twins returns it, $metadata and all,
+// with the device's status and capabilities; nil if e no longer exists.
+func (x *twinIndex) fullDoc(e *indexEntry) map[string]any {
+	x.mu.RLock()
+	live, status, iotEdge, raw := e.live, e.status, e.iotEdge, e.twin.raw
+	x.mu.RUnlock()
+	if !live {
+		return nil
 	}
-	return out
+	var t map[string]any
+	if raw == nil || json.Unmarshal(raw, &t) != nil {
+		t = freshTwin(e.deviceID, e.moduleID, x.now())
+	}
+	return withIdentity(t, e.moduleID, status, iotEdge)
 }
 
 // snapshot returns the live entities of one collection (modules or not),

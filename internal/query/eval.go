@@ -17,14 +17,82 @@ type undefinedT struct{}
 var undefined any = undefinedT{}
 
 type expr interface {
-	eval(doc map[string]any) any
+	eval(doc Getter) any
 	String() string
+}
+
+// Getter is a twin: Get returns the value at path p, as encoding/json
+// would decode it (float64, string, bool, nil, map[string]any, []any), and
+// false when the twin has no such property. A map[string]any is read with
+// Match, Project and Add; a Getter lets a caller hold twins in another form
+// (the hub's query index) and read them with MatchGetter, ProjectGetter and
+// AddGetter.
+type Getter interface {
+	Get(p *Path) (any, bool)
+}
+
+// Path is a property path of a parsed query or condition.
+type Path struct {
+	// Key is the property names joined with ".", with array indexes as
+	// "[n]": "tags.location.region", "tags.list[0].name".
+	Key string
+	// Slot numbers the distinct paths of one Parse or ParseCondition, from
+	// 0: a Getter may cache what it looks up for a path by slot, for as long
+	// as it reads with that query or condition only.
+	Slot int
+	segs []seg
+}
+
+// setKey computes Key from segs.
+func (p *Path) setKey() {
+	var b strings.Builder
+	for i, s := range p.segs {
+		if s.isIndex {
+			b.WriteString("[" + strconv.Itoa(s.index) + "]")
+			continue
+		}
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(s.name)
+	}
+	p.Key = b.String()
+}
+
+// mapDoc is a twin as encoding/json decodes it.
+type mapDoc map[string]any
+
+func (m mapDoc) Get(p *Path) (any, bool) {
+	var v any = map[string]any(m)
+	for _, s := range p.segs {
+		if s.isIndex {
+			a, ok := v.([]any)
+			if !ok || s.index >= len(a) {
+				return nil, false
+			}
+			v = a[s.index]
+			continue
+		}
+		o, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = o[s.name]; !ok {
+			return nil, false
+		}
+	}
+	return v, true
 }
 
 // Match reports whether the twin doc (as IoT Hub's JSON, decoded with
 // encoding/json or built of the same types) satisfies the condition.
 func (c *Condition) Match(doc map[string]any) bool {
-	return c.e.eval(doc) == true
+	return c.e.eval(mapDoc(doc)) == true
+}
+
+// MatchGetter is Match over a twin held as a Getter.
+func (c *Condition) MatchGetter(g Getter) bool {
+	return c.e.eval(g) == true
 }
 
 // Match reports whether doc satisfies the query's WHERE (true without one).
@@ -32,20 +100,44 @@ func (q *Query) Match(doc map[string]any) bool {
 	return q.where == nil || q.where.Match(doc)
 }
 
+// MatchGetter is Match over a twin held as a Getter.
+func (q *Query) MatchGetter(g Getter) bool {
+	return q.where == nil || q.where.MatchGetter(g)
+}
+
 // Paths returns the property paths the condition reads, each as its names
 // (array indexes as decimal strings), so that a caller can tell which parts of
 // a twin it depends on.
-func (c *Condition) Paths() [][]string {
-	var out [][]string
-	walk(c.e, func(e expr) {
-		if p, ok := e.(*pathExpr); ok {
-			names := make([]string, len(p.segs))
-			for i, s := range p.segs {
-				names[i] = s.String()
-			}
-			out = append(out, names)
+func (c *Condition) Paths() [][]string { return pathsOf(c.e) }
+
+// Paths returns the property paths the query reads: in its SELECT list,
+// WHERE and GROUP BY.
+func (q *Query) Paths() [][]string {
+	var es []expr
+	for _, it := range q.items {
+		if it.expr != nil {
+			es = append(es, it.expr)
 		}
-	})
+	}
+	if q.where != nil {
+		es = append(es, q.where.e)
+	}
+	return pathsOf(append(es, q.groupBy...)...)
+}
+
+func pathsOf(es ...expr) [][]string {
+	var out [][]string
+	for _, e := range es {
+		walk(e, func(e expr) {
+			if p, ok := e.(*pathExpr); ok {
+				names := make([]string, len(p.p.segs))
+				for i, s := range p.p.segs {
+					names[i] = s.String()
+				}
+				out = append(out, names)
+			}
+		})
+	}
 	return out
 }
 
@@ -93,37 +185,23 @@ func (s seg) String() string {
 }
 
 type pathExpr struct {
-	pos  int
-	segs []seg
+	pos int
+	p   Path
 }
 
-func (e *pathExpr) last() string { return e.segs[len(e.segs)-1].String() }
+func (e *pathExpr) last() string { return e.p.segs[len(e.p.segs)-1].String() }
 
-func (e *pathExpr) eval(doc map[string]any) any {
-	var v any = doc
-	for _, s := range e.segs {
-		if s.isIndex {
-			a, ok := v.([]any)
-			if !ok || s.index >= len(a) {
-				return undefined
-			}
-			v = a[s.index]
-			continue
-		}
-		m, ok := v.(map[string]any)
-		if !ok {
-			return undefined
-		}
-		if v, ok = m[s.name]; !ok {
-			return undefined
-		}
+func (e *pathExpr) eval(doc Getter) any {
+	v, ok := doc.Get(&e.p)
+	if !ok {
+		return undefined
 	}
 	return norm(v)
 }
 
 func (e *pathExpr) String() string {
 	var b strings.Builder
-	for i, s := range e.segs {
+	for i, s := range e.p.segs {
 		switch {
 		case s.isIndex:
 			b.WriteString("[" + strconv.Itoa(s.index) + "]")
@@ -182,7 +260,7 @@ func norm(v any) any {
 
 type litExpr struct{ v any }
 
-func (e *litExpr) eval(map[string]any) any { return e.v }
+func (e *litExpr) eval(Getter) any { return e.v }
 
 func (e *litExpr) String() string { return literal(e.v) }
 
@@ -233,7 +311,7 @@ func quote(s string) string {
 
 type arrayExpr struct{ list []expr }
 
-func (e *arrayExpr) eval(doc map[string]any) any {
+func (e *arrayExpr) eval(doc Getter) any {
 	out := make([]any, 0, len(e.list))
 	for _, x := range e.list {
 		v := x.eval(doc)
@@ -289,7 +367,7 @@ type logicExpr struct {
 	l, r expr
 }
 
-func (e *logicExpr) eval(doc map[string]any) any {
+func (e *logicExpr) eval(doc Getter) any {
 	l := e.l.eval(doc)
 	if e.op == "AND" {
 		if l == false {
@@ -324,7 +402,7 @@ func (e *logicExpr) String() string {
 
 type notExpr struct{ e expr }
 
-func (e *notExpr) eval(doc map[string]any) any {
+func (e *notExpr) eval(doc Getter) any {
 	switch e.e.eval(doc) {
 	case true:
 		return false
@@ -341,7 +419,7 @@ type cmpExpr struct {
 	l, r expr
 }
 
-func (e *cmpExpr) eval(doc map[string]any) any {
+func (e *cmpExpr) eval(doc Getter) any {
 	return compare(e.op, e.l.eval(doc), e.r.eval(doc))
 }
 
@@ -449,7 +527,7 @@ type arithExpr struct {
 	l, r expr
 }
 
-func (e *arithExpr) eval(doc map[string]any) any {
+func (e *arithExpr) eval(doc Getter) any {
 	l, lok := e.l.eval(doc).(float64)
 	r, rok := e.r.eval(doc).(float64)
 	if !lok || !rok {
@@ -490,7 +568,7 @@ type inExpr struct {
 	neg  bool
 }
 
-func (e *inExpr) eval(doc map[string]any) any {
+func (e *inExpr) eval(doc Getter) any {
 	v := e.e.eval(doc)
 	if v == undefined {
 		return undefined
@@ -518,7 +596,7 @@ type funcExpr struct {
 	args []expr
 }
 
-func (e *funcExpr) eval(doc map[string]any) any {
+func (e *funcExpr) eval(doc Getter) any {
 	v := e.args[0].eval(doc)
 	switch e.name {
 	case "IS_DEFINED":

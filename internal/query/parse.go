@@ -130,6 +130,7 @@ type parser struct {
 	toks  []token
 	i     int
 	depth int
+	slots map[string]int // Path.Slot by Path.Key
 }
 
 func newParser(q string) (*parser, error) {
@@ -140,7 +141,7 @@ func newParser(q string) (*parser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &parser{src: q, toks: toks}, nil
+	return &parser{src: q, toks: toks, slots: map[string]int{}}, nil
 }
 
 func (p *parser) peek() token { return p.toks[p.i] }
@@ -643,7 +644,7 @@ func (p *parser) path() (expr, error) {
 	if t.kind != tIdent {
 		return nil, errAt(t.pos, "expected a property name, found %s", t.describe())
 	}
-	e := &pathExpr{pos: t.pos, segs: []seg{{name: t.text}}}
+	e := &pathExpr{pos: t.pos, p: Path{segs: []seg{{name: t.text}}}}
 	for {
 		switch n := p.peek(); {
 		case n.is("."):
@@ -652,15 +653,15 @@ func (p *parser) path() (expr, error) {
 			if m.kind != tIdent {
 				return nil, errAt(m.pos, "expected a property name after ., found %s", m.describe())
 			}
-			e.segs = append(e.segs, seg{name: m.text})
+			e.p.segs = append(e.p.segs, seg{name: m.text})
 		case n.is("["):
 			p.next()
 			ix := p.next()
 			switch {
 			case ix.kind == tString:
-				e.segs = append(e.segs, seg{name: ix.str})
+				e.p.segs = append(e.p.segs, seg{name: ix.str})
 			case ix.kind == tNumber && ix.num == math.Trunc(ix.num) && ix.num >= 0 && ix.num <= math.MaxInt32:
-				e.segs = append(e.segs, seg{index: int(ix.num), isIndex: true})
+				e.p.segs = append(e.p.segs, seg{index: int(ix.num), isIndex: true})
 			default:
 				return nil, errAt(ix.pos, "expected a quoted property name or an array index in [ ], found %s", ix.describe())
 			}
@@ -668,12 +669,19 @@ func (p *parser) path() (expr, error) {
 				return nil, err
 			}
 		default:
-			if len(e.segs) > 1 && !e.segs[0].isIndex && e.segs[0].name == "devices" {
-				e.segs = e.segs[1:]
-				if len(e.segs) > 1 && !e.segs[0].isIndex && e.segs[0].name == "modules" {
-					e.segs = e.segs[1:]
+			if segs := e.p.segs; len(segs) > 1 && !segs[0].isIndex && segs[0].name == "devices" {
+				e.p.segs = segs[1:]
+				if segs := e.p.segs; len(segs) > 1 && !segs[0].isIndex && segs[0].name == "modules" {
+					e.p.segs = segs[1:]
 				}
 			}
+			e.p.setKey()
+			slot, ok := p.slots[e.p.Key]
+			if !ok {
+				slot = len(p.slots)
+				p.slots[e.p.Key] = slot
+			}
+			e.p.Slot = slot
 			return e, nil
 		}
 	}

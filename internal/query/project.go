@@ -12,6 +12,19 @@ func (q *Query) Project(doc map[string]any) map[string]any {
 	if q.star {
 		return doc
 	}
+	return q.project(mapDoc(doc))
+}
+
+// ProjectGetter is Project over a twin held as a Getter; for SELECT * it
+// returns nil (the caller has the twin).
+func (q *Query) ProjectGetter(g Getter) map[string]any {
+	if q.star {
+		return nil
+	}
+	return q.project(g)
+}
+
+func (q *Query) project(doc Getter) map[string]any {
 	row := make(map[string]any, len(q.items))
 	for _, it := range q.items {
 		if it.expr == nil {
@@ -49,7 +62,12 @@ func (q *Query) NewAggregation() *Aggregation {
 }
 
 // Add counts one matching twin.
-func (a *Aggregation) Add(doc map[string]any) {
+func (a *Aggregation) Add(doc map[string]any) { a.add(mapDoc(doc)) }
+
+// AddGetter is Add over a twin held as a Getter.
+func (a *Aggregation) AddGetter(g Getter) { a.add(g) }
+
+func (a *Aggregation) add(doc Getter) {
 	keys := make([]any, len(a.q.groupBy))
 	var kb strings.Builder
 	for i, g := range a.q.groupBy {

@@ -336,3 +336,14 @@ func TestPaths(t *testing.T) {
 		t.Errorf("Paths() = %q, want %q", got, want)
 	}
 }
+
+func TestQueryPaths(t *testing.T) {
+	q, err := Parse("SELECT tags.a AS a, MAX(properties.reported.$metadata.x.$lastUpdated) AS m FROM devices WHERE status = 'enabled' GROUP BY tags.a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{{"tags", "a"}, {"properties", "reported", "$metadata", "x", "$lastUpdated"}, {"status"}, {"tags", "a"}}
+	if got := q.Paths(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Paths() = %q, want %q", got, want)
+	}
+}

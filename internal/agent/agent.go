@@ -1,8 +1,8 @@
 // Package agent is the device daemon's agent: it reads the deployment the hub
-// holds for the device (the desired properties of its $agent twin, kept by
+// holds for the device (the desired properties of its $edgeAgent twin, kept by
 // internal/syncer), pulls module images (internal/imagestore) and keeps one
 // instance per module running on a runtime (internal/runtime), by restart
-// policy, and reports what it does in the $agent twin's reported properties
+// policy, and reports what it does in the $edgeAgent twin's reported properties
 // with IoT Edge's field names.
 //
 // Each module has a supervisor goroutine of its own that owns its instance:
@@ -48,8 +48,12 @@ import (
 )
 
 // AgentModule is the module whose twin holds the deployment (desired) and
-// the agent's status (reported).
-const AgentModule = "$agent"
+// the agent's status (reported), IoT Edge's name.
+const AgentModule = "$edgeAgent"
+
+// HubModule is the module whose twin holds the routes (desired) and the
+// device broker's status (reported).
+const HubModule = "$edgeHub"
 
 // Defaults of Config.
 const (
@@ -107,6 +111,10 @@ type Config struct {
 	ResetAfter  time.Duration
 	// StopGrace is how long a module has between SIGTERM and SIGKILL.
 	StopGrace time.Duration
+	// BrokerRunning says whether the module broker (IoT Edge's edgeHub)
+	// serves, for systemModules.edgeHub in the reported status; nil reports
+	// it unknown.
+	BrokerRunning func() bool
 	// ReportInterval is the least time between two reported patches.
 	ReportInterval time.Duration
 	// GroupWait bounds how long a startupOrder group may hold the next one
@@ -134,6 +142,7 @@ type Agent struct {
 	mu      sync.Mutex
 	mods    map[string]*supervisor
 	desired deploymentStatus
+	started time.Time     // when Run began: the system modules' start
 	changed chan struct{} // status changed: report it
 
 	wlMu     sync.Mutex
@@ -192,6 +201,9 @@ func New(cfg Config) (*Agent, error) {
 // device's first sync with its hub, or starts at once from the cached
 // deployment when the device has synced before.
 func (a *Agent) Run(ctx context.Context) error {
+	a.mu.Lock()
+	a.started = a.cfg.Now()
+	a.mu.Unlock()
 	changes := a.cfg.Syncer.Watch(ctx)
 	reportCtx, stopReport := context.WithCancel(context.Background())
 	reportDone := make(chan struct{})
@@ -440,7 +452,7 @@ func isValidation(err error) bool {
 	return errors.As(err, &ve)
 }
 
-// readDeployment reads the deployment from the $agent twin.
+// readDeployment reads the deployment from the $edgeAgent twin.
 func (a *Agent) readDeployment() (*deployment.Manifest, int64, error) {
 	t, err := a.cfg.Syncer.Twin(AgentModule)
 	if err != nil {

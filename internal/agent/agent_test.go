@@ -164,7 +164,7 @@ func testDeployment(t *testing.T, kind string) {
 		return !has2 && !has3 && !has4 && err != nil
 	})
 
-	// An invalid deployment (written straight into the $agent twin: the hub
+	// An invalid deployment (written straight into the $edgeAgent twin: the hub
 	// checks what `deploy` sends) is refused with 400 naming the field.
 	patch := `{"properties":{"desired":{"modules":{"m1":{"restartPolicy":"sometimes"}}}}}`
 	if _, err := f.Owner.PatchTwin(context.Background(), f.DeviceID, agent.AgentModule, []byte(patch), ""); err != nil {

@@ -9,12 +9,15 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/outpost-edge/outpost/internal/deployment"
+	"github.com/outpost-edge/outpost/internal/version"
 )
 
 // maxDescription bounds a statusDescription (twin strings are at most 4 KiB).
 const maxDescription = 1024
 
-// reportLoop sends the agent's status to the $agent twin's reported
+// reportLoop sends the agent's status to the $edgeAgent twin's reported
 // properties whenever it changes: at once, then at most once per
 // ReportInterval, each time only what changed (a merge patch).
 func (a *Agent) reportLoop(ctx context.Context) {
@@ -36,7 +39,7 @@ func (a *Agent) reportLoop(ctx context.Context) {
 // flushReport sends what is left to report, once the modules are stopped.
 func (a *Agent) flushReport(context.Context) { a.sendReport() }
 
-// sendReport diffs the status against the $agent twin's reported
+// sendReport diffs the status against the $edgeAgent twin's reported
 // properties as the device knows them (what the hub has, with the patches
 // still queued on top) and sends the difference. Diffing against the twin,
 // not against what was sent last, makes the hub's copy right again whenever
@@ -63,17 +66,26 @@ func (a *Agent) sendReport() {
 	}
 }
 
-// reportedDoc is the agent's full reported status.
+// ReportedSchemaVersion is the schemaVersion of the agent's reported
+// status, as IoT Edge's agent writes it.
+const ReportedSchemaVersion = "1.0"
+
+// reportedDoc is the agent's full reported status, in the shape of IoT
+// Edge's $edgeAgent reported properties.
 func (a *Agent) reportedDoc() map[string]any {
+	v := version.Get()
 	doc := map[string]any{
+		"schemaVersion": ReportedSchemaVersion,
+		"version":       map[string]any{"version": v.Version, "build": v.Date, "commit": v.Commit},
 		"runtime": map[string]any{
 			"type":     a.cfg.Runtime.Name(),
-			"platform": map[string]any{"os": goruntime.GOOS, "architecture": goruntime.GOARCH},
+			"platform": map[string]any{"os": goruntime.GOOS, "architecture": goruntime.GOARCH, "version": v.Version},
 		},
 	}
 	a.mu.Lock()
-	d := a.desired
+	d, started := a.desired, a.started
 	a.mu.Unlock()
+	doc["systemModules"] = a.systemModules(started)
 	if d.read {
 		doc["lastDesiredVersion"] = d.version
 		st := map[string]any{"code": d.code}
@@ -84,9 +96,17 @@ func (a *Agent) reportedDoc() map[string]any {
 	}
 	mods := map[string]any{}
 	for _, m := range a.Modules() {
+		settings := map[string]any{"image": m.Image}
+		if m.ImageDigest != "" {
+			settings["imageHash"] = m.ImageDigest
+		}
 		r := map[string]any{
 			"runtimeStatus": m.RuntimeStatus,
 			"restartCount":  m.RestartCount,
+			"status":        m.DesiredStatus,
+			"restartPolicy": m.RestartPolicy,
+			"type":          "docker",
+			"settings":      settings,
 		}
 		if m.Version != "" {
 			r["version"] = m.Version
@@ -113,6 +133,26 @@ func (a *Agent) reportedDoc() map[string]any {
 	}
 	doc["modules"] = mods
 	return doc
+}
+
+// systemModules is the reported status of IoT Edge's system modules, which
+// are the daemon: edgeAgent (this agent) runs since Run began, edgeHub (the
+// module broker) as BrokerRunning says.
+func (a *Agent) systemModules(started time.Time) map[string]any {
+	settings := map[string]any{"image": deployment.SystemImage}
+	sys := func(running bool) map[string]any {
+		m := map[string]any{"type": "docker", "settings": settings, "runtimeStatus": "unknown", "restartCount": 0}
+		if running {
+			m["runtimeStatus"], m["statusDescription"], m["exitCode"] = "running", "running", 0
+			if !started.IsZero() {
+				m["lastStartTimeUtc"] = started.UTC().Format(time.RFC3339Nano)
+			}
+		}
+		return m
+	}
+	hub := sys(a.cfg.BrokerRunning != nil && a.cfg.BrokerRunning())
+	hub["status"], hub["restartPolicy"] = deployment.StatusRunning, deployment.RestartAlways
+	return map[string]any{"edgeAgent": sys(true), "edgeHub": hub}
 }
 
 func truncate(s string, n int) string {

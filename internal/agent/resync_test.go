@@ -35,7 +35,7 @@ func TestReportedStateSurvivesResets(t *testing.T) {
 	took := agenttest.Eventually(t, 20*time.Second, "m1 running at the hub after a wiped data dir", running)
 	t.Logf("wiped data dir: m1 running at the hub %v after the start", took)
 
-	// Delete the device and create it again with the same key: the new $agent
+	// Delete the device and create it again with the same key: the new $edgeAgent
 	// twin starts empty, and must get the whole status, not only what
 	// changes from now on.
 	cs, err := identity.ParseConnectionString(f.DeviceCS)
@@ -51,7 +51,7 @@ func TestReportedStateSurvivesResets(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Deploy(t, map[string]any{"m1": mod1(f, "1")})
-	took = agenttest.Eventually(t, 20*time.Second, "the whole status in the new $agent twin", func() bool {
+	took = agenttest.Eventually(t, 20*time.Second, "the whole status in the new $edgeAgent twin", func() bool {
 		rep := f.Reported(t)
 		rt, _ := rep["runtime"].(map[string]any)
 		return running() && rt["platform"] != nil && rep["lastDesiredStatus"] != nil

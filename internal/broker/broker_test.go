@@ -122,7 +122,7 @@ func TestBadReportedPatches(t *testing.T) {
 	if topic, _ := a.request(t, topicPatch, []byte(`{"ok":1}`)); !strings.Contains(topic, "/204/") {
 		t.Fatalf("a good patch: %s", topic)
 	}
-	deep := `{"l1":{"l2":{"l3":{"l4":{"l5":{"l6":{"l7":{"l8":{"l9":{"l10":{"l11":1}}}}}}}}}}}`
+	deep := `{"l1":{"l2":{"l3":{"l4":{"l5":{"l6":{"l7":{"l8":{"l9":{"l10":{"l11":{"l12":1}}}}}}}}}}}}` // an eleventh nested object
 	for _, c := range []struct {
 		name, patch, want string
 	}{

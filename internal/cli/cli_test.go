@@ -149,6 +149,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"device", "lst"}, ExitUsage, `unknown command "lst" for "outpost device": did you mean "list"?`},
 		{[]string{"module", "r"}, ExitUsage, `unknown command "r" for "outpost module": did you mean "rm"?`},
 		{[]string{"hub", "xyzzy"}, ExitUsage, `unknown command "xyzzy" for "outpost hub"`},
+		{[]string{"help", "gte"}, ExitUsage, `no help topic "gte": "outpost" has no command "gte"`},
+		{[]string{"help", "twin", "pach"}, ExitUsage, `"outpost twin" has no command "pach": did you mean "patch"?`},
 		{[]string{"-v"}, ExitUsage, "unknown shorthand flag: 'v'"},
 		{[]string{"version", "--bogus"}, ExitUsage, "unknown flag: --bogus"},
 		{[]string{"version", "extra"}, ExitUsage, "takes no arguments"},
@@ -251,5 +253,13 @@ func TestConfigPrecedence(t *testing.T) {
 	code, _, errOut := run(t, "version")
 	if code != ExitFailure || !strings.Contains(errOut, file+":2") || !strings.Contains(errOut, `"outptu"`) || !strings.Contains(errOut, `did you mean "output"`) {
 		t.Errorf("broken config: code %d, stderr %q", code, errOut)
+	}
+}
+
+// TestHelpTopic: `outpost help CMD...` prints that command's help on stdout.
+func TestHelpTopic(t *testing.T) {
+	code, out, errOut := run(t, "help", "twin", "patch")
+	if code != ExitOK || !strings.Contains(out, "outpost twin patch") || errOut != "" {
+		t.Fatalf("outpost help twin patch: code %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }

@@ -57,8 +57,8 @@ func newDaemonCmd(f *Factory, runF func(*daemonOptions) error) *cobra.Command {
 string, keeps the device's modules, twins and deployment in its data dir (so it
 runs on with the hub unreachable), pulls module images, runs one instance per
 module on the runtime, restarts them by policy and reports their status in the
-$agent twin. 'outpost list|logs|restart|status' talk to it over the management
-socket.
+$edgeAgent twin (and its module broker's in $edgeHub). 'outpost list|logs|restart|status'
+talk to it over the management socket.
 
 Configuration: flags, then OUTPOST_* environment variables, then the config
 file (/etc/outpost/config.yaml or --config), whose keys are the flag names,

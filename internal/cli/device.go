@@ -42,6 +42,7 @@ type deviceCreateOptions struct {
 	Status       string
 	PrimaryKey   string
 	SecondaryKey string
+	Edge         bool
 }
 
 func newDeviceCreateCmd(f *Factory, runF func(*deviceCreateOptions) error) *cobra.Command {
@@ -53,10 +54,16 @@ func newDeviceCreateCmd(f *Factory, runF func(*deviceCreateOptions) error) *cobr
 (HostName=…;DeviceId=…;SharedAccessKey=…) on stdout. The hub generates the keys
 unless --primary-key/--secondary-key give them.
 
+The device is an IoT Edge device (capabilities.iotEdge): it runs an outpost
+daemon and takes deployments. --edge=false makes a leaf device instead, one
+that connects with its own identity and takes no deployment (IoT Hub's
+default for devices created through its REST API and SDKs).
+
 With -o json or -o yaml it prints the device as the hub returned it, keys
 included, plus connectionString.`,
 		Example: `  outpost device create dev-1
   outpost device create dev-2 --status disabled -o json
+  outpost device create sensor-1 --edge=false
   export DEVICE_CONNECTION_STRING=$(outpost device create dev-3)`,
 		Args: exactArgs(1, "one device ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -81,6 +88,7 @@ included, plus connectionString.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Status, "status", "enabled", "the device's `STATUS`: enabled or disabled")
+	fl.BoolVar(&opts.Edge, "edge", true, "create an IoT Edge device (false: a leaf device, which takes no deployment)")
 	addKeyFlags(fl, &opts.PrimaryKey, &opts.SecondaryKey)
 	return cmd
 }
@@ -90,7 +98,7 @@ func deviceCreateRun(ctx context.Context, f *Factory, opts *deviceCreateOptions)
 	if err != nil {
 		return err
 	}
-	d := hubapi.Device{DeviceID: opts.Device, Status: opts.Status}
+	d := hubapi.Device{DeviceID: opts.Device, Status: opts.Status, Capabilities: &hubapi.Capabilities{IoTEdge: opts.Edge}}
 	d.Authentication = sasAuth(opts.PrimaryKey, opts.SecondaryKey)
 	d, err = c.CreateDevice(ctx, d)
 	if errors.Is(err, hubclient.ErrConflict) {

@@ -24,9 +24,10 @@ func TestDeviceCreateArgs(t *testing.T) {
 		want deviceCreateOptions
 		err  string
 	}{
-		{[]string{"d1"}, deviceCreateOptions{Device: "d1", Status: "enabled"}, ""},
-		{[]string{"d1", "--status", "disabled"}, deviceCreateOptions{Device: "d1", Status: "disabled"}, ""},
-		{[]string{"d1", "--primary-key", testKey1, "--secondary-key", testKey2}, deviceCreateOptions{Device: "d1", Status: "enabled", PrimaryKey: testKey1, SecondaryKey: testKey2}, ""},
+		{[]string{"d1"}, deviceCreateOptions{Device: "d1", Status: "enabled", Edge: true}, ""},
+		{[]string{"d1", "--status", "disabled"}, deviceCreateOptions{Device: "d1", Status: "disabled", Edge: true}, ""},
+		{[]string{"d1", "--primary-key", testKey1, "--secondary-key", testKey2}, deviceCreateOptions{Device: "d1", Status: "enabled", PrimaryKey: testKey1, SecondaryKey: testKey2, Edge: true}, ""},
+		{[]string{"d1", "--edge=false"}, deviceCreateOptions{Device: "d1", Status: "enabled"}, ""},
 		{[]string{}, deviceCreateOptions{}, "takes one device ID (got 0 arguments)"},
 		{[]string{"d1", "d2"}, deviceCreateOptions{}, "takes one device ID (got 2 arguments)"},
 		{[]string{"d1/m1"}, deviceCreateOptions{}, "want a device id alone"},
@@ -144,6 +145,20 @@ func TestDeviceCreate(t *testing.T) {
 	code, out, _ = run(t, "device", "create", "d3", "-o", "yaml")
 	if code != 0 || !strings.Contains(out, "deviceId: d3\n") || !strings.Contains(out, "connectionString: HostName=") {
 		t.Errorf("create -o yaml: code %d, %q", code, out)
+	}
+
+	// Edge devices by default (d1 has its system module); --edge=false makes a leaf device.
+	if d, err := h.Client(t).GetDevice(ctx, "d1"); err != nil || d.Capabilities == nil || !d.Capabilities.IoTEdge {
+		t.Errorf("d1 on the hub: %+v, %v; want an IoT Edge device", d.Capabilities, err)
+	}
+	if code, _, errOut := run(t, "device", "create", "leaf", "--edge=false"); code != 0 {
+		t.Fatalf("create --edge=false: code %d, stderr %q", code, errOut)
+	}
+	if d, err := h.Client(t).GetDevice(ctx, "leaf"); err != nil || d.Capabilities == nil || d.Capabilities.IoTEdge {
+		t.Errorf("leaf on the hub: %+v, %v; want capabilities.iotEdge false", d.Capabilities, err)
+	}
+	if mods, err := h.Client(t).ListModules(ctx, "leaf"); err != nil || len(mods) != 0 {
+		t.Errorf("modules of the leaf device: %+v, %v; want none", mods, err)
 	}
 }
 

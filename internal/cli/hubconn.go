@@ -98,7 +98,7 @@ func (tf targetForm) String() string {
 // parseTarget reads a DEVICE or DEVICE/MODULE argument and checks the ids
 // against IoT Hub's rules. Its errors are usage errors that name the
 // expected form. Module ids may start with '$' (system modules such as
-// $agent); whether one may be created is the hub's call.
+// $edgeAgent); whether one may be created is the hub's call.
 func parseTarget(arg string, form targetForm) (target, error) {
 	dev, mod, hasSlash := strings.Cut(arg, "/")
 	example := map[targetForm]string{deviceOnly: "dev-1", moduleRequired: "dev-1/tempsensor", moduleOptional: "dev-1 or dev-1/tempsensor"}[form]

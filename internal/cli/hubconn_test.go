@@ -125,7 +125,7 @@ func TestParseTarget(t *testing.T) {
 		{"d1", deviceOnly, target{Device: "d1"}, ""},
 		{"d1/m1", deviceOnly, target{}, "want a device id alone"},
 		{"d1/m1", moduleRequired, target{Device: "d1", Module: "m1"}, ""},
-		{"d1/$agent", moduleRequired, target{Device: "d1", Module: "$agent"}, ""},
+		{"d1/$edgeAgent", moduleRequired, target{Device: "d1", Module: "$edgeAgent"}, ""},
 		{"d1", moduleRequired, target{}, `invalid DEVICE/MODULE "d1": want DEVICE/MODULE (for example dev-1/tempsensor)`},
 		{"d1/", moduleRequired, target{}, "the module id is empty"},
 		{"/m1", moduleRequired, target{}, "the device id is empty"},

@@ -102,7 +102,7 @@ func TestDaemonAndLocalCommands(t *testing.T) {
 	}
 
 	code, out, _ = run(t, "status", "--mgmt-socket", sock)
-	if code != 0 || !strings.Contains(out, "connected:  yes") || !strings.Contains(out, "$agent") || !strings.Contains(out, "runtime:    process (not isolated") {
+	if code != 0 || !strings.Contains(out, "connected:  yes") || !strings.Contains(out, "$edgeAgent") || !strings.Contains(out, "runtime:    process (not isolated") {
 		t.Errorf("status: %d\n%s", code, out)
 	}
 	code, out, _ = run(t, "status", "--mgmt-socket", sock, "-o", "json")

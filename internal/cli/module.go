@@ -50,7 +50,7 @@ func newModuleCreateCmd(f *Factory, runF func(*moduleCreateOptions) error) *cobr
 		Long: `Create a module identity on an existing device and print the module's
 connection string (HostName=…;DeviceId=…;ModuleId=…;SharedAccessKey=…) on
 stdout. The hub generates the keys unless --primary-key/--secondary-key give
-them. Ids starting with '$' are for system modules such as $agent.
+them. Ids starting with '$' are for system modules ($edgeAgent, $edgeHub).
 
 With -o json or -o yaml it prints the module as the hub returned it, keys
 included, plus connectionString.`,
@@ -181,7 +181,7 @@ returned it.
 'outpost module create' did (with -o json|yaml: the module, keys included,
 plus connectionString).`,
 		Example: `  outpost module show dev-1/tempsensor
-  outpost module show 'dev-1/$agent' --show-keys -o json
+  outpost module show 'dev-1/$edgeAgent' --show-keys -o json
   outpost module show dev-1/tempsensor --connection-string`,
 		Args: exactArgs(1, "one DEVICE/MODULE"),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -21,7 +21,7 @@ func TestModuleArgs(t *testing.T) {
 		err  string
 	}{
 		{[]string{"create", "d1/m1"}, moduleCreateOptions{Target: m1}, ""},
-		{[]string{"create", "d1/$agent"}, moduleCreateOptions{Target: target{Device: "d1", Module: "$agent"}}, ""},
+		{[]string{"create", "d1/$edgeAgent"}, moduleCreateOptions{Target: target{Device: "d1", Module: "$edgeAgent"}}, ""},
 		{[]string{"create", "d1/m1", "--managed-by", "iotedge", "--primary-key", testKey1}, moduleCreateOptions{Target: m1, ManagedBy: "iotedge", PrimaryKey: testKey1}, ""},
 		{[]string{"create", "d1"}, nil, `invalid DEVICE/MODULE "d1": want DEVICE/MODULE`},
 		{[]string{"create"}, nil, "takes one DEVICE/MODULE (got 0 arguments)"},

@@ -126,6 +126,7 @@ Microsoft's Azure IoT SDKs run unchanged.
 		newPushCmd(f),
 		newDaemonCmd(f, nil), newListCmd(f), newLogsCmd(f), newRestartCmd(f), newStatusCmd(f), newCheckCmd(f),
 	)
+	root.SetHelpCommand(newHelpCmd())
 	root.Version = versionLine(version.Get())
 	root.SetVersionTemplate("outpost {{.Version}}\n")
 	requireSubcommands(root)

@@ -121,8 +121,8 @@ func TestStatusShowsBrokerLinks(t *testing.T) {
 		row[2] != strconv.FormatInt(reported, 10) || row[5] != strconv.FormatInt(desired, 10) {
 		t.Errorf("status: %d, probe's row %q\n%s", code, row, out)
 	}
-	if row := tableRow(out, "$agent"); len(row) != 5 || row[3] != "-" || row[4] != "-" {
-		t.Errorf("status: $agent's row %q (never connects to the broker)\n%s", row, out)
+	if row := tableRow(out, "$edgeAgent"); len(row) != 5 || row[3] != "-" || row[4] != "-" {
+		t.Errorf("status: $edgeAgent's row %q (never connects to the broker)\n%s", row, out)
 	}
 
 	c.Disconnect(100)

@@ -92,6 +92,16 @@ func (d *Daemon) openBroker() error {
 	return nil
 }
 
+// hubReporter reports the broker's status in $edgeHub, or is nil when the
+// broker in the slot does not say it.
+func (d *Daemon) hubReporter() *hubReporter {
+	b, ok := d.broker.(interface{ Status() []broker.ModuleStatus })
+	if !ok {
+		return nil
+	}
+	return &hubReporter{deviceID: d.cs.DeviceID, sy: d.sy, clients: b.Status, log: d.log.With("part", "edgehub-status")}
+}
+
 // brokerModules is the modules' links to the broker for the management
 // API's /status (none when the broker in the slot does not say).
 func (d *Daemon) brokerModules() []mgmtclient.BrokerModule {

@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/agent"
@@ -143,6 +144,7 @@ type Daemon struct {
 	// when it listens on one address or not at 8883 (the port the Azure SDKs
 	// dial), else "".
 	brokerAddress string
+	brokerRunning atomic.Bool // the broker serves: systemModules.edgeHub is running
 
 	closeOnce sync.Once
 	closers   []func() error // in the order opened
@@ -232,6 +234,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 	}
 	d.agent, err = agent.New(agent.Config{
 		DeviceID: cs.DeviceID, HubHostName: cs.HostName, GatewayHostName: d.gateway,
+		BrokerRunning: d.brokerRunning.Load,
 		BrokerAddress: d.brokerAddress,
 		Syncer:        d.sy, Images: d.imgs, Runtime: d.rt,
 		WorkloadDir: cfg.WorkloadDir, Workload: d.wl.Handler,
@@ -385,7 +388,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}},
 	}
 	if d.broker != nil {
-		parts = append(parts, &part{name: "module broker", run: d.broker.Run})
+		parts = append(parts, &part{name: "module broker", run: func(ctx context.Context) error {
+			d.brokerRunning.Store(true)
+			defer d.brokerRunning.Store(false)
+			return d.broker.Run(ctx)
+		}})
+		if r := d.hubReporter(); r != nil {
+			parts = append(parts, &part{name: "$edgeHub status", run: r.Run})
+		}
 	}
 	parts = append(parts,
 		&part{name: "management API", run: func(ctx context.Context) error {

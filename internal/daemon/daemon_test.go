@@ -272,7 +272,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // TestStopSendsTheLastReport: a daemon stopping stops its modules, then
-// reports that in the $agent twin, and that report reaches the hub before
+// reports that in the $edgeAgent twin, and that report reaches the hub before
 // Run returns: the syncer is stopped last (and flushes its outbox first,
 // which internal/syncer's TestFlushSendsTheOutbox checks).
 func TestStopSendsTheLastReport(t *testing.T) {

@@ -25,7 +25,7 @@ const (
 
 // MaxCreateOptionsSize is the longest createOptions (compact JSON) a module
 // can have: 100 chunks of 512 bytes. The twin's 32 KiB limit on all of
-// $agent's desired properties usually binds first.
+// $edgeAgent's desired properties usually binds first.
 const MaxCreateOptionsSize = createOptionsChunkSize * maxCreateOptionsChunks
 
 // splitCreateOptions cuts s into chunks of at most createOptionsChunkSize
@@ -154,7 +154,7 @@ func (c *checker) createOptions(v *value, path string) CreateOptions {
 	}
 	raw := appendJSON(nil, v)
 	if len(raw) > MaxCreateOptionsSize {
-		c.errorf(at(v), path, "is %d bytes as compact JSON; at most %d fit in the $agent twin", len(raw), MaxCreateOptionsSize)
+		c.errorf(at(v), path, "is %d bytes as compact JSON; at most %d fit in the $edgeAgent twin", len(raw), MaxCreateOptionsSize)
 		return CreateOptions{}
 	}
 	co := CreateOptions{Raw: raw}

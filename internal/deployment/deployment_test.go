@@ -36,11 +36,17 @@ func mustParse(t *testing.T, data []byte, name string) (*Manifest, []string) {
 	return m, warnings
 }
 
-// withoutTwinOnly returns a copy of m without what the $agent twin does not
-// hold: each module's Desired, and the schema version of the source.
+// withoutTwinOnly returns a copy of m without what the $edgeAgent twin does not
+// hold: each module's Desired, the $edgeHub part and the schema version of the
+// source; with what AgentDesired writes for an AgentSchema or SystemModules
+// that m leaves out.
 func withoutTwinOnly(m *Manifest) *Manifest {
 	c := *m
-	c.SchemaVersion = ""
+	c.SchemaVersion, c.Hub = "", nil
+	c.AgentSchema = orDefault(c.AgentSchema, AgentSchemaVersion)
+	if c.SystemModules == nil {
+		c.SystemModules = defaultSystemModules()
+	}
 	c.Modules = map[string]Module{}
 	for id, mod := range m.Modules {
 		mod.Desired = nil
@@ -49,7 +55,7 @@ func withoutTwinOnly(m *Manifest) *Manifest {
 	return &c
 }
 
-// checkRoundTrip renders m as $agent desired properties, checks them
+// checkRoundTrip renders m as $edgeAgent desired properties, checks them
 // against the twin limits and reads them back.
 func checkRoundTrip(t testing.TB, m *Manifest) []byte {
 	t.Helper()
@@ -57,7 +63,7 @@ func checkRoundTrip(t testing.TB, m *Manifest) []byte {
 	if err != nil {
 		t.Fatalf("AgentDesired: %v", err)
 	}
-	if _, err := twin.New("dev", "$agent", twinTime).PatchDesired(b, twinTime); err != nil {
+	if _, err := twin.New("dev", "$edgeAgent", twinTime).PatchDesired(b, twinTime); err != nil {
 		t.Fatalf("AgentDesired breaks a twin limit: %v\n%s", err, b)
 	}
 	back, warnings, err := FromAgentDesired(b)
@@ -71,11 +77,11 @@ func checkRoundTrip(t testing.TB, m *Manifest) []byte {
 			t.Errorf("FromAgentDesired(AgentDesired()) warns: %q", w)
 		}
 	}
-	if back.SchemaVersion != AgentSchemaVersion {
-		t.Errorf("schemaVersion = %q, want %q", back.SchemaVersion, AgentSchemaVersion)
+	if want := orDefault(m.AgentSchema, AgentSchemaVersion); back.SchemaVersion != want {
+		t.Errorf("schemaVersion = %q, want %q (as given)", back.SchemaVersion, want)
 	}
 	if got, want := withoutTwinOnly(back), withoutTwinOnly(m); !reflect.DeepEqual(got, want) {
-		t.Fatalf("round trip differs:\n got %+v\nwant %+v\n$agent: %s", got, want, b)
+		t.Fatalf("round trip differs:\n got %+v\nwant %+v\n$edgeAgent: %s", got, want, b)
 	}
 	return b
 }
@@ -110,6 +116,14 @@ func TestQuickstart(t *testing.T) {
 			},
 		},
 	}
+	if m.AgentSchema != "1.1" || !strings.Contains(string(m.SystemModules), `"image":"mcr.microsoft.com/azureiotedge-hub:1.5"`) {
+		t.Errorf("$edgeAgent schemaVersion %q, systemModules %s: not kept as given", m.AgentSchema, m.SystemModules)
+	}
+	wantHub := `{"schemaVersion":"1.2","routes":{"SimulatedTemperatureSensorToIoTHub":"FROM /messages/modules/SimulatedTemperatureSensor/* INTO $upstream"},"storeAndForwardConfiguration":{"timeToLiveSecs":7200}}`
+	if string(m.HubDesired()) != wantHub {
+		t.Errorf("HubDesired = %s, want %s", m.HubDesired(), wantHub)
+	}
+	m.AgentSchema, m.SystemModules, m.Hub = "", nil, nil
 	if !reflect.DeepEqual(m, want) {
 		t.Errorf("Parse =\n%+v\nwant\n%+v", m, want)
 	}
@@ -187,7 +201,7 @@ func TestDefaults(t *testing.T) {
 			t.Errorf("%q: modules = %v, want empty", src, m.Modules)
 		}
 		b := checkRoundTrip(t, m)
-		if want := `{"schemaVersion":"1.1","runtime":{"type":"docker","settings":{}},"modules":{}}`; string(b) != want {
+		if want := `{"schemaVersion":"1.1","runtime":{"type":"docker","settings":{}},"systemModules":` + string(defaultSystemModules()) + `,"modules":{}}`; string(b) != want {
 			t.Errorf("AgentDesired = %s, want %s", b, want)
 		}
 	}
@@ -335,15 +349,22 @@ func TestAgentDesiredShape(t *testing.T) {
 	if !reflect.DeepEqual(creds, map[string]any{"myreg": map[string]any{"address": "myreg.example:5000", "username": "deployer", "password": "not-a-real-password"}}) {
 		t.Errorf("credentials = %v", creds)
 	}
-	if _, ok := doc["systemModules"]; ok {
-		t.Error("systemModules written")
+	// A native manifest has no system modules: both are the daemon, named as one image.
+	sys, _ := doc["systemModules"].(map[string]any)
+	for _, name := range []string{"edgeAgent", "edgeHub"} {
+		if m, _ := sys[name].(map[string]any); m == nil || m["settings"].(map[string]any)["image"] != SystemImage {
+			t.Errorf("systemModules.%s = %v", name, sys[name])
+		}
+	}
+	if string(m.HubDesired()) != `{"routes":{},"schemaVersion":"1.1","storeAndForwardConfiguration":{"timeToLiveSecs":7200}}` {
+		t.Errorf("HubDesired of a native manifest = %s", m.HubDesired())
 	}
 }
 
 func TestFromAgentDesiredTwin(t *testing.T) {
 	m, _ := mustParse(t, readFixture(t, "native.yaml"), "native.yaml")
 	b := mustAgentDesired(t, m)
-	tw := twin.New("dev", "$agent", twinTime)
+	tw := twin.New("dev", "$edgeAgent", twinTime)
 	if _, err := tw.ReplaceDesired(b, twinTime); err != nil {
 		t.Fatal(err)
 	}
@@ -382,7 +403,8 @@ func TestFromAgentDesiredEdgeAgent(t *testing.T) {
 	if _, ok := m.Modules["SimulatedTemperatureSensor"]; !ok || m.SchemaVersion != "1.1" {
 		t.Errorf("manifest = %+v", m)
 	}
-	if len(warnings) != 2 || !strings.HasPrefix(warnings[1], "systemModules: ") {
+	// The device reads the twin: the systemModules it keeps are no news to it.
+	if len(warnings) != 1 || !strings.HasPrefix(warnings[0], "runtime.settings.minDockerVersion: ") {
 		t.Errorf("warnings = %q", warnings)
 	}
 	for _, bad := range []string{``, `[]`, `{"schemaVersion":"1.1","modules":{"m":{}}}`, `{"modules":{}}`, `{"schemaVersion":"1.1"`} {
@@ -552,7 +574,7 @@ func TestProblems(t *testing.T) {
 		{"unknown-top", "schemaVersion: '1.0'\nmodule: {}\n", "x:2: module: unknown field (did you mean modules?)"},
 		{"moduleContent", `{"moduleContent": {}}`, "did you mean modulesContent"},
 		{"modules-list", "schemaVersion: '1.0'\nmodules: [a]\n", "modules: must be an object (a mapping), not an array"},
-		{"system-id", "schemaVersion: '1.0'\nmodules:\n  $agent: {image: busybox}\n", "reserved for system modules"},
+		{"system-id", "schemaVersion: '1.0'\nmodules:\n  $edgeAgent: {image: busybox}\n", "reserved for system modules"},
 		{"space-id", "schemaVersion: '1.0'\nmodules:\n  a b: {image: busybox}\n", `module id "a b"`},
 		{"dollar-id", "schemaVersion: '1.0'\nmodules:\n  a$b: {image: busybox}\n", "'.' and '$' are not allowed"},
 		{"image-type", native("")[:len(native(""))-len("busybox:1\n")] + "[1]\n", "modules.m.image: must be a string, not an array"},
@@ -768,7 +790,7 @@ func TestSuggest(t *testing.T) {
 
 // TestHealthcheck reads Docker's HealthConfig from createOptions, as an
 // object and inside an IoT Edge createOptions string, and keeps it through
-// the $agent twin.
+// the $edgeAgent twin.
 func TestHealthcheck(t *testing.T) {
 	doc := `schemaVersion: "1.0"
 modules:
@@ -793,7 +815,7 @@ modules:
 		t.Fatal(err)
 	}
 	if got := back.Modules["m"].CreateOptions.Healthcheck; !reflect.DeepEqual(got, want) {
-		t.Errorf("through the $agent twin: Healthcheck = %+v, want %+v", got, want)
+		t.Errorf("through the $edgeAgent twin: Healthcheck = %+v, want %+v", got, want)
 	}
 	// Built in code (no Raw), it is written as Docker names it.
 	m.Modules["m"] = Module{Name: "m", Image: "busybox:1", CreateOptions: CreateOptions{Healthcheck: &Healthcheck{Test: []string{"NONE"}}}}
@@ -809,5 +831,50 @@ func TestFromAgentDesiredErrorsHaveNoLines(t *testing.T) {
 	_, _, err := FromAgentDesired([]byte(`{"schemaVersion":"1.0","modules":{"m":{"restartPolicy":"sometimes","settings":{"image":"x:1"}}}}`))
 	if err == nil || !strings.HasPrefix(err.Error(), "modules.m.restartPolicy: ") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestSystemModulesKeptAsGiven reads a deployment shaped like IoT Edge's own
+// e2e ones: $edgeAgent schema 1.0, $edgeHub schema 1.2 with both route forms.
+func TestSystemModulesKeptAsGiven(t *testing.T) {
+	m, _ := mustParse(t, readFixture(t, "iotedge-e2e-routes.json"), "iotedge-e2e-routes.json")
+	var agent struct {
+		SchemaVersion string
+		SystemModules map[string]struct{ Settings map[string]string }
+	}
+	if err := json.Unmarshal(mustAgentDesired(t, m), &agent); err != nil {
+		t.Fatal(err)
+	}
+	if agent.SchemaVersion != "1.0" || agent.SystemModules["edgeHub"].Settings["image"] != "mcr.microsoft.com/azureiotedge-hub:1.4" {
+		t.Errorf("$edgeAgent desired: schemaVersion %q, systemModules %+v; want them as given", agent.SchemaVersion, agent.SystemModules)
+	}
+	var hub struct {
+		SchemaVersion string
+		Routes        map[string]json.RawMessage
+	}
+	if err := json.Unmarshal(m.HubDesired(), &hub); err != nil {
+		t.Fatal(err)
+	}
+	if hub.SchemaVersion != "1.2" || string(hub.Routes["TempSensorToTempFilter"]) != `{"route":"FROM /messages/modules/tempSensor/outputs/temperatureOutput INTO BrokeredEndpoint(\"/modules/filterFunction/inputs/input1\")","priority":0,"timeToLiveSecs":86400}` ||
+		!strings.HasPrefix(string(hub.Routes["TempFilterFunctionsToCloud"]), `"FROM /messages/modules/filterFunction`) {
+		t.Errorf("$edgeHub desired = %s", m.HubDesired())
+	}
+	checkRoundTrip(t, m)
+}
+
+func TestEdgeHubErrors(t *testing.T) {
+	agent := `"$edgeAgent":{"properties.desired":{"schemaVersion":"1.1","modules":{}}}`
+	for _, tc := range []struct{ name, hub, want string }{
+		{"priority", `{"schemaVersion":"1.1","routes":{"r":{"route":"FROM /messages/* INTO $upstream","priority":10}}}`, "routes.r.priority: 10 is out of range"},
+		{"no-route", `{"schemaVersion":"1.1","routes":{"r":{"priority":1}}}`, "routes.r.route: missing"},
+		{"number", `{"schemaVersion":"1.1","routes":{"r":5}}`, "routes.r: is a number; a route is a string"},
+		{"ttl", `{"schemaVersion":"1.1","storeAndForwardConfiguration":{"timeToLiveSecs":-1}}`, "storeAndForwardConfiguration.timeToLiveSecs: -1 is not a whole number"},
+		{"schema", `{"schemaVersion":"2.0","routes":{}}`, `schemaVersion: "2.0" is not supported`},
+		{"no-schema", `{"routes":{}}`, "schemaVersion: missing"},
+	} {
+		_, _, err := Parse([]byte(`{"modulesContent":{`+agent+`,"$edgeHub":{"properties.desired":`+tc.hub+`}}}`), "d.json")
+		if err == nil || !strings.Contains(err.Error(), "modulesContent.$edgeHub.properties.desired."+tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
 	}
 }

@@ -43,16 +43,20 @@
 //     warned about; ExposedPorts is accepted silently.
 //   - A module's desired properties must be an object within the twin
 //     limits of internal/twin.
-//   - Module ids follow IoT Hub's rule and, being keys of the $agent twin,
+//   - Module ids follow IoT Hub's rule and, being keys of the $edgeAgent twin,
 //     may not contain '.' or '$'.
 //
-// # The $agent twin
+// # The $edgeAgent twin
 //
 // [Manifest.AgentDesired] renders the desired properties of the device's
-// $agent twin in the exact shape of IoT Edge's $edgeAgent (schemaVersion
-// "1.1", no systemModules), so tools that read $edgeAgent read it. A
+// $edgeAgent twin in the exact shape of IoT Edge's $edgeAgent (the
+// manifest's schemaVersion, "1.1" for a native manifest; its systemModules,
+// or ones naming the daemon), so tools that read $edgeAgent read it. A
 // createOptions longer than 512 bytes is split into chunks of at most 512
 // bytes (IoT Edge's size, cut between UTF-8 characters), at most 100 of them.
 // [FromAgentDesired] reads it back, ignoring $metadata and $version; it
-// accepts a real $edgeAgent twin too.
+// accepts a real $edgeAgent twin too. [Manifest.HubDesired] renders the
+// $edgeHub twin's desired properties: the manifest's $edgeHub part as given
+// (routes in both of IoT Edge's forms), or schemaVersion, no routes and the
+// default store-and-forward time to live.
 package deployment

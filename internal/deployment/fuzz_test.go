@@ -25,7 +25,7 @@ func addFixtureSeeds(f *testing.F) {
 }
 
 // FuzzParse checks that Parse never panics and that whatever it accepts
-// renders as $agent desired properties within the twin limits, which read
+// renders as $edgeAgent desired properties within the twin limits, which read
 // back to the same manifest.
 func FuzzParse(f *testing.F) {
 	addFixtureSeeds(f)

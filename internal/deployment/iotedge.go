@@ -80,7 +80,7 @@ func (c *checker) decodeIoTEdge(root *value) *Manifest {
 		case f.key == "$edgeAgent":
 		case f.key == "$edgeHub":
 			if d := c.section(f.val, p); d != nil {
-				c.edgeHub(d, join(p, "properties.desired"))
+				m.Hub = c.edgeHub(d, join(p, "properties.desired"))
 			}
 		case strings.HasPrefix(f.key, "$"):
 			c.warnf(p, "system module %s is not supported; ignored", f.key)
@@ -197,8 +197,8 @@ var (
 	agentSchemaVersion = regexp.MustCompile(`^1\.[0-9]+$`)
 )
 
-// decodeAgent reads the desired properties of $edgeAgent (or outpost's
-// $agent, which has the same shape). path is the path of desired itself.
+// decodeAgent reads the desired properties of $edgeAgent (from a manifest
+// or from the twin). path is the path of desired itself.
 func (c *checker) decodeAgent(desired *value, path string) *Manifest {
 	m := &Manifest{Modules: map[string]Module{}}
 	top := c.members(desired, path, agentFields, false)
@@ -206,11 +206,12 @@ func (c *checker) decodeAgent(desired *value, path string) *Manifest {
 		return m
 	}
 	m.SchemaVersion = c.schemaVersion(top, path, desired.line, agentSchemaVersion.MatchString, `"1.0", "1.1" or another 1.x`)
+	m.AgentSchema = m.SchemaVersion
 	if f, ok := top["runtime"]; !absent(f, ok) {
 		m.RegistryCredentials = c.runtime(f.val, join(path, "runtime"))
 	}
-	if f, ok := top["systemModules"]; !absent(f, ok) && !(f.val.kind == kindObject && len(f.val.fields) == 0) {
-		c.warnf(join(path, "systemModules"), "system modules (edgeAgent, edgeHub) are not run; the outpost daemon is the agent and modules talk to the hub directly")
+	if f, ok := top["systemModules"]; !absent(f, ok) {
+		m.SystemModules = c.systemModules(f.val, join(path, "systemModules"))
 	}
 	f, ok := top["modules"]
 	if absent(f, ok) {
@@ -348,26 +349,4 @@ func (c *checker) agentEnv(v *value, path string) map[string]string {
 		return nil
 	}
 	return env
-}
-
-// edgeHub reports the parts of $edgeHub's desired properties, none of which
-// outpost uses yet.
-func (c *checker) edgeHub(desired *value, path string) {
-	for _, f := range desired.fields {
-		p := join(path, f.key)
-		switch f.key {
-		case "schemaVersion":
-		case "routes":
-			if f.val.kind == kindObject && len(f.val.fields) == 0 || f.val.kind == kindNull {
-				continue
-			}
-			c.warnf(p, "routes are not supported yet; modules talk to the hub directly")
-		case "storeAndForwardConfiguration":
-			c.warnf(p, "not supported yet; the daemon keeps reported properties in its outbox until the hub is reachable")
-		case "mqttBroker":
-			c.warnf(p, "not supported yet; the daemon's broker serves the IoT Hub twin topics only")
-		default:
-			c.warnf(p, "unknown $edgeHub field; ignored")
-		}
-	}
 }

@@ -21,8 +21,18 @@ import (
 type Manifest struct {
 	// SchemaVersion is the version of the document the manifest was read
 	// from: "1.0" for a native manifest, the $edgeAgent schemaVersion for
-	// an IoT Edge manifest or an $agent twin.
-	SchemaVersion       string
+	// an IoT Edge manifest or an $edgeAgent twin.
+	SchemaVersion string
+	// AgentSchema is the $edgeAgent schemaVersion AgentDesired writes, as
+	// the IoT Edge manifest or the $edgeAgent twin gave it; "" (a native
+	// manifest) writes AgentSchemaVersion.
+	AgentSchema string
+	// SystemModules is $edgeAgent's systemModules as given (compact JSON),
+	// written back by AgentDesired; nil writes one naming the daemon.
+	SystemModules json.RawMessage
+	// Hub is the $edgeHub desired properties as given (compact JSON); nil
+	// when the manifest has no $edgeHub part. See HubDesired.
+	Hub                 json.RawMessage
 	RegistryCredentials map[string]RegistryCredential // by name; nil when there are none
 	Modules             map[string]Module             // by module id; never nil after Parse
 }
@@ -46,7 +56,7 @@ type Module struct {
 	CreateOptions CreateOptions
 	// Desired is the initial desired properties of the module's twin, a
 	// compact JSON object; nil when the manifest gives none. It is not part
-	// of the $agent twin, so FromAgentDesired leaves it nil.
+	// of the $edgeAgent twin, so FromAgentDesired leaves it nil.
 	Desired json.RawMessage
 }
 
@@ -129,7 +139,8 @@ const MaxStartupOrder int64 = math.MaxUint32
 // NativeSchemaVersion is the schemaVersion of native manifests.
 const NativeSchemaVersion = "1.0"
 
-// AgentSchemaVersion is the schemaVersion AgentDesired writes.
+// AgentSchemaVersion is the schemaVersion AgentDesired writes for a native
+// manifest (IoT Edge's schema with startupOrder).
 const AgentSchemaVersion = "1.1"
 
 var (
@@ -157,7 +168,7 @@ func checkModuleID(id string) string {
 		return err.Error()
 	}
 	if strings.ContainsAny(id, ".$") {
-		return fmt.Sprintf("module id %q: '.' and '$' are not allowed in a deployed module's id, because the id is a key of the $agent twin; rename the module", id)
+		return fmt.Sprintf("module id %q: '.' and '$' are not allowed in a deployed module's id, because the id is a key of the $edgeAgent twin; rename the module", id)
 	}
 	return ""
 }

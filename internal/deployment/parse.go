@@ -33,7 +33,7 @@ func Parse(data []byte, filename string) (*Manifest, []string, error) {
 		return nil, c.warnings, err
 	}
 	// Everything was checked field by field; what is left is whether the
-	// whole fits in the $agent twin.
+	// whole fits in the $edgeAgent twin.
 	if _, err := m.AgentDesired(); err != nil {
 		if ve, ok := err.(*ValidationError); ok {
 			ve.File = filename
@@ -44,7 +44,7 @@ func Parse(data []byte, filename string) (*Manifest, []string, error) {
 	return m, c.warnings, nil
 }
 
-// FromAgentDesired reads the desired properties of a device's $agent twin
+// FromAgentDesired reads the desired properties of a device's $edgeAgent twin
 // (the daemon does this), or of an IoT Edge $edgeAgent twin. Members whose
 // key starts with '$' ($metadata, $version) are ignored. It validates as
 // Parse does and returns warnings for what is not supported. Modules have no
@@ -53,7 +53,7 @@ func Parse(data []byte, filename string) (*Manifest, []string, error) {
 func FromAgentDesired(desired []byte) (*Manifest, []string, error) {
 	c := &checker{skipDollar: true}
 	if !looksLikeJSON(desired) {
-		return nil, nil, &ValidationError{Problems: []Problem{{Message: "the $agent desired properties must be a JSON object"}}}
+		return nil, nil, &ValidationError{Problems: []Problem{{Message: "the $edgeAgent desired properties must be a JSON object"}}}
 	}
 	root, serr := decodeJSON(desired)
 	if serr != nil {
@@ -76,10 +76,11 @@ func FromAgentDesired(desired []byte) (*Manifest, []string, error) {
 	return m, c.warnings, nil
 }
 
-// The $agent desired document, in the shape of IoT Edge's $edgeAgent.
+// The $edgeAgent desired document, in the shape of IoT Edge's $edgeAgent.
 type agentDesired struct {
 	SchemaVersion string                 `json:"schemaVersion"`
 	Runtime       agentRuntime           `json:"runtime"`
+	SystemModules json.RawMessage        `json:"systemModules"`
 	Modules       map[string]agentModule `json:"modules"`
 }
 
@@ -112,23 +113,29 @@ type envValue struct {
 	Value string `json:"value"`
 }
 
-// AgentDesired renders the desired properties of the device's $agent twin
-// in the shape of IoT Edge's $edgeAgent: schemaVersion AgentSchemaVersion,
-// runtime {type: "docker", settings: {registryCredentials}}, and per module
+// AgentDesired renders the desired properties of the device's $edgeAgent twin
+// in the shape of IoT Edge's $edgeAgent: schemaVersion as the manifest gave
+// it (AgentSchemaVersion for a native one), runtime {type: "docker",
+// settings: {registryCredentials}}, systemModules as given (or naming the
+// daemon, SystemImage), and per module
 // {version, type: "docker", status, restartPolicy, startupOrder, settings:
-// {image, createOptions[, createOptions01, …]}, env: {NAME: {value}}}. No
-// systemModules: the daemon is the agent. Empty Status and RestartPolicy are
+// {image, createOptions[, createOptions01, …]}, env: {NAME: {value}}}.
+// Empty Status and RestartPolicy are
 // written as their defaults. It validates m first and checks that the result
-// fits the twin limits. Apply it by replacing $agent's desired properties: a
+// fits the twin limits. Apply it by replacing $edgeAgent's desired properties: a
 // merge patch would keep modules the deployment removed.
 func (m *Manifest) AgentDesired() ([]byte, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
 	doc := agentDesired{
-		SchemaVersion: AgentSchemaVersion,
+		SchemaVersion: orDefault(m.AgentSchema, AgentSchemaVersion),
 		Runtime:       agentRuntime{Type: "docker"},
+		SystemModules: m.SystemModules,
 		Modules:       map[string]agentModule{},
+	}
+	if doc.SystemModules == nil {
+		doc.SystemModules = defaultSystemModules()
 	}
 	if len(m.RegistryCredentials) > 0 {
 		doc.Runtime.Settings.RegistryCredentials = map[string]agentCredential{}
@@ -163,13 +170,13 @@ func (m *Manifest) AgentDesired() ([]byte, error) {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(doc); err != nil {
-		return nil, fmt.Errorf("render $agent desired properties: %w", err)
+		return nil, fmt.Errorf("render $edgeAgent desired properties: %w", err)
 	}
 	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	if err := checkDesired(b); err != nil {
 		msg := err.Error()
 		if len(b) > twin.MaxDesiredSize {
-			msg = fmt.Sprintf("the deployment takes %d bytes as $agent desired properties; a twin holds at most %d: deploy fewer modules or shorten their createOptions and env", len(b), twin.MaxDesiredSize)
+			msg = fmt.Sprintf("the deployment takes %d bytes as $edgeAgent desired properties; a twin holds at most %d: deploy fewer modules or shorten their createOptions and env", len(b), twin.MaxDesiredSize)
 		}
 		return nil, &ValidationError{Problems: []Problem{{Message: msg}}}
 	}
@@ -246,7 +253,7 @@ func (m *Manifest) Validate() error {
 		if opts, err := marshalCreateOptions(mod.CreateOptions); err != nil {
 			c.errorf(0, join(p, "createOptions"), "%v", err)
 		} else if len(opts) > MaxCreateOptionsSize {
-			c.errorf(0, join(p, "createOptions"), "is %d bytes as compact JSON; at most %d fit in the $agent twin", len(opts), MaxCreateOptionsSize)
+			c.errorf(0, join(p, "createOptions"), "is %d bytes as compact JSON; at most %d fit in the $edgeAgent twin", len(opts), MaxCreateOptionsSize)
 		}
 		if mod.Desired != nil {
 			if err := checkDesired(mod.Desired); err != nil {

@@ -42,6 +42,10 @@ func (h *Hub) Handler() http.Handler {
 	route("GET /twins/{id}/modules/{mid}", "Module", h.getTwin)
 	route("PATCH /twins/{id}/modules/{mid}", "Module", h.patchTwin)
 	route("PUT /twins/{id}/modules/{mid}", "Module", h.putTwin)
+	route("PUT /twins/{id}", "Device", h.putTwin)
+	route("POST /devices", "Device", h.bulkDevices)
+	route("GET /statistics/devices", "Device", h.deviceStatistics)
+	route("GET /statistics/service", "Device", h.serviceStatistics)
 	route("POST /devices/{id}/applyConfigurationContent", "Device", h.applyConfiguration)
 	route("GET /configurations", "Configuration", h.listConfigurations)
 	route("PUT /configurations/{cid}", "Configuration", h.putConfiguration)
@@ -72,6 +76,10 @@ func (h *Hub) wrap(kind string, fn handler, wait time.Duration) http.Handler {
 		if aerr != nil {
 			refuse(w, r, aerr)
 			return
+		}
+		// The one place where $agent, the agent module's old name, is read as $edgeAgent.
+		if mid := r.PathValue("mid"); mid != "" {
+			r.SetPathValue("mid", registry.CanonicalModuleID(mid))
 		}
 		if hasBody(r) {
 			b, aerr := h.readBodyWithin(w, r)
@@ -112,7 +120,7 @@ func checkPathIDs(r *http.Request) *apiError {
 	return nil
 }
 
-// userModule fails for the id of a system module ($agent, $edgeAgent, …):
+// userModule fails for the id of a system module ($edgeAgent, $edgeHub, …):
 // the hub creates and deletes those itself, users may only read them.
 func userModule(mid string) error {
 	if err := identity.ValidateModuleID(mid); err != nil {
@@ -195,6 +203,7 @@ type deviceBody struct {
 	StatusReason   string                   `json:"statusReason"`
 	ETag           string                   `json:"etag"`
 	Authentication *registry.Authentication `json:"authentication"`
+	Capabilities   *registry.Capabilities   `json:"capabilities"`
 }
 
 // moduleBody is what a client may set on a module.
@@ -247,11 +256,14 @@ func (h *Hub) putDevice(w http.ResponseWriter, r *http.Request, p principal) err
 	if body.DeviceID != "" && body.DeviceID != id {
 		return errorf(http.StatusBadRequest, "ArgumentInvalid", "deviceId %q in the body does not match %q in the path", body.DeviceID, id)
 	}
-	d := registry.Device{DeviceID: id, Status: body.Status, StatusReason: body.StatusReason, Authentication: body.Authentication}
+	d := registry.Device{DeviceID: id, Status: body.Status, StatusReason: body.StatusReason, Authentication: body.Authentication, Capabilities: body.Capabilities}
 	var err error
 	if match := ifMatch(r); match != "" {
 		d, err = h.reg.UpdateDevice(d, match)
 	} else {
+		if d.Capabilities == nil { // IoT Hub's default: a leaf device
+			d.Capabilities = &registry.Capabilities{}
+		}
 		d, err = h.reg.CreateDevice(d)
 	}
 	if err != nil {
@@ -364,16 +376,6 @@ func (h *Hub) deleteModule(w http.ResponseWriter, r *http.Request, p principal) 
 	return nil
 }
 
-func writeTwin(w http.ResponseWriter, t *twin.Twin) error {
-	b, err := t.MarshalJSON()
-	if err != nil {
-		return err
-	}
-	setETag(w, t.ETag)
-	writeJSON(w, http.StatusOK, b)
-	return nil
-}
-
 func (h *Hub) getTwin(w http.ResponseWriter, r *http.Request, p principal) error {
 	id, mid := r.PathValue("id"), r.PathValue("mid")
 	if err := readAccess(p, id, mid, RegistryRead, ServiceConnect); err != nil {
@@ -415,7 +417,7 @@ func (h *Hub) patchTwin(w http.ResponseWriter, r *http.Request, p principal) err
 	if err != nil {
 		return err
 	}
-	return writeTwin(w, t)
+	return h.writeTwin(w, t)
 }
 
 // onlyReported fails unless a twin patch touches nothing but reported.
@@ -454,7 +456,7 @@ func (h *Hub) putTwin(w http.ResponseWriter, r *http.Request, p principal) error
 	if err != nil {
 		return err
 	}
-	return writeTwin(w, t)
+	return h.writeTwin(w, t)
 }
 
 // applyConfiguration serves POST /devices/{id}/applyConfigurationContent:

@@ -133,16 +133,16 @@ func (h *Hub) deleteConfiguration(w http.ResponseWriter, r *http.Request, p prin
 // "configurations": {"id": {"status": "Applied" | "Targeted"}}.
 func (h *Hub) writeTwinWithConfigurations(w http.ResponseWriter, t *twin.Twin) error {
 	if t.ModuleID != registry.AgentModule {
-		return writeTwin(w, t)
+		return h.writeTwin(w, t)
 	}
 	cfgs, err := h.reg.DeviceConfigurations(t.DeviceID)
 	if err != nil || cfgs == nil {
 		if err == nil {
-			err = writeTwin(w, t)
+			err = h.writeTwin(w, t)
 		}
 		return err
 	}
-	b, err := t.MarshalJSON()
+	b, err := h.twinJSON(t)
 	if err != nil {
 		return err
 	}

@@ -48,19 +48,19 @@ func TestApplyIoTEdgeQuickstart(t *testing.T) {
 	for _, m := range mods {
 		managed[m.ModuleID] = m.ManagedBy
 	}
-	if managed["SimulatedTemperatureSensor"] != "outpost" || managed["$agent"] != "outpost" || managed["manual"] != "" {
+	if managed["SimulatedTemperatureSensor"] != "outpost" || managed["$edgeAgent"] != "outpost" || managed["manual"] != "" {
 		t.Fatalf("modules after deploy: %v", managed)
 	}
-	agent, err := c.GetTwin(ctx, "edge-1", "$agent")
+	agent, err := c.GetTwin(ctx, "edge-1", "$edgeAgent")
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, _, err := deployment.FromAgentDesired(agent.DesiredJSON())
 	if err != nil {
-		t.Fatalf("$agent desired does not read back as a deployment: %v", err)
+		t.Fatalf("$edgeAgent desired does not read back as a deployment: %v", err)
 	}
 	if got := m.Modules["SimulatedTemperatureSensor"].Image; !strings.Contains(got, "simulated-temperature-sensor") {
-		t.Fatalf("$agent desired image %q", got)
+		t.Fatalf("$edgeAgent desired image %q", got)
 	}
 
 	// A second deployment without the sensor removes the identity outpost made.
@@ -86,7 +86,7 @@ func TestApplyRejectsBadManifests(t *testing.T) {
 	if _, err := c.CreateDevice(ctx, hubapi.Device{DeviceID: "d"}); err != nil {
 		t.Fatal(err)
 	}
-	before, _ := c.GetTwin(ctx, "d", "$agent")
+	before, _ := c.GetTwin(ctx, "d", "$edgeAgent")
 	for _, tc := range []struct{ name, body, want string }{
 		{"unknown restart policy", `{"schemaVersion":"1.0","modules":{"m":{"image":"r/m:1","restartPolicy":"sometimes"}}}`, "restartPolicy"},
 		{"truncated", `{"modulesContent": {"$edgeAgent": `, "malformed JSON"},
@@ -103,8 +103,8 @@ func TestApplyRejectsBadManifests(t *testing.T) {
 	if _, err := c.ApplyConfiguration(ctx, "nope", fixture(t, "iotedge-quickstart.json")); !errors.Is(err, hubclient.ErrNotFound) {
 		t.Fatalf("unknown device: %v", err)
 	}
-	after, _ := c.GetTwin(ctx, "d", "$agent")
+	after, _ := c.GetTwin(ctx, "d", "$edgeAgent")
 	if after.ETag != before.ETag {
-		t.Fatal("a rejected deployment changed $agent")
+		t.Fatal("a rejected deployment changed $edgeAgent")
 	}
 }

@@ -44,7 +44,7 @@ func TestFullDisk(t *testing.T) {
 	if _, err := c.GetDevice(ctx, "dev"); !errors.Is(err, hubclient.ErrNotFound) {
 		t.Fatalf("the device after a refused create: %v", err)
 	}
-	if _, err := c.GetModule(ctx, "dev", "$agent"); err == nil {
+	if _, err := c.GetModule(ctx, "dev", "$edgeAgent"); err == nil {
 		t.Fatal("the refused create left its agent module")
 	}
 

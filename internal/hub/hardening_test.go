@@ -17,7 +17,7 @@ import (
 )
 
 // ownerAuth is a fresh owner token of h.
-func ownerAuth(t *testing.T, h *hubtest.Hub) string {
+func ownerAuth(t testing.TB, h *hubtest.Hub) string {
 	t.Helper()
 	owner, err := identity.ParseConnectionString(h.ConnectionString)
 	if err != nil {
@@ -79,25 +79,25 @@ func TestSystemModulesAreReserved(t *testing.T) {
 	for _, tc := range []struct{ method, path, want string }{
 		{"PUT", "/devices/d/modules/$mine", `module id "$mine": ids starting with '$' are reserved for system modules`},
 		{"PUT", "/devices/d/modules/$edgeAgent", `module id "$edgeAgent": ids starting with '$' are reserved`},
-		{"PUT", "/devices/d/modules/$agent", `module id "$agent": ids starting with '$' are reserved`},
-		{"DELETE", "/devices/d/modules/$agent", `module id "$agent": ids starting with '$' are reserved`},
+		{"DELETE", "/devices/d/modules/$edgeAgent", `module id "$edgeAgent": ids starting with '$' are reserved`},
+		{"DELETE", "/devices/d/modules/$agent", `module id "$edgeAgent": ids starting with '$' are reserved`}, // the old name
 	} {
 		status, body := raw(t, h, tc.method, tc.path, auth, []byte(`{}`))
 		expectError(t, status, body, 400, tc.want)
 	}
 	// The system module is still there and readable, its twin too.
-	if _, err := c.GetModule(ctx, "d", "$agent"); err != nil {
-		t.Fatalf("$agent after the refused delete: %v", err)
+	if _, err := c.GetModule(ctx, "d", "$edgeAgent"); err != nil {
+		t.Fatalf("$edgeAgent after the refused delete: %v", err)
 	}
-	if _, err := c.GetTwin(ctx, "d", "$agent"); err != nil {
-		t.Fatalf("$agent twin: %v", err)
+	if _, err := c.GetTwin(ctx, "d", "$edgeAgent"); err != nil {
+		t.Fatalf("$edgeAgent twin: %v", err)
 	}
 	mods, err := c.ListModules(ctx, "d")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range mods {
-		if m.ModuleID != "$agent" {
+		if m.ModuleID != "$edgeAgent" && m.ModuleID != "$edgeHub" {
 			t.Fatalf("module %q was created", m.ModuleID)
 		}
 	}

@@ -142,6 +142,13 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 			}
 		}()
 	}
+	// System modules first ($agent records become $edgeAgent), then the query
+	// index over what the store then holds.
+	if n, err := registry.New(h.st).MigrateSystemModules(); err != nil {
+		return nil, false, fmt.Errorf("hub: %w (the data dir is as it was: fix the cause and start again)", err)
+	} else if n > 0 {
+		h.log.Info("hub: migrated devices to IoT Edge's system module names ($agent is now $edgeAgent, $edgeHub added)", "devices", n)
+	}
 	h.index = newTwinIndex(h.now)
 	h.reg = registry.New(indexingStore{h.st, h.index})
 	if err := h.index.load(context.Background(), h.st); err != nil { // its watches end when the store closes

@@ -218,7 +218,7 @@ func TestBadRequests(t *testing.T) {
 		want               string
 	}{
 		{"malformed json", "PATCH", "/twins/d/modules/m", []byte(`{"properties":`), 400, "malformed JSON"},
-		{"over a limit", "PATCH", "/twins/d/modules/m", []byte(`{"properties":{"desired":{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{"i":{"j":{"k":1}}}}}}}}}}}}}`), 400, "depth 11 exceeds 10"},
+		{"over a limit", "PATCH", "/twins/d/modules/m", []byte(`{"properties":{"desired":{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{"i":{"j":{"k":{"l":1}}}}}}}}}}}}}}`), 400, "depth 11 exceeds 10"},
 		{"unknown device", "GET", "/twins/nope/modules/m", nil, 404, "DeviceNotFound"},
 		{"unknown module", "GET", "/twins/d/modules/nope", nil, 404, "ModuleNotFound"},
 		{"invalid id", "PUT", "/devices/bad%20id", []byte(`{}`), 400, "not allowed"},

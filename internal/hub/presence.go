@@ -113,14 +113,28 @@ func (p *presence) device(d *registry.Device) {
 	}
 }
 
-// module fills m's: the device's own system module (the agent, which is the
-// daemon) is connected when the device is; other modules reach the hub only
-// through the daemon and keep what the registry holds.
+// module fills m's: the device's system modules ($edgeAgent and $edgeHub,
+// which are the daemon) are connected when the device is; other modules
+// reach the hub only through the daemon and keep what the registry holds.
 func (p *presence) module(m *registry.Module) {
-	if m.ModuleID != registry.AgentModule {
+	if m.ModuleID != registry.AgentModule && m.ModuleID != registry.HubModule {
 		return
 	}
 	if s, since, last, ok := p.state(m.DeviceID); ok {
 		m.ConnectionState, m.ConnectionStateUpdatedTime, m.LastActivityTime = s, since, last
 	}
+}
+
+// connectedCount returns how many devices are connected now.
+func (p *presence) connectedCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now().UTC()
+	n := 0
+	for _, l := range p.dev {
+		if c, _ := l.connected(now, p.grace); c {
+			n++
+		}
+	}
+	return n
 }

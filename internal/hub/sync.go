@@ -355,6 +355,7 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 		if pt.Seq <= sr.ReportedSeq {
 			continue // applied before: this is a retry
 		}
+		pt.ModuleID = registry.CanonicalModuleID(pt.ModuleID) // queued by a daemon from before $edgeAgent
 		m := twins[pt.ModuleID]
 		if m == nil {
 			m = new(moduleTwin)

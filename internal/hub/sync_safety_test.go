@@ -234,7 +234,7 @@ func TestConnectionState(t *testing.T) {
 	if err != nil || len(list) != 1 || list[0].ConnectionState != "Connected" {
 		t.Fatalf("device list while syncing: %+v %v", list, err)
 	}
-	if mods, err := owner.ListModules(ctx, "d"); err != nil || !hasConnected(mods, "$agent") {
+	if mods, err := owner.ListModules(ctx, "d"); err != nil || !hasConnected(mods, "$edgeAgent") {
 		t.Fatalf("module list while syncing: %+v %v", mods, err)
 	}
 	stopPoll()

@@ -62,8 +62,8 @@ func TestSyncFullThenIncremental(t *testing.T) {
 		}
 		ids = append(ids, m.ModuleID)
 	}
-	if strings.Join(ids, ",") != "$agent,a,b" {
-		t.Fatalf("modules %v, want $agent,a,b", ids)
+	if strings.Join(ids, ",") != "$edgeAgent,$edgeHub,a,b" {
+		t.Fatalf("modules %v, want $edgeAgent,$edgeHub,a,b", ids)
 	}
 	if twinOf(t, full, "a") == nil || twinOf(t, full, "b") == nil {
 		t.Fatalf("full sync lacks twins: %d", len(full.Twins))
@@ -87,7 +87,7 @@ func TestSyncFullThenIncremental(t *testing.T) {
 		t.Fatal(err)
 	}
 	del, err := dc.Sync(ctx, "d", inc.Cursor, 0)
-	if err != nil || del.Cursor == inc.Cursor || len(del.Modules) != 2 {
+	if err != nil || del.Cursor == inc.Cursor || len(del.Modules) != 3 { // $edgeAgent, $edgeHub, b
 		t.Fatalf("after delete: %+v %v", del, err)
 	}
 	// Another device's token cannot sync this one.

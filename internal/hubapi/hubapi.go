@@ -36,7 +36,8 @@ type Device struct {
 	Capabilities               *Capabilities   `json:"capabilities,omitempty"`
 }
 
-// Capabilities says what a device is; every outpost device is an edge device.
+// Capabilities says what a device is: an IoT Edge device (which runs the
+// daemon, has system modules and takes deployments) or a leaf device.
 type Capabilities struct {
 	IoTEdge bool `json:"iotEdge"`
 }
@@ -78,7 +79,7 @@ const MaxWait = 60 * time.Second
 
 // Sync is what a device learns from the hub: its identity, its modules'
 // identities with their keys (the daemon signs tokens for its modules), and
-// module twins. The deployment is the desired properties of the `$agent`
+// module twins. The deployment is the desired properties of the `$edgeAgent`
 // module twin.
 type Sync struct {
 	Cursor  string            `json:"cursor"`

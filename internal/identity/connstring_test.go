@@ -34,10 +34,10 @@ func TestParseConnectionString(t *testing.T) {
 			resource: "hub.example/devices/d1/modules/m(1)",
 		},
 		{
-			in:       "HostName=hub.example;DeviceId=edge-1;ModuleId=$agent;SharedAccessKey=" + testKey1,
-			want:     ConnectionString{HostName: "hub.example", DeviceID: "edge-1", ModuleID: "$agent", SharedAccessKey: testKey1},
+			in:       "HostName=hub.example;DeviceId=edge-1;ModuleId=$edgeAgent;SharedAccessKey=" + testKey1,
+			want:     ConnectionString{HostName: "hub.example", DeviceID: "edge-1", ModuleID: "$edgeAgent", SharedAccessKey: testKey1},
 			kind:     KindModule,
-			resource: "hub.example/devices/edge-1/modules/$agent",
+			resource: "hub.example/devices/edge-1/modules/$edgeAgent",
 		},
 		{
 			// Any order, whitespace, a trailing ';', ids with '='.
@@ -145,7 +145,7 @@ func TestConnectionStringToken(t *testing.T) {
 	for _, in := range []string{
 		"HostName=hub.example;SharedAccessKeyName=owner;SharedAccessKey=" + testKey1,
 		"HostName=localhost:8443;DeviceId=d1;SharedAccessKey=" + testKey1,
-		"HostName=localhost:8443;DeviceId=d1;ModuleId=$agent;SharedAccessKey=" + testKey2,
+		"HostName=localhost:8443;DeviceId=d1;ModuleId=$edgeAgent;SharedAccessKey=" + testKey2,
 		"HostName=hub.example;DeviceId=d1;SharedAccessKeyName=device;SharedAccessKey=" + testKey2,
 	} {
 		cs, err := ParseConnectionString(in)

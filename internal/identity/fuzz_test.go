@@ -61,7 +61,7 @@ func FuzzParseConnectionString(f *testing.F) {
 		"",
 		"HostName=hub.example;SharedAccessKeyName=owner;SharedAccessKey=" + testKey1,
 		"HostName=localhost:8443;DeviceId=dev#1;SharedAccessKey=" + testKey1 + ";UseInsecureHttp=true",
-		"HostName=hub;DeviceId=d1;ModuleId=$agent;SharedAccessKey=" + testKey3 + ";GatewayHostName=gw",
+		"HostName=hub;DeviceId=d1;ModuleId=$edgeAgent;SharedAccessKey=" + testKey3 + ";GatewayHostName=gw",
 		" SharedAccessKey = " + testKey2 + " ; DeviceId=a=b ;HostName=[::1]:8443;;UseInsecureHttp=false;",
 		"HostName=hub;DeviceId=d1;x509=true",
 		"HostName=hub;deviceid=d1;SharedAccessKey=YWJj",

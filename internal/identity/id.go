@@ -24,7 +24,7 @@ func ValidateDeviceID(id string) error {
 
 // ValidateModuleID reports whether id is a valid id for a user module. It
 // follows the device id rule, and it also rejects ids that start with '$'
-// because those belong to system modules such as $agent.
+// because those belong to system modules such as $edgeAgent.
 func ValidateModuleID(id string) error {
 	if err := validateID("module id", id); err != nil {
 		return err
@@ -36,13 +36,13 @@ func ValidateModuleID(id string) error {
 }
 
 // ValidateModuleIDAllowSystem is like ValidateModuleID but also accepts
-// system module ids such as $agent.
+// system module ids such as $edgeAgent.
 func ValidateModuleIDAllowSystem(id string) error {
 	return validateID("module id", id)
 }
 
 // IsSystemModule reports whether id names a system module. Those ids start
-// with '$', as in $agent.
+// with '$', as in $edgeAgent.
 func IsSystemModule(id string) bool {
 	return strings.HasPrefix(id, "$")
 }

@@ -48,12 +48,12 @@ func TestValidateModuleID(t *testing.T) {
 			t.Errorf("ValidateModuleIDAllowSystem(%q) = %v", id, err)
 		}
 	}
-	err := ValidateModuleID("$agent")
-	if err == nil || !strings.Contains(err.Error(), `module id "$agent": ids starting with '$' are reserved for system modules`) {
-		t.Errorf("ValidateModuleID($agent) = %v", err)
+	err := ValidateModuleID("$edgeAgent")
+	if err == nil || !strings.Contains(err.Error(), `module id "$edgeAgent": ids starting with '$' are reserved for system modules`) {
+		t.Errorf("ValidateModuleID($edgeAgent) = %v", err)
 	}
-	if err := ValidateModuleIDAllowSystem("$agent"); err != nil {
-		t.Errorf("ValidateModuleIDAllowSystem($agent) = %v", err)
+	if err := ValidateModuleIDAllowSystem("$edgeAgent"); err != nil {
+		t.Errorf("ValidateModuleIDAllowSystem($edgeAgent) = %v", err)
 	}
 	for _, id := range []string{"", "m 1", "$a/b", strings.Repeat("m", 129), ".", ".."} {
 		if ValidateModuleID(id) == nil || ValidateModuleIDAllowSystem(id) == nil {
@@ -66,7 +66,7 @@ func TestValidateModuleID(t *testing.T) {
 }
 
 func TestIsSystemModule(t *testing.T) {
-	for id, want := range map[string]bool{"$agent": true, "$edgeHub": true, "agent": false, "a$": false, "": false} {
+	for id, want := range map[string]bool{"$edgeAgent": true, "$edgeHub": true, "agent": false, "a$": false, "": false} {
 		if got := IsSystemModule(id); got != want {
 			t.Errorf("IsSystemModule(%q) = %v, want %v", id, got, want)
 		}
@@ -77,7 +77,7 @@ func TestResources(t *testing.T) {
 	if got := DeviceResource("hub:8443", "d1"); got != "hub:8443/devices/d1" {
 		t.Errorf("DeviceResource = %q", got)
 	}
-	if got := ModuleResource("hub", "d1", "$agent"); got != "hub/devices/d1/modules/$agent" {
+	if got := ModuleResource("hub", "d1", "$edgeAgent"); got != "hub/devices/d1/modules/$edgeAgent" {
 		t.Errorf("ModuleResource = %q", got)
 	}
 }

@@ -17,7 +17,10 @@ import (
 //     has none;
 //  2. each module with desired properties in the manifest gets them as its
 //     twin's desired properties (replaced whole, as IoT Edge does);
-//  3. the $agent twin's desired properties become the deployment;
+//  3. the $edgeAgent twin's desired properties become the deployment, and
+//     the $edgeHub twin's its $edgeHub part (Manifest.HubDesired);
+//
+// The device must be an IoT Edge device (see IsEdge).
 //  4. module identities outpost created that the manifest no longer names
 //     are removed, with their twins.
 //
@@ -64,6 +67,13 @@ const maxAttempts = 20
 // deploymentOps reads what ApplyDeployment changes and returns its writes, each
 // conditional on the version read.
 func (r *Registry) deploymentOps(deviceID string, m *deployment.Manifest, agentDesired []byte) ([]store.Op, error) {
+	dev, err := r.GetDevice(deviceID)
+	if err != nil {
+		return nil, err
+	}
+	if !IsEdge(dev) {
+		return nil, fmt.Errorf("%w: device %q is not an IoT Edge device (capabilities.iotEdge is false), so it runs no modules and takes no deployment: create it with capabilities.iotEdge true (`outpost device create` does by default)", ErrInvalid, deviceID)
+	}
 	existing, err := r.ListModules(deviceID) // fails if the device does not exist
 	if err != nil {
 		return nil, err
@@ -72,14 +82,14 @@ func (r *Registry) deploymentOps(deviceID string, m *deployment.Manifest, agentD
 	for _, mod := range existing {
 		have[mod.ModuleID] = mod
 	}
-	desired := map[string][]byte{AgentModule: agentDesired}
+	desired := map[string][]byte{AgentModule: agentDesired, HubModule: m.HubDesired()}
 	for id, mod := range m.Modules {
 		if mod.Desired != nil {
 			desired[id] = mod.Desired
 		}
 	}
 	var ops []store.Op
-	for _, id := range append([]string{AgentModule}, slices.Sorted(maps.Keys(m.Modules))...) {
+	for _, id := range append(slices.Clone(SystemModules), slices.Sorted(maps.Keys(m.Modules))...) {
 		_, exists := have[id]
 		if !exists {
 			mod, b, err := r.newModule(Module{DeviceID: deviceID, ModuleID: id, ManagedBy: ManagedBy})
@@ -118,7 +128,7 @@ func (r *Registry) deploymentOps(deviceID string, m *deployment.Manifest, agentD
 		ops = append(ops, store.PutOp(twinKey(deviceID, id), b, version))
 	}
 	for _, mod := range existing {
-		if _, keep := m.Modules[mod.ModuleID]; keep || mod.ModuleID == AgentModule || mod.ManagedBy != ManagedBy {
+		if _, keep := m.Modules[mod.ModuleID]; keep || slices.Contains(SystemModules, mod.ModuleID) || mod.ManagedBy != ManagedBy {
 			continue
 		}
 		v, _ := versionOf(mod.ETag)

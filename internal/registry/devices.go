@@ -11,18 +11,46 @@ import (
 	"github.com/outpost-edge/outpost/internal/store"
 )
 
-// AgentModule is the system module every device has: its twin's desired
-// properties are the device's deployment, its reported ones the agent's status.
-const AgentModule = "$agent"
+// AgentModule is the system module every device has (IoT Edge's name): its
+// twin's desired properties are the device's deployment, its reported ones the
+// agent's status.
+const AgentModule = "$edgeAgent"
+
+// HubModule is the other system module every device has (IoT Edge's name): its
+// twin's desired properties are the manifest's $edgeHub part (routes,
+// store-and-forward), its reported ones the device broker's status.
+const HubModule = "$edgeHub"
+
+// LegacyAgentModule is the name outpost first gave AgentModule. It is
+// accepted as input only (see CanonicalModuleID) and never produced.
+const LegacyAgentModule = "$agent"
+
+// CanonicalModuleID maps the old name of the agent's module to its name.
+func CanonicalModuleID(id string) string {
+	if id == LegacyAgentModule {
+		return AgentModule
+	}
+	return id
+}
 
 // ManagedBy marks the module identities outpost created itself.
 const ManagedBy = "outpost"
 
-// CreateDevice adds a device identity with its $agent module. Empty keys are
-// generated; status defaults to enabled.
+// SystemModules are the modules the hub creates with every IoT Edge device,
+// and that users can neither create nor delete.
+var SystemModules = []string{AgentModule, HubModule}
+
+// CreateDevice adds a device identity; an IoT Edge device
+// (capabilities.iotEdge) gets its system modules ($edgeAgent, $edgeHub) with
+// it. Empty keys are generated; status defaults to enabled. Capabilities nil
+// makes an edge device, outpost's default (the hub's REST API passes IoT
+// Hub's default, a leaf device, when a request names none).
 func (r *Registry) CreateDevice(d Device) (Device, error) {
 	if err := identity.ValidateDeviceID(d.DeviceID); err != nil {
 		return Device{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if d.Capabilities == nil {
+		d.Capabilities = &Capabilities{IoTEdge: true}
 	}
 	if err := r.fillDevice(&d); err != nil {
 		return Device{}, err
@@ -30,23 +58,27 @@ func (r *Registry) CreateDevice(d Device) (Device, error) {
 	d.GenerationID = newGenerationID()
 	now := r.now()
 	d.StatusUpdatedTime, d.ConnectionStateUpdatedTime = now, now
-	_, agentJSON, err := r.newModule(Module{DeviceID: d.DeviceID, ModuleID: AgentModule, ManagedBy: ManagedBy})
-	if err != nil {
-		return Device{}, err
-	}
 	dev, err := marshalIdentity(d)
 	if err != nil {
 		return Device{}, err
 	}
-	// The device and its agent module, all or nothing; what an earlier device of that id
-	// may have left is dropped with it.
-	v, err := r.st.Txn(
+	// The device (and an edge device's system modules), all or nothing; what an
+	// earlier device of that id may have left is dropped with it.
+	ops := []store.Op{
 		store.PutOp(deviceKey(d.DeviceID), dev, 0),
-		store.PutOp(moduleKey(d.DeviceID, AgentModule), agentJSON, store.Any),
 		store.DeleteOp(twinKey(d.DeviceID, ""), store.Any),
-		store.DeleteOp(twinKey(d.DeviceID, AgentModule), store.Any),
 		store.DeleteOp(DeviceSyncKey(d.DeviceID), store.Any),
-	)
+	}
+	if d.Capabilities.IoTEdge {
+		for _, mid := range SystemModules {
+			_, b, err := r.newModule(Module{DeviceID: d.DeviceID, ModuleID: mid, ManagedBy: ManagedBy})
+			if err != nil {
+				return Device{}, err
+			}
+			ops = append(ops, store.PutOp(moduleKey(d.DeviceID, mid), b, store.Any), store.DeleteOp(twinKey(d.DeviceID, mid), store.Any))
+		}
+	}
+	v, err := r.st.Txn(ops...)
 	if errors.Is(err, store.ErrConflict) {
 		return Device{}, fmt.Errorf("%w: device %q", ErrExists, d.DeviceID)
 	}
@@ -58,7 +90,10 @@ func (r *Registry) CreateDevice(d Device) (Device, error) {
 }
 
 // UpdateDevice replaces a device's status and keys, if its etag still
-// matches ifMatch ("" or "*" for any).
+// matches ifMatch ("" or "*" for any). What d leaves out is kept: an empty
+// status, nil authentication or an empty key (IoT Hub's SDKs send empty keys
+// when the caller gave none), and nil capabilities. Capabilities cannot
+// change: an edge device stays one.
 func (r *Registry) UpdateDevice(d Device, ifMatch string) (Device, error) {
 	cur, err := r.GetDevice(d.DeviceID)
 	if err != nil {
@@ -70,6 +105,16 @@ func (r *Registry) UpdateDevice(d Device, ifMatch string) (Device, error) {
 	}
 	if expect == store.Any {
 		expect, _ = versionOf(cur.ETag)
+	}
+	if d.Status == "" {
+		d.Status = cur.Status
+	}
+	d.Authentication = keepKeys(d.Authentication, cur.Authentication)
+	switch {
+	case d.Capabilities == nil:
+		d.Capabilities = cur.Capabilities
+	case cur.Capabilities != nil && d.Capabilities.IoTEdge != cur.Capabilities.IoTEdge:
+		return Device{}, fmt.Errorf("%w: device %q: capabilities.iotEdge is %v and cannot change: delete the device and create it again with the capabilities it needs", ErrInvalid, d.DeviceID, cur.Capabilities.IoTEdge)
 	}
 	if err := r.fillDevice(&d); err != nil {
 		return Device{}, err
@@ -104,8 +149,38 @@ func (r *Registry) fillDevice(d *Device) error {
 		return err
 	}
 	d.Authentication = auth
-	d.Capabilities = &Capabilities{IoTEdge: true}
+	if d.Capabilities == nil { // stored before capabilities were kept: every device was an edge device
+		d.Capabilities = &Capabilities{IoTEdge: true}
+	}
 	return nil
+}
+
+// IsEdge reports whether d is an IoT Edge device: one with system modules,
+// that takes deployments. A leaf device (capabilities.iotEdge false) has
+// neither.
+func IsEdge(d Device) bool { return d.Capabilities == nil || d.Capabilities.IoTEdge }
+
+// keepKeys returns auth with the keys it leaves empty taken from cur.
+func keepKeys(auth, cur *Authentication) *Authentication {
+	if cur == nil || cur.SymmetricKey == nil {
+		return auth
+	}
+	if auth == nil {
+		auth = &Authentication{Type: cur.Type}
+	}
+	out := *auth
+	keys := SymmetricKey{}
+	if auth.SymmetricKey != nil {
+		keys = *auth.SymmetricKey
+	}
+	if keys.PrimaryKey == "" {
+		keys.PrimaryKey = cur.SymmetricKey.PrimaryKey
+	}
+	if keys.SecondaryKey == "" {
+		keys.SecondaryKey = cur.SymmetricKey.SecondaryKey
+	}
+	out.SymmetricKey = &keys
+	return &out
 }
 
 func (r *Registry) putDevice(d Device, expect int64) (int64, error) {
@@ -254,7 +329,8 @@ func (r *Registry) newModule(m Module) (Module, []byte, error) {
 }
 
 // UpdateModule replaces a module's keys and managedBy, if its etag still
-// matches ifMatch ("" or "*" for any).
+// matches ifMatch ("" or "*" for any). Keys it leaves empty are kept, as in
+// UpdateDevice.
 func (r *Registry) UpdateModule(m Module, ifMatch string) (Module, error) {
 	cur, err := r.GetModule(m.DeviceID, m.ModuleID)
 	if err != nil {
@@ -267,7 +343,7 @@ func (r *Registry) UpdateModule(m Module, ifMatch string) (Module, error) {
 	if expect == store.Any {
 		expect, _ = versionOf(cur.ETag)
 	}
-	auth, err := fillAuth(m.Authentication, fmt.Sprintf("module %s/%s", m.DeviceID, m.ModuleID))
+	auth, err := fillAuth(keepKeys(m.Authentication, cur.Authentication), fmt.Sprintf("module %s/%s", m.DeviceID, m.ModuleID))
 	if err != nil {
 		return Module{}, err
 	}

@@ -10,7 +10,7 @@
 //	twins/{deviceId}/{moduleId}      the module twin
 //	devicesync/{deviceId}            the hub's record of the device's uploads
 //
-// Writes that span records (creating a device with its agent module,
+// Writes that span records (creating a device with its system modules,
 // deleting a device with everything of it, applying a deployment) are one
 // store transaction each: all or nothing.
 //

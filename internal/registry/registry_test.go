@@ -137,7 +137,7 @@ func TestModulesAndCascade(t *testing.T) {
 		t.Fatalf("invalid module id: %v", err)
 	}
 	mods, err := r.ListModules("d")
-	if err != nil || len(mods) != 3 || mods[0].ModuleID != "$agent" || mods[1].ModuleID != "a" {
+	if err != nil || len(mods) != 4 || mods[0].ModuleID != "$edgeAgent" || mods[1].ModuleID != "$edgeHub" || mods[2].ModuleID != "a" {
 		t.Fatalf("list: %+v, %v", mods, err)
 	}
 	m2, err := r.GetModule("d2", "a")
@@ -159,7 +159,7 @@ func TestModulesAndCascade(t *testing.T) {
 		t.Fatalf("twin after device delete: %v", err)
 	}
 	// The other device is untouched.
-	if mods, err := r.ListModules("d2"); err != nil || len(mods) != 2 { // a and $agent
+	if mods, err := r.ListModules("d2"); err != nil || len(mods) != 3 { // a, $edgeAgent and $edgeHub
 		t.Fatalf("d2 modules: %v %v", mods, err)
 	}
 	// Recreating the device does not resurrect the old twin.

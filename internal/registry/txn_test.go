@@ -15,7 +15,7 @@ import (
 )
 
 // keys returns every key in st.
-func keys(t *testing.T, st store.Store) []string {
+func keys(t testing.TB, st store.Store) []string {
 	t.Helper()
 	recs, err := st.List("")
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 
 func TestContainerID(t *testing.T) {
 	seen := map[string]string{}
-	for _, name := range []string{"tempsensor", "$agent", "a_b", "a_5fb", "a:b", "a.b-c", "(x),=@$'#*?!%+",
+	for _, name := range []string{"tempsensor", "$edgeAgent", "a_b", "a_5fb", "a:b", "a.b-c", "(x),=@$'#*?!%+",
 		strings.Repeat("x", 128), strings.Repeat("x", 127) + "y", strings.Repeat("$", 128)} {
 		id := ContainerID(name)
 		if other, ok := seen[id]; ok {
@@ -32,8 +32,8 @@ func TestContainerID(t *testing.T) {
 			}
 		}
 	}
-	if got := ContainerID("$agent"); got != "outpost-_24agent" {
-		t.Errorf("ContainerID($agent) = %q", got)
+	if got := ContainerID("$edgeAgent"); got != "outpost-_24edgeAgent" {
+		t.Errorf("ContainerID($edgeAgent) = %q", got)
 	}
 }
 

@@ -7,6 +7,7 @@
 package sdktest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -94,4 +95,25 @@ func NodeDir(t testing.TB, packages ...string) (node, dir string) {
 		}
 	}
 	return node, dir
+}
+
+// RunNodeTest runs `node --test` on script (a file of compat/node) with env
+// added to this process's environment, giving it timeout, and fails the
+// test with node's output when it fails; it returns that output.
+func RunNodeTest(t testing.TB, node, dir, script string, timeout time.Duration, env ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", filepath.Join(dir, script))
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
+	cmd.WaitDelay = 5 * time.Second // node --test runs the file in a child that may hold the pipes
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("node --test %s did not finish in %v:\n%s", script, timeout, out)
+	}
+	if err != nil {
+		t.Fatalf("node --test %s failed (%v):\n%s", script, err, out)
+	}
+	return string(out)
 }

@@ -128,7 +128,7 @@ func BenchmarkTxnCreate2(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		id := strconv.Itoa(i)
-		if _, err := s.Txn(PutOp("devices/"+id, benchValue, 0), PutOp("modules/"+id+"/$agent", benchValue, 0)); err != nil {
+		if _, err := s.Txn(PutOp("devices/"+id, benchValue, 0), PutOp("modules/"+id+"/$edgeAgent", benchValue, 0)); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -25,7 +25,7 @@ var (
 const crashEnv = "OUTPOST_STORE_TEST_CRASH" // DIR,SEED: run TestCrashChild
 
 // crashKeys are the keys each writer of TestCrashChild owns, under w<N>/.
-var crashKeys = []string{"k0", "k1", "Dev:1", "$agent", "a%2F", "(x)", "devices/D/modules/m/twin"}
+var crashKeys = []string{"k0", "k1", "Dev:1", "$edgeAgent", "a%2F", "(x)", "devices/D/modules/m/twin"}
 
 // crashValue is the value a write with sequence number seq stores: up to ~40 KiB.
 func crashValue(key string, seq int64) []byte {

@@ -159,8 +159,8 @@ func TestListPrefix(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, dir)
 	keys := []string{
-		"devices/a", "devices/a:b", "devices/a%2F", "devices/$agent", "devices/A",
-		"devices/a/modules/$agent/twin", "devices/a/modules/m1/twin", "devices/ab",
+		"devices/a", "devices/a:b", "devices/a%2F", "devices/$edgeAgent", "devices/A",
+		"devices/a/modules/$edgeAgent/twin", "devices/a/modules/m1/twin", "devices/ab",
 		"devices/a(1)", "devices/a.b", "devices/a-b", "devices/a_b", "devices/a+b",
 		"devices/#*?!,=@'", "other/a", "devices0/x",
 	}
@@ -691,7 +691,7 @@ func TestRecordFormat(t *testing.T) {
 
 func TestFileName(t *testing.T) {
 	keys := []string{
-		"a", "A", "a/b", "a%2Fb", "a%2fb", "A/B", "$agent", "%24agent", "con", "CON", "con.x",
+		"a", "A", "a/b", "a%2Fb", "a%2fb", "A/B", "$edgeAgent", "%24edgeAgent", "con", "CON", "con.x",
 		"%63on", "nul/x", "com1", "lpt0.json", "x.tmp", "x.json", "..x", "a:b",
 		strings.Repeat("a", 200), strings.Repeat("a", 199) + "b", strings.Repeat("A", 1000),
 	}
@@ -713,7 +713,7 @@ func TestFileName(t *testing.T) {
 		}
 		seen[folded] = k
 	}
-	if got := fileName("devices/Dev1/modules/$agent"); got != "devices%2F%44ev1%2Fmodules%2F%24agent.json" {
+	if got := fileName("devices/Dev1/modules/$edgeAgent"); got != "devices%2F%44ev1%2Fmodules%2F%24edge%41gent.json" {
 		t.Errorf("fileName = %q", got)
 	}
 }

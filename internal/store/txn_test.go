@@ -203,7 +203,7 @@ func TestTxnFullDisk(t *testing.T) {
 
 const txnCrashEnv = "OUTPOST_STORE_TEST_TXN_CRASH" // DIR,SEED: run TestTxnCrashChild
 
-var txnGroup = []string{"device", "modules/$agent", "twins/$agent"}
+var txnGroup = []string{"device", "modules/$edgeAgent", "twins/$edgeAgent"}
 
 // TestTxnCrashChild is the process TestTxnCrash kills: 3 goroutines, each writing the
 // keys of its group g<N>/ in Txns (all put with one seq, or all deleted), printing a

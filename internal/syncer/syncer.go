@@ -143,6 +143,11 @@ func New(hub *hubclient.Client, st store.Store, deviceID string, opts ...Option)
 		o(s)
 	}
 	s.since = s.now()
+	if migrated, err := migrateLegacyNames(st); err != nil {
+		return nil, err
+	} else if migrated {
+		s.log.Info("sync: renamed the agent's module $agent to $edgeAgent in the device's cache")
+	}
 	if rec, err := st.Get("sync/state"); err == nil {
 		if err := json.Unmarshal(rec.Value, &s.state); err != nil {
 			return nil, fmt.Errorf("sync state: %w", err)

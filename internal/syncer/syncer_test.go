@@ -85,7 +85,7 @@ func TestFollowsTheHub(t *testing.T) {
 	eventually(t, "first sync", s.Synced)
 
 	mods, err := s.Modules()
-	if err != nil || len(mods) != 3 || mods[0].ModuleID != "$agent" || mods[1].PrimaryKey == "" {
+	if err != nil || len(mods) != 4 || mods[0].ModuleID != "$edgeAgent" || mods[1].ModuleID != "$edgeHub" || mods[1].PrimaryKey == "" {
 		t.Fatalf("modules: %+v %v", mods, err)
 	}
 	if _, err := f.hub.Client(t).PatchTwin(t.Context(), "d", "a", []byte(`{"properties":{"desired":{"interval":9}}}`), ""); err != nil {
@@ -111,7 +111,7 @@ func TestFollowsTheHub(t *testing.T) {
 	}
 	eventually(t, "module b to go", func() bool {
 		mods, _ := s.Modules()
-		return len(mods) == 2
+		return len(mods) == 3 // $edgeAgent, $edgeHub, a
 	})
 	if _, err := s.Twin("b"); !errors.Is(err, ErrUnknownModule) {
 		t.Fatalf("twin of a removed module: %v", err)
@@ -153,7 +153,7 @@ func TestOfflineQueueCatchesUp(t *testing.T) {
 		return !st.Connected
 	})
 	st, err := s.Status()
-	if err != nil || st.Outbox.Patches != 3 || st.Outbox.Bytes == 0 || st.Outbox.Oldest.IsZero() || len(st.Twins) != 3 {
+	if err != nil || st.Outbox.Patches != 3 || st.Outbox.Bytes == 0 || st.Outbox.Oldest.IsZero() || len(st.Twins) != 4 {
 		t.Fatalf("status offline: %+v %v", st, err)
 	}
 	// The device still serves its twins.

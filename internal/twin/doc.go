@@ -43,11 +43,17 @@
 // Enforced on every write, each failure an [*Error] naming the JSON path
 // ("properties.desired.a.b: depth 11 exceeds 10"):
 //
-//   - Depth ≤ 10 below desired, reported and tags. The depth of a value is
-//     the number of steps (member keys and array indexes) from the section
-//     root to it: in {"a": 1} the 1 is at depth 1, in {"a": {"b": [2]}} the
-//     object is at depth 1, the array at 2 and the 2 at depth 3. Nulls in a
+//   - At most 10 nested objects (or arrays) below desired, reported and
+//     tags, as IoT Hub counts them: its documented example
+//     tags.one.two…ten.property is valid. The depth of a value is the number
+//     of steps (member keys and array indexes) from the section root to it:
+//     in {"a": 1} the 1 is at depth 1, in {"a": {"b": [2]}} the object is at
+//     depth 1, the array at 2 and the 2 at depth 3. An object or array may be
+//     at depth 10 at most, any other value at depth 11 at most. Nulls in a
 //     patch create nothing and are not counted.
+//   - Numbers: integers within ±4503599627370495 (2^52−1, [MaxSafeInteger]),
+//     other numbers finite 64-bit floats (1e400 is refused). Checked on
+//     writes; a stored twin is read back as it was.
 //   - Size ≤ 32 KiB for desired and reported, ≤ 8 KiB for tags: the length of
 //     the section's content as compact JSON, $metadata and $version excluded,
 //     keys sorted, strings escaped as encoding/json does without HTML

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode"
@@ -155,7 +157,7 @@ func FuzzPatch(f *testing.F) {
 				if part == nil {
 					part = map[string]any{}
 				}
-				pb, err := appendLeaf(nil, part, nil, 0, false)
+				pb, err := appendLeaf(nil, part, nil, 0, noCheck)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -242,7 +244,7 @@ func checkTwin(t *testing.T, tw *Twin, strict bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := checkLimits(v, 0); err != nil {
+		if err := checkLimits(v, 0, strict); err != nil {
 			t.Fatalf("%s: %v in %s", s, err, c)
 		}
 		if s == Tags {
@@ -260,18 +262,36 @@ func checkTwin(t *testing.T, tw *Twin, strict bool) {
 	}
 }
 
-func checkLimits(v any, depth int) error {
-	if depth > MaxDepth {
+func checkLimits(v any, depth int, strict bool) error {
+	limit := MaxDepth + 1 // a value inside the tenth nested object
+	switch v.(type) {
+	case []any, map[string]any:
+		limit = MaxDepth
+	}
+	if depth > limit {
 		return fmt.Errorf("depth %d", depth)
 	}
 	switch v := v.(type) {
+	case json.Number:
+		if !strict {
+			break
+		}
+		if f, _ := strconv.ParseFloat(string(v), 64); math.IsInf(f, 0) {
+			return fmt.Errorf("number %s is not a finite float", v)
+		}
+		if !strings.ContainsAny(string(v), ".eE") {
+			n, err := strconv.ParseInt(string(v), 10, 64)
+			if err != nil || n > 4503599627370495 || n < -4503599627370495 {
+				return fmt.Errorf("integer %s out of range", v)
+			}
+		}
 	case string:
 		if len(v) > MaxStringSize {
 			return fmt.Errorf("string of %d bytes", len(v))
 		}
 	case []any:
 		for _, e := range v {
-			if err := checkLimits(e, depth+1); err != nil {
+			if err := checkLimits(e, depth+1, strict); err != nil {
 				return err
 			}
 		}
@@ -288,7 +308,7 @@ func checkLimits(v any, depth int) error {
 			if e == nil && depth == 0 {
 				return fmt.Errorf("null member %q", k)
 			}
-			if err := checkLimits(e, depth+1); err != nil {
+			if err := checkLimits(e, depth+1, strict); err != nil {
 				return err
 			}
 		}

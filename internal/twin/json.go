@@ -217,7 +217,7 @@ func load(content, meta map[string]any, p *path, d int, updated string, version 
 		if v == nil {
 			return nil, cp.errorf("null member (twin content holds no nulls)")
 		}
-		if d+1 > MaxDepth {
+		if _, ok := v.(map[string]any); ok && d+1 > MaxDepth {
 			return nil, depthError(cp, d+1)
 		}
 		var childMeta map[string]any
@@ -250,7 +250,7 @@ func loadLeaf(v any, meta map[string]any, p *path, d int, updated string, versio
 	if err != nil {
 		return nil, err
 	}
-	raw, err := appendLeaf(nil, v, p, d, true)
+	raw, err := appendLeaf(nil, v, p, d, loadCheck)
 	if err != nil {
 		return nil, err
 	}

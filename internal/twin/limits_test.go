@@ -78,42 +78,81 @@ func wantError(t *testing.T, tw *Twin, before string, err error, path, reason st
 }
 
 func TestDepthLimit(t *testing.T) {
+	const over = "depth 11 exceeds 10 (at most 10 nested objects or arrays below the section)"
 	for _, s := range []Section{Desired, Reported, Tags} {
 		t.Run(string(s), func(t *testing.T) {
 			tw := New("d", "m", t0)
-			// A leaf at depth 10 (ten keys from the section root) is fine.
-			mustPatch(t)(patchSection(tw, s, []byte(nested(10, `1`))))
+			// IoT Hub's documented valid example: ten nested objects, then a property.
+			mustPatch(t)(patchSection(tw, s, []byte(`{"one":{"two":{"three":{"four":{"five":{"six":{"seven":{"eight":{"nine":{"ten":{"property":"value"}}}}}}}}}}}`)))
+			// A leaf at depth 11 (eleven keys from the section root) is fine.
+			mustPatch(t)(patchSection(tw, s, []byte(nested(11, `1`))))
 			// An empty object at depth 10 too.
-			mustPatch(t)(patchSection(tw, s, []byte(nested(10, `{}`))))
-			// An array at depth 9 with an element at depth 10.
-			mustPatch(t)(patchSection(tw, s, []byte(nested(9, `[1,[],{}]`))))
-			// A null at depth 11 creates nothing there.
+			mustPatch(t)(patchSection(tw, s, []byte(nested(9, `{"e":{}}`))))
+			// An array at depth 10 with leaves at depth 11; arrays at 9 and 10 with
+			// leaves and an empty object inside.
+			mustPatch(t)(patchSection(tw, s, []byte(nested(10, `[1,"x",null]`))))
+			mustPatch(t)(patchSection(tw, s, []byte(nested(9, `[1,[2],{"x":1},{}]`))))
+			// A null deletes the leaf at depth 11; another creates nothing.
+			mustPatch(t)(patchSection(tw, s, []byte(nested(10, `{"k11":null}`))))
 			if _, err := patchSection(tw, s, []byte(nested(10, `{"k11":null}`))); err != nil {
 				t.Errorf("null at depth 11: %v", err)
 			}
 			before := marshal(t, tw)
 
-			_, err := patchSection(tw, s, []byte(nested(11, `1`)))
-			wantError(t, tw, before, err, nestedPath(s.path(), 11), "depth 11 exceeds 10")
-			_, err = patchSection(tw, s, []byte(nested(10, `{"k11":{}}`)))
-			wantError(t, tw, before, err, nestedPath(s.path(), 11), "depth 11 exceeds 10")
-			_, err = patchSection(tw, s, []byte(nested(10, `[1]`)))
-			wantError(t, tw, before, err, nestedPath(s.path(), 10)+"[0]", "depth 11 exceeds 10")
-			_, err = patchSection(tw, s, []byte(nested(9, `[[1]]`)))
-			wantError(t, tw, before, err, nestedPath(s.path(), 9)+"[0][0]", "depth 11 exceeds 10")
-			_, err = patchSection(tw, s, []byte(nested(9, `[{"x":1}]`)))
-			wantError(t, tw, before, err, nestedPath(s.path(), 9)+"[0].x", "depth 11 exceeds 10")
+			// An eleventh nested object, empty or not, is one too many.
+			_, err := patchSection(tw, s, []byte(nested(11, `{}`)))
+			wantError(t, tw, before, err, nestedPath(s.path(), 11), over)
+			_, err = patchSection(tw, s, []byte(nested(10, `{"k11":{"k12":1}}`)))
+			wantError(t, tw, before, err, nestedPath(s.path(), 11), over)
+			_, err = patchSection(tw, s, []byte(nested(10, `[[1]]`)))
+			wantError(t, tw, before, err, nestedPath(s.path(), 10)+"[0]", over)
+			_, err = patchSection(tw, s, []byte(nested(10, `[{"x":1}]`)))
+			wantError(t, tw, before, err, nestedPath(s.path(), 10)+"[0]", over)
+			_, err = patchSection(tw, s, []byte(nested(9, `[[[1]]]`)))
+			wantError(t, tw, before, err, nestedPath(s.path(), 9)+"[0][0]", over)
 			_, err = patchSection(tw, s, []byte(nested(30, `1`)))
-			wantError(t, tw, before, err, nestedPath(s.path(), 11), "depth 11 exceeds 10")
+			wantError(t, tw, before, err, nestedPath(s.path(), 11), over)
 		})
 	}
 	// Replace and Apply check depth too.
 	tw := New("d", "m", t0)
 	before := marshal(t, tw)
-	_, err := tw.ReplaceDesired([]byte(nested(11, `1`)), t1)
-	wantError(t, tw, before, err, nestedPath("properties.desired", 11), "depth 11 exceeds 10")
-	_, err = tw.Apply([]byte(`{"tags":`+nested(11, `"x"`)+`}`), t1, false)
-	wantError(t, tw, before, err, nestedPath("tags", 11), "depth 11 exceeds 10")
+	_, err := tw.ReplaceDesired([]byte(nested(12, `1`)), t1)
+	wantError(t, tw, before, err, nestedPath("properties.desired", 11), over)
+	_, err = tw.Apply([]byte(`{"tags":`+nested(12, `"x"`)+`}`), t1, false)
+	wantError(t, tw, before, err, nestedPath("tags", 11), over)
+
+	// A stored twin with a value at depth 11 reads back.
+	tw = New("d", "m", t0)
+	mustPatch(t)(tw.PatchDesired([]byte(nested(11, `1`)), t1))
+	var back Twin
+	if err := back.UnmarshalJSON([]byte(marshal(t, tw))); err != nil {
+		t.Fatalf("read back a twin with a leaf at depth 11: %v", err)
+	}
+}
+
+func TestNumberLimits(t *testing.T) {
+	for _, s := range []Section{Desired, Reported, Tags} {
+		t.Run(string(s), func(t *testing.T) {
+			tw := New("d", "m", t0)
+			for _, ok := range []string{"4503599627370495", "-4503599627370495", "0", "-0", "1.5", "1e308", "-1.7976931348623157e308", "1e-400", "12345678901234567890.0"} {
+				if _, err := patchSection(tw, s, []byte(`{"n":`+ok+`}`)); err != nil {
+					t.Errorf("%s refused: %v", ok, err)
+				}
+			}
+			before := marshal(t, tw)
+			for _, c := range []struct{ num, reason string }{
+				{"4503599627370496", "integer 4503599627370496 is out of range (at most ±4503599627370495, as IoT Hub): write it as a string"},
+				{"-4503599627370496", "integer -4503599627370496 is out of range (at most ±4503599627370495, as IoT Hub): write it as a string"},
+				{"12345678901234567890", "integer 12345678901234567890 is out of range (at most ±4503599627370495, as IoT Hub): write it as a string"},
+				{"1e400", "number 1e400 is not finite (beyond ±1.7976931348623157e+308): write a smaller number, or a string"},
+				{"-1E400", "number -1E400 is not finite (beyond ±1.7976931348623157e+308): write a smaller number, or a string"},
+			} {
+				_, err := patchSection(tw, s, []byte(`{"a":{"b":[1,`+c.num+`]}}`))
+				wantError(t, tw, before, err, s.path()+".a.b[1]", c.reason)
+			}
+		})
+	}
 }
 
 func TestSizeLimits(t *testing.T) {

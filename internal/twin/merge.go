@@ -50,10 +50,10 @@ func (w *writer) merge(old *node, patch map[string]any, replace bool, p *path, d
 			}
 			continue
 		}
-		if d+1 > MaxDepth {
-			return nil, false, depthError(cp, d+1)
-		}
 		if obj, ok := v.(map[string]any); ok {
+			if d+1 > MaxDepth {
+				return nil, false, depthError(cp, d+1)
+			}
 			var base *node
 			if prev != nil && prev.isObject() {
 				base = prev
@@ -67,7 +67,7 @@ func (w *writer) merge(old *node, patch map[string]any, replace bool, p *path, d
 			}
 			continue
 		}
-		raw, err := appendLeaf(nil, v, cp, d+1, true)
+		raw, err := appendLeaf(nil, v, cp, d+1, writeCheck)
 		if err != nil {
 			return nil, false, err
 		}
@@ -149,7 +149,7 @@ func MergePatch(doc, patch []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return appendLeaf(nil, mergeValue(target, p), nil, 0, false)
+	return appendLeaf(nil, mergeValue(target, p), nil, 0, noCheck)
 }
 
 func mergeValue(target, patch any) any {
@@ -189,7 +189,7 @@ func Diff(from, to []byte) ([]byte, error) {
 		return nil, err
 	}
 	patch, _ := diffValue(f, t)
-	return appendLeaf(nil, patch, nil, 0, false)
+	return appendLeaf(nil, patch, nil, 0, noCheck)
 }
 
 // diffValue returns the merge patch from from to to, and whether they are
@@ -228,7 +228,7 @@ func diffValue(from, to any) (any, bool) {
 }
 
 func equalValues(a, b any) bool {
-	ab, err1 := appendLeaf(nil, a, nil, 0, false)
-	bb, err2 := appendLeaf(nil, b, nil, 0, false)
+	ab, err1 := appendLeaf(nil, a, nil, 0, noCheck)
+	bb, err2 := appendLeaf(nil, b, nil, 0, noCheck)
 	return err1 == nil && err2 == nil && bytes.Equal(ab, bb)
 }

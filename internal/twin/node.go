@@ -3,6 +3,7 @@ package twin
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -89,17 +90,57 @@ func checkKey(key string) string {
 }
 
 func depthError(p *path, depth int) *Error {
-	return p.errorf(fmt.Sprintf("depth %d exceeds %d", depth, MaxDepth))
+	return p.errorf(fmt.Sprintf("depth %d exceeds %d (at most %d nested objects or arrays below the section)", depth, MaxDepth, MaxDepth))
 }
+
+// MaxSafeInteger is the largest integer magnitude a twin holds, as IoT Hub
+// (2^52−1): larger integers are refused.
+const MaxSafeInteger = 1<<52 - 1
+
+// checkNumber returns why the JSON number s is not a valid twin value, or "":
+// integers must be within ±MaxSafeInteger and other numbers finite 64-bit
+// floats, as IoT Hub requires.
+func checkNumber(s string) string {
+	if strings.ContainsAny(s, ".eE") {
+		if f, err := strconv.ParseFloat(s, 64); err != nil && (math.IsInf(f, 0) || math.IsNaN(f)) {
+			return fmt.Sprintf("number %s is not finite (beyond ±%g): write a smaller number, or a string", s, math.MaxFloat64)
+		}
+		return ""
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n > MaxSafeInteger || n < -MaxSafeInteger {
+		return fmt.Sprintf("integer %s is out of range (at most ±%d, as IoT Hub): write it as a string", s, MaxSafeInteger)
+	}
+	return ""
+}
+
+// check says which limits appendLeaf enforces.
+type check uint8
+
+const (
+	noCheck    check = iota // any decoded JSON value
+	loadCheck               // keys, strings and depth: what a stored twin obeys
+	writeCheck              // those and numbers: what a write must obey
+)
 
 // appendLeaf appends the canonical JSON of a decoded value v found at path p,
 // depth d (a member of a section root has depth 1; array elements are one
-// level deeper than their array). With check set it enforces the key, string
-// and depth limits; objects are allowed only inside arrays then, and nulls too.
-// Without check it encodes any decoded JSON value.
-func appendLeaf(b []byte, v any, p *path, d int, check bool) ([]byte, error) {
-	if check && d > MaxDepth {
-		return nil, depthError(p, d)
+// level deeper than their array). With checks it enforces the key, string
+// and depth limits (and with writeCheck the number range); objects are allowed
+// only inside arrays then, and nulls too. An object or array may be at depth
+// MaxDepth at most, a value inside one at MaxDepth+1: IoT Hub counts nested
+// objects, so tags.one.two…ten.property is valid. With noCheck it encodes any
+// decoded JSON value.
+func appendLeaf(b []byte, v any, p *path, d int, c check) ([]byte, error) {
+	if c != noCheck {
+		limit := MaxDepth + 1
+		switch v.(type) {
+		case []any, map[string]any:
+			limit = MaxDepth
+		}
+		if d > limit {
+			return nil, depthError(p, d)
+		}
 	}
 	switch v := v.(type) {
 	case nil:
@@ -107,9 +148,14 @@ func appendLeaf(b []byte, v any, p *path, d int, check bool) ([]byte, error) {
 	case bool:
 		return strconv.AppendBool(b, v), nil
 	case json.Number:
+		if c == writeCheck {
+			if reason := checkNumber(string(v)); reason != "" {
+				return nil, p.errorf(reason)
+			}
+		}
 		return append(b, v...), nil
 	case string:
-		if check && len(v) > MaxStringSize {
+		if c != noCheck && len(v) > MaxStringSize {
 			return nil, p.errorf(fmt.Sprintf("string length %d bytes exceeds %d", len(v), MaxStringSize))
 		}
 		return appendString(b, v), nil
@@ -120,7 +166,7 @@ func appendLeaf(b []byte, v any, p *path, d int, check bool) ([]byte, error) {
 				b = append(b, ',')
 			}
 			var err error
-			b, err = appendLeaf(b, e, &path{parent: p, index: i, isIndex: true}, d+1, check)
+			b, err = appendLeaf(b, e, &path{parent: p, index: i, isIndex: true}, d+1, c)
 			if err != nil {
 				return nil, err
 			}
@@ -135,7 +181,7 @@ func appendLeaf(b []byte, v any, p *path, d int, check bool) ([]byte, error) {
 		b = append(b, '{')
 		for i, k := range keys {
 			cp := &path{parent: p, key: k}
-			if check {
+			if c != noCheck {
 				if reason := checkKey(k); reason != "" {
 					return nil, cp.errorf(reason)
 				}
@@ -146,7 +192,7 @@ func appendLeaf(b []byte, v any, p *path, d int, check bool) ([]byte, error) {
 			b = appendString(b, k)
 			b = append(b, ':')
 			var err error
-			b, err = appendLeaf(b, v[k], cp, d+1, check)
+			b, err = appendLeaf(b, v[k], cp, d+1, c)
 			if err != nil {
 				return nil, err
 			}

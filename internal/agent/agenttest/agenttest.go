@@ -79,9 +79,15 @@ func Kinds(t testing.TB) []string {
 // New starts a hub with device "dev" and a registry with the test image.
 func New(t testing.TB, kind string) *Fixture {
 	t.Helper()
+	return NewWithHub(t, kind, hubtest.Options{})
+}
+
+// NewWithHub is New with a hub started with opts.
+func NewWithHub(t testing.TB, kind string, opts hubtest.Options) *Fixture {
+	t.Helper()
 	f := &Fixture{Kind: kind, DeviceID: "dev", DataDir: t.TempDir()}
 	t.Cleanup(func() { f.removeInstances(t) })
-	f.Hub = hubtest.Start(t, hubtest.Options{})
+	f.Hub = hubtest.Start(t, opts)
 	f.Owner = f.Hub.Client(t)
 	d, err := f.Owner.CreateDevice(context.Background(), hubapi.Device{DeviceID: f.DeviceID})
 	if err != nil {
@@ -149,7 +155,7 @@ func (f *Fixture) DeployManifest(t testing.TB, manifest map[string]any) {
 	}
 }
 
-// Reported returns the $agent twin's reported properties at the hub.
+// Reported returns the $edgeAgent twin's reported properties at the hub.
 func (f *Fixture) Reported(t testing.TB) map[string]any {
 	t.Helper()
 	tw, err := f.Owner.GetTwin(context.Background(), f.DeviceID, agent.AgentModule)

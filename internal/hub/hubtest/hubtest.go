@@ -109,6 +109,16 @@ func (h *Hub) DeviceConnectionString(deviceID, moduleID, key string) string {
 // built by hand rather than by hubclient, and returns the status and body.
 func (h *Hub) Request(t testing.TB, method, path, auth, host string, body []byte) (int, string) {
 	t.Helper()
+	header := http.Header{}
+	if auth != "" {
+		header.Set("Authorization", auth)
+	}
+	return h.RequestHeader(t, method, path, host, header, body)
+}
+
+// RequestHeader is Request with any request headers (If-Match, …).
+func (h *Hub) RequestHeader(t testing.TB, method, path, host string, header http.Header, body []byte) (int, string) {
+	t.Helper()
 	hc := &http.Client{Timeout: 60 * time.Second}
 	scheme := "http"
 	if h.CAFile != "" {
@@ -131,8 +141,8 @@ func (h *Hub) Request(t testing.TB, method, path, auth, host string, body []byte
 	if host != "" {
 		req.Host = host
 	}
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

@@ -1,0 +1,149 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/outpost-edge/outpost/internal/deployment"
+	"github.com/outpost-edge/outpost/internal/store"
+	"github.com/outpost-edge/outpost/internal/twin"
+)
+
+// MigrateSystemModules brings records written by an older outpost to
+// today's layout:
+//
+//   - the agent's module, once named $agent, is $edgeAgent: its identity and
+//     its twin move to the new name (the moduleId inside them too), keys,
+//     generation id, versions and properties unchanged;
+//   - a device without an $edgeHub module gets one, its twin's desired
+//     properties the $edgeHub part of a native manifest
+//     (deployment.DefaultHubDesired) when the device has a deployment.
+//
+// It is one store Txn: a crash leaves either the old records or the new
+// ones, never a mix, and the next call does what is left. A store in
+// today's layout is not written. It returns how many devices it changed.
+func (r *Registry) MigrateSystemModules() (int, error) {
+	for attempt := 1; ; attempt++ {
+		ops, n, err := r.migrationOps()
+		if err != nil || len(ops) == 0 {
+			return 0, err
+		}
+		_, err = r.st.Txn(ops...)
+		if errors.Is(err, store.ErrConflict) && attempt < maxAttempts {
+			continue // written meanwhile: read again
+		}
+		if err != nil {
+			return 0, fmt.Errorf("migrate the system modules of %d devices: %w", n, err)
+		}
+		return n, nil
+	}
+}
+
+// migrationOps returns MigrateSystemModules' writes, each conditional on the
+// version read, and the number of devices they change.
+func (r *Registry) migrationOps() ([]store.Op, int, error) {
+	devices, err := r.st.List("devices/")
+	if err != nil {
+		return nil, 0, err
+	}
+	var ops []store.Op
+	n := 0
+	for _, rec := range devices {
+		d, err := decodeRecord[Device](rec)
+		if err != nil {
+			return nil, 0, err
+		}
+		dops, err := r.deviceMigrationOps(d.DeviceID)
+		if err != nil {
+			return nil, 0, fmt.Errorf("device %q: %w", d.DeviceID, err)
+		}
+		if len(dops) > 0 {
+			ops = append(ops, dops...)
+			n++
+		}
+	}
+	return ops, n, nil
+}
+
+func (r *Registry) deviceMigrationOps(id string) ([]store.Op, error) {
+	var ops []store.Op
+	exists := func(key string) (bool, error) {
+		_, err := r.st.Get(key)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	// move renames the record at key(id, $agent) to key(id, $edgeAgent) with
+	// rename, unless the new one is there already (then the old one just goes).
+	move := func(key func(id, mid string) string, rename func([]byte) ([]byte, error)) error {
+		old, err := r.st.Get(key(id, LegacyAgentModule))
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		has, err := exists(key(id, AgentModule))
+		if err != nil {
+			return err
+		}
+		if !has {
+			b, err := rename(old.Value)
+			if err != nil {
+				return fmt.Errorf("record %s: %w", old.Key, err)
+			}
+			ops = append(ops, store.PutOp(key(id, AgentModule), b, 0))
+		}
+		ops = append(ops, store.DeleteOp(old.Key, old.Version))
+		return nil
+	}
+	if err := move(moduleKey, func(b []byte) ([]byte, error) {
+		var m Module
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, err
+		}
+		m.ModuleID = AgentModule
+		return marshalIdentity(m)
+	}); err != nil {
+		return nil, err
+	}
+	agentTwin, _, err := r.twinRecord(id, AgentModule)
+	if err != nil {
+		return nil, err
+	}
+	if err := move(twinKey, func(b []byte) ([]byte, error) {
+		t := new(twin.Twin)
+		if err := t.UnmarshalJSON(b); err != nil {
+			return nil, err
+		}
+		t.ModuleID = AgentModule
+		agentTwin = t
+		return t.MarshalJSON()
+	}); err != nil {
+		return nil, err
+	}
+	// $edgeHub, which older devices lack.
+	hasHub, err := exists(moduleKey(id, HubModule))
+	if err != nil || hasHub {
+		return ops, err
+	}
+	_, b, err := r.newModule(Module{DeviceID: id, ModuleID: HubModule, ManagedBy: ManagedBy})
+	if err != nil {
+		return nil, err
+	}
+	ops = append(ops, store.PutOp(moduleKey(id, HubModule), b, 0))
+	if len(agentTwin.Desired()) == 0 {
+		return append(ops, store.DeleteOp(twinKey(id, HubModule), store.Any)), nil
+	}
+	hub := twin.New(id, HubModule, r.now())
+	if _, err := hub.ReplaceDesired(deployment.DefaultHubDesired(), r.now()); err != nil {
+		return nil, err
+	}
+	tb, err := hub.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	return append(ops, store.PutOp(twinKey(id, HubModule), tb, store.Any)), nil
+}

@@ -13,6 +13,8 @@ import (
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/hubclient"
 	"github.com/outpost-edge/outpost/internal/registry"
+	"github.com/outpost-edge/outpost/internal/store"
+	"github.com/outpost-edge/outpost/internal/twin"
 )
 
 func configurationFixture(t *testing.T, name string) hubapi.Configuration {
@@ -168,4 +170,42 @@ func jsonEqual(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
+}
+
+// TestConfigurationsConvergeAfterRestart changes a device's tags while the
+// hub is down (straight in its store): the restarted hub applies the
+// deployment that now targets the device.
+func TestConfigurationsConvergeAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	h := hubtest.Start(t, hubtest.Options{DataDir: dir})
+	c := h.Client(t)
+	if _, err := c.CreateDevice(ctx, hubapi.Device{DeviceID: "edge-1", Capabilities: &hubapi.Capabilities{IoTEdge: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateConfiguration(ctx, configurationFixture(t, "base-tempsensor.json")); err != nil {
+		t.Fatal(err)
+	}
+	h.Stop()
+
+	st, err := store.Open(filepath.Join(dir, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := registry.New(st).UpdateTwin("edge-1", "", "", func(tw *twin.Twin) (bool, error) {
+		return tw.PatchTags([]byte(`{"environment":"prod"}`), time.Now())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	h = hubtest.Start(t, hubtest.Options{DataDir: dir})
+	c = h.Client(t)
+	waitFor(t, "the restarted hub applies base-tempsensor to edge-1", func() bool {
+		cfg, err := c.GetConfiguration(ctx, "base-tempsensor")
+		return err == nil && cfg.SystemMetrics.Results[hubapi.MetricApplied] == 1
+	})
+	agent, err := c.GetTwin(ctx, "edge-1", registry.AgentModule)
+	if err != nil || !strings.Contains(string(agent.DesiredJSON()), "azureiotedge-simulated-temperature-sensor") {
+		t.Fatalf("edge-1 $edgeAgent desired after the restart: %v", err)
+	}
 }

@@ -878,3 +878,22 @@ func TestEdgeHubErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestModulesContent checks that a manifest rendered as modulesContent reads
+// back, as an IoT Edge deployment, to the same manifest.
+func TestModulesContent(t *testing.T) {
+	m, _ := mustParse(t, readFixture(t, "native.yaml"), "native.yaml")
+	mc, err := m.ModulesContent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, _ := mustParse(t, append(append([]byte(`{"modulesContent":`), mc...), '}'), "mc.json")
+	if !reflect.DeepEqual(mustAgentDesired(t, back), mustAgentDesired(t, m)) || string(back.HubDesired()) != string(m.HubDesired()) {
+		t.Fatalf("modulesContent does not read back to the manifest:\n%s", mc)
+	}
+	for id, mod := range m.Modules {
+		if string(back.Modules[id].Desired) != string(mod.Desired) {
+			t.Errorf("module %s desired %s, want %s", id, back.Modules[id].Desired, mod.Desired)
+		}
+	}
+}

@@ -47,6 +47,11 @@ func (h *Hub) Handler() http.Handler {
 	route("GET /statistics/devices", "Device", h.deviceStatistics)
 	route("GET /statistics/service", "Device", h.serviceStatistics)
 	route("POST /devices/{id}/applyConfigurationContent", "Device", h.applyConfiguration)
+	route("GET /configurations", "Configuration", h.listConfigurations)
+	route("PUT /configurations/{cid}", "Configuration", h.putConfiguration)
+	route("GET /configurations/{cid}", "Configuration", h.getConfiguration)
+	route("DELETE /configurations/{cid}", "Configuration", h.deleteConfiguration)
+	route("POST /devices/query", "Device", h.queryTwins)
 	mux.Handle("GET "+syncPrefix+"/devices/{id}/sync", h.wrap("Device", h.sync, hubapi.MaxWait)) // a long poll
 	route("POST "+syncPrefix+"/devices/{id}/reported", "Device", h.uploadReported)
 	route("POST "+syncPrefix+"/policies/{name}/rotate", "Policy", h.rotatePolicy)
@@ -381,7 +386,7 @@ func (h *Hub) getTwin(w http.ResponseWriter, r *http.Request, p principal) error
 	if err != nil {
 		return err
 	}
-	return h.writeTwin(w, t)
+	return h.writeTwinWithConfigurations(w, t)
 }
 
 // patchTwin applies an IoT Hub twin PATCH. Operators (policies with

@@ -91,7 +91,11 @@ type Hub struct {
 	notify   *notifier
 	limits   Limits
 
-	uploads  sync.Map // device id → *sync.Mutex
+	// autodeploy applies automatic deployments (configurations.go).
+	autodeploy *registry.AutoDeployer
+
+	index    *twinIndex // every twin, decoded, for queries
+	uploads  sync.Map   // device id → *sync.Mutex
 	presence *presence
 
 	ckMu sync.Mutex
@@ -171,12 +175,19 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 			}
 		}()
 	}
-	h.reg = registry.New(h.st)
-	if n, err := h.reg.MigrateSystemModules(); err != nil {
+	// System modules first ($agent records become $edgeAgent), then the query
+	// index over what the store then holds.
+	if n, err := registry.New(h.st).MigrateSystemModules(); err != nil {
 		return nil, false, fmt.Errorf("hub: %w (the data dir is as it was: fix the cause and start again)", err)
 	} else if n > 0 {
 		h.log.Info("hub: migrated devices to IoT Edge's system module names ($agent is now $edgeAgent, $edgeHub added)", "devices", n)
 	}
+	h.index = newTwinIndex(h.now)
+	h.reg = registry.New(indexingStore{h.st, h.index})
+	if err := h.index.load(context.Background(), h.st); err != nil { // its watches end when the store closes
+		return nil, false, fmt.Errorf("hub: index twins: %w", err)
+	}
+	h.autodeploy = h.reg.NewAutoDeployer(h.log)
 	if err := h.loadPolicies(); err != nil {
 		return nil, false, err
 	}
@@ -350,6 +361,8 @@ func (h *Hub) Serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go h.notify.run(ctx, h.st)
+	stopAutoDeploy := h.startAutoDeploy(ctx)
+	defer stopAutoDeploy()
 	// No ReadTimeout or WriteTimeout: they would cut sync long polls. The
 	// handler sets deadlines per request instead (guard, wrap).
 	srv := &http.Server{

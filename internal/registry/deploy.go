@@ -27,7 +27,16 @@ import (
 // It is one store transaction, so an agent that sees the deployment finds
 // the modules' identities and twins ready, and a failed apply changed
 // nothing.
+//
+// A device an automatic deployment is applied to refuses it (see
+// automatic.go).
 func (r *Registry) ApplyDeployment(deviceID string, m *deployment.Manifest) error {
+	return r.applyDeployment(deviceID, m, r.manualGuard)
+}
+
+// applyDeployment is ApplyDeployment with more writes in its transaction:
+// extra returns them, read afresh on each attempt.
+func (r *Registry) applyDeployment(deviceID string, m *deployment.Manifest, extra func(deviceID string) ([]store.Op, error)) error {
 	agentDesired, err := m.AgentDesired()
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -37,7 +46,11 @@ func (r *Registry) ApplyDeployment(deviceID string, m *deployment.Manifest) erro
 		if err != nil {
 			return err
 		}
-		_, err = r.st.Txn(ops...)
+		more, err := extra(deviceID)
+		if err != nil {
+			return err
+		}
+		_, err = r.st.Txn(append(ops, more...)...)
 		if errors.Is(err, store.ErrConflict) && attempt < maxAttempts {
 			continue // a twin or module changed since we read it: read again
 		}

@@ -267,6 +267,7 @@ func (r *Registry) DeleteDevice(id, ifMatch string) error {
 			store.DeleteOp(deviceKey(id), want),
 			store.DeleteOp(twinKey(id, ""), store.Any),
 			store.DeleteOp(DeviceSyncKey(id), store.Any),
+			store.DeleteOp(deployStateKey(id), store.Any),
 		}
 		for _, prefix := range []string{"modules/" + id + "/", "twins/" + id + "/"} {
 			recs, err := r.st.List(prefix)

@@ -1,0 +1,377 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/outpost-edge/outpost/internal/deployment"
+	"github.com/outpost-edge/outpost/internal/hubapi"
+	"github.com/outpost-edge/outpost/internal/hubclient"
+)
+
+func newDeploymentCmd(f *Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "deployment",
+		Short: "Automatic deployments: a manifest the hub applies to every device a target condition matches",
+		Long: `Manage automatic deployments (IoT Hub configurations). The hub applies each one
+to every edge device whose twin its target condition matches, and keeps doing
+so as tags and reported properties change: of the deployments that target a
+device the highest priority wins (equal priorities: the most recently created),
+and layered deployments of a higher priority are merged on top of it.
+
+A device no longer targeted keeps what it runs. While an automatic deployment
+is applied to a device, 'outpost deploy' to it is refused.`,
+	}
+	cmd.AddCommand(
+		newDeploymentCreateCmd(f, nil),
+		newDeploymentListCmd(f),
+		newDeploymentShowCmd(f),
+		newDeploymentDeleteCmd(f),
+	)
+	return cmd
+}
+
+type deploymentCreateOptions struct {
+	ID              string
+	File            string
+	TargetCondition string
+	Priority        int64
+	Layered         bool
+	Labels          []string
+	Metrics         []string
+}
+
+func newDeploymentCreateCmd(f *Factory, runF func(*deploymentCreateOptions) error) *cobra.Command {
+	opts := &deploymentCreateOptions{}
+	cmd := &cobra.Command{
+		Use:   "create ID -f MANIFEST --target-condition COND",
+		Short: "Create an automatic deployment",
+		Long: `Create an automatic deployment from a manifest: outpost's native YAML/JSON or an
+Azure IoT Edge deployment ({"modulesContent": …} or a whole configuration
+{"content": {"modulesContent": …}}).
+
+--target-condition selects devices with IoT Hub's query language over the
+device twin (tags, properties.reported, deviceId, …); '*' targets every edge
+device. --priority (0 or more) decides between deployments that target the same
+device: the highest wins.
+
+--layered makes a layered deployment: its manifest sets parts of the twins
+with "properties.desired.…" paths (such as "properties.desired.modules.filter"
+in $edgeAgent, or "properties.desired.routes.r" in $edgeHub), merged on top of
+the device's base deployment when its priority is higher.`,
+		Example: `  outpost deployment create prod -f deployment.json --target-condition "tags.environment='prod'" --priority 10
+  outpost deployment create filter -f layer.json --layered --priority 20 \
+      --target-condition "tags.environment='prod' AND tags.filter=true" --label team=analytics
+  outpost deployment create all -f base.yaml --target-condition '*' \
+      --metric running="SELECT deviceId FROM devices WHERE properties.reported.ok = true"`,
+		Args: exactArgs(1, "one deployment ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.ID = args[0]
+			if opts.File == "" {
+				return flagErrorf("deployment create needs -f MANIFEST (a file, or - for stdin)")
+			}
+			if !cmd.Flags().Changed("target-condition") {
+				return flagErrorf("deployment create needs --target-condition, such as \"tags.environment='prod'\" ('*' targets every device)")
+			}
+			if opts.Priority < 0 {
+				return flagErrorf("invalid --priority %d: use 0 or more (the highest wins)", opts.Priority)
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return deploymentCreateRun(cmd.Context(), f, opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&opts.File, "file", "f", "", "the manifest `FILE` (- for stdin)")
+	fl.StringVar(&opts.TargetCondition, "target-condition", "", "which devices: a `CONDITION` over the device twin, such as \"tags.environment='prod'\"; '*' for all")
+	fl.Int64Var(&opts.Priority, "priority", 0, "the deployment's `PRIORITY`: of the deployments targeting a device the highest wins")
+	fl.BoolVar(&opts.Layered, "layered", false, "a layered deployment, merged on top of the device's base deployment")
+	fl.StringArrayVar(&opts.Labels, "label", nil, "a `KEY=VALUE` label (repeatable)")
+	fl.StringArrayVar(&opts.Metrics, "metric", nil, "a custom metric `NAME=QUERY` counting devices (repeatable)")
+	return cmd
+}
+
+func deploymentCreateRun(ctx context.Context, f *Factory, opts *deploymentCreateOptions) error {
+	name := opts.File
+	var data []byte
+	var err error
+	if name == "-" {
+		name = "stdin"
+		data, err = io.ReadAll(f.IO.In)
+	} else {
+		data, err = os.ReadFile(name)
+	}
+	if err != nil {
+		return fmt.Errorf("deployment create: read manifest: %w", err)
+	}
+	content, warnings, err := modulesContent(data, name, opts.Layered)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(f.IO.ErrOut, "warning: %s\n", w)
+	}
+	cfg := hubapi.Configuration{
+		ID:              opts.ID,
+		SchemaVersion:   "1.0",
+		TargetCondition: opts.TargetCondition,
+		Priority:        opts.Priority,
+		Content:         hubapi.ConfigurationContent{ModulesContent: content},
+	}
+	if cfg.Labels, err = keyValues(opts.Labels, "--label"); err != nil {
+		return err
+	}
+	metrics, err := keyValues(opts.Metrics, "--metric")
+	if err != nil {
+		return err
+	}
+	if metrics != nil {
+		cfg.Metrics = &hubapi.ConfigurationMetrics{Queries: metrics}
+	}
+	c, err := f.HubClient()
+	if err != nil {
+		return err
+	}
+	out, err := c.CreateConfiguration(ctx, cfg)
+	if errors.Is(err, hubclient.ErrConflict) {
+		err = withHint(err, fmt.Sprintf("`outpost deployment show %s` shows it; `outpost deployment delete %s` deletes it", opts.ID, opts.ID))
+	}
+	if err != nil {
+		return fmt.Errorf("create deployment %s: %w", opts.ID, err)
+	}
+	f.status("created deployment %s (priority %d, target %s)", out.ID, out.Priority, out.TargetCondition)
+	return f.Print(out, func(w io.Writer) error { return nil })
+}
+
+// modulesContent reads a manifest into a configuration's modulesContent:
+// an IoT Edge manifest's as it is, a native manifest's rendered as IoT Edge's.
+func modulesContent(data []byte, name string, layered bool) (json.RawMessage, []string, error) {
+	body, err := asJSON(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("deployment create: %s: %w", name, err)
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, nil, fmt.Errorf("deployment create: %s: want an object: %w", name, err)
+	}
+	mc, ok := doc["modulesContent"]
+	if !ok {
+		var content struct {
+			ModulesContent json.RawMessage `json:"modulesContent"`
+		}
+		if raw, has := doc["content"]; has && json.Unmarshal(raw, &content) == nil && content.ModulesContent != nil {
+			mc, ok = content.ModulesContent, true
+		}
+	}
+	if !ok && doc["$edgeAgent"] != nil {
+		mc, ok = body, true
+	}
+	var twins map[string]map[string]json.RawMessage
+	if ok {
+		if err := json.Unmarshal(mc, &twins); err != nil {
+			return nil, nil, fmt.Errorf("deployment create: %s: modulesContent: %w", name, err)
+		}
+	}
+	base := ok && twins["$edgeAgent"]["properties.desired"] != nil
+	switch {
+	case layered && base:
+		return nil, nil, flagErrorf("%s sets all of $edgeAgent's properties.desired: that is a base deployment; drop --layered (a layered one sets \"properties.desired.modules.NAME\" paths)", name)
+	case layered && !ok:
+		return nil, nil, flagErrorf("%s is a native manifest: a layered deployment is an IoT Edge modulesContent with \"properties.desired.…\" paths; drop --layered for a base deployment", name)
+	case layered:
+		return mc, nil, nil
+	case ok && !base:
+		return nil, nil, flagErrorf("%s sets \"properties.desired.…\" paths, not all of $edgeAgent's properties.desired: that is a layered deployment; pass --layered", name)
+	}
+	m, warnings, err := deployment.Parse(data, name)
+	if err != nil {
+		var ve *deployment.ValidationError
+		if errors.As(err, &ve) {
+			return nil, nil, &ExitError{Code: ExitFailure, Err: fmt.Errorf("deployment create: the manifest is not valid:\n%w", err), Hint: "fix the fields named above and create it again"}
+		}
+		return nil, nil, fmt.Errorf("deployment create: %w", err)
+	}
+	if ok {
+		return mc, warnings, nil
+	}
+	b, err := m.ModulesContent()
+	if err != nil {
+		return nil, nil, fmt.Errorf("deployment create: %w", err)
+	}
+	return b, warnings, nil
+}
+
+// keyValues reads repeated KEY=VALUE flags.
+func keyValues(list []string, flag string) (map[string]string, error) {
+	if len(list) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range list {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, flagErrorf("invalid %s %q: want KEY=VALUE", flag, kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// deploymentRow is one deployment as list and show print it.
+type deploymentRow struct {
+	layered bool
+	metrics map[string]int64
+}
+
+func rowOf(c hubapi.Configuration) deploymentRow {
+	r := deploymentRow{metrics: map[string]int64{}}
+	if c.SystemMetrics != nil {
+		r.metrics = c.SystemMetrics.Results
+	}
+	var twins map[string]map[string]json.RawMessage
+	json.Unmarshal(c.Content.ModulesContent, &twins)
+	r.layered = len(c.Content.ModulesContent) > 0 && twins["$edgeAgent"]["properties.desired"] == nil
+	return r
+}
+
+func (r deploymentRow) kind() string {
+	if r.layered {
+		return "layered"
+	}
+	return "base"
+}
+
+func (r deploymentRow) count(name string) string { return fmt.Sprint(r.metrics[name]) }
+
+func newDeploymentListCmd(f *Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List automatic deployments with their device counts",
+		Long: `List the hub's automatic deployments: id, kind (base or layered), priority,
+target condition, and how many devices each targets, has been applied to, and
+whose agents reported it succeeded or failed. -o json|yaml prints them as the
+hub returned them (IoT Hub's configuration shape).`,
+		Example: "  outpost deployment list\n  outpost deployment list -o json | jq '.[].systemMetrics.results'",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.HubClient()
+			if err != nil {
+				return err
+			}
+			list, err := c.ListConfigurations(cmd.Context())
+			if err != nil {
+				return fmt.Errorf("list deployments: %w", err)
+			}
+			if list == nil {
+				list = []hubapi.Configuration{}
+			}
+			if len(list) == 0 && f.outputFormat() == "table" {
+				f.status("no deployments: `outpost deployment create ID -f MANIFEST --target-condition COND` creates one")
+				return nil
+			}
+			return f.Print(list, func(w io.Writer) error {
+				t := NewTable("ID", "KIND", "PRIORITY", "TARGET", "TARGETED", "APPLIED", "SUCCEEDED", "FAILED")
+				for _, c := range list {
+					r := rowOf(c)
+					t.Row(c.ID, r.kind(), fmt.Sprint(c.Priority), orDash(c.TargetCondition), r.count(hubapi.MetricTargeted), r.count(hubapi.MetricApplied), r.count(hubapi.MetricReportedSucceeded), r.count(hubapi.MetricReportedFailed))
+				}
+				return t.Write(w)
+			})
+		},
+	}
+}
+
+func newDeploymentShowCmd(f *Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show ID",
+		Short: "Show an automatic deployment with its metrics",
+		Long: `Show an automatic deployment: its target condition, priority, labels, system
+metrics (targeted, applied, reported successful and failed devices) and custom
+metrics. -o json|yaml prints it as the hub returned it, content included.`,
+		Example: "  outpost deployment show prod\n  outpost deployment show prod -o json | jq .content.modulesContent",
+		Args:    exactArgs(1, "one deployment ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.HubClient()
+			if err != nil {
+				return err
+			}
+			cfg, err := c.GetConfiguration(cmd.Context(), args[0])
+			if errors.Is(err, hubclient.ErrNotFound) {
+				err = withHint(err, "`outpost deployment list` shows the deployments")
+			}
+			if err != nil {
+				return fmt.Errorf("show deployment %s: %w", args[0], err)
+			}
+			return f.Print(cfg, func(w io.Writer) error {
+				r := rowOf(cfg)
+				kv := newKV()
+				kv.add("deployment", cfg.ID)
+				kv.add("kind", r.kind())
+				kv.add("priority", fmt.Sprint(cfg.Priority))
+				kv.add("target", orDash(cfg.TargetCondition))
+				for _, k := range slices.Sorted(maps.Keys(cfg.Labels)) {
+					kv.add("label "+k, cfg.Labels[k])
+				}
+				kv.add("created", cfg.CreatedTimeUtc)
+				kv.add("updated", cfg.LastUpdatedTimeUtc)
+				kv.add("etag", cfg.ETag)
+				for _, m := range []string{hubapi.MetricTargeted, hubapi.MetricApplied, hubapi.MetricReportedSucceeded, hubapi.MetricReportedFailed} {
+					if _, ok := r.metrics[m]; ok {
+						kv.add(m, r.count(m))
+					}
+				}
+				if cfg.Metrics != nil {
+					for _, k := range slices.Sorted(maps.Keys(cfg.Metrics.Queries)) {
+						v, ok := cfg.Metrics.Results[k]
+						res := "-"
+						if ok {
+							res = fmt.Sprint(v)
+						}
+						kv.add("metric "+k, res+"  ("+cfg.Metrics.Queries[k]+")")
+					}
+				}
+				return kv.write(w)
+			})
+		},
+	}
+}
+
+func newDeploymentDeleteCmd(f *Factory) *cobra.Command {
+	var ifMatchFlag string
+	cmd := &cobra.Command{
+		Use:     "delete ID",
+		Aliases: []string{"rm"},
+		Short:   "Delete an automatic deployment (devices keep what they run)",
+		Long: `Delete an automatic deployment. The devices it was applied to keep running what
+they run until another deployment targets them. With --if-match the hub deletes
+it only if its etag is still ETAG; otherwise it fails with exit code 4.`,
+		Example: "  outpost deployment delete prod",
+		Args:    exactArgs(1, "one deployment ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.HubClient()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteConfiguration(cmd.Context(), args[0], ifMatchFlag); err != nil {
+				if errors.Is(err, hubclient.ErrNotFound) {
+					err = withHint(err, "`outpost deployment list` shows the deployments")
+				}
+				return fmt.Errorf("delete deployment %s: %w", args[0], err)
+			}
+			return f.done(doneResult{Action: "deleted"}, "deleted deployment %s", args[0])
+		},
+	}
+	cmd.Flags().StringVar(&ifMatchFlag, "if-match", "", "delete only if the deployment's etag is still `ETAG`")
+	return cmd
+}

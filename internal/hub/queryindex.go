@@ -1,0 +1,279 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/store"
+	"github.com/outpost-edge/outpost/internal/twin"
+)
+
+// twinIndex holds every device and module twin, decoded once, as the query
+// language sees them, so that a query runs over memory instead of the store.
+//
+// It follows the store two ways: the registry's writes go through
+// indexingStore and are applied before the write returns (a client that
+// patched a twin finds the change in its next query), and a store watch on
+// devices/, modules/ and twins/ applies every change, whoever made it.
+// Versions make the two idempotent: a record older than what an entity
+// last saw (a put or a delete) is ignored.
+type twinIndex struct {
+	now func() time.Time
+
+	mu       sync.RWMutex
+	entities map[string]*indexEntry // "id" or "id/mid"
+	maxSeen  int64                  // highest store version applied
+	sorted   [2][]*indexEntry       // live devices, live modules, by key; nil: rebuild
+	paths    map[string]uint32      // every property path of every twin, numbered
+	fresh    [2]flatTwin            // a twin never written (device, module), ids left out
+	scratch  []leaf                 // flatten's
+}
+
+type indexEntry struct {
+	deviceID, moduleID string
+	// Versions of the identity and twin records last applied, or of their
+	// deletion (a tombstone: the entity stays in the map).
+	identVer, twinVer int64
+	live              bool   // the identity exists
+	status            string // device status (device twins)
+	iotEdge           *bool  // device capabilities.iotEdge
+	twin              flatTwin
+}
+
+func newTwinIndex(now func() time.Time) *twinIndex {
+	x := &twinIndex{now: now, entities: map[string]*indexEntry{}, paths: map[string]uint32{}}
+	for i, mid := range []string{"", "m"} {
+		b, _ := twin.New("d", mid, time.Time{}).MarshalJSON()
+		x.fresh[i], _ = x.flatten(b)
+	}
+	return x
+}
+
+// indexPrefixes are the store prefixes the index follows.
+var indexPrefixes = []string{"devices/", "modules/", "twins/"}
+
+// load watches the store, then reads what it holds; the watches run until
+// ctx ends or the store closes. The index holds the store's own copies of
+// the twins' JSON, not copies of them.
+func (x *twinIndex) load(ctx context.Context, st *store.FileStore) error {
+	for _, p := range indexPrefixes {
+		ch := st.Watch(ctx, p)
+		go func() {
+			for ev := range ch {
+				r := ev.Record
+				if v, ok := st.SharedValue(r.Key, r.Version); ok {
+					r.Value = v
+				}
+				x.apply(ev.Type == store.Delete, r.Key, r.Version, r.Value)
+			}
+		}()
+	}
+	for _, p := range indexPrefixes {
+		recs, err := st.ListShared(p)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			x.apply(false, r.Key, r.Version, r.Value)
+		}
+	}
+	return nil
+}
+
+// apply records a put (or with del, a deletion) of the store record key at
+// version.
+func (x *twinIndex) apply(del bool, key string, version int64, value []byte) {
+	kind, rest, ok := strings.Cut(key, "/")
+	if !ok {
+		return
+	}
+	id, mid, _ := strings.Cut(rest, "/")
+	if kind == "devices" && mid != "" || kind == "modules" && mid == "" {
+		return
+	}
+	var ident identityFields
+	if !del { // decode outside the lock
+		switch kind {
+		case "twins":
+		case "devices", "modules":
+			if json.Unmarshal(value, &ident) != nil {
+				return
+			}
+		default:
+			return
+		}
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.maxSeen = max(x.maxSeen, version)
+	e := x.entities[rest]
+	if e == nil {
+		e = &indexEntry{deviceID: id, moduleID: mid}
+		x.entities[rest] = e
+	}
+	wasLive := e.live
+	switch kind {
+	case "twins":
+		if version <= e.twinVer {
+			return
+		}
+		e.twinVer = version
+		e.twin = flatTwin{}
+		if !del {
+			var ok bool
+			if e.twin, ok = x.flatten(value); !ok {
+				e.twin = flatTwin{}
+			}
+		}
+	default:
+		if version <= e.identVer {
+			return
+		}
+		e.identVer = version
+		e.live = !del
+		e.status, e.iotEdge = ident.Status, nil
+		if ident.Capabilities != nil {
+			e.iotEdge = &ident.Capabilities.IoTEdge
+		}
+	}
+	if e.live != wasLive {
+		x.sorted[collectionOf(e.moduleID != "")] = nil
+	}
+}
+
+// deleted records the deletion of key by a write that made (or saw) no
+// version above what the index has seen.
+func (x *twinIndex) deleted(key string, version int64) {
+	x.mu.RLock()
+	version = max(version, x.maxSeen)
+	x.mu.RUnlock()
+	x.apply(true, key, version, nil)
+}
+
+type identityFields struct {
+	Status       string `json:"status"`
+	Capabilities *struct {
+		IoTEdge bool `json:"iotEdge"`
+	} `json:"capabilities"`
+}
+
+func freshTwin(deviceID, moduleID string, now time.Time) map[string]any {
+	var t map[string]any
+	b, _ := twin.New(deviceID, moduleID, now).MarshalJSON()
+	_ = json.Unmarshal(b, &t)
+	return t
+}
+
+// withIdentity returns a device twin t with the device's status and
+// capabilities (a module twin as it is).
+func withIdentity(t map[string]any, moduleID, status string, iotEdge *bool) map[string]any {
+	if moduleID != "" {
+		return t
+	}
+	doc := make(map[string]any, len(t)+2)
+	for k, v := range t {
+		doc[k] = v
+	}
+	if status != "" {
+		doc["status"] = status
+	}
+	if iotEdge != nil {
+		doc["capabilities"] = map[string]any{"iotEdge": *iotEdge}
+	}
+	return doc
+}
+
+// fullDoc returns e's twin as GET /twins returns it, $metadata and all,
+// with the device's status and capabilities; nil if e no longer exists.
+func (x *twinIndex) fullDoc(e *indexEntry) map[string]any {
+	x.mu.RLock()
+	live, status, iotEdge, raw := e.live, e.status, e.iotEdge, e.twin.raw
+	x.mu.RUnlock()
+	if !live {
+		return nil
+	}
+	var t map[string]any
+	if raw == nil || json.Unmarshal(raw, &t) != nil {
+		t = freshTwin(e.deviceID, e.moduleID, x.now())
+	}
+	return withIdentity(t, e.moduleID, status, iotEdge)
+}
+
+// snapshot returns the live entities of one collection (modules or not),
+// sorted by device id then module id. The slice is shared: do not change it.
+func (x *twinIndex) snapshot(modules bool) []*indexEntry {
+	i := collectionOf(modules)
+	x.mu.RLock()
+	s := x.sorted[i]
+	x.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.sorted[i] != nil {
+		return x.sorted[i]
+	}
+	s = make([]*indexEntry, 0, len(x.entities))
+	for _, e := range x.entities {
+		if e.live && (e.moduleID != "") == modules {
+			s = append(s, e)
+		}
+	}
+	slices.SortFunc(s, func(a, b *indexEntry) int {
+		if c := strings.Compare(a.deviceID, b.deviceID); c != 0 {
+			return c
+		}
+		return strings.Compare(a.moduleID, b.moduleID)
+	})
+	x.sorted[i] = s
+	return s
+}
+
+func collectionOf(modules bool) int {
+	if modules {
+		return 1
+	}
+	return 0
+}
+
+// indexingStore is the store the registry writes through: each write that
+// succeeds is applied to the index before it returns.
+type indexingStore struct {
+	*store.FileStore
+	idx *twinIndex
+}
+
+func (s indexingStore) Put(key string, value []byte, expect int64) (int64, error) {
+	v, err := s.FileStore.Put(key, value, expect)
+	if err == nil {
+		s.idx.apply(false, key, v, value)
+	}
+	return v, err
+}
+
+func (s indexingStore) Delete(key string, expect int64) error {
+	err := s.FileStore.Delete(key, expect)
+	if err == nil {
+		s.idx.deleted(key, 0)
+	}
+	return err
+}
+
+func (s indexingStore) Txn(ops ...store.Op) (int64, error) {
+	v, err := s.FileStore.Txn(ops...)
+	if err == nil {
+		for _, op := range ops {
+			if op.Delete {
+				s.idx.deleted(op.Key, v)
+			} else if v != 0 {
+				s.idx.apply(false, op.Key, v, op.Value)
+			}
+		}
+	}
+	return v, err
+}

@@ -1,0 +1,457 @@
+package registry
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/outpost-edge/outpost/internal/hubapi"
+	"github.com/outpost-edge/outpost/internal/store"
+)
+
+// Automatic deployments (IoT Hub configurations with modulesContent) are
+// applied by an AutoDeployer, which follows the store: a change of a device
+// twin (tags, reported properties) or identity re-evaluates that device, a
+// change of a configuration re-evaluates every device. For each device:
+//
+//   - the configurations whose targetCondition matches its twin (and that
+//     is an edge device) target it;
+//   - of the targeting base deployments the highest priority wins; equal
+//     priorities go to the most recently created (IoT Edge's rule), then
+//     to the greater id;
+//   - targeting layered deployments of a higher priority than the base
+//     are merged on top of it, lowest priority first, so the highest wins
+//     where two set the same path;
+//   - the result is applied as POST applyConfigurationContent applies a
+//     deployment, in one transaction with the device's deploy state
+//     (deploystate/{deviceId}): which configurations target it and which
+//     are applied, shown as "configurations" in its $edgeAgent twin.
+//
+// A device no longer targeted by any base deployment keeps what it was last
+// given, as IoT Edge devices do. While an automatic deployment is applied to
+// a device, a per-device deployment is refused (IoT Edge does not combine
+// them). The state written with each apply makes evaluation idempotent, so
+// after a crash the evaluation of every device at start converges.
+
+// deployStateKey is the key of a device's automatic deployment state.
+func deployStateKey(id string) string { return "deploystate/" + id }
+
+const deployStatePrefix = "deploystate/"
+
+// deployState is what the hub last decided for a device.
+type deployState struct {
+	Configurations map[string]hubapi.ConfigurationStatus `json:"configurations"`
+	// Hash identifies the deployment last applied automatically; "" when none
+	// is applied now.
+	Hash string `json:"hash,omitempty"`
+	// Error says why the deployment composed for the device could not be applied.
+	Error string `json:"error,omitempty"`
+}
+
+func (r *Registry) deployState(deviceID string) (deployState, int64, error) {
+	rec, err := r.st.Get(deployStateKey(deviceID))
+	if errors.Is(err, store.ErrNotFound) {
+		return deployState{}, 0, nil
+	}
+	if err != nil {
+		return deployState{}, 0, err
+	}
+	s, err := decodeRecord[deployState](rec)
+	return s, rec.Version, err
+}
+
+// DeviceConfigurations returns the configurations that target a device and
+// their status there (Applied or Targeted), as IoT Hub shows them in the
+// device's $edgeAgent twin; nil when none does.
+func (r *Registry) DeviceConfigurations(deviceID string) (map[string]hubapi.ConfigurationStatus, error) {
+	s, _, err := r.deployState(deviceID)
+	if len(s.Configurations) == 0 {
+		return nil, err
+	}
+	return s.Configurations, err
+}
+
+// ErrManaged is returned for a per-device deployment to a device that an
+// automatic deployment manages.
+var ErrManaged = errors.New("managed by an automatic deployment")
+
+// manualGuard refuses a per-device deployment while an automatic one is
+// applied to the device, and makes the transaction fail if one gets
+// applied meanwhile.
+func (r *Registry) manualGuard(deviceID string) ([]store.Op, error) {
+	s, v, err := r.deployState(deviceID)
+	if err != nil {
+		return nil, err
+	}
+	var applied []string
+	for id, st := range s.Configurations {
+		if st.Status == hubapi.ConfigurationApplied {
+			applied = append(applied, id)
+		}
+	}
+	if len(applied) > 0 {
+		slices.Sort(applied)
+		return nil, fmt.Errorf("%w: device %q runs automatic deployment %s; IoT Edge does not combine per-device and automatic deployments: change the device's tags so that no deployment targets it, or change the deployment", ErrManaged, deviceID, strings.Join(applied, ", "))
+	}
+	if v == 0 { // still none when the transaction commits
+		return []store.Op{store.DeleteOp(deployStateKey(deviceID), 0)}, nil
+	}
+	b, _ := json.Marshal(s)
+	return []store.Op{store.PutOp(deployStateKey(deviceID), b, v)}, nil
+}
+
+// AutoDeployer applies automatic deployments; see Run.
+type AutoDeployer struct {
+	r       *Registry
+	log     *slog.Logger
+	workers int
+
+	mu       sync.RWMutex
+	configs  map[string]*compiled
+	versions map[string]int64 // store version of each configuration read
+
+	q *workQueue
+}
+
+// NewAutoDeployer returns an AutoDeployer over r's store.
+func (r *Registry) NewAutoDeployer(log *slog.Logger) *AutoDeployer {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &AutoDeployer{r: r, log: log, workers: 16, configs: map[string]*compiled{}, versions: map[string]int64{}, q: newWorkQueue()}
+}
+
+// Run evaluates every device, then follows the store, re-evaluating what
+// changes, until ctx is done.
+func (a *AutoDeployer) Run(ctx context.Context) error {
+	events := a.r.st.Watch(ctx, "")
+	recs, err := a.r.st.List(configurationPrefix)
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		a.load(rec)
+	}
+	if err := a.enqueueAll(); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for range a.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.work(ctx)
+		}()
+	}
+	for ev := range events {
+		kind, rest, _ := strings.Cut(ev.Record.Key, "/")
+		switch kind {
+		case "configurations":
+			if a.apply(ev) {
+				if err := a.enqueueAll(); err != nil {
+					a.log.Error("automatic deployments: list devices", "err", err)
+				}
+			}
+		case "devices":
+			a.q.push(rest)
+		case "twins":
+			if !strings.Contains(rest, "/") { // the device twin, not a module's
+				a.q.push(rest)
+			}
+		}
+	}
+	a.q.close()
+	wg.Wait()
+	return nil
+}
+
+// load compiles a stored configuration; one that no longer compiles (stored
+// by an older version) is logged and left out.
+func (a *AutoDeployer) load(rec store.Record) {
+	id := strings.TrimPrefix(rec.Key, configurationPrefix)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.versions[id] = rec.Version
+	c, err := decodeRecord[Configuration](rec)
+	if err == nil {
+		var cc *compiled
+		if cc, err = compileConfiguration(&c); err == nil {
+			a.configs[id] = cc
+			return
+		}
+	}
+	delete(a.configs, id)
+	a.log.Error("automatic deployments: configuration left out", "id", id, "err", err)
+}
+
+// apply takes a configuration's change into account; it reports whether it
+// was news (not already read).
+func (a *AutoDeployer) apply(ev store.Event) bool {
+	id := strings.TrimPrefix(ev.Record.Key, configurationPrefix)
+	a.mu.Lock()
+	seen := a.versions[id]
+	if ev.Record.Version <= seen && ev.Type == store.Put {
+		a.mu.Unlock()
+		return false
+	}
+	if ev.Type == store.Delete {
+		delete(a.configs, id)
+		a.versions[id] = ev.Record.Version
+		a.mu.Unlock()
+		return true
+	}
+	a.mu.Unlock()
+	a.load(ev.Record)
+	return true
+}
+
+func (a *AutoDeployer) enqueueAll() error {
+	recs, err := a.r.st.List("devices/")
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		a.q.push(strings.TrimPrefix(rec.Key, "devices/"))
+	}
+	return nil
+}
+
+func (a *AutoDeployer) work(ctx context.Context) {
+	for {
+		id, ok := a.q.pop()
+		if !ok {
+			return
+		}
+		if err := a.Evaluate(id); err != nil && ctx.Err() == nil && !errors.Is(err, ErrNotFound) {
+			a.log.Error("automatic deployments: evaluate device", "device", id, "err", err)
+		}
+		a.q.done(id)
+	}
+}
+
+// Evaluate decides which automatic deployments a device gets and applies
+// them if that changed.
+func (a *AutoDeployer) Evaluate(deviceID string) error {
+	for attempt := 1; ; attempt++ {
+		err := a.evaluate(deviceID)
+		if errors.Is(err, store.ErrConflict) && attempt < maxAttempts {
+			continue // the device's twins or state changed meanwhile: again
+		}
+		return err
+	}
+}
+
+func (a *AutoDeployer) evaluate(deviceID string) error {
+	a.mu.RLock()
+	configs := slices.Collect(maps.Values(a.configs))
+	a.mu.RUnlock()
+	cur, version, err := a.r.deployState(deviceID)
+	if err != nil || len(configs) == 0 && version == 0 {
+		return err // a hub without configurations does nothing
+	}
+	dev, err := a.r.GetDevice(deviceID)
+	if err != nil {
+		return err
+	}
+	doc, err := a.r.conditionDoc(dev)
+	if err != nil {
+		return err
+	}
+
+	edge := isEdge(dev)
+	var bases, layers, others []*compiled
+	for _, cc := range configs {
+		if !cc.all && (cc.cond == nil || !cc.cond.Match(doc)) {
+			continue
+		}
+		switch {
+		case !cc.edge:
+			others = append(others, cc)
+		case !edge:
+		case cc.layered:
+			layers = append(layers, cc)
+		default:
+			bases = append(bases, cc)
+		}
+	}
+	next := deployState{Configurations: map[string]hubapi.ConfigurationStatus{}}
+	for _, cc := range slices.Concat(bases, layers, others) {
+		next.Configurations[cc.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationTargeted}
+	}
+	if len(bases) == 0 {
+		return a.r.putDeployState(deviceID, cur, next, version)
+	}
+	base := slices.MaxFunc(bases, byPriority)
+	applied := []*compiled{base}
+	m, content, err := compose(applied)
+	if err != nil {
+		next.Error = err.Error()
+		return a.r.putDeployState(deviceID, cur, next, version)
+	}
+	// Each layer on top of what came before; one that does not make a valid
+	// deployment there (say, $edgeHub routes over a base without $edgeHub)
+	// is left out, saying why, rather than keeping the rest from the device.
+	slices.SortFunc(layers, byPriority)
+	var layerErrs []string
+	for _, l := range layers {
+		if l.Priority <= base.Priority {
+			continue
+		}
+		lm, lc, err := compose(append(slices.Clone(applied), l))
+		if err != nil {
+			layerErrs = append(layerErrs, fmt.Sprintf("layered deployment %s on top of %s: %v", l.ID, base.ID, err))
+			continue
+		}
+		applied, m, content = append(applied, l), lm, lc
+	}
+	next.Error = strings.Join(layerErrs, "; ")
+	if next.Error != "" && next.Error != cur.Error {
+		a.log.Warn("automatic deployments: layer left out", "device", deviceID, "err", next.Error)
+	}
+	sum := sha256.Sum256(content)
+	next.Hash = hex.EncodeToString(sum[:])
+	for _, cc := range applied {
+		next.Configurations[cc.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationApplied}
+	}
+	if next.Hash == cur.Hash {
+		return a.r.putDeployState(deviceID, cur, next, version)
+	}
+	b, err := json.Marshal(next)
+	if err != nil {
+		return err
+	}
+	err = a.r.applyDeployment(deviceID, m, func(string) ([]store.Op, error) {
+		return []store.Op{store.PutOp(deployStateKey(deviceID), b, version)}, nil
+	})
+	if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, ErrNotFound) {
+		next.Error = err.Error()
+		next.Hash = ""
+		for _, cc := range applied {
+			next.Configurations[cc.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationTargeted}
+		}
+		return a.r.putDeployState(deviceID, cur, next, version)
+	}
+	return err
+}
+
+// byPriority orders configurations by priority, then creation time, then id.
+func byPriority(x, y *compiled) int {
+	if c := cmp.Compare(x.Priority, y.Priority); c != 0 {
+		return c
+	}
+	if c := strings.Compare(x.CreatedTimeUtc, y.CreatedTimeUtc); c != 0 {
+		return c
+	}
+	return strings.Compare(x.ID, y.ID)
+}
+
+// putDeployState writes a device's state if it changed.
+func (r *Registry) putDeployState(deviceID string, cur, next deployState, version int64) error {
+	if len(next.Configurations) == 0 && version == 0 {
+		return nil
+	}
+	old, _ := json.Marshal(cur)
+	b, err := json.Marshal(next)
+	if err != nil || bytes.Equal(old, b) {
+		return err
+	}
+	_, err = r.st.Put(deployStateKey(deviceID), b, version)
+	return err
+}
+
+// conditionDoc is the device twin as target conditions see it: IoT Hub's
+// twin JSON with the device's capabilities.
+func (r *Registry) conditionDoc(dev Device) (map[string]any, error) {
+	t, _, err := r.twinRecord(dev.DeviceID, "")
+	if err != nil {
+		return nil, err
+	}
+	b, err := t.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, err
+	}
+	doc["status"] = dev.Status
+	doc["capabilities"] = map[string]any{"iotEdge": isEdge(dev)}
+	return doc, nil
+}
+
+// isEdge reports whether d is an IoT Edge device: only those get automatic
+// deployments. A device stored without capabilities is one (outpost's
+// default).
+func isEdge(d Device) bool { return d.Capabilities == nil || d.Capabilities.IoTEdge }
+
+// workQueue is a set of device ids to evaluate; an id is evaluated by one
+// worker at a time, and again if it was pushed while being evaluated.
+type workQueue struct {
+	mu       sync.Mutex
+	cond     *sync.Cond
+	order    []string
+	pending  map[string]bool
+	inflight map[string]bool
+	closed   bool
+}
+
+func newWorkQueue() *workQueue {
+	q := &workQueue{pending: map[string]bool{}, inflight: map[string]bool{}}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
+
+func (q *workQueue) push(id string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.pending[id] {
+		return
+	}
+	q.pending[id] = true
+	q.order = append(q.order, id)
+	q.cond.Signal()
+}
+
+// pop returns the next id no worker holds, waiting for one; false once closed.
+func (q *workQueue) pop() (string, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for {
+		if q.closed {
+			return "", false
+		}
+		for i, id := range q.order {
+			if !q.inflight[id] {
+				q.order = slices.Delete(q.order, i, i+1)
+				delete(q.pending, id)
+				q.inflight[id] = true
+				return id, true
+			}
+		}
+		q.cond.Wait()
+	}
+}
+
+func (q *workQueue) done(id string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.inflight, id)
+	q.cond.Broadcast()
+}
+
+func (q *workQueue) close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	q.cond.Broadcast()
+}

@@ -254,3 +254,33 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestShimLongStateDir: the shim's socket is in the state dir, whose path may be longer
+// than a socket address holds (108 bytes): the shim and the daemon reach it through a
+// descriptor of the directory.
+func TestShimLongStateDir(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
+		if rt.kind != KindProcess {
+			t.Skip("the socket is the same for runc")
+		}
+		dir := filepath.Join(t.TempDir(), strings.Repeat("d", 60), strings.Repeat("e", 60))
+		r := rt.new(t, dir)
+		ctx := ctxT(t, 30*time.Second)
+		spec := rt.spec("long", "ready", "sleep", "exit", "0")
+		if err := r.Start(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Remove(context.Background(), spec.Name) })
+		waitLog(t, r, spec.Name, "ready\n")
+		socks, _ := filepath.Glob(filepath.Join(dir, "shim-*.sock"))
+		if len(socks) != 1 || len(socks[0]) < 108 {
+			t.Errorf("sockets %v, want one with a path longer than 107 bytes", socks)
+		}
+		if err := r.Stop(ctx, spec.Name, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := r.State(ctx, spec.Name); err != nil || st.Status != StatusExited || st.ExitCode != 0 {
+			t.Errorf("after Stop: %+v, %v; want exited 0", st, err)
+		}
+	})
+}

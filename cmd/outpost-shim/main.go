@@ -1,7 +1,7 @@
-// Command outpost-shim is the parent of one instance of outpost's runc and process
-// runtimes (see internal/runtime/shim): `outpost daemon` starts one per instance from the
-// directory its own binary is in. It links only what the shim needs, so that each costs
-// the device as little memory as a Go process can.
+// Command outpost-shim is the parent of the instances of outpost's runc and process
+// runtimes (see internal/runtime/shim): `outpost daemon` starts it from the directory its
+// own binary is in, one for all the instances it starts. It links only what the shim
+// needs, so that it costs the device as little memory as a Go process can.
 package main
 
 import (

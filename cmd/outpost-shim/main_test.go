@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestImports: a shim runs for as long as its instance, one per instance, so it links only
+// TestImports: the shim runs for as long as any instance runs, so it links only
 // the shim package, x/sys/unix and the standard library's basics: no network, TLS, CLI or
 // registry code (the atomic-write helper is the standard library's basics too), whose package init and data every shim would carry.
 func TestImports(t *testing.T) {

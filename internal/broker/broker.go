@@ -148,7 +148,7 @@ type session struct {
 	cl     *mqtt.Client
 	remote string
 	token  string
-	out    chan packets.Packet
+	out    chan *packets.Packet // pointers: a Packet is 800 bytes, a queue of them 200 KiB a module
 	done   chan struct{}
 	expiry *time.Timer
 	stop   sync.Once
@@ -400,7 +400,7 @@ func (b *Broker) open(cl *mqtt.Client, moduleID, token string) *session {
 	s := &session{
 		m: m, cl: cl, token: token,
 		remote: cl.Net.Remote,
-		out:    make(chan packets.Packet, sendQueue),
+		out:    make(chan *packets.Packet, sendQueue),
 		done:   make(chan struct{}),
 	}
 	if sas, err := identity.ParseSAS(token); err == nil {
@@ -491,7 +491,7 @@ func (s *session) send() {
 		case <-s.done:
 			return
 		case pk := <-s.out:
-			if err := s.cl.WritePacket(pk); err != nil {
+			if err := s.cl.WritePacket(*pk); err != nil {
 				s.cl.Stop(fmt.Errorf("write to the module: %w", err))
 				return
 			}
@@ -502,7 +502,7 @@ func (s *session) send() {
 // publish queues a QoS 0 PUBLISH for the module. A module whose queue is
 // full is not reading: its connection is closed.
 func (b *Broker) publish(s *session, topic string, payload []byte) {
-	pk := packets.Packet{
+	pk := &packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish},
 		TopicName:   topic,
 		Payload:     payload,

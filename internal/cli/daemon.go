@@ -76,8 +76,9 @@ runtime auto picks runc when it is installed and the daemon is root, else docker
 when its engine answers, else process (plain host processes: not isolated).
 
 On SIGTERM the daemon stops the modules in reverse startup order and exits.
-Instances run under shims that outlive the daemon, so a daemon killed without
-stopping them adopts them when it starts again. It tells systemd it is ready
+Instances run under a shim process (outpost-shim, one for all of them) that
+outlives the daemon, so a daemon killed without stopping them adopts them when
+it starts again. It tells systemd it is ready
 (Type=notify) once the management socket listens.
 
 Each module gets a workload socket (IoT Edge's workload API, through which

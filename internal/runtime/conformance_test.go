@@ -1434,7 +1434,7 @@ func TestShimBinary(t *testing.T) {
 func TestShimCommand(t *testing.T) {
 	bin := t.TempDir()
 	exe := filepath.Join(bin, "outpost")
-	const dir = "/state/instances/x"
+	const dir = "/state/shim-x.sock"
 	reexec := func(path string, env []string) bool {
 		return path == "/proc/self/exe" && slices.Contains(env, shim.Env+"="+dir)
 	}
@@ -1508,8 +1508,14 @@ func TestRuncState(t *testing.T) {
 		if second := runcID("st"); second == first {
 			t.Errorf("two instances of one module have the runc id %s", first)
 		}
+		// The second st exits too, and the shim deletes its state.
+		if _, err := r.Wait(ctx, "st"); err != nil {
+			t.Fatal(err)
+		}
+		gone("the second instance exited")
 
-		// A crash: shim and instance killed, the instance's dir gone, runc's state left.
+		// A crash: the shim and an instance killed, the instance's dir gone, runc's state
+		// left.
 		orphan := rt.spec("orphan", "ready", "forever")
 		if err := r.Start(ctx, orphan); err != nil {
 			t.Fatal(err)
@@ -1533,10 +1539,6 @@ func TestRuncState(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := os.RemoveAll(odir); err != nil {
-			t.Fatal(err)
-		}
-		// The second st exits too, and its shim deletes its state: the orphan's is left.
-		if _, err := r.Wait(ctx, "st"); err != nil {
 			t.Fatal(err)
 		}
 		for deadline := time.Now().Add(20 * time.Second); !slices.Equal(states(), []string{orphanID}); time.Sleep(20 * time.Millisecond) {

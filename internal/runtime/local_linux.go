@@ -2,13 +2,11 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -31,10 +29,11 @@ func init() { shim.Hook() }
 //	instance.json  the spec and what the shim starts (written by Start)
 //	state.json     shim and main process, start time (written by the shim once running)
 //	exit.json      exit code and time (written by the shim once exited)
-//	shim.log       the shim's own errors
 //	logs/          the instance's logs, unless Spec.LogDir puts them elsewhere
 //
-// so that a new Runtime over the same state dir finds everything (adopt after restart).
+// so that a new Runtime over the same state dir finds everything (adopt after restart). One
+// shim serves all the instances (see startShim); stateDir holds its socket, its log
+// (shim.log) and the lock of both (shim.lock).
 type local struct {
 	kind      string
 	stateDir  string
@@ -144,93 +143,7 @@ func (r *local) Start(ctx context.Context, spec Spec) (err error) {
 	if err := shim.WriteJSON(dir, "instance.json", rec); err != nil {
 		return err
 	}
-	return startShim(ctx, dir)
-}
-
-// ShimEnv, when set, names the shim binary the runc and process runtimes start, or is
-// "reexec" to re-execute the daemon's own binary as the shim. Unset, they start the
-// outpost-shim binary installed beside the daemon's, and re-execute their own binary when
-// there is none (go run, tests).
-const ShimEnv = "OUTPOST_SHIM"
-
-// shimCommand returns the binary and environment to start the shim of the instance in dir
-// with: the outpost-shim binary (see ShimEnv) beside exe (this process's executable), or
-// this very binary (even if replaced on disk meanwhile), which shim.Hook turns into the
-// shim. The shim binary runs with one P (GOMAXPROCS=1): it needs no more, and each P
-// costs it memory.
-func shimCommand(dir, exe string) (path string, env []string) {
-	switch p := os.Getenv(ShimEnv); p {
-	case "reexec":
-	case "":
-		if exe != "" {
-			p = filepath.Join(filepath.Dir(exe), shim.Binary)
-			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-				return p, append(os.Environ(), "GOMAXPROCS=1")
-			}
-		}
-	default:
-		return p, append(os.Environ(), "GOMAXPROCS=1")
-	}
-	return "/proc/self/exe", append(os.Environ(), shim.Env+"="+dir)
-}
-
-// startShim starts the shim for the instance in dir and waits for its report.
-func startShim(ctx context.Context, dir string) error {
-	shimLog, err := os.OpenFile(filepath.Join(dir, "shim.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer shimLog.Close()
-	syncR, syncW, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	defer syncR.Close()
-	exe, _ := os.Executable()
-	path, env := shimCommand(dir, exe)
-	cmd := &exec.Cmd{
-		Path:        path,
-		Args:        []string{shim.Binary, shim.Arg, dir},
-		Env:         env,
-		Stderr:      shimLog,
-		ExtraFiles:  []*os.File{syncW},
-		Dir:         "/",
-		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
-	}
-	err = cmd.Start()
-	syncW.Close()
-	if err != nil {
-		return fmt.Errorf("shim: %w", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }() // reaps the shim whenever it ends
-
-	replyc := make(chan shim.Reply, 1)
-	go func() {
-		var rep shim.Reply
-		if err := json.NewDecoder(syncR).Decode(&rep); err != nil {
-			rep.Error = "shim exited without a word (see " + filepath.Join(dir, "shim.log") + ")"
-		}
-		replyc <- rep
-	}()
-	select {
-	case rep := <-replyc:
-		if rep.Error != "" {
-			<-exited
-			return errors.New(rep.Error)
-		}
-		return nil
-	case <-ctx.Done():
-		_ = cmd.Process.Kill()
-		<-exited
-		// The instance may have started meanwhile: it goes too (runc's by undo).
-		var rs runState
-		if shim.ReadJSON(dir, "state.json", &rs) == nil && rs.Main.Alive() {
-			_ = unix.Kill(-rs.Main.Pid, unix.SIGKILL)
-			_ = rs.Main.Signal(unix.SIGKILL)
-		}
-		return ctx.Err()
-	}
+	return r.startShim(ctx, dir, spec.Name)
 }
 
 // load reads what is known of the instance in dir.

@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -232,7 +231,7 @@ func execRunc(dir string, rec instanceRecord, args []string) (*execProc, error) 
 			}
 			return
 		}
-		if ppid(pid) == runc.Pid {
+		if shim.PPid(pid) == runc.Pid {
 			_ = unix.Kill(pid, unix.SIGKILL)
 		}
 		_ = unix.Kill(-pid, unix.SIGKILL)
@@ -254,7 +253,7 @@ func execRunc(dir string, rec instanceRecord, args []string) (*execProc, error) 
 			switch {
 			case pid <= 0:
 				pid = commandPid()
-			case ppid(pid) == runc.Pid: // runs (or is a zombie runc reaps at once)
+			case shim.PPid(pid) == runc.Pid: // runs (or is a zombie runc reaps at once)
 			case exited.IsZero():
 				exited = time.Now()
 			case time.Since(exited) > time.Second:
@@ -273,25 +272,6 @@ func execRunc(dir string, rec instanceRecord, args []string) (*execProc, error) 
 		return nil
 	}
 	return &execProc{path: l.Runc, argv: argv, env: os.Environ(), dir: "/", kill: kill, watch: watch, done: done}, nil
-}
-
-// ppid returns the parent pid of pid (field 4 of /proc/<pid>/stat), 0 when there is no
-// such process.
-func ppid(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0
-	}
-	n, _ := strconv.Atoi(f[1])
-	return n
 }
 
 // The OCI runtime-spec subset outpost writes (config.json).

@@ -69,3 +69,15 @@ stop_and_clean() {
 	unmount_under_work
 	rm -rf "$work" 2>/dev/null || true
 }
+
+# copy_tempsensor DEST: fixtures/modules/tempsensor copied to DEST with, beside it, the Go
+# SDK it builds against (DEST/outpost-sdk, as `outpost init` writes it: sdk/sdk.go's GoMod
+# and sdk/moduleclient without its tests).
+copy_tempsensor() {
+	cp -r fixtures/modules/tempsensor "$1"
+	mkdir -p "$1/outpost-sdk/sdk/moduleclient"
+	awk '/^const GoMod = `/ {on = 1; sub(/^const GoMod = `/, ""); print; next} on && /^`/ {exit} on' sdk/sdk.go >"$1/outpost-sdk/go.mod"
+	for f in sdk/moduleclient/*.go; do
+		case "$f" in *_test.go) ;; *) cp "$f" "$1/outpost-sdk/sdk/moduleclient/" ;; esac
+	done
+}

@@ -48,7 +48,7 @@ fi
 
 # The module, in a copy whose repository is the bench registry.
 src=$work/tempsensor
-cp -r fixtures/modules/tempsensor "$src"
+copy_tempsensor "$src"
 sed -i "s|^repository: .*|repository: $reg/tempsensor|; s|^platforms: .*|platforms: [linux/amd64]|" "$src/module.yaml"
 cat >"$src/stamp.go" <<'EOC'
 package main

@@ -78,7 +78,7 @@ start_dockerd
 start_registry
 
 # The module's image, and the tag both sides pull.
-cp -r fixtures/modules/tempsensor "$work/ts"
+copy_tempsensor "$work/ts"
 sed -i "s|^repository: .*|repository: $reg/tempsensor|; s|^platforms: .*|platforms: [linux/amd64]|" "$work/ts/module.yaml"
 pushed=$(op build "$work/ts" --push 2>/dev/null | tail -1)
 ref=${pushed%@*}

@@ -30,7 +30,7 @@ op() { OUTPOST_CONFIG=/dev/null "$work/outpost" "$@"; }
 start_hub "$work/outpost"
 start_registry
 
-cp -r fixtures/modules/tempsensor "$work/ts"
+copy_tempsensor "$work/ts"
 sed -i "s|^repository: .*|repository: $reg/tempsensor|; s|^platforms: .*|platforms: [linux/amd64]|" "$work/ts/module.yaml"
 img=$(op build "$work/ts" --push 2>/dev/null | tail -1)
 echo "image: $img"

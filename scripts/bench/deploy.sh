@@ -27,8 +27,9 @@ trap stop_and_clean EXIT
 
 go test -c -o "$work/agent.test" ./internal/agent
 go build -o "$work/outpost-shim" ./cmd/outpost-shim
+copy_tempsensor "$work/src"
 mkdir -p "$work/ts"
-(cd fixtures/modules/tempsensor && CGO_ENABLED=0 go build -trimpath -o "$work/ts/tempsensor" .)
+(cd "$work/src" && CGO_ENABLED=0 go build -trimpath -o "$work/ts/tempsensor" .)
 start_dockerd
 tar -C "$work/ts" -c tempsensor | docker import --change 'ENTRYPOINT ["/tempsensor"]' --change 'ENV INTERVAL=5' - tempsensor:bench >/dev/null
 

@@ -96,13 +96,11 @@ func (x *twinIndex) apply(del bool, key string, version int64, value []byte) {
 		return
 	}
 	var ident identityFields
-	if !del { // decode outside the lock
+	if !del { // read outside the lock
 		switch kind {
 		case "twins":
 		case "devices", "modules":
-			if json.Unmarshal(value, &ident) != nil {
-				return
-			}
+			ident = readIdentity(value)
 		default:
 			return
 		}
@@ -135,10 +133,7 @@ func (x *twinIndex) apply(del bool, key string, version int64, value []byte) {
 		}
 		e.identVer = version
 		e.live = !del
-		e.status, e.iotEdge = ident.Status, nil
-		if ident.Capabilities != nil {
-			e.iotEdge = &ident.Capabilities.IoTEdge
-		}
+		e.status, e.iotEdge = ident.status, ident.iotEdge
 	}
 	if e.live != wasLive {
 		x.sorted[collectionOf(e.moduleID != "")] = nil
@@ -154,11 +149,28 @@ func (x *twinIndex) deleted(key string, version int64) {
 	x.apply(true, key, version, nil)
 }
 
+// identityFields are what twins show of their device or module identity.
 type identityFields struct {
-	Status       string `json:"status"`
-	Capabilities *struct {
-		IoTEdge bool `json:"iotEdge"`
-	} `json:"capabilities"`
+	status  string
+	iotEdge *bool // capabilities.iotEdge
+}
+
+// readIdentity reads them from an identity record without decoding all of
+// it (the index reads every identity when the hub starts).
+func readIdentity(b []byte) identityFields {
+	var f identityFields
+	if v, ok := lookupRaw(b, "status"); ok {
+		s, _ := decodeValue(v)
+		f.status, _ = s.(string)
+		f.status = strings.Clone(f.status) // not the record's bytes: a short string
+	}
+	if v, ok := lookupRaw(b, "capabilities.iotEdge"); ok {
+		if e, _ := decodeValue(v); e == true || e == false {
+			edge := e == true
+			f.iotEdge = &edge
+		}
+	}
+	return f
 }
 
 func freshTwin(deviceID, moduleID string, now time.Time) map[string]any {

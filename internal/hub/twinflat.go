@@ -31,7 +31,7 @@ type leaf struct {
 // flatten indexes a twin's JSON (held under x.mu: it numbers new paths).
 func (x *twinIndex) flatten(raw []byte) (flatTwin, bool) {
 	f := flattener{x: x, raw: raw, leaves: x.scratch[:0]}
-	ok := f.value("", true) && f.skipSpace() == len(raw)
+	ok := f.value(true) && f.skipSpace() == len(raw)
 	x.scratch = f.leaves
 	if !ok {
 		return flatTwin{}, false
@@ -45,6 +45,7 @@ type flattener struct {
 	raw    []byte
 	i      int
 	leaves []leaf
+	path   []byte // of the value being read
 }
 
 func (f *flattener) skipSpace() int {
@@ -55,8 +56,10 @@ func (f *flattener) skipSpace() int {
 }
 
 // value reads the value at f.i and, with record, records it (and what is
-// inside it) under path, "" for the twin itself.
-func (f *flattener) value(path string, record bool) bool {
+// inside it) under f.path, empty for the twin itself.
+func (f *flattener) value(record bool) bool {
+	n := len(f.path)
+	defer func() { f.path = f.path[:n] }()
 	start := f.skipSpace()
 	if start >= len(f.raw) {
 		return false
@@ -79,16 +82,17 @@ func (f *flattener) value(path string, record bool) bool {
 				return false
 			}
 			f.i++
-			child, rec := "", record && key != "$metadata"
+			rec := record && key != "$metadata"
 			if rec {
-				child = key
-				if path != "" {
-					child = path + "." + key
+				if n > 0 {
+					f.path = append(f.path, '.')
 				}
+				f.path = append(f.path, key...)
 			}
-			if !f.value(child, rec) {
+			if !f.value(rec) {
 				return false
 			}
+			f.path = f.path[:n]
 			if f.skipSpace() >= len(f.raw) {
 				return false
 			}
@@ -106,14 +110,14 @@ func (f *flattener) value(path string, record bool) bool {
 			f.i++
 			break
 		}
-		for n := 0; ; n++ {
-			child := ""
+		for k := 0; ; k++ {
 			if record {
-				child = path + "[" + strconv.Itoa(n) + "]"
+				f.path = append(strconv.AppendInt(append(f.path, '['), int64(k), 10), ']')
 			}
-			if !f.value(child, record) {
+			if !f.value(record) {
 				return false
 			}
+			f.path = f.path[:n]
 			if f.skipSpace() >= len(f.raw) {
 				return false
 			}
@@ -137,11 +141,11 @@ func (f *flattener) value(path string, record bool) bool {
 			return false
 		}
 	}
-	if record && path != "" {
-		id, ok := f.x.paths[path]
+	if record && n > 0 {
+		id, ok := f.x.paths[string(f.path)] // no allocation for a path seen before
 		if !ok {
 			id = uint32(len(f.x.paths))
-			f.x.paths[path] = id
+			f.x.paths[string(f.path)] = id
 		}
 		f.leaves = append(f.leaves, leaf{path: id, off: uint32(start), end: uint32(f.i)})
 	}
@@ -304,7 +308,7 @@ func lookupRaw(raw []byte, key string) ([]byte, bool) {
 		}
 	}
 	start := f.skipSpace()
-	if !f.value("", false) {
+	if !f.value(false) {
 		return nil, false
 	}
 	return raw[start:f.i], true
@@ -347,7 +351,7 @@ func (f *flattener) enter(name string, index int) bool {
 				return true
 			}
 		}
-		if !f.value("", false) || f.skipSpace() >= len(f.raw) || f.raw[f.i] != ',' {
+		if !f.value(false) || f.skipSpace() >= len(f.raw) || f.raw[f.i] != ',' {
 			return false
 		}
 		f.i++

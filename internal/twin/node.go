@@ -95,7 +95,7 @@ func depthError(p *path, depth int) *Error {
 
 // MaxSafeInteger is the largest integer magnitude a twin holds, as IoT Hub
 // (2^52−1): larger integers are refused.
-const MaxSafeInteger = 1<<52 - 1
+const MaxSafeInteger int64 = 1<<52 - 1
 
 // checkNumber returns why the JSON number s is not a valid twin value, or "":
 // integers must be within ±MaxSafeInteger and other numbers finite 64-bit

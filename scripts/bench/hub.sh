@@ -17,6 +17,15 @@ go build -o "$bin" ./cmd/outpost
 
 if [ ! -f "$dir/filled" ]; then
 	rm -rf "$dir"
+	# The hub makes its data dir (CA, owner policy) first; hubfill adds the fleet to it.
+	log=$(mktemp)
+	"$bin" hub serve --data "$dir" --listen 127.0.0.1:0 >/dev/null 2>"$log" &
+	pid=$!
+	until grep -q "hub listening" "$log"; do
+		kill -0 $pid 2>/dev/null || { cat "$log"; exit 1; }
+		sleep 0.05
+	done
+	kill -TERM $pid; wait $pid || true
 	go run ./scripts/bench/hubfill -data "$dir" -devices "$devices" -modules "$modules"
 	touch "$dir/filled"
 fi

@@ -213,6 +213,7 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 	}
 	h.notify = newNotifier()
 	h.presence = newPresence(cfg.Now, cfg.PresenceGrace)
+	h.index.connState = h.connectionState
 	return h, !h.credentialsShown(), nil
 }
 

@@ -138,3 +138,16 @@ func (p *presence) connectedCount() int {
 	}
 	return n
 }
+
+// connectionState is the connectionState of a device (moduleID "") or
+// module now, as its twin and identity show it.
+func (h *Hub) connectionState(deviceID, moduleID string) string {
+	if moduleID == "" {
+		d := registry.Device{DeviceID: deviceID, ConnectionState: "Disconnected"}
+		h.presence.device(&d)
+		return d.ConnectionState
+	}
+	m := registry.Module{DeviceID: deviceID, ModuleID: moduleID, ConnectionState: "Disconnected"}
+	h.presence.module(&m)
+	return m.ConnectionState
+}

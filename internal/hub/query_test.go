@@ -263,3 +263,49 @@ func (h headerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	defer t.CloseIdleConnections()
 	return t.RoundTrip(req)
 }
+
+// TestQueryConnectionState: IoT Hub's most asked roll-up, devices by
+// connectionState, follows the devices' syncs (memory, not records), and a
+// twin in a query's result says it as GET /twins does.
+func TestQueryConnectionState(t *testing.T) {
+	h := hubtest.Start(t, hubtest.Options{PresenceGrace: time.Hour})
+	c := h.Client(t)
+	queryFleet(t, c, 3)
+	const count = "SELECT COUNT() AS n FROM devices WHERE connectionState = 'Connected'"
+	if items, _, err := c.Query(ctx, count, 0); err != nil || string(items[0]) != `{"n":0}` {
+		t.Fatalf("%s before any sync: %s, %v", count, items, err)
+	}
+	d, err := c.GetDevice(ctx, "d01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := h.ClientFor(t, h.DeviceConnectionString("d01", "", d.Authentication.SymmetricKey.PrimaryKey))
+	if _, err := dev.Sync(ctx, "d01", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	if items, _, err := c.Query(ctx, count, 0); err != nil || string(items[0]) != `{"n":1}` {
+		t.Fatalf("%s after d01 synced: %s, %v", count, items, err)
+	}
+	items, _, err := c.Query(ctx, "SELECT * FROM devices.modules WHERE deviceId = 'd01' AND connectionState = 'Connected'", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := idsOf(t, items); got != "d01/$edgeAgent,d01/$edgeHub" {
+		t.Fatalf("connected modules of d01: %s, want its system modules (the daemon)", got)
+	}
+	items, _, err = c.Query(ctx, "SELECT * FROM devices WHERE deviceId IN ['d00', 'd01']", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var states []string
+	for _, it := range items {
+		var doc struct{ ConnectionState string }
+		if err := json.Unmarshal(it, &doc); err != nil {
+			t.Fatal(err)
+		}
+		states = append(states, doc.ConnectionState)
+	}
+	if strings.Join(states, ",") != "Disconnected,Connected" {
+		t.Fatalf("connectionState of d00, d01 in SELECT *: %v", states)
+	}
+}

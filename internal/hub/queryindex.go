@@ -23,6 +23,9 @@ import (
 // last saw (a put or a delete) is ignored.
 type twinIndex struct {
 	now func() time.Time
+	// connState, when set, is a device's or module's connectionState now
+	// (the hub's presence: memory, not records).
+	connState func(deviceID, moduleID string) string
 
 	mu       sync.RWMutex
 	entities map[string]*indexEntry // "id" or "id/mid"
@@ -180,15 +183,19 @@ func freshTwin(deviceID, moduleID string, now time.Time) map[string]any {
 	return t
 }
 
-// withIdentity returns a device twin t with the device's status and
-// capabilities (a module twin as it is).
-func withIdentity(t map[string]any, moduleID, status string, iotEdge *bool) map[string]any {
-	if moduleID != "" {
-		return t
-	}
-	doc := make(map[string]any, len(t)+2)
+// withIdentity returns twin t with what its identity says of itself: its
+// connectionState (when known), and for a device twin the device's status
+// and capabilities.
+func withIdentity(t map[string]any, moduleID, status string, iotEdge *bool, connState string) map[string]any {
+	doc := make(map[string]any, len(t)+3)
 	for k, v := range t {
 		doc[k] = v
+	}
+	if connState != "" {
+		doc["connectionState"] = connState
+	}
+	if moduleID != "" {
+		return doc
 	}
 	if status != "" {
 		doc["status"] = status
@@ -212,7 +219,16 @@ func (x *twinIndex) fullDoc(e *indexEntry) map[string]any {
 	if raw == nil || json.Unmarshal(raw, &t) != nil {
 		t = freshTwin(e.deviceID, e.moduleID, x.now())
 	}
-	return withIdentity(t, e.moduleID, status, iotEdge)
+	return withIdentity(t, e.moduleID, status, iotEdge, x.connectionState(e))
+}
+
+// connectionState is e's connectionState now, "" when the index has no
+// presence to ask.
+func (x *twinIndex) connectionState(e *indexEntry) string {
+	if x.connState == nil {
+		return ""
+	}
+	return x.connState(e.deviceID, e.moduleID)
 }
 
 // snapshot returns the live entities of one collection (modules or not),

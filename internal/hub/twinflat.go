@@ -230,6 +230,9 @@ func (v *twinView) Get(p *query.Path) (any, bool) {
 		return e.deviceID, true
 	case "moduleId":
 		return e.moduleID, e.moduleID != ""
+	case "connectionState":
+		s := v.x.connectionState(e)
+		return s, s != ""
 	}
 	if e.moduleID == "" {
 		switch p.Key {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -64,21 +62,9 @@ func serve(t *testing.T, h *hub.Hub) {
 func runNode(t *testing.T, file string, env ...string) string {
 	t.Helper()
 	node, dir := sdktest.NodeDir(t, "azure-iothub", "azure-iot-device", "azure-iot-device-mqtt")
-	runCtx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(runCtx, node, "--test", "--test-reporter=spec", file)
-	cmd.Dir = dir
-	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
-	cmd.WaitDelay = 5 * time.Second // node --test runs the file in a child that may hold the pipes
-	out, err := cmd.CombinedOutput()
-	if runCtx.Err() != nil {
-		t.Fatalf("node --test %s did not finish in 60 s:\n%s", file, out)
-	}
-	if err != nil {
-		t.Fatalf("node --test %s failed (%v):\n%s", file, err, out)
-	}
+	out := sdktest.RunNodeTest(t, node, dir, file, 2*time.Minute, env...)
 	t.Logf("node --test %s:\n%s", file, out)
-	return string(out)
+	return out
 }
 
 // TestNodeServiceSDK runs Microsoft's Node.js IoT Hub service SDK

@@ -145,6 +145,9 @@ type Agent struct {
 	started time.Time     // when Run began: the system modules' start
 	changed chan struct{} // status changed: report it
 
+	statusMu sync.Mutex
+	statusC  chan struct{} // closed when a module's status changes; see StatusChanged
+
 	wlMu     sync.Mutex
 	workload map[string]*http.Server // by module
 
@@ -193,7 +196,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Agent{cfg: cfg, log: cfg.Logger, mods: map[string]*supervisor{}, workload: map[string]*http.Server{}, changed: make(chan struct{}, 1)}, nil
+	return &Agent{cfg: cfg, log: cfg.Logger, mods: map[string]*supervisor{}, workload: map[string]*http.Server{}, changed: make(chan struct{}, 1), statusC: make(chan struct{})}, nil
 }
 
 // Run reconciles until ctx is done, then stops the modules in reverse
@@ -521,6 +524,21 @@ func (a *Agent) notify() {
 	case a.changed <- struct{}{}:
 	default:
 	}
+	a.statusMu.Lock()
+	close(a.statusC)
+	a.statusC = make(chan struct{})
+	a.statusMu.Unlock()
+}
+
+// StatusChanged returns a channel that is closed at the next change of what
+// Modules returns (or of the deployment's status). Read the channel first,
+// then Modules, so that no change is missed:
+//
+//	for { c := a.StatusChanged(); show(a.Modules()); <-c }
+func (a *Agent) StatusChanged() <-chan struct{} {
+	a.statusMu.Lock()
+	defer a.statusMu.Unlock()
+	return a.statusC
 }
 
 func (a *Agent) workloadSocket(module string) string {

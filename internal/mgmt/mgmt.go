@@ -7,6 +7,8 @@
 //	POST /modules/{m}/restart     restart a module's instance now
 //	GET  /status                  the link to the hub, the outbox, the runtime,
 //	                              the modules' links to the broker
+//	GET  /events                  NDJSON: a snapshot (modules, link, outbox),
+//	                              then each change of them, as it happens
 //
 // Errors are JSON {"message": "…"} with a fitting status code.
 package mgmt
@@ -24,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/agent"
@@ -38,6 +41,9 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 	broker  func() []mgmtclient.BrokerModule
+
+	ev       *Events
+	stopping <-chan struct{} // Serve's ctx: closed when the daemon stops
 }
 
 // WithBroker makes /status show the modules' links to the module broker,
@@ -53,7 +59,7 @@ func New(a *agent.Agent, hubHost string, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{agent: a, hubHost: hubHost, log: log, now: time.Now}
+	return &Server{agent: a, hubHost: hubHost, log: log, now: time.Now, ev: NewEvents(EventBuffer, time.Now)}
 }
 
 // Handler returns the API's routes.
@@ -63,6 +69,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /modules/{module}/logs", s.logs)
 	mux.HandleFunc("POST /modules/{module}/restart", s.restart)
 	mux.HandleFunc("GET /status", s.status)
+	mux.HandleFunc("GET /events", s.events)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -149,6 +156,12 @@ func fileKind(m fs.FileMode) string {
 
 // Serve serves the API on l until ctx is done.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	s.stopping = ctx.Done()
+	tctx, stopTracking := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stopTracking()
+	s.track(tctx, &wg)
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	errc := make(chan error, 1)

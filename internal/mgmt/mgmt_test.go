@@ -23,6 +23,13 @@ import (
 // serve runs the API of r's agent on a socket and returns a client for it.
 func serve(t *testing.T, r *agenttest.Running) *mgmtclient.Client {
 	t.Helper()
+	c, _ := serveStoppable(t, r)
+	return c
+}
+
+// serveStoppable is serve that also returns a func stopping the API.
+func serveStoppable(t *testing.T, r *agenttest.Running) (*mgmtclient.Client, context.CancelFunc) {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "mgmt.sock")
 	l, err := mgmt.Listen(sock)
 	if err != nil {
@@ -32,7 +39,7 @@ func serve(t *testing.T, r *agenttest.Running) *mgmtclient.Client {
 	done := make(chan struct{})
 	go func() { _ = mgmt.New(r.Agent, "hub.test", nil).Serve(ctx, l); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return mgmtclient.New(sock)
+	return mgmtclient.New(sock), cancel
 }
 
 func TestListLogsRestartStatus(t *testing.T) {

@@ -74,6 +74,7 @@ type Syncer struct {
 	since     time.Time // when connected last changed
 	nextSeq   int64
 	subs      map[chan Change]struct{}
+	statusC   chan struct{} // closed when the link or the outbox changes; see StatusChanged
 
 	// recent holds the patches the hub acked since the current sync request
 	// began (at most maxRecent), for apply.
@@ -139,6 +140,7 @@ func New(hub *hubclient.Client, st store.Store, deviceID string, opts ...Option)
 		kick:  make(chan struct{}, 1),
 		dirty: map[string]*twin.Twin{},
 	}
+	s.statusC = make(chan struct{})
 	for _, o := range opts {
 		o(s)
 	}
@@ -243,6 +245,7 @@ func (s *Syncer) setConnected(ok bool, err error) {
 	changed := s.connected != ok
 	if changed {
 		s.connected, s.since = ok, s.now()
+		s.statusChangedLocked()
 	}
 	s.mu.Unlock()
 	if changed && ok {
@@ -371,6 +374,7 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 	}
 
 	s.state.Cursor, s.state.LastSync = resp.Cursor, s.now().UTC()
+	s.statusChangedLocked()
 	if err := s.saveState(); err != nil {
 		return err
 	}
@@ -643,6 +647,7 @@ func (s *Syncer) commit(calls []*call) {
 		s.dirty[id] = twins[id]
 	}
 	s.dmu.Unlock()
+	s.statusChangedLocked()
 	s.poke()
 }
 
@@ -859,6 +864,7 @@ scan:
 	}
 	if st.Acked > s.state.Acked {
 		s.noteAcked(batch.Patches, &ack)
+		s.statusChangedLocked()
 	}
 	s.state.Acked = st.Acked
 	return more, nil
@@ -905,30 +911,67 @@ type TwinVersions struct {
 	ReportedVersion int64  `json:"reportedVersion"`
 }
 
-// Status reports the link, the outbox and the cached twins' versions.
-func (s *Syncer) Status() (Status, error) {
+// StatusChanged returns a channel that is closed at the next change of
+// what Link or Outbox return: the link going up or down, a sync answer, a
+// commit to the outbox or patches leaving it. Read the channel first, then
+// the status, so that no change is missed:
+//
+//	for { c := s.StatusChanged(); show(s.Link()); <-c }
+func (s *Syncer) StatusChanged() <-chan struct{} {
 	s.mu.Lock()
-	st := Status{Connected: s.connected, Since: s.since.UTC(), LastSync: s.state.LastSync}
+	defer s.mu.Unlock()
+	return s.statusC
+}
+
+// statusChangedLocked wakes StatusChanged's waiters; the caller holds s.mu.
+func (s *Syncer) statusChangedLocked() {
+	close(s.statusC)
+	s.statusC = make(chan struct{})
+}
+
+// Link reports the link to the hub: the Connected, Since and LastSync of
+// Status, without reading the store.
+func (s *Syncer) Link() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Status{Connected: s.connected, Since: s.since.UTC(), LastSync: s.state.LastSync}
+}
+
+// Outbox reports the reported patches waiting for the hub. It reads the
+// whole outbox.
+func (s *Syncer) Outbox() (OutboxStatus, error) {
+	var ob OutboxStatus
+	s.mu.Lock()
 	acked := s.state.Acked
 	s.mu.Unlock()
 	recs, err := s.st.List("outbox/")
 	if err != nil {
-		return st, err
+		return ob, err
 	}
 	for _, rec := range recs {
 		r, err := decodeOutbox(rec)
 		if err != nil {
-			return st, err
+			return ob, err
 		}
 		for _, p := range r.Patches {
 			if p.Seq > acked {
-				st.Outbox.Patches++
-				st.Outbox.Bytes += len(p.Patch)
-				if st.Outbox.Oldest.IsZero() {
-					st.Outbox.Oldest = r.Queued
+				ob.Patches++
+				ob.Bytes += len(p.Patch)
+				if ob.Oldest.IsZero() {
+					ob.Oldest = r.Queued
 				}
 			}
 		}
+	}
+	return ob, nil
+}
+
+// Status reports the link, the outbox and the cached twins' versions.
+func (s *Syncer) Status() (Status, error) {
+	st := s.Link()
+	var err error
+	if st.Outbox, err = s.Outbox(); err != nil {
+		return st, err
 	}
 	twins, err := s.st.List("twins/")
 	if err != nil {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/hubclient"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
@@ -666,89 +665,46 @@ func twinWatchRun(ctx context.Context, f *Factory, opts *twinWatchOptions) error
 	if err != nil {
 		return err
 	}
-	s, err := c.Sync(ctx, t.Device, "", 0)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("watch twin %s: %w", t, notFoundHint(err, target{Device: t.Device}))
-	}
-	if !hasModule(s, t.Module) {
-		return fmt.Errorf("watch twin %s: %w", t, moduleGone(t, "not found"))
-	}
-	cur, err := findTwin(s, t.Module)
+	// The watch stops with the first error: the CLI does not wait for a hub
+	// that went away (exit code 5), it says so.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, err := c.WatchTwin(ctx, t.Device, t.Module, hubclient.WithWait(opts.Wait))
 	if err != nil {
 		return fmt.Errorf("watch twin %s: %w", t, err)
 	}
-	if cur == nil { // not in a full sync: read it directly
-		if cur, err = c.GetTwin(ctx, t.Device, t.Module); err != nil {
-			return fmt.Errorf("watch twin %s: %w", t, notFoundHint(err, t))
+	for ev := range events {
+		switch ev.Kind {
+		case hubclient.TwinInitial:
+			cur := ev.Twin
+			f.status("watching twin %s from version %d (desired $version %d, reported $version %d); Ctrl-C stops",
+				t, cur.Version, cur.DesiredVersion(), cur.ReportedVersion())
+		case hubclient.TwinChanged:
+			ch, err := changeOf(ev.Prev, ev.Twin, f.Now())
+			if err != nil {
+				return fmt.Errorf("watch twin %s: %w", t, err)
+			}
+			if err := writeChange(f, ch); err != nil {
+				return err
+			}
+		case hubclient.LinkDown, hubclient.WatchEnded:
+			var gone *hubclient.ModuleNotFoundError
+			if errors.As(ev.Err, &gone) {
+				what := "not found"
+				if gone.Deleted {
+					what = "was deleted"
+				}
+				return fmt.Errorf("watch twin %s: %w", t, moduleGone(t, what))
+			}
+			return fmt.Errorf("watch twin %s: %w", t, notFoundHint(ev.Err, target{Device: t.Device}))
 		}
 	}
-	f.status("watching twin %s from version %d (desired $version %d, reported $version %d); Ctrl-C stops",
-		t, cur.Version, cur.DesiredVersion(), cur.ReportedVersion())
-
-	cursor := s.Cursor
-	for {
-		s, err := c.Sync(ctx, t.Device, cursor, opts.Wait)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("watch twin %s: %w", t, notFoundHint(err, target{Device: t.Device}))
-		}
-		cursor = s.Cursor
-		if !hasModule(s, t.Module) {
-			return fmt.Errorf("watch twin %s: %w", t, moduleGone(t, "was deleted"))
-		}
-		next, err := findTwin(s, t.Module)
-		if err != nil {
-			return fmt.Errorf("watch twin %s: %w", t, err)
-		}
-		if next == nil || (next.Version == cur.Version && next.ETag == cur.ETag) {
-			continue
-		}
-		ch, err := changeOf(cur, next, f.Now())
-		if err != nil {
-			return fmt.Errorf("watch twin %s: %w", t, err)
-		}
-		if err := writeChange(f, ch); err != nil {
-			return err
-		}
-		cur = next
-	}
+	return nil // interrupted
 }
 
 func moduleGone(t target, what string) error {
 	return &ExitError{Code: ExitNotFound, Err: fmt.Errorf("module %s %s", t, what),
 		Hint: "`outpost module list " + t.Device + "` shows the device's modules"}
-}
-
-func hasModule(s *hubapi.Sync, module string) bool {
-	for _, m := range s.Modules {
-		if m.ModuleID == module {
-			return true
-		}
-	}
-	return false
-}
-
-// findTwin returns the module's twin from a sync answer, nil if absent.
-func findTwin(s *hubapi.Sync, module string) (*twin.Twin, error) {
-	for _, raw := range s.Twins {
-		var id struct {
-			ModuleID string `json:"moduleId"`
-		}
-		if json.Unmarshal(raw, &id) != nil || id.ModuleID != module {
-			continue
-		}
-		tw := new(twin.Twin)
-		if err := tw.UnmarshalJSON(raw); err != nil {
-			return nil, fmt.Errorf("bad twin from the hub: %w", err)
-		}
-		return tw, nil
-	}
-	return nil, nil
 }
 
 // changeOf describes the change from a to b.

@@ -551,21 +551,3 @@ func TestTwinWatchEnds(t *testing.T) {
 		t.Errorf("hub stopped: code %d, stderr %q", code, w.errOut.String())
 	}
 }
-
-// TestJSONProblemIn checks that a problem in a JSON file is described with
-// its place when known, and that an error of another type is described
-// too rather than crashing the command.
-func TestJSONProblemIn(t *testing.T) {
-	for _, tc := range []struct {
-		err  error
-		want string
-	}{
-		{checkJSONObject([]byte("{\n  \"a\": 1,\n}")), "p.json:3:1: invalid character '}'"},
-		{fmt.Errorf("wrapped: %w", &jsonError{Msg: "got an array, not a JSON object"}), "p.json: got an array, not a JSON object"},
-		{os.ErrPermission, "p.json: permission denied"},
-	} {
-		if got := jsonProblemIn("p.json", tc.err); !strings.HasPrefix(got, tc.want) {
-			t.Errorf("jsonProblemIn(%v) = %q, want %q…", tc.err, got, tc.want)
-		}
-	}
-}

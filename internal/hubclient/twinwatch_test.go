@@ -152,3 +152,33 @@ func TestWatchTwinEnds(t *testing.T) {
 		t.Error("a watch without a module id started")
 	}
 }
+
+// TestWatchTwinStartsOffline: a watch opened while the hub is down reports
+// the link down, then the initial twin once the hub is back.
+func TestWatchTwinStartsOffline(t *testing.T) {
+	dir := t.TempDir()
+	h := hubtest.Start(t, hubtest.Options{DataDir: dir})
+	setup(t, h, "d1", "m1")
+	c, addr := h.Client(t), h.Addr().String()
+	h.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := c.WatchTwin(ctx, "d1", "m1", hubclient.WithBackoff(10*time.Millisecond, 100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := next(t, events)
+	if ev.Kind != hubclient.LinkDown || !errors.Is(ev.Err, errdefs.ErrUnavailable) {
+		t.Fatalf("first event with the hub down: %v %v, want link down", ev.Kind, ev.Err)
+	}
+	hubtest.Start(t, hubtest.Options{DataDir: dir, Listen: addr})
+	for ev.Kind == hubclient.LinkDown {
+		ev = next(t, events)
+	}
+	if ev.Kind != hubclient.LinkUp {
+		t.Fatalf("hub back: %v %v, want link up", ev.Kind, ev.Err)
+	}
+	if ev = next(t, events); ev.Kind != hubclient.TwinInitial || ev.Twin.ModuleID != "m1" {
+		t.Fatalf("after link up: %v, want the initial twin", ev.Kind)
+	}
+}

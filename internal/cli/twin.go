@@ -15,9 +15,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/hubclient"
 	"github.com/outpost-edge/outpost/internal/twin"
+	"github.com/outpost-edge/outpost/internal/twin/twinedit"
 )
 
 func newTwinCmd(f *Factory) *cobra.Command {
@@ -230,104 +230,13 @@ func jsonObjectFlag(name, value string) (json.RawMessage, error) {
 	return json.RawMessage(data), nil
 }
 
-// jsonError is a problem in a JSON document, with its place when known.
-type jsonError struct {
-	Line, Col int // 1-based; 0 when the problem has no one place
-	Msg       string
-}
-
-func (e *jsonError) Error() string {
-	if e.Line == 0 {
-		return e.Msg
-	}
-	return fmt.Sprintf("at %d:%d: %s", e.Line, e.Col, e.Msg)
-}
-
-// in formats e as file:line:col: msg.
-func (e *jsonError) in(file string) string {
-	if e.Line == 0 {
-		return file + ": " + e.Msg
-	}
-	return fmt.Sprintf("%s:%d:%d: %s", file, e.Line, e.Col, e.Msg)
-}
+// checkJSONObject checks that data is exactly one JSON object; its errors
+// say where (line:col) the problem is.
+func checkJSONObject(data []byte) error { return twinedit.CheckObject(data) }
 
 // jsonProblemIn says what is wrong with file's JSON: file:line:col: msg
-// when err is a *jsonError that knows the place, file: err otherwise.
-func jsonProblemIn(file string, err error) string {
-	var je *jsonError
-	if errors.As(err, &je) {
-		return je.in(file)
-	}
-	return file + ": " + err.Error()
-}
-
-// checkJSONObject checks that data is exactly one JSON object. Its errors
-// are *jsonError, which say where (line:col) the problem is.
-func checkJSONObject(data []byte) error {
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
-		return jsonPosError(data, err)
-	}
-	off := int(dec.InputOffset()) // the end of the object
-	if _, err := dec.Token(); err != io.EOF {
-		for off < len(data) && strings.IndexByte(" \t\r\n", data[off]) >= 0 {
-			off++
-		}
-		line, col := lineCol(data, off)
-		return &jsonError{Line: line, Col: col, Msg: "unexpected data after the JSON object"}
-	}
-	if _, ok := v.(map[string]any); !ok {
-		return &jsonError{Msg: fmt.Sprintf("got %s, not a JSON object", jsonKind(v))}
-	}
-	return nil
-}
-
-// jsonPosError turns a JSON decoding error into a *jsonError with line:col.
-func jsonPosError(data []byte, err error) *jsonError {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		line, col := lineCol(data, int(se.Offset)-1)
-		return &jsonError{Line: line, Col: col, Msg: se.Error()}
-	case errors.As(err, &te):
-		line, col := lineCol(data, int(te.Offset)-1)
-		return &jsonError{Line: line, Col: col, Msg: te.Error()}
-	case errors.Is(err, io.EOF) && len(bytes.TrimSpace(data)) == 0:
-		return &jsonError{Msg: "it is empty"}
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		line, col := lineCol(data, len(data))
-		return &jsonError{Line: line, Col: col, Msg: "unexpected end of JSON input"}
-	}
-	return &jsonError{Msg: err.Error()}
-}
-
-// lineCol turns a byte offset into a 1-based line and column.
-func lineCol(data []byte, off int) (line, col int) {
-	off = max(0, min(off, len(data)))
-	before := data[:off]
-	line = 1 + bytes.Count(before, []byte("\n"))
-	col = off - bytes.LastIndexByte(before, '\n')
-	return line, col
-}
-
-func jsonKind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "a boolean"
-	case string:
-		return "a string"
-	case []any:
-		return "an array"
-	case json.Number:
-		return "a number"
-	}
-	return "an object"
-}
+// when the place is known.
+func jsonProblemIn(file string, err error) string { return twinedit.ProblemIn(file, err) }
 
 func twinPatchRun(ctx context.Context, f *Factory, opts *twinPatchOptions) error {
 	t := opts.Target
@@ -398,8 +307,9 @@ changed as a merge patch, only if nobody changed the twin meanwhile (If-Match
 with the etag read).
 
 Nothing is sent when you change nothing. If the file is not valid JSON after
-editing, or the hub refuses the change, the file is kept and its path printed,
-so your edit is not lost. If the twin changed on the hub meanwhile, both
+editing, breaks a twin rule (key names, depth, sizes; the error names the
+line:col and the JSON path), or the hub refuses the change, the file is kept
+and its path printed, so your edit is not lost. If the twin changed on the hub meanwhile, both
 versions are printed (yours and the hub's) and it exits with code 4.`,
 		Example: `  outpost twin edit dev-1/tempsensor
   EDITOR=nano outpost twin edit dev-1`,
@@ -416,74 +326,6 @@ versions are printed (yours and the hub's) and it exits with code 4.`,
 			return twinEditRun(cmd.Context(), f, opts)
 		},
 	}
-}
-
-// editDoc is what twin edit shows: tags and desired content, indented.
-func editDoc(tw *twin.Twin) []byte {
-	var raw bytes.Buffer
-	raw.WriteString(`{"tags":`)
-	raw.Write(tw.TagsJSON())
-	raw.WriteString(`,"properties":{"desired":`)
-	raw.Write(tw.DesiredJSON())
-	raw.WriteString(`}}`)
-	var b bytes.Buffer
-	if err := json.Indent(&b, raw.Bytes(), "", "  "); err != nil {
-		panic("twin edit: the twin's own JSON does not indent: " + err.Error())
-	}
-	b.WriteByte('\n')
-	return b.Bytes()
-}
-
-// parseEditDoc reads an edited {"tags", "properties": {"desired"}} document
-// and returns it in compact form, a missing or null section as {}.
-func parseEditDoc(data []byte) ([]byte, error) {
-	if err := checkJSONObject(data); err != nil {
-		return nil, err
-	}
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, jsonPosError(data, err)
-	}
-	section := func(raw json.RawMessage, path string) (json.RawMessage, error) {
-		if raw == nil || string(raw) == "null" {
-			return json.RawMessage(`{}`), nil
-		}
-		if err := checkJSONObject(raw); err != nil {
-			return nil, &jsonError{Msg: path + ": want a JSON object"}
-		}
-		return raw, nil
-	}
-	var props map[string]json.RawMessage
-	for k, v := range doc {
-		switch k {
-		case "tags":
-		case "properties":
-			if string(v) != "null" {
-				if err := json.Unmarshal(v, &props); err != nil {
-					return nil, &jsonError{Msg: "properties: want a JSON object holding desired"}
-				}
-			}
-		default:
-			return nil, &jsonError{Msg: fmt.Sprintf("unknown member %q: the file holds tags and properties.desired only", k)}
-		}
-	}
-	for k := range props {
-		if k != "desired" {
-			return nil, &jsonError{Msg: fmt.Sprintf("properties.%s: only desired can be edited here (reported properties are the module's)", k)}
-		}
-	}
-	tags, err := section(doc["tags"], "tags")
-	if err != nil {
-		return nil, err
-	}
-	desired, err := section(props["desired"], "properties.desired")
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(map[string]any{
-		"tags":       tags,
-		"properties": map[string]json.RawMessage{"desired": desired},
-	})
 }
 
 // editor is the command that edits a file: $EDITOR, then $VISUAL, then vi.
@@ -522,15 +364,11 @@ func twinEditRun(ctx context.Context, f *Factory, opts *twinEditOptions) error {
 	if err != nil {
 		return err
 	}
-	tw, err := c.GetTwin(ctx, t.Device, t.Module)
+	sess, err := twinedit.Start(ctx, c, t.Device, t.Module)
 	if err != nil {
 		return fmt.Errorf("get twin %s: %w", t, notFoundHint(err, t))
 	}
-	before := editDoc(tw)
-	from, err := parseEditDoc(before)
-	if err != nil {
-		return fmt.Errorf("edit twin %s: %w", t, err)
-	}
+	before := sess.Doc
 
 	tmp, err := os.CreateTemp("", "outpost-twin-*.json")
 	if err != nil {
@@ -558,31 +396,24 @@ func twinEditRun(ctx context.Context, f *Factory, opts *twinEditOptions) error {
 	if err != nil {
 		return fmt.Errorf("edit twin %s: read back %s: %w", t, path, err)
 	}
-	if bytes.Equal(after, before) {
-		return twinUnchanged(f, t, tw)
-	}
-	to, err := parseEditDoc(after)
+	edit, err := sess.Check(after)
 	if err != nil {
 		keep = true
 		return &ExitError{Code: ExitFailure,
 			Err:  fmt.Errorf("edit twin %s: %s", t, jsonProblemIn(path, err)),
 			Hint: fmt.Sprintf("nothing was sent; your edit is kept in %s: run `outpost twin edit %s` again and copy your changes from it", path, t)}
 	}
-	patch, err := twin.Diff(from, to)
-	if err != nil {
-		keep = true
-		return fmt.Errorf("edit twin %s: %w (your edit is kept in %s)", t, err, path)
-	}
-	if string(patch) == "{}" {
-		return twinUnchanged(f, t, tw)
+	if edit.Patch == nil {
+		return twinUnchanged(f, t, sess.Base)
 	}
 
-	updated, err := c.PatchTwin(ctx, t.Device, t.Module, patch, tw.ETag)
-	if errors.Is(err, hubclient.ErrPrecondition) {
+	updated, err := sess.Send(ctx, c, edit)
+	var conflict *twinedit.Conflict
+	if errors.As(err, &conflict) {
 		keep = true
-		printEditConflict(ctx, f, c, t, tw.ETag, after, path)
+		printEditConflict(f, t, conflict, path)
 		return &ExitError{Code: ExitPrecondition,
-			Err:  fmt.Errorf("update twin %s: %w", t, err),
+			Err:  fmt.Errorf("update twin %s: %w", t, conflict.Err),
 			Hint: fmt.Sprintf("run `outpost twin edit %s` again and redo your change on the current version (yours is kept in %s)", t, path)}
 	}
 	if err != nil {
@@ -594,18 +425,19 @@ func twinEditRun(ctx context.Context, f *Factory, opts *twinEditOptions) error {
 
 // printEditConflict shows, on stderr, the edited version and the hub's
 // current one after an edit lost a race.
-func printEditConflict(ctx context.Context, f *Factory, c *hubclient.Client, t target, etag string, yours []byte, path string) {
+func printEditConflict(f *Factory, t target, c *twinedit.Conflict, path string) {
 	w := f.IO.ErrOut
-	cur, err := c.GetTwin(ctx, t.Device, t.Module)
-	if err != nil {
-		fmt.Fprintf(w, "The twin %s changed on the hub while you edited it (etag %s); nothing was sent.\n\n", t, etag)
+	yours := c.Yours
+	if c.Theirs == nil {
+		fmt.Fprintf(w, "The twin %s changed on the hub while you edited it (etag %s); nothing was sent.\n\n", t, c.Base.ETag)
 		fmt.Fprintf(w, "Your version (kept in %s):\n%s\n", path, bytes.TrimRight(yours, "\n"))
-		fmt.Fprintf(w, "The hub's current version could not be read: %v\n\n", err)
+		fmt.Fprintf(w, "The hub's current version could not be read: %v\n\n", c.TheirsErr)
 		return
 	}
-	fmt.Fprintf(w, "The twin %s changed on the hub while you edited it (etag %s, now %s); nothing was sent.\n\n", t, etag, cur.ETag)
+	cur := c.Theirs
+	fmt.Fprintf(w, "The twin %s changed on the hub while you edited it (etag %s, now %s); nothing was sent.\n\n", t, c.Base.ETag, cur.ETag)
 	fmt.Fprintf(w, "Your version (kept in %s):\n%s\n\n", path, bytes.TrimRight(yours, "\n"))
-	fmt.Fprintf(w, "The hub's current version (version %d, desired $version %d):\n%s\n", cur.Version, cur.DesiredVersion(), editDoc(cur))
+	fmt.Fprintf(w, "The hub's current version (version %d, desired $version %d):\n%s\n", cur.Version, cur.DesiredVersion(), c.TheirsDoc)
 }
 
 type twinWatchOptions struct {
@@ -666,89 +498,46 @@ func twinWatchRun(ctx context.Context, f *Factory, opts *twinWatchOptions) error
 	if err != nil {
 		return err
 	}
-	s, err := c.Sync(ctx, t.Device, "", 0)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("watch twin %s: %w", t, notFoundHint(err, target{Device: t.Device}))
-	}
-	if !hasModule(s, t.Module) {
-		return fmt.Errorf("watch twin %s: %w", t, moduleGone(t, "not found"))
-	}
-	cur, err := findTwin(s, t.Module)
+	// The watch stops with the first error: the CLI does not wait for a hub
+	// that went away (exit code 5), it says so.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, err := c.WatchTwin(ctx, t.Device, t.Module, hubclient.WithWait(opts.Wait))
 	if err != nil {
 		return fmt.Errorf("watch twin %s: %w", t, err)
 	}
-	if cur == nil { // not in a full sync: read it directly
-		if cur, err = c.GetTwin(ctx, t.Device, t.Module); err != nil {
-			return fmt.Errorf("watch twin %s: %w", t, notFoundHint(err, t))
+	for ev := range events {
+		switch ev.Kind {
+		case hubclient.TwinInitial:
+			cur := ev.Twin
+			f.status("watching twin %s from version %d (desired $version %d, reported $version %d); Ctrl-C stops",
+				t, cur.Version, cur.DesiredVersion(), cur.ReportedVersion())
+		case hubclient.TwinChanged:
+			ch, err := changeOf(ev.Prev, ev.Twin, f.Now())
+			if err != nil {
+				return fmt.Errorf("watch twin %s: %w", t, err)
+			}
+			if err := writeChange(f, ch); err != nil {
+				return err
+			}
+		case hubclient.LinkDown, hubclient.WatchEnded:
+			var gone *hubclient.ModuleNotFoundError
+			if errors.As(ev.Err, &gone) {
+				what := "not found"
+				if gone.Deleted {
+					what = "was deleted"
+				}
+				return fmt.Errorf("watch twin %s: %w", t, moduleGone(t, what))
+			}
+			return fmt.Errorf("watch twin %s: %w", t, notFoundHint(ev.Err, target{Device: t.Device}))
 		}
 	}
-	f.status("watching twin %s from version %d (desired $version %d, reported $version %d); Ctrl-C stops",
-		t, cur.Version, cur.DesiredVersion(), cur.ReportedVersion())
-
-	cursor := s.Cursor
-	for {
-		s, err := c.Sync(ctx, t.Device, cursor, opts.Wait)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("watch twin %s: %w", t, notFoundHint(err, target{Device: t.Device}))
-		}
-		cursor = s.Cursor
-		if !hasModule(s, t.Module) {
-			return fmt.Errorf("watch twin %s: %w", t, moduleGone(t, "was deleted"))
-		}
-		next, err := findTwin(s, t.Module)
-		if err != nil {
-			return fmt.Errorf("watch twin %s: %w", t, err)
-		}
-		if next == nil || (next.Version == cur.Version && next.ETag == cur.ETag) {
-			continue
-		}
-		ch, err := changeOf(cur, next, f.Now())
-		if err != nil {
-			return fmt.Errorf("watch twin %s: %w", t, err)
-		}
-		if err := writeChange(f, ch); err != nil {
-			return err
-		}
-		cur = next
-	}
+	return nil // interrupted
 }
 
 func moduleGone(t target, what string) error {
 	return &ExitError{Code: ExitNotFound, Err: fmt.Errorf("module %s %s", t, what),
 		Hint: "`outpost module list " + t.Device + "` shows the device's modules"}
-}
-
-func hasModule(s *hubapi.Sync, module string) bool {
-	for _, m := range s.Modules {
-		if m.ModuleID == module {
-			return true
-		}
-	}
-	return false
-}
-
-// findTwin returns the module's twin from a sync answer, nil if absent.
-func findTwin(s *hubapi.Sync, module string) (*twin.Twin, error) {
-	for _, raw := range s.Twins {
-		var id struct {
-			ModuleID string `json:"moduleId"`
-		}
-		if json.Unmarshal(raw, &id) != nil || id.ModuleID != module {
-			continue
-		}
-		tw := new(twin.Twin)
-		if err := tw.UnmarshalJSON(raw); err != nil {
-			return nil, fmt.Errorf("bad twin from the hub: %w", err)
-		}
-		return tw, nil
-	}
-	return nil, nil
 }
 
 // changeOf describes the change from a to b.

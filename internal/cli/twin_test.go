@@ -552,20 +552,31 @@ func TestTwinWatchEnds(t *testing.T) {
 	}
 }
 
-// TestJSONProblemIn checks that a problem in a JSON file is described with
-// its place when known, and that an error of another type is described
-// too rather than crashing the command.
-func TestJSONProblemIn(t *testing.T) {
-	for _, tc := range []struct {
-		err  error
-		want string
-	}{
-		{checkJSONObject([]byte("{\n  \"a\": 1,\n}")), "p.json:3:1: invalid character '}'"},
-		{fmt.Errorf("wrapped: %w", &jsonError{Msg: "got an array, not a JSON object"}), "p.json: got an array, not a JSON object"},
-		{os.ErrPermission, "p.json: permission denied"},
-	} {
-		if got := jsonProblemIn("p.json", tc.err); !strings.HasPrefix(got, tc.want) {
-			t.Errorf("jsonProblemIn(%v) = %q, want %q…", tc.err, got, tc.want)
-		}
+// TestTwinEditTwinRules: an edit that breaks a twin rule is refused before
+// anything is sent, with the line:col and the JSON path of the offending
+// member, and the file is kept.
+func TestTwinEditTwinRules(t *testing.T) {
+	h := startHub(t, hubtest.Options{})
+	ctx := context.Background()
+	mustCreateDevice(t, h, "d1")
+	mustCreateModule(t, h, "d1", "m1")
+	t.Setenv("VISUAL", "")
+	content := filepath.Join(t.TempDir(), "content.json")
+	doc := "{\n  \"tags\": {},\n  \"properties\": {\n    \"desired\": {\"ok\": 1, \"$x\": 1}\n  }\n}\n"
+	if err := os.WriteFile(content, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("EDITOR", editorScript(t, fmt.Sprintf(`cp %q "$1"`, content)))
+	code, _, errOut := run(t, "twin", "edit", "d1/m1")
+	kept := keptFile.FindString(errOut)
+	if code != ExitFailure || kept == "" || !strings.Contains(errOut, kept+`:4:26: properties.desired["$x"]: key must not start with '$'`) {
+		t.Fatalf("edit with a $ key: code %d, stderr %q", code, errOut)
+	}
+	if b, err := os.ReadFile(kept); err != nil || string(b) != doc {
+		t.Errorf("kept file %s: %q, %v", kept, b, err)
+	}
+	os.Remove(kept)
+	if tw, err := h.Client(t).GetTwin(ctx, "d1", "m1"); err != nil || tw.Version != 1 {
+		t.Errorf("the refused edit reached the hub: %+v, %v", tw, err)
 	}
 }

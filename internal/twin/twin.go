@@ -276,6 +276,10 @@ func (t *Twin) applyBody(body []byte, now time.Time, replace, allowReported bool
 	return t.commit(nodes[0], nodes[1], nodes[2]), nil
 }
 
+// KindOf names the kind of a decoded JSON value for messages: "null",
+// "a boolean", "a string", "an array", "an object" or "a number".
+func KindOf(v any) string { return kindOf(v) }
+
 func kindOf(v any) string {
 	switch v.(type) {
 	case nil:

@@ -17,7 +17,7 @@ import (
 
 	"github.com/outpost-edge/outpost/internal/hubclient"
 	"github.com/outpost-edge/outpost/internal/twin"
-	"github.com/outpost-edge/outpost/internal/twin/twinedit"
+	"github.com/outpost-edge/outpost/internal/twinedit"
 )
 
 func newTwinCmd(f *Factory) *cobra.Command {

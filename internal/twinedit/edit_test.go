@@ -14,7 +14,7 @@ import (
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/hubclient"
 	"github.com/outpost-edge/outpost/internal/twin"
-	"github.com/outpost-edge/outpost/internal/twin/twinedit"
+	"github.com/outpost-edge/outpost/internal/twinedit"
 )
 
 // base is a twin with tags {"site": "north"} and desired {"a": 1, "b": 2}.

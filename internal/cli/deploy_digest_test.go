@@ -10,9 +10,12 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/outpost-edge/outpost/internal/agent/agenttest"
+	"github.com/outpost-edge/outpost/internal/hub/hubtest"
+	"github.com/outpost-edge/outpost/internal/image/registrytest"
 	"github.com/outpost-edge/outpost/internal/mgmtclient"
 )
 
@@ -136,5 +139,54 @@ func TestDeployByDigest(t *testing.T) {
 	}
 	if m := f.ModuleReported(t, "web"); m["settings"].(map[string]any)["image"] != f.Image+"@"+d1 {
 		t.Errorf("a failed resolution deployed something: %v", m)
+	}
+}
+
+// TestDeploymentCreateByDigest creates an automatic deployment from a
+// native manifest: the hub gets the image's tag with its digest; a tag the
+// registry lacks is refused before anything is created.
+func TestDeploymentCreateByDigest(t *testing.T) {
+	h := startHub(t, hubtest.Options{})
+	reg := registrytest.InProcess(t)
+	ref := reg.Ref("web:1")
+	img, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := name.ParseReference(ref)
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	digest := headDigest(t, ref)
+	dir := t.TempDir()
+	manifest := filepath.Join(dir, "deployment.yaml")
+	os.WriteFile(manifest, []byte("schemaVersion: \"1.0\"\nmodules:\n  web:\n    image: "+ref+"\n"), 0o644)
+	if code, _, errOut := run(t, "deployment", "create", "prod", "-f", manifest, "--target-condition", "*"); code != 0 {
+		t.Fatalf("create: %d %s", code, errOut)
+	}
+	cfg, err := h.Client(t).GetConfiguration(t.Context(), "prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mc struct {
+		Agent struct {
+			Desired struct {
+				Modules map[string]struct {
+					Settings map[string]string `json:"settings"`
+				} `json:"modules"`
+			} `json:"properties.desired"`
+		} `json:"$edgeAgent"`
+	}
+	if err := json.Unmarshal(cfg.Content.ModulesContent, &mc); err != nil || mc.Agent.Desired.Modules["web"].Settings["image"] != ref+"@"+digest {
+		t.Errorf("the deployment's image: %v, want %s@%s\n%s", err, ref, digest, cfg.Content.ModulesContent)
+	}
+
+	os.WriteFile(manifest, []byte("schemaVersion: \"1.0\"\nmodules:\n  web:\n    image: "+reg.Ref("web:2")+"\n"), 0o644)
+	code, _, errOut := run(t, "deployment", "create", "missing", "-f", manifest, "--target-condition", "*")
+	if code != ExitNotFound || !strings.Contains(errOut, "module web") || !strings.Contains(errOut, "--no-resolve") {
+		t.Errorf("create with a missing tag: %d %s", code, errOut)
+	}
+	if _, err := h.Client(t).GetConfiguration(t.Context(), "missing"); err == nil {
+		t.Error("a deployment whose tag could not be resolved was created")
 	}
 }

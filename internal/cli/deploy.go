@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/outpost-edge/outpost/internal/deployment"
 )
@@ -117,13 +115,4 @@ func deployRun(cmd *cobra.Command, f *Factory, opts *deployOptions) error {
 }
 
 // asJSON returns a YAML or JSON document as JSON.
-func asJSON(data []byte) ([]byte, error) {
-	if json.Valid(data) {
-		return data, nil
-	}
-	var v any
-	if err := yaml.Unmarshal(data, &v); err != nil {
-		return nil, err
-	}
-	return json.Marshal(v)
-}
+func asJSON(data []byte) ([]byte, error) { return deployment.ToJSON(data) }

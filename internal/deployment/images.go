@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // SetImages returns the JSON manifest doc with the image of each module
@@ -46,6 +48,18 @@ func SetImages(doc []byte, images map[string]string) ([]byte, error) {
 		mod["image"] = ref
 	}
 	return json.Marshal(root)
+}
+
+// ToJSON returns a YAML or JSON manifest as JSON (the hub takes JSON).
+func ToJSON(data []byte) ([]byte, error) {
+	if json.Valid(data) {
+		return data, nil
+	}
+	var v any
+	if err := yaml.Unmarshal(data, &v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
 }
 
 // edgeAgent returns the $edgeAgent twin of an IoT Edge manifest in any of

@@ -1,13 +1,10 @@
 package deployment
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // TestSetImages rewrites module images in every manifest shape Parse
@@ -33,7 +30,7 @@ func TestSetImages(t *testing.T) {
 		for id = range before.Modules {
 			break
 		}
-		doc, err := asJSONForTest(data)
+		doc, err := ToJSON(data)
 		if err != nil {
 			t.Fatalf("%s: %v", file, err)
 		}
@@ -65,16 +62,4 @@ func TestSetImages(t *testing.T) {
 	if _, err := SetImages([]byte(`{"schemaVersion":"1.0","modules":{}}`), map[string]string{"nope": pinned}); err == nil || !strings.Contains(err.Error(), "no module nope") {
 		t.Errorf("a module the manifest lacks: %v", err)
 	}
-}
-
-// asJSONForTest turns a YAML or JSON manifest into JSON, as the CLI does.
-func asJSONForTest(data []byte) ([]byte, error) {
-	if json.Valid(data) {
-		return data, nil
-	}
-	var v any
-	if err := yaml.Unmarshal(data, &v); err != nil {
-		return nil, err
-	}
-	return json.Marshal(v)
 }

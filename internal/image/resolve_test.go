@@ -110,3 +110,22 @@ func TestResolve(t *testing.T) {
 		t.Errorf("resolve with the registry down: %v, want an UnavailableError", err)
 	}
 }
+
+// BenchmarkResolve is the cost deploy adds per module: one HEAD to a
+// registry on loopback.
+func BenchmarkResolve(b *testing.B) {
+	reg := registrytest.InProcess(b)
+	img, err := random.Image(128, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ref, _ := name.ParseReference(reg.Ref("app:1"))
+	if err := remote.Write(ref, img); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := Resolve(context.Background(), ref, ResolveOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -148,7 +148,7 @@ func TestHubProcess(t *testing.T) {
 		{[]string{"module", "create", "edge-1/tempsensor"}, 0, "ModuleId=tempsensor"},
 		{[]string{"twin", "patch", "edge-1/tempsensor", "--desired", `{"interval":7}`}, 0, ""},
 		{[]string{"twin", "get", "edge-1/tempsensor", "-o", "json"}, 0, `"interval": 7`},
-		{[]string{"deploy", "edge-1", "-f", "../../fixtures/manifests/native.yaml"}, 0, "deployed to edge-1"},
+		{[]string{"deploy", "edge-1", "-f", "../../fixtures/manifests/native.yaml", "--no-resolve"}, 0, "deployed to edge-1"},
 		{[]string{"twin", "get", "edge-1/$edgeAgent", "-o", "json"}, 0, `"schemaVersion"`},
 		{[]string{"twin", "get", "edge-1/$agent", "-o", "json"}, 0, `"moduleId": "$edgeAgent"`}, // the old name, read as the new
 		{[]string{"twin", "get", "edge-1/$edgeHub", "-o", "json"}, 0, `"storeAndForwardConfiguration"`},

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,14 +10,14 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/outpost-edge/outpost/internal/deployment"
 )
 
 type deployOptions struct {
-	Device string
-	File   string
+	Device  string
+	File    string
+	Resolve resolveOptions
 }
 
 // deployResult is what deploy prints with -o json.
@@ -26,6 +25,9 @@ type deployResult struct {
 	Device   string   `json:"device"`
 	Modules  []string `json:"modules"`
 	Warnings []string `json:"warnings"`
+	// Images are the modules' images as deployed: tags resolved to
+	// name:tag@digest unless --no-resolve.
+	Images map[string]string `json:"images"`
 }
 
 func newDeployCmd(f *Factory) *cobra.Command {
@@ -36,8 +38,10 @@ func newDeployCmd(f *Factory) *cobra.Command {
 		Long: `Apply a deployment manifest to a device: the modules it runs and their initial
 desired properties. The manifest is outpost's native YAML/JSON or an Azure IoT
 Edge deployment ({"modulesContent": …}). It is checked here first, so errors
-name the file, line and field; parts not supported yet are listed as warnings.`,
-		Example: "  outpost deploy dev-1 -f deployment.yaml\n  outpost deploy dev-1 -f deployment.amd64.json   # an IoT Edge manifest",
+name the file, line and field; parts not supported yet are listed as warnings.
+
+` + resolveHelp,
+		Example: "  outpost deploy dev-1 -f deployment.yaml\n  outpost deploy dev-1 -f deployment.amd64.json   # an IoT Edge manifest\n  outpost deploy dev-1 -f deployment.yaml --no-resolve",
 		Args:    exactArgs(1, "one DEVICE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Device = args[0]
@@ -48,6 +52,7 @@ name the file, line and field; parts not supported yet are listed as warnings.`,
 		},
 	}
 	cmd.Flags().StringVarP(&opts.File, "file", "f", "", "the manifest file (- for stdin)")
+	addResolveFlags(cmd, &opts.Resolve)
 	return cmd
 }
 
@@ -76,6 +81,18 @@ func deployRun(cmd *cobra.Command, f *Factory, opts *deployOptions) error {
 	if err != nil {
 		return fmt.Errorf("deploy: %s: %w", name, err)
 	}
+	images := map[string]string{}
+	for id, mod := range m.Modules {
+		images[id] = mod.Image
+	}
+	resolved, err := resolveImages(cmd.Context(), f, "deploy", images, opts.Resolve)
+	if err != nil {
+		return err
+	}
+	if body, err = deployment.SetImages(body, resolved); err != nil {
+		return fmt.Errorf("deploy: %s: %w", name, err)
+	}
+	maps.Copy(images, resolved)
 	c, err := f.HubClient()
 	if err != nil {
 		return err
@@ -87,7 +104,7 @@ func deployRun(cmd *cobra.Command, f *Factory, opts *deployOptions) error {
 	for _, w := range warnings {
 		fmt.Fprintf(f.IO.ErrOut, "warning: %s\n", w)
 	}
-	res := deployResult{Device: opts.Device, Modules: slices.Sorted(maps.Keys(m.Modules)), Warnings: warnings}
+	res := deployResult{Device: opts.Device, Modules: slices.Sorted(maps.Keys(m.Modules)), Warnings: warnings, Images: images}
 	if res.Warnings == nil {
 		res.Warnings = []string{}
 	}
@@ -98,13 +115,4 @@ func deployRun(cmd *cobra.Command, f *Factory, opts *deployOptions) error {
 }
 
 // asJSON returns a YAML or JSON document as JSON.
-func asJSON(data []byte) ([]byte, error) {
-	if json.Valid(data) {
-		return data, nil
-	}
-	var v any
-	if err := yaml.Unmarshal(data, &v); err != nil {
-		return nil, err
-	}
-	return json.Marshal(v)
-}
+func asJSON(data []byte) ([]byte, error) { return deployment.ToJSON(data) }

@@ -41,6 +41,7 @@ is applied to a device, 'outpost deploy' to it is refused.`,
 }
 
 type deploymentCreateOptions struct {
+	Resolve         resolveOptions
 	ID              string
 	File            string
 	TargetCondition string
@@ -67,7 +68,10 @@ device: the highest wins.
 --layered makes a layered deployment: its manifest sets parts of the twins
 with "properties.desired.…" paths (such as "properties.desired.modules.filter"
 in $edgeAgent, or "properties.desired.routes.r" in $edgeHub), merged on top of
-the device's base deployment when its priority is higher.`,
+the device's base deployment when its priority is higher.
+
+` + resolveHelp + `
+The images of a layered deployment are kept as written.`,
 		Example: `  outpost deployment create prod -f deployment.json --target-condition "tags.environment='prod'" --priority 10
   outpost deployment create filter -f layer.json --layered --priority 20 \
       --target-condition "tags.environment='prod' AND tags.filter=true" --label team=analytics
@@ -98,6 +102,7 @@ the device's base deployment when its priority is higher.`,
 	fl.BoolVar(&opts.Layered, "layered", false, "a layered deployment, merged on top of the device's base deployment")
 	fl.StringArrayVar(&opts.Labels, "label", nil, "a `KEY=VALUE` label (repeatable)")
 	fl.StringArrayVar(&opts.Metrics, "metric", nil, "a custom metric `NAME=QUERY` counting devices (repeatable)")
+	addResolveFlags(cmd, &opts.Resolve)
 	return cmd
 }
 
@@ -120,6 +125,11 @@ func deploymentCreateRun(ctx context.Context, f *Factory, opts *deploymentCreate
 	}
 	for _, w := range warnings {
 		fmt.Fprintf(f.IO.ErrOut, "warning: %s\n", w)
+	}
+	if !opts.Layered {
+		if content, err = resolveContentImages(ctx, f, content, opts.Resolve); err != nil {
+			return err
+		}
 	}
 	cfg := hubapi.Configuration{
 		ID:              opts.ID,
@@ -209,6 +219,34 @@ func modulesContent(data []byte, name string, layered bool) (json.RawMessage, []
 		return nil, nil, fmt.Errorf("deployment create: %w", err)
 	}
 	return b, warnings, nil
+}
+
+// resolveContentImages resolves the image tags of a base deployment's
+// modulesContent to digests.
+func resolveContentImages(ctx context.Context, f *Factory, content json.RawMessage, opts resolveOptions) (json.RawMessage, error) {
+	if opts.NoResolve {
+		return content, nil
+	}
+	var twins map[string]map[string]json.RawMessage
+	if err := json.Unmarshal(content, &twins); err != nil {
+		return nil, fmt.Errorf("deployment create: modulesContent: %w", err)
+	}
+	m, _, err := deployment.FromAgentDesired(twins["$edgeAgent"]["properties.desired"])
+	if err != nil {
+		return nil, fmt.Errorf("deployment create: %w", err)
+	}
+	images := map[string]string{}
+	for id, mod := range m.Modules {
+		images[id] = mod.Image
+	}
+	resolved, err := resolveImages(ctx, f, "deployment create", images, opts)
+	if err != nil {
+		return nil, err
+	}
+	if content, err = deployment.SetImages(content, resolved); err != nil {
+		return nil, fmt.Errorf("deployment create: %w", err)
+	}
+	return content, nil
 }
 
 // keyValues reads repeated KEY=VALUE flags.

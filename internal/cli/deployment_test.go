@@ -54,25 +54,25 @@ func TestDeploymentCommands(t *testing.T) {
 	native := filepath.Join(dir, "native.yaml")
 	os.WriteFile(native, []byte("schemaVersion: \"1.0\"\nmodules:\n  web:\n    image: localhost:5000/web:1\n    desired: {a: 1}\n"), 0o644)
 
-	code, _, errOut := run(t, "deployment", "create", "native", "-f", native, "--target-condition", "tags.environment='prod'", "--priority", "5", "--label", "team=ops")
+	code, _, errOut := run(t, "deployment", "create", "--no-resolve", "native", "-f", native, "--target-condition", "tags.environment='prod'", "--priority", "5", "--label", "team=ops")
 	if code != 0 || !strings.Contains(errOut, "created deployment native") {
 		t.Fatalf("create from a native manifest: %d %s", code, errOut)
 	}
 	base := filepath.Join(fixtures, "configurations", "base-tempsensor.json")
 	layer := filepath.Join(fixtures, "configurations", "layered-filter.json")
-	if code, _, errOut := run(t, "deployment", "create", "iotedge", "-f", base, "--target-condition", "tags.environment='prod'", "--priority", "10"); code != 0 {
+	if code, _, errOut := run(t, "deployment", "create", "--no-resolve", "iotedge", "-f", base, "--target-condition", "tags.environment='prod'", "--priority", "10"); code != 0 {
 		t.Fatalf("create from an IoT Edge configuration: %d %s", code, errOut)
 	}
-	if code, _, errOut := run(t, "deployment", "create", "layer", "-f", layer, "--target-condition", "tags.filter=true", "--priority", "20"); code != ExitUsage || !strings.Contains(errOut, "pass --layered") {
+	if code, _, errOut := run(t, "deployment", "create", "--no-resolve", "layer", "-f", layer, "--target-condition", "tags.filter=true", "--priority", "20"); code != ExitUsage || !strings.Contains(errOut, "pass --layered") {
 		t.Fatalf("a layered manifest without --layered: %d %s", code, errOut)
 	}
-	if code, _, errOut := run(t, "deployment", "create", "layer", "-f", base, "--layered", "--target-condition", "*"); code != ExitUsage || !strings.Contains(errOut, "drop --layered") {
+	if code, _, errOut := run(t, "deployment", "create", "--no-resolve", "layer", "-f", base, "--layered", "--target-condition", "*"); code != ExitUsage || !strings.Contains(errOut, "drop --layered") {
 		t.Fatalf("a base manifest with --layered: %d %s", code, errOut)
 	}
-	if code, _, errOut := run(t, "deployment", "create", "layer", "-f", layer, "--layered", "--target-condition", "tags.filter=true", "--priority", "20"); code != 0 {
+	if code, _, errOut := run(t, "deployment", "create", "--no-resolve", "layer", "-f", layer, "--layered", "--target-condition", "tags.filter=true", "--priority", "20"); code != 0 {
 		t.Fatalf("create a layered deployment: %d %s", code, errOut)
 	}
-	if code, _, errOut := run(t, "deployment", "create", "bad", "-f", base, "--target-condition", "tags.x = "); code != ExitFailure || !strings.Contains(errOut, "targetCondition") || !strings.Contains(errOut, "position") {
+	if code, _, errOut := run(t, "deployment", "create", "--no-resolve", "bad", "-f", base, "--target-condition", "tags.x = "); code != ExitFailure || !strings.Contains(errOut, "targetCondition") || !strings.Contains(errOut, "position") {
 		t.Fatalf("a bad target condition: %d %s", code, errOut)
 	}
 

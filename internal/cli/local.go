@@ -55,7 +55,7 @@ func newListCmd(f *Factory) *cobra.Command {
 			return f.Print(mods, func(w io.Writer) error {
 				t := NewTable("name", "status", "image", "restarts", "uptime")
 				for _, m := range mods {
-					t.Row(m.Name, f.IO.ColorStatus(statusCell(m)), m.Image, strconv.Itoa(m.Restarts), uptime(m, now))
+					t.Row(m.Name, f.IO.ColorStatus(statusCell(m)), imageCell(m), strconv.Itoa(m.Restarts), uptime(m, now))
 				}
 				return t.Write(w)
 			})
@@ -70,6 +70,15 @@ func statusCell(m mgmtclient.Module) string {
 		return fmt.Sprintf("%s (exit %d)", m.Status, *m.ExitCode)
 	}
 	return m.Status
+}
+
+// imageCell shows the image as deployed with its digest shortened; a tag
+// deployed as it is gets the digest of the image running, in brackets.
+func imageCell(m mgmtclient.Module) string {
+	if strings.Contains(m.Image, "@") || m.ImageDigest == "" {
+		return shortDigestRef(m.Image)
+	}
+	return m.Image + " (" + strings.TrimPrefix(shortDigestRef("@"+m.ImageDigest), "@") + ")"
 }
 
 func uptime(m mgmtclient.Module, now time.Time) string {

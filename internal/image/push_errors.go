@@ -51,12 +51,17 @@ type AuthError struct {
 	Status     int // 401 or 403
 	Source     CredentialSource
 	Err        error
+	// Pull is set when the registry refused reading (resolving a tag),
+	// not pushing.
+	Pull bool
 }
 
 func (e *AuthError) Error() string {
 	switch {
 	case e.Source.Anonymous() && e.Status == http.StatusUnauthorized:
 		return fmt.Sprintf("registry %s requires credentials and none were found (%s): %v", e.Registry, e.Source, e.Err)
+	case e.Status == http.StatusForbidden && e.Pull:
+		return fmt.Sprintf("registry %s denied reading %s with credentials from %s: %v", e.Registry, e.Repository, e.Source, e.Err)
 	case e.Status == http.StatusForbidden:
 		return fmt.Sprintf("registry %s denied pushing to %s with credentials from %s: %v", e.Registry, e.Repository, e.Source, e.Err)
 	}
@@ -73,6 +78,8 @@ func (e *AuthError) Hint() string {
 	switch {
 	case e.Source.Anonymous() && e.Status == http.StatusUnauthorized:
 		return fmt.Sprintf("Log in first: %s (outpost reads docker's config.json and credential helpers).", login)
+	case e.Status == http.StatusForbidden && e.Pull:
+		return fmt.Sprintf("Check that this account may pull from %s, or log in as another: %s", e.Repository, login)
 	case e.Status == http.StatusForbidden:
 		return fmt.Sprintf("Check that this account may push to %s, or log in as another: %s", e.Repository, login)
 	}

@@ -555,7 +555,14 @@ trap 'st=$?; export -p > %[1]s.new && mv %[1]s.new %[1]s && echo "cd $(printf %%
 			case <-time.After(100 * time.Millisecond):
 			}
 			if fi, err := out.Stat(); err == nil && fi.Size() > 0 {
-				time.Sleep(time.Second) // a little more of it
+				select {
+				case err := <-done: // it ended by itself meanwhile: its status counts
+					if err != nil {
+						return fmt.Errorf("a follow block ended with %v; it printed:\n%s", err, output())
+					}
+					return r.checkOutput(b, output())
+				case <-time.After(time.Second): // a little more of its output
+				}
 				stopGroup(cmd.Process.Pid)
 				<-done
 				return r.checkOutput(b, output())

@@ -15,6 +15,7 @@ func FuzzParse(f *testing.F) {
 		"SELECT TOP 2 deviceId, MIN(tags.n), MAX(tags.n), AVG(tags.n), SUM(tags.n) FROM devices",
 		`select * from devices where NOT (is_defined(tags.x) or STARTSWITH(tags['a b'], "x\u0041")) and -tags.n * 2 % 3 <> 1.5e3`,
 		"SELECT * FROM devices WHERE tags.list[1] NIN [null, true, undefined, [1, 2]]",
+		"SELECT deviceId FROM devices.modules WHERE moduleId = '$edgeAgent' AND configurations.[[prod-1]].status = 'Applied'",
 	} {
 		f.Add(s)
 	}

@@ -30,6 +30,7 @@ const (
 	tString
 	tNumber
 	tPunct // ( ) , . [ ] * = != <> < > <= >= + - / %
+	tName  // an escaped property name after a dot: .[[my-config]]
 )
 
 type token struct {
@@ -49,6 +50,8 @@ func (t token) describe() string {
 		return "string " + t.text
 	case tNumber:
 		return "number " + t.text
+	case tName:
+		return "[[" + t.text + "]]"
 	}
 	return strconv.Quote(t.text)
 }
@@ -119,6 +122,20 @@ func lex(q string) ([]token, error) {
 			}
 			toks = append(toks, token{kind: tNumber, pos: i, text: q[i:j], num: n})
 			i = j
+		case c == '[' && strings.HasPrefix(q[i:], "[[") && len(toks) > 0 && toks[len(toks)-1].is("."):
+			// IoT Hub's escaped property name, as in
+			// configurations.[[my-deployment]].status: any characters
+			// but "]]", taken as they are.
+			end := strings.Index(q[i+2:], "]]")
+			if end < 0 {
+				return nil, errAt(i, "escaped property name [[ is not closed: end it with ]] (as in configurations.[[my-deployment]].status)")
+			}
+			if end == 0 {
+				return nil, errAt(i, "escaped property name [[]] is empty: put the name between [[ and ]]")
+			}
+			name := q[i+2 : i+2+end]
+			toks = append(toks, token{kind: tName, pos: i, text: name})
+			i += end + 4
 		case c == '\'' || c == '"':
 			s, j, err := lexString(q, i)
 			if err != nil {

@@ -650,7 +650,7 @@ func (p *parser) path() (expr, error) {
 		case n.is("."):
 			p.next()
 			m := p.next()
-			if m.kind != tIdent {
+			if m.kind != tIdent && m.kind != tName {
 				return nil, errAt(m.pos, "expected a property name after ., found %s", m.describe())
 			}
 			e.p.segs = append(e.p.segs, seg{name: m.text})

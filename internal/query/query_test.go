@@ -305,24 +305,31 @@ func TestErrors(t *testing.T) {
 		{"SELECT * FROM devices WHERE " + strings.Repeat("(", 100) + "1" + strings.Repeat(")", 100), 28 + maxNesting, "nests more than"},
 		{"SELECT * FROM devices WHERE deviceId = '" + strings.Repeat("x", MaxLength) + "'", MaxLength, "at most 8192"},
 	} {
-		_, err := Parse(tc.q)
-		var qe *Error
-		if !errors.As(err, &qe) {
-			t.Errorf("Parse(%.60q) = %v, want an *Error", tc.q, err)
-			continue
-		}
-		if qe.Pos != tc.pos || !strings.Contains(qe.Msg, tc.msg) {
-			t.Errorf("Parse(%.60q):\n got pos %d %q\nwant pos %d, containing %q", tc.q, qe.Pos, qe.Msg, tc.pos, tc.msg)
-		}
-		if want := "position "; !strings.HasPrefix(qe.Error(), want) {
-			t.Errorf("Error() = %q", qe.Error())
-		}
+		wantParseError(t, tc.q, tc.pos, tc.msg)
 	}
 	if _, err := ParseCondition("  "); err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Errorf("empty condition: %v", err)
 	}
 	if _, err := ParseCondition("tags.x = 1 )"); err == nil || err.(*Error).Pos != 11 {
 		t.Errorf("trailing ): %v", err)
+	}
+}
+
+// wantParseError checks that q does not parse, with an *Error at pos whose
+// message contains msg.
+func wantParseError(t *testing.T, q string, pos int, msg string) {
+	t.Helper()
+	_, err := Parse(q)
+	var qe *Error
+	if !errors.As(err, &qe) {
+		t.Errorf("Parse(%.60q) = %v, want an *Error", q, err)
+		return
+	}
+	if qe.Pos != pos || !strings.Contains(qe.Msg, msg) {
+		t.Errorf("Parse(%.60q):\n got pos %d %q\nwant pos %d, containing %q", q, qe.Pos, qe.Msg, pos, msg)
+	}
+	if want := "position "; !strings.HasPrefix(qe.Error(), want) {
+		t.Errorf("Error() = %q", qe.Error())
 	}
 }
 

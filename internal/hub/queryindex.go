@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/store"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
@@ -45,6 +46,11 @@ type indexEntry struct {
 	status            string // device status (device twins)
 	iotEdge           *bool  // device capabilities.iotEdge
 	twin              flatTwin
+	// The automatic deployments that target the device, on its $edgeAgent
+	// twin's entry, and the version of the deploy state record they are from
+	// (queryconfigs.go).
+	configs    map[string]hubapi.ConfigurationStatus
+	configsVer int64
 }
 
 func newTwinIndex(now func() time.Time) *twinIndex {
@@ -57,7 +63,7 @@ func newTwinIndex(now func() time.Time) *twinIndex {
 }
 
 // indexPrefixes are the store prefixes the index follows.
-var indexPrefixes = []string{"devices/", "modules/", "twins/"}
+var indexPrefixes = []string{"devices/", "modules/", "twins/", deployStateKind + "/"}
 
 // load watches the store, then reads what it holds; the watches run until
 // ctx ends or the store closes. The index holds the store's own copies of
@@ -92,6 +98,10 @@ func (x *twinIndex) load(ctx context.Context, st *store.FileStore) error {
 func (x *twinIndex) apply(del bool, key string, version int64, value []byte) {
 	kind, rest, ok := strings.Cut(key, "/")
 	if !ok {
+		return
+	}
+	if kind == deployStateKind {
+		x.applyDeployState(del, rest, version, value)
 		return
 	}
 	id, mid, _ := strings.Cut(rest, "/")
@@ -210,7 +220,7 @@ func withIdentity(t map[string]any, moduleID, status string, iotEdge *bool, conn
 // with the device's status and capabilities; nil if e no longer exists.
 func (x *twinIndex) fullDoc(e *indexEntry) map[string]any {
 	x.mu.RLock()
-	live, status, iotEdge, raw := e.live, e.status, e.iotEdge, e.twin.raw
+	live, status, iotEdge, raw, cfgs := e.live, e.status, e.iotEdge, e.twin.raw, e.configs
 	x.mu.RUnlock()
 	if !live {
 		return nil
@@ -219,7 +229,11 @@ func (x *twinIndex) fullDoc(e *indexEntry) map[string]any {
 	if raw == nil || json.Unmarshal(raw, &t) != nil {
 		t = freshTwin(e.deviceID, e.moduleID, x.now())
 	}
-	return withIdentity(t, e.moduleID, status, iotEdge, x.connectionState(e))
+	doc := withIdentity(t, e.moduleID, status, iotEdge, x.connectionState(e))
+	if cfgs != nil {
+		doc["configurations"] = configurationsDoc(cfgs)
+	}
+	return doc
 }
 
 // connectionState is e's connectionState now, "" when the index has no

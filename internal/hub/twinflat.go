@@ -250,6 +250,9 @@ func (v *twinView) Get(p *query.Path) (any, bool) {
 			return *e.iotEdge, true
 		}
 	}
+	if isConfigurationsPath(e, p.Key) {
+		return configurationsValue(e.configs, p.Key)
+	}
 	t := e.twin
 	if t.raw == nil {
 		t = v.x.fresh[collectionOf(e.moduleID != "")]

@@ -1,0 +1,162 @@
+package hub_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/outpost-edge/outpost/internal/hub/hubtest"
+	"github.com/outpost-edge/outpost/internal/hubapi"
+	"github.com/outpost-edge/outpost/internal/hubclient"
+)
+
+// The deployment-monitoring queries of IoT Hub over the $edgeAgent twins'
+// configurations: custom metrics of a deployment, and plain queries.
+const (
+	appliedQuery  = "SELECT deviceId FROM devices.modules WHERE moduleId='$edgeAgent' AND configurations.[[base-tempsensor]].status='Applied'"
+	targetedQuery = "SELECT deviceId FROM devices.modules WHERE moduleId='$edgeAgent' AND configurations.[[base-tempsensor]].status='Targeted'"
+)
+
+// TestConfigurationsInQueries runs two automatic deployments over three edge
+// devices: the configurations each $edgeAgent twin shows are what queries
+// and custom metric queries see, and they follow tag changes.
+func TestConfigurationsInQueries(t *testing.T) {
+	dir := t.TempDir()
+	h := hubtest.Start(t, hubtest.Options{DataDir: dir})
+	c := h.Client(t)
+	setTags := func(id, tags string) {
+		t.Helper()
+		if _, err := c.PatchTwin(ctx, id, "", []byte(`{"tags":`+tags+`}`), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"edge-1", "edge-2", "edge-3"} {
+		if _, err := c.CreateDevice(ctx, hubapi.Device{DeviceID: id, Capabilities: &hubapi.Capabilities{IoTEdge: true}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setTags("edge-1", `{"environment":"prod"}`)
+	setTags("edge-2", `{"environment":"prod"}`)
+	setTags("edge-3", `{"environment":"prod","ring":"canary"}`)
+	base := configurationFixture(t, "base-tempsensor.json")
+	base.Metrics = &hubapi.ConfigurationMetrics{Queries: map[string]string{"applied": appliedQuery, "targeted": targetedQuery}}
+	if _, err := c.CreateConfiguration(ctx, base); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateConfiguration(ctx, configurationFixture(t, "base-canary.json")); err != nil {
+		t.Fatal(err)
+	}
+
+	// metrics answers "applied targeted appliedCount" of base-tempsensor.
+	metrics := func() string {
+		cfg, err := c.GetConfiguration(ctx, "base-tempsensor")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("applied %d, targeted %d, appliedCount %d", cfg.Metrics.Results["applied"], cfg.Metrics.Results["targeted"], cfg.SystemMetrics.Results[hubapi.MetricApplied])
+	}
+	// canary wins on edge-3 (priority 20): base-tempsensor is only targeted there.
+	expectMetrics(t, metrics, "applied 2, targeted 1, appliedCount 2")
+	if got := queryIDs(t, c, appliedQuery); got != "edge-1,edge-2" {
+		t.Errorf("%s: %s", appliedQuery, got)
+	}
+	if got := queryIDs(t, c, "SELECT * FROM devices.modules WHERE configurations.[[base-canary]].status = 'Applied'"); got != "edge-3/$edgeAgent" {
+		t.Errorf("SELECT * over configurations: %s", got)
+	}
+	// SELECT * rows carry the configurations as GET /twins shows them.
+	items, _, err := c.Query(ctx, "SELECT * FROM devices.modules WHERE deviceId = 'edge-3' AND moduleId = '$edgeAgent'", 0)
+	if err != nil || len(items) != 1 {
+		t.Fatalf("SELECT * edge-3 $edgeAgent: %d items, %v", len(items), err)
+	}
+	var doc struct {
+		Configurations map[string]hubapi.ConfigurationStatus `json:"configurations"`
+	}
+	if err := json.Unmarshal(items[0], &doc); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]hubapi.ConfigurationStatus{"base-canary": {Status: "Applied"}, "base-tempsensor": {Status: "Targeted"}}
+	if fmt.Sprint(doc.Configurations) != fmt.Sprint(want) {
+		t.Errorf("SELECT * configurations: %s", items[0])
+	}
+	items, _, err = c.Query(ctx, "SELECT deviceId, configurations.[[base-tempsensor]].status AS base FROM devices.modules WHERE moduleId = '$edgeAgent'", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(joinRaw(items)); got != `{"base":"Applied","deviceId":"edge-1"} {"base":"Applied","deviceId":"edge-2"} {"base":"Targeted","deviceId":"edge-3"}` {
+		t.Errorf("projection: %s", got)
+	}
+	// Only $edgeAgent twins have configurations.
+	if got := queryIDs(t, c, "SELECT * FROM devices WHERE IS_DEFINED(configurations)"); got != "" {
+		t.Errorf("device twins with configurations: %s", got)
+	}
+	if got := queryIDs(t, c, "SELECT * FROM devices.modules WHERE IS_DEFINED(configurations) AND moduleId != '$edgeAgent'"); got != "" {
+		t.Errorf("other module twins with configurations: %s", got)
+	}
+
+	// edge-2 joins the canary ring; edge-3 leaves prod: base-tempsensor is
+	// applied to edge-1, targets edge-2, and no longer edge-3.
+	setTags("edge-2", `{"ring":"canary"}`)
+	setTags("edge-3", `{"environment":"dev"}`)
+	expectMetrics(t, metrics, "applied 1, targeted 1, appliedCount 1")
+	if got := queryIDs(t, c, targetedQuery); got != "edge-2" {
+		t.Errorf("%s: %s", targetedQuery, got)
+	}
+	if got := queryIDs(t, c, "SELECT * FROM devices.modules WHERE IS_DEFINED(configurations)"); got != "edge-1/$edgeAgent,edge-2/$edgeAgent" {
+		t.Errorf("twins with configurations after edge-3 left: %s", got)
+	}
+
+	// A restarted hub reads the configurations from the store.
+	h.Stop()
+	h = hubtest.Start(t, hubtest.Options{DataDir: dir})
+	c = h.Client(t)
+	if got := queryIDs(t, c, appliedQuery); got != "edge-1" {
+		t.Errorf("after a restart, %s: %s", appliedQuery, got)
+	}
+}
+
+// expectMetrics waits until metrics() answers want (the hub applies
+// deployments in the background).
+func expectMetrics(t *testing.T, metrics func() string, want string) {
+	t.Helper()
+	waitFor(t, "metrics "+want, func() bool { return metrics() == want })
+}
+
+// queryIDs runs q and answers the ids of its rows, "device/module" for a
+// module twin, sorted and joined with ",".
+func queryIDs(t *testing.T, c *hubclient.Client, q string) string {
+	t.Helper()
+	items, _, err := c.Query(ctx, q, 0)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	var ids []string
+	for _, it := range items {
+		var row struct {
+			DeviceID string `json:"deviceId"`
+			ModuleID string `json:"moduleId"`
+		}
+		if err := json.Unmarshal(it, &row); err != nil {
+			t.Fatal(err)
+		}
+		id := row.DeviceID
+		if row.ModuleID != "" && strings.HasPrefix(strings.ToUpper(q), "SELECT *") {
+			id += "/" + row.ModuleID
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return strings.Join(ids, ",")
+}
+
+func joinRaw(items []json.RawMessage) []byte {
+	var b []byte
+	for i, it := range items {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, it...)
+	}
+	return b
+}

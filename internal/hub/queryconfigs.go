@@ -1,0 +1,91 @@
+package hub
+
+import (
+	"encoding/json"
+	"strings"
+
+	"github.com/outpost-edge/outpost/internal/hubapi"
+	"github.com/outpost-edge/outpost/internal/registry"
+)
+
+// The $edgeAgent module twin shows the automatic deployments that target
+// its device as IoT Hub does, "configurations": {"id": {"status":
+// "Applied" | "Targeted"}}, and queries see them there:
+//
+//	SELECT deviceId FROM devices.modules
+//	  WHERE moduleId = '$edgeAgent' AND configurations.[[prod]].status = 'Applied'
+//
+// (the custom metric queries of deployments). The registry keeps that state
+// in deploystate/{deviceId} records, not in the twin, so the index follows
+// those records too and holds each device's configurations on the entry of
+// its $edgeAgent twin.
+
+// deployStateKind is the first element of the registry's deploy state keys.
+const deployStateKind = "deploystate"
+
+// applyDeployState records a put (or with del, a deletion) of a device's
+// deploy state record at version.
+func (x *twinIndex) applyDeployState(del bool, deviceID string, version int64, value []byte) {
+	var cfgs map[string]hubapi.ConfigurationStatus
+	if !del { // decoded outside the lock
+		var s struct {
+			Configurations map[string]hubapi.ConfigurationStatus `json:"configurations"`
+		}
+		if json.Unmarshal(value, &s) == nil && len(s.Configurations) > 0 {
+			cfgs = s.Configurations
+		}
+	}
+	key := deviceID + "/" + registry.AgentModule
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.maxSeen = max(x.maxSeen, version)
+	e := x.entities[key]
+	if e == nil {
+		e = &indexEntry{deviceID: deviceID, moduleID: registry.AgentModule}
+		x.entities[key] = e
+	}
+	if version <= e.configsVer {
+		return
+	}
+	// Replaced, never changed in place: fullDoc reads it after unlocking.
+	e.configsVer, e.configs = version, cfgs
+}
+
+// isConfigurationsPath reports whether a query path of a module twin reads
+// its configurations.
+func isConfigurationsPath(e *indexEntry, key string) bool {
+	return e.moduleID == registry.AgentModule && (key == "configurations" || strings.HasPrefix(key, "configurations."))
+}
+
+// configurationsValue is the value at path key (configurations,
+// configurations.ID or configurations.ID.status) of cfgs as the twin shows
+// them.
+func configurationsValue(cfgs map[string]hubapi.ConfigurationStatus, key string) (any, bool) {
+	if len(cfgs) == 0 {
+		return nil, false
+	}
+	rest, ok := strings.CutPrefix(key, "configurations.")
+	if !ok {
+		return configurationsDoc(cfgs), true
+	}
+	if st, ok := cfgs[rest]; ok {
+		return map[string]any{"status": st.Status}, true
+	}
+	// Configuration ids have no "." in IoT Hub, but a lookup by the whole
+	// id first keeps one that has it readable.
+	if id, ok := strings.CutSuffix(rest, ".status"); ok {
+		if st, ok := cfgs[id]; ok {
+			return st.Status, true
+		}
+	}
+	return nil, false
+}
+
+// configurationsDoc is cfgs as a decoded twin holds them.
+func configurationsDoc(cfgs map[string]hubapi.ConfigurationStatus) map[string]any {
+	doc := make(map[string]any, len(cfgs))
+	for id, st := range cfgs {
+		doc[id] = map[string]any{"status": st.Status}
+	}
+	return doc
+}

@@ -152,42 +152,29 @@ func TestConcurrentPatches(t *testing.T) {
 	}
 }
 
-const crashEnv = "OUTPOST_SYNCER_TEST_CRASH" // DIR,ROUND,CONNECTION-STRING: run TestCrashChild
+const crashEnv = "OUTPOST_SYNCER_TEST_CRASH" // see crashChild: run TestCrashChild
 
 // TestCrashChild is the process TestCrashMidCommit kills: 8 writers report
 // patches as fast as they are acknowledged, printing "ACK KEY VALUE" once
 // PatchReported has returned.
 func TestCrashChild(t *testing.T) {
-	spec := os.Getenv(crashEnv)
-	if spec == "" {
-		t.Skip("runs as a child of TestCrashMidCommit")
-	}
-	parts := strings.SplitN(spec, ",", 3)
-	fail := func(format string, args ...any) {
-		fmt.Printf("ERROR "+format+"\n", args...)
-		os.Exit(3)
-	}
-	st, err := store.Open(parts[0])
-	if err != nil {
-		fail("open: %v", err)
-	}
-	hc, err := hubclient.New(parts[2], "")
-	if err != nil {
-		fail("client: %v", err)
-	}
-	s, err := New(hc, st, "d")
-	if err != nil {
-		fail("new: %v", err)
-	}
+	s, round, fail := crashChild(t, crashEnv, "TestCrashMidCommit")
+	fmt.Println("READY")
+	reportUntilKilled(s, 8, round, fail)
+}
+
+// reportUntilKilled is the work of a crash test's child: writers
+// goroutines report patches as fast as they are answered, each printing
+// "ACK KEY VALUE" once PatchReported has returned. It fails after 60 s: the
+// parent should have killed it by then.
+func reportUntilKilled(s *Syncer, writers int, round string, fail func(format string, args ...any)) {
 	var mu sync.Mutex
 	out := bufio.NewWriter(os.Stdout)
-	fmt.Fprintln(out, "READY")
-	out.Flush()
-	deadline := time.Now().Add(60 * time.Second) // in case nobody kills us
+	deadline := time.Now().Add(60 * time.Second)
 	var wg sync.WaitGroup
-	for g := range 8 {
+	for g := range writers {
 		wg.Go(func() {
-			key := fmt.Sprintf("r%sw%d", parts[1], g)
+			key := fmt.Sprintf("r%sw%d", round, g)
 			for j := 0; time.Now().Before(deadline); j++ {
 				if _, err := s.PatchReported(writerModule(g), fmt.Appendf(nil, `{%q:%d}`, key, j)); err != nil {
 					fail("patch %s=%d: %v", key, j, err)
@@ -200,8 +187,103 @@ func TestCrashChild(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	fmt.Println("ERROR not killed within 60 s")
-	os.Exit(3)
+	fail("not killed within 60 s")
+}
+
+// restart opens the store of a crash test's child after its death, and a
+// syncer (not run) over it. The caller closes the store.
+func (f *fixture) restart(t *testing.T) (*store.FileStore, *Syncer) {
+	t.Helper()
+	st, err := store.Open(f.storeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(f.device, st, "d")
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	return st, s
+}
+
+// killChild runs the test named child in a process of its own, with the
+// environment variable spec, and kills it (SIGKILL: no Flush, no Close)
+// after killAfter ACK lines or after timeout (if not 0), whichever comes
+// first; it calls ack with the key and value of each ACK line and returns
+// how many there were.
+func killChild(t *testing.T, child, spec string, killAfter int, timeout time.Duration, ack func(key string, value int)) int {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run", "^"+child+"$")
+	cmd.Env = append(os.Environ(), spec)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	if timeout > 0 {
+		timer := time.AfterFunc(timeout, func() { cmd.Process.Kill() })
+		defer timer.Stop()
+	}
+	n := 0
+	for sc := bufio.NewScanner(stdout); sc.Scan(); {
+		line := sc.Text()
+		if strings.HasPrefix(line, "ERROR") {
+			cmd.Process.Kill()
+			t.Fatalf("child: %s", line)
+		}
+		var k string
+		var v int
+		if _, err := fmt.Sscanf(line, "ACK %s %d", &k, &v); err != nil {
+			continue
+		}
+		ack(k, v)
+		if n++; n == killAfter {
+			cmd.Process.Kill()
+		}
+	}
+	return n
+}
+
+// crashSpec is the environment variable env that tells a crash test's
+// child process its data dir, round and hub; see crashChild.
+func crashSpec(env string, f *fixture, round int) string {
+	return fmt.Sprintf("%s=%s,%d,%s,%s", env, f.storeDir, round, f.hub.CAFile, f.device.ConnectionString())
+}
+
+// crashChild opens, in a crash test's child process, the syncer that the
+// environment variable env (DIR,ROUND,CA-FILE,CONNECTION-STRING, from
+// crashSpec) describes; without env, the test is skipped: it runs only as
+// a child of parent. It returns the syncer with the round and fail, which
+// prints an ERROR line for the parent and exits.
+func crashChild(t *testing.T, env, parent string) (s *Syncer, round string, fail func(format string, args ...any)) {
+	spec := os.Getenv(env)
+	if spec == "" {
+		t.Skip("runs as a child of " + parent)
+	}
+	parts := strings.SplitN(spec, ",", 4)
+	fail = func(format string, args ...any) {
+		fmt.Printf("ERROR "+format+"\n", args...)
+		os.Exit(3)
+	}
+	if len(parts) != 4 {
+		fail("spec %q: want DIR,ROUND,CA-FILE,CONNECTION-STRING", spec)
+	}
+	st, err := store.Open(parts[0])
+	if err != nil {
+		fail("open: %v", err)
+	}
+	hc, err := hubclient.New(parts[3], parts[2])
+	if err != nil {
+		fail("client: %v", err)
+	}
+	if s, err = New(hc, st, "d"); err != nil {
+		fail("new: %v", err)
+	}
+	return s, parts[1], fail
 }
 
 // TestCrashMidCommit kills a daemon's syncer (a child process) while 8
@@ -217,50 +299,15 @@ func TestCrashMidCommit(t *testing.T) {
 	var last map[string]int
 	total := 0
 	for round := range 5 {
-		cmd := exec.Command(os.Args[0], "-test.run", "^TestCrashChild$")
-		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d,%s", crashEnv, f.storeDir, round, f.device.ConnectionString()))
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		acked := map[string]int{}
 		// Killed after a random number of acks, or a random time on a slow
 		// machine, whichever comes first.
-		killAfter := 20 + rnd.IntN(400)
-		timer := time.AfterFunc(time.Duration(200+rnd.IntN(800))*time.Millisecond, func() { cmd.Process.Kill() })
-		n := 0
-		for sc := bufio.NewScanner(stdout); sc.Scan(); {
-			line := sc.Text()
-			if strings.HasPrefix(line, "ERROR") {
-				cmd.Process.Kill()
-				t.Fatalf("child: %s", line)
-			}
-			var k string
-			var v int
-			if _, err := fmt.Sscanf(line, "ACK %s %d", &k, &v); err != nil {
-				continue
-			}
+		n := killChild(t, "TestCrashChild", crashSpec(crashEnv, f, round), 20+rnd.IntN(400), time.Duration(200+rnd.IntN(800))*time.Millisecond, func(k string, v int) {
 			acked[k] = max(acked[k], v)
-			if n++; n == killAfter {
-				cmd.Process.Kill()
-			}
-		}
-		timer.Stop()
-		cmd.Wait()
+		})
 		total += n
 
-		st, err := store.Open(f.storeDir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := New(f.device, st, "d")
-		if err != nil {
-			t.Fatal(err)
-		}
+		st, s := f.restart(t)
 		last = checkOutbox(t, s, 0)
 		for k, v := range acked {
 			if last[k] < v {

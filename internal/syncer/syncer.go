@@ -73,6 +73,7 @@ type Syncer struct {
 	connected bool
 	since     time.Time // when connected last changed
 	nextSeq   int64
+	depth     outboxDepth // what Outbox reports; see outboxDepth
 	subs      map[chan Change]struct{}
 	statusC   chan struct{} // closed when the link or the outbox changes; see StatusChanged
 
@@ -163,10 +164,11 @@ func New(hub *hubclient.Client, st store.Store, deviceID string, opts ...Option)
 			return nil, fmt.Errorf("sync state: %w", err)
 		}
 	}
-	pending, err := s.pending(0)
+	pending, depth, err := readOutbox(st, 0, s.state.Acked)
 	if err != nil {
 		return nil, err
 	}
+	s.depth = depth
 	s.nextSeq = s.state.Acked + 1
 	for _, p := range pending { // in memory, then each twin written once
 		s.nextSeq = max(s.nextSeq, p.Seq+1)
@@ -642,6 +644,7 @@ func (s *Syncer) commit(calls []*call) {
 		return
 	}
 	s.nextSeq += int64(len(rec.Patches))
+	s.depth.add(rec, s.state.Acked)
 	s.dmu.Lock()
 	for id := range changed {
 		s.dirty[id] = twins[id]
@@ -694,23 +697,8 @@ func outboxKey(seq int64) string { return fmt.Sprintf("outbox/%020d", seq) }
 
 // pending returns the queued patches with seq above after, oldest first.
 func (s *Syncer) pending(after int64) ([]hubapi.ReportedPatch, error) {
-	recs, err := s.st.List("outbox/")
-	if err != nil {
-		return nil, err
-	}
-	out := make([]hubapi.ReportedPatch, 0, len(recs))
-	for _, rec := range recs {
-		r, err := decodeOutbox(rec)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range r.Patches {
-			if p.Seq > after {
-				out = append(out, p)
-			}
-		}
-	}
-	return out, nil
+	out, _, err := readOutbox(s.st, after, after)
+	return out, err
 }
 
 // flushLoop sends the outbox whenever there is work and the hub answers.
@@ -863,6 +851,7 @@ scan:
 		}
 	}
 	if st.Acked > s.state.Acked {
+		s.depth.ack(st.Acked)
 		s.noteAcked(batch.Patches, &ack)
 		s.statusChangedLocked()
 	}
@@ -937,33 +926,12 @@ func (s *Syncer) Link() Status {
 	return Status{Connected: s.connected, Since: s.since.UTC(), LastSync: s.state.LastSync}
 }
 
-// Outbox reports the reported patches waiting for the hub. It reads the
-// whole outbox.
+// Outbox reports the reported patches waiting for the hub, without reading
+// the store (see outboxDepth). The error is always nil.
 func (s *Syncer) Outbox() (OutboxStatus, error) {
-	var ob OutboxStatus
 	s.mu.Lock()
-	acked := s.state.Acked
-	s.mu.Unlock()
-	recs, err := s.st.List("outbox/")
-	if err != nil {
-		return ob, err
-	}
-	for _, rec := range recs {
-		r, err := decodeOutbox(rec)
-		if err != nil {
-			return ob, err
-		}
-		for _, p := range r.Patches {
-			if p.Seq > acked {
-				ob.Patches++
-				ob.Bytes += len(p.Patch)
-				if ob.Oldest.IsZero() {
-					ob.Oldest = r.Queued
-				}
-			}
-		}
-	}
-	return ob, nil
+	defer s.mu.Unlock()
+	return s.depth.status(), nil
 }
 
 // Status reports the link, the outbox and the cached twins' versions.

@@ -1,9 +1,7 @@
 package broker
 
 import (
-	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,22 +26,18 @@ func TestNodeDeviceRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	cs := (&identity.ConnectionString{HostName: "localhost", DeviceID: "d", SharedAccessKey: f.keys[""]}).String()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "protocols.test.js")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "OUTPOST_TEST_DEVICE_CS="+cs, "NODE_EXTRA_CA_CERTS="+caFile,
-		"NODE_OPTIONS=--dns-result-order=ipv4first", "NO_COLOR=1")
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("node --test protocols.test.js (%v):\n%s\nbroker log:\n%s", err, out, f.logs)
-	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("broker log:\n%s", f.logs)
+		}
+	})
+	out := sdktest.RunNodeTest(t, node, dir, "protocols.test.js", time.Minute,
+		"OUTPOST_TEST_DEVICE_CS="+cs, "NODE_EXTRA_CA_CERTS="+caFile, "NODE_OPTIONS=--dns-result-order=ipv4first")
 	t.Logf("node --test protocols.test.js:\n%s", out)
 	if n := f.logs.Count("refused a connection", "client_id=d ", "device MQTT is not supported yet"); n != 1 {
 		t.Fatalf("the broker refused the device %d times, want 1 (the SDK tried again?); log:\n%s", n, f.logs)
 	}
-	if !strings.Contains(string(out), "failed after") {
+	if !strings.Contains(out, "failed after") {
 		t.Errorf("node printed no failure time:\n%s", out)
 	}
 }

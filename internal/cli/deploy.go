@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 
@@ -57,15 +56,7 @@ name the file, line and field; parts not supported yet are listed as warnings.
 }
 
 func deployRun(cmd *cobra.Command, f *Factory, opts *deployOptions) error {
-	name := opts.File
-	var data []byte
-	var err error
-	if name == "-" {
-		name = "stdin"
-		data, err = io.ReadAll(f.IO.In)
-	} else {
-		data, err = os.ReadFile(name)
-	}
+	data, name, err := f.readInput(opts.File)
 	if err != nil {
 		return fmt.Errorf("deploy: read manifest: %w", err)
 	}

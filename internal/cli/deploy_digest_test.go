@@ -137,6 +137,15 @@ func TestDeployByDigest(t *testing.T) {
 			t.Errorf("deploy with a registry down: exit %d, want %d and %q in:\n%s", code, ExitUnavailable, want, errOut)
 		}
 	}
+	// A manifest on stdin (-f -) is read, and named "stdin" in what is wrong with it.
+	code, _, errOut = runIn(t, "schemaVersion: \"1.0\"\nmodules:\n  web:\n    image: "+f.Registry+"/mod:nosuch\n", "deploy", "dev", "-f", "-")
+	if code != ExitNotFound || !strings.Contains(errOut, "module web") || !strings.Contains(errOut, f.Registry+"/mod:nosuch") {
+		t.Errorf("deploy -f - of a missing tag: exit %d, want %d, naming the module and image:\n%s", code, ExitNotFound, errOut)
+	}
+	code, _, errOut = runIn(t, "schemaVersion: \"1.0\"\nmodules:\n  web: {}\n", "deploy", "dev", "-f", "-")
+	if code != ExitFailure || !strings.Contains(errOut, "stdin") {
+		t.Errorf("deploy -f - of an invalid manifest: exit %d, want %d, naming stdin:\n%s", code, ExitFailure, errOut)
+	}
 	if m := f.ModuleReported(t, "web"); m["settings"].(map[string]any)["image"] != f.Image+"@"+d1 {
 		t.Errorf("a failed resolution deployed something: %v", m)
 	}

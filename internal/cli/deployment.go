@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 
@@ -107,15 +106,7 @@ The images of a layered deployment are kept as written.`,
 }
 
 func deploymentCreateRun(ctx context.Context, f *Factory, opts *deploymentCreateOptions) error {
-	name := opts.File
-	var data []byte
-	var err error
-	if name == "-" {
-		name = "stdin"
-		data, err = io.ReadAll(f.IO.In)
-	} else {
-		data, err = os.ReadFile(name)
-	}
+	data, name, err := f.readInput(opts.File)
 	if err != nil {
 		return fmt.Errorf("deployment create: read manifest: %w", err)
 	}

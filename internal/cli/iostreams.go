@@ -91,3 +91,14 @@ func (s *IOStreams) ColorStatus(cell string) string {
 	}
 	return cell
 }
+
+// readInput reads file, or standard input for "-"; name is what to call it
+// in messages ("stdin" for "-").
+func (f *Factory) readInput(file string) (data []byte, name string, err error) {
+	if file == "-" {
+		data, err = io.ReadAll(f.IO.In)
+		return data, "stdin", err
+	}
+	data, err = os.ReadFile(file)
+	return data, file, err
+}

@@ -263,15 +263,7 @@ func twinPatchRun(ctx context.Context, f *Factory, opts *twinPatchOptions) error
 
 // readTwinPatchFile reads an IoT Hub twin patch from file ("-": stdin).
 func readTwinPatchFile(f *Factory, file string) ([]byte, error) {
-	var data []byte
-	var err error
-	name := file
-	if file == "-" {
-		name = "stdin"
-		data, err = io.ReadAll(f.IO.In)
-	} else {
-		data, err = os.ReadFile(file)
-	}
+	data, name, err := f.readInput(file)
 	if err != nil {
 		return nil, fmt.Errorf("read twin patch: %w", err)
 	}

@@ -58,16 +58,23 @@ func waitGone(t *testing.T, ctx context.Context, ref shim.ProcRef, what string) 
 	}
 }
 
-// TestOneShim: one shim process serves every instance of a state dir, whichever Runtime
-// (a restarted daemon) started them, and exits once its last instance has exited. With a
-// shim per instance, as before, the device paid about 0.9 MB for each instance.
-func TestOneShim(t *testing.T) {
+// forEachShimRuntime runs fn for each runtime whose instances run under our
+// shim (not docker: the engine has shims of its own), with a state dir and a
+// context of a minute.
+func forEachShimRuntime(t *testing.T, fn func(t *testing.T, rt rtUnderTest, dir string, ctx context.Context)) {
 	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
 		if rt.kind == KindDocker {
 			t.Skip("the engine has shims of its own")
 		}
-		dir := t.TempDir()
-		ctx := ctxT(t, 60*time.Second)
+		fn(t, rt, t.TempDir(), ctxT(t, 60*time.Second))
+	})
+}
+
+// TestOneShim: one shim process serves every instance of a state dir, whichever Runtime
+// (a restarted daemon) started them, and exits once its last instance has exited. With a
+// shim per instance, as before, the device paid about 0.9 MB for each instance.
+func TestOneShim(t *testing.T) {
+	forEachShimRuntime(t, func(t *testing.T, rt rtUnderTest, dir string, ctx context.Context) {
 		r1 := rt.new(t, dir)
 		names := []string{"one", "two", "three"}
 		for i, name := range names {
@@ -125,12 +132,7 @@ func TestOneShim(t *testing.T) {
 // its own for its new instances; the old shim keeps serving the instances it started, and
 // exits with the last of them.
 func TestShimUpgrade(t *testing.T) {
-	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
-		if rt.kind == KindDocker {
-			t.Skip("the engine has shims of its own")
-		}
-		dir := t.TempDir()
-		ctx := ctxT(t, 60*time.Second)
+	forEachShimRuntime(t, func(t *testing.T, rt rtUnderTest, dir string, ctx context.Context) {
 		r := rt.new(t, dir)
 		old := rt.spec("old", "ready", "sleep", "exit", "0")
 		if err := r.Start(ctx, old); err != nil {
@@ -184,12 +186,7 @@ func TestShimUpgrade(t *testing.T) {
 // and one that does not write runs on, says so in its state, and stops as usual. The next
 // Start starts a new shim.
 func TestShimKilled(t *testing.T) {
-	forEachRuntime(t, func(t *testing.T, rt rtUnderTest) {
-		if rt.kind == KindDocker {
-			t.Skip("the engine has shims of its own")
-		}
-		dir := t.TempDir()
-		ctx := ctxT(t, 60*time.Second)
+	forEachShimRuntime(t, func(t *testing.T, rt rtUnderTest, dir string, ctx context.Context) {
 		r := rt.new(t, dir)
 		for _, spec := range []Spec{rt.spec("talker", "ready", "tick"), rt.spec("quiet", "ready", "sleep", "exit", "0")} {
 			if err := r.Start(ctx, spec); err != nil {

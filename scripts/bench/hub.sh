@@ -15,16 +15,21 @@ dir=${BENCH_DIR:-/tmp/outpost-bench-hub}/${devices}x${modules}
 bin=$(mktemp -d)/outpost
 go build -o "$bin" ./cmd/outpost
 
-if [ ! -f "$dir/filled" ]; then
-	rm -rf "$dir"
-	# The hub makes its data dir (CA, owner policy) first; hubfill adds the fleet to it.
+# start_hub: `hub serve` on $dir in the background, returning once it listens; sets pid and log.
+start_hub() {
 	log=$(mktemp)
 	"$bin" hub serve --data "$dir" --listen 127.0.0.1:0 >/dev/null 2>"$log" &
 	pid=$!
 	until grep -q "hub listening" "$log"; do
 		kill -0 $pid 2>/dev/null || { cat "$log"; exit 1; }
-		sleep 0.05
+		sleep 0.005
 	done
+}
+
+if [ ! -f "$dir/filled" ]; then
+	rm -rf "$dir"
+	# The hub makes its data dir (CA, owner policy) first; hubfill adds the fleet to it.
+	start_hub
 	kill -TERM $pid; wait $pid || true
 	go run ./scripts/bench/hubfill -data "$dir" -devices "$devices" -modules "$modules"
 	touch "$dir/filled"
@@ -32,14 +37,8 @@ fi
 echo "data: $dir ($(find "$dir/store/records" -type f | wc -l) records, $(du -sh "$dir/store" | cut -f1))"
 
 for run in 1 2 3; do
-	log=$(mktemp)
 	start=$(date +%s%N)
-	"$bin" hub serve --data "$dir" --listen 127.0.0.1:0 >/dev/null 2>"$log" &
-	pid=$!
-	until grep -q "hub listening" "$log"; do
-		kill -0 $pid 2>/dev/null || { cat "$log"; exit 1; }
-		sleep 0.005
-	done
+	start_hub
 	ready=$(date +%s%N)
 	idle=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 	addr=$(grep -o 'https://[^ ]*' "$log" | head -1)

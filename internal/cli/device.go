@@ -27,6 +27,7 @@ trust the hub's CA with --ca (OUTPOST_CA).`,
 		newDeviceListCmd(f, nil),
 		newDeviceShowCmd(f, nil),
 		newDeviceDeleteCmd(f, nil),
+		newDeviceSetParentCmd(f, nil),
 	)
 	return cmd
 }
@@ -43,6 +44,7 @@ type deviceCreateOptions struct {
 	PrimaryKey   string
 	SecondaryKey string
 	Edge         bool
+	Parent       string
 }
 
 func newDeviceCreateCmd(f *Factory, runF func(*deviceCreateOptions) error) *cobra.Command {
@@ -59,11 +61,16 @@ daemon and takes deployments. --edge=false makes a leaf device instead, one
 that connects with its own identity and takes no deployment (IoT Hub's
 default for devices created through its REST API and SDKs).
 
+--parent EDGE makes the device a child of the edge device EDGE: a leaf device
+then connects through EDGE's daemon (its connection string names EDGE as
+GatewayHostName), an edge device sits under EDGE (nested edge).
+
 With -o json or -o yaml it prints the device as the hub returned it, keys
 included, plus connectionString.`,
 		Example: `  outpost device create dev-1
   outpost device create dev-2 --status disabled -o json
   outpost device create sensor-1 --edge=false
+  outpost device create sensor-2 --edge=false --parent dev-1
   export DEVICE_CONNECTION_STRING=$(outpost device create dev-3)`,
 		Args: exactArgs(1, "one device ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -80,6 +87,11 @@ included, plus connectionString.`,
 			if err := validateKeyFlags(opts.PrimaryKey, opts.SecondaryKey); err != nil {
 				return err
 			}
+			if opts.Parent != "" {
+				if err := identity.ValidateDeviceID(opts.Parent); err != nil {
+					return flagErrorf("invalid --parent: %v", err)
+				}
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -89,6 +101,7 @@ included, plus connectionString.`,
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Status, "status", "enabled", "the device's `STATUS`: enabled or disabled")
 	fl.BoolVar(&opts.Edge, "edge", true, "create an IoT Edge device (false: a leaf device, which takes no deployment)")
+	fl.StringVar(&opts.Parent, "parent", "", "make the device a child of the edge device `EDGE`")
 	addKeyFlags(fl, &opts.PrimaryKey, &opts.SecondaryKey)
 	return cmd
 }
@@ -100,6 +113,17 @@ func deviceCreateRun(ctx context.Context, f *Factory, opts *deviceCreateOptions)
 	}
 	d := hubapi.Device{DeviceID: opts.Device, Status: opts.Status, Capabilities: &hubapi.Capabilities{IoTEdge: opts.Edge}}
 	d.Authentication = sasAuth(opts.PrimaryKey, opts.SecondaryKey)
+	if opts.Parent != "" {
+		scope, err := parentScope(ctx, c, opts.Parent)
+		if err != nil {
+			return fmt.Errorf("create device %s: %w", opts.Device, err)
+		}
+		if opts.Edge {
+			d.ParentScopes = []string{scope}
+		} else {
+			d.DeviceScope = scope
+		}
+	}
 	d, err = c.CreateDevice(ctx, d)
 	if errors.Is(err, hubclient.ErrConflict) {
 		err = withHint(err, fmt.Sprintf("`outpost device show %s` shows it; `outpost device delete %s` deletes it", opts.Device, opts.Device))
@@ -151,7 +175,7 @@ func newDeviceListCmd(f *Factory, runF func(*deviceListOptions) error) *cobra.Co
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List the hub's devices",
-		Long: `List the hub's devices: id, status, connection state and last activity.
+		Long: `List the hub's devices: id, status, connection state, last activity and parent.
 -o json|yaml prints the devices as the hub returned them, keys redacted.`,
 		Example: "  outpost device list\n  outpost device list -o json | jq -r '.[].deviceId'",
 		Args:    noArgs,
@@ -185,9 +209,9 @@ func deviceListRun(ctx context.Context, f *Factory, _ *deviceListOptions) error 
 	}
 	now := f.Now()
 	return f.Print(devices, func(w io.Writer) error {
-		t := NewTable("ID", "STATUS", "CONNECTION", "LAST ACTIVITY")
+		t := NewTable("ID", "STATUS", "CONNECTION", "LAST ACTIVITY", "PARENT")
 		for _, d := range devices {
-			t.Row(d.DeviceID, f.IO.ColorStatus(d.Status), f.IO.ColorStatus(orDash(d.ConnectionState)), since(now, d.LastActivityTime))
+			t.Row(d.DeviceID, f.IO.ColorStatus(d.Status), f.IO.ColorStatus(orDash(d.ConnectionState)), since(now, d.LastActivityTime), orDash(d.ParentID()))
 		}
 		return t.Write(w)
 	})
@@ -267,6 +291,10 @@ func deviceShowRun(ctx context.Context, f *Factory, opts *deviceShowOptions) err
 		if d.Capabilities != nil {
 			kv.add("iot edge", fmt.Sprint(d.Capabilities.IoTEdge))
 		}
+		if d.DeviceScope != "" {
+			kv.add("device scope", d.DeviceScope)
+		}
+		kv.add("parent", orDash(d.ParentID()))
 		addAuth(kv, d.Authentication)
 		return kv.write(w)
 	})

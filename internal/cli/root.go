@@ -284,6 +284,16 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 	}
 }
 
+// rangeArgs is cobra.RangeArgs with a message that names what is expected.
+func rangeArgs(lo, hi int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < lo || len(args) > hi {
+			return flagErrorf("%s takes %s (got %d argument%s)", cmd.CommandPath(), what, len(args), plural(len(args)))
+		}
+		return nil
+	}
+}
+
 // noArgs rejects positional arguments with a usage error.
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {

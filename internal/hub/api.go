@@ -205,6 +205,22 @@ type deviceBody struct {
 	ETag           string                   `json:"etag"`
 	Authentication *registry.Authentication `json:"authentication"`
 	Capabilities   *registry.Capabilities   `json:"capabilities"`
+	DeviceScope    *string                  `json:"deviceScope"`
+	ParentScopes   []string                 `json:"parentScopes"`
+}
+
+// device is the identity the body asks for. A deviceScope given as "" (with no
+// parentScopes) removes a leaf device's parent; one left out keeps it.
+func (b deviceBody) device(id string) registry.Device {
+	d := registry.Device{DeviceID: id, Status: b.Status, StatusReason: b.StatusReason, Authentication: b.Authentication,
+		Capabilities: b.Capabilities, ParentScopes: b.ParentScopes}
+	if b.DeviceScope != nil {
+		d.DeviceScope = *b.DeviceScope
+		if d.DeviceScope == "" && d.ParentScopes == nil {
+			d.ParentScopes = []string{}
+		}
+	}
+	return d
 }
 
 // moduleBody is what a client may set on a module.
@@ -257,7 +273,7 @@ func (h *Hub) putDevice(w http.ResponseWriter, r *http.Request, p principal) err
 	if body.DeviceID != "" && body.DeviceID != id {
 		return errorf(http.StatusBadRequest, "ArgumentInvalid", "deviceId %q in the body does not match %q in the path", body.DeviceID, id)
 	}
-	d := registry.Device{DeviceID: id, Status: body.Status, StatusReason: body.StatusReason, Authentication: body.Authentication, Capabilities: body.Capabilities}
+	d := body.device(id)
 	var err error
 	if match := ifMatch(r); match != "" {
 		d, err = h.reg.UpdateDevice(d, match)

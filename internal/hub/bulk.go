@@ -25,6 +25,8 @@ type importDevice struct {
 	StatusReason   string                   `json:"statusReason"`
 	Authentication *registry.Authentication `json:"authentication"`
 	Capabilities   *registry.Capabilities   `json:"capabilities"`
+	DeviceScope    *string                  `json:"deviceScope"`
+	ParentScopes   []string                 `json:"parentScopes"`
 	Tags           json.RawMessage          `json:"tags"`
 	Properties     json.RawMessage          `json:"properties"`
 }
@@ -100,7 +102,8 @@ func (h *Hub) bulkDevices(w http.ResponseWriter, r *http.Request, p principal) e
 	}
 	res := bulkResult{IsSuccessful: true, Errors: []bulkError{}, Warnings: []bulkWarning{}}
 	for i, it := range items {
-		d := registry.Device{DeviceID: it.ID, Status: it.Status, StatusReason: it.StatusReason, Authentication: it.Authentication, Capabilities: it.Capabilities}
+		d := deviceBody{Status: it.Status, StatusReason: it.StatusReason, Authentication: it.Authentication, Capabilities: it.Capabilities,
+			DeviceScope: it.DeviceScope, ParentScopes: it.ParentScopes}.device(it.ID)
 		if _, err := h.reg.Import(d, modes[i], it.ETag); err != nil {
 			ae := toAPIError(err, "Device")
 			if ae.status >= 500 {

@@ -18,3 +18,13 @@ func TestNodeRegistrySDK(t *testing.T) {
 	creds := h.Credentials()
 	runNode(t, "registry.test.js", "OUTPOST_TEST_CS="+creds.ConnectionString, "NODE_EXTRA_CA_CERTS="+creds.CAFile)
 }
+
+// TestNodeScopesSDK runs parent and child devices through azure-iothub
+// (compat/node/scopes.test.js): deviceScope and parentScopes as IoT Hub sets
+// them, in devices, twins and queries.
+func TestNodeScopesSDK(t *testing.T) {
+	sdktest.NodeDir(t, "azure-iothub")
+	h := startSDKHub(t)
+	creds := h.Credentials()
+	runNode(t, "scopes.test.js", "OUTPOST_TEST_CS="+creds.ConnectionString, "NODE_EXTRA_CA_CERTS="+creds.CAFile)
+}

@@ -42,9 +42,8 @@ type indexEntry struct {
 	// Versions of the identity and twin records last applied, or of their
 	// deletion (a tombstone: the entity stays in the map).
 	identVer, twinVer int64
-	live              bool   // the identity exists
-	status            string // device status (device twins)
-	iotEdge           *bool  // device capabilities.iotEdge
+	live              bool // the identity exists
+	identityFields         // of the device (device twins)
 	twin              flatTwin
 	// The automatic deployments that target the device, on its $edgeAgent
 	// twin's entry, and the version of the deploy state record they are from
@@ -146,7 +145,7 @@ func (x *twinIndex) apply(del bool, key string, version int64, value []byte) {
 		}
 		e.identVer = version
 		e.live = !del
-		e.status, e.iotEdge = ident.status, ident.iotEdge
+		e.identityFields = ident
 	}
 	if e.live != wasLive {
 		x.sorted[collectionOf(e.moduleID != "")] = nil
@@ -166,6 +165,8 @@ func (x *twinIndex) deleted(key string, version int64) {
 type identityFields struct {
 	status  string
 	iotEdge *bool // capabilities.iotEdge
+	// deviceScope, and parentScopes' one scope when it has one
+	scope, parentScope string
 }
 
 // readIdentity reads them from an identity record without decoding all of
@@ -183,7 +184,24 @@ func readIdentity(b []byte) identityFields {
 			f.iotEdge = &edge
 		}
 	}
+	f.scope, f.parentScope = rawString(b, "deviceScope"), rawString(b, "parentScopes[0]")
+	if f.scope == "" && (f.iotEdge == nil || *f.iotEdge) { // written before scopes were kept
+		if id, gen := rawString(b, "deviceId"), rawString(b, "generationId"); id != "" && gen != "" {
+			f.scope = hubapi.EdgeScope(id, gen)
+		}
+	}
 	return f
+}
+
+// rawString returns the string at path in the JSON object b, or "".
+func rawString(b []byte, path string) string {
+	v, ok := lookupRaw(b, path)
+	if !ok {
+		return ""
+	}
+	s, _ := decodeValue(v)
+	str, _ := s.(string)
+	return strings.Clone(str)
 }
 
 func freshTwin(deviceID, moduleID string, now time.Time) map[string]any {
@@ -196,7 +214,7 @@ func freshTwin(deviceID, moduleID string, now time.Time) map[string]any {
 // withIdentity returns twin t with what its identity says of itself: its
 // connectionState (when known), and for a device twin the device's status
 // and capabilities.
-func withIdentity(t map[string]any, moduleID, status string, iotEdge *bool, connState string) map[string]any {
+func withIdentity(t map[string]any, moduleID string, ident identityFields, connState string) map[string]any {
 	doc := make(map[string]any, len(t)+3)
 	for k, v := range t {
 		doc[k] = v
@@ -207,11 +225,17 @@ func withIdentity(t map[string]any, moduleID, status string, iotEdge *bool, conn
 	if moduleID != "" {
 		return doc
 	}
-	if status != "" {
-		doc["status"] = status
+	if ident.status != "" {
+		doc["status"] = ident.status
 	}
-	if iotEdge != nil {
-		doc["capabilities"] = map[string]any{"iotEdge": *iotEdge}
+	if ident.iotEdge != nil {
+		doc["capabilities"] = map[string]any{"iotEdge": *ident.iotEdge}
+	}
+	if ident.scope != "" {
+		doc["deviceScope"] = ident.scope
+	}
+	if ident.parentScope != "" {
+		doc["parentScopes"] = []any{ident.parentScope}
 	}
 	return doc
 }
@@ -220,7 +244,7 @@ func withIdentity(t map[string]any, moduleID, status string, iotEdge *bool, conn
 // with the device's status and capabilities; nil if e no longer exists.
 func (x *twinIndex) fullDoc(e *indexEntry) map[string]any {
 	x.mu.RLock()
-	live, status, iotEdge, raw, cfgs := e.live, e.status, e.iotEdge, e.twin.raw, e.configs
+	live, ident, raw, cfgs := e.live, e.identityFields, e.twin.raw, e.configs
 	x.mu.RUnlock()
 	if !live {
 		return nil
@@ -229,7 +253,7 @@ func (x *twinIndex) fullDoc(e *indexEntry) map[string]any {
 	if raw == nil || json.Unmarshal(raw, &t) != nil {
 		t = freshTwin(e.deviceID, e.moduleID, x.now())
 	}
-	doc := withIdentity(t, e.moduleID, status, iotEdge, x.connectionState(e))
+	doc := withIdentity(t, e.moduleID, ident, x.connectionState(e))
 	if cfgs != nil {
 		doc["configurations"] = configurationsDoc(cfgs)
 	}

@@ -29,6 +29,8 @@ type twinDocument struct {
 	Tags                      json.RawMessage        `json:"tags"`
 	Properties                json.RawMessage        `json:"properties"`
 	Capabilities              *registry.Capabilities `json:"capabilities,omitempty"`
+	DeviceScope               string                 `json:"deviceScope,omitempty"`
+	ParentScopes              []string               `json:"parentScopes,omitempty"`
 }
 
 // x509Thumbprint is IoT Hub's; outpost identities authenticate with keys,
@@ -61,6 +63,7 @@ func (h *Hub) twinJSON(t *twin.Twin) ([]byte, error) {
 		doc.ConnectionState, doc.LastActivityTime = d.ConnectionState, d.LastActivityTime
 		doc.CloudToDeviceMessageCount, auth = d.CloudToDeviceMessageCount, d.Authentication
 		doc.Capabilities = d.Capabilities
+		doc.DeviceScope, doc.ParentScopes = d.DeviceScope, d.ParentScopes
 		if doc.Capabilities == nil {
 			doc.Capabilities = &registry.Capabilities{IoTEdge: registry.IsEdge(d)}
 		}

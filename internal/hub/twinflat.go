@@ -248,6 +248,15 @@ func (v *twinView) Get(p *query.Path) (any, bool) {
 				return nil, false
 			}
 			return *e.iotEdge, true
+		case "deviceScope":
+			return e.scope, e.scope != ""
+		case "parentScopes":
+			if e.parentScope == "" {
+				return nil, false
+			}
+			return []any{e.parentScope}, true
+		case "parentScopes[0]":
+			return e.parentScope, e.parentScope != ""
 		}
 	}
 	if isConfigurationsPath(e, p.Key) {

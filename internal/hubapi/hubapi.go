@@ -34,6 +34,13 @@ type Device struct {
 	CloudToDeviceMessageCount  int             `json:"cloudToDeviceMessageCount"`
 	Authentication             *Authentication `json:"authentication"`
 	Capabilities               *Capabilities   `json:"capabilities,omitempty"`
+	// DeviceScope is IoT Hub's: an edge device's own scope
+	// (EdgeScope(id, generationId), set by the hub, immutable); a leaf
+	// device's parent's scope, or empty for a leaf without a parent.
+	DeviceScope string `json:"deviceScope,omitempty"`
+	// ParentScopes holds the scope of the device's parent, an edge device:
+	// at most one.
+	ParentScopes []string `json:"parentScopes,omitempty"`
 }
 
 // Capabilities says what a device is: an IoT Edge device (which runs the

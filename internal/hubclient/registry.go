@@ -184,3 +184,30 @@ func (c *Client) RotatePolicy(ctx context.Context, name string, keepPrevious boo
 	_, err := c.do(ctx, http.MethodPost, hubapi.PolicyRotatePath(name), nil, hubapi.PolicyRotation{KeepPrevious: keepPrevious}, nil, &out)
 	return out, err
 }
+
+// SetParent makes the edge device whose scope is parentScope the parent of
+// device id ("" removes its parent), if the device's etag matches ("*": any).
+// A leaf device's parent is its deviceScope; an edge device's, its
+// parentScopes.
+func (c *Client) SetParent(ctx context.Context, id, parentScope, etag string) (hubapi.Device, error) {
+	if etag == "" {
+		etag = "*"
+	}
+	d, err := c.GetDevice(ctx, id)
+	if err != nil {
+		return hubapi.Device{}, err
+	}
+	body := map[string]any{"deviceId": id, "status": d.Status, "capabilities": d.Capabilities}
+	parents := []string{}
+	if parentScope != "" {
+		parents = []string{parentScope}
+	}
+	if d.Capabilities != nil && d.Capabilities.IoTEdge {
+		body["parentScopes"] = parents
+	} else {
+		body["deviceScope"] = parentScope
+	}
+	var out hubapi.Device
+	_, err = c.do(ctx, http.MethodPut, "/devices/"+esc(id), nil, body, ifMatch(etag), &out)
+	return out, err
+}

@@ -56,6 +56,9 @@ func (r *Registry) CreateDevice(d Device) (Device, error) {
 		return Device{}, err
 	}
 	d.GenerationID = newGenerationID()
+	if err := r.setScopes(&d, nil); err != nil {
+		return Device{}, err
+	}
 	now := r.now()
 	d.StatusUpdatedTime, d.ConnectionStateUpdatedTime = now, now
 	dev, err := marshalIdentity(d)
@@ -120,6 +123,9 @@ func (r *Registry) UpdateDevice(d Device, ifMatch string) (Device, error) {
 		return Device{}, err
 	}
 	d.GenerationID = cur.GenerationID
+	if err := r.setScopes(&d, &cur); err != nil {
+		return Device{}, err
+	}
 	d.ConnectionState, d.ConnectionStateUpdatedTime, d.LastActivityTime = cur.ConnectionState, cur.ConnectionStateUpdatedTime, cur.LastActivityTime
 	d.StatusUpdatedTime = cur.StatusUpdatedTime
 	if d.Status != cur.Status {
@@ -213,6 +219,7 @@ func (r *Registry) GetDevice(id string) (Device, error) {
 	}
 	d, err := decodeRecord[Device](rec)
 	d.ETag = ETagOf(rec.Version)
+	ownScope(&d)
 	return d, err
 }
 
@@ -242,6 +249,7 @@ func (r *Registry) ListDevices(after string, limit int) ([]Device, string, error
 			return nil, "", err
 		}
 		d.ETag = ETagOf(rec.Version)
+		ownScope(&d)
 		out = append(out, d)
 	}
 	return out, next, nil
@@ -269,6 +277,11 @@ func (r *Registry) DeleteDevice(id, ifMatch string) error {
 			store.DeleteOp(DeviceSyncKey(id), store.Any),
 			store.DeleteOp(deployStateKey(id), store.Any),
 		}
+		orphans, err := r.orphanOps(id)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, orphans...)
 		for _, prefix := range []string{"modules/" + id + "/", "twins/" + id + "/"} {
 			recs, err := r.st.List(prefix)
 			if err != nil {

@@ -83,7 +83,8 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	s := h.b.open(cl, moduleID, string(pk.Connect.Password))
 	h.b.log.Info("broker: module connected", "module", moduleID, "remote", s.remote, "keepalive_s", cl.State.Keepalive, "clean_session", pk.Connect.Clean)
 	h.b.startSession(s, pk.Connect.Clean)
-	h.b.mc.wake()                // a persistent session may come subscribed to methods
+	// A persistent session may come subscribed to methods.
+	h.b.mc.wake()
 	if subscribedToDesired(cl) { // a persistent session
 		h.b.catchUp(s.m, 0)
 	}

@@ -123,6 +123,8 @@ type Broker struct {
 	modules  map[string]*moduleState
 	sessions map[*mqtt.Client]*session
 	wg       sync.WaitGroup // session senders
+
+	mc methodCalls // direct method calls waiting for a module's answer (methods.go)
 }
 
 // moduleState is what the broker knows of one module across connections.

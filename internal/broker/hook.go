@@ -83,6 +83,8 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	s := h.b.open(cl, moduleID, string(pk.Connect.Password))
 	h.b.log.Info("broker: module connected", "module", moduleID, "remote", s.remote, "keepalive_s", cl.State.Keepalive, "clean_session", pk.Connect.Clean)
 	h.b.startSession(s, pk.Connect.Clean)
+	// A persistent session may come subscribed to methods.
+	h.b.mc.wake()
 	if subscribedToDesired(cl) { // a persistent session
 		h.b.catchUp(s.m, 0)
 	}
@@ -93,12 +95,12 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) { h.b.closed(cl,
 // OnACLCheck allows a module to subscribe to its twin answers and desired
 // changes only. Publishes are all judged in OnPublish.
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	if write || topic == filterResponses || topic == filterDesired {
+	if write || topic == filterResponses || topic == filterDesired || topic == filterMethods {
 		return true
 	}
 	_, moduleID, _ := strings.Cut(cl.ID, "/")
 	h.b.log.Warn("broker: refused a subscription (SUBACK 0x80)", "module", moduleID, "remote", cl.Net.Remote, "filter", topic,
-		"reason", "a module may subscribe to "+filterResponses+" and "+filterDesired+" only; messages and methods are not served yet")
+		"reason", "a module may subscribe to "+filterResponses+", "+filterDesired+" and "+filterMethods+" only; messages are not served yet")
 	return false
 }
 
@@ -108,6 +110,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 		return
 	}
 	h.b.subscriptionsChanged(s)
+	h.b.mc.wake() // a module waited for by a method call may be there now
 	for i, f := range pk.Filters {
 		if f.Filter == filterDesired && i < len(codes) && codes[i] < 0x80 {
 			h.b.catchUp(s.m, 0)
@@ -136,11 +139,19 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		cl.Stop(errors.New("publish before the session was established"))
 		return pk, packets.ErrRejectPacket
 	}
+	if strings.HasPrefix(pk.TopicName, topicMethodRes) {
+		if err := b.answerMethod(s, pk.TopicName, pk.Payload); err != nil {
+			b.log.Warn("broker: closing a module's connection: refused method response", "module", s.m.id, "remote", s.remote, "topic", pk.TopicName, "reason", err.Error())
+			cl.Stop(fmt.Errorf("refused publish: %w", err))
+			return pk, packets.ErrRejectPacket
+		}
+		return pk, packets.CodeSuccessIgnore
+	}
 	req, err := parseTwinTopic(pk.TopicName)
 	if err != nil {
 		reason := err.Error()
 		if !strings.HasPrefix(pk.TopicName, twinPrefix) {
-			reason = fmt.Sprintf("topic %q is not one a module may publish to here: only %s?$rid=… and %s?$rid=… (messages and methods are not served yet)", pk.TopicName, topicGet, topicPatch)
+			reason = fmt.Sprintf("topic %q is not one a module may publish to here: only %s?$rid=… and %s?$rid=…, and method answers on %s{status}/?$rid=… (messages are not served yet)", pk.TopicName, topicGet, topicPatch, topicMethodRes)
 		}
 		b.log.Warn("broker: closing a module's connection: refused publish", "module", s.m.id, "remote", s.remote, "topic", pk.TopicName, "reason", reason)
 		cl.Stop(fmt.Errorf("refused publish: %s", reason))

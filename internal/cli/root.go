@@ -122,6 +122,7 @@ Microsoft's Azure IoT SDKs run unchanged.
 		newTokenCmd(f, nil),
 		newTwinCmd(f),
 		newQueryCmd(f, nil),
+		newMethodCmd(f),
 		newBuildCmd(f), newInitCmd(f),
 		newPushCmd(f),
 		newDaemonCmd(f, nil), newListCmd(f), newLogsCmd(f), newRestartCmd(f), newStatusCmd(f), newCheckCmd(f),

@@ -251,6 +251,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if err := d.openMgmt(); err != nil {
 		return nil, err
 	}
+	d.sy.HandleMethods(d.answerMethod) // methods.go
 	return d, nil
 }
 

@@ -55,6 +55,9 @@ func (h *Hub) Handler() http.Handler {
 	mux.Handle("GET "+syncPrefix+"/devices/{id}/sync", h.wrap("Device", h.sync, hubapi.MaxWait)) // a long poll
 	route("POST "+syncPrefix+"/devices/{id}/reported", "Device", h.uploadReported)
 	route("POST "+syncPrefix+"/policies/{name}/rotate", "Policy", h.rotatePolicy)
+	mux.Handle("POST /twins/{id}/methods", h.wrap("Device", h.invokeMethod, 2*hubapi.MaxMethodTimeout))               // waits for the device
+	mux.Handle("POST /twins/{id}/modules/{mid}/methods", h.wrap("Module", h.invokeMethod, 2*hubapi.MaxMethodTimeout)) // waits for the module
+	route("POST "+syncPrefix+"/devices/{id}/methods/{call}", "Device", h.methodResult)
 	mux.HandleFunc("/$iothub/websocket", h.refuseWebSocket) // AMQP and MQTT over WebSocket: refused at once
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		refuse(w, r, errorf(http.StatusNotFound, "NotFound", "no such API: %s %s", r.Method, r.URL.Path))

@@ -98,6 +98,9 @@ type Hub struct {
 	uploads  sync.Map   // device id → *sync.Mutex
 	presence *presence
 
+	methodsOnce sync.Once
+	methods     methodTable // pending direct method calls (methods.go)
+
 	ckMu sync.Mutex
 	ck   []byte // the cursor key, once read
 

@@ -51,13 +51,21 @@ func (h *Hub) sync(w http.ResponseWriter, r *http.Request, p principal) error {
 	h.presence.begin(id)
 	defer h.presence.end(id)
 	var timeout <-chan time.Time
+	deliver := p.isDevice(id) // method calls go to the device itself, not to a tool watching its twins
 	for {
 		changed := h.notify.wait(id) // before reading, so no change is missed
+		var calls <-chan struct{}
+		if deliver {
+			calls = h.methodCalls().ready(id)
+		}
 		state, err := h.deviceState(id, cursor)
 		if err != nil {
 			return err
 		}
-		if wait == 0 || cursor == "" || state.Cursor != cursor {
+		if deliver {
+			state.Methods = h.methodCalls().take(id)
+		}
+		if wait == 0 || cursor == "" || state.Cursor != cursor || len(state.Methods) > 0 {
 			writeJSON(w, http.StatusOK, state)
 			return nil
 		}
@@ -68,6 +76,7 @@ func (h *Hub) sync(w http.ResponseWriter, r *http.Request, p principal) error {
 		}
 		select {
 		case <-changed:
+		case <-calls:
 		case <-timeout:
 			writeJSON(w, http.StatusOK, state)
 			return nil

@@ -98,6 +98,10 @@ type Sync struct {
 	// every seq ≤ Seq of outbox session Session (absent before any upload).
 	// The device lays only later ones on them again.
 	Reported *SyncReported `json:"reported,omitempty"`
+	// Methods are direct method calls for the device to make now (only in
+	// the answer to the device itself); it posts each one's result to
+	// MethodResultPath.
+	Methods []MethodCall `json:"methods,omitempty"`
 }
 
 // SyncReported is the hub's last applied reported patch of a device.

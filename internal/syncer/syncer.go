@@ -34,6 +34,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
@@ -96,6 +97,8 @@ type Syncer struct {
 	twMu  sync.Mutex // held while writing twins/ records, so they go in order
 	dmu   sync.Mutex // guards dirty
 	dirty map[string]*twin.Twin
+
+	methods atomic.Pointer[MethodHandler] // answers direct method calls; see HandleMethods
 }
 
 type state struct {
@@ -225,6 +228,9 @@ func (s *Syncer) Run(ctx context.Context) error {
 		}
 		backoff = time.Second
 		s.setConnected(true, nil)
+		if len(resp.Methods) > 0 {
+			s.dispatchMethods(ctx, resp.Methods)
+		}
 		if err := s.apply(resp); err != nil {
 			s.log.Error("sync: apply the hub's state", "err", err)
 			sleep(ctx, time.Second)

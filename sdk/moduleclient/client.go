@@ -122,6 +122,8 @@ type Client struct {
 	connHandlers   []func(bool, error)
 	queue          []desiredPatch
 	queued         *sync.Cond // on mu
+
+	methods methods // direct method handlers (methods.go)
 }
 
 type response struct {
@@ -260,6 +262,11 @@ func (c *Client) connect(ctx context.Context) error {
 	if err := c.subscribe(ctx, cl, topicDesired, c.onDesired); err != nil {
 		return fail("subscribe to the desired properties", err)
 	}
+	if c.wantsMethods() {
+		if err := c.subscribe(ctx, cl, topicMethods, c.onMethodCall); err != nil {
+			return fail("subscribe to direct methods", err)
+		}
+	}
 
 	c.mu.Lock()
 	if c.closed {
@@ -397,6 +404,7 @@ func (c *Client) Close() error {
 	}
 	c.closed = true
 	close(c.done)
+	c.stopMethods()
 	c.queued.Broadcast()
 	c.mu.Unlock()
 	<-c.stopped

@@ -31,6 +31,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnSubscribed,
 		mqtt.OnUnsubscribed,
 		mqtt.OnPublish,
+		mqtt.OnQosComplete,
 	}, []byte{b})
 }
 
@@ -83,6 +84,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	s := h.b.open(cl, moduleID, string(pk.Connect.Password))
 	h.b.log.Info("broker: module connected", "module", moduleID, "remote", s.remote, "keepalive_s", cl.State.Keepalive, "clean_session", pk.Connect.Clean)
 	h.b.startSession(s, pk.Connect.Clean)
+	h.b.startDelivery(s)
 	if subscribedToDesired(cl) { // a persistent session
 		h.b.catchUp(s.m, 0)
 	}
@@ -97,6 +99,9 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return true
 	}
 	_, moduleID, _ := strings.Cut(cl.ID, "/")
+	if h.b.cfg.Messages != nil && topic == h.b.inputFilter(moduleID) {
+		return true
+	}
 	h.b.log.Warn("broker: refused a subscription (SUBACK 0x80)", "module", moduleID, "remote", cl.Net.Remote, "filter", topic,
 		"reason", "a module may subscribe to "+filterResponses+" and "+filterDesired+" only; messages and methods are not served yet")
 	return false
@@ -136,6 +141,10 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		cl.Stop(errors.New("publish before the session was established"))
 		return pk, packets.ErrRejectPacket
 	}
+	if strings.HasPrefix(pk.TopicName, "devices/") {
+		b.onMessage(s, cl, pk)
+		return pk, packets.ErrRejectPacket // acknowledged by onMessage once durable
+	}
 	req, err := parseTwinTopic(pk.TopicName)
 	if err != nil {
 		reason := err.Error()
@@ -154,3 +163,6 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	return pk, packets.CodeSuccessIgnore
 }
+
+// OnQosComplete takes a module's PUBACK of a message sent to its input.
+func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) { h.b.qosComplete(cl, pk.PacketID) }

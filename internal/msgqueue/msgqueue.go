@@ -20,7 +20,9 @@ package msgqueue
 
 import (
 	"bufio"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -134,6 +136,7 @@ type Log struct {
 	incoming []pending
 	wake     chan struct{}
 
+	epoch   string
 	f       *os.File // the current segment, appended to by the committer only
 	fsize   int64
 	stop    chan struct{}
@@ -154,6 +157,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	l := &Log{dir: dir, opts: opts, dests: map[string]*destQ{}, nextSeq: 1, changed: make(chan struct{}),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := l.load(); err != nil {
+		return nil, fmt.Errorf("message queue %s: %w", dir, err)
+	}
+	if err := l.loadEpoch(); err != nil {
 		return nil, fmt.Errorf("message queue %s: %w", dir, err)
 	}
 	go l.commitLoop()
@@ -349,12 +355,8 @@ func decodeBody(b []byte) ([]Dest, []byte, bool) {
 // Append queues r to be written; done is called (from the committer, in
 // append order) with its seq once it is durable, or with an error (ErrFull
 // at once when it does not fit). A record without destinations is done at
-// once with seq 0.
+// in its turn, writing nothing (so that callers' callbacks keep their order).
 func (l *Log) Append(r Record, done func(seq uint64, err error)) {
-	if len(r.Dests) == 0 {
-		done(0, nil)
-		return
-	}
 	for _, d := range r.Dests {
 		if d.Name == "" || len(d.Name) > 1024 {
 			done(0, fmt.Errorf("message queue: destination name %q is empty or too long", d.Name))
@@ -427,7 +429,9 @@ func (l *Log) commit() {
 		now := l.opts.Now()
 		var buf []byte
 		for i, p := range batch {
-			buf = append(buf, encode(seq+uint64(i), now, p.rec)...)
+			if len(p.rec.Dests) > 0 {
+				buf = append(buf, encode(seq+uint64(i), now, p.rec)...)
+			}
 		}
 		err := l.write(seq, buf)
 		l.mu.Lock()
@@ -436,8 +440,11 @@ func (l *Log) commit() {
 				l.bytes -= int64(len(p.rec.Data))
 			}
 		} else {
-			seg := l.segs[len(l.segs)-1]
 			for i, p := range batch {
+				if len(p.rec.Dests) == 0 {
+					continue
+				}
+				seg := l.segs[len(l.segs)-1]
 				e := &entry{seq: seq + uint64(i), at: now, data: p.rec.Data, seg: seg}
 				for _, d := range p.rec.Dests {
 					l.addTo(e, d)
@@ -460,6 +467,9 @@ func (l *Log) commit() {
 // write appends buf (records from seq on) to the current segment, starting
 // a new one when it is full, and syncs it.
 func (l *Log) write(seq uint64, buf []byte) error {
+	if len(buf) == 0 {
+		return nil
+	}
 	if l.f == nil || l.fsize >= segmentSize {
 		if l.f != nil {
 			if err := l.f.Close(); err != nil {
@@ -672,4 +682,26 @@ func (l *Log) Close() error {
 		return l.f.Close()
 	}
 	return nil
+}
+
+// Epoch names this log: made at random when the log is created, so that a
+// reader of its seqs (the hub) can tell a log started afresh from an old one.
+func (l *Log) Epoch() string { return l.epoch }
+
+func (l *Log) loadEpoch() error {
+	path := filepath.Join(l.dir, "epoch")
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) > 0 {
+		l.epoch = strings.TrimSpace(string(b))
+		return nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	var r [12]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return err
+	}
+	l.epoch = hex.EncodeToString(r[:])
+	return atomicfile.WriteFile(path, []byte(l.epoch+"\n"), 0o600)
 }

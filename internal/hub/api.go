@@ -57,7 +57,7 @@ func (h *Hub) Handler() http.Handler {
 	route("POST "+syncPrefix+"/policies/{name}/rotate", "Policy", h.rotatePolicy)
 	route("POST "+syncPrefix+"/devices/{id}/messages/upstream", "Device", h.uploadMessages)
 	mux.Handle("GET /devices/{id}/messages", h.wrap("Device", h.listMessages, telemetryMaxWait)) // may wait
-	mux.HandleFunc("/$iothub/websocket", h.refuseWebSocket) // AMQP and MQTT over WebSocket: refused at once
+	mux.HandleFunc("/$iothub/websocket", h.refuseWebSocket)                                      // AMQP and MQTT over WebSocket: refused at once
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		refuse(w, r, errorf(http.StatusNotFound, "NotFound", "no such API: %s %s", r.Method, r.URL.Path))
 	})

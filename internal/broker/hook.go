@@ -141,7 +141,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		cl.Stop(errors.New("publish before the session was established"))
 		return pk, packets.ErrRejectPacket
 	}
-	if strings.HasPrefix(pk.TopicName, "devices/") {
+	if b.cfg.Messages != nil && strings.HasPrefix(pk.TopicName, "devices/") {
 		b.onMessage(s, cl, pk)
 		return pk, packets.ErrRejectPacket // acknowledged by onMessage once durable
 	}

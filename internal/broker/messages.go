@@ -144,9 +144,6 @@ func (b *Broker) onMessage(s *session, cl *mqtt.Client, pk packets.Packet) bool 
 		cl.Stop(fmt.Errorf("refused message: %s", reason))
 		return false
 	}
-	if b.cfg.Messages == nil {
-		return refuse("messages are not served by this broker")
-	}
 	bag, err := b.eventsTopic(s, pk.TopicName)
 	if err != nil {
 		return refuse(err.Error())
@@ -396,7 +393,7 @@ func inputTopic(deviceID, moduleID, input string, msg *hubapi.Message) string {
 				b.WriteByte('&')
 			}
 			first = false
-			b.WriteString(url.QueryEscape(k) + "=" + url.QueryEscape(m[k]))
+			b.WriteString(uriComponent(k) + "=" + uriComponent(m[k]))
 		}
 	}
 	add(sys)
@@ -485,3 +482,7 @@ func (b *Broker) Messages() MessageStatus {
 	}
 	return st
 }
+
+// uriComponent escapes s as JavaScript's encodeURIComponent does (a space
+// is %20, not +), which is how the Azure SDKs decode property bags.
+func uriComponent(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "+", "%20") }

@@ -159,9 +159,13 @@ func (h *Hub) listMessages(w http.ResponseWriter, r *http.Request, p principal) 
 	limit := telemetryDefaultList
 	var wait time.Duration
 	var err error
-	if v := q.Get("after"); v != "" {
+	if v := q.Get("after"); v == "latest" {
+		if after, err = h.latestMessage(id); err != nil {
+			return err
+		}
+	} else if v != "" {
 		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
-			return errorf(http.StatusBadRequest, "ArgumentInvalid", "after=%q: want a message seq (a whole number ≥ 0)", v)
+			return errorf(http.StatusBadRequest, "ArgumentInvalid", "after=%q: want a message seq (a whole number ≥ 0) or latest", v)
 		}
 	}
 	if v := q.Get("limit"); v != "" {
@@ -247,4 +251,20 @@ func bodyLimit(r *http.Request) int64 {
 		return hubapi.MaxMessageUpload
 	}
 	return MaxBodySize
+}
+
+// latestMessage is the seq of the device's last message, 0 for none.
+func (h *Hub) latestMessage(id string) (uint64, error) {
+	rec, err := h.st.Get(telemetryStateKey(id))
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var st telemetryState
+	if err := json.Unmarshal(rec.Value, &st); err != nil {
+		return 0, fmt.Errorf("record %s: %w", rec.Key, err)
+	}
+	return max(st.Next, 1) - 1, nil
 }

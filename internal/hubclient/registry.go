@@ -194,6 +194,14 @@ func (c *Client) UploadMessages(ctx context.Context, deviceID string, up hubapi.
 	return out, err
 }
 
+// LatestMessage asks the hub for the seq of the device's last message (0
+// for none), to watch from there.
+func (c *Client) LatestMessage(ctx context.Context, deviceID string) (uint64, error) {
+	var out hubapi.MessageList
+	_, err := c.do(ctx, http.MethodGet, hubapi.MessagesPath(deviceID), url.Values{"after": {"latest"}, "limit": {"1"}}, nil, nil, &out)
+	return out.Next, err
+}
+
 // Messages reads the device's recent messages with seq > after (at most
 // limit, 0 for the hub's default), of one module when moduleID is set;
 // with wait > 0 the hub holds the request until one arrives or wait passes.

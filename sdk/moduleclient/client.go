@@ -121,7 +121,8 @@ type Client struct {
 	handlers       []func(map[string]any, int64)
 	connHandlers   []func(bool, error)
 	queue          []desiredPatch
-	queued         *sync.Cond // on mu
+	queued         *sync.Cond     // on mu
+	inputs         []inputHandler // OnInput's (messages.go)
 }
 
 type response struct {
@@ -259,6 +260,9 @@ func (c *Client) connect(ctx context.Context) error {
 	c.catchUp(tw.Desired)
 	if err := c.subscribe(ctx, cl, topicDesired, c.onDesired); err != nil {
 		return fail("subscribe to the desired properties", err)
+	}
+	if err := c.subscribeInputs(ctx, cl); err != nil {
+		return fail("subscribe to the inputs", err)
 	}
 
 	c.mu.Lock()

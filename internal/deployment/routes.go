@@ -36,7 +36,9 @@ func (c *checker) route(name, text string, line int, path string) {
 	}
 }
 
-// checkRouteModules fails routes that name a module m does not deploy.
+// checkRouteModules warns of routes that name a module m does not deploy
+// (a warning: a layered deployment may add it; the daemon reports 400 in
+// $edgeHub's lastDesiredStatus if the device ends up without it).
 func (c *checker) checkRouteModules(m *Manifest) {
 	for _, rm := range c.routeModules {
 		if _, ok := m.Modules[rm.module]; !ok {
@@ -45,7 +47,7 @@ func (c *checker) checkRouteModules(m *Manifest) {
 				names = append(names, n)
 			}
 			slices.Sort(names)
-			c.errorf(rm.line, rm.path, "route %q names module %q, which the manifest does not deploy (its modules: %v)", rm.name, rm.module, names)
+			c.warnf(rm.path, "route %q names module %q, which the manifest does not deploy (its modules: %v); the device reports 400 in $edgeHub's lastDesiredStatus unless another deployment adds it", rm.name, rm.module, names)
 		}
 	}
 }

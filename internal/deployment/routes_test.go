@@ -40,10 +40,6 @@ func TestRouteErrors(t *testing.T) {
 	tests := []struct{ doc, want string }{
 		{"schemaVersion: \"1.0\"\nmodules: {a: {image: \"x:1\"}}\nroutes:\n  r: FROM /messages/* WHERE $body.t > 1 INTO $upstream\n",
 			"deployment.yaml:4: routes.r: column 24: $body.t: routing on the message body"},
-		{"schemaVersion: \"1.0\"\nmodules: {a: {image: \"x:1\"}}\nroutes:\n  r: FROM /messages/modules/b/* INTO $upstream\n",
-			`routes.r: route "r" names module "b", which the manifest does not deploy (its modules: [a])`},
-		{"schemaVersion: \"1.0\"\nmodules: {a: {image: \"x:1\"}}\nroutes:\n  r: {route: 'FROM /messages/* INTO BrokeredEndpoint(\"/modules/c/inputs/i\")'}\n",
-			`routes.r.route: route "r" names module "c"`},
 		{`{"modulesContent": {"$edgeAgent": {"properties.desired": {"schemaVersion": "1.1", "modules": {}}}, "$edgeHub": {"properties.desired": {"schemaVersion": "1.1", "routes": {"r": "FROM /messages/* INTO nowhere"}}}}}`,
 			"routes.r: column 23: sink \"nowhere\" is not supported"},
 	}
@@ -52,6 +48,20 @@ func TestRouteErrors(t *testing.T) {
 		var ve *ValidationError
 		if !errors.As(err, &ve) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Parse(%q) = %v, want %q", tt.doc, err, tt.want)
+		}
+	}
+}
+
+func TestRouteNamingUndeployedModuleWarns(t *testing.T) {
+	for _, tt := range []struct{ doc, want string }{
+		{"schemaVersion: \"1.0\"\nmodules: {a: {image: \"x:1\"}}\nroutes:\n  r: FROM /messages/modules/b/* INTO $upstream\n",
+			`routes.r: route "r" names module "b", which the manifest does not deploy (its modules: [a])`},
+		{"schemaVersion: \"1.0\"\nmodules: {a: {image: \"x:1\"}}\nroutes:\n  r: {route: 'FROM /messages/* INTO BrokeredEndpoint(\"/modules/c/inputs/i\")'}\n",
+			`routes.r.route: route "r" names module "c"`},
+	} {
+		_, warnings, err := Parse([]byte(tt.doc), "deployment.yaml")
+		if err != nil || len(warnings) != 1 || !strings.HasPrefix(warnings[0], tt.want) {
+			t.Errorf("Parse(%q) = %v, warnings %q, want one starting %q", tt.doc, err, warnings, tt.want)
 		}
 	}
 }

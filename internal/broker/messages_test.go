@@ -29,7 +29,7 @@ const testRoutes = `{"routes": {
 
 // setRoutes deploys routes in $edgeHub's desired properties and waits for
 // the broker to have them.
-func (f *fixture) setRoutes(t *testing.T, desired string) {
+func (f *fixture) setRoutes(t testing.TB, desired string) {
 	t.Helper()
 	f.desiredAtDevice(t, HubModuleID, desired)
 	eventually(t, "the broker to load the routes", func() bool {
@@ -45,7 +45,7 @@ func events(module, bag string) string {
 	return "devices/d/modules/" + module + "/messages/events/" + bag
 }
 
-func (m *module) publish(t *testing.T, topic string, body string) {
+func (m *module) publish(t testing.TB, topic string, body string) {
 	t.Helper()
 	tok := m.c.Publish(topic, 1, false, body)
 	if !tok.WaitTimeout(20e9) || tok.Error() != nil {
@@ -54,7 +54,7 @@ func (m *module) publish(t *testing.T, topic string, body string) {
 }
 
 // nextInput returns the next message on one of the module's inputs.
-func (m *module) nextInput(t *testing.T) (input string, props url.Values, body string) {
+func (m *module) nextInput(t testing.TB) (input string, props url.Values, body string) {
 	t.Helper()
 	for {
 		msg := m.next(t)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -157,6 +158,14 @@ func TestMessagesOfflineKill9(t *testing.T) {
 		}
 	})
 
+	// For docs/benchmarks.md: the daemon's peak RSS after routing 10,000.
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", daemon.Process.Pid)); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "VmHWM:") || strings.HasPrefix(line, "VmRSS:") {
+				t.Logf("daemon after routing %d messages: %s", n, strings.Join(strings.Fields(line), " "))
+			}
+		}
+	}
 	if err := daemon.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -170,10 +179,11 @@ func TestMessagesOfflineKill9(t *testing.T) {
 
 	d.f.Hub = hubtest.Start(t, hubtest.Options{DataDir: hubData, Listen: hubAddr})
 	d.f.Owner = d.f.Hub.Client(t)
-	agenttest.Eventually(t, 120*time.Second, "all 10,000 at the hub", func() bool {
+	drained := agenttest.Eventually(t, 120*time.Second, "all 10,000 at the hub", func() bool {
 		st, err := mc.Status(ctx)
 		return err == nil && st.Messages.Upstream.Count == 0
 	})
+	t.Logf("upstream drain of %d after the hub came back: %s (reconnect back-off included)", n, drained.Round(time.Millisecond))
 	hm := d.hubMessages(t)
 	checkInOrder(t, "hub", n, func(yield func(string) bool) {
 		for _, m := range hm {

@@ -66,7 +66,7 @@ describe('system module twins through azure-iothub', { timeout: STEP_TIMEOUT * 4
     assert.equal(desired.schemaVersion, '1.2');
     assert.equal(desired.routes.upstream, 'FROM /messages/* INTO $upstream');
     assert.deepEqual(desired.routes.toFilter, {
-      route: 'FROM /messages/modules/sensor/outputs/out INTO BrokeredEndpoint("/modules/filter/inputs/in")',
+      route: 'FROM /messages/modules/sensor/outputs/out INTO BrokeredEndpoint("/modules/sensor/inputs/in")',
       priority: 1,
       timeToLiveSecs: 3600,
     });

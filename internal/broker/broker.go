@@ -52,6 +52,7 @@ import (
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/identity"
+	"github.com/outpost-edge/outpost/internal/msgqueue"
 	"github.com/outpost-edge/outpost/internal/store"
 	"github.com/outpost-edge/outpost/internal/syncer"
 	"github.com/outpost-edge/outpost/internal/twin"
@@ -106,6 +107,10 @@ type Config struct {
 	// Store, when set, keeps each module's persistent subscriptions and
 	// the desired version it last got across restarts (the daemon's store).
 	Store store.Store
+	// Messages, when set, is the durable message queue: module messages
+	// are routed (routes from the $edgeHub twin) and queued there, and
+	// module inputs are served from it. Without it messages are refused.
+	Messages *msgqueue.Log
 
 	MaxKeepAlive     time.Duration    // default DefaultMaxKeepAlive
 	HandshakeTimeout time.Duration    // default DefaultHandshakeTimeout
@@ -124,7 +129,9 @@ type Broker struct {
 	sessions map[*mqtt.Client]*session
 	wg       sync.WaitGroup // session senders
 
-	mc methodCalls // direct method calls waiting for a module's answer (methods.go)
+	mc         methodCalls                 // direct method calls waiting for a module's answer (methods.go)
+	msg        messaging                   // routes in force (messages.go)
+	deliverers map[*mqtt.Client]*deliverer // input senders by connection, guarded by mu
 }
 
 // moduleState is what the broker knows of one module across connections.
@@ -241,6 +248,8 @@ func New(cfg Config) (*Broker, error) {
 		log:      cfg.Logger,
 		modules:  map[string]*moduleState{},
 		sessions: map[*mqtt.Client]*session{},
+
+		deliverers: map[*mqtt.Client]*deliverer{},
 	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumQos = 1
@@ -276,6 +285,7 @@ func (b *Broker) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("broker: %w", err)
 	}
 	b.log.Info("broker: listening for modules", "addr", ln.Addr().String(), "device", b.cfg.DeviceID, "hub", b.cfg.HubHostName)
+	b.loadRoutes()
 	b.follow(ctx)
 	tl.shut()
 	_ = b.srv.Close()
@@ -297,6 +307,9 @@ func (b *Broker) follow(ctx context.Context) {
 		case c, ok := <-changes:
 			if !ok {
 				return
+			}
+			if c.ModuleID == HubModuleID || c.ModuleID == "" {
+				b.loadRoutes()
 			}
 			if c.ModuleID == "" {
 				b.recheckIdentities()

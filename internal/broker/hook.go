@@ -31,6 +31,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnSubscribed,
 		mqtt.OnUnsubscribed,
 		mqtt.OnPublish,
+		mqtt.OnQosComplete,
 	}, []byte{b})
 }
 
@@ -85,6 +86,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	h.b.startSession(s, pk.Connect.Clean)
 	// A persistent session may come subscribed to methods.
 	h.b.mc.wake()
+	h.b.startDelivery(s)
 	if subscribedToDesired(cl) { // a persistent session
 		h.b.catchUp(s.m, 0)
 	}
@@ -99,8 +101,11 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return true
 	}
 	_, moduleID, _ := strings.Cut(cl.ID, "/")
+	if h.b.cfg.Messages != nil && topic == h.b.inputFilter(moduleID) {
+		return true
+	}
 	h.b.log.Warn("broker: refused a subscription (SUBACK 0x80)", "module", moduleID, "remote", cl.Net.Remote, "filter", topic,
-		"reason", "a module may subscribe to "+filterResponses+", "+filterDesired+" and "+filterMethods+" only; messages are not served yet")
+		"reason", "a module may subscribe to "+filterResponses+", "+filterDesired+", "+filterMethods+" and its own inputs, "+h.b.inputFilter(moduleID)+", only")
 	return false
 }
 
@@ -147,11 +152,15 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		}
 		return pk, packets.CodeSuccessIgnore
 	}
+	if b.cfg.Messages != nil && strings.HasPrefix(pk.TopicName, "devices/") {
+		b.onMessage(s, cl, pk)
+		return pk, packets.ErrRejectPacket // acknowledged by onMessage once durable
+	}
 	req, err := parseTwinTopic(pk.TopicName)
 	if err != nil {
 		reason := err.Error()
 		if !strings.HasPrefix(pk.TopicName, twinPrefix) {
-			reason = fmt.Sprintf("topic %q is not one a module may publish to here: only %s?$rid=… and %s?$rid=…, and method answers on %s{status}/?$rid=… (messages are not served yet)", pk.TopicName, topicGet, topicPatch, topicMethodRes)
+			reason = fmt.Sprintf("topic %q is not one a module may publish to here: only %s?$rid=… and %s?$rid=…, method answers on %s{status}/?$rid=…, and its own messages on devices/{device}/modules/{module}/messages/events/", pk.TopicName, topicGet, topicPatch, topicMethodRes)
 		}
 		b.log.Warn("broker: closing a module's connection: refused publish", "module", s.m.id, "remote", s.remote, "topic", pk.TopicName, "reason", reason)
 		cl.Stop(fmt.Errorf("refused publish: %s", reason))
@@ -165,3 +174,6 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	return pk, packets.CodeSuccessIgnore
 }
+
+// OnQosComplete takes a module's PUBACK of a message sent to its input.
+func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) { h.b.qosComplete(cl, pk.PacketID) }

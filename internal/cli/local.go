@@ -220,6 +220,7 @@ the version its last report was acknowledged with.
 					fmt.Fprintf(w, ", oldest %s", st.Outbox.Oldest.UTC().Format(time.RFC3339))
 				}
 				fmt.Fprintln(w)
+				printMessageQueue(w, st.Messages)
 				fmt.Fprintln(w)
 				links := map[string]mgmtclient.BrokerModule{}
 				for _, m := range st.Broker.Modules {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/outpost-edge/outpost/internal/broker"
 	"github.com/outpost-edge/outpost/internal/mgmtclient"
+	"github.com/outpost-edge/outpost/internal/msgqueue"
 	"github.com/outpost-edge/outpost/internal/store"
 	"github.com/outpost-edge/outpost/internal/syncer"
 )
@@ -30,6 +31,7 @@ type BrokerDeps struct {
 	TLS         *tls.Config    // server certificate from the device CA, renewed in place
 	Listener    net.Listener   // Config.BrokerListener, or a TCP listener on Config.BrokerListen
 	Store       store.Store    // the daemon's: the broker keeps persistent sessions there
+	Messages    *msgqueue.Log  // the message queue: routed module messages
 	Logger      *slog.Logger
 }
 
@@ -42,7 +44,7 @@ var newBroker = func(deps func() (BrokerDeps, error)) (Broker, error) {
 	}
 	b, err := broker.New(broker.Config{
 		DeviceID: d.DeviceID, HubHostName: d.HubHostName, Twins: d.Syncer,
-		TLS: d.TLS, Store: d.Store, Logger: d.Logger,
+		TLS: d.TLS, Store: d.Store, Logger: d.Logger, Messages: d.Messages,
 	})
 	if err != nil {
 		return nil, err
@@ -81,7 +83,7 @@ func (d *Daemon) openBroker() error {
 		}
 		return BrokerDeps{
 			DeviceID: d.cs.DeviceID, HubHostName: d.cs.HostName, Syncer: d.sy,
-			TLS: d.BrokerTLS(), Listener: l, Store: d.st, Logger: d.log.With("part", "broker"),
+			TLS: d.BrokerTLS(), Listener: l, Store: d.st, Logger: d.log.With("part", "broker"), Messages: d.msgs,
 		}, nil
 	}
 	b, err := newBroker(deps)

@@ -33,6 +33,7 @@ import (
 	"github.com/outpost-edge/outpost/internal/identity"
 	"github.com/outpost-edge/outpost/internal/imagestore"
 	"github.com/outpost-edge/outpost/internal/mgmt"
+	"github.com/outpost-edge/outpost/internal/msgqueue"
 	"github.com/outpost-edge/outpost/internal/runtime"
 	"github.com/outpost-edge/outpost/internal/store"
 	"github.com/outpost-edge/outpost/internal/syncer"
@@ -93,6 +94,9 @@ type Config struct {
 	// ShutdownFlush bounds the outbox flush at stop (default
 	// DefaultShutdownFlush).
 	ShutdownFlush time.Duration
+	// MessageQueueBytes bounds the message queue (default
+	// msgqueue.DefaultMaxBytes); past it modules get no PUBACK.
+	MessageQueueBytes int64
 
 	Logger *slog.Logger
 	// Ready is called once the management API listens (systemd's readiness
@@ -148,6 +152,9 @@ type Daemon struct {
 
 	closeOnce sync.Once
 	closers   []func() error // in the order opened
+
+	msgs *msgqueue.Log     // the message queue: routed module messages (upstream.go)
+	hc   *hubclient.Client // the hub, for the message uploader
 }
 
 // New checks cfg and opens every part of the daemon; Run starts them. On an
@@ -213,6 +220,12 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if err != nil {
 		return nil, fail(err, "")
 	}
+	d.hc = hc
+	d.msgs, err = msgqueue.Open(filepath.Join(cfg.DataDir, "messages"), msgqueue.Options{MaxBytes: cfg.MessageQueueBytes, Now: cfg.Now})
+	if err != nil {
+		return nil, fail(err, "")
+	}
+	d.closers = append(d.closers, d.msgs.Close)
 	d.imgs, err = imagestore.Open(filepath.Join(cfg.DataDir, "images"), imagestore.WithLogger(d.log))
 	if err != nil {
 		return nil, fail(fmt.Errorf("open the image store: %w", err), "")
@@ -397,10 +410,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if r := d.hubReporter(); r != nil {
 			parts = append(parts, &part{name: "$edgeHub status", run: r.Run})
 		}
+		parts = append(parts, &part{name: "message upload", run: (&uploader{
+			deviceID: d.cs.DeviceID, hub: d.hc, q: d.msgs, sy: d.sy, log: d.log.With("part", "upstream"),
+		}).Run})
 	}
 	parts = append(parts,
 		&part{name: "management API", run: func(ctx context.Context) error {
-			return mgmt.New(d.agent, d.cs.HostName, d.log).WithBroker(d.brokerModules).Serve(ctx, d.mgmtLn)
+			return mgmt.New(d.agent, d.cs.HostName, d.log).WithBroker(d.brokerModules).WithMessages(d.messageQueue).Serve(ctx, d.mgmtLn)
 		}},
 		&part{name: "agent", run: d.agent.Run},
 	)

@@ -66,7 +66,13 @@ func (r *hubReporter) report() {
 	}
 	var base map[string]any
 	_ = json.Unmarshal(tw.ReportedJSON(), &base)
-	patch := overlay(base, hubReported(r.deviceID, tw, r.clients()))
+	doc := hubReported(r.deviceID, tw, r.clients())
+	if st, ok := doc["lastDesiredStatus"].(map[string]any); ok {
+		if code, desc := routesStatus(tw.DesiredJSON(), r.deployedModules()); code != 200 {
+			st["code"], st["description"] = code, desc
+		}
+	}
+	patch := overlay(base, doc)
 	if len(patch) == 0 {
 		return
 	}
@@ -90,11 +96,7 @@ func hubReported(deviceID string, tw *twin.Twin, mods []broker.ModuleStatus) map
 	}
 	if desired := tw.Desired(); len(desired) > 0 {
 		doc["lastDesiredVersion"] = tw.DesiredVersion()
-		st := map[string]any{"code": 200}
-		if routes, _ := desired["routes"].(map[string]any); len(routes) > 0 {
-			st["description"] = "routes are not run yet: modules talk to the hub directly"
-		}
-		doc["lastDesiredStatus"] = st
+		doc["lastDesiredStatus"] = map[string]any{"code": 200, "description": ""}
 	}
 	clients := map[string]any{}
 	for _, m := range mods {

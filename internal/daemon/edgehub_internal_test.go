@@ -58,7 +58,7 @@ func TestHubReportedPatches(t *testing.T) {
 	if len(rep.Clients) != 1 { // never connected, and "a.b" cannot be a twin key
 		t.Errorf("clients %v", rep.Clients)
 	}
-	if rep.LastDesiredVersion != tw.DesiredVersion() || rep.LastDesiredStatus.Code != 200 || rep.LastDesiredStatus.Description == "" {
+	if rep.LastDesiredVersion != tw.DesiredVersion() || rep.LastDesiredStatus.Code != 200 || rep.LastDesiredStatus.Description != "" { // the routes parse
 		t.Errorf("reported %s", tw.ReportedJSON())
 	}
 }

@@ -39,7 +39,7 @@ func TestNodeSystemModuleTwins(t *testing.T) {
 			"schemaVersion": "1.2",
 			"routes": map[string]any{
 				"upstream": "FROM /messages/* INTO $upstream",
-				"toFilter": map[string]any{"route": `FROM /messages/modules/sensor/outputs/out INTO BrokeredEndpoint("/modules/filter/inputs/in")`, "priority": 1, "timeToLiveSecs": 3600},
+				"toFilter": map[string]any{"route": `FROM /messages/modules/sensor/outputs/out INTO BrokeredEndpoint("/modules/sensor/inputs/in")`, "priority": 1, "timeToLiveSecs": 3600},
 			},
 			"storeAndForwardConfiguration": map[string]any{"timeToLiveSecs": 7200},
 		}},

@@ -131,8 +131,6 @@ func TestQuickstart(t *testing.T) {
 	wantWarnings := []string{
 		p + "runtime.settings.minDockerVersion: ",
 		p + "systemModules: system modules (edgeAgent, edgeHub) are not run",
-		"modulesContent.$edgeHub.properties.desired.routes: routes are not supported yet; modules talk to the hub directly",
-		"modulesContent.$edgeHub.properties.desired.storeAndForwardConfiguration: not supported yet",
 	}
 	if len(warnings) != len(wantWarnings) {
 		t.Errorf("warnings = %q, want %d", warnings, len(wantWarnings))
@@ -493,10 +491,8 @@ func TestParseForms(t *testing.T) {
 		name, doc string
 		warnings  []string
 	}{
-		{"wrapped", `{"modulesContent":{"$edgeAgent":` + agent + `,"$edgeHub":` + hub + `}}`,
-			[]string{"modulesContent.$edgeHub.properties.desired.routes: routes are not supported yet; modules talk to the hub directly"}},
-		{"bare", `{"$edgeAgent":` + agent + `,"$edgeHub":` + hub + `}`,
-			[]string{"$edgeHub.properties.desired.routes: routes are not supported yet; modules talk to the hub directly"}},
+		{"wrapped", `{"modulesContent":{"$edgeAgent":` + agent + `,"$edgeHub":` + hub + `}}`, nil},
+		{"bare", `{"$edgeAgent":` + agent + `,"$edgeHub":` + hub + `}`, nil},
 		{"configuration", `{"id":"d1","priority":10,"targetCondition":"tags.site='x'","content":{"modulesContent":{"$edgeAgent":` + agent + `}}}`,
 			[]string{
 				"id: ignored; outpost applies a deployment to one device, so a configuration's targeting and metrics do not apply",

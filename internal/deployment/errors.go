@@ -83,6 +83,9 @@ type checker struct {
 	// skipDollar ignores members whose key starts with '$', as twin
 	// sections carry $metadata and $version.
 	skipDollar bool
+	// routeModules are the modules routes name, checked against the
+	// manifest's modules once all is read.
+	routeModules []routeModule
 }
 
 func (c *checker) errorf(line int, path, format string, args ...any) {

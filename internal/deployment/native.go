@@ -1,7 +1,7 @@
 package deployment
 
 var (
-	nativeTopFields    = []string{"schemaVersion", "registryCredentials", "modules"}
+	nativeTopFields    = []string{"schemaVersion", "registryCredentials", "modules", "routes"}
 	nativeModuleFields = []string{"image", "version", "status", "restartPolicy", "startupOrder", "env", "createOptions", "desired"}
 )
 
@@ -15,6 +15,9 @@ func (c *checker) decodeNative(root *value) *Manifest {
 	m.SchemaVersion = c.schemaVersion(top, "", root.line, func(s string) bool { return s == NativeSchemaVersion }, `"`+NativeSchemaVersion+`"`)
 	if f, ok := top["registryCredentials"]; ok {
 		m.RegistryCredentials = c.credentials(f.val, "registryCredentials", true)
+	}
+	if f, ok := top["routes"]; !absent(f, ok) {
+		c.nativeRoutes(f.val, m)
 	}
 	f, ok := top["modules"]
 	if absent(f, ok) {

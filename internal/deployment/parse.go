@@ -29,6 +29,7 @@ func Parse(data []byte, filename string) (*Manifest, []string, error) {
 	} else {
 		m = c.decodeNative(root)
 	}
+	c.checkRouteModules(m)
 	if err := c.err(); err != nil {
 		return nil, c.warnings, err
 	}

@@ -68,7 +68,7 @@ func (c *checker) systemModules(v *value, path string) json.RawMessage {
 		return nil
 	}
 	if !c.skipDollar && len(v.fields) > 0 {
-		c.warnf(path, "system modules (edgeAgent, edgeHub) are not run; the outpost daemon is the agent and modules talk to the hub directly")
+		c.warnf(path, "system modules (edgeAgent, edgeHub) are not run; the outpost daemon is the agent and the hub (its module broker routes messages)")
 	}
 	return appendJSON(nil, c.withoutDollar(v))
 }
@@ -109,7 +109,6 @@ func (c *checker) edgeHub(desired *value, path string) json.RawMessage {
 		if saf := c.members(f.val, p, []string{"timeToLiveSecs"}, false); saf != nil {
 			c.nonNegative(saf, "timeToLiveSecs", p)
 		}
-		c.warnf(p, "not supported yet; the daemon keeps reported properties in its outbox until the hub is reachable")
 	}
 	if _, ok := fs["mqttBroker"]; ok {
 		c.warnf(join(path, "mqttBroker"), "not supported yet; the daemon's broker serves the IoT Hub twin topics only")
@@ -129,6 +128,8 @@ func (c *checker) routes(v *value, path string) {
 		case kindString:
 			if strings.TrimSpace(f.val.str) == "" {
 				c.errorf(f.val.line, p, "empty; write a route such as FROM /messages/* INTO $upstream")
+			} else {
+				c.route(f.key, f.val.str, f.val.line, p)
 			}
 		case kindObject:
 			fs := c.members(f.val, p, hubRouteFields, false)
@@ -137,8 +138,10 @@ func (c *checker) routes(v *value, path string) {
 			}
 			if r, ok := fs["route"]; absent(r, ok) {
 				c.errorf(f.val.line, join(p, "route"), "missing; write {\"route\": \"FROM … INTO …\", \"priority\": 0, \"timeToLiveSecs\": 7200}")
-			} else if c.str(fs, "route", p) == "" && r.val.kind == kindString {
+			} else if text := c.str(fs, "route", p); text == "" && r.val.kind == kindString {
 				c.errorf(r.val.line, join(p, "route"), "empty; write a route such as FROM /messages/* INTO $upstream")
+			} else if text != "" {
+				c.route(f.key, text, r.val.line, join(p, "route"))
 			}
 			if n, ok := c.nonNegative(fs, "priority", p); ok && n > 9 {
 				c.errorf(fs["priority"].val.line, join(p, "priority"), "%d is out of range: a route's priority is from 0 (highest) to 9", n)
@@ -148,7 +151,6 @@ func (c *checker) routes(v *value, path string) {
 			c.errorf(f.val.line, p, "is %s; a route is a string (FROM … INTO …) or an object {route, priority, timeToLiveSecs}", f.val.kind)
 		}
 	}
-	c.warnf(path, "routes are not supported yet; modules talk to the hub directly")
 }
 
 // nonNegative reads an optional whole number ≥ 0.

@@ -25,8 +25,9 @@ import (
 
 // amqpRefusal is the description of the hub's AMQP refusal.
 const amqpRefusal = "outpost hub does not speak AMQP: use IoT Hub's REST API over HTTPS on port 443 " +
-	"(azure-iothub's Registry, outpost's CLI) for identities, twins and deployments; cloud-to-device messages, " +
-	"feedback and direct methods are not served yet (issue 15), and devices sync through `outpost daemon` over HTTPS " +
+	"(azure-iothub's Registry, outpost's CLI) for identities, twins, deployments and direct methods " +
+	"(Client.invokeDeviceMethod is not AMQP in azure-iothub: it works); cloud-to-device messages and feedback " +
+	"are not served, and devices sync through `outpost daemon` over HTTPS " +
 	"(devices speaking AMQP or MQTT themselves, as leaf devices, are issue 16)"
 
 // amqpNotImplemented is AMQP's error condition for a refused feature.

@@ -58,7 +58,9 @@ func (h *Hub) Handler() http.Handler {
 	mux.Handle("POST /twins/{id}/methods", h.wrap("Device", h.invokeMethod, 2*hubapi.MaxMethodTimeout))               // waits for the device
 	mux.Handle("POST /twins/{id}/modules/{mid}/methods", h.wrap("Module", h.invokeMethod, 2*hubapi.MaxMethodTimeout)) // waits for the module
 	route("POST "+syncPrefix+"/devices/{id}/methods/{call}", "Device", h.methodResult)
-	mux.HandleFunc("/$iothub/websocket", h.refuseWebSocket) // AMQP and MQTT over WebSocket: refused at once
+	route("POST "+syncPrefix+"/devices/{id}/messages/upstream", "Device", h.uploadMessages)
+	mux.Handle("GET /devices/{id}/messages", h.wrap("Device", h.listMessages, telemetryMaxWait)) // may wait
+	mux.HandleFunc("/$iothub/websocket", h.refuseWebSocket)                                      // AMQP and MQTT over WebSocket: refused at once
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		refuse(w, r, errorf(http.StatusNotFound, "NotFound", "no such API: %s %s", r.Method, r.URL.Path))
 	})

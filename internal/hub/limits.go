@@ -191,7 +191,7 @@ func refuse(w http.ResponseWriter, r *http.Request, e *apiError) {
 // read deadline guard set, then lifts that deadline, so that the connection's
 // background read does not end the request's context while it is handled.
 func (h *Hub) readBodyWithin(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodySize))
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, bodyLimit(r)))
 	rc := http.NewResponseController(w)
 	rc.SetWriteDeadline(time.Now().Add(h.limits.WriteTimeout)) // for the answer, whatever it is
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
@@ -209,5 +210,43 @@ func (c *Client) SetParent(ctx context.Context, id, parentScope, etag string) (h
 	}
 	var out hubapi.Device
 	_, err = c.do(ctx, http.MethodPut, "/devices/"+esc(id), nil, body, ifMatch(etag), &out)
+	return out, err
+}
+
+// UploadMessages sends a batch of the device's queued messages; the answer
+// says up to which seq the hub has them durably.
+func (c *Client) UploadMessages(ctx context.Context, deviceID string, up hubapi.MessageUpload) (hubapi.MessageUploadResult, error) {
+	var out hubapi.MessageUploadResult
+	_, err := c.do(ctx, http.MethodPost, hubapi.MessageUploadPath(deviceID), nil, up, nil, &out)
+	return out, err
+}
+
+// LatestMessage asks the hub for the seq of the device's last message (0
+// for none), to watch from there.
+func (c *Client) LatestMessage(ctx context.Context, deviceID string) (uint64, error) {
+	var out hubapi.MessageList
+	_, err := c.do(ctx, http.MethodGet, hubapi.MessagesPath(deviceID), url.Values{"after": {"latest"}, "limit": {"1"}}, nil, nil, &out)
+	return out.Next, err
+}
+
+// Messages reads the device's recent messages with seq > after (at most
+// limit, 0 for the hub's default), of one module when moduleID is set;
+// with wait > 0 the hub holds the request until one arrives or wait passes.
+func (c *Client) Messages(ctx context.Context, deviceID, moduleID string, after uint64, limit int, wait time.Duration) (hubapi.MessageList, error) {
+	q := url.Values{}
+	if after > 0 {
+		q.Set("after", strconv.FormatUint(after, 10))
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if moduleID != "" {
+		q.Set("moduleId", moduleID)
+	}
+	if wait > 0 {
+		q.Set("wait", wait.String())
+	}
+	var out hubapi.MessageList
+	_, err := c.do(ctx, http.MethodGet, hubapi.MessagesPath(deviceID), q, nil, nil, &out)
 	return out, err
 }

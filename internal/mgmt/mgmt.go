@@ -41,6 +41,7 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 	broker  func() []mgmtclient.BrokerModule
+	msgs    func() mgmtclient.MessageQueue
 
 	ev       *Events
 	stopping <-chan struct{} // Serve's ctx: closed when the daemon stops
@@ -51,6 +52,12 @@ type Server struct {
 // filled in from the cached twins).
 func (s *Server) WithBroker(modules func() []mgmtclient.BrokerModule) *Server {
 	s.broker = modules
+	return s
+}
+
+// WithMessages makes /status show the message queue, as msgs returns it.
+func (s *Server) WithMessages(msgs func() mgmtclient.MessageQueue) *Server {
+	s.msgs = msgs
 	return s
 }
 
@@ -233,6 +240,10 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 			m.ReportedVersion = reported[m.ModuleID]
 			out.Broker.Modules = append(out.Broker.Modules, m)
 		}
+	}
+	if s.msgs != nil {
+		q := s.msgs()
+		out.Messages = &q
 	}
 	writeJSON(w, http.StatusOK, out)
 }

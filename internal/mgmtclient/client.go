@@ -88,6 +88,7 @@ type Status struct {
 	Outbox    Outbox         `json:"outbox"`
 	Twins     []TwinVersions `json:"twins"`
 	Broker    BrokerStatus   `json:"broker"`
+	Messages  *MessageQueue  `json:"messages,omitempty"`
 }
 
 // LogOptions select a module's log lines.
@@ -262,4 +263,25 @@ func (c *Client) Logs(ctx context.Context, module string, opts LogOptions) (io.R
 		return nil, err
 	}
 	return resp.Body, nil
+}
+
+// MessageQueue describes the routed module messages waiting on the device:
+// for the hub (Upstream) and for module inputs (Inputs).
+type MessageQueue struct {
+	Upstream QueueStats `json:"upstream"`
+	Inputs   QueueStats `json:"inputs"`
+	// RoutesError says why no message is routed (the $edgeHub routes do
+	// not parse), "" when they do.
+	RoutesError string `json:"routesError,omitempty"`
+}
+
+// QueueStats is one part of the message queue. Refused counts the messages
+// the queue had no room for (their PUBACK withheld); it is shared by both
+// parts.
+type QueueStats struct {
+	Count   int       `json:"count"`
+	Bytes   int64     `json:"bytes"`
+	Oldest  time.Time `json:"oldest,omitzero"`
+	Expired int64     `json:"expired"`
+	Refused int64     `json:"refused"`
 }

@@ -121,7 +121,8 @@ type Client struct {
 	handlers       []func(map[string]any, int64)
 	connHandlers   []func(bool, error)
 	queue          []desiredPatch
-	queued         *sync.Cond // on mu
+	queued         *sync.Cond     // on mu
+	inputs         []inputHandler // OnInput's (messages.go)
 
 	methods methods // direct method handlers (methods.go)
 }
@@ -266,6 +267,9 @@ func (c *Client) connect(ctx context.Context) error {
 		if err := c.subscribe(ctx, cl, topicMethods, c.onMethodCall); err != nil {
 			return fail("subscribe to direct methods", err)
 		}
+	}
+	if err := c.subscribeInputs(ctx, cl); err != nil {
+		return fail("subscribe to the inputs", err)
 	}
 
 	c.mu.Lock()

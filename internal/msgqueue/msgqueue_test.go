@@ -1,0 +1,192 @@
+package msgqueue
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+func open(t *testing.T, dir string, opts Options) *Log {
+	t.Helper()
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestAppendReadAckReopen(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir, Options{})
+	for i := range 100 {
+		dests := []Dest{{Name: "upstream"}}
+		if i%2 == 0 {
+			dests = append(dests, Dest{Name: "input/b/in1"})
+		}
+		if _, err := l.AppendSync(Record{Dests: dests, Data: fmt.Appendf(nil, "m%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up := l.Pending("upstream", 0, 0)
+	if len(up) != 100 || string(up[0].Data) != "m0" || string(up[99].Data) != "m99" {
+		t.Fatalf("upstream has %d entries", len(up))
+	}
+	in := l.Pending("input/b/in1", 0, 10)
+	if len(in) != 10 || string(in[1].Data) != "m2" {
+		t.Fatalf("input: %d entries, second %q", len(in), in[1].Data)
+	}
+	l.Ack("upstream", up[39].Seq)
+	if st := l.Stats("upstream"); st.Count != 60 || st.Bytes == 0 {
+		t.Fatalf("stats after ack: %+v", st)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = open(t, dir, Options{})
+	defer l.Close()
+	up = l.Pending("upstream", 0, 0)
+	if len(up) != 60 || string(up[0].Data) != "m40" {
+		t.Fatalf("after reopen: %d entries, first %q", len(up), up[0].Data)
+	}
+	if in := l.Pending("input/b/in1", 0, 0); len(in) != 50 {
+		t.Fatalf("after reopen input has %d", len(in))
+	}
+	seq, err := l.AppendSync(Record{Dests: []Dest{{Name: "upstream"}}, Data: []byte("new")})
+	if err != nil || seq != 101 {
+		t.Fatalf("append after reopen: seq %d, %v", seq, err)
+	}
+}
+
+func TestTornTailIsCut(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir, Options{})
+	for i := range 3 {
+		if _, err := l.AppendSync(Record{Dests: []Dest{{Name: "upstream"}}, Data: fmt.Appendf(nil, "m%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	f, err := os.OpenFile(segs[0], os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{40, 0, 0, 0, 1, 2}) // half a header
+	f.Close()
+	l = open(t, dir, Options{})
+	if got := l.Pending("upstream", 0, 0); len(got) != 3 {
+		t.Fatalf("%d entries after a torn tail, want 3", len(got))
+	}
+	if _, err := l.AppendSync(Record{Dests: []Dest{{Name: "upstream"}}, Data: []byte("m3")}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l = open(t, dir, Options{})
+	defer l.Close()
+	if got := l.Pending("upstream", 0, 0); len(got) != 4 || string(got[3].Data) != "m3" {
+		t.Fatalf("%d entries after append past a cut tail", len(got))
+	}
+}
+
+func TestExpiredCounted(t *testing.T) {
+	now := time.Unix(1000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	dir := t.TempDir()
+	l := open(t, dir, Options{Now: clock})
+	for i := range 5 {
+		exp := now.Add(time.Duration(i+1) * time.Minute)
+		if _, err := l.AppendSync(Record{Dests: []Dest{{Name: "upstream", Expires: exp}, {Name: "input/b/x"}}, Data: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	now = now.Add(150 * time.Second)
+	mu.Unlock()
+	if got := l.Pending("upstream", 0, 0); len(got) != 3 {
+		t.Fatalf("%d pending, want 3 (two expired)", len(got))
+	}
+	if st := l.Stats("upstream"); st.Expired != 2 || st.Count != 3 {
+		t.Fatalf("stats %+v, want 2 expired and 3 left", st)
+	}
+	if st := l.Stats("input/"); st.Expired != 0 || st.Count != 5 {
+		t.Fatalf("input stats %+v: expiry of one destination touched another", st)
+	}
+	l.Close()
+	l = open(t, dir, Options{Now: clock})
+	defer l.Close()
+	if st := l.Stats("upstream"); st.Expired != 2 || st.Count != 3 {
+		t.Fatalf("after reopen %+v", st)
+	}
+}
+
+func TestFullRefusesAndWritesNothing(t *testing.T) {
+	l := open(t, t.TempDir(), Options{MaxBytes: 10})
+	defer l.Close()
+	if _, err := l.AppendSync(Record{Dests: []Dest{{Name: "upstream"}}, Data: []byte("12345678")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.AppendSync(Record{Dests: []Dest{{Name: "upstream"}}, Data: []byte("123")}); err != ErrFull {
+		t.Fatalf("append past the bound: %v, want ErrFull", err)
+	}
+	if st := l.Stats(""); st.Count != 1 || st.Refused != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	l.Ack("upstream", 1)
+	if _, err := l.AppendSync(Record{Dests: []Dest{{Name: "upstream"}}, Data: []byte("123")}); err != nil {
+		t.Fatalf("append after the ack freed room: %v", err)
+	}
+}
+
+func TestSegmentsRemovedOnceAcked(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir, Options{})
+	data := make([]byte, 1<<20)
+	var last uint64
+	for range 20 { // 20 MiB: three segments
+		seq, err := l.AppendSync(Record{Dests: []Dest{{Name: "upstream"}}, Data: data})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = seq
+	}
+	if segs, _ := filepath.Glob(filepath.Join(dir, "*.log")); len(segs) < 3 {
+		t.Fatalf("%d segments, want at least 3", len(segs))
+	}
+	l.Ack("upstream", last)
+	l.Close()
+	if segs, _ := filepath.Glob(filepath.Join(dir, "*.log")); len(segs) != 1 {
+		t.Fatalf("%d segments left after everything was acked, want the current one", len(segs))
+	}
+}
+
+func TestConcurrentAppendsKeepOrderPerCaller(t *testing.T) {
+	l := open(t, t.TempDir(), Options{})
+	defer l.Close()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			var done sync.WaitGroup
+			for i := range 500 {
+				done.Add(1)
+				l.Append(Record{Dests: []Dest{{Name: fmt.Sprintf("d%d", w)}}, Data: fmt.Appendf(nil, "%d", i)}, func(uint64, error) { done.Done() })
+			}
+			done.Wait()
+		})
+	}
+	wg.Wait()
+	for w := range 4 {
+		got := l.Pending(fmt.Sprintf("d%d", w), 0, 0)
+		if len(got) != 500 {
+			t.Fatalf("d%d has %d", w, len(got))
+		}
+		for i, e := range got {
+			if string(e.Data) != fmt.Sprint(i) {
+				t.Fatalf("d%d entry %d is %q", w, i, e.Data)
+			}
+		}
+	}
+}

@@ -42,7 +42,12 @@ func newListCmd(f *Factory) *cobra.Command {
 		Use:         "list",
 		Annotations: map[string]string{sectionAnnotation: "daemon"},
 		Short:       "List the modules this device runs, with status, restarts and uptime",
-		Long:        "List the modules of the device's deployment and how they run.\n\n" + localLong,
+		Long: `List the modules of the device's deployment and how they run. For a module
+that does not run as it should (backoff, failed, unhealthy, stopped), the
+REASON column says why, cut to the terminal's width; -o json has it whole
+(description).
+
+` + localLong,
 		Example: `  outpost list
   outpost list -o json`,
 		Args: noArgs,
@@ -53,10 +58,11 @@ func newListCmd(f *Factory) *cobra.Command {
 			}
 			now := f.Now()
 			return f.Print(mods, func(w io.Writer) error {
-				t := NewTable("name", "status", "image", "restarts", "uptime")
+				t := NewTable("name", "status", "image", "restarts", "uptime", "reason")
 				for _, m := range mods {
-					t.Row(m.Name, f.IO.ColorStatus(statusCell(m)), imageCell(m), strconv.Itoa(m.Restarts), uptime(m, now))
+					t.Row(m.Name, f.IO.ColorStatus(statusCell(m)), imageCell(m), strconv.Itoa(m.Restarts), uptime(m, now), reasonCell(m))
 				}
+				t.FitLast(f.IO.Width())
 				return t.Write(w)
 			})
 		},

@@ -130,6 +130,7 @@ Microsoft's Azure IoT SDKs run unchanged.
 	root.Version = versionLine(version.Get())
 	root.SetVersionTemplate("outpost {{.Version}}\n")
 	requireSubcommands(root)
+	addCompletions(f, root)
 	return root
 }
 

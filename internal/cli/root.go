@@ -123,6 +123,7 @@ Microsoft's Azure IoT SDKs run unchanged.
 		newTwinCmd(f),
 		newQueryCmd(f, nil),
 		newBuildCmd(f), newInitCmd(f),
+		newRegistryCmd(f),
 		newPushCmd(f),
 		newDaemonCmd(f, nil), newListCmd(f), newLogsCmd(f), newRestartCmd(f), newStatusCmd(f), newCheckCmd(f),
 	)

@@ -78,17 +78,22 @@ than loopback, anyone who reaches it can push and pull, and it says so.`,
 
 // defaultRegistryData is where the registry keeps its data when --data is
 // not given.
-func defaultRegistryData() string {
+func defaultRegistryData() string { return defaultPartData("registry") }
+
+// defaultPartData is where a part (hub, registry) keeps its data when no
+// data dir is given: /var/lib/outpost/PART as root, else
+// $XDG_DATA_HOME/outpost/PART (~/.local/share/outpost/PART).
+func defaultPartData(part string) string {
 	if os.Geteuid() == 0 {
-		return "/var/lib/outpost/registry"
+		return "/var/lib/outpost/" + part
 	}
 	if dir := os.Getenv("XDG_DATA_HOME"); dir != "" {
-		return filepath.Join(dir, "outpost", "registry")
+		return filepath.Join(dir, "outpost", part)
 	}
 	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, ".local", "share", "outpost", "registry")
+		return filepath.Join(home, ".local", "share", "outpost", part)
 	}
-	return "outpost-registry"
+	return "outpost-" + part
 }
 
 func registryServeRun(ctx context.Context, f *Factory, dir, listen string) error {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +95,17 @@ func TestLogsAll(t *testing.T) {
 		t.Errorf("logs --all --tail 1: %d\n%s", code, out)
 	}
 
+	// On a terminal the names are coloured, the lines not.
+	ios, _, cout, cerr := TestIO()
+	ios.SetTerminal(true, true)
+	ios.noColor = false
+	if code := Run(context.Background(), ios, []string{"logs", "--all", "--mgmt-socket", sock}); code != 0 {
+		t.Fatalf("logs --all on a terminal: %d %s", code, cerr)
+	}
+	if s := cout.String(); !strings.Contains(s, "\x1b[") || !strings.Contains(s, "\x1b[0m | ready\n") {
+		t.Errorf("logs --all on a terminal: names not coloured:\n%q", s)
+	}
+
 	fout, _, _ := logsRunning(t, "--all", "-f", "--mgmt-socket", sock)
 	agenttest.Eventually(t, 20*time.Second, "both modules' lines, followed", func() bool {
 		s := fout.String()
@@ -116,5 +128,59 @@ func TestLogsAll(t *testing.T) {
 	code, _, errOut = run(t, "logs", "web", "--all", "--mgmt-socket", sock)
 	if code != ExitUsage || !strings.Contains(errOut, "--all takes no MODULE") {
 		t.Errorf("logs web --all: %d %s", code, errOut)
+	}
+}
+
+// TestLogsFollowAcrossDaemonRestart: logs -f outlives its daemon: it says
+// when the daemon goes and comes back, and goes on with the module's lines.
+func TestLogsFollowAcrossDaemonRestart(t *testing.T) {
+	f := agenttest.New(t, "process")
+	f.Deploy(t, map[string]any{"web": map[string]any{"image": f.Image}})
+	sock := filepath.Join(t.TempDir(), "mgmt.sock")
+	args := []string{"daemon", "--connection-string", f.DeviceCS, "--ca", f.Hub.CAFile, "--data", f.DataDir,
+		"--runtime", "process", "--mgmt-socket", sock, "--gateway-hostname", "gw.test", "--broker-listen", "127.0.0.1:0"}
+	start := func() (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		ios, _, _, errOut := TestIO()
+		done := make(chan int, 1)
+		go func() { done <- Run(ctx, ios, args) }()
+		stopped := false
+		stop = func() {
+			if stopped {
+				return
+			}
+			stopped = true
+			cancel()
+			select {
+			case code := <-done:
+				if code != 0 {
+					t.Errorf("daemon exited %d: %s", code, errOut)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("the daemon did not stop within 30 s")
+			}
+		}
+		t.Cleanup(stop)
+		return stop
+	}
+	stop := start()
+	agenttest.Eventually(t, 30*time.Second, "web running", func() bool {
+		_, out, _ := run(t, "list", "--mgmt-socket", sock)
+		return strings.Contains(out, "running")
+	})
+	out, errOut, _ := logsRunning(t, "web", "-f", "--mgmt-socket", sock)
+	count := func(s string) int { return strings.Count(out.String(), s+"\n") }
+	agenttest.Eventually(t, 20*time.Second, "the first instance's lines", func() bool { return count("ready") == 1 })
+
+	stop()
+	agenttest.Eventually(t, 20*time.Second, "the marker of the daemon gone", func() bool {
+		return strings.Contains(errOut.String(), "--- lost the daemon (")
+	})
+	start()
+	agenttest.Eventually(t, 30*time.Second, "the daemon back and the module's new lines", func() bool {
+		return strings.Contains(errOut.String(), "--- the daemon answers again ---") && count("ready") == 2
+	})
+	if n := count("IOTEDGE_MODULEID=web"); n != 2 {
+		t.Errorf("%d instances' first lines, want 2:\n%s\nstderr:\n%s", n, out, errOut)
 	}
 }

@@ -14,7 +14,14 @@ func newCompletionCmd(f *Factory) *cobra.Command {
                (or save it to /etc/bash_completion.d/outpost)
   zsh:         outpost completion zsh > "${fpath[1]}/_outpost"
   fish:        outpost completion fish > ~/.config/fish/completions/outpost.fish
-  powershell:  outpost completion powershell | Out-String | Invoke-Expression`,
+  powershell:  outpost completion powershell | Out-String | Invoke-Expression
+
+Completion knows the fleet: device ids and DEVICE/MODULE names come from the
+hub (--hub or OUTPOST_CONNECTION_STRING, --ca or OUTPOST_CA), automatic
+deployment ids too, and the module names of logs and restart from the local
+daemon (--mgmt-socket); -o, --runtime and --platform offer their values. Each
+TAB waits at most 2 s for the hub or the daemon, and offers nothing, quietly,
+when they do not answer.`,
 		Example:   "  outpost completion bash > /etc/bash_completion.d/outpost",
 		ValidArgs: []string{"bash", "zsh", "fish", "powershell"},
 		Args:      exactArgs(1, "one shell name: bash, zsh, fish or powershell"),

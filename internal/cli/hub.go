@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
@@ -46,18 +45,7 @@ func hubDataDir(f *Factory) string {
 }
 
 // defaultHubData is where the hub keeps its data when --data is not given.
-func defaultHubData() string {
-	if os.Geteuid() == 0 {
-		return "/var/lib/outpost/hub"
-	}
-	if dir := os.Getenv("XDG_DATA_HOME"); dir != "" {
-		return filepath.Join(dir, "outpost", "hub")
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, ".local", "share", "outpost", "hub")
-	}
-	return "outpost-hub"
-}
+func defaultHubData() string { return defaultPartData("hub") }
 
 func newHubServeCmd(f *Factory, runF func(hub.Config) error) *cobra.Command {
 	cmd := &cobra.Command{

@@ -16,15 +16,17 @@ import (
 )
 
 type initOptions struct {
-	Dir  string
-	Name string
+	Dir      string
+	Name     string
+	Registry string // host[:port] of the images; "" for the default (or, adding a module, the solution's)
 }
 
 // initResult is what init prints with -o json.
 type initResult struct {
-	Dir    string   `json:"dir"`
-	Module string   `json:"module"`
-	Files  []string `json:"files"`
+	Dir     string   `json:"dir"`
+	Module  string   `json:"module"`
+	Files   []string `json:"files"`
+	Updated []string `json:"updated,omitempty"` // deployment.yaml, when a module was added to a solution
 }
 
 // initNameRE is what a scaffolded module may be called: a Go module path, a
@@ -45,11 +47,22 @@ modules/NAME/outpost-sdk, and deployment.yaml, a native deployment manifest
 that runs it.
 
 module.yaml builds the module for linux/amd64, linux/arm64 and linux/arm/v7
-and names the image localhost:5000/NAME:1.0. Existing files are never
-overwritten: init stops before writing anything if one is in the way.`,
+and names the image localhost:5000/NAME:1.0 (outpost registry serve's
+address), or REGISTRY/NAME:1.0 with --registry REGISTRY, in module.yaml and in
+deployment.yaml alike.
+
+In a solution that has a deployment.yaml already, init adds the module: it
+writes modules/NAME and adds NAME to deployment.yaml's modules, keeping the
+file's comments and order. Its image is on the registry of the modules there
+unless --registry says otherwise.
+
+Existing files are never overwritten: init stops before writing anything if
+one is in the way (or if deployment.yaml has a module NAME already).`,
 		Example: `  outpost init                     # here, a module named tempsensor
   outpost init ./edge --name pump  # ./edge/modules/pump
-  outpost init && outpost build && outpost push`,
+  outpost init && outpost build && outpost push
+  outpost init --registry 127.0.0.1:5001  # images at 127.0.0.1:5001/NAME
+  outpost init . --name pump       # add a module to this solution`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return flagErrorf("%s takes at most one DIR (got %d arguments)", cmd.CommandPath(), len(args))
@@ -64,10 +77,16 @@ overwritten: init stops before writing anything if one is in the way.`,
 			if !initNameRE.MatchString(opts.Name) {
 				return flagErrorf("--name %q: use 1 to 63 lower-case letters, digits, '-' or '_', starting with a letter (it names the Go module, the module id and the image)", opts.Name)
 			}
+			if opts.Registry != "" {
+				if err := checkRegistryFlag(opts.Registry); err != nil {
+					return err
+				}
+			}
 			return initRun(f, opts)
 		},
 	}
 	cmd.Flags().StringVar(&opts.Name, "name", "tempsensor", "the module's name")
+	cmd.Flags().StringVar(&opts.Registry, "registry", "", "registry HOST[:PORT] of the module's image, in module.yaml and deployment.yaml (default localhost:5000)")
 	return cmd
 }
 
@@ -79,6 +98,21 @@ func initRun(f *Factory, opts *initOptions) error {
 		{filepath.Join(mod, "go.sum"), initGoSum},
 		{filepath.Join(mod, "main.go"), initMainGo},
 		{"deployment.yaml", initDeploymentYAML},
+	}
+	// A solution there already: add the module to its deployment.
+	add, err := initAddition(opts)
+	if err != nil {
+		return err
+	}
+	if add != nil {
+		files = files[:len(files)-1] // deployment.yaml is edited, not written
+	}
+	registry := opts.Registry
+	if registry == "" {
+		registry = initDefaultRegistry
+		if add != nil && add.registry != "" {
+			registry = add.registry
+		}
 	}
 	var inTheWay []string
 	paths := []string{filepath.Join(mod, sdk.Dir)}
@@ -104,13 +138,16 @@ func initRun(f *Factory, opts *initOptions) error {
 			Hint: "Pick another directory or --name, or move those files away.",
 		}
 	}
+	if add != nil && add.conflict != nil {
+		return add.conflict
+	}
 	res := initResult{Dir: opts.Dir, Module: opts.Name}
 	for _, file := range files {
 		p := filepath.Join(opts.Dir, file.path)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return fmt.Errorf("init: %w", err)
 		}
-		content := strings.ReplaceAll(file.content, "{{NAME}}", opts.Name)
+		content := initRender(file.content, opts.Name, registry)
 		// O_EXCL: a file that appeared since the check is not overwritten.
 		fh, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		if err != nil {
@@ -131,9 +168,20 @@ func initRun(f *Factory, opts *initOptions) error {
 		return fmt.Errorf("init: %w", err)
 	}
 	res.Files = append(res.Files, sdkDir+string(filepath.Separator))
+	if add != nil {
+		if err := add.write(opts.Name, registry); err != nil {
+			return fmt.Errorf("init: %w", err)
+		}
+		res.Updated = append(res.Updated, add.path)
+	}
 	if err := f.Print(res, func(w io.Writer) error {
 		for _, p := range res.Files {
 			if _, err := fmt.Fprintf(w, "created %s\n", p); err != nil {
+				return err
+			}
+		}
+		for _, p := range res.Updated {
+			if _, err := fmt.Fprintf(w, "added %s to %s\n", opts.Name, p); err != nil {
 				return err
 			}
 		}
@@ -141,8 +189,12 @@ func initRun(f *Factory, opts *initOptions) error {
 	}); err != nil {
 		return err
 	}
-	fmt.Fprintf(f.IO.ErrOut, "Next: outpost build %s, then push it to a registry on localhost:5000 (outpost push) and deploy it: outpost deploy DEVICE -f %s\n",
-		opts.Dir, filepath.Join(opts.Dir, "deployment.yaml"))
+	serve := ""
+	if registry == initDefaultRegistry {
+		serve = " (outpost registry serve runs one there)"
+	}
+	fmt.Fprintf(f.IO.ErrOut, "Next: outpost build %s, then push it to the registry on %s%s (outpost push) and deploy it: outpost deploy DEVICE -f %s\n",
+		opts.Dir, registry, serve, filepath.Join(opts.Dir, "deployment.yaml"))
 	return nil
 }
 

@@ -22,6 +22,7 @@ type IOStreams struct {
 	outTTY  bool
 	errTTY  bool
 	noColor bool
+	width   int // columns of Out, when set (SetWidth); else asked of the terminal
 
 	stylesOnce sync.Once
 	styles     map[string]lipgloss.Style // status word → its style

@@ -42,7 +42,12 @@ func newListCmd(f *Factory) *cobra.Command {
 		Use:         "list",
 		Annotations: map[string]string{sectionAnnotation: "daemon"},
 		Short:       "List the modules this device runs, with status, restarts and uptime",
-		Long:        "List the modules of the device's deployment and how they run.\n\n" + localLong,
+		Long: `List the modules of the device's deployment and how they run. For a module
+that does not run as it should (backoff, failed, unhealthy, stopped), the
+REASON column says why, cut to the terminal's width; -o json has it whole
+(description).
+
+` + localLong,
 		Example: `  outpost list
   outpost list -o json`,
 		Args: noArgs,
@@ -53,10 +58,11 @@ func newListCmd(f *Factory) *cobra.Command {
 			}
 			now := f.Now()
 			return f.Print(mods, func(w io.Writer) error {
-				t := NewTable("name", "status", "image", "restarts", "uptime")
+				t := NewTable("name", "status", "image", "restarts", "uptime", "reason")
 				for _, m := range mods {
-					t.Row(m.Name, f.IO.ColorStatus(statusCell(m)), imageCell(m), strconv.Itoa(m.Restarts), uptime(m, now))
+					t.Row(m.Name, f.IO.ColorStatus(statusCell(m)), imageCell(m), strconv.Itoa(m.Restarts), uptime(m, now), reasonCell(m))
 				}
+				t.FitLast(f.IO.Width())
 				return t.Write(w)
 			})
 		},
@@ -102,49 +108,55 @@ func humanDuration(d time.Duration) string {
 }
 
 func newLogsCmd(f *Factory) *cobra.Command {
-	var (
-		follow bool
-		tail   int
-		since  string
-	)
+	opts := &logsOptions{}
 	cmd := &cobra.Command{
 		Use:         "logs MODULE",
 		Annotations: map[string]string{sectionAnnotation: "daemon"},
 		Short:       "Print a module's logs (stdout and stderr)",
 		Long: `Print a module's logs: its stdout and stderr, merged, kept across restarts in
-size-capped files. With -f, go on printing new lines until interrupted.
+size-capped files. With -f, go on printing new lines until interrupted, across
+the module's restarts and re-creates (a new deployment): each change is told
+on stderr between the lines it separates, as
+"--- tempsensor restarted (instance pid 1234, started 15:04:05.123, restart 1) ---",
+and the new instance's lines follow. With --all, every module's lines, each
+prefixed with the module's name (coloured on a terminal); with -f, modules
+deployed later too.
 
 ` + localLong,
 		Example: `  outpost logs tempsensor
   outpost logs tempsensor -f --tail 20
-  outpost logs tempsensor --since 10m`,
-		Args: exactArgs(1, "one module name"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := mgmtclient.LogOptions{Follow: follow, Tail: tail}
-			if tail < 0 {
-				return flagErrorf("invalid --tail %d: want a number of lines", tail)
+  outpost logs tempsensor --since 10m
+  outpost logs --all -f --tail 5`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if opts.All {
+				if len(args) > 0 {
+					return flagErrorf("%s --all takes no MODULE (got %q): drop one or the other", cmd.CommandPath(), args[0])
+				}
+				return nil
 			}
-			if since != "" {
-				t, err := mgmt.ParseSince(since, f.Now())
+			return exactArgs(1, "one module name, or --all")(cmd, args)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Tail < 0 {
+				return flagErrorf("invalid --tail %d: want a number of lines", opts.Tail)
+			}
+			if opts.SinceText != "" {
+				t, err := mgmt.ParseSince(opts.SinceText, f.Now())
 				if err != nil {
 					return flagErrorf("invalid --since: %v", err)
 				}
 				opts.Since = t
 			}
-			rc, err := f.MgmtClient().Logs(cmd.Context(), args[0], opts)
-			if err != nil {
-				return fmt.Errorf("logs %s: %w", args[0], err)
+			if len(args) == 1 {
+				opts.Module = args[0]
 			}
-			defer rc.Close()
-			if _, err := io.Copy(f.IO.Out, rc); err != nil && cmd.Context().Err() == nil {
-				return fmt.Errorf("logs %s: %w", args[0], err)
-			}
-			return nil
+			return logsRun(cmd.Context(), f, opts)
 		},
 	}
-	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow: keep printing new lines")
-	cmd.Flags().IntVar(&tail, "tail", 0, "only the last N lines (0: all)")
-	cmd.Flags().StringVar(&since, "since", "", "only lines since a time (RFC 3339) or for a duration (10m)")
+	cmd.Flags().BoolVarP(&opts.Follow, "follow", "f", false, "follow: keep printing new lines, across restarts and re-creates")
+	cmd.Flags().IntVar(&opts.Tail, "tail", 0, "only the last N lines (0: all); with --all, of each module")
+	cmd.Flags().StringVar(&opts.SinceText, "since", "", "only lines since a time (RFC 3339) or for a duration (10m)")
+	cmd.Flags().BoolVar(&opts.All, "all", false, "every module's logs, each line prefixed with the module's name")
 	addMgmtSocketFlag(cmd)
 	return cmd
 }

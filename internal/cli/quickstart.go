@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
 	"os"
@@ -16,8 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/spf13/cobra"
 
@@ -29,6 +26,7 @@ import (
 	"github.com/outpost-edge/outpost/internal/identity"
 	"github.com/outpost-edge/outpost/internal/image"
 	"github.com/outpost-edge/outpost/internal/mgmtclient"
+	"github.com/outpost-edge/outpost/internal/ociregistry"
 	"github.com/outpost-edge/outpost/internal/runtime"
 	"github.com/outpost-edge/outpost/sdk"
 )
@@ -87,7 +85,8 @@ their keys, patches the module twin's desired properties as an operator,
 patches its reported properties with the module's own credentials, and prints
 the twin and a SAS token for the module. Then it writes the sample module
 (what 'outpost init' makes), builds its image for this machine's architecture
-without a Docker daemon, pushes it to a registry embedded on loopback, deploys
+without a Docker daemon, pushes it to a registry embedded on loopback (the
+one outpost registry serve runs, its images kept in DATA/registry), deploys
 it to the device, and runs a device daemon (runc as root where installed, else
 plain processes) until the module runs and prints. It then sends the running
 module a desired interval at the hub and waits for the module's answer in its
@@ -195,10 +194,15 @@ func quickstartRun(ctx context.Context, f *Factory, opts *quickstartOptions) err
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 10 * time.Second}
+	reg, err := ociregistry.Open(filepath.Join(dir, "registry"), nil)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("quickstart: registry: %w", err)
+	}
+	srv := &http.Server{Handler: reg, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()
-	status("registry serving http://%s (embedded, loopback only)", ln.Addr())
+	status("registry serving http://%s (embedded, loopback only; data %s, as outpost registry serve keeps it)", ln.Addr(), reg.Dir())
 	img, err := quickstartImage(ctx, dir, moduleID, ln.Addr().String(), status)
 	if err != nil {
 		return fmt.Errorf("quickstart: image: %w", err)

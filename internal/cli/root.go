@@ -124,6 +124,7 @@ Microsoft's Azure IoT SDKs run unchanged.
 		newQueryCmd(f, nil),
 		newMethodCmd(f),
 		newBuildCmd(f), newInitCmd(f),
+		newRegistryCmd(f),
 		newPushCmd(f),
 		newDaemonCmd(f, nil), newListCmd(f), newLogsCmd(f), newRestartCmd(f), newStatusCmd(f), newCheckCmd(f),
 		newMessagesCmd(f),
@@ -132,6 +133,7 @@ Microsoft's Azure IoT SDKs run unchanged.
 	root.Version = versionLine(version.Get())
 	root.SetVersionTemplate("outpost {{.Version}}\n")
 	requireSubcommands(root)
+	addCompletions(f, root)
 	return root
 }
 

@@ -56,7 +56,7 @@ func KeyFor(flag string) string {
 }
 
 // Sections are the parts with a section of their own in the config file.
-var Sections = []string{"hub", "daemon"}
+var Sections = []string{"hub", "daemon", "registry"}
 
 // PartKeys are the keys that, at the top level of the config file, belong to
 // one part only: the other parts never read them from there.

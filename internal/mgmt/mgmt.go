@@ -3,7 +3,8 @@
 // types are internal/mgmtclient's.
 //
 //	GET  /modules                 the modules and how they run
-//	GET  /modules/{m}/logs        ?follow=true&tail=N&since=RFC3339|duration, streamed
+//	GET  /modules/{m}/logs        ?follow=true&tail=N&since=RFC3339|duration, streamed;
+//	                              &timestamps=true starts each line with its RFC 3339 time
 //	POST /modules/{m}/restart     restart a module's instance now
 //	GET  /status                  the link to the hub, the outbox, the runtime,
 //	                              the modules' links to the broker
@@ -286,6 +287,14 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		opts.Tail = n
+	}
+	if v := q.Get("timestamps"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "timestamps: want true or false")
+			return
+		}
+		opts.Timestamps = b
 	}
 	if v := q.Get("since"); v != "" {
 		t, err := ParseSince(v, s.now())

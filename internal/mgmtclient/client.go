@@ -96,6 +96,9 @@ type LogOptions struct {
 	Follow bool
 	Tail   int       // last N lines (0: all)
 	Since  time.Time // lines at or after (zero: all)
+	// Timestamps starts each line with the time the daemon read it (RFC 3339,
+	// nanoseconds, UTC) and a space.
+	Timestamps bool
 }
 
 // ErrorBody is the JSON body of every error the API answers.
@@ -257,6 +260,9 @@ func (c *Client) Logs(ctx context.Context, module string, opts LogOptions) (io.R
 	}
 	if !opts.Since.IsZero() {
 		q.Set("since", opts.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if opts.Timestamps {
+		q.Set("timestamps", "true")
 	}
 	resp, err := c.do(ctx, http.MethodGet, "/modules/"+url.PathEscape(module)+"/logs", q)
 	if err != nil {

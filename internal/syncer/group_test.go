@@ -224,9 +224,13 @@ func killChild(t *testing.T, child, spec string, killAfter int, timeout time.Dur
 		t.Fatal(err)
 	}
 	defer cmd.Wait()
+	// The timeout counts from the first acknowledgement, so that a child slow
+	// to start on a loaded machine still acknowledges some before it dies; a
+	// child that acknowledges nothing for a minute is killed all the same.
+	var timer *time.Timer
 	if timeout > 0 {
-		timer := time.AfterFunc(timeout, func() { cmd.Process.Kill() })
-		defer timer.Stop()
+		timer = time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
+		defer func() { timer.Stop() }()
 	}
 	n := 0
 	for sc := bufio.NewScanner(stdout); sc.Scan(); {
@@ -241,6 +245,9 @@ func killChild(t *testing.T, child, spec string, killAfter int, timeout time.Dur
 			continue
 		}
 		ack(k, v)
+		if n == 0 && timer != nil && timer.Stop() {
+			timer = time.AfterFunc(timeout, func() { cmd.Process.Kill() })
+		}
 		if n++; n == killAfter {
 			cmd.Process.Kill()
 		}

@@ -219,6 +219,7 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	out := mgmtclient.Status{
 		DeviceID: s.agent.DeviceID(), HubHost: s.hubHost, Runtime: rt.Name(), Isolated: rt.Isolated(),
 		Connected: st.Connected, Since: st.Since, LastSync: st.LastSync,
+		LastError: st.LastError, LastErrorAt: st.LastErrorAt,
 		Outbox: mgmtclient.Outbox{Patches: st.Outbox.Patches, Bytes: st.Outbox.Bytes, Oldest: st.Outbox.Oldest},
 		Twins:  []mgmtclient.TwinVersions{},
 		Broker: mgmtclient.BrokerStatus{Modules: []mgmtclient.BrokerModule{}},

@@ -78,16 +78,20 @@ type BrokerStatus struct {
 
 // Status is the daemon's link to its hub and what it runs on (GET /status).
 type Status struct {
-	DeviceID  string         `json:"deviceId"`
-	HubHost   string         `json:"hubHostName,omitempty"`
-	Runtime   string         `json:"runtime"`
-	Isolated  bool           `json:"isolated"`
-	Connected bool           `json:"connected"`
-	Since     time.Time      `json:"since"`
-	LastSync  time.Time      `json:"lastSync,omitzero"`
-	Outbox    Outbox         `json:"outbox"`
-	Twins     []TwinVersions `json:"twins"`
-	Broker    BrokerStatus   `json:"broker"`
+	DeviceID  string    `json:"deviceId"`
+	HubHost   string    `json:"hubHostName,omitempty"`
+	Runtime   string    `json:"runtime"`
+	Isolated  bool      `json:"isolated"`
+	Connected bool      `json:"connected"`
+	Since     time.Time `json:"since"`
+	LastSync  time.Time `json:"lastSync,omitzero"`
+	// LastError is why the hub was last unreachable, LastErrorAt when (as
+	// in Link).
+	LastError   string         `json:"lastError,omitempty"`
+	LastErrorAt time.Time      `json:"lastErrorAt,omitzero"`
+	Outbox      Outbox         `json:"outbox"`
+	Twins       []TwinVersions `json:"twins"`
+	Broker      BrokerStatus   `json:"broker"`
 }
 
 // LogOptions select a module's log lines.

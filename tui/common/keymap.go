@@ -36,6 +36,9 @@ type KeyMap struct {
 	Restart  key.Binding
 	Yes      key.Binding
 	No       key.Binding
+
+	SearchNext key.Binding // the next match of a search (logs)
+	SearchPrev key.Binding
 }
 
 // DefaultKeyMap returns outpost's keys.
@@ -74,6 +77,9 @@ func DefaultKeyMap() *KeyMap {
 		Restart:  b("R", "restart", "R"),
 		Yes:      b("y", "yes", "y", "Y"),
 		No:       b("n", "no", "n", "N", "esc"),
+
+		SearchNext: b("n", "next match", "n"),
+		SearchPrev: b("N", "previous match", "N"),
 	}
 }
 
@@ -85,6 +91,7 @@ func (k *KeyMap) Bindings() []key.Binding {
 		k.Select, k.Back, k.Filter, k.Help, k.Quit,
 		k.NextTab, k.Toggle, k.JSON, k.Metadata, k.Edit, k.External, k.Send, k.Preview,
 		k.Reapply, k.Discard, k.Logs, k.Follow, k.Restart, k.Yes, k.No,
+		k.SearchNext, k.SearchPrev,
 	}
 }
 

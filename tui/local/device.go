@@ -2,6 +2,7 @@ package local
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -453,11 +454,7 @@ func (d *Device) panel() []string {
 	link += st.Muted.Render(" · last sync ") + ago(l.LastSync, now)
 	lines = append(lines, label("Link")+" "+link)
 	if l.LastError != "" {
-		what := "last error"
-		if l.Connected {
-			what = "last error (before it came back)"
-		}
-		lines = append(lines, wrapped(label("")+" ", st.Muted.Render(what+" "+clock(l.LastErrorAt)+": ")+l.LastError, d.Width, 2)...)
+		lines = append(lines, wrapped(label("")+" ", st.Muted.Render("last error "+clock(l.LastErrorAt)+": ")+l.LastError, d.Width, 2)...)
 	}
 
 	o := d.outbox
@@ -470,7 +467,7 @@ func (d *Device) panel() []string {
 	case o.Patches > 0 && !l.Connected:
 		ob += st.Muted.Render(" · held until the hub is back")
 	case o.Patches > 0 && ok:
-		ob += st.Muted.Render(" · ") + fmt.Sprintf("draining %.0f/s, ~%s left", r, span(time.Duration(float64(o.Patches)/r*float64(time.Second))))
+		ob += st.Muted.Render(" · ") + fmt.Sprintf("draining %.0f/s, ~%s left", r, span(time.Duration(math.Ceil(float64(o.Patches)/r))*time.Second))
 	case o.Patches > 0:
 		ob += st.Muted.Render(" · sending")
 	case d.drain.finished && d.drain.drained > 0:

@@ -40,9 +40,11 @@ func start(t *testing.T, f *fakeDaemon, w, h int, module string) *ui {
 	return u
 }
 
-// waitFor waits until the screen has drawn every one of want.
+// waitFor waits until the screen has drawn every one of want since the
+// last wait.
 func (u *ui) waitFor(t *testing.T, want ...string) {
 	t.Helper()
+	u.out.Reset()
 	teatest.WaitFor(t, u.tm.Output(), func(b []byte) bool {
 		u.out.Write(b)
 		s := ansi.Strip(u.out.String())

@@ -41,6 +41,16 @@ type Module struct {
 	ExitCode      *int      `json:"exitCode,omitempty"`
 	Pid           int       `json:"pid,omitempty"`
 	Description   string    `json:"description,omitempty"`
+	// LastHealthCheck is the instance's last health check; nil before the
+	// first, or when the module has none.
+	LastHealthCheck *HealthCheck `json:"lastHealthCheck,omitempty"`
+}
+
+// HealthCheck is the result of one health check of a module's instance.
+type HealthCheck struct {
+	At     time.Time `json:"at"`
+	OK     bool      `json:"ok"`
+	Output string    `json:"output,omitempty"` // why it failed
 }
 
 // Outbox describes the reported patches waiting for the hub.

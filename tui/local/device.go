@@ -98,6 +98,7 @@ func (d *Device) setColumns(wide bool) {
 		{Title: "UPTIME", Width: 7},
 		{Title: "TWIN", Width: 9},
 		{Title: "BROKER", Width: 12, Status: true},
+		{Title: "HEALTH", Width: 6, Status: true},
 	}
 	if wide {
 		cols = append(cols, components.Column{Title: "IMAGE", Width: 24, Grow: true})
@@ -380,7 +381,14 @@ func (d *Device) rows() {
 				br = "connected"
 			}
 		}
-		cells := []string{n, m.Status, fmt.Sprint(m.Restarts), uptime, tw, br}
+		health := "-"
+		if h := m.LastHealthCheck; h != nil {
+			health = "failed"
+			if h.OK {
+				health = "ok"
+			}
+		}
+		cells := []string{n, m.Status, fmt.Sprint(m.Restarts), uptime, tw, br, health}
 		if d.wide {
 			cells = append(cells, image(m))
 		}
@@ -418,8 +426,11 @@ func (d *Device) SetSize(w, h int) {
 }
 
 func (d *Device) layout() {
-	d.table.SetSize(d.Width, max(d.Height-len(d.panel())-2, 2))
+	d.table.SetSize(d.Width, max(d.Height-len(d.panel())-1-detailLines, 2))
 }
+
+// detailLines is the most lines the selected module's particulars take.
+const detailLines = 3
 
 // panel is the lines above the table: the device, link, outbox and twins.
 func (d *Device) panel() []string {
@@ -536,6 +547,11 @@ func (d *Device) detail() string {
 	if !m.NextRestartAt.IsZero() && m.Status != "running" {
 		parts = append(parts, "next restart "+clock(m.NextRestartAt))
 	}
+	if h := m.LastHealthCheck; h != nil && h.OK {
+		parts = append(parts, "health check ok "+clock(h.At))
+	} else if h != nil {
+		parts = append(parts, "health check failed "+clock(h.At)+": "+h.Output)
+	}
 	if m.Description != "" {
 		parts = append(parts, m.Description)
 	}
@@ -550,7 +566,10 @@ func (d *Device) View() string {
 	}
 	lines = append(lines, "")
 	d.layout()
-	lines = append(lines, d.table.View(), components.Fit(d.detail(), d.Width))
+	lines = append(lines, d.table.View())
+	if det := d.detail(); det != "" {
+		lines = append(lines, wrapped("", det, d.Width, detailLines)...)
+	}
 	return strings.Join(lines, "\n")
 }
 

@@ -39,9 +39,11 @@ func newFake() *fakeDaemon {
 	mods := []mgmtclient.Module{
 		{Name: "filter", Status: "backoff", DesiredStatus: "running", Image: "localhost:5000/filter:1.2", ImageDigest: "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 			Restarts: 4, StartedAt: t0.Add(-2 * time.Minute), ExitedAt: t0.Add(-5 * time.Second), ExitCode: &exit, NextRestartAt: t0.Add(3 * time.Second),
-			Description: "exited with code 0; restarting in 8s (back-off)"},
+			Description:     "exited with code 0; restarting in 8s (back-off)",
+			LastHealthCheck: &mgmtclient.HealthCheck{At: t0.Add(-20 * time.Second), OK: false, Output: "the check exited with code 1: no sensor on /dev/i2c-1"}},
 		{Name: "tempsensor", Status: "running", DesiredStatus: "running", Image: "localhost:5000/tempsensor:1.0", ImageDigest: "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
-			Restarts: 0, StartedAt: t0.Add(-3*time.Hour - 12*time.Minute), Pid: 4242},
+			Restarts: 0, StartedAt: t0.Add(-3*time.Hour - 12*time.Minute), Pid: 4242,
+			LastHealthCheck: &mgmtclient.HealthCheck{At: t0.Add(-12 * time.Second), OK: true}},
 	}
 	link := mgmtclient.Link{Connected: false, Since: t0.Add(-4*time.Minute - 10*time.Second), LastSync: t0.Add(-4*time.Minute - 12*time.Second),
 		LastError: `sync: Get "https://hub.example:8443/devices/dev-7/sync": dial tcp 10.0.0.5:8443: connect: connection refused`, LastErrorAt: t0.Add(-4*time.Minute - 10*time.Second)}

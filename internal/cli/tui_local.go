@@ -12,9 +12,9 @@ import (
 // DEVICE/MODULE). Package tui/local provides it; this file is the only
 // place that joins the two.
 func localRoot(c common.Common, mc *mgmtclient.Client, t target) (common.Component, error) {
-	module := t.Module
+	module := t.Module // DEVICE/MODULE
 	if module == "" {
-		module = t.Device
+		module = t.Device // MODULE, or this device's own id (then the device)
 	}
 	return local.Root(c, mc, module), nil
 }

@@ -223,7 +223,7 @@ func (d *Device) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 				d.outbox = msg.st.Outbox
 			}
 			d.rows()
-			cmd = d.conn()
+			cmd = tea.Batch(d.conn(), d.openFirst())
 		}
 		if d.refetch {
 			d.refetch = false
@@ -285,15 +285,7 @@ func (d *Device) apply(ev mgmtclient.Event) tea.Cmd {
 			d.setOutbox(*ev.Outbox, ev.Time)
 		}
 		d.loaded = true
-		cmds = append(cmds, d.refresh())
-		if d.open != "" {
-			if _, ok := d.modules[d.open]; ok {
-				cmds = append(cmds, common.Push(NewLogs(d.Common, d.mc, d.open)))
-			} else {
-				cmds = append(cmds, common.Err(fmt.Errorf("no module %s on this device", d.open), "the modules it runs are in the list"))
-			}
-			d.open = ""
-		}
+		cmds = append(cmds, d.refresh(), d.openFirst())
 	case mgmtclient.EventModule:
 		if ev.Module != nil {
 			d.modules[ev.Module.Name] = *ev.Module
@@ -316,6 +308,24 @@ func (d *Device) apply(ev mgmtclient.Event) tea.Cmd {
 	d.rows()
 	cmds = append(cmds, d.conn())
 	return tea.Batch(cmds...)
+}
+
+// openFirst opens the logs of the module the user named, once the daemon
+// said which modules it runs and what the device is: DEVICE (this device's
+// own id) or DEVICE/MODULE from `outpost tui` are fine too.
+func (d *Device) openFirst() tea.Cmd {
+	if d.open == "" || !d.loaded || d.status == nil {
+		return nil
+	}
+	name := d.open
+	d.open = ""
+	if _, ok := d.modules[name]; ok {
+		return common.Push(NewLogs(d.Common, d.mc, name))
+	}
+	if name == d.status.DeviceID {
+		return nil
+	}
+	return common.Err(fmt.Errorf("no module %s on device %s", name, d.status.DeviceID), "the modules it runs are in the list")
 }
 
 func (d *Device) setLink(l mgmtclient.Link, t time.Time) {

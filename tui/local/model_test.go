@@ -132,3 +132,22 @@ func rowOf(t *components.Table, id string) *components.Row {
 	}
 	return nil
 }
+
+// TestOpenFirst: `outpost tui MODULE` opens its logs; the device's own id
+// opens the device; another name says there is no such module.
+func TestOpenFirst(t *testing.T) {
+	for _, tc := range []struct {
+		arg, want string
+		depth     int
+	}{
+		{"tempsensor", "logs of tempsensor", 2},
+		{"dev-7", "MODULE", 1},
+		{"nosuch", "no module nosuch on device dev-7", 1},
+	} {
+		u := start(t, newFake(), 80, 24, tc.arg)
+		u.waitFor(t, tc.want, "dev-7")
+		if m, _ := u.final(t); m.Depth() != tc.depth {
+			t.Errorf("%s: %d views, want %d", tc.arg, m.Depth(), tc.depth)
+		}
+	}
+}

@@ -165,6 +165,11 @@ func TestEndToEndOffline(t *testing.T) {
 	hubData, hubAddr := f.Hub.DataDir, f.Hub.Addr().String()
 	f.Hub.Stop()
 	p.waitText("○ offline since", "last error")
+	// outpost status says why too
+	if out, err := exec.Command(bin, "status", "--mgmt-socket", mgmtSock).CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "connected:  no") || !strings.Contains(string(out), "last error: ") {
+		t.Errorf("outpost status offline: %v\n%s", err, out)
+	}
 
 	// Each restart, confirmed, makes $edgeAgent report the module's status:
 	// the reports wait in the outbox.

@@ -583,6 +583,9 @@ type ModuleStatus struct {
 	LastRestartAt time.Time `json:"lastRestartAt,omitzero"`
 	NextRestartAt time.Time `json:"nextRestartAt,omitzero"`
 	Pid           int       `json:"pid,omitempty"`
+	// LastHealthCheck is the result of the instance's last health check;
+	// nil before the first (or without a check).
+	LastHealthCheck *HealthCheck `json:"lastHealthCheck,omitempty"`
 }
 
 // Modules returns the status of every module of the deployment, by name.

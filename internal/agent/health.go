@@ -93,7 +93,9 @@ const maxHealthOutput = 200
 // sends a healthEvent each time its health changes: unhealthy after Retries
 // failures in a row (failures within StartPeriod of the start do not count,
 // unless a check has passed since), healthy again after a check passes.
-func runHealth(ctx context.Context, rt runtime.Runtime, name string, hc *healthCheck, started time.Time, events chan<- healthEvent) {
+//
+// checked, when not nil, is told the result of each check.
+func runHealth(ctx context.Context, rt runtime.Runtime, name string, hc *healthCheck, started time.Time, events chan<- healthEvent, checked func(HealthCheck)) {
 	healthy := true
 	failures := 0
 	starting := hc.StartPeriod > 0
@@ -123,6 +125,9 @@ func runHealth(ctx context.Context, rt runtime.Runtime, name string, hc *healthC
 			if out := lastLine(res.Output); out != "" {
 				why += ": " + out
 			}
+		}
+		if checked != nil {
+			checked(HealthCheck{At: time.Now().UTC(), OK: why == "", Output: why})
 		}
 		var ev *healthEvent
 		if why == "" {

@@ -74,6 +74,14 @@ func testHealthChecks(t *testing.T, kind string) {
 			t.Errorf("%s: %+v", name, m)
 		}
 	}
+	// The last check of each, with why it failed.
+	if m, _ := r.Module("fine"); m.LastHealthCheck == nil || !m.LastHealthCheck.OK || m.LastHealthCheck.At.IsZero() || m.LastHealthCheck.Output != "" {
+		t.Errorf("fine's last health check: %+v", m.LastHealthCheck)
+	}
+	if m, _ := r.Module("ailing"); m.LastHealthCheck == nil || m.LastHealthCheck.OK ||
+		!strings.Contains(m.LastHealthCheck.Output, "exited with code 1: unhealthy since") {
+		t.Errorf("ailing's last health check: %+v", m.LastHealthCheck)
+	}
 	if m, _ := r.Module("fine"); m.Pid != fine.Pid {
 		t.Errorf("fine was restarted: pid %d, then %d", fine.Pid, m.Pid)
 	}

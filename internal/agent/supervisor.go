@@ -278,7 +278,9 @@ func (s *supervisor) watch(ctx context.Context, hc *healthCheck, started time.Ti
 		hctx, cancel := context.WithCancel(ctx)
 		events := make(chan healthEvent)
 		s.stopHealthy, s.health = cancel, events
-		go runHealth(hctx, s.rt(), s.name, hc, started, events)
+		go runHealth(hctx, s.rt(), s.name, hc, started, events, func(h HealthCheck) {
+			s.set(func(m *ModuleStatus) { m.LastHealthCheck = &h })
+		})
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	ch := make(chan runtime.State, 1)

@@ -190,7 +190,8 @@ func newStatusCmd(f *Factory) *cobra.Command {
 		Annotations: map[string]string{sectionAnnotation: "daemon"},
 		Short:       "Show the daemon's link to its hub, its outbox, its cached twins and modules' broker links",
 		Long: `Show whether the daemon is connected to its hub and since when, its last
-sync, the reported patches waiting in its outbox, and the versions of the twins
+sync, why the hub was last unreachable (the last error, kept once it is back),
+the reported patches waiting in its outbox, and the versions of the twins
 it has cached (what it runs on while offline). For each module that connected
 to the module broker since the daemon started: whether it is connected now and
 since when, and the desired version the broker last sent it (in a twin answer
@@ -227,6 +228,9 @@ the version its last report was acknowledged with.
 					last = st.LastSync.UTC().Format(time.RFC3339) + " (" + humanDuration(now.Sub(st.LastSync)) + " ago)"
 				}
 				fmt.Fprintf(w, "last sync:  %s\n", last)
+				if st.LastError != "" {
+					fmt.Fprintf(w, "last error: %s (%s ago): %s\n", st.LastErrorAt.UTC().Format(time.RFC3339), humanDuration(now.Sub(st.LastErrorAt)), st.LastError)
+				}
 				fmt.Fprintf(w, "outbox:     %d patches, %d bytes", st.Outbox.Patches, st.Outbox.Bytes)
 				if !st.Outbox.Oldest.IsZero() {
 					fmt.Fprintf(w, ", oldest %s", st.Outbox.Oldest.UTC().Format(time.RFC3339))

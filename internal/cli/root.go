@@ -128,6 +128,7 @@ Microsoft's Azure IoT SDKs run unchanged.
 		newPushCmd(f),
 		newDaemonCmd(f, nil), newListCmd(f), newLogsCmd(f), newRestartCmd(f), newStatusCmd(f), newCheckCmd(f),
 		newMessagesCmd(f),
+		newTuiCmd(f, nil),
 	)
 	root.SetHelpCommand(newHelpCmd())
 	root.Version = versionLine(version.Get())

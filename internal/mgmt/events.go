@@ -145,7 +145,8 @@ func (e *Events) SetModules(mods []mgmtclient.Module) {
 func (e *Events) SetLink(l mgmtclient.Link) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if l.Connected == e.link.Connected && l.Since.Equal(e.link.Since) && l.LastSync.Equal(e.link.LastSync) {
+	if l.Connected == e.link.Connected && l.Since.Equal(e.link.Since) && l.LastSync.Equal(e.link.LastSync) &&
+		l.LastError == e.link.LastError && l.LastErrorAt.Equal(e.link.LastErrorAt) {
 		return
 	}
 	e.link = l
@@ -177,7 +178,8 @@ func (s *Server) updateModules() {
 func (s *Server) updateSync() {
 	sy := s.agent.Syncer()
 	l := sy.Link()
-	s.ev.SetLink(mgmtclient.Link{Connected: l.Connected, Since: l.Since, LastSync: l.LastSync})
+	s.ev.SetLink(mgmtclient.Link{Connected: l.Connected, Since: l.Since, LastSync: l.LastSync,
+		LastError: l.LastError, LastErrorAt: l.LastErrorAt})
 	ob, err := sy.Outbox()
 	if err != nil {
 		s.log.Warn("events: read the outbox", "err", err)

@@ -96,6 +96,17 @@ func TestEventsStream(t *testing.T) {
 	if ev.Link.Since.IsZero() {
 		t.Errorf("link event: %+v", ev.Link)
 	}
+	if ev.Link.LastError == "" { // the same change may come in two events
+		ev = waitEvent(t, ch, "the link's last error", func(ev mgmtclient.Event) bool {
+			return ev.Type == mgmtclient.EventLink && ev.Link.LastError != ""
+		})
+	}
+	if ev.Link.Connected || ev.Link.LastErrorAt.IsZero() {
+		t.Errorf("link event with the last error: %+v", ev.Link)
+	}
+	if st, err := c.Status(ctx); err != nil || st.LastError != ev.Link.LastError || !st.LastErrorAt.Equal(ev.Link.LastErrorAt) {
+		t.Errorf("status's last error: %+v %v, want %q", st, err, ev.Link.LastError)
+	}
 	if err := c.Restart(ctx, "m1"); err != nil {
 		t.Fatal(err)
 	}

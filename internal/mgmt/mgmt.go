@@ -200,8 +200,13 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 
 // Module converts the agent's status of a module to the wire type.
 func Module(m agent.ModuleStatus) mgmtclient.Module {
+	var hc *mgmtclient.HealthCheck
+	if h := m.LastHealthCheck; h != nil {
+		hc = &mgmtclient.HealthCheck{At: h.At, OK: h.OK, Output: h.Output}
+	}
 	return mgmtclient.Module{
-		Name: m.Name, Status: m.RuntimeStatus, DesiredStatus: m.DesiredStatus, Image: m.Image,
+		LastHealthCheck: hc,
+		Name:            m.Name, Status: m.RuntimeStatus, DesiredStatus: m.DesiredStatus, Image: m.Image,
 		ImageDigest: m.ImageDigest, Version: m.Version, RestartPolicy: m.RestartPolicy,
 		StartupOrder: m.StartupOrder, Restarts: m.RestartCount, StartedAt: m.StartedAt,
 		ExitedAt: m.ExitedAt, NextRestartAt: m.NextRestartAt, ExitCode: m.ExitCode, Pid: m.Pid,
@@ -227,6 +232,7 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	out := mgmtclient.Status{
 		DeviceID: s.agent.DeviceID(), HubHost: s.hubHost, Runtime: rt.Name(), Isolated: rt.Isolated(),
 		Connected: st.Connected, Since: st.Since, LastSync: st.LastSync,
+		LastError: st.LastError, LastErrorAt: st.LastErrorAt,
 		Outbox: mgmtclient.Outbox{Patches: st.Outbox.Patches, Bytes: st.Outbox.Bytes, Oldest: st.Outbox.Oldest},
 		Twins:  []mgmtclient.TwinVersions{},
 		Broker: mgmtclient.BrokerStatus{Modules: []mgmtclient.BrokerModule{}},

@@ -41,6 +41,16 @@ type Module struct {
 	ExitCode      *int      `json:"exitCode,omitempty"`
 	Pid           int       `json:"pid,omitempty"`
 	Description   string    `json:"description,omitempty"`
+	// LastHealthCheck is the instance's last health check; nil before the
+	// first, or when the module has none.
+	LastHealthCheck *HealthCheck `json:"lastHealthCheck,omitempty"`
+}
+
+// HealthCheck is the result of one health check of a module's instance.
+type HealthCheck struct {
+	At     time.Time `json:"at"`
+	OK     bool      `json:"ok"`
+	Output string    `json:"output,omitempty"` // why it failed
 }
 
 // Outbox describes the reported patches waiting for the hub.
@@ -78,17 +88,21 @@ type BrokerStatus struct {
 
 // Status is the daemon's link to its hub and what it runs on (GET /status).
 type Status struct {
-	DeviceID  string         `json:"deviceId"`
-	HubHost   string         `json:"hubHostName,omitempty"`
-	Runtime   string         `json:"runtime"`
-	Isolated  bool           `json:"isolated"`
-	Connected bool           `json:"connected"`
-	Since     time.Time      `json:"since"`
-	LastSync  time.Time      `json:"lastSync,omitzero"`
-	Outbox    Outbox         `json:"outbox"`
-	Twins     []TwinVersions `json:"twins"`
-	Broker    BrokerStatus   `json:"broker"`
-	Messages  *MessageQueue  `json:"messages,omitempty"`
+	DeviceID  string    `json:"deviceId"`
+	HubHost   string    `json:"hubHostName,omitempty"`
+	Runtime   string    `json:"runtime"`
+	Isolated  bool      `json:"isolated"`
+	Connected bool      `json:"connected"`
+	Since     time.Time `json:"since"`
+	LastSync  time.Time `json:"lastSync,omitzero"`
+	// LastError is why the hub was last unreachable, LastErrorAt when (as
+	// in Link).
+	LastError   string         `json:"lastError,omitempty"`
+	LastErrorAt time.Time      `json:"lastErrorAt,omitzero"`
+	Outbox      Outbox         `json:"outbox"`
+	Twins       []TwinVersions `json:"twins"`
+	Broker      BrokerStatus   `json:"broker"`
+	Messages    *MessageQueue  `json:"messages,omitempty"`
 }
 
 // LogOptions select a module's log lines.

@@ -33,6 +33,10 @@ type Link struct {
 	Connected bool      `json:"connected"`
 	Since     time.Time `json:"since"` // when Connected last changed
 	LastSync  time.Time `json:"lastSync,omitzero"`
+	// LastError is why the hub was last unreachable (kept once it is back),
+	// LastErrorAt when that was first seen; "" when it never was.
+	LastError   string    `json:"lastError,omitempty"`
+	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
 }
 
 // Event is one line of GET /events (NDJSON). The first is a snapshot of

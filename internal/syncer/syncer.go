@@ -73,6 +73,7 @@ type Syncer struct {
 	state     state
 	connected bool
 	since     time.Time // when connected last changed
+	lastErr   linkError // the last reason the hub was unreachable; see Status.LastError
 	nextSeq   int64
 	depth     outboxDepth // what Outbox reports; see outboxDepth
 	subs      map[chan Change]struct{}
@@ -253,6 +254,8 @@ func (s *Syncer) setConnected(ok bool, err error) {
 	changed := s.connected != ok
 	if changed {
 		s.connected, s.since = ok, s.now()
+	}
+	if s.noteErrorLocked(ok, err) || changed {
 		s.statusChangedLocked()
 	}
 	s.mu.Unlock()
@@ -885,11 +888,15 @@ func (s *Syncer) noteAcked(batch []hubapi.ReportedPatch, ack *hubapi.ReportedAck
 
 // Status is the device's view of its link to the hub.
 type Status struct {
-	Connected bool           `json:"connected"`
-	Since     time.Time      `json:"since"`
-	LastSync  time.Time      `json:"lastSync,omitzero"`
-	Outbox    OutboxStatus   `json:"outbox"`
-	Twins     []TwinVersions `json:"twins"`
+	Connected bool      `json:"connected"`
+	Since     time.Time `json:"since"`
+	LastSync  time.Time `json:"lastSync,omitzero"`
+	// LastError is why the hub was last unreachable (kept once the link is
+	// back), and LastErrorAt when that was first seen; "" when it never was.
+	LastError   string         `json:"lastError,omitempty"`
+	LastErrorAt time.Time      `json:"lastErrorAt,omitzero"`
+	Outbox      OutboxStatus   `json:"outbox"`
+	Twins       []TwinVersions `json:"twins"`
 }
 
 // OutboxStatus describes the reported patches waiting for the hub.
@@ -929,7 +936,8 @@ func (s *Syncer) statusChangedLocked() {
 func (s *Syncer) Link() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Status{Connected: s.connected, Since: s.since.UTC(), LastSync: s.state.LastSync}
+	return Status{Connected: s.connected, Since: s.since.UTC(), LastSync: s.state.LastSync,
+		LastError: s.lastErr.msg, LastErrorAt: s.lastErr.at}
 }
 
 // Outbox reports the reported patches waiting for the hub, without reading

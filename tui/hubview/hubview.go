@@ -1,0 +1,27 @@
+// Package hubview holds the hub's views of outpost's terminal UI: the
+// fleet (every device), a device (its modules as $edgeAgent reports them)
+// and a twin (desired and reported, live, with in-place editing). They
+// read the hub only through Hub (a *hubclient.Client in the program), in
+// commands whose results come back as messages.
+package hubview
+
+import (
+	"context"
+
+	"github.com/outpost-edge/outpost/internal/hubapi"
+	"github.com/outpost-edge/outpost/internal/twin"
+	"github.com/outpost-edge/outpost/tui/common"
+)
+
+// Hub is what the hub views use of a hub; *hubclient.Client is one.
+type Hub interface {
+	ListDevices(ctx context.Context) ([]hubapi.Device, error)
+	GetTwin(ctx context.Context, deviceID, moduleID string) (*twin.Twin, error)
+	PatchTwin(ctx context.Context, deviceID, moduleID string, patch []byte, etag string) (*twin.Twin, error)
+}
+
+// Root returns the view `outpost tui` opens: the fleet, a device's modules
+// (device given) or a module's twin (module given too).
+func Root(c common.Common, h Hub, device, module string) common.Component {
+	return NewFleet(c, h)
+}

@@ -1,0 +1,128 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/ansi"
+	"github.com/charmbracelet/x/exp/golden"
+	"github.com/charmbracelet/x/exp/teatest"
+
+	"github.com/outpost-edge/outpost/internal/mgmtclient"
+	"github.com/outpost-edge/outpost/tui/app"
+	"github.com/outpost-edge/outpost/tui/common"
+)
+
+// hang bounds every wait of these tests: reaching it is a hang, not a
+// slow machine.
+const hang = time.Minute
+
+// ui is the whole UI (frame and view stack) over f, on a terminal of w×h,
+// its clock stopped at t0, without colour.
+type ui struct {
+	tm  *teatest.TestModel
+	out bytes.Buffer // everything the program drew so far
+}
+
+func start(t *testing.T, f *fakeDaemon, w, h int, module string) *ui {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c := common.New(ctx, false, func() time.Time { return t0 })
+	m := app.New(c, "device socket "+f.Socket(), Root(c, f, module))
+	u := &ui{tm: teatest.NewTestModel(t, m, teatest.WithInitialTermSize(w, h))}
+	t.Cleanup(func() { _ = u.tm.Quit() })
+	return u
+}
+
+// waitFor waits until the screen has drawn every one of want since the
+// last wait.
+func (u *ui) waitFor(t *testing.T, want ...string) {
+	t.Helper()
+	u.out.Reset()
+	teatest.WaitFor(t, u.tm.Output(), func(b []byte) bool {
+		u.out.Write(b)
+		s := ansi.Strip(u.out.String())
+		u.out.Reset()
+		u.out.WriteString(s)
+		for _, w := range want {
+			if !strings.Contains(s, w) {
+				return false
+			}
+		}
+		return true
+	}, teatest.WithDuration(hang), teatest.WithCheckInterval(10*time.Millisecond))
+}
+
+// keys types each key of ks.
+func (u *ui) keys(ks ...string) {
+	for _, k := range ks {
+		switch k {
+		case "enter":
+			u.tm.Send(tea.KeyMsg{Type: tea.KeyEnter})
+		case "esc":
+			u.tm.Send(tea.KeyMsg{Type: tea.KeyEsc})
+		default:
+			u.tm.Send(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(k)})
+		}
+	}
+}
+
+// final quits and returns the UI's last frame, without escapes.
+func (u *ui) final(t *testing.T) (*app.Model, string) {
+	t.Helper()
+	if err := u.tm.Quit(); err != nil {
+		t.Fatal(err)
+	}
+	m := u.tm.FinalModel(t, teatest.WithFinalTimeout(hang)).(*app.Model)
+	return m, ansi.Strip(m.View())
+}
+
+func sizes() [][2]int { return [][2]int{{80, 24}, {120, 40}} }
+
+// TestGoldenOffline is the view as it is opened: the hub unreachable, the
+// outbox holding reports.
+func TestGoldenOffline(t *testing.T) {
+	for _, sz := range sizes() {
+		t.Run(fmt.Sprintf("%dx%d", sz[0], sz[1]), func(t *testing.T) {
+			u := start(t, newFake(), sz[0], sz[1], "")
+			u.waitFor(t, "37 patches ·", "$edgeAgent d3 r58", "connected")
+			_, view := u.final(t)
+			golden.RequireEqual(t, []byte(view))
+		})
+	}
+}
+
+// TestGoldenDraining: the hub is back and the outbox drains.
+func TestGoldenDraining(t *testing.T) {
+	f := newFake()
+	u := start(t, f, 80, 24, "")
+	u.waitFor(t, "37 patches ·")
+	f.setStatus(func(s *mgmtclient.Status) { s.Connected, s.Since = true, t0.Add(-2*time.Second) })
+	f.events <- mgmtclient.Event{Type: mgmtclient.EventLink, Time: t0.Add(-2 * time.Second),
+		Link: &mgmtclient.Link{Connected: true, Since: t0.Add(-2 * time.Second), LastSync: t0.Add(-2 * time.Second), LastError: f.status.LastError, LastErrorAt: f.status.LastErrorAt}}
+	f.events <- mgmtclient.Event{Type: mgmtclient.EventOutbox, Time: t0.Add(-1 * time.Second),
+		Outbox: &mgmtclient.Outbox{Patches: 17, Bytes: 4500, Oldest: t0.Add(-3 * time.Minute)}}
+	u.waitFor(t, "draining 20/s")
+	_, view := u.final(t)
+	golden.RequireEqual(t, []byte(view))
+}
+
+// TestGoldenLogs: a module's logs, searched.
+func TestGoldenLogs(t *testing.T) {
+	for _, sz := range sizes() {
+		t.Run(fmt.Sprintf("%dx%d", sz[0], sz[1]), func(t *testing.T) {
+			u := start(t, newFake(), sz[0], sz[1], "tempsensor")
+			u.waitFor(t, "logs of tempsensor", "temperature 21.5")
+			u.keys("/", "timeout", "enter")
+			u.waitFor(t, "/timeout 1 of 2")
+			_, view := u.final(t)
+			golden.RequireEqual(t, []byte(view))
+		})
+	}
+}

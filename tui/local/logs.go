@@ -1,0 +1,396 @@
+package local
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/bubbles/textinput"
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/outpost-edge/outpost/internal/mgmtclient"
+	"github.com/outpost-edge/outpost/tui/common"
+	"github.com/outpost-edge/outpost/tui/components"
+)
+
+// Bounds of the log view: the lines asked for at the start, and the most
+// kept (the oldest go first).
+const (
+	logTail     = 1000
+	maxLogLines = 10000
+	logBatch    = 512 // the most lines taken in at once
+)
+
+// Messages of the log view.
+type (
+	logStartedMsg struct {
+		id int
+		ch <-chan string
+	}
+	logLinesMsg struct {
+		id    int
+		lines []string
+		ch    <-chan string
+		ended bool
+	}
+	logErrMsg struct {
+		id  int
+		err error
+	}
+)
+
+// Logs is one module's logs: followed as they come, scrolled, searched
+// with /.
+type Logs struct {
+	common.Common
+	mc     Client
+	module string
+	id     int
+	cancel context.CancelFunc
+
+	lines   []string
+	top     int  // first line on screen
+	follow  bool // keep the last line on screen
+	ended   bool // the stream ended (the instance exited)
+	endedAt time.Time
+	failed  string
+
+	input     textinput.Model
+	searching bool
+	query     string // the search, lower-cased; "" for none
+	current   int    // the line of the current match; -1 for none
+}
+
+// NewLogs returns the log view of module.
+func NewLogs(c common.Common, mc Client, module string) *Logs {
+	ti := textinput.New()
+	ti.Prompt = "/"
+	ti.PromptStyle = c.Styles.Filter
+	ti.Placeholder = "search"
+	return &Logs{Common: c, mc: mc, module: module, id: newID(), follow: true, input: ti, current: -1}
+}
+
+// Title implements common.Titled.
+func (l *Logs) Title() string { return "logs " + l.module }
+
+// Init implements tea.Model: it opens the stream.
+func (l *Logs) Init() tea.Cmd { return l.start(mgmtclient.LogOptions{Follow: true, Tail: logTail}) }
+
+func (l *Logs) start(opts mgmtclient.LogOptions) tea.Cmd {
+	if l.cancel != nil {
+		l.cancel()
+	}
+	ctx, cancel := context.WithCancel(l.Ctx)
+	l.cancel = cancel
+	mc, module, id := l.mc, l.module, l.id
+	return func() tea.Msg {
+		rc, err := mc.Logs(ctx, module, opts)
+		if err != nil {
+			return logErrMsg{id: id, err: err}
+		}
+		ch := make(chan string, logBatch)
+		go readLines(ctx, rc, ch)
+		return logStartedMsg{id: id, ch: ch}
+	}
+}
+
+// readLines sends rc's lines to ch until rc ends or ctx is done, then
+// closes both.
+func readLines(ctx context.Context, rc io.ReadCloser, ch chan<- string) {
+	defer close(ch)
+	defer rc.Close()
+	stop := context.AfterFunc(ctx, func() { rc.Close() })
+	defer stop()
+	br := bufio.NewReader(rc)
+	for {
+		s, err := br.ReadString('\n')
+		if s != "" {
+			select {
+			case ch <- strings.TrimRight(s, "\r\n"):
+			case <-ctx.Done():
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// more waits for lines on ch and takes those already there with them.
+func (l *Logs) more(ch <-chan string) tea.Cmd {
+	id := l.id
+	return func() tea.Msg {
+		s, ok := <-ch
+		if !ok {
+			return logLinesMsg{id: id, ended: true}
+		}
+		lines := []string{s}
+		for len(lines) < logBatch {
+			select {
+			case s, ok := <-ch:
+				if !ok {
+					return logLinesMsg{id: id, lines: lines, ended: true}
+				}
+				lines = append(lines, s)
+			default:
+				return logLinesMsg{id: id, lines: lines, ch: ch}
+			}
+		}
+		return logLinesMsg{id: id, lines: lines, ch: ch}
+	}
+}
+
+// Update implements tea.Model.
+func (l *Logs) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case logStartedMsg:
+		if msg.id != l.id {
+			return l, nil
+		}
+		l.ended, l.failed = false, ""
+		return l, l.more(msg.ch)
+	case logLinesMsg:
+		if msg.id != l.id {
+			return l, nil
+		}
+		l.add(msg.lines)
+		if msg.ended {
+			l.ended, l.endedAt = true, l.Now()
+			return l, nil
+		}
+		return l, l.more(msg.ch)
+	case logErrMsg:
+		if msg.id != l.id {
+			return l, nil
+		}
+		l.failed = msg.err.Error()
+		return l, common.Err(fmt.Errorf("logs of %s: %w", l.module, msg.err), "")
+	case tea.KeyMsg:
+		return l, l.key(msg)
+	}
+	return l, nil
+}
+
+// add appends lines, dropping the oldest past maxLogLines.
+func (l *Logs) add(lines []string) {
+	l.lines = append(l.lines, lines...)
+	if drop := len(l.lines) - maxLogLines; drop > 0 {
+		l.lines = append([]string(nil), l.lines[drop:]...)
+		l.top = max(l.top-drop, 0)
+		if l.current >= 0 {
+			l.current -= drop
+			if l.current < 0 {
+				l.current = -1
+			}
+		}
+	}
+	l.clamp()
+}
+
+func (l *Logs) bodyHeight() int {
+	h := l.Height - 1 // the title line
+	if l.searching {
+		h-- // the search line
+	}
+	return max(h, 1)
+}
+
+func (l *Logs) maxTop() int { return max(len(l.lines)-l.bodyHeight(), 0) }
+
+func (l *Logs) clamp() {
+	if l.follow {
+		l.top = l.maxTop()
+	}
+	l.top = min(max(l.top, 0), l.maxTop())
+}
+
+func (l *Logs) key(msg tea.KeyMsg) tea.Cmd {
+	k := l.KeyMap
+	if l.searching {
+		switch msg.Type {
+		case tea.KeyEnter:
+			l.searching = false
+			l.input.Blur()
+			l.query = strings.ToLower(l.input.Value())
+			l.current = -1
+			if l.query != "" {
+				l.find(l.top, 1)
+			}
+			l.clamp()
+			return nil
+		case tea.KeyEsc:
+			l.searching = false
+			l.input.Blur()
+			l.clamp()
+			return nil
+		}
+		var cmd tea.Cmd
+		l.input, cmd = l.input.Update(msg)
+		return cmd
+	}
+	switch {
+	case key.Matches(msg, k.Back):
+		if l.query != "" {
+			l.query, l.current = "", -1
+			return nil
+		}
+		if l.cancel != nil {
+			l.cancel()
+		}
+		return common.Pop()
+	case key.Matches(msg, k.Filter):
+		l.searching = true
+		l.input.SetValue("")
+		l.clamp()
+		return l.input.Focus()
+	case key.Matches(msg, k.SearchNext) && l.query != "":
+		l.find(l.current+1, 1)
+	case key.Matches(msg, k.SearchPrev) && l.query != "":
+		l.find(l.current-1, -1)
+	case key.Matches(msg, k.Follow):
+		l.follow = !l.follow
+		if l.follow && l.ended {
+			// The instance the stream followed is gone: follow the one
+			// running now, from where the last stream ended.
+			l.clamp()
+			return l.start(mgmtclient.LogOptions{Follow: true, Since: l.endedAt})
+		}
+	case key.Matches(msg, k.Restart):
+		return common.Push(confirmRestart(l.Common, l.mc, l.module))
+	case key.Matches(msg, k.Up):
+		l.scroll(-1)
+	case key.Matches(msg, k.Down):
+		l.scroll(1)
+	case key.Matches(msg, k.PageUp):
+		l.scroll(-l.bodyHeight())
+	case key.Matches(msg, k.PageDown):
+		l.scroll(l.bodyHeight())
+	case key.Matches(msg, k.Home):
+		l.follow = false
+		l.top = 0
+	case key.Matches(msg, k.End):
+		l.follow = true
+	}
+	l.clamp()
+	return nil
+}
+
+// scroll moves by n lines; moving up stops following, reaching the end
+// follows again.
+func (l *Logs) scroll(n int) {
+	l.top += n
+	l.follow = l.top >= l.maxTop()
+}
+
+// find moves the current match to the first line matching the query from
+// line from on, in direction dir (1 down, -1 up), wrapping around, and
+// scrolls to it.
+func (l *Logs) find(from, dir int) {
+	n := len(l.lines)
+	if n == 0 {
+		return
+	}
+	for i := range n {
+		j := ((from+dir*i)%n + n) % n
+		if strings.Contains(strings.ToLower(l.lines[j]), l.query) {
+			l.current = j
+			l.follow = false
+			if j < l.top || j >= l.top+l.bodyHeight() {
+				l.top = j - l.bodyHeight()/2
+			}
+			return
+		}
+	}
+	l.current = -1
+}
+
+// matches counts the lines matching the query, and the rank of the current.
+func (l *Logs) matches() (rank, total int) {
+	for i, s := range l.lines {
+		if strings.Contains(strings.ToLower(s), l.query) {
+			total++
+			if i <= l.current {
+				rank = total
+			}
+		}
+	}
+	return rank, total
+}
+
+// Capturing implements common.Capturer.
+func (l *Logs) Capturing() bool { return l.searching }
+
+// ConsumesBack implements common.BackConsumer: Esc clears a search, or
+// closes the stream and goes back.
+func (l *Logs) ConsumesBack() bool { return true }
+
+// SetSize implements common.Component.
+func (l *Logs) SetSize(w, h int) {
+	l.Common.SetSize(w, h)
+	l.clamp()
+}
+
+// View implements tea.Model.
+func (l *Logs) View() string {
+	st := l.Styles
+	state := "following"
+	switch {
+	case l.failed != "":
+		state = "not available"
+	case l.ended:
+		state = "ended (the instance exited; f follows the next one)"
+	case !l.follow:
+		state = "paused (G or f follows)"
+	}
+	title := st.Title.Render("logs of "+l.module) + st.Muted.Render(fmt.Sprintf(" · %s · %d lines", state, len(l.lines)))
+	if l.query != "" {
+		rank, total := l.matches()
+		title += st.Muted.Render(" · ") + st.Filter.Render("/"+l.query) + st.Muted.Render(fmt.Sprintf(" %d of %d", rank, total))
+	}
+	out := []string{components.Fit(title, l.Width)}
+	h := l.bodyHeight()
+	if len(l.lines) == 0 {
+		msg := "no log lines yet"
+		if l.failed != "" {
+			msg = l.failed
+		}
+		out = append(out, st.Muted.Render(components.Fit("  "+msg, l.Width)))
+	}
+	for i := l.top; i < len(l.lines) && i < l.top+h; i++ {
+		s := components.Fit(ansi.Strip(l.lines[i]), l.Width)
+		switch {
+		case i == l.current:
+			s = st.Selected.Render(s)
+		case l.query != "" && strings.Contains(strings.ToLower(l.lines[i]), l.query):
+			s = st.Changed.Render(s)
+		}
+		out = append(out, s)
+	}
+	if l.searching {
+		out = append(out, l.input.View())
+	}
+	return strings.Join(out, "\n")
+}
+
+// ShortHelp implements help.KeyMap.
+func (l *Logs) ShortHelp() []key.Binding {
+	k := l.KeyMap
+	return []key.Binding{k.Up, k.Down, k.Follow, search(k), k.SearchNext, k.Restart}
+}
+
+// search is the filter key, which searches in the logs.
+func search(k *common.KeyMap) key.Binding {
+	return key.NewBinding(key.WithKeys(k.Filter.Keys()...), key.WithHelp(k.Filter.Help().Key, "search"))
+}
+
+// FullHelp implements help.KeyMap.
+func (l *Logs) FullHelp() [][]key.Binding {
+	k := l.KeyMap
+	return [][]key.Binding{k.Moves(), {k.Follow, search(k), k.SearchNext, k.SearchPrev, k.Restart}}
+}

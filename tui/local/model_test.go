@@ -1,0 +1,153 @@
+package local
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/mgmtclient"
+	"github.com/outpost-edge/outpost/tui/components"
+)
+
+// TestRestartConfirmation: R asks first; n sends nothing; y restarts the
+// selected module and says so.
+func TestRestartConfirmation(t *testing.T) {
+	f := newFake()
+	u := start(t, f, 80, 24, "")
+	u.waitFor(t, "tempsensor", "running")
+	u.keys("j", "R") // the second module: tempsensor
+	u.waitFor(t, "Restart module tempsensor?", "y: yes")
+	u.keys("n")
+	u.waitFor(t, "MODULE") // back on the device
+	if got := f.restarted(); len(got) != 0 {
+		t.Fatalf("n restarted %v", got)
+	}
+	u.keys("R")
+	u.waitFor(t, "Restart module tempsensor?")
+	u.keys("y")
+	u.waitFor(t, "restarted tempsensor")
+	m, view := u.final(t)
+	if got := f.restarted(); !slices.Equal(got, []string{"tempsensor"}) {
+		t.Errorf("restarts %v, want [tempsensor]", got)
+	}
+	if m.Depth() != 1 || !strings.Contains(view, "restarted tempsensor") {
+		t.Errorf("after y: %d views, view:\n%s", m.Depth(), view)
+	}
+}
+
+// TestRestartEscapeSendsNothing: Esc in the dialog is a no.
+func TestRestartEscapeSendsNothing(t *testing.T) {
+	f := newFake()
+	u := start(t, f, 80, 24, "")
+	u.waitFor(t, "filter", "backoff")
+	u.keys("R")
+	u.waitFor(t, "Restart module filter?")
+	u.keys("esc")
+	u.waitFor(t, "MODULE")
+	m, _ := u.final(t)
+	if got := f.restarted(); len(got) != 0 || m.Depth() != 1 {
+		t.Errorf("esc: restarts %v, %d views", got, m.Depth())
+	}
+}
+
+// TestLogSearch: / finds the first match, n the next (wrapping), N the
+// previous; Esc clears the search, then goes back.
+func TestLogSearch(t *testing.T) {
+	f := newFake()
+	u := start(t, f, 80, 24, "")
+	u.waitFor(t, "tempsensor")
+	u.keys("j", "L")
+	u.waitFor(t, "logs of tempsensor", "8 lines")
+	u.keys("/", "TIMEOUT", "enter")
+	u.waitFor(t, "/timeout 1 of 2")
+	u.keys("n")
+	u.waitFor(t, "/timeout 2 of 2")
+	u.keys("n")
+	u.waitFor(t, "/timeout 1 of 2")
+	u.keys("N")
+	u.waitFor(t, "/timeout 2 of 2")
+	u.keys("/", "no such thing", "enter")
+	u.waitFor(t, "/no such thing 0 of 0")
+	u.keys("esc") // clears the search
+	m, view := u.final(t)
+	l, ok := m.Front().(*Logs)
+	if !ok {
+		t.Fatalf("front view %T, want the logs", m.Front())
+	}
+	if l.query != "" || l.current != -1 || strings.Contains(view, "/no such") {
+		t.Errorf("after esc: query %q current %d\n%s", l.query, l.current, view)
+	}
+	if l.follow {
+		t.Error("a search stops following")
+	}
+}
+
+// TestLogSearchFindsTheLine: the current match is the line searched for.
+func TestLogSearchFindsTheLine(t *testing.T) {
+	f := newFake()
+	u := start(t, f, 80, 24, "tempsensor")
+	u.waitFor(t, "8 lines")
+	u.keys("/", "queued", "enter")
+	u.waitFor(t, "/queued 1 of 1")
+	m, _ := u.final(t)
+	l := m.Front().(*Logs)
+	if l.current < 0 || !strings.Contains(l.lines[l.current], "report queued (hub offline)") {
+		t.Errorf("current match %d", l.current)
+	}
+}
+
+// TestLiveUpdate: events change the view as they come, without a key: a
+// module's status, the link going up, the outbox draining to 0.
+func TestLiveUpdate(t *testing.T) {
+	f := newFake()
+	u := start(t, f, 120, 40, "")
+	u.waitFor(t, "backoff", "○ offline since", "37 patches")
+	f.events <- mgmtclient.Event{Type: mgmtclient.EventModule, Time: t0,
+		Module: &mgmtclient.Module{Name: "filter", Status: "running", DesiredStatus: "running", Restarts: 5, StartedAt: t0.Add(-7 * time.Second)}}
+	u.waitFor(t, "7s")
+	f.setStatus(func(s *mgmtclient.Status) { s.Connected = true })
+	f.events <- mgmtclient.Event{Type: mgmtclient.EventLink, Time: t0.Add(-3 * time.Second),
+		Link: &mgmtclient.Link{Connected: true, Since: t0.Add(-3 * time.Second), LastSync: t0.Add(-3 * time.Second)}}
+	u.waitFor(t, "● connected since")
+	f.events <- mgmtclient.Event{Type: mgmtclient.EventOutbox, Time: t0.Add(-1 * time.Second), Outbox: &mgmtclient.Outbox{}}
+	u.waitFor(t, "last drained 37 patches in 2s")
+	m, view := u.final(t)
+	d := m.Front().(*Device)
+	if row := rowOf(d.table, "filter"); row == nil || row.Cells[1] != "running" || row.Cells[2] != "5" || row.Cells[3] != "7s" {
+		t.Errorf("filter's row: %+v", row)
+	}
+	for _, want := range []string{"Outbox  empty", "● connected"} {
+		if !strings.Contains(view, want) {
+			t.Errorf("view lacks %q:\n%s", want, view)
+		}
+	}
+}
+
+func rowOf(t *components.Table, id string) *components.Row {
+	for _, r := range t.Rows() {
+		if r.ID == id {
+			return &r
+		}
+	}
+	return nil
+}
+
+// TestOpenFirst: `outpost tui MODULE` opens its logs; the device's own id
+// opens the device; another name says there is no such module.
+func TestOpenFirst(t *testing.T) {
+	for _, tc := range []struct {
+		arg, want string
+		depth     int
+	}{
+		{"tempsensor", "logs of tempsensor", 2},
+		{"dev-7", "MODULE", 1},
+		{"nosuch", "no module nosuch on device dev-7", 1},
+	} {
+		u := start(t, newFake(), 80, 24, tc.arg)
+		u.waitFor(t, tc.want, "dev-7")
+		if m, _ := u.final(t); m.Depth() != tc.depth {
+			t.Errorf("%s: %d views, want %d", tc.arg, m.Depth(), tc.depth)
+		}
+	}
+}

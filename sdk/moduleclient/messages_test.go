@@ -113,8 +113,8 @@ func TestMessagesOfflineKill9(t *testing.T) {
 	d, l := newFixture(t)
 	l.Close()
 	d.deployRoutes(t, map[string]any{
-		"in": `FROM /messages/modules/m/outputs/out1 INTO BrokeredEndpoint("/modules/m/inputs/in1")`,
-		"up": `FROM /messages/modules/m/outputs/out1 INTO $upstream`,
+		"in":    `FROM /messages/modules/m/outputs/out1 INTO BrokeredEndpoint("/modules/m/inputs/in1")`,
+		"up":    `FROM /messages/modules/m/outputs/out1 INTO $upstream`,
 		"short": map[string]any{"route": "FROM /messages/modules/m/outputs/short INTO $upstream", "timeToLiveSecs": 1},
 	})
 	log, err := os.Create(filepath.Join(t.TempDir(), "daemon.log"))

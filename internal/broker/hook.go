@@ -103,7 +103,7 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return true
 	}
 	h.b.log.Warn("broker: refused a subscription (SUBACK 0x80)", "module", moduleID, "remote", cl.Net.Remote, "filter", topic,
-		"reason", "a module may subscribe to "+filterResponses+" and "+filterDesired+" only; messages and methods are not served yet")
+		"reason", "a module may subscribe to "+filterResponses+", "+filterDesired+" and its own inputs (devices/{d}/modules/{m}/inputs/#) only")
 	return false
 }
 

@@ -50,12 +50,7 @@ overwritten: init stops before writing anything if one is in the way.`,
 		Example: `  outpost init                     # here, a module named tempsensor
   outpost init ./edge --name pump  # ./edge/modules/pump
   outpost init && outpost build && outpost push`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 1 {
-				return flagErrorf("%s takes at most one DIR (got %d arguments)", cmd.CommandPath(), len(args))
-			}
-			return nil
-		},
+		Args: atMostOneArg("DIR"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Dir = "."
 			if len(args) == 1 {

@@ -125,6 +125,7 @@ Microsoft's Azure IoT SDKs run unchanged.
 		newBuildCmd(f), newInitCmd(f),
 		newPushCmd(f),
 		newDaemonCmd(f, nil), newListCmd(f), newLogsCmd(f), newRestartCmd(f), newStatusCmd(f), newCheckCmd(f),
+		newDevCmd(f),
 	)
 	root.SetHelpCommand(newHelpCmd())
 	root.Version = versionLine(version.Get())

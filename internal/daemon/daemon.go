@@ -93,6 +93,10 @@ type Config struct {
 	// ShutdownFlush bounds the outbox flush at stop (default
 	// DefaultShutdownFlush).
 	ShutdownFlush time.Duration
+	// NoImageSync skips flushing each unpacked image to disk before it
+	// runs (imagestore.WithoutSync): for a data dir that can be thrown
+	// away, as outpost dev's.
+	NoImageSync bool
 
 	Logger *slog.Logger
 	// Ready is called once the management API listens (systemd's readiness
@@ -213,7 +217,11 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if err != nil {
 		return nil, fail(err, "")
 	}
-	d.imgs, err = imagestore.Open(filepath.Join(cfg.DataDir, "images"), imagestore.WithLogger(d.log))
+	imgOpts := []imagestore.Option{imagestore.WithLogger(d.log)}
+	if cfg.NoImageSync {
+		imgOpts = append(imgOpts, imagestore.WithoutSync())
+	}
+	d.imgs, err = imagestore.Open(filepath.Join(cfg.DataDir, "images"), imgOpts...)
 	if err != nil {
 		return nil, fail(fmt.Errorf("open the image store: %w", err), "")
 	}

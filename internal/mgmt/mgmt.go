@@ -268,6 +268,14 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 		}
 		opts.Follow = b
 	}
+	if v := q.Get("timestamps"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "timestamps: want true or false")
+			return
+		}
+		opts.Timestamps = b
+	}
 	if v := q.Get("tail"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {

@@ -95,6 +95,9 @@ type LogOptions struct {
 	Follow bool
 	Tail   int       // last N lines (0: all)
 	Since  time.Time // lines at or after (zero: all)
+	// Timestamps starts each line with the time the daemon read it
+	// (RFC 3339, nanoseconds, UTC) and a space.
+	Timestamps bool
 }
 
 // ErrorBody is the JSON body of every error the API answers.
@@ -250,6 +253,9 @@ func (c *Client) Logs(ctx context.Context, module string, opts LogOptions) (io.R
 	q := url.Values{}
 	if opts.Follow {
 		q.Set("follow", "true")
+	}
+	if opts.Timestamps {
+		q.Set("timestamps", "true")
 	}
 	if opts.Tail > 0 {
 		q.Set("tail", strconv.Itoa(opts.Tail))

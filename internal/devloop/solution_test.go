@@ -80,7 +80,7 @@ modules:
 		t.Fatal(err)
 	}
 	for id, want := range map[string]string{
-		"pump-a": "127.0.0.1:1/pump:1.0@sha256:aa",         // by repository
+		"pump-a": "127.0.0.1:1/pump:1.0@sha256:aa",        // by repository
 		"fan":    "127.0.0.1:1/fans/fan:latest@sha256:bb", // by id
 		"sensor": "mcr.microsoft.com/azureiotedge-simulated-temperature-sensor:1.0",
 	} {

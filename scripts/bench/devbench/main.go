@@ -185,6 +185,8 @@ func dev(change func(int) string) (totals, builds []time.Duration) {
 	out, status := lines(stdout, nil), lines(stderr, devLog)
 	waitLine(out, original)
 	waitLine(status, "watching ")
+	// The first round's own account (a new solution: its first instance).
+	waitLine(status, "save → first line")
 	for n := 1; n <= *rounds; n++ {
 		time.Sleep(time.Second) // the instance settles
 		t0 := time.Now()

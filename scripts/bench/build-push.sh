@@ -53,15 +53,7 @@ func init() {
 EOC
 stamp=0
 change() { stamp=$((stamp + 1)); sed -i "s/^var benchStamp = .*/var benchStamp = \"$stamp\"/" "$src/stamp.go"; }
-cat >"$work/Dockerfile.ms" <<'EOC'
-FROM golang:local AS build
-WORKDIR /src
-COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -o /tempsensor .
-FROM scratch
-COPY --from=build /tempsensor /tempsensor
-ENTRYPOINT ["/tempsensor"]
-EOC
+multistage_dockerfile >"$work/Dockerfile.ms"
 cat >"$work/Dockerfile.pre" <<'EOC'
 FROM scratch
 COPY tempsensor /tempsensor

@@ -69,15 +69,7 @@ start_hub "$work/outpost"
 op device create bench-dev >"$work/device.cs" 2>/dev/null
 solution docker
 (cd "$work/docker/modules/tempsensor" && go mod vendor)
-cat >"$work/Dockerfile" <<'EOC'
-FROM golang:local AS build
-WORKDIR /src
-COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -o /tempsensor .
-FROM scratch
-COPY --from=build /tempsensor /tempsensor
-ENTRYPOINT ["/tempsensor"]
-EOC
+multistage_dockerfile >"$work/Dockerfile"
 sock=$work/mgmt.sock
 OUTPOST_CONFIG=/dev/null OUTPOST_BROKER_LISTEN=127.0.0.1:$(free_port) "$work/outpost" daemon \
 	--connection-string "$(cat "$work/device.cs")" --data "$work/device" --runtime docker \

@@ -98,3 +98,17 @@ make_golang_local() {
 		rm -f "$work/golang.tar"
 	fi
 }
+
+# multistage_dockerfile: the Dockerfile IoT Edge's templates use for a Go module, on
+# golang:local: go build in a build stage, the binary alone in a scratch image.
+multistage_dockerfile() {
+	cat <<'EOC'
+FROM golang:local AS build
+WORKDIR /src
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -o /tempsensor .
+FROM scratch
+COPY --from=build /tempsensor /tempsensor
+ENTRYPOINT ["/tempsensor"]
+EOC
+}

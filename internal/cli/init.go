@@ -63,12 +63,7 @@ one is in the way (or if deployment.yaml has a module NAME already).`,
   outpost init && outpost build && outpost push
   outpost init --registry 127.0.0.1:5001  # images at 127.0.0.1:5001/NAME
   outpost init . --name pump       # add a module to this solution`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 1 {
-				return flagErrorf("%s takes at most one DIR (got %d arguments)", cmd.CommandPath(), len(args))
-			}
-			return nil
-		},
+		Args: atMostOneArg("DIR"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Dir = "."
 			if len(args) == 1 {

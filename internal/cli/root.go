@@ -129,6 +129,7 @@ Microsoft's Azure IoT SDKs run unchanged.
 		newDaemonCmd(f, nil), newListCmd(f), newLogsCmd(f), newRestartCmd(f), newStatusCmd(f), newCheckCmd(f),
 		newMessagesCmd(f),
 		newTuiCmd(f, nil),
+		newDevCmd(f),
 	)
 	root.SetHelpCommand(newHelpCmd())
 	root.Version = versionLine(version.Get())

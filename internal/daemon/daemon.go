@@ -97,6 +97,10 @@ type Config struct {
 	// MessageQueueBytes bounds the message queue (default
 	// msgqueue.DefaultMaxBytes); past it modules get no PUBACK.
 	MessageQueueBytes int64
+	// NoImageSync skips flushing each unpacked image to disk before it
+	// runs (imagestore.WithoutSync): for a data dir that can be thrown
+	// away, as outpost dev's.
+	NoImageSync bool
 
 	Logger *slog.Logger
 	// Ready is called once the management API listens (systemd's readiness
@@ -227,6 +231,11 @@ func New(cfg Config) (_ *Daemon, err error) {
 	}
 	d.closers = append(d.closers, d.msgs.Close)
 	d.imgs, err = imagestore.Open(filepath.Join(cfg.DataDir, "images"), imagestore.WithLogger(d.log))
+	imgOpts := []imagestore.Option{imagestore.WithLogger(d.log)}
+	if cfg.NoImageSync {
+		imgOpts = append(imgOpts, imagestore.WithoutSync())
+	}
+	d.imgs, err = imagestore.Open(filepath.Join(cfg.DataDir, "images"), imgOpts...)
 	if err != nil {
 		return nil, fail(fmt.Errorf("open the image store: %w", err), "")
 	}

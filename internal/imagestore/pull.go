@@ -430,14 +430,16 @@ func (p *pull) build(ctx context.Context, m *v1.Manifest, diffIDs []v1.Hash, fin
 		return fmt.Errorf("pull %s: unpack: %w", p.ref, err)
 	}
 	unpacked := time.Now()
-	rf, err := root.Open(".")
-	if err != nil {
-		return fmt.Errorf("pull %s: %w", p.ref, err)
-	}
-	err = syncFS(rf)
-	rf.Close()
-	if err != nil {
-		return fmt.Errorf("pull %s: sync: %w", p.ref, err)
+	if !s.o.noSync {
+		rf, err := root.Open(".")
+		if err != nil {
+			return fmt.Errorf("pull %s: %w", p.ref, err)
+		}
+		err = syncFS(rf)
+		rf.Close()
+		if err != nil {
+			return fmt.Errorf("pull %s: sync: %w", p.ref, err)
+		}
 	}
 	s.log.Debug("image store: unpacked", "ref", p.ref, "downloadAndUnpack", unpacked.Sub(started).Round(time.Millisecond), "syncfs", time.Since(unpacked).Round(time.Millisecond))
 	if err := os.Rename(tmp, final); err != nil {

@@ -286,14 +286,6 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 		}
 		opts.Follow = b
 	}
-	if v := q.Get("tail"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			writeError(w, http.StatusBadRequest, "tail: want a number of lines")
-			return
-		}
-		opts.Tail = n
-	}
 	if v := q.Get("timestamps"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -301,6 +293,14 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		opts.Timestamps = b
+	}
+	if v := q.Get("tail"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, "tail: want a number of lines")
+			return
+		}
+		opts.Tail = n
 	}
 	if v := q.Get("since"); v != "" {
 		t, err := ParseSince(v, s.now())

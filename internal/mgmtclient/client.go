@@ -269,14 +269,14 @@ func (c *Client) Logs(ctx context.Context, module string, opts LogOptions) (io.R
 	if opts.Follow {
 		q.Set("follow", "true")
 	}
+	if opts.Timestamps {
+		q.Set("timestamps", "true")
+	}
 	if opts.Tail > 0 {
 		q.Set("tail", strconv.Itoa(opts.Tail))
 	}
 	if !opts.Since.IsZero() {
 		q.Set("since", opts.Since.UTC().Format(time.RFC3339Nano))
-	}
-	if opts.Timestamps {
-		q.Set("timestamps", "true")
 	}
 	resp, err := c.do(ctx, http.MethodGet, "/modules/"+url.PathEscape(module)+"/logs", q)
 	if err != nil {

@@ -17,6 +17,11 @@ import (
 	"github.com/outpost-edge/outpost/internal/runtime/shim"
 )
 
+// followPoll is how often a followed log looks for new lines: a stat and a
+// read, cheap enough to do often; it is most of the time between a line's
+// write and its arrival at `outpost logs -f` (and outpost dev).
+const followPoll = 25 * time.Millisecond
+
 // logRecord is one parsed record.
 type logRecord struct {
 	Time    time.Time
@@ -193,7 +198,7 @@ func followLogs(ctx context.Context, dir string, opts LogOptions, running func()
 		return nil
 	}
 	base := filepath.Join(dir, shim.LogName)
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(followPoll)
 	defer tick.Stop()
 	for {
 		done := !running() // checked before the read: what was written before is read below

@@ -32,19 +32,7 @@ start_dockerd
 
 start_registry "delete: {enabled: true}"
 
-# golang:local.
-if ! docker image inspect golang:local >/dev/null 2>&1; then
-	mkdir -p "$work/golang/bin"
-	cp "$(command -v busybox)" "$work/golang/bin/busybox"
-	for a in sh ls cat cp mv rm mkdir env; do ln -s busybox "$work/golang/bin/$a"; done
-	mkdir -p "$work/golang/tmp" "$work/golang/root"
-	chmod 1777 "$work/golang/tmp"
-	tar -C / -cf "$work/golang.tar" usr/local/go
-	tar -C "$work/golang" -rf "$work/golang.tar" bin tmp root
-	docker import --change 'ENV PATH=/usr/local/go/bin:/bin' --change 'ENV HOME=/root' \
-		--change 'ENV GOTOOLCHAIN=local' "$work/golang.tar" golang:local >/dev/null
-	rm -f "$work/golang.tar"
-fi
+make_golang_local
 
 # The module, in a copy whose repository is the bench registry.
 src=$work/tempsensor
@@ -65,15 +53,7 @@ func init() {
 EOC
 stamp=0
 change() { stamp=$((stamp + 1)); sed -i "s/^var benchStamp = .*/var benchStamp = \"$stamp\"/" "$src/stamp.go"; }
-cat >"$work/Dockerfile.ms" <<'EOC'
-FROM golang:local AS build
-WORKDIR /src
-COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -o /tempsensor .
-FROM scratch
-COPY --from=build /tempsensor /tempsensor
-ENTRYPOINT ["/tempsensor"]
-EOC
+multistage_dockerfile >"$work/Dockerfile.ms"
 cat >"$work/Dockerfile.pre" <<'EOC'
 FROM scratch
 COPY tempsensor /tempsensor

@@ -81,3 +81,34 @@ copy_tempsensor() {
 		case "$f" in *_test.go) ;; *) cp "$f" "$1/outpost-sdk/sdk/moduleclient/" ;; esac
 	done
 }
+
+# make_golang_local: the image golang:local (no base image can be pulled here): /usr/local/go
+# plus a static busybox, made with `docker import` unless the engine has it.
+make_golang_local() {
+	if ! docker image inspect golang:local >/dev/null 2>&1; then
+		mkdir -p "$work/golang/bin"
+		cp "$(command -v busybox)" "$work/golang/bin/busybox"
+		for a in sh ls cat cp mv rm mkdir env; do ln -s busybox "$work/golang/bin/$a"; done
+		mkdir -p "$work/golang/tmp" "$work/golang/root"
+		chmod 1777 "$work/golang/tmp"
+		tar -C / -cf "$work/golang.tar" usr/local/go
+		tar -C "$work/golang" -rf "$work/golang.tar" bin tmp root
+		docker import --change 'ENV PATH=/usr/local/go/bin:/bin' --change 'ENV HOME=/root' \
+			--change 'ENV GOTOOLCHAIN=local' "$work/golang.tar" golang:local >/dev/null
+		rm -f "$work/golang.tar"
+	fi
+}
+
+# multistage_dockerfile: the Dockerfile IoT Edge's templates use for a Go module, on
+# golang:local: go build in a build stage, the binary alone in a scratch image.
+multistage_dockerfile() {
+	cat <<'EOC'
+FROM golang:local AS build
+WORKDIR /src
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -o /tempsensor .
+FROM scratch
+COPY --from=build /tempsensor /tempsensor
+ENTRYPOINT ["/tempsensor"]
+EOC
+}

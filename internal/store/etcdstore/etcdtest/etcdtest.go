@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -177,4 +179,62 @@ func (c *Cluster) Open(t testing.TB) *etcdstore.Store {
 // Opener is c.Open as a storetest.Opener.
 func (c *Cluster) Opener() func(testing.TB) store.Store {
 	return func(t testing.TB) store.Store { return c.Open(t) }
+}
+
+var shared struct {
+	once sync.Once
+	eps  []string
+	err  error
+}
+
+// SharedEndpoints starts, once per process, one etcd member that lasts until the
+// process ends, for suites that run every test on etcd (OUTPOST_TEST_STORE=etcd).
+// Its data dir is left in the temp dir.
+func SharedEndpoints() ([]string, error) {
+	shared.once.Do(func() {
+		dir, err := os.MkdirTemp("", "outpost-etcdtest-")
+		if err != nil {
+			shared.err = err
+			return
+		}
+		ln1, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			shared.err = err
+			return
+		}
+		ln2, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			shared.err = err
+			return
+		}
+		m := &Member{Name: "shared", ClientURL: "http://" + ln1.Addr().String(), peerURL: "http://" + ln2.Addr().String(), dir: dir}
+		ln1.Close()
+		ln2.Close()
+		m.initial = m.Name + "=" + m.peerURL
+		shared.err = m.start(true)
+		shared.eps = []string{m.ClientURL}
+	})
+	return shared.eps, shared.err
+}
+
+// OpenShared opens a store under a prefix of its own on the shared member; the
+// caller closes it.
+func OpenShared() (*etcdstore.Store, error) {
+	eps, err := SharedEndpoints()
+	if err != nil {
+		return nil, err
+	}
+	return etcdstore.Open(etcdstore.Config{Endpoints: eps, Prefix: fmt.Sprintf("/shared%d", prefixes.Add(1))})
+}
+
+// OpenPrefix opens an etcdstore on the cluster under prefix (replicas of one hub
+// share it), closed at the end of the test unless the caller closes it first.
+func (c *Cluster) OpenPrefix(t testing.TB, prefix string) *etcdstore.Store {
+	t.Helper()
+	s, err := etcdstore.Open(etcdstore.Config{Endpoints: c.Endpoints(), Prefix: prefix, RequestTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

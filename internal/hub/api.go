@@ -55,6 +55,9 @@ func (h *Hub) Handler() http.Handler {
 	mux.Handle("GET "+syncPrefix+"/devices/{id}/sync", h.wrap("Device", h.sync, hubapi.MaxWait)) // a long poll
 	route("POST "+syncPrefix+"/devices/{id}/reported", "Device", h.uploadReported)
 	route("POST "+syncPrefix+"/policies/{name}/rotate", "Policy", h.rotatePolicy)
+	route("GET "+syncPrefix+"/status", "Hub", h.status)
+	mux.HandleFunc("GET /healthz", h.healthz) // for load balancers: no credentials
+	mux.HandleFunc("GET /readyz", h.readyz)
 	mux.HandleFunc("/$iothub/websocket", h.refuseWebSocket) // AMQP and MQTT over WebSocket: refused at once
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		refuse(w, r, errorf(http.StatusNotFound, "NotFound", "no such API: %s %s", r.Method, r.URL.Path))

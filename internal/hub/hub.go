@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/atomicfile"
@@ -104,6 +105,8 @@ type Hub struct {
 	index    *twinIndex // every twin, decoded, for queries
 	uploads  sync.Map   // device id → *sync.Mutex
 	presence *presence
+	// longPolls counts the sync long polls waiting now (status.go).
+	longPolls atomic.Int64
 
 	ckMu sync.Mutex
 	ck   []byte // the cursor key, once read

@@ -65,6 +65,8 @@ func (h *Hub) sync(w http.ResponseWriter, r *http.Request, p principal) error {
 			t := time.NewTimer(wait)
 			defer t.Stop()
 			timeout = t.C
+			h.longPolls.Add(1)
+			defer h.longPolls.Add(-1)
 		}
 		select {
 		case <-changed:

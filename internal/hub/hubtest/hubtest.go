@@ -56,7 +56,7 @@ func Start(t testing.TB, opts Options) *Hub {
 		opts.Listen = "127.0.0.1:0"
 	}
 	if opts.Store == nil {
-		opts.Store = testStore(t)
+		opts.Store = testStore(t, opts.DataDir)
 	}
 	h, _, err := hub.Open(hub.Config{DataDir: opts.DataDir, Listen: opts.Listen, InsecureHTTP: opts.InsecureHTTP, HostName: opts.HostName, SANs: opts.SANs, Limits: opts.Limits, PresenceGrace: opts.PresenceGrace,
 		Store: opts.Store})

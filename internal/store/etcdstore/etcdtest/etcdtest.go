@@ -217,14 +217,13 @@ func SharedEndpoints() ([]string, error) {
 	return shared.eps, shared.err
 }
 
-// OpenShared opens a store under a prefix of its own on the shared member; the
-// caller closes it.
-func OpenShared() (*etcdstore.Store, error) {
+// OpenShared opens a store under prefix on the shared member; the caller closes it.
+func OpenShared(prefix string) (*etcdstore.Store, error) {
 	eps, err := SharedEndpoints()
 	if err != nil {
 		return nil, err
 	}
-	return etcdstore.Open(etcdstore.Config{Endpoints: eps, Prefix: fmt.Sprintf("/shared%d", prefixes.Add(1))})
+	return etcdstore.Open(etcdstore.Config{Endpoints: eps, Prefix: prefix})
 }
 
 // OpenPrefix opens an etcdstore on the cluster under prefix (replicas of one hub

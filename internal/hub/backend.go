@@ -116,3 +116,23 @@ func (h *Hub) StoreBackend() string {
 	}
 	return "file"
 }
+
+// compactingStore is a store that forgets history (etcd compacts it).
+type compactingStore interface {
+	Compacted(rev int64) (bool, error)
+}
+
+// notCompacted returns since, the revision of a device's cursor, or 0 (a full
+// sync) when the store has compacted its history past it: never a silent gap.
+func (h *Hub) notCompacted(id string, since int64) int64 {
+	cs, ok := h.st.(compactingStore)
+	if !ok || since == 0 {
+		return since
+	}
+	gone, err := cs.Compacted(since)
+	if err != nil || gone {
+		h.log.Info("sync: cursor older than the store's compacted history (or the check failed), syncing in full", "device", id, "revision", since, "err", err)
+		return 0
+	}
+	return since
+}

@@ -174,6 +174,7 @@ func (h *Hub) deviceState(id, cursor string) (*hubapi.Sync, error) {
 	if cursor != "" {
 		since = trustedRevision(key, &d, cursor)
 	}
+	since = h.notCompacted(id, since)
 	// Under the device's upload lock, so that the twins read and the seq of
 	// the last patch they hold go together.
 	unlock := h.lockDevice(id)

@@ -2,8 +2,10 @@ package etcdstore
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -60,4 +62,26 @@ func (s *Store) Revision() (int64, error) {
 		return 0, s.fail("read the revision", err)
 	}
 	return resp.Header.Revision, nil
+}
+
+// Compacted reports whether etcd compacted its history past revision rev: a
+// reader that last saw rev can no longer be sent the changes since, and must
+// read everything again.
+func (s *Store) Compacted(rev int64) (bool, error) {
+	ctx, cancel, err := s.op()
+	if err != nil {
+		return false, err
+	}
+	defer cancel()
+	_, err = s.cli.Get(ctx, s.prefix+"\x00", clientv3.WithKeysOnly(), clientv3.WithRev(rev))
+	if errors.Is(err, rpctypes.ErrCompacted) {
+		return true, nil
+	}
+	if errors.Is(err, rpctypes.ErrFutureRev) {
+		return false, nil // ahead of etcd: the caller's own check catches that
+	}
+	if err != nil {
+		return false, s.fail("check compaction", err)
+	}
+	return false, nil
 }

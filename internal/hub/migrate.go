@@ -33,9 +33,9 @@ var notMigrated = map[string]bool{cursorKeyRecord: true, caStoreKey: true}
 // called every 1000 records.
 func MigrateStore(dataDir string, dst store.Store, progress func(done, total int)) (MigrateResult, error) {
 	var res MigrateResult
-	src, err := store.Open(filepath.Join(dataDir, storeDirName))
+	src, err := openDataDirStore(dataDir)
 	if err != nil {
-		return res, fmt.Errorf("open the hub's store in %s: %w", dataDir, err)
+		return res, err
 	}
 	defer src.Close()
 	recs, err := src.List("")
@@ -89,9 +89,9 @@ func (v VerifyResult) OK() bool { return len(v.Missing)+len(v.Different)+len(v.E
 // VerifyMigration compares the records of the file-store hub in dataDir with dst.
 func VerifyMigration(dataDir string, dst store.Store) (VerifyResult, error) {
 	var res VerifyResult
-	src, err := store.Open(filepath.Join(dataDir, storeDirName))
+	src, err := openDataDirStore(dataDir)
 	if err != nil {
-		return res, fmt.Errorf("open the hub's store in %s: %w", dataDir, err)
+		return res, err
 	}
 	defer src.Close()
 	recs, err := src.List("")
@@ -127,4 +127,18 @@ func VerifyMigration(dataDir string, dst store.Store) (VerifyResult, error) {
 	}
 	slices.Sort(res.Extra)
 	return res, nil
+}
+
+// openDataDirStore opens the store of the hub data dir dataDir, refusing a dir
+// that holds none (rather than making an empty one there).
+func openDataDirStore(dataDir string) (*store.FileStore, error) {
+	if !exists(filepath.Join(dataDir, storeDirName, "records")) {
+		return nil, fmt.Errorf("%s holds no hub store (no %s): give the data dir of a hub that was started once",
+			dataDir, filepath.Join(storeDirName, "records"))
+	}
+	src, err := store.Open(filepath.Join(dataDir, storeDirName))
+	if err != nil {
+		return nil, fmt.Errorf("open the hub's store in %s: %w (stop the hub first)", dataDir, err)
+	}
+	return src, nil
 }

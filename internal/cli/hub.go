@@ -32,6 +32,7 @@ the top level of the config file is the daemon's, never the hub's.`,
 		Annotations: map[string]string{sectionAnnotation: "hub"},
 	}
 	cmd.AddCommand(newHubServeCmd(f, nil), newHubCredentialsCmd(f), newHubPolicyCmd(f))
+	cmd.AddCommand(newHubMigrateCmd(f), newHubStatusCmd(f))
 	return cmd
 }
 
@@ -96,6 +97,8 @@ minutes; AMQP over WebSocket (/$iothub/websocket on 443) likewise.`,
 				InsecureHTTP: v.GetBool("insecure-http"),
 				Reinit:       v.GetBool("reinit"),
 				Limits:       hubLimits(v),
+				TLSCertFile:  v.GetString("tls-cert"),
+				TLSKeyFile:   v.GetString("tls-key"),
 				Logger:       slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: slog.LevelInfo})),
 			}
 			// The defaults fall back; an address the user chose does not.
@@ -109,6 +112,13 @@ minutes; AMQP over WebSocket (/$iothub/websocket on 443) likewise.`,
 			if err := cfg.Limits.Validate(); err != nil {
 				return flagErrorf("%v", err)
 			}
+			st, err := openHubEtcd(v)
+			if err != nil {
+				return err
+			}
+			if st != nil {
+				cfg.Store = st // the hub closes it
+			}
 			return hubServeRun(cmd, f, cfg)
 		},
 	}
@@ -121,6 +131,9 @@ minutes; AMQP over WebSocket (/$iothub/websocket on 443) likewise.`,
 	fl.Bool("insecure-http", false, "serve plain HTTP (local development only)")
 	fl.Bool("reinit", false, "make new state for what a data dir set up before is missing (new owner key, new CA, empty registry) instead of refusing to start")
 	addHubLimitFlags(fl)
+	addHubStoreFlags(fl)
+	fl.String("tls-cert", "", "server certificate file (PEM) to serve instead of one issued from the hub's CA (replicas behind a load balancer)")
+	fl.String("tls-key", "", "the key file (PEM) of --tls-cert")
 	return cmd
 }
 

@@ -61,6 +61,9 @@ func (h *Hub) Handler() http.Handler {
 	route("POST "+syncPrefix+"/devices/{id}/messages/upstream", "Device", h.uploadMessages)
 	mux.Handle("GET /devices/{id}/messages", h.wrap("Device", h.listMessages, telemetryMaxWait)) // may wait
 	mux.HandleFunc("/$iothub/websocket", h.refuseWebSocket)                                      // AMQP and MQTT over WebSocket: refused at once
+	route("GET "+syncPrefix+"/status", "Hub", h.status)
+	mux.HandleFunc("GET /healthz", h.healthz) // for load balancers: no credentials
+	mux.HandleFunc("GET /readyz", h.readyz)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		refuse(w, r, errorf(http.StatusNotFound, "NotFound", "no such API: %s %s", r.Method, r.URL.Path))
 	})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/outpost-edge/outpost/internal/identity"
 	"github.com/outpost-edge/outpost/internal/registry"
+	"github.com/outpost-edge/outpost/internal/store"
 )
 
 // Rights of a shared access policy, with IoT Hub's names.
@@ -73,6 +74,9 @@ func (h *Hub) authenticate(r *http.Request) (principal, *apiError) {
 
 	if sas.KeyName != "" {
 		pol, err := h.policy(sas.KeyName)
+		if errors.Is(err, store.ErrUnavailable) {
+			return principal{}, toAPIError(err, "")
+		}
 		if err != nil {
 			return principal{}, unauthorized("unknown policy %q", sas.KeyName)
 		}
@@ -106,6 +110,9 @@ func (h *Hub) authenticate(r *http.Request) (principal, *apiError) {
 	}
 	for _, deviceID := range idCandidates(segs[1]) {
 		dev, err := h.reg.GetDevice(deviceID)
+		if errors.Is(err, store.ErrUnavailable) {
+			return principal{}, toAPIError(err, "")
+		}
 		if err != nil {
 			notFound(unauthorized("unknown device %q", deviceID))
 			continue

@@ -176,6 +176,7 @@ func jsonEqual(a, b any) bool {
 // hub is down (straight in its store): the restarted hub applies the
 // deployment that now targets the device.
 func TestConfigurationsConvergeAfterRestart(t *testing.T) {
+	hubtest.FileStoreOnly(t) // changes the store while the hub is down
 	dir := t.TempDir()
 	h := hubtest.Start(t, hubtest.Options{DataDir: dir})
 	c := h.Client(t)

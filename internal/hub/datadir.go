@@ -112,6 +112,10 @@ func missingCA(dir string, made bool) []string {
 // checks that all of its state is there, and fails with a *MissingStateError if not
 // (unless Config.Reinit).
 func (h *Hub) openStore(fresh bool) (err error) {
+	if h.cfg.Store != nil {
+		h.st = h.cfg.Store // shared by replicas: what is on this disk is a copy
+		return nil
+	}
 	dir := h.cfg.DataDir
 	useTLS := !h.cfg.InsecureHTTP
 	var missing []string

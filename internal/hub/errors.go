@@ -44,6 +44,8 @@ func toAPIError(err error, kind string) *apiError {
 		return errorf(http.StatusInsufficientStorage, "InsufficientStorage",
 			"the hub's data dir %s is out of disk space (%v); nothing was changed: free space on its file system (or raise the quota), then retry",
 			filepath.Dir(se.Dir), se.Err)
+	case errors.Is(err, store.ErrUnavailable):
+		return errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "%v", err)
 	case errors.Is(err, registry.ErrManaged):
 		return errorf(http.StatusConflict, "DeviceManagedByConfiguration", "%v", err)
 	case errors.As(err, &nf):

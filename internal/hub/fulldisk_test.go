@@ -20,6 +20,7 @@ import (
 // on the full disk and serves reads, and once there is space the same create succeeds
 // (no 409).
 func TestFullDisk(t *testing.T) {
+	hubtest.FileStoreOnly(t)
 	mnt := fulldisk.Mount(t, "2m")
 	data := filepath.Join(mnt, "hub")
 	h := hubtest.Start(t, hubtest.Options{DataDir: data})

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/atomicfile"
@@ -66,6 +67,13 @@ type Config struct {
 	// Reinit makes new state for what a data dir set up before lacks (an
 	// empty registry, a new owner key, a new CA) instead of refusing to start.
 	Reinit bool
+	// Store, when set, holds the hub's records instead of DataDir/store: etcd,
+	// shared by replicas (backend.go). The hub closes it. DataDir then holds
+	// only this replica's copies of the TLS files and credentials.json.
+	Store store.Store
+	// TLSCertFile and TLSKeyFile, when set, are the server certificate and key
+	// to serve, instead of ones the hub issues from its CA.
+	TLSCertFile, TLSKeyFile string
 }
 
 // Credentials are what a first client needs: the owner connection string
@@ -78,7 +86,7 @@ type Credentials struct {
 // Hub is a running hub.
 type Hub struct {
 	cfg      Config
-	st       *store.FileStore
+	st       store.Store
 	reg      *registry.Registry
 	log      *slog.Logger
 	now      func() time.Time
@@ -97,6 +105,8 @@ type Hub struct {
 	index    *twinIndex // every twin, decoded, for queries
 	uploads  sync.Map   // device id → *sync.Mutex
 	presence *presence
+	// longPolls counts the sync long polls waiting now (status.go).
+	longPolls atomic.Int64
 
 	methodsOnce sync.Once
 	methods     methodTable // pending direct method calls (methods.go)
@@ -200,7 +210,7 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 	}
 	if !cfg.InsecureHTTP {
 		names := certNames(h.hostName, cfg.SANs)
-		cert, err := ensureTLS(cfg.DataDir, names, h.now())
+		cert, err := h.serverCert(names)
 		if err != nil {
 			return nil, false, err
 		}
@@ -352,7 +362,9 @@ func (h *Hub) loadPolicies() error {
 	}
 	b, _ := json.Marshal(p)
 	// A new owner key was never shown, whatever the store says.
-	if _, err := h.st.Txn(store.PutOp(ownerPolicyKey, b, 0), store.DeleteOp(shownKey, store.Any)); err != nil {
+	if _, err := h.st.Txn(store.PutOp(ownerPolicyKey, b, 0), store.DeleteOp(shownKey, store.Any)); errors.Is(err, store.ErrConflict) {
+		return h.loadPolicies() // another replica on the same store made it meanwhile
+	} else if err != nil {
 		return fmt.Errorf("create the owner policy: %w", err)
 	}
 	h.policies["owner"] = p

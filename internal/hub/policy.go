@@ -21,6 +21,9 @@ func policyKey(name string) string { return "policies/" + name }
 // kept while their record's version does not change.
 func (h *Hub) policy(name string) (*Policy, error) {
 	rec, err := h.st.Get(policyKey(name))
+	if errors.Is(err, store.ErrUnavailable) {
+		return nil, err
+	}
 	if err != nil {
 		// Not found, or not even a valid name.
 		return nil, registry.ErrNotFound

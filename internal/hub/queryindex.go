@@ -67,21 +67,28 @@ var indexPrefixes = []string{"devices/", "modules/", "twins/", deployStateKind +
 // load watches the store, then reads what it holds; the watches run until
 // ctx ends or the store closes. The index holds the store's own copies of
 // the twins' JSON, not copies of them.
-func (x *twinIndex) load(ctx context.Context, st *store.FileStore) error {
+func (x *twinIndex) load(ctx context.Context, st store.Store) error {
+	shared, _ := st.(sharedStore)
 	for _, p := range indexPrefixes {
 		ch := st.Watch(ctx, p)
 		go func() {
 			for ev := range ch {
 				r := ev.Record
-				if v, ok := st.SharedValue(r.Key, r.Version); ok {
-					r.Value = v
+				if shared != nil {
+					if v, ok := shared.SharedValue(r.Key, r.Version); ok {
+						r.Value = v
+					}
 				}
 				x.apply(ev.Type == store.Delete, r.Key, r.Version, r.Value)
 			}
 		}()
 	}
 	for _, p := range indexPrefixes {
-		recs, err := st.ListShared(p)
+		list := st.List
+		if shared != nil {
+			list = shared.ListShared
+		}
+		recs, err := list(p)
 		if err != nil {
 			return err
 		}
@@ -310,12 +317,19 @@ func collectionOf(modules bool) int {
 // indexingStore is the store the registry writes through: each write that
 // succeeds is applied to the index before it returns.
 type indexingStore struct {
-	*store.FileStore
+	store.Store
 	idx *twinIndex
 }
 
+// sharedStore is a store that lends its own copies of values (the file
+// store), so that the index does not hold them twice.
+type sharedStore interface {
+	ListShared(prefix string) ([]store.Record, error)
+	SharedValue(key string, version int64) ([]byte, bool)
+}
+
 func (s indexingStore) Put(key string, value []byte, expect int64) (int64, error) {
-	v, err := s.FileStore.Put(key, value, expect)
+	v, err := s.Store.Put(key, value, expect)
 	if err == nil {
 		s.idx.apply(false, key, v, value)
 	}
@@ -323,7 +337,7 @@ func (s indexingStore) Put(key string, value []byte, expect int64) (int64, error
 }
 
 func (s indexingStore) Delete(key string, expect int64) error {
-	err := s.FileStore.Delete(key, expect)
+	err := s.Store.Delete(key, expect)
 	if err == nil {
 		s.idx.deleted(key, 0)
 	}
@@ -331,7 +345,7 @@ func (s indexingStore) Delete(key string, expect int64) error {
 }
 
 func (s indexingStore) Txn(ops ...store.Op) (int64, error) {
-	v, err := s.FileStore.Txn(ops...)
+	v, err := s.Store.Txn(ops...)
 	if err == nil {
 		for _, op := range ops {
 			if op.Delete {

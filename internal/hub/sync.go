@@ -73,6 +73,8 @@ func (h *Hub) sync(w http.ResponseWriter, r *http.Request, p principal) error {
 			t := time.NewTimer(wait)
 			defer t.Stop()
 			timeout = t.C
+			h.longPolls.Add(1)
+			defer h.longPolls.Add(-1)
 		}
 		select {
 		case <-changed:
@@ -181,6 +183,7 @@ func (h *Hub) deviceState(id, cursor string) (*hubapi.Sync, error) {
 	if cursor != "" {
 		since = trustedRevision(key, &d, cursor)
 	}
+	since = h.notCompacted(id, since)
 	// Under the device's upload lock, so that the twins read and the seq of
 	// the last patch they hold go together.
 	unlock := h.lockDevice(id)

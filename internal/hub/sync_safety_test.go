@@ -157,6 +157,7 @@ func TestSyncCursorNotVouchedFor(t *testing.T) {
 // the cursors its devices hold; a desired change made after the restore must
 // still reach them.
 func TestSyncCursorAheadAfterRestore(t *testing.T) {
+	hubtest.FileStoreOnly(t)
 	dir := t.TempDir() + "/hub"
 	h := hubtest.Start(t, hubtest.Options{DataDir: dir})
 	deviceWithKey(t, h, "d", testKey, "m")

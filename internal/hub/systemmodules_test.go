@@ -115,6 +115,7 @@ func TestDeploymentFillsSystemTwins(t *testing.T) {
 // TestHubMigratesOldDataDir starts a hub on a data dir written in the layout
 // of releases before IoT Edge's names.
 func TestHubMigratesOldDataDir(t *testing.T) {
+	hubtest.FileStoreOnly(t)
 	dir := t.TempDir()
 	h := hubtest.Start(t, hubtest.Options{DataDir: dir})
 	c := h.Client(t)

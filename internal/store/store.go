@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -253,14 +252,8 @@ func (s *FileStore) Range(prefix, after string, limit int) ([]Record, error) {
 // Put writes value under key if the record's version is expect (0: must not exist; Any:
 // unconditionally) and returns the new version once the write is durable.
 func (s *FileStore) Put(key string, value []byte, expect int64) (int64, error) {
-	if err := checkKey(key); err != nil {
+	if err := CheckPut(key, value, expect); err != nil {
 		return 0, err
-	}
-	if expect < Any {
-		return 0, wrapf(ErrInvalid, "store: put %s: bad expected version %d", key, expect)
-	}
-	if !json.Valid(value) {
-		return 0, wrapf(ErrInvalid, "store: put %s: value is not valid JSON", key)
 	}
 	s.opMu.RLock()
 	defer s.opMu.RUnlock()
@@ -296,11 +289,8 @@ func (s *FileStore) Put(key string, value []byte, expect int64) (int64, error) {
 // Delete removes the record under key if its version is expect (or expect is Any), once
 // the removal is durable.
 func (s *FileStore) Delete(key string, expect int64) error {
-	if err := checkKey(key); err != nil {
+	if err := CheckDelete(key, expect); err != nil {
 		return err
-	}
-	if expect < Any {
-		return wrapf(ErrInvalid, "store: delete %s: bad expected version %d", key, expect)
 	}
 	s.opMu.RLock()
 	defer s.opMu.RUnlock()

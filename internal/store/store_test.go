@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,9 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 )
 
 func openT(t testing.TB, dir string) *FileStore {
@@ -47,112 +44,6 @@ func get(t testing.TB, s Store, key string) Record {
 func abandon(s *FileStore) {
 	s.recFile.Close()
 	s.lockFile.Close()
-}
-
-func TestCRUD(t *testing.T) {
-	s := openT(t, t.TempDir())
-	v1 := put(t, s, "devices/d1", `{"a":1}`, 0)
-	if v1 <= 0 {
-		t.Fatalf("version %d, want > 0", v1)
-	}
-	if r := get(t, s, "devices/d1"); r.Key != "devices/d1" || r.Version != v1 || string(r.Value) != `{"a":1}` {
-		t.Fatalf("Get = %+v", r)
-	}
-	v2 := put(t, s, "devices/d1", `{"a":2}`, v1)
-	if v2 <= v1 {
-		t.Fatalf("version after update %d, want > %d", v2, v1)
-	}
-	if r := get(t, s, "devices/d1"); r.Version != v2 || string(r.Value) != `{"a":2}` {
-		t.Fatalf("Get after update = %+v", r)
-	}
-	recs, err := s.List("")
-	if err != nil || len(recs) != 1 || recs[0].Version != v2 {
-		t.Fatalf("List = %+v, %v", recs, err)
-	}
-	if err := s.Delete("devices/d1", v2); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Get("devices/d1"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Get after Delete: %v, want ErrNotFound", err)
-	}
-	if err := s.Delete("devices/d1", Any); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "devices/d1") {
-		t.Fatalf("second Delete: %v, want ErrNotFound naming the key", err)
-	}
-	if recs, _ := s.List(""); len(recs) != 0 {
-		t.Fatalf("List after Delete = %+v", recs)
-	}
-}
-
-func TestValuesAreCopies(t *testing.T) {
-	s := openT(t, t.TempDir())
-	val := []byte(`{"a":1}`)
-	put(t, s, "k", string(val), 0)
-	if _, err := s.Put("k2", val, 0); err != nil {
-		t.Fatal(err)
-	}
-	val[2] = 'b' // the caller's slice is not kept
-	r := get(t, s, "k2")
-	r.Value[2] = 'c' // nor is the returned one shared
-	if got := get(t, s, "k2"); string(got.Value) != `{"a":1}` {
-		t.Fatalf("value changed behind the store's back: %s", got.Value)
-	}
-}
-
-func TestCAS(t *testing.T) {
-	s := openT(t, t.TempDir())
-	v1 := put(t, s, "k", `1`, 0)
-
-	_, err := s.Put("k", []byte(`2`), 0)
-	var ce *ConflictError
-	if !errors.Is(err, ErrConflict) || !errors.As(err, &ce) || ce.Current != v1 || ce.Expect != 0 || ce.Key != "k" {
-		t.Fatalf("create-only over an existing record: %v (%+v)", err, ce)
-	}
-	v2 := put(t, s, "k", `2`, v1)
-	_, err = s.Put("k", []byte(`3`), v1)
-	if !errors.As(err, &ce) || ce.Current != v2 || ce.Expect != v1 {
-		t.Fatalf("stale expect: %v", err)
-	}
-	if want := fmt.Sprintf("expected version %d, found version %d", v1, v2); !strings.Contains(err.Error(), want) {
-		t.Fatalf("error %q does not say %q", err, want)
-	}
-	_, err = s.Put("missing", []byte(`1`), v2)
-	if !errors.As(err, &ce) || ce.Current != 0 || !strings.Contains(err.Error(), "found no record") {
-		t.Fatalf("expect on a missing record: %v", err)
-	}
-	v3 := put(t, s, "k", `3`, Any)
-	v4 := put(t, s, "new", `4`, Any)
-	if v3 <= v2 || v4 <= v3 {
-		t.Fatalf("versions %d, %d, %d not increasing", v2, v3, v4)
-	}
-	if _, err := s.Put("k", []byte(`5`), -2); !errors.Is(err, ErrInvalid) {
-		t.Fatalf("expect -2: %v, want ErrInvalid", err)
-	}
-	if r := get(t, s, "k"); r.Version != v3 || string(r.Value) != "3" {
-		t.Fatalf("failed Puts changed the record: %+v", r)
-	}
-}
-
-func TestDeleteCAS(t *testing.T) {
-	s := openT(t, t.TempDir())
-	v1 := put(t, s, "k", `1`, 0)
-	v2 := put(t, s, "k", `2`, v1)
-	var ce *ConflictError
-	if err := s.Delete("k", v1); !errors.As(err, &ce) || ce.Current != v2 {
-		t.Fatalf("Delete with stale expect: %v", err)
-	}
-	if err := s.Delete("k", 0); !errors.Is(err, ErrConflict) {
-		t.Fatalf("Delete expecting no record: %v", err)
-	}
-	if err := s.Delete("missing", 5); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Delete of a missing record: %v", err)
-	}
-	if err := s.Delete("k", Any); err != nil {
-		t.Fatal(err)
-	}
-	put(t, s, "k", `3`, 0)
-	if err := s.Delete("k", v2); !errors.Is(err, ErrConflict) {
-		t.Fatalf("Delete with a version from before the delete: %v", err)
-	}
 }
 
 func TestListPrefix(t *testing.T) {
@@ -200,59 +91,6 @@ func TestListPrefix(t *testing.T) {
 	s = openT(t, dir)
 	for _, p := range prefixes {
 		check(s, p)
-	}
-}
-
-func TestKeyValidation(t *testing.T) {
-	s := openT(t, t.TempDir())
-	bad := []string{
-		"", "/a", "a/", "a//b", ".", "..", "a/./b", "a/..", "a b", "é", "a\x00b", `a"b`, `a\b`,
-		"a~b", "a<b", "a\nb", strings.Repeat("a", MaxKeyLen+1),
-	}
-	for _, k := range bad {
-		_, err := s.Put(k, []byte(`1`), Any)
-		if !errors.Is(err, ErrInvalid) {
-			t.Errorf("Put(%q): %v, want ErrInvalid", k, err)
-			continue
-		}
-		if !strings.Contains(err.Error(), strconv.Quote(k[:min(len(k), 64)])[:len(strconv.Quote(k[:min(len(k), 64)]))-1]) {
-			t.Errorf("Put(%q): error %q does not name the key", k, err)
-		}
-		if _, err := s.Get(k); !errors.Is(err, ErrInvalid) {
-			t.Errorf("Get(%q): %v, want ErrInvalid", k, err)
-		}
-		if err := s.Delete(k, Any); !errors.Is(err, ErrInvalid) {
-			t.Errorf("Delete(%q): %v, want ErrInvalid", k, err)
-		}
-	}
-	good := []string{
-		"a", "A-Za-z0-9-:.+%_#*?!(),=@$'", "..a/a..", ".hidden", "con", "NUL", "com1/lpt9",
-		strings.Repeat("x/", MaxKeyLen/2-1) + "xx", strings.Repeat("Ab", 300),
-	}
-	for _, k := range good {
-		if _, err := s.Put(k, []byte(`"v"`), 0); err != nil {
-			t.Errorf("Put(%q): %v", k, err)
-		}
-	}
-	recs, _ := s.List("")
-	if len(recs) != len(good) {
-		t.Errorf("List has %d records, want %d", len(recs), len(good))
-	}
-}
-
-func TestValueValidation(t *testing.T) {
-	s := openT(t, t.TempDir())
-	for _, v := range []string{"", "{", `{"a":}`, "nul", `"a" "b"`, "\xff"} {
-		_, err := s.Put("devices/d1", []byte(v), Any)
-		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "devices/d1") {
-			t.Errorf("Put value %q: %v, want ErrInvalid naming the key", v, err)
-		}
-	}
-	for _, v := range []string{"null", "1", `"s"`, "[]", " {\"a\" : [1, 2]}\n", `{"k":"\u00e9 é"}`} {
-		put(t, s, "devices/d1", v, Any)
-		if r := get(t, s, "devices/d1"); string(r.Value) != v {
-			t.Errorf("value %q came back as %q", v, r.Value)
-		}
 	}
 }
 
@@ -331,144 +169,6 @@ func TestVersionsAfterDelete(t *testing.T) {
 				t.Fatalf("Put expecting the deleted version: %v, want ErrConflict", err)
 			}
 		})
-	}
-}
-
-func TestWatch(t *testing.T) {
-	s := openT(t, t.TempDir())
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	put(t, s, "devices/d1/before", `0`, 0) // before Watch: not seen
-	all := s.Watch(ctx, "")
-	d1 := s.Watch(ctx, "devices/d1/")
-
-	v1 := put(t, s, "devices/d1/a", `1`, 0)
-	put(t, s, "devices/d2/a", `2`, 0)
-	v3 := put(t, s, "devices/d1/a", `3`, v1)
-	if err := s.Delete("devices/d1/a", v3); err != nil {
-		t.Fatal(err)
-	}
-	v5 := put(t, s, "devices/d1/b", `5`, 0)
-
-	want := []string{"put devices/d1/a 1", "put devices/d1/a 3", "delete devices/d1/a <nil>", "put devices/d1/b 5"}
-	got := receive(t, d1, len(want))
-	if !slices.Equal(got, want) {
-		t.Fatalf("d1 watcher got %q, want %q", got, want)
-	}
-	if got := receive(t, all, 5); got[1] != "put devices/d2/a 2" || len(got) != 5 {
-		t.Fatalf("all watcher got %q", got)
-	}
-
-	// Versions in events match the records.
-	ch := s.Watch(ctx, "devices/d1/b")
-	put(t, s, "devices/d1/b", `6`, v5)
-	if ev := <-ch; ev.Type != Put || ev.Record.Version <= v5 || string(ev.Record.Value) != "6" {
-		t.Fatalf("event %+v", ev)
-	}
-	if err := s.Delete("devices/d1/b", Any); err != nil {
-		t.Fatal(err)
-	}
-	if ev := <-ch; ev.Type != Delete || ev.Record.Version <= v5 || ev.Record.Value != nil {
-		t.Fatalf("delete event %+v", ev)
-	}
-
-	// A cancelled context closes its channel, and only its own.
-	cctx, ccancel := context.WithCancel(ctx)
-	c := s.Watch(cctx, "")
-	ccancel()
-	waitClosed(t, c)
-	put(t, s, "devices/d1/c", `7`, 0)
-	want = []string{"put devices/d1/b 6", "delete devices/d1/b <nil>", "put devices/d1/c 7"}
-	if got := receive(t, d1, 3); !slices.Equal(got, want) {
-		t.Fatalf("d1 after another watcher's cancel: %q, want %q", got, want)
-	}
-
-	// Close closes every channel, even with events not received.
-	put(t, s, "devices/d1/d", `8`, 0)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	waitClosed(t, all)
-	waitClosed(t, d1)
-	waitClosed(t, s.Watch(context.Background(), "")) // on a closed store
-}
-
-// TestWatchSlowReader checks that a watcher that does not read never blocks writers.
-func TestWatchSlowReader(t *testing.T) {
-	s := openT(t, t.TempDir())
-	ch := s.Watch(context.Background(), "")
-	const n = 300
-	for i := range n {
-		put(t, s, "k"+strconv.Itoa(i%7), strconv.Itoa(i), Any)
-	}
-	for i := range n {
-		ev := <-ch
-		if string(ev.Record.Value) != strconv.Itoa(i) {
-			t.Fatalf("event %d has value %s", i, ev.Record.Value)
-		}
-	}
-}
-
-func receive(t *testing.T, ch <-chan Event, n int) []string {
-	t.Helper()
-	var got []string
-	timeout := time.After(10 * time.Second)
-	for len(got) < n {
-		select {
-		case ev, ok := <-ch:
-			if !ok {
-				t.Fatalf("channel closed after %q", got)
-			}
-			v := string(ev.Record.Value)
-			if ev.Record.Value == nil {
-				v = "<nil>"
-			}
-			got = append(got, fmt.Sprintf("%s %s %s", ev.Type, ev.Record.Key, v))
-		case <-timeout:
-			t.Fatalf("timed out after %q", got)
-		}
-	}
-	return got
-}
-
-func waitClosed(t *testing.T, ch <-chan Event) {
-	t.Helper()
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case _, ok := <-ch:
-			if !ok {
-				return
-			}
-		case <-timeout:
-			t.Fatal("channel not closed")
-		}
-	}
-}
-
-func TestClosed(t *testing.T) {
-	s, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	put(t, s, "k", `1`, 0)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
-	if _, err := s.Get("k"); !errors.Is(err, ErrClosed) {
-		t.Errorf("Get: %v", err)
-	}
-	if _, err := s.List(""); !errors.Is(err, ErrClosed) {
-		t.Errorf("List: %v", err)
-	}
-	if _, err := s.Put("k", []byte(`1`), Any); !errors.Is(err, ErrClosed) {
-		t.Errorf("Put: %v", err)
-	}
-	if err := s.Delete("k", Any); !errors.Is(err, ErrClosed) {
-		t.Errorf("Delete: %v", err)
 	}
 }
 
@@ -630,39 +330,6 @@ func TestDamagedFile(t *testing.T) {
 	}
 }
 
-func TestConcurrentWriters(t *testing.T) {
-	s := openT(t, t.TempDir())
-	const writers, incs = 8, 15
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Go(func() {
-			for range incs {
-				// A shared counter, incremented with CAS.
-				for {
-					r, err := s.Get("shared")
-					var n, expect int64
-					if err == nil {
-						n, _ = strconv.ParseInt(string(r.Value), 10, 64)
-						expect = r.Version
-					}
-					if _, err := s.Put("shared", []byte(strconv.FormatInt(n+1, 10)), expect); err == nil {
-						break
-					} else if !errors.Is(err, ErrConflict) {
-						t.Error(err)
-						return
-					}
-				}
-				put(t, s, fmt.Sprintf("own/%d", w), `{}`, Any)
-				_, _ = s.List("own/")
-			}
-		})
-	}
-	wg.Wait()
-	if r := get(t, s, "shared"); string(r.Value) != strconv.Itoa(writers*incs) {
-		t.Fatalf("shared counter = %s, want %d", r.Value, writers*incs)
-	}
-}
-
 func TestRecordFormat(t *testing.T) {
 	for _, val := range []string{`1`, `{"a":"b"}`, " [1,\n2] ", `"` + strings.Repeat("x", 5000) + `"`} {
 		b := encodeRecord("devices/d1", 42, []byte(val))
@@ -796,42 +463,5 @@ func TestSparesReused(t *testing.T) {
 	s = openT(t, dir)
 	if r := get(t, s, "k"); r.Version != v || !strings.HasPrefix(string(r.Value), `{"i":59,`) {
 		t.Errorf("after reopen: %+v", r)
-	}
-}
-
-func TestRange(t *testing.T) {
-	s := openT(t, t.TempDir())
-	for _, k := range []string{"a/1", "a/2", "a/3", "a/4", "b/1", "a0"} {
-		if _, err := s.Put(k, []byte(`1`), Any); err != nil {
-			t.Fatal(err)
-		}
-	}
-	keys := func(recs []Record) string {
-		var ks []string
-		for _, r := range recs {
-			ks = append(ks, r.Key)
-		}
-		return strings.Join(ks, ",")
-	}
-	for _, tc := range []struct {
-		prefix, after string
-		limit         int
-		want          string
-	}{
-		{"a/", "", 0, "a/1,a/2,a/3,a/4"},
-		{"a/", "", 2, "a/1,a/2"},
-		{"a/", "a/2", 2, "a/3,a/4"},
-		{"a/", "a/4", 2, ""},
-		{"a/", "a/25", 0, "a/3,a/4"},
-		{"a/", "0", 1, "a/1"}, // after sorts before the prefix: from the start
-		{"", "a/4", 0, "a0,b/1"},
-	} {
-		recs, err := s.Range(tc.prefix, tc.after, tc.limit)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := keys(recs); got != tc.want {
-			t.Errorf("Range(%q, %q, %d) = %s, want %s", tc.prefix, tc.after, tc.limit, got, tc.want)
-		}
 	}
 }

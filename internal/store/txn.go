@@ -41,24 +41,9 @@ type journalPut struct {
 
 // Txn applies ops all or none; see Store.Txn.
 func (s *FileStore) Txn(ops ...Op) (int64, error) {
-	keys := make([]string, 0, len(ops))
-	for _, op := range ops {
-		if err := checkKey(op.Key); err != nil {
-			return 0, err
-		}
-		if op.Expect < Any {
-			return 0, wrapf(ErrInvalid, "store: txn: %s: bad expected version %d", op.Key, op.Expect)
-		}
-		if !op.Delete && !json.Valid(op.Value) {
-			return 0, wrapf(ErrInvalid, "store: txn: put %s: value is not valid JSON", op.Key)
-		}
-		keys = append(keys, op.Key)
-	}
-	slices.Sort(keys)
-	for i := 1; i < len(keys); i++ {
-		if keys[i] == keys[i-1] {
-			return 0, wrapf(ErrInvalid, "store: txn: key %s appears twice", keys[i])
-		}
+	keys, err := CheckOps(ops)
+	if err != nil {
+		return 0, err
 	}
 	s.opMu.RLock()
 	defer s.opMu.RUnlock()

@@ -18,6 +18,7 @@ import (
 	"github.com/outpost-edge/outpost/internal/hub"
 	"github.com/outpost-edge/outpost/internal/hubclient"
 	"github.com/outpost-edge/outpost/internal/identity"
+	"github.com/outpost-edge/outpost/internal/store"
 )
 
 // Hub is a hub started for a test.
@@ -39,6 +40,10 @@ type Options struct {
 	Limits       hub.Limits
 	// PresenceGrace is hub.Config.PresenceGrace.
 	PresenceGrace time.Duration
+	// Store is hub.Config.Store (the hub closes it). Without it, the hub is on
+	// its data dir's file store, or with OUTPOST_TEST_STORE=etcd on a prefix of
+	// its own in an etcd member embedded in the test process (etcd.go).
+	Store store.Store
 }
 
 // Start starts a hub and stops it when the test ends.
@@ -50,7 +55,11 @@ func Start(t testing.TB, opts Options) *Hub {
 	if opts.Listen == "" {
 		opts.Listen = "127.0.0.1:0"
 	}
-	h, _, err := hub.Open(hub.Config{DataDir: opts.DataDir, Listen: opts.Listen, InsecureHTTP: opts.InsecureHTTP, HostName: opts.HostName, SANs: opts.SANs, Limits: opts.Limits, PresenceGrace: opts.PresenceGrace})
+	if opts.Store == nil {
+		opts.Store = testStore(t, opts.DataDir)
+	}
+	h, _, err := hub.Open(hub.Config{DataDir: opts.DataDir, Listen: opts.Listen, InsecureHTTP: opts.InsecureHTTP, HostName: opts.HostName, SANs: opts.SANs, Limits: opts.Limits, PresenceGrace: opts.PresenceGrace,
+		Store: opts.Store})
 	if err != nil {
 		t.Fatalf("start hub: %v", err)
 	}

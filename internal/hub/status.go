@@ -1,0 +1,84 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/hubapi"
+	"github.com/outpost-edge/outpost/internal/store"
+	"github.com/outpost-edge/outpost/internal/store/etcdstore"
+)
+
+// probeTimeout bounds what /readyz and the status wait for the store.
+const probeTimeout = 2 * time.Second
+
+// ready reports why the hub cannot serve requests now: nil when its store answers.
+func (h *Hub) ready(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() {
+		_, err := h.st.Get(ownerPolicyKey)
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // answered
+		}
+		return err
+	case <-time.After(probeTimeout):
+		return errors.New("the store did not answer within " + probeTimeout.String())
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// healthz serves GET /healthz, for a load balancer's liveness probe: the hub
+// process serves HTTP. It needs no credentials.
+func (h *Hub) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("ok\n"))
+}
+
+// readyz serves GET /readyz, for a load balancer's readiness probe: 200 when
+// the hub's store answers (etcd has a quorum), else 503 saying why. It needs
+// no credentials and tells nothing of the registry.
+func (h *Hub) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := h.ready(r.Context()); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte("not ready: " + err.Error() + "\n"))
+		return
+	}
+	w.Write([]byte("ready\n"))
+}
+
+// status serves GET /outpost/v1/status (hubapi.HubStatus), for registryRead.
+func (h *Hub) status(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := requireRight(p, RegistryRead); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, h.Status(r.Context()))
+	return nil
+}
+
+// Status is what the hub says of itself and of its store.
+func (h *Hub) Status(ctx context.Context) hubapi.HubStatus {
+	s := hubapi.HubStatus{Store: h.StoreBackend(), DataDir: h.cfg.DataDir, ConnectedDevices: h.presence.connectedCount(), LongPolls: h.longPolls.Load()}
+	if err := h.ready(ctx); err != nil {
+		s.StoreError = err.Error()
+	} else {
+		s.Ready = true
+	}
+	if es, ok := h.st.(*etcdstore.Store); ok {
+		s.Endpoints, s.Prefix = es.Endpoints(), es.Prefix()
+		for _, m := range es.Status(ctx, probeTimeout) {
+			s.Members = append(s.Members, hubapi.EtcdMemberStatus(m))
+		}
+		if s.Ready {
+			s.Revision, _ = es.Revision()
+		}
+	}
+	return s
+}

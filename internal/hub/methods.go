@@ -72,10 +72,11 @@ func (h *Hub) invokeMethod(w http.ResponseWriter, r *http.Request, p principal) 
 		return notOnline(w, target, "the device is not connected to the hub", 0)
 	}
 	pc := newPendingCall(id, hubapi.MethodCall{ModuleID: mid, Method: req.MethodName, Payload: req.Payload})
-	// The device counts its timeouts from when it gets the call: what is
-	// left of connect for the module, the rest until final for the answer.
+	// The device counts its timeouts from when it gets the call, which is
+	// after start: it gives the module twice the margin less, so that its
+	// "timed out" normally reaches the hub before the hub's own deadline.
 	pc.call.ConnectTimeoutMs = connTimeout.Milliseconds()
-	pc.call.ResponseTimeoutMs = (respTimeout - answerMargin(respTimeout)).Milliseconds()
+	pc.call.ResponseTimeoutMs = (respTimeout - 2*answerMargin(respTimeout)).Milliseconds()
 	h.methodCalls().add(pc)
 	defer h.methodCalls().withdraw(id, pc.call.ID)
 

@@ -23,7 +23,7 @@ import (
 // ShimEnv, when set, names the shim binary the runc and process runtimes start, or is
 // "reexec" to re-execute the daemon's own binary as the shim. Unset, they start the
 // outpost-shim binary installed beside the daemon's, and re-execute their own binary when
-// there is none (go run, tests).
+// there is none (outpost-daemon as released, go run, tests).
 const ShimEnv = "OUTPOST_SHIM"
 
 // shimCommand returns the binary and environment to start the shim listening on sock

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
-	"os"
 	goruntime "runtime"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -76,9 +73,11 @@ runtime auto picks runc when it is installed and the daemon is root, else docker
 when its engine answers, else process (plain host processes: not isolated).
 
 On SIGTERM the daemon stops the modules in reverse startup order and exits.
-Instances run under a shim process (outpost-shim, one for all of them) that
-outlives the daemon, so a daemon killed without stopping them adopts them when
-it starts again. It tells systemd it is ready
+Instances run under a shim process (one for all of them) that outlives the
+daemon, so a daemon killed without stopping them adopts them when it starts
+again. With outpost-daemon installed beside outpost (as the packages do),
+this command execs it once the configuration is read: the same process, with
+the daemon's code only. It tells systemd it is ready
 (Type=notify) once the management socket listens.
 
 Each module gets a workload socket (IoT Edge's workload API, through which
@@ -169,26 +168,31 @@ func deviceConnectionString(cmd *cobra.Command, v *viper.Viper) string {
 	return v.GetString("connection-string")
 }
 
-// daemonRun runs the daemon until ctx is done.
+// daemonRun runs the daemon until ctx is done: it replaces this process with
+// the daemon binary installed beside outpost (daemon.Exec) when there is one,
+// else runs the daemon here.
 func daemonRun(ctx context.Context, f *Factory, opts *daemonOptions) error {
 	if err := daemonOSError(goruntime.GOOS); err != nil {
 		return err
 	}
-	// The daemon's heap is small and steady; collecting at 50% growth instead
-	// of Go's default 100% keeps it on small devices' budget (about 2 MB less
-	// RSS with 10 modules) for little CPU. GOGC in the environment still wins.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(50)
-	}
-	d, err := daemon.New(daemon.Config{
+	cfg := daemon.Config{
 		ConnectionString: opts.ConnectionString, CAFile: opts.CAFile, DataDir: opts.DataDir, Runtime: opts.Runtime,
 		MgmtSocket: opts.MgmtSocket, WorkloadDir: opts.WorkloadDir, GatewayHostName: opts.GatewayHostName,
 		BrokerListen: opts.BrokerListen, DeviceCACert: opts.DeviceCACert, DeviceCAKey: opts.DeviceCAKey,
 		BackoffBase: opts.BackoffBase, BackoffMax: opts.BackoffMax, BackoffReset: opts.BackoffReset,
 		ImageGCAge: opts.ImageGCAge,
-		Logger:     slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: opts.LogLevel})),
-		Ready:      opts.Ready,
-	})
+	}
+	// Configuration errors come from here, as they do without the daemon binary.
+	if err := cfg.Check(); err != nil {
+		return &ExitError{Code: ExitUsage, Err: err, Hint: ownHint(err)}
+	}
+	if err := daemon.Exec(cfg, opts.LogLevel); !errors.Is(err, daemon.ErrNoBinary) {
+		return err
+	}
+	daemon.SetRuntimeDefaults()
+	cfg.Logger = slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: opts.LogLevel}))
+	cfg.Ready = opts.Ready
+	d, err := daemon.New(cfg)
 	if errors.Is(err, daemon.ErrConfig) {
 		return &ExitError{Code: ExitUsage, Err: err, Hint: ownHint(err)}
 	}
@@ -200,22 +204,7 @@ func daemonRun(ctx context.Context, f *Factory, opts *daemonOptions) error {
 
 // sdNotifyReady tells systemd the daemon is ready (Type=notify), when
 // NOTIFY_SOCKET names a socket.
-func sdNotifyReady() error {
-	path := os.Getenv("NOTIFY_SOCKET")
-	if path == "" {
-		return nil
-	}
-	if strings.HasPrefix(path, "@") {
-		path = "\x00" + path[1:]
-	}
-	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_, err = c.Write([]byte("READY=1"))
-	return err
-}
+func sdNotifyReady() error { return daemon.NotifyReady() }
 
 // addMgmtSocketFlag adds --mgmt-socket.
 func addMgmtSocketFlag(cmd *cobra.Command) {

@@ -59,7 +59,7 @@ type Config struct {
 	// MgmtSocket is the management API's unix socket. MgmtListener, when
 	// set, is served instead (and MgmtSocket is only reported).
 	MgmtSocket   string
-	MgmtListener net.Listener
+	MgmtListener net.Listener `json:"-"`
 
 	// WorkloadDir holds each module's workload socket (default
 	// DataDir/workload).
@@ -72,7 +72,7 @@ type Config struct {
 	// BrokerListen is the module broker's TCP address (default
 	// DefaultBrokerListen). BrokerListener, when set, is served instead.
 	BrokerListen   string
-	BrokerListener net.Listener
+	BrokerListener net.Listener `json:"-"`
 
 	// DeviceCACert and DeviceCAKey name a CA (PEM files) to issue the
 	// daemon's certificates from, as IoT Edge's edge CA. Unset, the daemon
@@ -102,11 +102,11 @@ type Config struct {
 	// away, as outpost dev's.
 	NoImageSync bool
 
-	Logger *slog.Logger
+	Logger *slog.Logger `json:"-"`
 	// Ready is called once the management API listens (systemd's readiness
 	// notification in `outpost daemon`).
-	Ready func() error
-	Now   func() time.Time
+	Ready func() error     `json:"-"`
+	Now   func() time.Time `json:"-"`
 }
 
 // ErrConfig is matched (errors.Is) by errors in the configuration itself,
@@ -182,17 +182,9 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if cfg.WorkloadDir == "" {
 		cfg.WorkloadDir = filepath.Join(cfg.DataDir, "workload")
 	}
-	cs, err := identity.ParseConnectionString(cfg.ConnectionString)
+	cs, err := cfg.check()
 	if err != nil {
-		return nil, &Error{Err: err, Next: "check the device connection string", config: true}
-	}
-	if cs.Kind() != identity.KindDevice {
-		return nil, &Error{config: true,
-			Err:  fmt.Errorf("the connection string is a %s's (%s): the daemon needs a device's (HostName=…;DeviceId=…;SharedAccessKey=…)", cs.Kind(), cs.Redacted()),
-			Next: "`outpost device create ID` prints a device's connection string"}
-	}
-	if (cfg.DeviceCACert == "") != (cfg.DeviceCAKey == "") {
-		return nil, &Error{config: true, Err: errors.New("--device-ca-cert and --device-ca-key go together: give both, or neither for a CA the daemon makes itself")}
+		return nil, err
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger, cs: cs}
 	defer func() {
@@ -275,6 +267,29 @@ func New(cfg Config) (_ *Daemon, err error) {
 	}
 	d.sy.HandleMethods(d.answerMethod) // methods.go
 	return d, nil
+}
+
+// Check returns the errors of the configuration itself (they match ErrConfig)
+// that New would return, without opening anything.
+func (cfg Config) Check() error {
+	_, err := cfg.check()
+	return err
+}
+
+func (cfg Config) check() (*identity.ConnectionString, error) {
+	cs, err := identity.ParseConnectionString(cfg.ConnectionString)
+	if err != nil {
+		return nil, &Error{Err: err, Next: "check the device connection string", config: true}
+	}
+	if cs.Kind() != identity.KindDevice {
+		return nil, &Error{config: true,
+			Err:  fmt.Errorf("the connection string is a %s's (%s): the daemon needs a device's (HostName=…;DeviceId=…;SharedAccessKey=…)", cs.Kind(), cs.Redacted()),
+			Next: "`outpost device create ID` prints a device's connection string"}
+	}
+	if (cfg.DeviceCACert == "") != (cfg.DeviceCAKey == "") {
+		return nil, &Error{config: true, Err: errors.New("--device-ca-cert and --device-ca-key go together: give both, or neither for a CA the daemon makes itself")}
+	}
+	return cs, nil
 }
 
 // openCA loads the device CA given by the configuration, or the daemon's

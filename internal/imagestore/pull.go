@@ -52,6 +52,7 @@ func (s *Store) Pull(ctx context.Context, ref string, creds []Credential) (*Imag
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
+	defer s.pulls.start()()
 	host := r.Context().RegistryStr()
 	auth, source := s.authFor(ctx, r.Context().Registry, creds)
 	p := &pull{s: s, ref: ref, r: r, host: host, source: source}

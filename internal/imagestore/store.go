@@ -90,6 +90,7 @@ type Store struct {
 	platform        v1.Platform
 	defaultKeychain bool
 	transport       http.RoundTripper
+	pulls           pullCount // closes base's idle connections when the last pull ends
 	lockFile        *os.File
 	now             func() time.Time
 
@@ -150,6 +151,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	}
 	base := remote.DefaultTransport.(*http.Transport).Clone()
 	s.transport = &plainHTTPGuard{base: base, insecure: o.insecure}
+	s.pulls.base = base
 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("image store: %w", err)

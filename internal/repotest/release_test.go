@@ -141,15 +141,18 @@ func TestCrossCompileTargets(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("scripts/test cross-compiles %v; .goreleaser.yaml builds %v: make them the same", got, want)
 	}
-	// The runtime shim: the daemon's platforms, each cross-compiled with outpost.
-	shim := releaseTargets(t, cfg, "outpost-shim")
+	// The daemon binary (the runtimes' shim too): the daemon's platforms, each
+	// cross-compiled with outpost; and the optional shim binary, which is not released.
+	daemon := releaseTargets(t, cfg, "outpost-daemon")
 	for _, device := range []string{"linux/amd64", "linux/arm64", "linux/arm/v7"} {
-		if !slices.Contains(shim, device) {
-			t.Errorf(".goreleaser.yaml does not build outpost-shim for %s, a device platform", device)
+		if !slices.Contains(daemon, device) {
+			t.Errorf(".goreleaser.yaml does not build outpost-daemon for %s, a device platform", device)
 		}
 	}
-	if !strings.Contains(string(script), "go build -o /dev/null ./cmd/outpost-shim") {
-		t.Error("scripts/test does not cross-compile ./cmd/outpost-shim")
+	for _, cmd := range []string{"./cmd/outpost-daemon", "./cmd/outpost-shim"} {
+		if !strings.Contains(string(script), "go build -o /dev/null "+cmd) {
+			t.Errorf("scripts/test does not cross-compile %s", cmd)
+		}
 	}
 }
 
@@ -168,10 +171,10 @@ func TestPackageConfigs(t *testing.T) {
 	readYAML(t, filepath.Join(root, "scripts", "package", "nfpm.yaml"), &check)
 
 	// The binaries: goreleaser puts its builds' in bindir; nfpm.yaml lists them.
-	if !slices.Equal(rel.IDs, []string{"outpost", "outpost-shim"}) {
-		t.Errorf(".goreleaser.yaml's nfpms package the builds %v, want [outpost outpost-shim] (the daemon starts outpost-shim beside it)", rel.IDs)
+	if !slices.Equal(rel.IDs, []string{"outpost", "outpost-daemon"}) {
+		t.Errorf(".goreleaser.yaml's nfpms package the builds %v, want [outpost outpost-daemon] (outpost daemon executes outpost-daemon beside it)", rel.IDs)
 	}
-	for _, bin := range []string{"outpost", "outpost-shim"} {
+	for _, bin := range []string{"outpost", "outpost-daemon"} {
 		i := slices.IndexFunc(check.Contents, func(c nfpmContent) bool { return c.Dst == filepath.Join(rel.Bindir, bin) })
 		if i < 0 {
 			t.Fatalf("scripts/package/nfpm.yaml does not install %s/%s", rel.Bindir, bin)

@@ -1436,11 +1436,11 @@ func TestShimCommand(t *testing.T) {
 	exe := filepath.Join(bin, "outpost")
 	const dir = "/state/shim-x.sock"
 	reexec := func(path string, env []string) bool {
-		return path == "/proc/self/exe" && slices.Contains(env, shim.Env+"="+dir)
+		return path == "/proc/self/exe" && slices.Contains(env, shim.Env+"="+dir) && slices.Contains(env, "GOMAXPROCS=1")
 	}
 	t.Setenv(ShimEnv, "")
 	if p, env := shimCommand(dir, exe); !reexec(p, env) {
-		t.Errorf("no outpost-shim beside %s: %s, want the daemon's own binary with %s set", exe, p, shim.Env)
+		t.Errorf("no outpost-shim beside %s: %s, want the daemon's own binary with %s and GOMAXPROCS=1 set", exe, p, shim.Env)
 	}
 	if err := os.WriteFile(filepath.Join(bin, shim.Binary), []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)

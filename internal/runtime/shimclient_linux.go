@@ -23,14 +23,14 @@ import (
 // ShimEnv, when set, names the shim binary the runc and process runtimes start, or is
 // "reexec" to re-execute the daemon's own binary as the shim. Unset, they start the
 // outpost-shim binary installed beside the daemon's, and re-execute their own binary when
-// there is none (go run, tests).
+// there is none (outpost-daemon as released, go run, tests).
 const ShimEnv = "OUTPOST_SHIM"
 
 // shimCommand returns the binary and environment to start the shim listening on sock
 // with: the outpost-shim binary (see ShimEnv) beside exe (this process's executable), or
 // this very binary (even if replaced on disk meanwhile), which shim.Hook turns into the
-// shim. The shim binary runs with one P (GOMAXPROCS=1): it needs no more, and each P
-// costs it memory.
+// shim. The shim runs with one P (GOMAXPROCS=1), whichever binary it is: it needs no
+// more, and each P costs it memory.
 func shimCommand(sock, exe string) (path string, env []string) {
 	switch p := os.Getenv(ShimEnv); p {
 	case "reexec":
@@ -44,7 +44,7 @@ func shimCommand(sock, exe string) (path string, env []string) {
 	default:
 		return p, append(os.Environ(), "GOMAXPROCS=1")
 	}
-	return "/proc/self/exe", append(os.Environ(), shim.Env+"="+sock)
+	return "/proc/self/exe", append(os.Environ(), shim.Env+"="+sock, "GOMAXPROCS=1")
 }
 
 // shimSocket returns the socket of the shim that the binary at path (a shimCommand path)

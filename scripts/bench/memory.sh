@@ -6,8 +6,8 @@
 # Run it as root for the runc runtime. Starts a hub (outpost hub serve) and a CNCF registry
 # (Debian's docker-registry) on free loopback ports, builds and pushes
 # fixtures/modules/tempsensor, creates a device, deploys 10 modules of that image and starts
-# `outpost daemon` for the device (binaries built as goreleaser builds them, the shim's
-# beside outpost as the release archives hold them). Once the 10 modules run it waits 10 s, then
+# `outpost daemon` for the device (binaries built as goreleaser builds them: outpost and
+# outpost-daemon beside it, as the release archives hold them). Once the 10 modules run it waits 10 s, then
 # takes SAMPLES samples 2 s apart of the daemon's and each shim's memory from
 # /proc/PID/smaps_rollup:
 #   PSS  proportional set size: private pages, plus each shared page divided by the number
@@ -20,8 +20,9 @@
 # the workload, as the containers of IoT Edge's modules are. Prints each sample and the
 # medians.
 #
-# OUTPOST_SHIM=reexec runs the shims as before the outpost-shim binary: the daemon's own
-# binary re-executed (its fallback when outpost-shim is not beside it), for comparison.
+# For comparison: OUTPOST_BENCH_DAEMON=inprocess builds no outpost-daemon (the daemon runs
+# in the outpost process, as before it); OUTPOST_BENCH_SHIM=binary builds outpost-shim
+# beside them (the daemon starts it rather than re-executing itself).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rt=${1:-runc}
@@ -51,7 +52,13 @@ trap cleanup EXIT
 # Built as goreleaser builds the release binaries.
 release_build() { CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$@"; }
 release_build "$work/outpost" ./cmd/outpost
-release_build "$work/outpost-shim" ./cmd/outpost-shim
+# `outpost daemon` executes outpost-daemon from beside it, which re-executes itself as the
+# shim; without it (OUTPOST_BENCH_DAEMON=inprocess) outpost runs the daemon in its own
+# process, and re-executes itself as the shim.
+[ "${OUTPOST_BENCH_DAEMON:-}" = inprocess ] || release_build "$work/outpost-daemon" ./cmd/outpost-daemon
+# OUTPOST_BENCH_SHIM=binary: the small outpost-shim binary beside them, which the daemon
+# then starts as the shim instead.
+[ "${OUTPOST_BENCH_SHIM:-}" != binary ] || release_build "$work/outpost-shim" ./cmd/outpost-shim
 op() { OUTPOST_CONFIG=/dev/null "$work/outpost" "$@"; }
 
 # The hub from a copy of the binary: pages of the daemon's binary that a hub mapped too would
@@ -106,7 +113,7 @@ for n in $(seq "$samples"); do
 done
 med() { echo "$@" | median; }
 echo
-echo "medians of $samples samples, runtime $rt, shim: $([ "${OUTPOST_SHIM:-}" = reexec ] && echo "the outpost binary re-executed" || echo outpost-shim)"
+echo "medians of $samples samples, runtime $rt, daemon: $([ "${OUTPOST_BENCH_DAEMON:-}" = inprocess ] && echo "in the outpost process" || echo outpost-daemon), shim: $([ "${OUTPOST_BENCH_SHIM:-}" = binary ] && echo outpost-shim || echo "the daemon's binary re-executed")"
 echo "| | PSS | RSS |"
 echo "|---|---|---|"
 echo "| daemon | $(mb $(med "${d_pss[@]}")) MB | $(mb $(med "${d_rss[@]}")) MB |"

@@ -130,4 +130,3 @@ func (h *Hub) serveChanges(w http.ResponseWriter, r *http.Request, p principal) 
 		}
 	}
 }
-

@@ -55,8 +55,9 @@ func (h *Hub) Handler() http.Handler {
 	mux.Handle("GET "+syncPrefix+"/devices/{id}/sync", h.wrap("Device", h.sync, hubapi.MaxWait)) // a long poll
 	route("POST "+syncPrefix+"/devices/{id}/reported", "Device", h.uploadReported)
 	route("POST "+syncPrefix+"/policies/{name}/rotate", "Policy", h.rotatePolicy)
-	mux.Handle("GET "+hubapi.ChangesPath, h.wrap("Device", h.serveChanges, hubapi.MaxWait)) // a long poll (changes.go)
-	mux.HandleFunc("/$iothub/websocket", h.refuseWebSocket)                                 // AMQP and MQTT over WebSocket: refused at once
+	// The operators' change stream, a long poll (changes.go).
+	mux.Handle("GET "+hubapi.ChangesPath, h.wrap("Device", h.serveChanges, hubapi.MaxWait))
+	mux.HandleFunc("/$iothub/websocket", h.refuseWebSocket) // AMQP and MQTT over WebSocket: refused at once
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		refuse(w, r, errorf(http.StatusNotFound, "NotFound", "no such API: %s %s", r.Method, r.URL.Path))
 	})

@@ -30,7 +30,7 @@ func Common(t testing.TB) common.Common {
 
 // Deadline bounds each wait: a hang fails the test instead of blocking it,
 // and no correct run comes near it.
-const Deadline = 60 * time.Second
+const Deadline = 20 * time.Second
 
 // Start runs m at w×h.
 func Start(t testing.TB, m tea.Model, w, h int) *teatest.TestModel {
@@ -80,7 +80,7 @@ var keyNames = map[tea.KeyType]string{
 	tea.KeyEnter: "enter", tea.KeyEsc: "esc", tea.KeyTab: "tab", tea.KeyUp: "up", tea.KeyDown: "down",
 	tea.KeyLeft: "left", tea.KeyRight: "right", tea.KeyPgUp: "pgup", tea.KeyPgDown: "pgdown",
 	tea.KeyHome: "home", tea.KeyEnd: "end", tea.KeyCtrlS: "ctrl+s", tea.KeyCtrlP: "ctrl+p",
-	tea.KeyCtrlC: "ctrl+c", tea.KeyBackspace: "backspace", tea.KeySpace: " ",
+	tea.KeyCtrlC: "ctrl+c", tea.KeyCtrlK: "ctrl+k", tea.KeyBackspace: "backspace", tea.KeySpace: " ",
 }
 
 // Final quits the program and returns the model as it ended.

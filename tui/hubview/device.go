@@ -168,24 +168,42 @@ func (d *Device) rows() []components.Row {
 	return rows
 }
 
-// caughtUp says whether reported properties were written after the last
-// desired change: "yes", or "waiting" while the module has not answered.
+// caughtUp says whether the module has reported since the last change of
+// its desired properties: "yes", "waiting" while it has not answered, "-"
+// when nothing is desired. Times are the newest $lastUpdated of any member
+// of each section.
 func caughtUp(desired, reported any) string {
-	dl := lastUpdated(desired)
-	rl := lastUpdated(reported)
-	switch {
-	case dl.IsZero():
+	dm, _ := withoutMeta(desired).(map[string]any)
+	if len(dm) == 0 {
 		return "-"
-	case !rl.IsZero() && !rl.Before(dl):
-		return "yes"
 	}
-	return "waiting"
+	rm, _ := withoutMeta(reported).(map[string]any)
+	if len(rm) == 0 || newest(metaOf(reported), time.Time{}).Before(newest(metaOf(desired), time.Time{})) {
+		return "waiting"
+	}
+	return "yes"
 }
 
-func lastUpdated(section any) time.Time {
+func metaOf(section any) any {
 	m, _ := section.(map[string]any)
-	meta, _ := m["$metadata"].(map[string]any)
-	t, _ := time.Parse(time.RFC3339Nano, str(meta["$lastUpdated"], ""))
+	return m["$metadata"]
+}
+
+// newest returns the latest $lastUpdated in a $metadata tree.
+func newest(meta any, t time.Time) time.Time {
+	m, ok := meta.(map[string]any)
+	if !ok {
+		return t
+	}
+	for k, v := range m {
+		if k == "$lastUpdated" {
+			if u, err := time.Parse(time.RFC3339Nano, str(v, "")); err == nil && u.After(t) {
+				t = u
+			}
+			continue
+		}
+		t = newest(v, t)
+	}
 	return t
 }
 

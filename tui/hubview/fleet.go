@@ -28,6 +28,9 @@ type Fleet struct {
 	loaded  bool
 	lit     map[string]int // device → generation of its highlight
 	gen     int
+	reading int                      // number of the current full read
+	fresh   map[string]hubapi.Device // what the current full read has brought
+	more    bool                     // the full read goes on
 }
 
 // NewFleet returns the fleet view.
@@ -56,14 +59,18 @@ type (
 		ev   hubclient.ChangeEvent
 		ok   bool
 	}
-	// devicesMsg carries devices read from the hub: all of them (all set),
-	// or those that changed (gone: deleted).
+	// devicesMsg carries devices read from the hub: a page of all of them
+	// (all set: first for the first page, next for the token of the one
+	// after), or those that changed (gone: deleted).
 	devicesMsg struct {
 		view    *Fleet
 		all     bool
+		first   bool
+		next    string
 		devices []hubapi.Device
 		gone    []string
 		err     error
+		gen     int
 	}
 	fleetUnlightMsg struct {
 		view *Fleet
@@ -136,10 +143,8 @@ func (f *Fleet) event(ev hubclient.ChangeEvent) tea.Cmd {
 		return common.Err(fmt.Errorf("following the hub's changes stopped: %w", ev.Err), "")
 	}
 	if ev.Reset {
-		return func() tea.Msg {
-			ds, err := h.ListDevices(ctx)
-			return devicesMsg{view: f, all: true, devices: ds, err: err}
-		}
+		f.reading++
+		return f.page("", f.reading)
 	}
 	ids := ev.Devices
 	return func() tea.Msg {
@@ -160,17 +165,62 @@ func (f *Fleet) event(ev hubclient.ChangeEvent) tea.Cmd {
 	}
 }
 
+// firstPage and pageSize are the sizes of the pages of a full read: a
+// small first one, so that the first frame comes at once, then larger ones.
+const (
+	firstPage = 100
+	pageSize  = 1000
+)
+
+// page reads a page of every device (from continuation; "" for the first)
+// for read number gen.
+func (f *Fleet) page(continuation string, gen int) tea.Cmd {
+	ctx, h := f.Ctx, f.hub
+	return func() tea.Msg {
+		top := pageSize
+		if continuation == "" {
+			top = firstPage
+		}
+		ds, next, err := h.ListDevicesPage(ctx, continuation, top)
+		return devicesMsg{view: f, all: true, first: continuation == "", next: next, devices: ds, err: err, gen: gen}
+	}
+}
+
 func (f *Fleet) apply(m devicesMsg) tea.Cmd {
 	if m.err != nil {
 		return common.Err(fmt.Errorf("list devices: %w", m.err), "")
 	}
 	var cmds []tea.Cmd
 	if m.all {
-		f.devices = make(map[string]hubapi.Device, len(m.devices))
+		if m.gen != f.reading {
+			return nil // a read that a newer reset replaced
+		}
+		if m.first {
+			f.fresh = make(map[string]hubapi.Device, len(m.devices))
+		}
+		for _, d := range m.devices {
+			f.fresh[d.DeviceID] = d
+		}
+		f.more = m.next != ""
+		switch {
+		case f.more && !f.loaded:
+			// The first read: show each page as it comes.
+			f.devices = f.fresh
+		case f.more:
+			// A read again (after a reset): keep showing the old rows
+			// until it is whole.
+		default:
+			f.devices, f.fresh = f.fresh, nil
+		}
 		if !f.loaded {
 			cmds = append(cmds, func() tea.Msg { return common.ConnMsg{Up: true} })
+			f.loaded = true
 		}
-		f.loaded = true
+		if f.more {
+			cmds = append(cmds, f.page(m.next, m.gen))
+		}
+		f.refresh()
+		return tea.Batch(cmds...)
 	} else {
 		f.gen++
 		gen := f.gen
@@ -236,9 +286,13 @@ func (f *Fleet) View() string {
 		return f.Styles.Muted.Render("reading the fleet…")
 	}
 	shown, total := f.table.Count()
-	title := f.Styles.Title.Render(fmt.Sprintf("devices (%d)", total))
+	count := fmt.Sprintf("devices (%d)", total)
 	if shown != total {
-		title = f.Styles.Title.Render(fmt.Sprintf("devices (%d of %d)", shown, total))
+		count = fmt.Sprintf("devices (%d of %d)", shown, total)
+	}
+	title := f.Styles.Title.Render(count)
+	if f.more && f.fresh != nil {
+		title += f.Styles.Muted.Render(fmt.Sprintf("  reading… %d so far", len(f.fresh)))
 	}
 	return title + "\n" + f.table.View()
 }

@@ -17,7 +17,7 @@ import (
 
 // Hub is what the hub views use of a hub; *hubclient.Client is one.
 type Hub interface {
-	ListDevices(ctx context.Context) ([]hubapi.Device, error)
+	ListDevicesPage(ctx context.Context, continuation string, top int) ([]hubapi.Device, string, error)
 	GetTwin(ctx context.Context, deviceID, moduleID string) (*twin.Twin, error)
 	PatchTwin(ctx context.Context, deviceID, moduleID string, patch []byte, etag string) (*twin.Twin, error)
 	GetDevice(ctx context.Context, id string) (hubapi.Device, error)

@@ -55,6 +55,7 @@ type quickstartResult struct {
 	Running          *mgmtclient.Module `json:"running,omitempty"` // the sample module as the daemon runs it
 	Logs             []string           `json:"logs,omitempty"`    // its first lines of output
 	Live             *quickstartLive    `json:"live,omitempty"`    // a desired change reaching the running module
+	TUICommand       string             `json:"tuiCommand"`        // opens the module's twin in outpost tui
 }
 
 // quickstartLive is a desired change made at the hub while the module runs,
@@ -188,6 +189,7 @@ func quickstartRun(ctx context.Context, f *Factory, opts *quickstartOptions) err
 		return err
 	}
 	res := quickstartResult{DataDir: dir, Hub: h.HostName(), Device: deviceID, Module: moduleID, ConnectionString: modCS, Twin: twinJSON, Token: token}
+	res.TUICommand = quickstartTUICommand(creds.ConnectionString, creds.CAFile, deviceID, moduleID)
 
 	// 4. The module's image: built without a daemon, pushed to a registry.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -244,6 +246,7 @@ func quickstartRun(ctx context.Context, f *Factory, opts *quickstartOptions) err
 			}
 		}
 		fmt.Fprintf(w, "\nData dir: %s\nServe this hub again with: outpost hub serve --data %s\n", dir, filepath.Join(dir, "hub"))
+		fmt.Fprintf(w, "Then watch and edit the module's twin live in the terminal UI with:\n  %s\n", res.TUICommand)
 		return nil
 	})
 }
@@ -455,4 +458,10 @@ func quickstartDaemon(ctx context.Context, f *Factory, op *hubclient.Client, dir
 		}
 	}
 	return nil
+}
+
+// quickstartTUICommand is the command that opens the sample module's twin
+// in outpost tui, against the quickstart's hub.
+func quickstartTUICommand(connectionString, caFile, deviceID, moduleID string) string {
+	return fmt.Sprintf("outpost tui --hub '%s' --ca %s %s/%s", connectionString, caFile, deviceID, moduleID)
 }

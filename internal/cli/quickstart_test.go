@@ -59,6 +59,11 @@ func TestQuickstart(t *testing.T) {
 		if round == 1 && (tw.DesiredVersion() != 2 || tw.ReportedVersion() != 2) {
 			t.Fatalf("round %d: versions %d/%d, want 2/2", round, tw.DesiredVersion(), tw.ReportedVersion())
 		}
+		// It ends by saying how to open the module's twin in the TUI.
+		if want := " --ca " + filepath.Join(dir, "hub") + "/"; !strings.HasPrefix(res.TUICommand, "outpost tui --hub 'HostName="+res.Hub+";SharedAccessKeyName=owner;") ||
+			!strings.Contains(res.TUICommand, want) || !strings.HasSuffix(res.TUICommand, " "+res.Device+"/"+res.Module) {
+			t.Errorf("round %d: tuiCommand %q, want outpost tui --hub '<owner>' --ca <the hub's CA> %s/%s", round, res.TUICommand, res.Device, res.Module)
+		}
 		// The sample module was built into the cache and pushed.
 		if !strings.Contains(res.Image, "/tempsensor@sha256:") {
 			t.Fatalf("round %d: image %q", round, res.Image)

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"runtime"
 	"strings"
 	"time"
 
@@ -321,31 +319,16 @@ versions are printed (yours and the hub's) and it exits with code 4.`,
 }
 
 // editor is the command that edits a file: $EDITOR, then $VISUAL, then vi.
-func editor() string {
-	for _, k := range []string{"EDITOR", "VISUAL"} {
-		if v := strings.TrimSpace(os.Getenv(k)); v != "" {
-			return v
-		}
-	}
-	return "vi"
-}
+func editor() string { return twinedit.Editor() }
 
-// runEditor runs the editor on path with the command's streams. The editor
-// value may carry arguments ("code --wait"), so it goes through the shell.
-// It is not tied to the command's context: Ctrl-C inside the editor belongs
-// to the editor.
+// runEditor runs the editor on path with the command's streams. It is not
+// tied to the command's context: Ctrl-C inside the editor belongs to the
+// editor.
 func runEditor(f *Factory, path string) error {
-	ed := editor()
-	var cmd *exec.Cmd
-	if runtime.GOOS == "windows" {
-		args := strings.Fields(ed)
-		cmd = exec.Command(args[0], append(args[1:], path)...)
-	} else {
-		cmd = exec.Command("sh", "-c", ed+` "$1"`, "sh", path)
-	}
+	cmd := twinedit.EditorCommand(path)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = f.IO.In, f.IO.Out, f.IO.ErrOut
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("editor %q: %w", ed, err)
+		return fmt.Errorf("editor %q: %w", editor(), err)
 	}
 	return nil
 }

@@ -64,6 +64,8 @@ func (h *Hub) Handler() http.Handler {
 	route("GET "+syncPrefix+"/status", "Hub", h.status)
 	mux.HandleFunc("GET /healthz", h.healthz) // for load balancers: no credentials
 	mux.HandleFunc("GET /readyz", h.readyz)
+	// The operators' change stream, a long poll (changes.go).
+	mux.Handle("GET "+hubapi.ChangesPath, h.wrap("Device", h.serveChanges, hubapi.MaxWait))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		refuse(w, r, errorf(http.StatusNotFound, "NotFound", "no such API: %s %s", r.Method, r.URL.Path))
 	})

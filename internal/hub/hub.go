@@ -97,6 +97,7 @@ type Hub struct {
 	amqpLn   net.Listener // nil: AMQP is not answered
 	amqpSkip *ListenError // the AMQP address that could not be bound, with AMQPBeside
 	notify   *notifier
+	changes  *changeLog // the operators' change stream (changes.go)
 	limits   Limits
 
 	// autodeploy applies automatic deployments (configurations.go).
@@ -225,6 +226,7 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 		h.log.Warn("hub: could not update "+CredentialsFile, "err", err)
 	}
 	h.notify = newNotifier()
+	h.changes = newChangeLog()
 	h.presence = newPresence(cfg.Now, cfg.PresenceGrace)
 	h.index.connState = h.connectionState
 	return h, !h.credentialsShown(), nil
@@ -377,6 +379,7 @@ func (h *Hub) Serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go h.notify.run(ctx, h.st)
+	go h.changes.run(ctx, h.st)
 	stopAutoDeploy := h.startAutoDeploy(ctx)
 	defer stopAutoDeploy()
 	// No ReadTimeout or WriteTimeout: they would cut sync long polls. The

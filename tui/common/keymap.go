@@ -22,8 +22,6 @@ type KeyMap struct {
 	Quit   key.Binding
 
 	NextTab  key.Binding
-	Toggle   key.Binding // fold/unfold a tree node
-	JSON     key.Binding // tree ↔ JSON
 	Metadata key.Binding // show $metadata of the key under the cursor
 	Edit     key.Binding // edit in place
 	External key.Binding // edit in $EDITOR
@@ -53,8 +51,8 @@ func DefaultKeyMap() *KeyMap {
 		PageDown: b("pgdn", "page down", "pgdown", "ctrl+f"),
 		Home:     b("g/home", "first", "home", "g"),
 		End:      b("G/end", "last", "end", "G"),
-		Left:     b("←/h", "fold / left", "left", "h"),
-		Right:    b("→/l", "unfold / right", "right", "l"),
+		Left:     b("←/h", "left", "left", "h"),
+		Right:    b("→/l", "right", "right", "l"),
 
 		Select: b("enter", "open", "enter"),
 		Back:   b("esc", "back", "esc"),
@@ -63,8 +61,6 @@ func DefaultKeyMap() *KeyMap {
 		Quit:   b("q", "quit", "q", "ctrl+c"),
 
 		NextTab:  b("tab", "next tab", "tab"),
-		Toggle:   b("space", "fold/unfold", " "),
-		JSON:     b("J", "tree/JSON", "J"),
 		Metadata: b("m", "$metadata", "m"),
 		Edit:     b("i", "edit here", "i"),
 		External: b("e", "edit in $EDITOR", "e"),
@@ -89,7 +85,7 @@ func (k *KeyMap) Bindings() []key.Binding {
 	return []key.Binding{
 		k.Up, k.Down, k.PageUp, k.PageDown, k.Home, k.End, k.Left, k.Right,
 		k.Select, k.Back, k.Filter, k.Help, k.Quit,
-		k.NextTab, k.Toggle, k.JSON, k.Metadata, k.Edit, k.External, k.Send, k.Preview,
+		k.NextTab, k.Metadata, k.Edit, k.External, k.Send, k.Preview,
 		k.Reapply, k.Discard, k.Logs, k.Follow, k.Restart, k.Yes, k.No,
 		k.SearchNext, k.SearchPrev,
 	}

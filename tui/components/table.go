@@ -222,6 +222,11 @@ func (t *Table) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 // HasFilter reports whether Esc would clear a filter (rather than go back).
 func (t *Table) HasFilter() bool { return t.filtering || t.filter.Value() != "" }
 
+// gutter is the width of the cursor's column ("▸ " on the selected row,
+// "• " on a row a live update just changed): colour is not needed to see
+// either.
+const gutter = 2
+
 // widths fits the columns into the table's width.
 func (t *Table) widths() []int {
 	ws := make([]int, len(t.cols))
@@ -233,7 +238,7 @@ func (t *Table) widths() []int {
 			grow++
 		}
 	}
-	extra := t.Width - used
+	extra := t.Width - gutter - used
 	if extra > 0 && grow > 0 {
 		for i, c := range t.cols {
 			if c.Grow {
@@ -253,7 +258,7 @@ func (t *Table) View() string {
 	for i, c := range t.cols {
 		titles[i] = c.Title
 	}
-	b.WriteString(st.TableHeader.Render(fit(t.line(titles, ws, nil), t.Width)))
+	b.WriteString("  " + st.TableHeader.Render(fit(t.line(titles, ws, nil), t.Width-2)))
 	b.WriteByte('\n')
 	h := t.bodyHeight()
 	if len(t.shown) == 0 {
@@ -267,12 +272,13 @@ func (t *Table) View() string {
 	}
 	for i := t.offset; i < len(t.shown) && i < t.offset+h; i++ {
 		r := t.rows[t.shown[i]]
-		if i == t.cursor {
-			b.WriteString(st.Selected.Render(fit(t.line(r.Cells, ws, nil), t.Width)))
-		} else if r.Mark {
-			b.WriteString(st.Changed.Render(fit(t.line(r.Cells, ws, nil), t.Width)))
-		} else {
-			b.WriteString(t.line(r.Cells, ws, st))
+		switch {
+		case i == t.cursor:
+			b.WriteString(st.Selected.Render(fit("▸ "+t.line(r.Cells, ws, nil), t.Width)))
+		case r.Mark:
+			b.WriteString(st.Changed.Render(fit("• "+t.line(r.Cells, ws, nil), t.Width)))
+		default:
+			b.WriteString("  " + t.line(r.Cells, ws, st))
 		}
 		b.WriteByte('\n')
 	}

@@ -1,27 +1,36 @@
 package hubview
 
 import (
+	"errors"
 	"fmt"
+	"sort"
+	"time"
 
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 
+	"github.com/outpost-edge/outpost/internal/errdefs"
 	"github.com/outpost-edge/outpost/internal/hubapi"
+	"github.com/outpost-edge/outpost/internal/hubclient"
 	"github.com/outpost-edge/outpost/tui/common"
 	"github.com/outpost-edge/outpost/tui/components"
 )
 
-// Fleet is the list of every device of the hub.
+// Fleet is every device of the hub, live: it follows the hub's change
+// stream and reads again only the devices that changed. The table draws
+// only the rows on screen, so 10,000 devices cost no more than 20.
 type Fleet struct {
 	common.Common
-	hub   Hub
-	table *components.Table
-}
-
-// devicesMsg carries the devices read from the hub.
-type devicesMsg struct {
-	devices []hubapi.Device
-	err     error
+	hub     Hub
+	table   *components.Table
+	devices map[string]hubapi.Device
+	watch   <-chan hubclient.ChangeEvent
+	loaded  bool
+	lit     map[string]int // device → generation of its highlight
+	gen     int
+	reading int                      // number of the current full read
+	fresh   map[string]hubapi.Device // what the current full read has brought
+	more    bool                     // the full read goes on
 }
 
 // NewFleet returns the fleet view.
@@ -30,42 +39,240 @@ func NewFleet(c common.Common, h Hub) *Fleet {
 		components.Column{Title: "DEVICE", Width: 16, Grow: true},
 		components.Column{Title: "STATUS", Width: 8, Status: true},
 		components.Column{Title: "CONNECTION", Width: 12, Status: true},
+		components.Column{Title: "LAST ACTIVITY", Width: 13},
+		components.Column{Title: "EDGE", Width: 4},
 	)
 	t.Empty = "no devices yet: `outpost device create ID` creates one"
-	return &Fleet{Common: c, hub: h, table: t}
+	return &Fleet{Common: c, hub: h, table: t, devices: map[string]hubapi.Device{}, lit: map[string]int{}}
 }
 
 // Title implements common.Titled.
 func (f *Fleet) Title() string { return "fleet" }
 
-// Init implements tea.Model.
+type (
+	fleetWatchMsg struct {
+		view *Fleet
+		ch   <-chan hubclient.ChangeEvent
+	}
+	fleetEventMsg struct {
+		view *Fleet
+		ev   hubclient.ChangeEvent
+		ok   bool
+	}
+	// devicesMsg carries devices read from the hub: a page of all of them
+	// (all set: first for the first page, next for the token of the one
+	// after), or those that changed (gone: deleted).
+	devicesMsg struct {
+		view    *Fleet
+		all     bool
+		first   bool
+		next    string
+		devices []hubapi.Device
+		gone    []string
+		err     error
+		gen     int
+	}
+	fleetUnlightMsg struct {
+		view *Fleet
+		gen  int
+	}
+)
+
+// Init implements tea.Model: it starts following the change stream.
 func (f *Fleet) Init() tea.Cmd {
-	ctx, h := f.Ctx, f.hub
+	ch := f.hub.WatchChanges(f.Ctx)
+	return func() tea.Msg { return fleetWatchMsg{view: f, ch: ch} }
+}
+
+func (f *Fleet) next() tea.Cmd {
+	ch := f.watch
 	return func() tea.Msg {
-		ds, err := h.ListDevices(ctx)
-		return devicesMsg{devices: ds, err: err}
+		ev, ok := <-ch
+		return fleetEventMsg{view: f, ev: ev, ok: ok}
 	}
 }
 
 // Update implements tea.Model.
 func (f *Fleet) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
+	case fleetWatchMsg:
+		if msg.view != f {
+			return f, nil
+		}
+		f.watch = msg.ch
+		return f, f.next()
+	case fleetEventMsg:
+		if msg.view != f || !msg.ok {
+			return f, nil
+		}
+		return f, tea.Batch(f.event(msg.ev), f.next())
 	case devicesMsg:
-		if msg.err != nil {
-			return f, common.Err(fmt.Errorf("list devices: %w", msg.err), "")
+		if msg.view != f {
+			return f, nil
 		}
-		rows := make([]components.Row, len(msg.devices))
-		for i, d := range msg.devices {
-			rows[i] = components.Row{ID: d.DeviceID, Cells: []string{d.DeviceID, d.Status, d.ConnectionState}}
+		return f, f.apply(msg)
+	case fleetUnlightMsg:
+		if msg.view == f {
+			for id, g := range f.lit {
+				if g <= msg.gen {
+					delete(f.lit, id)
+				}
+			}
+			f.refresh()
 		}
-		f.table.SetRows(rows)
 		return f, nil
 	case tea.KeyMsg:
+		if r, ok := f.table.Selected(); ok && !f.table.Capturing() && key.Matches(msg, f.KeyMap.Select) {
+			return f, common.Push(NewDevice(f.Common, f.hub, r.ID))
+		}
 		_, cmd := f.table.Update(msg)
 		return f, cmd
 	}
 	return f, nil
 }
+
+func (f *Fleet) event(ev hubclient.ChangeEvent) tea.Cmd {
+	ctx, h := f.Ctx, f.hub
+	switch ev.Kind {
+	case hubclient.LinkDown:
+		return tea.Batch(common.Err(fmt.Errorf("the hub does not answer: %w", ev.Err), ""),
+			func() tea.Msg { return common.ConnMsg{Up: false} })
+	case hubclient.LinkUp:
+		return tea.Batch(common.Status("the hub answers again"), func() tea.Msg { return common.ConnMsg{Up: true} })
+	case hubclient.WatchEnded:
+		return common.Err(fmt.Errorf("following the hub's changes stopped: %w", ev.Err), "")
+	}
+	if ev.Reset {
+		f.reading++
+		return f.page("", f.reading)
+	}
+	ids := ev.Devices
+	return func() tea.Msg {
+		m := devicesMsg{view: f}
+		for _, id := range ids {
+			d, err := h.GetDevice(ctx, id)
+			switch {
+			case errors.Is(err, errdefs.ErrNotFound):
+				m.gone = append(m.gone, id)
+			case err != nil:
+				m.err = err
+				return m
+			default:
+				m.devices = append(m.devices, d)
+			}
+		}
+		return m
+	}
+}
+
+// firstPage and pageSize are the sizes of the pages of a full read: a
+// small first one, so that the first frame comes at once, then larger ones.
+const (
+	firstPage = 100
+	pageSize  = 1000
+)
+
+// page reads a page of every device (from continuation; "" for the first)
+// for read number gen.
+func (f *Fleet) page(continuation string, gen int) tea.Cmd {
+	ctx, h := f.Ctx, f.hub
+	return func() tea.Msg {
+		top := pageSize
+		if continuation == "" {
+			top = firstPage
+		}
+		ds, next, err := h.ListDevicesPage(ctx, continuation, top)
+		return devicesMsg{view: f, all: true, first: continuation == "", next: next, devices: ds, err: err, gen: gen}
+	}
+}
+
+func (f *Fleet) apply(m devicesMsg) tea.Cmd {
+	if m.err != nil {
+		return common.Err(fmt.Errorf("list devices: %w", m.err), "")
+	}
+	var cmds []tea.Cmd
+	if m.all {
+		if m.gen != f.reading {
+			return nil // a read that a newer reset replaced
+		}
+		if m.first {
+			f.fresh = make(map[string]hubapi.Device, len(m.devices))
+		}
+		for _, d := range m.devices {
+			f.fresh[d.DeviceID] = d
+		}
+		f.more = m.next != ""
+		switch {
+		case f.more && !f.loaded:
+			// The first read: show each page as it comes.
+			f.devices = f.fresh
+		case f.more:
+			// A read again (after a reset): keep showing the old rows
+			// until it is whole.
+		default:
+			f.devices, f.fresh = f.fresh, nil
+		}
+		if !f.loaded {
+			cmds = append(cmds, func() tea.Msg { return common.ConnMsg{Up: true} })
+			f.loaded = true
+		}
+		if f.more {
+			cmds = append(cmds, f.page(m.next, m.gen))
+		}
+		f.refresh()
+		return tea.Batch(cmds...)
+	} else {
+		f.gen++
+		gen := f.gen
+		for _, d := range m.devices {
+			f.lit[d.DeviceID] = gen
+		}
+		cmds = append(cmds, tea.Tick(HighlightFor, func(time.Time) tea.Msg { return fleetUnlightMsg{view: f, gen: gen} }))
+	}
+	for _, d := range m.devices {
+		f.devices[d.DeviceID] = d
+	}
+	for _, id := range m.gone {
+		delete(f.devices, id)
+	}
+	f.refresh()
+	return tea.Batch(cmds...)
+}
+
+// refresh rebuilds the rows from the devices.
+func (f *Fleet) refresh() {
+	ids := make([]string, 0, len(f.devices))
+	for id := range f.devices {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	now := f.Now()
+	rows := make([]components.Row, len(ids))
+	for i, id := range ids {
+		d := f.devices[id]
+		edge := "no"
+		if d.Capabilities != nil && d.Capabilities.IoTEdge {
+			edge = "yes"
+		}
+		_, lit := f.lit[id]
+		rows[i] = components.Row{ID: id, Mark: lit, Cells: []string{id, d.Status, lowerFirst(d.ConnectionState), ago(now, d.LastActivityTime), edge}}
+	}
+	f.table.SetRows(rows)
+}
+
+func lowerFirst(s string) string {
+	if s == "" {
+		return "-"
+	}
+	b := []byte(s)
+	if b[0] >= 'A' && b[0] <= 'Z' {
+		b[0] += 'a' - 'A'
+	}
+	return string(b)
+}
+
+// Table is the fleet's table (for tests).
+func (f *Fleet) Table() *components.Table { return f.table }
 
 // Capturing implements common.Capturer.
 func (f *Fleet) Capturing() bool { return f.table.Capturing() }
@@ -74,16 +281,34 @@ func (f *Fleet) Capturing() bool { return f.table.Capturing() }
 func (f *Fleet) ConsumesBack() bool { return f.table.HasFilter() }
 
 // View implements tea.Model.
-func (f *Fleet) View() string { return f.table.View() }
+func (f *Fleet) View() string {
+	if !f.loaded {
+		return f.Styles.Muted.Render("reading the fleet…")
+	}
+	shown, total := f.table.Count()
+	count := fmt.Sprintf("devices (%d)", total)
+	if shown != total {
+		count = fmt.Sprintf("devices (%d of %d)", shown, total)
+	}
+	title := f.Styles.Title.Render(count)
+	if f.more && f.fresh != nil {
+		title += f.Styles.Muted.Render(fmt.Sprintf("  reading… %d so far", len(f.fresh)))
+	}
+	return title + "\n" + f.table.View()
+}
 
 // SetSize implements common.Component.
 func (f *Fleet) SetSize(w, h int) {
 	f.Common.SetSize(w, h)
-	f.table.SetSize(w, h)
+	f.table.SetSize(w, h-1)
 }
 
 // ShortHelp implements help.KeyMap.
-func (f *Fleet) ShortHelp() []key.Binding { return f.table.ShortHelp() }
+func (f *Fleet) ShortHelp() []key.Binding {
+	return append(f.table.ShortHelp(), f.KeyMap.Select)
+}
 
 // FullHelp implements help.KeyMap.
-func (f *Fleet) FullHelp() [][]key.Binding { return f.table.FullHelp() }
+func (f *Fleet) FullHelp() [][]key.Binding {
+	return append(f.table.FullHelp(), []key.Binding{f.KeyMap.Select})
+}

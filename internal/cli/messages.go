@@ -215,21 +215,10 @@ func bodyText(v messageView, n int) string {
 }
 
 func writeMessage(f *Factory, v messageView) error {
-	w := f.IO.Out
-	switch f.outputFormat() {
-	case "json":
-		b, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
+	if done, err := f.printStreamed(v); done {
 		return err
-	case "yaml":
-		if _, err := io.WriteString(w, "---\n"); err != nil {
-			return err
-		}
-		return writeYAML(w, v)
 	}
+	w := f.IO.Out
 	from := v.DeviceID
 	if v.ModuleID != "" {
 		from += "/" + v.ModuleID

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"strings"
 
@@ -76,6 +77,28 @@ func (f *Factory) done(res doneResult, format string, a ...any) error {
 // or, for table, what human writes.
 func (f *Factory) Print(v any, human func(w io.Writer) error) error {
 	return printAs(f.IO.Out, f.Config().GetString("output"), v, human)
+}
+
+// printStreamed prints one item of a stream (a watch) as a JSON line or a
+// YAML document when -o asks for one; done is false for the human format,
+// which the caller writes itself.
+func (f *Factory) printStreamed(v any) (done bool, err error) {
+	w := f.IO.Out
+	switch f.outputFormat() {
+	case "json":
+		b, err := json.Marshal(v)
+		if err != nil {
+			return true, err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return true, err
+	case "yaml":
+		if _, err := io.WriteString(w, "---\n"); err != nil {
+			return true, err
+		}
+		return true, writeYAML(w, v)
+	}
+	return false, nil
 }
 
 func printAs(w io.Writer, format string, v any, human func(w io.Writer) error) error {

@@ -542,21 +542,10 @@ func changeOf(a, b *twin.Twin, now time.Time) (twinChange, error) {
 
 // writeChange prints one change: a line, a JSON line or a YAML document.
 func writeChange(f *Factory, ch twinChange) error {
-	w := f.IO.Out
-	switch f.outputFormat() {
-	case "json":
-		b, err := json.Marshal(ch)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
+	if done, err := f.printStreamed(ch); done {
 		return err
-	case "yaml":
-		if _, err := io.WriteString(w, "---\n"); err != nil {
-			return err
-		}
-		return writeYAML(w, ch)
 	}
+	w := f.IO.Out
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s  version %d  desired $version %d  reported $version %d",
 		ch.Time.Format(time.RFC3339), ch.Version, ch.DesiredVersion, ch.ReportedVersion)

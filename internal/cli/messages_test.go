@@ -131,3 +131,28 @@ func TestMessagesUploadRefused(t *testing.T) {
 		t.Error("d2 read d1's messages")
 	}
 }
+
+// A device's messages go with it: the device created again under the same
+// id has none, and its first upload (seq 1 of a new queue) is taken.
+func TestMessagesDeletedWithDevice(t *testing.T) {
+	h := startHub(t, hubtest.Options{})
+	ctx := context.Background()
+	if acked := deviceUploader(t, h, "d1")("e1", msg(1, "a", "out1", "old", nil), msg(2, "a", "out1", "old", nil)); acked != 2 {
+		t.Fatalf("acked %d, want 2", acked)
+	}
+	if err := h.Client(t).DeleteDevice(ctx, "d1", ""); err != nil {
+		t.Fatal(err)
+	}
+	upload := deviceUploader(t, h, "d1")
+	list, err := h.Client(t).Messages(ctx, "d1", "", 0, 10, 0)
+	if err != nil || len(list.Messages) != 0 {
+		t.Fatalf("the re-created device's messages: %+v, %v", list.Messages, err)
+	}
+	if acked := upload("e1", msg(1, "a", "out1", "new", nil)); acked != 1 {
+		t.Fatalf("the re-created device's first upload: acked %d, want 1", acked)
+	}
+	list, err = h.Client(t).Messages(ctx, "d1", "", 0, 10, 0)
+	if err != nil || len(list.Messages) != 1 || string(list.Messages[0].Body) != "new" {
+		t.Fatalf("after the upload: %+v, %v", list.Messages, err)
+	}
+}

@@ -198,6 +198,9 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 	}
 	h.index = newTwinIndex(h.now)
 	h.reg = registry.New(indexingStore{h.st, h.index})
+	h.reg.OwnDeviceData(func(id string) ([]string, []string) {
+		return []string{telemetryStateKey(id)}, []string{telemetryPrefix(id)}
+	})
 	if err := h.index.load(context.Background(), h.st); err != nil { // its watches end when the store closes
 		return nil, false, fmt.Errorf("hub: index twins: %w", err)
 	}

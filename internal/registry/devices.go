@@ -282,7 +282,15 @@ func (r *Registry) DeleteDevice(id, ifMatch string) error {
 			return err
 		}
 		ops = append(ops, orphans...)
-		for _, prefix := range []string{"modules/" + id + "/", "twins/" + id + "/"} {
+		prefixes := []string{"modules/" + id + "/", "twins/" + id + "/"}
+		for _, own := range r.owned {
+			keys, more := own(id)
+			for _, k := range keys {
+				ops = append(ops, store.DeleteOp(k, store.Any))
+			}
+			prefixes = append(prefixes, more...)
+		}
+		for _, prefix := range prefixes {
 			recs, err := r.st.List(prefix)
 			if err != nil {
 				return err

@@ -55,11 +55,22 @@ type (
 type Registry struct {
 	st  store.Store
 	now func() time.Time
+	// owned names the records of other parts that belong to a device and
+	// are deleted with it (OwnDeviceData).
+	owned []func(deviceID string) (keys, prefixes []string)
 }
 
 // New returns a registry over st.
 func New(st store.Store) *Registry {
 	return &Registry{st: st, now: func() time.Time { return time.Now().UTC() }}
+}
+
+// OwnDeviceData registers records kept by other parts (the hub's telemetry)
+// that belong to a device: DeleteDevice deletes them in the same transaction
+// as the device, so that a device created again under the same id starts
+// with none of them.
+func (r *Registry) OwnDeviceData(f func(deviceID string) (keys, prefixes []string)) {
+	r.owned = append(r.owned, f)
 }
 
 // SetClock replaces the clock; for tests.

@@ -59,12 +59,18 @@ func TestDaemonExecsDaemonBinary(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() { cmd.Process.Kill() })
+	// killedLog stops the daemon and returns its log, once nothing writes it.
+	killedLog := func() string {
+		cmd.Process.Kill()
+		<-done
+		return stderr.String()
+	}
 
 	buf := make([]byte, 64)
 	nc.SetReadDeadline(time.Now().Add(60 * time.Second))
 	n, err := nc.Read(buf)
 	if err != nil || string(buf[:n]) != "READY=1" {
-		t.Fatalf("readiness notification: %q %v; the daemon's log:\n%s", buf[:n], err, stderr.String())
+		t.Fatalf("readiness notification: %q %v; the daemon's log:\n%s", buf[:n], err, killedLog())
 	}
 	pid := strconv.Itoa(cmd.Process.Pid)
 	if exe, err := os.Readlink("/proc/" + pid + "/exe"); err != nil || exe != filepath.Join(bin, "outpost-daemon") {
@@ -88,7 +94,7 @@ func TestDaemonExecsDaemonBinary(t *testing.T) {
 			t.Fatalf("daemon exit after SIGTERM: %v\n%s", err, stderr.String())
 		}
 	case <-time.After(60 * time.Second):
-		t.Fatalf("the daemon did not stop on SIGTERM:\n%s", stderr.String())
+		t.Fatalf("the daemon did not stop on SIGTERM:\n%s", killedLog())
 	}
 
 	run := func(name string, args ...string) (int, string) {

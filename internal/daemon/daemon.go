@@ -222,7 +222,6 @@ func New(cfg Config) (_ *Daemon, err error) {
 		return nil, fail(err, "")
 	}
 	d.closers = append(d.closers, d.msgs.Close)
-	d.imgs, err = imagestore.Open(filepath.Join(cfg.DataDir, "images"), imagestore.WithLogger(d.log))
 	imgOpts := []imagestore.Option{imagestore.WithLogger(d.log)}
 	if cfg.NoImageSync {
 		imgOpts = append(imgOpts, imagestore.WithoutSync())

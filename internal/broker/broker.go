@@ -285,8 +285,11 @@ func (b *Broker) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("broker: %w", err)
 	}
 	b.log.Info("broker: listening for modules", "addr", ln.Addr().String(), "device", b.cfg.DeviceID, "hub", b.cfg.HubHostName)
+	// Watch before the routes are read, so that a change of them in between
+	// is not missed.
+	changes := b.cfg.Twins.Watch(ctx)
 	b.loadRoutes()
-	b.follow(ctx)
+	b.follow(ctx, changes)
 	tl.shut()
 	_ = b.srv.Close()
 	b.srv.Listeners.ClientsWg.Wait()
@@ -296,8 +299,7 @@ func (b *Broker) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // follow delivers desired changes until ctx is done.
-func (b *Broker) follow(ctx context.Context) {
-	changes := b.cfg.Twins.Watch(ctx)
+func (b *Broker) follow(ctx context.Context, changes <-chan syncer.Change) {
 	sweep := time.NewTicker(sweepEvery)
 	defer sweep.Stop()
 	for {

@@ -46,54 +46,6 @@ func abandon(s *FileStore) {
 	s.lockFile.Close()
 }
 
-func TestListPrefix(t *testing.T) {
-	dir := t.TempDir()
-	s := openT(t, dir)
-	keys := []string{
-		"devices/a", "devices/a:b", "devices/a%2F", "devices/$edgeAgent", "devices/A",
-		"devices/a/modules/$edgeAgent/twin", "devices/a/modules/m1/twin", "devices/ab",
-		"devices/a(1)", "devices/a.b", "devices/a-b", "devices/a_b", "devices/a+b",
-		"devices/#*?!,=@'", "other/a", "devices0/x",
-	}
-	for i, k := range keys {
-		put(t, s, k, strconv.Itoa(i), 0)
-	}
-	check := func(s Store, prefix string) {
-		t.Helper()
-		var want []string
-		for _, k := range keys {
-			if strings.HasPrefix(k, prefix) {
-				want = append(want, k)
-			}
-		}
-		slices.Sort(want)
-		recs, err := s.List(prefix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []string
-		for _, r := range recs {
-			got = append(got, r.Key)
-			if want := strconv.Itoa(slices.Index(keys, r.Key)); string(r.Value) != want {
-				t.Errorf("List(%q): %s = %s, want %s", prefix, r.Key, r.Value, want)
-			}
-		}
-		if !slices.Equal(got, want) {
-			t.Errorf("List(%q) = %q, want %q", prefix, got, want)
-		}
-	}
-	prefixes := []string{"", "devices/", "devices/a", "devices/a/", "devices/a%", "devices/$", "devices/A",
-		"devices/a/modules/m1/twin", "devices/a/modules/m1/twinx", "nothing", "devices", "z"}
-	for _, p := range prefixes {
-		check(s, p)
-	}
-	s.Close()
-	s = openT(t, dir)
-	for _, p := range prefixes {
-		check(s, p)
-	}
-}
-
 func TestReopen(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, dir)

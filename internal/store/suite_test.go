@@ -18,3 +18,23 @@ func TestSuite(t *testing.T) {
 		return s
 	})
 }
+
+// TestListPrefixAfterReopen lists a file store opened again as the suite
+// lists the open one: from its files and index as read back.
+func TestListPrefixAfterReopen(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.FillListPrefix(t, s)
+	storetest.CheckListPrefix(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = store.Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	storetest.CheckListPrefix(t, s)
+}

@@ -431,16 +431,34 @@ func waitClosed(t *testing.T, ch <-chan store.Event) {
 
 func testListPrefix(t *testing.T, open Opener) {
 	s := open(t)
-	keys := []string{
-		"devices/a", "devices/a:b", "devices/a%2F", "devices/$edgeAgent", "devices/A",
-		"devices/a/modules/$edgeAgent/twin", "devices/a/modules/m1/twin", "devices/ab",
-		"devices/a(1)", "devices/a.b", "devices/a-b", "devices/a_b", "devices/a+b",
-		"devices/#*?!,=@'", "other/a", "devices0/x",
-	}
-	for i, k := range keys {
+	FillListPrefix(t, s)
+	CheckListPrefix(t, s)
+}
+
+// listPrefixKeys are keys whose prefixes a byte-wise or path-wise listing
+// could confuse: each holds its index in the list as its value.
+var listPrefixKeys = []string{
+	"devices/a", "devices/a:b", "devices/a%2F", "devices/$edgeAgent", "devices/A",
+	"devices/a/modules/$edgeAgent/twin", "devices/a/modules/m1/twin", "devices/ab",
+	"devices/a(1)", "devices/a.b", "devices/a-b", "devices/a_b", "devices/a+b",
+	"devices/#*?!,=@'", "other/a", "devices0/x",
+}
+
+// FillListPrefix writes the records CheckListPrefix lists, into an empty store.
+func FillListPrefix(t testing.TB, s store.Store) {
+	t.Helper()
+	for i, k := range listPrefixKeys {
 		put(t, s, k, strconv.Itoa(i), 0)
 	}
-	check := func(s store.Store, prefix string) {
+}
+
+// CheckListPrefix checks that List returns, for prefixes that a byte-wise or
+// path-wise listing could confuse, exactly the records FillListPrefix wrote
+// under them, sorted, with their values.
+func CheckListPrefix(t testing.TB, s store.Store) {
+	t.Helper()
+	keys := listPrefixKeys
+	check := func(prefix string) {
 		t.Helper()
 		var want []string
 		for _, k := range keys {
@@ -464,10 +482,9 @@ func testListPrefix(t *testing.T, open Opener) {
 			t.Errorf("List(%q) = %q, want %q", prefix, got, want)
 		}
 	}
-	prefixes := []string{"", "devices/", "devices/a", "devices/a/", "devices/a%", "devices/$", "devices/A",
-		"devices/a/modules/m1/twin", "devices/a/modules/m1/twinx", "nothing", "devices", "z"}
-	for _, p := range prefixes {
-		check(s, p)
+	for _, p := range []string{"", "devices/", "devices/a", "devices/a/", "devices/a%", "devices/$", "devices/A",
+		"devices/a/modules/m1/twin", "devices/a/modules/m1/twinx", "nothing", "devices", "z"} {
+		check(p)
 	}
 }
 

@@ -93,12 +93,8 @@ func (c *Client) WatchChanges(ctx context.Context, opts ...WatchOption) <-chan C
 					return
 				}
 				down = true
-				t := time.NewTimer(backoff)
-				select {
-				case <-ctx.Done():
-					t.Stop()
+				if !pause(ctx, backoff) {
 					return
-				case <-t.C:
 				}
 				continue
 			}

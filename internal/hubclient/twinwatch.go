@@ -188,12 +188,8 @@ func (w *twinWatch) run(ctx context.Context) {
 				return
 			}
 			down = true
-			t := time.NewTimer(backoff)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !pause(ctx, backoff) {
 				return
-			case <-t.C:
 			}
 			continue
 		}
@@ -241,4 +237,17 @@ func findTwin(s *hubapi.Sync, module string) (*twin.Twin, error) {
 		return parseTwin(raw)
 	}
 	return nil, nil
+}
+
+// pause waits d, or less if ctx is done first; it reports whether the wait
+// ran its course (false: ctx is done, stop).
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

@@ -191,8 +191,10 @@ func newStatusCmd(f *Factory) *cobra.Command {
 		Short:       "Show the daemon's link to its hub, its outbox, its cached twins and modules' broker links",
 		Long: `Show whether the daemon is connected to its hub and since when, its last
 sync, why the hub was last unreachable (the last error, kept once it is back),
-the reported patches waiting in its outbox, and the versions of the twins
-it has cached (what it runs on while offline). For each module that connected
+the reported patches waiting in its outbox, the device CA (its file and the
+SHA-256 fingerprint of the root leaf devices trust, as outpost daemon ca
+prints it) and the names the broker's certificate is valid for, and the
+versions of the twins it has cached (what it runs on while offline). For each module that connected
 to the module broker since the daemon started: whether it is connected now and
 since when, and the desired version the broker last sent it (in a twin answer
 or a desired patch); its reported version is that of its twin on the device,
@@ -237,6 +239,7 @@ the version its last report was acknowledged with.
 				}
 				fmt.Fprintln(w)
 				printMessageQueue(w, st.Messages)
+				printDeviceCA(w, st.DeviceCA)
 				fmt.Fprintln(w)
 				links := map[string]mgmtclient.BrokerModule{}
 				for _, m := range st.Broker.Modules {
@@ -262,6 +265,18 @@ the version its last report was acknowledged with.
 	}
 	addMgmtSocketFlag(cmd)
 	return cmd
+}
+
+// printDeviceCA prints the device CA's lines of outpost status.
+func printDeviceCA(w io.Writer, ca *mgmtclient.DeviceCA) {
+	if ca == nil {
+		return
+	}
+	fmt.Fprintf(w, "device CA:  %s (%s), valid until %s\n", ca.File, ca.Subject, ca.NotAfter.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "            root SHA-256 %s (outpost daemon ca prints it)\n", ca.Fingerprint)
+	if len(ca.BrokerNames) > 0 {
+		fmt.Fprintf(w, "broker TLS: %s, valid until %s\n", strings.Join(ca.BrokerNames, ", "), ca.BrokerNotAfter.UTC().Format(time.RFC3339))
+	}
 }
 
 // brokerCell is a module's link to the broker in outpost status.
@@ -583,7 +598,10 @@ func checkDeviceCA(o checkOptions, now time.Time) checkResult {
 		return r
 	}
 	r.OK = true
-	r.Detail = fmt.Sprintf("%s (%s), valid until %s", cert, ca.Cert.Subject.CommonName, ca.Cert.NotAfter.UTC().Format(time.RFC3339))
+	r.Detail = fmt.Sprintf("%s (%s), valid until %s, SHA-256 fingerprint %s", cert, ca.Cert.Subject.CommonName, ca.Cert.NotAfter.UTC().Format(time.RFC3339), deviceca.Fingerprint(ca.Cert))
+	if root, err := deviceca.ReadRoot(cert); err == nil && root.Cert != root.CA {
+		r.Detail += fmt.Sprintf("; its root %s, SHA-256 fingerprint %s", root.Cert.Subject.CommonName, deviceca.Fingerprint(root.Cert))
+	}
 	return r
 }
 

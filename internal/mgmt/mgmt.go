@@ -43,6 +43,7 @@ type Server struct {
 	now     func() time.Time
 	broker  func() []mgmtclient.BrokerModule
 	msgs    func() mgmtclient.MessageQueue
+	ca      func() *mgmtclient.DeviceCA
 
 	ev       *Events
 	stopping <-chan struct{} // Serve's ctx: closed when the daemon stops
@@ -59,6 +60,12 @@ func (s *Server) WithBroker(modules func() []mgmtclient.BrokerModule) *Server {
 // WithMessages makes /status show the message queue, as msgs returns it.
 func (s *Server) WithMessages(msgs func() mgmtclient.MessageQueue) *Server {
 	s.msgs = msgs
+	return s
+}
+
+// WithDeviceCA makes /status show the device CA, as ca returns it.
+func (s *Server) WithDeviceCA(ca func() *mgmtclient.DeviceCA) *Server {
+	s.ca = ca
 	return s
 }
 
@@ -251,6 +258,9 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	if s.msgs != nil {
 		q := s.msgs()
 		out.Messages = &q
+	}
+	if s.ca != nil {
+		out.DeviceCA = s.ca()
 	}
 	writeJSON(w, http.StatusOK, out)
 }

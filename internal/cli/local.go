@@ -194,7 +194,10 @@ sync, why the hub was last unreachable (the last error, kept once it is back),
 the reported patches waiting in its outbox, the device CA (its file and the
 SHA-256 fingerprint of the root leaf devices trust, as outpost daemon ca
 prints it) and the names the broker's certificate is valid for, and the
-versions of the twins it has cached (what it runs on while offline). For each module that connected
+versions of the twins it has cached (what it runs on while offline), and
+the child (leaf) devices that connected since the daemon started: connected
+or not and since when, when the broker last heard from each, and each one's
+reported patches waiting in the outbox. For each module that connected
 to the module broker since the daemon started: whether it is connected now and
 since when, and the desired version the broker last sent it (in a twin answer
 or a desired patch); its reported version is that of its twin on the device,
@@ -259,12 +262,36 @@ the version its last report was acknowledged with.
 						row(m.ModuleID, "-", "-")
 					}
 				}
-				return t.Write(w)
+				if err := t.Write(w); err != nil {
+					return err
+				}
+				return printChildren(w, st.Children, now)
 			})
 		},
 	}
 	addMgmtSocketFlag(cmd)
 	return cmd
+}
+
+// printChildren prints outpost status' table of child (leaf) devices.
+func printChildren(w io.Writer, kids []mgmtclient.Child, now time.Time) error {
+	if len(kids) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	t := NewTable("child device", "link", "last activity", "queued reports")
+	for _, c := range kids {
+		link := "connected " + humanDuration(now.Sub(c.Since))
+		if !c.Connected {
+			link = "disconnected " + humanDuration(now.Sub(c.Since)) + " ago"
+		}
+		last := "-"
+		if !c.LastActivity.IsZero() {
+			last = humanDuration(now.Sub(c.LastActivity)) + " ago"
+		}
+		t.Row(c.DeviceID, link, last, strconv.Itoa(c.QueuedReports))
+	}
+	return t.Write(w)
 }
 
 // printDeviceCA prints the device CA's lines of outpost status.

@@ -103,9 +103,24 @@ type Status struct {
 	Twins       []TwinVersions `json:"twins"`
 	Broker      BrokerStatus   `json:"broker"`
 	Messages    *MessageQueue  `json:"messages,omitempty"`
+	// Children are the child (leaf) devices that connected to the broker
+	// since the daemon started, sorted by device id.
+	Children []Child `json:"children"`
 	// DeviceCA is the CA the broker's certificate chains to: what leaf
 	// devices must trust (outpost daemon ca prints its root).
 	DeviceCA *DeviceCA `json:"deviceCA,omitempty"`
+}
+
+// Child is a child (leaf) device's link to the broker.
+type Child struct {
+	DeviceID  string    `json:"deviceId"`
+	Connected bool      `json:"connected"`
+	Since     time.Time `json:"since"` // when it connected, or disconnected
+	// LastActivity is when the broker last heard from it (any packet).
+	LastActivity time.Time `json:"lastActivity,omitzero"`
+	// QueuedReports are its reported patches in the outbox, waiting for
+	// the hub.
+	QueuedReports int `json:"queuedReports"`
 }
 
 // DeviceCA is the device CA and the broker's certificate it issued.

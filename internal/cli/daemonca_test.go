@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,15 +22,7 @@ import (
 // `outpost status` and `outpost check` show the same fingerprint.
 func TestDaemonCATrust(t *testing.T) {
 	f := agenttest.New(t, "process")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	sock := filepath.Join(t.TempDir(), "mgmt.sock")
-	runDaemon(t, sock, "--connection-string", f.DeviceCS, "--ca", f.Hub.CAFile, "--data", f.DataDir,
-		"--runtime", "process", "--mgmt-socket", sock, "--gateway-hostname", "edge-gw.test", "--broker-listen", addr)
+	sock, addr := runDaemonWithBroker(t, f, "edge-gw.test")
 
 	code, pemOut, errOut := run(t, "daemon", "ca", "--data", f.DataDir)
 	if code != 0 || !strings.HasPrefix(pemOut, "-----BEGIN CERTIFICATE-----") || strings.Count(pemOut, "BEGIN CERTIFICATE") != 1 {

@@ -174,7 +174,7 @@ func TestChildIdentityChangesDisconnect(t *testing.T) {
 	}
 	c.waitLost(t, "re-keyed")
 	t.Logf("re-keyed: disconnected %v after the update", time.Since(start))
-	f.waitLog(t, "closing a child device's connection", "child=leaf", "matches neither key")
+	f.waitLog(t, "closing a child's connection", "child=leaf", "matches neither key")
 
 	c = f.connectChild(t, "leaf", newKey)
 	start = time.Now()
@@ -185,7 +185,7 @@ func TestChildIdentityChangesDisconnect(t *testing.T) {
 	}
 	c.waitLost(t, "disabled")
 	t.Logf("disabled: disconnected %v after the update", time.Since(start))
-	f.waitLog(t, "closing a child device's connection", "was disabled")
+	f.waitLog(t, "closing a child's connection", "was disabled")
 	if _, err := f.connect(t, "leaf", f.deviceUsername("leaf"), f.childToken(t, "leaf", newKey, time.Hour)); !errors.Is(err, pahopackets.ErrorRefusedNotAuthorised) {
 		t.Fatalf("a disabled child connects: %v", err)
 	}
@@ -203,7 +203,7 @@ func TestChildIdentityChangesDisconnect(t *testing.T) {
 	}
 	c.waitLost(t, "removed")
 	t.Logf("removed: disconnected %v after the delete", time.Since(start))
-	f.waitLog(t, "closing a child device's connection", "no longer a child")
+	f.waitLog(t, "closing a child's connection", "no longer a child")
 }
 
 // TestChildOffline: with the hub stopped, a child connects with the key the

@@ -508,6 +508,23 @@ func (d *Device) panel() []string {
 			tw = strings.Join(sys, " · ") + st.Muted.Render(" · modules' in the table")
 		}
 		lines = append(lines, label("Twins")+" "+tw)
+		if kids := d.status.Children; len(kids) > 0 {
+			parts := make([]string, 0, len(kids))
+			for _, c := range kids {
+				p := st.Muted.Render("○ ") + c.DeviceID
+				if c.Connected {
+					p = st.HeaderUp.Render("● ") + c.DeviceID
+				}
+				if !c.LastActivity.IsZero() {
+					p += st.Muted.Render(" heard ") + ago(c.LastActivity, now)
+				}
+				if c.QueuedReports > 0 {
+					p += st.Muted.Render(" · ") + plural(c.QueuedReports, "report", "reports") + " queued"
+				}
+				parts = append(parts, p)
+			}
+			lines = append(lines, wrapped(label("Leaves")+" ", strings.Join(parts, st.Muted.Render(" | ")), d.Width, 2)...)
+		}
 	}
 	return lines
 }

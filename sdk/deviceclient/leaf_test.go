@@ -81,14 +81,14 @@ func newEdge(t *testing.T) *edge {
 
 // connect connects the leaf once the edge device has synced it (until
 // then the broker refuses it).
-func (e *edge) connect(t *testing.T) *deviceclient.Client {
+func (e *edge) connect(t *testing.T, ttl time.Duration) *deviceclient.Client {
 	t.Helper()
 	var c *deviceclient.Client
 	agenttest.Eventually(t, 30*time.Second, "the broker to accept leaf-1", func() bool {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		defer cancel()
 		var err error
-		c, err = deviceclient.New(ctx, deviceclient.Config{ConnectionString: e.leafCS, CAPEM: e.root, BrokerAddress: e.brokerAddr,
+		c, err = deviceclient.New(ctx, deviceclient.Config{ConnectionString: e.leafCS, CAPEM: e.root, BrokerAddress: e.brokerAddr, TokenTTL: ttl,
 			Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
 		if err != nil {
 			t.Logf("connect: %v", err)
@@ -149,7 +149,7 @@ func (e *edge) patchDesired(t *testing.T, desired string) {
 func TestLeafTwinOnlineAndOffline(t *testing.T) {
 	e := newEdge(t)
 	e.patchDesired(t, `{"rate":1}`)
-	c := e.connect(t)
+	c := e.connect(t, 0)
 	var mu sync.Mutex
 	var patches []map[string]any
 	c.OnDesired(func(p map[string]any, _ int64) {
@@ -215,6 +215,38 @@ func TestLeafTwinOnlineAndOffline(t *testing.T) {
 	agenttest.Eventually(t, 30*time.Second, "leaf-1's queue empty in outpost status", func() bool { kid, _ := e.child(t); return kid.QueuedReports == 0 })
 	e.patchDesired(t, `{"rate":3}`)
 	agenttest.Eventually(t, 60*time.Second, "the desired change made after the outage at the leaf", func() bool { return lastDesired()["rate"] == 3.0 })
+}
+
+// TestLeafTokenRenewal: with 3 s tokens the leaf reconnects with a new one
+// before each expires, twice at least, and goes on reading and reporting.
+func TestLeafTokenRenewal(t *testing.T) {
+	e := newEdge(t)
+	c := e.connect(t, 3*time.Second)
+	var mu sync.Mutex
+	var ups, downs int
+	c.OnConnectionChange(func(up bool, why error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if up {
+			ups++
+		} else if why != nil && strings.Contains(why.Error(), "renewing") {
+			downs++
+		}
+	})
+	agenttest.Eventually(t, 30*time.Second, "two token renewals", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return downs >= 2 && ups >= 2
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if _, err := c.UpdateReported(ctx, map[string]any{"renewed": true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Twin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	agenttest.Eventually(t, 20*time.Second, "the report at the hub", func() bool { return e.reported(t)["renewed"] == true })
 }
 
 // rowOf is the fields of the line of out starting with first.

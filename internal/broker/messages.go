@@ -352,6 +352,10 @@ func (d *deliverer) publish(dest, input string, e msgqueue.Entry) bool {
 		TopicName:   inputTopic(d.b.cfg.DeviceID, d.s.m.id, input, &msg),
 		Payload:     msg.Body,
 		PacketID:    uint16(id),
+		// mochi drops inflight packets older than its maximum message
+		// expiry, by Created: without it one second later, and the
+		// module's PUBACK would then be ignored.
+		Created: time.Now().Unix(),
 	}
 	d.mu.Lock()
 	cl.State.Inflight.Set(pk)

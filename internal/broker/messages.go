@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -183,7 +184,9 @@ func (b *Broker) onMessage(s *session, cl *mqtt.Client, pk packets.Packet) bool 
 		return true
 	}
 	data, _ := json.Marshal(msg)
-	b.cfg.Messages.Append(msgqueue.Record{Dests: dests, Data: data}, func(_ uint64, err error) {
+	// The decoded message stays beside the queue's copy for this process's
+	// deliveries: only a message read back after a restart is decoded.
+	b.cfg.Messages.Append(msgqueue.Record{Dests: dests, Data: data, Value: &msg}, func(_ uint64, err error) {
 		switch {
 		case err == nil:
 			ack()
@@ -260,8 +263,10 @@ type deliverer struct {
 
 	mu       sync.Mutex
 	inflight map[uint16]inflightRef
-	sent     map[string][]sentRef // per destination, in send order
+	sent     map[string][]sentRef // per destination, in send order, not yet acknowledged in the queue
+	last     map[string]uint64    // per destination, the last seq sent in this session
 	wake     chan struct{}
+	batch    []packets.Packet // send's, reused
 }
 
 type inflightRef struct {
@@ -279,7 +284,7 @@ func (b *Broker) startDelivery(s *session) {
 	if b.cfg.Messages == nil {
 		return
 	}
-	d := &deliverer{b: b, s: s, inflight: map[uint16]inflightRef{}, sent: map[string][]sentRef{}, wake: make(chan struct{}, 1)}
+	d := &deliverer{b: b, s: s, inflight: map[uint16]inflightRef{}, sent: map[string][]sentRef{}, last: map[string]uint64{}, wake: make(chan struct{}, 1)}
 	b.mu.Lock()
 	b.deliverers[s.cl] = d
 	b.mu.Unlock()
@@ -311,36 +316,47 @@ func (d *deliverer) subscribed() bool {
 	return ok
 }
 
-// send publishes what waits, up to the window.
+// send publishes what waits, up to the window, in one write: one TLS
+// record (or a few, for many messages) rather than one a message.
 func (d *deliverer) send() {
 	log := d.b.cfg.Messages
-	dests := log.Dests(inputDestPrefix + d.s.m.id + "/")
-	for _, dest := range dests {
+	prefix := inputDestPrefix + d.s.m.id + "/"
+	d.batch = d.batch[:0]
+dests:
+	for _, dest := range log.Dests(prefix) {
 		d.mu.Lock()
 		room := deliverWindow - len(d.inflight)
-		var after uint64
-		if sent := d.sent[dest]; len(sent) > 0 {
-			after = sent[len(sent)-1].seq
-		}
+		after := d.last[dest] // not from sent: a prefix acknowledged is sent still
 		d.mu.Unlock()
 		if room <= 0 {
-			return
+			break
 		}
-		input := strings.TrimPrefix(dest, inputDestPrefix+d.s.m.id+"/")
+		input := strings.TrimPrefix(dest, prefix)
 		for _, e := range log.Pending(dest, after, room) {
-			if !d.publish(dest, input, e) {
-				return
+			if !d.add(dest, input, e) {
+				break dests // no packet ID free: what is in the batch goes
 			}
 		}
 	}
+	if len(d.batch) == 0 {
+		return
+	}
+	if err := writePublishes(d.s.cl, d.batch); err != nil {
+		d.s.cl.Stop(fmt.Errorf("write to the module: %w", err))
+	}
 }
 
-func (d *deliverer) publish(dest, input string, e msgqueue.Entry) bool {
-	var msg hubapi.Message
-	if err := json.Unmarshal(e.Data, &msg); err != nil {
-		d.b.log.Error("broker: a queued message does not decode: skipped", "dest", dest, "seq", e.Seq, "err", err)
-		d.b.cfg.Messages.Ack(dest, e.Seq)
-		return true
+// add makes e's PUBLISH, in mochi's inflight (for its packet ID and
+// PUBACK) and in send's batch.
+func (d *deliverer) add(dest, input string, e msgqueue.Entry) bool {
+	msg, _ := e.Value.(*hubapi.Message)
+	if msg == nil { // read back after a restart
+		msg = new(hubapi.Message)
+		if err := json.Unmarshal(e.Data, msg); err != nil {
+			d.b.log.Error("broker: a queued message does not decode: skipped", "dest", dest, "seq", e.Seq, "err", err)
+			d.b.cfg.Messages.Ack(dest, e.Seq)
+			return true
+		}
 	}
 	cl := d.s.cl
 	id, err := cl.NextPacketID()
@@ -349,24 +365,43 @@ func (d *deliverer) publish(dest, input string, e msgqueue.Entry) bool {
 	}
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
-		TopicName:   inputTopic(d.b.cfg.DeviceID, d.s.m.id, input, &msg),
+		TopicName:   inputTopic(d.b.cfg.DeviceID, d.s.m.id, input, msg),
 		Payload:     msg.Body,
 		PacketID:    uint16(id),
 		// mochi drops inflight packets older than its maximum message
 		// expiry, by Created: without it one second later, and the
 		// module's PUBACK would then be ignored.
-		Created: time.Now().Unix(),
+		Created:         time.Now().Unix(),
+		ProtocolVersion: cl.Properties.ProtocolVersion,
 	}
 	d.mu.Lock()
 	cl.State.Inflight.Set(pk)
 	d.inflight[pk.PacketID] = inflightRef{dest: dest, seq: e.Seq}
 	d.sent[dest] = append(d.sent[dest], sentRef{seq: e.Seq})
+	d.last[dest] = e.Seq
 	d.mu.Unlock()
-	if err := cl.WritePacket(pk); err != nil {
-		cl.Stop(fmt.Errorf("write to the module: %w", err))
-		return false
-	}
+	d.batch = append(d.batch, pk)
 	return true
+}
+
+// writePublishes encodes pks and writes them to cl's connection at once,
+// under the client's lock as mochi's WritePacket does (nothing else the
+// broker sends goes through mochi's outbound queue, so no write of mochi's
+// is buffered ahead of these).
+func writePublishes(cl *mqtt.Client, pks []packets.Packet) error {
+	var buf bytes.Buffer
+	for i := range pks {
+		if err := pks[i].PublishEncode(&buf); err != nil {
+			return err
+		}
+	}
+	cl.Lock()
+	defer cl.Unlock()
+	if cl.Closed() || cl.Net.Conn == nil {
+		return mqtt.ErrConnectionClosed
+	}
+	_, err := cl.Net.Conn.Write(buf.Bytes())
+	return err
 }
 
 // inputTopic is where a message routed to a module's input goes:

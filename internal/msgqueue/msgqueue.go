@@ -64,17 +64,22 @@ type Dest struct {
 	Expires time.Time
 }
 
-// Record is what is appended: the data and where it goes.
+// Record is what is appended: the data and where it goes. Value, when set,
+// is kept beside the data in memory only, for the readers of this process
+// (the data decoded, say): it is not written, and a record read back after
+// a restart has none.
 type Record struct {
 	Dests []Dest
 	Data  []byte
+	Value any
 }
 
 // Entry is a record as a destination reads it.
 type Entry struct {
-	Seq  uint64
-	At   time.Time // when it was appended
-	Data []byte
+	Seq   uint64
+	At    time.Time // when it was appended
+	Data  []byte
+	Value any // the record's Value; nil when read back from disk
 }
 
 // Stats describes what waits for a set of destinations.
@@ -96,6 +101,7 @@ type entry struct {
 	seq     uint64
 	at      time.Time
 	data    []byte
+	value   any
 	seg     *segment
 	refs    int // destinations still to take it
 	expires map[string]time.Time
@@ -140,7 +146,7 @@ type Log struct {
 	f       *os.File // the current segment, appended to by the committer only
 	fsize   int64
 	stop    chan struct{}
-	stopped chan struct{}
+	stopped sync.WaitGroup // the committer and the maintainer
 }
 
 // Open opens (creating) the log in dir.
@@ -155,14 +161,15 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("message queue: %w", err)
 	}
 	l := &Log{dir: dir, opts: opts, dests: map[string]*destQ{}, nextSeq: 1, changed: make(chan struct{}),
-		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+		wake: make(chan struct{}, 1), stop: make(chan struct{})}
 	if err := l.load(); err != nil {
 		return nil, fmt.Errorf("message queue %s: %w", dir, err)
 	}
 	if err := l.loadEpoch(); err != nil {
 		return nil, fmt.Errorf("message queue %s: %w", dir, err)
 	}
-	go l.commitLoop()
+	l.stopped.Go(l.commitLoop)
+	l.stopped.Go(l.maintainLoop)
 	return l, nil
 }
 
@@ -394,19 +401,29 @@ func (l *Log) AppendSync(r Record) (uint64, error) {
 	return seq, err
 }
 
+// commitLoop writes what is appended. It does nothing else, so that a
+// commit never waits behind the state's write (maintainLoop's).
 func (l *Log) commitLoop() {
-	defer close(l.stopped)
-	flush := time.NewTicker(stateFlushEvery)
-	defer flush.Stop()
 	for {
 		select {
 		case <-l.wake:
 			l.commit()
+		case <-l.stop:
+			l.commit()
+			return
+		}
+	}
+}
+
+// maintainLoop expires, writes the state and drops segments now and then.
+func (l *Log) maintainLoop() {
+	flush := time.NewTicker(stateFlushEvery)
+	defer flush.Stop()
+	for {
+		select {
 		case <-flush.C:
 			l.maintain()
 		case <-l.stop:
-			l.commit()
-			l.maintain()
 			return
 		}
 	}
@@ -445,7 +462,7 @@ func (l *Log) commit() {
 					continue
 				}
 				seg := l.segs[len(l.segs)-1]
-				e := &entry{seq: seq + uint64(i), at: now, data: p.rec.Data, seg: seg}
+				e := &entry{seq: seq + uint64(i), at: now, data: p.rec.Data, value: p.rec.Value, seg: seg}
 				for _, d := range p.rec.Dests {
 					l.addTo(e, d)
 				}
@@ -599,7 +616,7 @@ func (l *Log) Pending(dest string, after uint64, max int) []Entry {
 		if max > 0 && len(out) == max {
 			break
 		}
-		out = append(out, Entry{Seq: e.seq, At: e.at, Data: e.data})
+		out = append(out, Entry{Seq: e.seq, At: e.at, Data: e.data, Value: e.value})
 	}
 	return out
 }
@@ -677,7 +694,8 @@ func (l *Log) Close() error {
 	l.closed = true
 	l.mu.Unlock()
 	close(l.stop)
-	<-l.stopped
+	l.stopped.Wait()
+	l.maintain()
 	if l.f != nil {
 		return l.f.Close()
 	}

@@ -162,6 +162,7 @@ type session struct {
 	expiry *time.Timer
 	stop   sync.Once
 	sent   []sentDesired // guarded by m.mu: desired properties sent lately
+	acks   *pubacks      // PUBACKs of messages waiting for their group commit (messages.go)
 }
 
 // unreadWindow is how long before a connection ends a desired patch the

@@ -173,20 +173,26 @@ func (b *Broker) onMessage(s *session, cl *mqtt.Client, pk packets.Packet) bool 
 	}
 	msg.OutputName = msg.SystemProperties["$.on"]
 	dests := b.route(&msg, now)
-	ack := func() {
+	if len(dests) == 0 {
+		b.log.Debug("broker: no route takes the message: dropped", "module", s.m.id, "output", msg.OutputName)
 		if pk.FixedHeader.Qos > 0 {
 			_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID})
 		}
-	}
-	if len(dests) == 0 {
-		b.log.Debug("broker: no route takes the message: dropped", "module", s.m.id, "output", msg.OutputName)
-		ack()
 		return true
+	}
+	if s.acks == nil { // only this client's reader goroutine comes here
+		s.acks = &pubacks{cl: cl}
+	}
+	acks := s.acks
+	ack := func() {
+		if pk.FixedHeader.Qos > 0 {
+			acks.add(pk.PacketID)
+		}
 	}
 	data, _ := json.Marshal(msg)
 	// The decoded message stays beside the queue's copy for this process's
 	// deliveries: only a message read back after a restart is decoded.
-	b.cfg.Messages.Append(msgqueue.Record{Dests: dests, Data: data, Value: &msg}, func(_ uint64, err error) {
+	b.cfg.Messages.Append(msgqueue.Record{Dests: dests, Data: data, Value: &msg, Flush: acks}, func(_ uint64, err error) {
 		switch {
 		case err == nil:
 			ack()
@@ -199,6 +205,36 @@ func (b *Broker) onMessage(s *session, cl *mqtt.Client, pk packets.Packet) bool 
 		}
 	})
 	return true
+}
+
+// pubacks gathers the PUBACKs of a group commit for one module, sent
+// together in one write when the group's callbacks are over (Flush).
+type pubacks struct {
+	cl  *mqtt.Client
+	mu  sync.Mutex
+	ids []uint16
+}
+
+func (a *pubacks) add(id uint16) {
+	a.mu.Lock()
+	a.ids = append(a.ids, id)
+	a.mu.Unlock()
+}
+
+// Flush sends the PUBACKs gathered.
+func (a *pubacks) Flush() {
+	a.mu.Lock()
+	ids := a.ids
+	a.ids = nil
+	a.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	pks := make([]packets.Packet, len(ids))
+	for i, id := range ids {
+		pks[i] = packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: id, ProtocolVersion: a.cl.Properties.ProtocolVersion}
+	}
+	_ = writePackets(a.cl, pks) // a connection that ended gets none: the module sends again
 }
 
 // route returns the queue destinations the routes give msg, each once.
@@ -341,7 +377,7 @@ dests:
 	if len(d.batch) == 0 {
 		return
 	}
-	if err := writePublishes(d.s.cl, d.batch); err != nil {
+	if err := writePackets(d.s.cl, d.batch); err != nil {
 		d.s.cl.Stop(fmt.Errorf("write to the module: %w", err))
 	}
 }
@@ -384,14 +420,23 @@ func (d *deliverer) add(dest, input string, e msgqueue.Entry) bool {
 	return true
 }
 
-// writePublishes encodes pks and writes them to cl's connection at once,
-// under the client's lock as mochi's WritePacket does (nothing else the
-// broker sends goes through mochi's outbound queue, so no write of mochi's
-// is buffered ahead of these).
-func writePublishes(cl *mqtt.Client, pks []packets.Packet) error {
+// writePackets encodes pks (PUBLISH and PUBACK) and writes them to cl's
+// connection at once, under the client's lock as mochi's WritePacket does
+// (nothing else the broker sends goes through mochi's outbound queue, so no
+// write of mochi's is buffered ahead of these).
+func writePackets(cl *mqtt.Client, pks []packets.Packet) error {
 	var buf bytes.Buffer
 	for i := range pks {
-		if err := pks[i].PublishEncode(&buf); err != nil {
+		var err error
+		switch pks[i].FixedHeader.Type {
+		case packets.Publish:
+			err = pks[i].PublishEncode(&buf)
+		case packets.Puback:
+			err = pks[i].PubackEncode(&buf)
+		default:
+			err = fmt.Errorf("writePackets: packet type %d", pks[i].FixedHeader.Type)
+		}
+		if err != nil {
 			return err
 		}
 	}

@@ -68,11 +68,19 @@ type Dest struct {
 // is kept beside the data in memory only, for the readers of this process
 // (the data decoded, say): it is not written, and a record read back after
 // a restart has none.
+//
+// Flush, when set, is called once per group commit after the done
+// callbacks of the group's records (once for all the records that share
+// it), so that what the callbacks leave to send goes out together.
 type Record struct {
 	Dests []Dest
 	Data  []byte
 	Value any
+	Flush Flusher
 }
+
+// Flusher is a Record's Flush.
+type Flusher interface{ Flush() }
 
 // Entry is a record as a destination reads it.
 type Entry struct {
@@ -112,6 +120,9 @@ type destQ struct {
 	acked       uint64
 	expired     int64
 	expiredUpTo uint64 // the highest seq counted in expired, so a replay counts none twice
+	// soonest is no later than the earliest expiry among items (zero: none
+	// expires), so that expire looks through them only when one may have.
+	soonest time.Time
 }
 
 type segment struct {
@@ -296,6 +307,9 @@ func (l *Log) addTo(e *entry, d Dest) {
 			e.expires = map[string]time.Time{}
 		}
 		e.expires[d.Name] = d.Expires
+		if q.soonest.IsZero() || d.Expires.Before(q.soonest) {
+			q.soonest = d.Expires
+		}
 	}
 	e.refs++
 	e.seg.live++
@@ -310,28 +324,36 @@ func (l *Log) dest(name string) *destQ {
 	return q
 }
 
-func encode(seq uint64, at time.Time, r Record) []byte {
+// recordSize is the length of r's record on disk.
+func recordSize(r Record) int {
 	n := 2 + len(r.Data)
 	for _, d := range r.Dests {
 		n += 2 + len(d.Name) + 8
 	}
-	b := make([]byte, headerSize, headerSize+n)
-	binary.LittleEndian.PutUint32(b[0:], uint32(n))
-	binary.LittleEndian.PutUint64(b[8:], seq)
-	binary.LittleEndian.PutUint64(b[16:], uint64(at.UnixNano()))
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(r.Dests)))
+	return headerSize + n
+}
+
+// appendRecord appends r's record to buf.
+func appendRecord(buf []byte, seq uint64, at time.Time, r Record) []byte {
+	start := len(buf)
+	size := recordSize(r)
+	buf = slices.Grow(buf, size)[:start+headerSize] // every header byte is set below
+	binary.LittleEndian.PutUint32(buf[start:], uint32(size-headerSize))
+	binary.LittleEndian.PutUint64(buf[start+8:], seq)
+	binary.LittleEndian.PutUint64(buf[start+16:], uint64(at.UnixNano()))
+	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(r.Dests)))
 	for _, d := range r.Dests {
-		b = binary.LittleEndian.AppendUint16(b, uint16(len(d.Name)))
-		b = append(b, d.Name...)
+		buf = binary.LittleEndian.AppendUint16(buf, uint16(len(d.Name)))
+		buf = append(buf, d.Name...)
 		var exp int64
 		if !d.Expires.IsZero() {
 			exp = d.Expires.UnixNano()
 		}
-		b = binary.LittleEndian.AppendUint64(b, uint64(exp))
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(exp))
 	}
-	b = append(b, r.Data...)
-	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], castagnoli))
-	return b
+	buf = append(buf, r.Data...)
+	binary.LittleEndian.PutUint32(buf[start+4:], crc32.Checksum(buf[start+8:], castagnoli))
+	return buf
 }
 
 func decodeBody(b []byte) ([]Dest, []byte, bool) {
@@ -444,10 +466,16 @@ func (l *Log) commit() {
 			return
 		}
 		now := l.opts.Now()
-		var buf []byte
+		size := 0
+		for _, p := range batch {
+			if len(p.rec.Dests) > 0 {
+				size += recordSize(p.rec)
+			}
+		}
+		buf := make([]byte, 0, size)
 		for i, p := range batch {
 			if len(p.rec.Dests) > 0 {
-				buf = append(buf, encode(seq+uint64(i), now, p.rec)...)
+				buf = appendRecord(buf, seq+uint64(i), now, p.rec)
 			}
 		}
 		err := l.write(seq, buf)
@@ -471,12 +499,19 @@ func (l *Log) commit() {
 			l.changed = make(chan struct{})
 		}
 		l.mu.Unlock()
+		var flush []Flusher
 		for i, p := range batch {
 			if err != nil {
 				p.done(0, fmt.Errorf("message queue: write: %w", err))
 			} else {
 				p.done(seq+uint64(i), nil)
 			}
+			if p.rec.Flush != nil && !slices.Contains(flush, p.rec.Flush) {
+				flush = append(flush, p.rec.Flush)
+			}
+		}
+		for _, f := range flush {
+			f.Flush()
 		}
 	}
 }
@@ -575,9 +610,17 @@ func (l *Log) dropSegment(s *segment) { _ = os.Remove(s.path) }
 // expire drops the expired entries at the head of q and every expired one
 // within it (the caller holds l.mu).
 func (l *Log) expire(name string, q *destQ, now time.Time) {
+	if q.soonest.IsZero() || now.Before(q.soonest) {
+		return
+	}
+	q.soonest = time.Time{}
 	keep := q.items[:0]
 	for _, e := range q.items {
-		if exp, ok := e.expires[name]; ok && !now.Before(exp) {
+		exp, ok := e.expires[name]
+		if ok && now.Before(exp) && (q.soonest.IsZero() || exp.Before(q.soonest)) {
+			q.soonest = exp
+		}
+		if ok && !now.Before(exp) {
 			if e.seq > q.expiredUpTo {
 				q.expired++
 				q.expiredUpTo = e.seq

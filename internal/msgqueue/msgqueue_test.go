@@ -121,6 +121,17 @@ func TestExpiredCounted(t *testing.T) {
 	if st := l.Stats("upstream"); st.Expired != 2 || st.Count != 3 {
 		t.Fatalf("after reopen %+v", st)
 	}
+	// Later, the next one's time comes (each look-up skips the scan until
+	// the earliest expiry left).
+	mu.Lock()
+	now = now.Add(60 * time.Second)
+	mu.Unlock()
+	if got := l.Pending("upstream", 0, 0); len(got) != 2 || string(got[0].Data) != "x" {
+		t.Fatalf("%d pending at +210 s, want 2 (three expired)", len(got))
+	}
+	if st := l.Stats("upstream"); st.Expired != 3 || st.Count != 2 {
+		t.Fatalf("stats at +210 s %+v, want 3 expired and 2 left", st)
+	}
 }
 
 func TestFullRefusesAndWritesNothing(t *testing.T) {

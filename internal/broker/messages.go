@@ -268,7 +268,8 @@ func (b *Broker) route(msg *hubapi.Message, now time.Time) []msgqueue.Dest {
 		if r.TTLSecs > 0 {
 			ttl = time.Duration(r.TTLSecs) * time.Second
 		}
-		dests = append(dests, msgqueue.Dest{Name: name, Expires: now.Add(ttl)})
+		// A module's input reads the message decoded at its append.
+		dests = append(dests, msgqueue.Dest{Name: name, Expires: now.Add(ttl), ReadsValue: !r.Sink.Upstream})
 	}
 	return dests
 }

@@ -58,16 +58,19 @@ var ErrClosed = errors.New("the message queue is closed")
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Dest is one destination of a record and when the record expires there
-// (zero: never).
+// (zero: never). ReadsValue says the destination reads the record's Value:
+// the Value is kept until every such destination has acknowledged the
+// record (or it expired there), then dropped (not written).
 type Dest struct {
-	Name    string
-	Expires time.Time
+	Name       string
+	Expires    time.Time
+	ReadsValue bool
 }
 
 // Record is what is appended: the data and where it goes. Value, when set,
-// is kept beside the data in memory only, for the readers of this process
-// (the data decoded, say): it is not written, and a record read back after
-// a restart has none.
+// is kept beside the data in memory only, for the destinations that read it
+// (Dest.ReadsValue) in this process (the data decoded, say): it is not
+// written, and a record read back after a restart has none.
 //
 // Flush, when set, is called once per group commit after the done
 // callbacks of the group's records (once for all the records that share
@@ -110,6 +113,7 @@ type entry struct {
 	at      time.Time
 	data    []byte
 	value   any
+	readers []string // the destinations that read value and have not acknowledged it
 	seg     *segment
 	refs    int // destinations still to take it
 	expires map[string]time.Time
@@ -311,6 +315,9 @@ func (l *Log) addTo(e *entry, d Dest) {
 			q.soonest = d.Expires
 		}
 	}
+	if d.ReadsValue && e.value != nil {
+		e.readers = append(e.readers, d.Name)
+	}
 	e.refs++
 	e.seg.live++
 }
@@ -494,6 +501,9 @@ func (l *Log) commit() {
 				for _, d := range p.rec.Dests {
 					l.addTo(e, d)
 				}
+				if len(e.readers) == 0 {
+					e.value = nil // no destination reads it
+				}
 			}
 			close(l.changed)
 			l.changed = make(chan struct{})
@@ -625,7 +635,7 @@ func (l *Log) expire(name string, q *destQ, now time.Time) {
 				q.expired++
 				q.expiredUpTo = e.seq
 			}
-			l.release(e)
+			l.release(e, name)
 			l.dirty = true
 			continue
 		}
@@ -635,7 +645,13 @@ func (l *Log) expire(name string, q *destQ, now time.Time) {
 	q.items = keep
 }
 
-func (l *Log) release(e *entry) {
+func (l *Log) release(e *entry, dest string) {
+	if i := slices.Index(e.readers, dest); i >= 0 {
+		e.readers = slices.Delete(e.readers, i, i+1)
+		if len(e.readers) == 0 {
+			e.value, e.readers = nil, nil
+		}
+	}
 	e.refs--
 	e.seg.live--
 	if e.refs == 0 {
@@ -676,7 +692,7 @@ func (l *Log) Ack(dest string, seq uint64) {
 	l.dirty = true
 	n := 0
 	for n < len(q.items) && q.items[n].seq <= seq {
-		l.release(q.items[n])
+		l.release(q.items[n], dest)
 		n++
 	}
 	clear(q.items[:n])

@@ -160,7 +160,6 @@ func keepLast(as []sentAnswer, n int) []sentAnswer {
 	return as
 }
 
-
 // catchUp sends a connected module that subscribed to desired changes what
 // changed since the desired version it last got. hint, when not 0, is the
 // version a change notice named: nothing is read when the module has it.

@@ -13,12 +13,7 @@ import (
 // BenchmarkAppendSync: one 1 KiB append at a time, each until durable (one
 // write and one fdatasync): p50 and p99.
 func BenchmarkAppendSync(b *testing.B) {
-	l, err := Open(b.TempDir(), Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	rec := Record{Dests: []Dest{{Name: "input/b/in1"}}, Data: make([]byte, 1024)}
+	l, rec := benchLog(b)
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for range b.N {
@@ -43,12 +38,7 @@ func BenchmarkAppendSync(b *testing.B) {
 // for each (as the broker does with a module's messages): records/s
 // durable.
 func BenchmarkAppendGroup(b *testing.B) {
-	l, err := Open(b.TempDir(), Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	rec := Record{Dests: []Dest{{Name: "input/b/in1"}}, Data: make([]byte, 1024)}
+	l, rec := benchLog(b)
 	done := make(chan uint64, b.N)
 	b.ResetTimer()
 	start := time.Now()
@@ -66,4 +56,14 @@ func BenchmarkAppendGroup(b *testing.B) {
 	el := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/el.Seconds(), "records/s")
+}
+
+// benchLog opens a log for the test and makes a 1 KiB record for one input.
+func benchLog(b *testing.B) (*Log, Record) {
+	l, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	return l, Record{Dests: []Dest{{Name: "input/b/in1"}}, Data: make([]byte, 1024)}
 }

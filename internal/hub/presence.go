@@ -28,9 +28,9 @@ type presence struct {
 }
 
 type link struct {
-	holds int       // syncs in flight
-	first time.Time // when the current connection began
-	last  time.Time // the device's last activity
+	holds int         // syncs in flight
+	first time.Time   // when the current connection began
+	last  time.Time   // the device's last activity
 	timer *time.Timer // checks, grace after the last activity, whether the device is gone
 }
 

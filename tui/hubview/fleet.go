@@ -30,9 +30,9 @@ type Fleet struct {
 	loaded  bool
 	lit     map[string]int // device → generation of its highlight
 	gen     int
-	reading int                      // number of the current full read
+	reading int                           // number of the current full read
 	fresh   map[string]hubapi.FleetDevice // what the current full read has brought
-	more    bool                     // the full read goes on
+	more    bool                          // the full read goes on
 }
 
 // NewFleet returns the fleet view.

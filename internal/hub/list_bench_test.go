@@ -11,12 +11,13 @@ import (
 )
 
 // BenchmarkListDevices measures what the TUI's fleet view asks of a hub
-// with 10,000 devices (made by bulk registry operations, so that it runs
+// with 10,000 IoT Edge devices (made by bulk registry operations, so that it runs
 // on the etcd store too): a page of 100 devices from the start, from the
-// middle (a continuation token) and from the end, every device in pages of
-// 1,000, and the first frame's requests from a new client (TLS handshake
-// included). Each reports ms per operation on the wall clock and in CPU
-// time of the process (hub and client together).
+// middle (a continuation token) and from the end; every device in pages of
+// 1,000; the same as fleet pages (hubapi.FleetPath: module count and
+// deployment report too); and the first frame's request from a new client
+// (TLS handshake included). Each reports ms per operation on the wall
+// clock and in CPU time of the process (hub and client together).
 //
 //	go test ./internal/hub -run '^$' -bench ListDevices -benchtime 50x
 //	OUTPOST_TEST_STORE=etcd go test ./internal/hub -run '^$' -bench ListDevices -benchtime 50x
@@ -27,7 +28,7 @@ func BenchmarkListDevices(b *testing.B) {
 	for i := range devices / 100 {
 		items := make([]string, 100)
 		for j := range items {
-			items[j] = fmt.Sprintf(`{"id":"device-%05d","importMode":"create"}`, 100*i+j)
+			items[j] = fmt.Sprintf(`{"id":"device-%05d","importMode":"create","capabilities":{"iotEdge":true}}`, 100*i+j)
 		}
 		if status, body := h.Request(b, "POST", "/devices", auth, "", []byte("["+strings.Join(items, ",")+"]")); status != 200 {
 			b.Fatalf("bulk create: %d %s", status, body)
@@ -82,14 +83,38 @@ func BenchmarkListDevices(b *testing.B) {
 			return pages
 		})
 	})
-	// What the fleet view does before its first frame, on a new connection.
+	// The fleet view's pages: each device with its module count and its
+	// agent's deployment report.
+	fleet := func(b *testing.B, c *hubclient.Client, after string, top, want int) string {
+		p, err := c.ListFleetPage(ctx, after, top)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(p.Devices) != want || p.Cursor == "" {
+			b.Fatalf("a fleet page after %q: %d devices (want %d), cursor %q", after, len(p.Devices), want, p.Cursor)
+		}
+		return p.Next
+	}
+	b.Run("fleet-page-100-first", func(b *testing.B) {
+		measure(b, "page", func(b *testing.B) int { fleet(b, c, "", 100, 100); return 1 })
+	})
+	b.Run("fleet-all-in-pages-1000", func(b *testing.B) {
+		measure(b, "page", func(b *testing.B) int {
+			cont, pages := "", 0
+			for {
+				pages++
+				if cont = fleet(b, c, cont, 1000, 1000); cont == "" {
+					return pages
+				}
+			}
+		})
+	})
+	// What the fleet view does before its first frame, on a new connection:
+	// one request, the first fleet page.
 	b.Run("first-frame-new-client", func(b *testing.B) {
 		measure(b, "frame", func(b *testing.B) int {
 			c := h.Client(b)
-			if _, err := c.Changes(ctx, "", 0); err != nil {
-				b.Fatal(err)
-			}
-			page(b, c, "", 100)
+			fleet(b, c, "", 100, 100)
 			c.CloseIdleConnections()
 			return 1
 		})

@@ -2,8 +2,10 @@ package registry
 
 import (
 	"encoding/json"
+	"errors"
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
+	"github.com/outpost-edge/outpost/internal/store"
 )
 
 // FleetDevice returns device d with its fleet summary: how many module
@@ -23,22 +25,37 @@ func (r *Registry) FleetDevice(d Device) (hubapi.FleetDevice, error) {
 
 // agentDeployment reads what a device's agent last reported of its
 // deployment: nil before it reported one (or when its reported properties
-// are not in the agent's shape).
+// are not in the agent's shape). It decodes only those members of the
+// stored twin (the desired deployment can be large), not the whole twin.
 func (r *Registry) agentDeployment(deviceID string) (*hubapi.DeploymentReport, error) {
-	t, version, err := r.twinRecord(deviceID, AgentModule)
-	if err != nil || version == 0 {
-		return nil, err
-	}
-	var rep struct {
-		LastDesiredVersion *int64 `json:"lastDesiredVersion"`
-		LastDesiredStatus  *struct {
-			Code        int    `json:"code"`
-			Description string `json:"description"`
-		} `json:"lastDesiredStatus"`
-	}
-	if json.Unmarshal(t.ReportedJSON(), &rep) != nil || rep.LastDesiredVersion == nil || rep.LastDesiredStatus == nil {
+	rec, err := r.st.Get(twinKey(deviceID, AgentModule))
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
-	return &hubapi.DeploymentReport{DesiredVersion: t.DesiredVersion(), LastDesiredVersion: *rep.LastDesiredVersion,
+	if err != nil {
+		return nil, err
+	}
+	var tw struct {
+		Properties struct {
+			Desired struct {
+				Version int64 `json:"$version"`
+			} `json:"desired"`
+			Reported struct {
+				LastDesiredVersion *int64 `json:"lastDesiredVersion"`
+				LastDesiredStatus  *struct {
+					Code        int    `json:"code"`
+					Description string `json:"description"`
+				} `json:"lastDesiredStatus"`
+			} `json:"reported"`
+		} `json:"properties"`
+	}
+	if json.Unmarshal(rec.Value, &tw) != nil {
+		return nil, nil // not in the agent's shape (a string where a number goes)
+	}
+	rep := tw.Properties.Reported
+	if rep.LastDesiredVersion == nil || rep.LastDesiredStatus == nil {
+		return nil, nil
+	}
+	return &hubapi.DeploymentReport{DesiredVersion: max(tw.Properties.Desired.Version, 1), LastDesiredVersion: *rep.LastDesiredVersion,
 		Code: rep.LastDesiredStatus.Code, Description: rep.LastDesiredStatus.Description}, nil
 }

@@ -37,13 +37,14 @@ if [ ! -f "$dir/filled" ]; then
 fi
 start_hub
 trap 'T kill-server 2>/dev/null || true; kill -TERM $pid 2>/dev/null || true' EXIT
-# One tmux server for every run (a session that only sleeps keeps it), so that a run's
-# time is the UI's and not the start of a tmux server.
-T new-session -d -s keep "sleep 3600"
 addr=$(grep -o 'https://[^ ]*' "$log" | head -1)
 cs=$("$bin" hub credentials --data "$dir" -o json | sed -n 's/.*"connectionString": "\(.*\)".*/\1/p')
 export OUTPOST_CONNECTION_STRING=$(echo "$cs" | sed "s/HostName=[^;]*/HostName=localhost:${addr##*:}/")
 export OUTPOST_CA=$dir/ca.pem OUTPOST_CONFIG=/dev/null NO_COLOR=1
+# One tmux server for every run (a session that only sleeps keeps it, started after the
+# exports above, which its sessions inherit), so that a run's
+# time is the UI's and not the start of a tmux server.
+T new-session -d -s keep "sleep 3600"
 
 now() { date +%s%N; }
 # wait_screen TEXT [-E]: until the pane shows TEXT (a fixed string, or with -E an extended

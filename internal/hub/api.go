@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -66,6 +65,7 @@ func (h *Hub) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", h.readyz)
 	// The operators' change stream, a long poll (changes.go).
 	mux.Handle("GET "+hubapi.ChangesPath, h.wrap("Device", h.serveChanges, hubapi.MaxWait))
+	route("GET "+hubapi.FleetPath, "Device", h.listFleet) // fleet.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		refuse(w, r, errorf(http.StatusNotFound, "NotFound", "no such API: %s %s", r.Method, r.URL.Path))
 	})
@@ -246,20 +246,9 @@ func (h *Hub) listDevices(w http.ResponseWriter, r *http.Request, p principal) e
 	if err := requireRight(p, RegistryRead); err != nil {
 		return err
 	}
-	top := 1000
-	if s := r.URL.Query().Get("top"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return errorf(http.StatusBadRequest, "ArgumentInvalid", "top=%q: want a positive whole number", s)
-		}
-		top = min(n, 1000)
-	}
-	devices, next, err := h.reg.ListDevices(r.Header.Get("x-ms-continuation"), top)
+	devices, err := h.devicePage(w, r)
 	if err != nil {
 		return err
-	}
-	if next != "" {
-		w.Header().Set("x-ms-continuation", next)
 	}
 	if devices == nil {
 		devices = []registry.Device{}

@@ -231,6 +231,7 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 	h.notify = newNotifier()
 	h.changes = newChangeLog()
 	h.presence = newPresence(cfg.Now, cfg.PresenceGrace)
+	h.presence.changed = h.changes.add // a connection state is live in the fleet view
 	h.index.connState = h.connectionState
 	return h, !h.credentialsShown(), nil
 }

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -111,9 +112,10 @@ func Open(cfg Config) (*Store, error) {
 		Username:    cfg.Username,
 		Password:    cfg.Password,
 		Logger:      zap.NewNop(),
-		// Writes go to the leader through any member; a watch on a member cut
-		// off from the leader is cancelled and started again elsewhere.
-		RejectOldCluster: true,
+		// Not RejectOldCluster: this client refuses a cluster older than its
+		// previous minor release (3.6), and Debian 12's etcd-server is 3.4,
+		// whose v3 API (ranges, transactions, watches, status) is all the
+		// store uses (TestDebianEtcd in internal/hub runs on it).
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd store: connect to %s: %w", strings.Join(cfg.Endpoints, ","), err)
@@ -238,6 +240,39 @@ func (s *Store) Get(key string) (store.Record, error) {
 		return store.Record{}, fmt.Errorf("store: %s: %w", key, store.ErrNotFound)
 	}
 	return s.record(resp.Kvs[0]), nil
+}
+
+// GetMany returns the records of those of keys that exist, in no given
+// order: one etcd transaction of gets per etcd's --max-txn-ops keys, each at
+// one revision (the hub's queries read a page of twins with it).
+func (s *Store) GetMany(keys []string) ([]store.Record, error) {
+	for _, k := range keys {
+		if err := store.CheckKey(k); err != nil {
+			return nil, err
+		}
+	}
+	recs := make([]store.Record, 0, len(keys))
+	for chunk := range slices.Chunk(keys, s.maxOps) {
+		ctx, cancel, err := s.op()
+		if err != nil {
+			return nil, err
+		}
+		ops := make([]clientv3.Op, len(chunk))
+		for i, k := range chunk {
+			ops[i] = clientv3.OpGet(s.prefix + k)
+		}
+		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			return nil, s.fail(fmt.Sprintf("get %d records (%s, …)", len(chunk), chunk[0]), err)
+		}
+		for _, r := range resp.Responses {
+			for _, kv := range r.GetResponseRange().GetKvs() {
+				recs = append(recs, s.record(kv))
+			}
+		}
+	}
+	return recs, nil
 }
 
 func (s *Store) record(kv *mvccpb.KeyValue) store.Record {

@@ -14,9 +14,10 @@ import (
 // registry: the twin index is not loaded, and a query reads its collection
 // from the store a page at a time, evaluating each twin as the page
 // arrives, so that a replica's memory does not grow with the fleet. Each
-// page is two round trips: a range of identity records, then one
-// transaction that gets their twins (and the deploy state of $edgeAgent
-// twins). Twins are read in store key order (by "ID" or "ID/MODULE"), the
+// page is a range of identity records, then their twins: for module twins a
+// range of twins/ beside it (twinCursor), for device twins one transaction
+// of gets (multiGetter), which also gets the deploy state of $edgeAgent
+// twins. Twins are read in store key order (by "ID" or "ID/MODULE"), the
 // order continuation tokens resume in.
 //
 // On the file store the index stays: the records are already in memory, and
@@ -33,6 +34,9 @@ type multiGetter interface {
 
 // getMany gets the records of keys from st, in one round trip when st can.
 func getMany(st store.Store, keys []string) (map[string]store.Record, error) {
+	if len(keys) == 0 {
+		return map[string]store.Record{}, nil
+	}
 	var recs []store.Record
 	if mg, ok := st.(multiGetter); ok {
 		var err error
@@ -91,13 +95,20 @@ func (h *Hub) scanPaged(modules bool, pos queryPos, cond *query.Condition, fn fu
 			after += "/" + pos.Mod
 		}
 	}
+	var twins *twinCursor
+	if modules { // module twins are read as a range beside their identities
+		twins = &twinCursor{st: x.paged}
+		if after != "" {
+			twins.after = "twins/" + strings.TrimPrefix(after, prefix)
+		}
+	}
 	view := &twinView{x: x, raw: true}
 	for {
 		recs, err := x.paged.Range(prefix, after, pagedScanPage)
 		if err != nil {
 			return err
 		}
-		entries, err := x.pageEntries(prefix, modules, recs)
+		entries, err := x.pageEntries(prefix, modules, recs, twins)
 		if err != nil {
 			return err
 		}
@@ -117,11 +128,48 @@ func (h *Hub) scanPaged(modules bool, pos queryPos, cond *query.Condition, fn fu
 	}
 }
 
+// twinCursor reads the twins/ records in key order, a range at a time, for
+// a scan over module identities (whose keys sort as their twins' do): one
+// range request costs etcd far less than a transaction of as many gets.
+type twinCursor struct {
+	st    store.Store
+	after string         // the last key read
+	buf   []store.Record // read, not yet taken
+	done  bool           // no records after buf
+}
+
+// upTo takes the records with keys up to twins/last.
+func (c *twinCursor) upTo(last string) ([]store.Record, error) {
+	end := "twins/" + last
+	var out []store.Record
+	for {
+		i := 0
+		for i < len(c.buf) && c.buf[i].Key <= end {
+			i++
+		}
+		out, c.buf = append(out, c.buf[:i]...), c.buf[i:]
+		if len(c.buf) > 0 || c.done {
+			return out, nil
+		}
+		const n = 2 * pagedScanPage
+		recs, err := c.st.Range("twins/", c.after, n)
+		if err != nil {
+			return nil, err
+		}
+		c.done = len(recs) < n
+		if len(recs) > 0 {
+			c.after = recs[len(recs)-1].Key
+		}
+		c.buf = recs
+	}
+}
+
 // pageEntries makes the entries of a page of identity records under prefix,
-// with their twins (and configurations) read from the store.
-func (x *twinIndex) pageEntries(prefix string, modules bool, recs []store.Record) ([]*indexEntry, error) {
+// with their twins (from twins, when not nil) and configurations read from
+// the store.
+func (x *twinIndex) pageEntries(prefix string, modules bool, recs []store.Record, twins *twinCursor) ([]*indexEntry, error) {
 	entries := make([]*indexEntry, 0, len(recs))
-	keys := make([]string, 0, len(recs)+len(recs)/4)
+	keys := make([]string, 0, len(recs))
 	for _, r := range recs {
 		rest := strings.TrimPrefix(r.Key, prefix)
 		id, mid, isModule := strings.Cut(rest, "/")
@@ -133,17 +181,25 @@ func (x *twinIndex) pageEntries(prefix string, modules bool, recs []store.Record
 			e.identityFields = readIdentity(r.Value)
 		}
 		entries = append(entries, e)
-		keys = append(keys, "twins/"+rest)
+		if twins == nil {
+			keys = append(keys, "twins/"+rest)
+		}
 		if mid == registry.AgentModule {
 			keys = append(keys, deployStateKind+"/"+id)
 		}
 	}
-	if len(keys) == 0 {
-		return entries, nil
-	}
 	got, err := getMany(x.paged, keys)
 	if err != nil {
 		return nil, err
+	}
+	if twins != nil && len(recs) > 0 {
+		trecs, err := twins.upTo(strings.TrimPrefix(recs[len(recs)-1].Key, prefix))
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range trecs {
+			got[r.Key] = r
+		}
 	}
 	for _, e := range entries {
 		key := "twins/" + e.deviceID

@@ -24,7 +24,7 @@ import (
 // a query over the decoded index is faster than reading them again.
 
 // pagedScanPage is how many identities a paged scan reads at a time.
-const pagedScanPage = 250
+const pagedScanPage = 1000
 
 // multiGetter is a store that gets many keys in one round trip (etcd).
 type multiGetter interface {
@@ -138,9 +138,24 @@ type twinCursor struct {
 	done  bool           // no records after buf
 }
 
+// rangeThrougher is a store that reads the keys between two given keys
+// (etcd: a range with both ends, whose cost is the keys read).
+type rangeThrougher interface {
+	RangeThrough(after, last string) ([]store.Record, error)
+}
+
 // upTo takes the records with keys up to twins/last.
 func (c *twinCursor) upTo(last string) ([]store.Record, error) {
 	end := "twins/" + last
+	if rt, ok := c.st.(rangeThrougher); ok {
+		from := c.after
+		if from == "" {
+			from = "twins/"
+		}
+		recs, err := rt.RangeThrough(from, end)
+		c.after = end
+		return recs, err
+	}
 	var out []store.Record
 	for {
 		i := 0

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/outpost-edge/outpost/internal/query"
 	"github.com/outpost-edge/outpost/internal/registry"
@@ -25,6 +26,19 @@ import (
 
 // pagedScanPage is how many identities a paged scan reads at a time.
 const pagedScanPage = 1000
+
+// pagedQueryTime is how much longer than other requests a query may take
+// when it reads the store page by page: a count over 100,000 devices on a
+// busy etcd takes about a minute.
+const pagedQueryTime = 5 * time.Minute
+
+// queryTime is the time a query gets on top of the write timeout.
+func (h *Hub) queryTime() time.Duration {
+	if h.index != nil && h.index.paged != nil {
+		return pagedQueryTime
+	}
+	return 0
+}
 
 // multiGetter is a store that gets many keys in one round trip (etcd).
 type multiGetter interface {

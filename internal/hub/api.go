@@ -50,7 +50,9 @@ func (h *Hub) Handler() http.Handler {
 	route("PUT /configurations/{cid}", "Configuration", h.putConfiguration)
 	route("GET /configurations/{cid}", "Configuration", h.getConfiguration)
 	route("DELETE /configurations/{cid}", "Configuration", h.deleteConfiguration)
-	route("POST /devices/query", "Device", h.queryTwins)
+	// On etcd a query reads its whole collection from the store
+	// (querypaged.go): it gets pagedQueryTime on top of the write timeout.
+	mux.Handle("POST /devices/query", h.wrap("Device", h.queryTwins, h.queryTime()))
 	mux.Handle("GET "+syncPrefix+"/devices/{id}/sync", h.wrap("Device", h.sync, hubapi.MaxWait)) // a long poll
 	route("POST "+syncPrefix+"/devices/{id}/reported", "Device", h.uploadReported)
 	route("POST "+syncPrefix+"/policies/{name}/rotate", "Policy", h.rotatePolicy)

@@ -3,7 +3,6 @@ package deviceclient_test
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"github.com/outpost-edge/outpost/internal/agent/agenttest"
 	"github.com/outpost-edge/outpost/internal/cli"
 	"github.com/outpost-edge/outpost/internal/daemon"
+	"github.com/outpost-edge/outpost/internal/daemon/daemontest"
 	"github.com/outpost-edge/outpost/internal/deviceca"
 	"github.com/outpost-edge/outpost/internal/hub/hubtest"
 	"github.com/outpost-edge/outpost/internal/hubapi"
@@ -52,25 +52,12 @@ func newEdge(t *testing.T) *edge {
 	dm, err := daemon.New(daemon.Config{
 		ConnectionString: f.DeviceCS, CAFile: f.Hub.CAFile, DataDir: f.DataDir, Runtime: f.Kind,
 		MgmtSocket: e.mgmtSocket, GatewayHostName: "edge.test", BrokerListener: l,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Logger: daemontest.Logger(t),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- dm.Run(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("daemon: %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Error("the daemon did not stop within 60 s")
-		}
-	})
+	daemontest.Run(t, dm)
 	root, err := deviceca.ReadRoot(deviceca.OwnCertFile(f.DataDir))
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +76,7 @@ func (e *edge) connect(t *testing.T, ttl time.Duration) *deviceclient.Client {
 		defer cancel()
 		var err error
 		c, err = deviceclient.New(ctx, deviceclient.Config{ConnectionString: e.leafCS, CAPEM: e.root, BrokerAddress: e.brokerAddr, TokenTTL: ttl,
-			Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+			Logger: daemontest.Logger(t)})
 		if err != nil {
 			t.Logf("connect: %v", err)
 		}
@@ -257,11 +244,4 @@ func rowOf(out, first string) []string {
 		}
 	}
 	return nil
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

@@ -47,6 +47,9 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%s: %v, want a *ConfigError", c.name, err)
 			continue
 		}
+		if !strings.HasPrefix(err.Error(), "deviceclient: ") {
+			t.Errorf("%s: %q does not start with deviceclient:", c.name, err)
+		}
 		for _, w := range c.want {
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("%s: %q does not say %q", c.name, err, w)

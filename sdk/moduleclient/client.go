@@ -159,6 +159,10 @@ func NewDevice(ctx context.Context, cfg Config) (*Client, error) {
 
 func connectAs(ctx context.Context, cfg Config, id identity) (*Client, error) {
 	cfg, err := cfg.resolve(id)
+	var ce *ConfigError
+	if errors.As(err, &ce) && id == asDevice {
+		ce.pkg = "deviceclient" // its users call sdk/deviceclient
+	}
 	if err != nil {
 		return nil, err
 	}

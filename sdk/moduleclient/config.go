@@ -96,9 +96,17 @@ func WithLogger(l *slog.Logger) Option { return func(c *Config) { c.Logger = l }
 type ConfigError struct {
 	What string // the variable, field or option
 	Msg  string
+
+	pkg string // the package the user called: "" for moduleclient
 }
 
-func (e *ConfigError) Error() string { return "moduleclient: " + e.What + ": " + e.Msg }
+func (e *ConfigError) Error() string {
+	pkg := e.pkg
+	if pkg == "" {
+		pkg = "moduleclient"
+	}
+	return pkg + ": " + e.What + ": " + e.Msg
+}
 
 // NewFromEnvironment connects as the module the daemon runs this process
 // as: it reads the IOTEDGE_* variables, gets the trust bundle from the

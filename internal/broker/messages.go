@@ -2,19 +2,15 @@ package broker
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/url"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -193,7 +189,7 @@ func (b *Broker) onMessage(s *session, cl *mqtt.Client, pk packets.Packet) bool 
 			acks.add(pk.PacketID)
 		}
 	}
-	data := appendMessageJSON(make([]byte, 0, 256+len(bag)+len(msg.Body)*4/3), &msg)
+	data, _ := json.Marshal(msg)
 	// The decoded message stays beside the queue's copy for this process's
 	// deliveries: only a message read back after a restart is decoded.
 	b.cfg.Messages.Append(msgqueue.Record{Dests: dests, Data: data, Value: &msg, Flush: acks}, func(_ uint64, err error) {
@@ -209,108 +205,6 @@ func (b *Broker) onMessage(s *session, cl *mqtt.Client, pk packets.Packet) bool 
 		}
 	})
 	return true
-}
-
-// appendMessageJSON appends msg as json.Marshal writes it (what the queue
-// keeps and the hub is sent), as a module's message has it: without seq
-// and received time. json.Marshal's reflection was the most of a message's
-// cost on its way in.
-func appendMessageJSON(b []byte, msg *hubapi.Message) []byte {
-	b = append(b, `{"deviceId":`...)
-	b = appendJSONString(b, msg.DeviceID)
-	if msg.ModuleID != "" {
-		b = append(b, `,"moduleId":`...)
-		b = appendJSONString(b, msg.ModuleID)
-	}
-	if msg.OutputName != "" {
-		b = append(b, `,"outputName":`...)
-		b = appendJSONString(b, msg.OutputName)
-	}
-	b = append(b, `,"enqueuedTimeUtc":"`...)
-	b = msg.EnqueuedTime.AppendFormat(b, time.RFC3339Nano)
-	b = append(b, '"')
-	for _, m := range []struct {
-		name  string
-		props map[string]string
-	}{{"systemProperties", msg.SystemProperties}, {"properties", msg.Properties}} {
-		if len(m.props) == 0 {
-			continue
-		}
-		b = append(b, `,"`+m.name+`":{`...)
-		for i, k := range slices.Sorted(maps.Keys(m.props)) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, k)
-			b = append(b, ':')
-			b = appendJSONString(b, m.props[k])
-		}
-		b = append(b, '}')
-	}
-	b = append(b, `,"body":`...)
-	if msg.Body == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '"')
-		b = base64.StdEncoding.AppendEncode(b, msg.Body)
-		b = append(b, '"')
-	}
-	return append(b, '}')
-}
-
-// appendJSONString appends s as a JSON string, escaped as json.Marshal
-// escapes it (invalid UTF-8 becomes U+FFFD).
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // pubacks gathers the PUBACKs of a group commit for one module, sent

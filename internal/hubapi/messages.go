@@ -8,7 +8,11 @@ import "time"
 type Message struct {
 	// Seq is the device's queue sequence number when uploaded (the hub
 	// drops what it already has), the hub's own when read back.
-	Seq      uint64 `json:"seq,omitempty"`
+	Seq uint64 `json:"seq,omitempty"`
+	// DeviceID is the device that sent the message (IoT Hub's
+	// connectionDeviceId): the uploading edge device itself, or one of its
+	// leaf devices (a child, whose messages the edge device forwards; the hub
+	// files them under the child's id).
 	DeviceID string `json:"deviceId"`
 	ModuleID string `json:"moduleId,omitempty"`
 	// OutputName is the output the module sent on ($.on), "" for none.
@@ -34,9 +38,20 @@ type MessageUpload struct {
 }
 
 // MessageUploadResult answers an upload: the last seq the hub has durably,
-// which the device acknowledges in its queue.
+// which the device acknowledges in its queue, and the messages of the batch
+// it refused to keep (they are acknowledged too: sending them again would
+// not help).
 type MessageUploadResult struct {
-	Acked uint64 `json:"acked"`
+	Acked   uint64           `json:"acked"`
+	Refused []RefusedMessage `json:"refused,omitempty"`
+}
+
+// RefusedMessage is a message of an upload the hub did not keep: one
+// whose device is not the uploading edge device nor one of its children.
+type RefusedMessage struct {
+	Seq      uint64 `json:"seq"`
+	DeviceID string `json:"deviceId"`
+	Reason   string `json:"reason"`
 }
 
 // MessageList answers GET /devices/{id}/messages: messages oldest first,

@@ -117,6 +117,9 @@ func parseHubDesired(desired []byte) (*routing, error) {
 
 // eventsTopic parses devices/{d}/modules/{m}/messages/events/{bag}.
 func (b *Broker) eventsTopic(s *session, topic string) (bag string, err error) {
+	if id, ok := leafOf(s); ok {
+		return leafEventsTopic(id, topic)
+	}
 	own := "devices/" + b.cfg.DeviceID + "/modules/" + s.m.id + "/"
 	rest, ok := strings.CutPrefix(topic, own)
 	if !ok {
@@ -156,7 +159,8 @@ func (b *Broker) onMessage(s *session, cl *mqtt.Client, pk packets.Packet) bool 
 		return refuse(fmt.Sprintf("malformed property bag: %v", err))
 	}
 	now := b.now()
-	msg := hubapi.Message{DeviceID: b.cfg.DeviceID, ModuleID: s.m.id, EnqueuedTime: now.UTC(), Body: pk.Payload}
+	msg := hubapi.Message{EnqueuedTime: now.UTC(), Body: pk.Payload}
+	msg.DeviceID, msg.ModuleID = b.sender(s)
 	for k, v := range props {
 		if strings.HasPrefix(k, "$.") {
 			if msg.SystemProperties == nil {
@@ -204,7 +208,10 @@ func (b *Broker) route(msg *hubapi.Message, now time.Time) []msgqueue.Dest {
 	if rt == nil || len(rt.routes) == 0 {
 		return nil
 	}
-	sys := map[string]string{"$connectionDeviceId": msg.DeviceID, "$connectionModuleId": msg.ModuleID}
+	sys := map[string]string{"$connectionDeviceId": msg.DeviceID}
+	if msg.ModuleID != "" { // a leaf device's message has none: NOT IS_DEFINED($connectionModuleId)
+		sys["$connectionModuleId"] = msg.ModuleID
+	}
 	for wire, name := range systemQueryNames {
 		if v, ok := msg.SystemProperties[wire]; ok {
 			sys[name] = v

@@ -21,10 +21,10 @@ var childFilters = []string{filterResponses, filterDesired, filterMethods}
 
 // childMayPublish reports why a child may not publish to topic, or "".
 func childMayPublish(topic string) string {
-	if strings.HasPrefix(topic, topicGet) || strings.HasPrefix(topic, topicPatch) {
+	if strings.HasPrefix(topic, topicGet) || strings.HasPrefix(topic, topicPatch) || leafMayPublish(topic) {
 		return ""
 	}
-	return fmt.Sprintf("topic %q is not one a child device may publish to here: only %s?$rid=… and %s?$rid=…", topic, topicGet, topicPatch)
+	return fmt.Sprintf("topic %q is not one a child device may publish to here: only %s?$rid=…, %s?$rid=…, method answers on %s{status}/?$rid=… and its telemetry on devices/{deviceId}/messages/events/", topic, topicGet, topicPatch, topicMethodRes)
 }
 
 func (b *Broker) allChildren() []*moduleState {

@@ -18,11 +18,28 @@ import (
 
 // leafOf returns the id of the leaf device s is the session of, or false
 // for a module's session.
-func leafOf(s *session) (string, bool) { return "", false }
+func leafOf(s *session) (string, bool) { return s.m.id, s.m.child }
 
 // leafSession returns the session of the connected leaf device deviceID,
 // nil when it is not connected.
-func (b *Broker) leafSession(deviceID string) *session { return nil }
+func (b *Broker) leafSession(deviceID string) *session {
+	b.mu.Lock()
+	m := b.children[deviceID]
+	b.mu.Unlock()
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sess
+}
+
+// leafMayPublish reports whether a leaf device may publish to topic besides
+// its twin requests: its telemetry (the topic is checked further as it is
+// taken) and method answers.
+func leafMayPublish(topic string) bool {
+	return strings.HasPrefix(topic, "devices/") || strings.HasPrefix(topic, topicMethodRes)
+}
 
 // methodOwner names the client a method call went to, to match its answer:
 // a module's id, or a leaf device's id marked as such (ids of the two kinds

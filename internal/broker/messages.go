@@ -143,7 +143,7 @@ func (b *Broker) eventsTopic(s *session, topic string) (bag string, err error) {
 // connection was closed for it.
 func (b *Broker) onMessage(s *session, cl *mqtt.Client, pk packets.Packet) bool {
 	refuse := func(reason string) bool {
-		b.log.Warn("broker: closing a module's connection: refused message", "module", s.m.id, "remote", s.remote, "topic", truncate(pk.TopicName, 200), "reason", reason)
+		b.log.Warn("broker: closing a "+s.m.kind()+"'s connection: refused message", s.m.kind(), s.m.id, "remote", s.remote, "topic", truncate(pk.TopicName, 200), "reason", reason)
 		cl.Stop(fmt.Errorf("refused message: %s", reason))
 		return false
 	}

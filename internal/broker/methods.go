@@ -185,7 +185,7 @@ func (b *Broker) answerMethod(s *session, topic string, payload []byte) error {
 	}
 	b.mc.mu.Unlock()
 	if w == nil {
-		b.log.Warn("broker: a method response to no call waiting (it timed out, or was answered already): dropped", "module", s.m.id, "rid", rid, "status", code)
+		b.log.Warn("broker: a method response to no call waiting (it timed out, or was answered already): dropped", s.m.kind(), s.m.id, "rid", rid, "status", code)
 		return nil
 	}
 	w.res <- MethodResult{Status: code, Payload: append([]byte(nil), payload...)}

@@ -118,7 +118,7 @@ func TestNodeLeafMessages(t *testing.T) {
 	runPhase("offline")
 	h2 := hubtest.Start(t, hubtest.Options{DataDir: f.Hub.DataDir, Listen: hubAddr, HostName: "localhost"})
 	waitAtHub(h2.Client(t), "online-1,online-2,offline-1,offline-2")
-	if n := logs.count("refused a queued message"); n != 0 {
+	if n := logs.count("rejected a queued message"); n != 0 {
 		t.Errorf("%d messages refused by the hub", n)
 	}
 }

@@ -63,7 +63,7 @@ func TestUploaderFilesLeafMessages(t *testing.T) {
 	if p := q.Pending(broker.UpstreamDest, 0, 10); len(p) != 0 {
 		t.Fatalf("still queued: %d", len(p))
 	}
-	if l := logs.String(); !strings.Contains(l, "the hub refused a queued message") || !strings.Contains(l, "device=s2") || !strings.Contains(l, "not a child of edge device edge") {
+	if l := logs.String(); !strings.Contains(l, "the hub rejected a queued message") || !strings.Contains(l, "device=s2") || !strings.Contains(l, "not a child of edge device edge") {
 		t.Fatalf("log: %s", l)
 	}
 	for id, want := range map[string]string{"edge": "from a", "s1": "from s1|from s1 again", "s2": ""} {

@@ -12,28 +12,6 @@ import (
 	"github.com/outpost-edge/outpost/internal/hubclient"
 )
 
-// leaf creates a leaf device (not IoT Edge) under the edge device parent,
-// or without a parent when parent is "".
-func leaf(t *testing.T, h *hubtest.Hub, id, parent string) {
-	t.Helper()
-	c := h.Client(t)
-	d := hubapi.Device{DeviceID: id, Capabilities: &hubapi.Capabilities{IoTEdge: false}}
-	if parent != "" {
-		p, err := c.GetDevice(ctx, parent)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d.DeviceScope = p.DeviceScope
-	}
-	got, err := c.CreateDevice(ctx, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.ParentID() != parent {
-		t.Fatalf("leaf %s: parent %q, want %q", id, got.ParentID(), parent)
-	}
-}
-
 func leafMsg(seq uint64, device, module, body string) hubapi.Message {
 	return hubapi.Message{Seq: seq, DeviceID: device, ModuleID: module, Body: []byte(body),
 		EnqueuedTime: time.Date(2026, 12, 2, 12, 0, int(seq), 0, time.UTC), Properties: map[string]string{"n": body}}
@@ -48,7 +26,7 @@ func leafMsg(seq uint64, device, module, body string) hubapi.Message {
 func TestLeafTelemetryUpload(t *testing.T) {
 	h := hubtest.Start(t, hubtest.Options{})
 	gw := device(t, h, "gw")
-	device(t, h, "gw2")
+	gw2 := device(t, h, "gw2")
 	leaf(t, h, "s1", "gw")
 	leaf(t, h, "s2", "gw")
 	leaf(t, h, "other", "gw2")
@@ -72,20 +50,20 @@ func TestLeafTelemetryUpload(t *testing.T) {
 	if res.Acked != 9 {
 		t.Fatalf("acked %d, want 9", res.Acked)
 	}
-	refused := map[uint64]hubapi.RefusedMessage{}
-	for _, r := range res.Refused {
+	refused := map[uint64]hubapi.RejectedMessage{}
+	for _, r := range res.Rejected {
 		refused[r.Seq] = r
 	}
 	if len(refused) != 4 ||
-		refused[3].DeviceID != "other" || !strings.Contains(refused[3].Reason, "not a child of edge device gw (its parent is gw2)") ||
-		refused[6].DeviceID != "orphan" || !strings.Contains(refused[6].Reason, "its parent is none") ||
-		refused[7].DeviceID != "nope" || !strings.Contains(refused[7].Reason, "does not exist") ||
-		refused[8].DeviceID != "s1" || !strings.Contains(refused[8].Reason, "has no module") {
-		t.Fatalf("refused: %+v", res.Refused)
+		refused[3].DeviceID != "other" || !strings.Contains(refused[3].Error, "not a child of edge device gw (its parent is gw2)") ||
+		refused[6].DeviceID != "orphan" || !strings.Contains(refused[6].Error, "its parent is none") ||
+		refused[7].DeviceID != "nope" || !strings.Contains(refused[7].Error, "does not exist") ||
+		refused[8].DeviceID != "s1" || !strings.Contains(refused[8].Error, "has no module") {
+		t.Fatalf("refused: %+v", res.Rejected)
 	}
 	// Sent again (the answer was lost), with one more: only the new one is kept.
 	batch.Messages = append(batch.Messages[4:], leafMsg(10, "s1", "", "s1-c"))
-	if res, err := gw.UploadMessages(ctx, "gw", batch); err != nil || res.Acked != 10 || len(res.Refused) != 0 {
+	if res, err := gw.UploadMessages(ctx, "gw", batch); err != nil || res.Acked != 10 || len(res.Rejected) != 0 {
 		t.Fatalf("again: %+v %v", res, err)
 	}
 
@@ -117,9 +95,8 @@ func TestLeafTelemetryUpload(t *testing.T) {
 
 	// A leaf's own credentials cannot upload (only an edge device's sync
 	// uploads), and gw2 cannot file messages under gw's children.
-	gw2 := h.ClientFor(t, h.DeviceConnectionString("gw2", "", mustKey(t, h, "gw2")))
 	res, err = gw2.UploadMessages(ctx, "gw2", hubapi.MessageUpload{Epoch: "x", Messages: []hubapi.Message{leafMsg(1, "s1", "", "forged")}})
-	if err != nil || len(res.Refused) != 1 || !strings.Contains(res.Refused[0].Reason, "not a child of edge device gw2 (its parent is gw)") {
+	if err != nil || len(res.Rejected) != 1 || !strings.Contains(res.Rejected[0].Error, "not a child of edge device gw2 (its parent is gw)") {
 		t.Fatalf("gw2 uploading for s1: %+v %v", res, err)
 	}
 	if got := bodies("s1"); len(got) != 3 {
@@ -133,15 +110,6 @@ func TestLeafTelemetryUpload(t *testing.T) {
 	}
 }
 
-func mustKey(t *testing.T, h *hubtest.Hub, id string) string {
-	t.Helper()
-	d, err := h.Client(t).GetDevice(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d.Authentication.SymmetricKey.PrimaryKey
-}
-
 // TestLeafMethod: a call to a leaf device goes to its parent edge device's
 // sync with the leaf's id (not to the leaf, nor to another edge device);
 // the parent's answer is the caller's; another device cannot answer it;
@@ -152,7 +120,7 @@ func TestLeafMethod(t *testing.T) {
 	gw := device(t, h, "gw")
 	gw2 := device(t, h, "gw2")
 	leaf(t, h, "s1", "gw")
-	leaf(t, h, "lone", "")
+	lone := leaf(t, h, "lone", "")
 	owner := h.Client(t)
 
 	done := invoke(owner, "s1", "", hubapi.MethodRequest{MethodName: "blink", Payload: json.RawMessage(`{"n":2}`), ConnectTimeoutInSeconds: seconds(30)})
@@ -196,7 +164,7 @@ func TestLeafMethod(t *testing.T) {
 	}
 
 	// A leaf without a parent takes its calls itself, as any device.
-	lc := h.ClientFor(t, h.DeviceConnectionString("lone", "", mustKey(t, h, "lone")))
+	lc := h.ClientFor(t, h.DeviceConnectionString("lone", "", lone.Authentication.SymmetricKey.PrimaryKey))
 	done = invoke(owner, "lone", "", hubapi.MethodRequest{MethodName: "ping", ConnectTimeoutInSeconds: seconds(30)})
 	calls = takeCalls(t, lc, "lone")
 	if calls[0].DeviceID != "" {

@@ -115,11 +115,11 @@ func (h *Hub) uploadMessages(w http.ResponseWriter, r *http.Request, p principal
 			target = m.DeviceID
 		}
 		if why := refused[target]; why != "" {
-			result.Refused = append(result.Refused, hubapi.RefusedMessage{Seq: m.Seq, DeviceID: target, Reason: why})
+			result.Rejected = append(result.Rejected, hubapi.RejectedMessage{Seq: m.Seq, DeviceID: target, Error: why})
 			continue
 		}
 		if target != id && m.ModuleID != "" {
-			result.Refused = append(result.Refused, hubapi.RefusedMessage{Seq: m.Seq, DeviceID: target, Reason: fmt.Sprintf("a leaf device's message has no module (moduleId %q): the edge device forwards only the leaf's own telemetry", m.ModuleID)})
+			result.Rejected = append(result.Rejected, hubapi.RejectedMessage{Seq: m.Seq, DeviceID: target, Error: fmt.Sprintf("a leaf device's message has no module (moduleId %q): the edge device forwards only the leaf's own telemetry", m.ModuleID)})
 			continue
 		}
 		f := files[target]
@@ -152,15 +152,15 @@ func (h *Hub) uploadMessages(w http.ResponseWriter, r *http.Request, p principal
 			ops = append(ops, store.PutOp(telemetryStateKey(t), sb, f.version))
 		}
 	}
-	if len(ops) > 0 || len(result.Refused) > 0 { // the acked seq moved
+	if len(ops) > 0 || len(result.Rejected) > 0 { // the acked seq moved
 		sb, _ := json.Marshal(own.st)
 		ops = append(ops, store.PutOp(telemetryStateKey(id), sb, own.version))
 		if _, err := h.st.Txn(ops...); err != nil {
 			return err // nothing kept: the device sends the batch again
 		}
 	}
-	for _, r := range result.Refused {
-		h.log.Warn("telemetry: an edge device uploaded a message of a device that is not its child: refused", "device", id, "sender", r.DeviceID, "seq", r.Seq, "reason", r.Reason)
+	for _, r := range result.Rejected {
+		h.log.Warn("telemetry: an edge device uploaded a message of a device that is not its child: rejected", "device", id, "sender", r.DeviceID, "seq", r.Seq, "error", r.Error)
 	}
 	result.Acked = own.st.Acked
 	writeJSON(w, http.StatusOK, result)

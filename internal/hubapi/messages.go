@@ -39,19 +39,19 @@ type MessageUpload struct {
 
 // MessageUploadResult answers an upload: the last seq the hub has durably,
 // which the device acknowledges in its queue, and the messages of the batch
-// it refused to keep (they are acknowledged too: sending them again would
-// not help).
+// it rejected (acknowledged too, as rejected reported patches are: sending
+// them again would not help, and they must not block the queue).
 type MessageUploadResult struct {
-	Acked   uint64           `json:"acked"`
-	Refused []RefusedMessage `json:"refused,omitempty"`
+	Acked    uint64            `json:"acked"`
+	Rejected []RejectedMessage `json:"rejected,omitempty"`
 }
 
-// RefusedMessage is a message of an upload the hub did not keep: one
-// whose device is not the uploading edge device nor one of its children.
-type RefusedMessage struct {
+// RejectedMessage is a message of an upload the hub did not keep: one of a
+// device that is neither the uploading edge device nor one of its children.
+type RejectedMessage struct {
 	Seq      uint64 `json:"seq"`
 	DeviceID string `json:"deviceId"`
-	Reason   string `json:"reason"`
+	Error    string `json:"error"`
 }
 
 // MessageList answers GET /devices/{id}/messages: messages oldest first,

@@ -13,6 +13,8 @@
 // and sets:
 //   OUTPOST_PHASE          online: events and methods with the hub up;
 //                          offline: events with the hub stopped
+//   OUTPOST_TAG            names this run's messages ({tag}-1, {tag}-2;
+//                          default the phase)
 //   OUTPOST_LEAF_CS        the leaf's connection string, GatewayHostName=localhost
 //   OUTPOST_CA             the device CA the broker's certificate chains to
 //   OUTPOST_TEST_CS        the hub's owner connection string (online phase)
@@ -33,6 +35,7 @@ if (!leafCS || !process.env.OUTPOST_CA || !['online', 'offline'].includes(phase)
   process.exit(2);
 }
 const leafId = /DeviceId=([^;]+)/.exec(leafCS)[1];
+const tag = process.env.OUTPOST_TAG || phase;
 const STEP_TIMEOUT = 60000; // ms
 
 async function connect() {
@@ -70,9 +73,9 @@ describe(`leaf device ${leafId} through the edge device (${phase})`, { timeout: 
 
   if (phase === 'online') {
     it('sendEvent is acknowledged (durable on the edge device)', { timeout: STEP_TIMEOUT }, async () => {
-      await leaf.sendEvent(event('online-1', 1));
-      await leaf.sendEvent(event('online-2', 2));
-      console.log('SENT online');
+      await leaf.sendEvent(event(`${tag}-1`, 1));
+      await leaf.sendEvent(event(`${tag}-2`, 2));
+      console.log(`SENT ${tag}`);
     });
 
     it('invokeDeviceMethod(leafId, …) reaches onDeviceMethod through the parent and brings back its answer', { timeout: STEP_TIMEOUT }, async () => {
@@ -105,9 +108,9 @@ describe(`leaf device ${leafId} through the edge device (${phase})`, { timeout: 
     });
   } else {
     it('with the hub stopped, sendEvent is still acknowledged', { timeout: STEP_TIMEOUT }, async () => {
-      await leaf.sendEvent(event('offline-1', 3));
-      await leaf.sendEvent(event('offline-2', 4));
-      console.log('SENT offline');
+      await leaf.sendEvent(event(`${tag}-1`, 1));
+      await leaf.sendEvent(event(`${tag}-2`, 2));
+      console.log(`SENT ${tag}`);
     });
   }
 });

@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -25,8 +26,9 @@ import (
 // leaf (as `outpost messages list LEAF` reads them), and its
 // onDeviceMethod answers azure-iothub's invokeDeviceMethod(leafId, …),
 // handed by the hub to the edge device; disconnected, the call is 404103.
-// Then with the hub stopped the leaf's sendEvent is still acknowledged, and
-// the messages reach the hub once it is back. The hub listens on
+// Then with the hub stopped the leaf's sendEvent is still acknowledged, also
+// after the daemon restarts with the hub stopped, and the messages reach the
+// hub, in order, once it is back. The hub listens on
 // 127.0.0.1:443 as "localhost" and the broker on 127.0.0.1:8883 (shared with
 // the other SDK tests through sdktest): it needs root, node and
 // compat/node/node_modules.
@@ -56,7 +58,7 @@ func TestNodeLeafMessages(t *testing.T) {
 	cfg.BrokerListener, cfg.BrokerListen, cfg.GatewayHostName = ln, "", "localhost"
 	logs := &logBuffer{t: t}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
-	d, _ := start(t, cfg)
+	d, stop := start(t, cfg)
 	agenttest.Eventually(t, 60*time.Second, "the routes in force and the leaf known to the daemon", func() bool {
 		tw, err := f.Owner.GetTwin(ctx, f.DeviceID, "$edgeHub")
 		if err != nil {
@@ -69,15 +71,15 @@ func TestNodeLeafMessages(t *testing.T) {
 
 	leafCS := (&identity.ConnectionString{HostName: "localhost", DeviceID: leafID,
 		SharedAccessKey: leaf.Authentication.SymmetricKey.PrimaryKey, GatewayHostName: "localhost"}).String()
-	runPhase := func(phase string) {
+	runPhase := func(phase, tag string) {
 		t.Helper()
 		out := sdktest.RunNodeTest(t, node, dir, "leafmessages.test.js", 3*time.Minute,
-			"OUTPOST_PHASE="+phase, "OUTPOST_LEAF_CS="+leafCS, "OUTPOST_CA="+d.CA().CertFile(),
+			"OUTPOST_PHASE="+phase, "OUTPOST_TAG="+tag, "OUTPOST_LEAF_CS="+leafCS, "OUTPOST_CA="+d.CA().CertFile(),
 			"OUTPOST_TEST_CS="+f.Hub.ConnectionString, "NODE_EXTRA_CA_CERTS="+f.Hub.CAFile,
 			"NODE_OPTIONS=--dns-result-order=ipv4first")
-		t.Logf("node --test (%s):\n%s", phase, out)
-		if !strings.Contains(out, "SENT "+phase) {
-			t.Fatalf("node (%s) did not send:\n%s", phase, out)
+		t.Logf("node --test (%s):\n%s", tag, out)
+		if !strings.Contains(out, "SENT "+tag) {
+			t.Fatalf("node (%s) did not send:\n%s", tag, out)
 		}
 	}
 	// waitAtHub reads the leaf's messages at the hub until want (their
@@ -106,7 +108,7 @@ func TestNodeLeafMessages(t *testing.T) {
 		}
 	}
 
-	runPhase("online")
+	runPhase("online", "online")
 	waitAtHub(f.Owner, "online-1,online-2")
 	if list, err := f.Owner.Messages(ctx, f.DeviceID, "", 0, 100, 0); err != nil || len(list.Messages) != 0 {
 		t.Fatalf("the edge device's own messages: %d, %v (the leaf's are filed under the leaf)", len(list.Messages), err)
@@ -115,9 +117,18 @@ func TestNodeLeafMessages(t *testing.T) {
 	// The hub stops: the leaf still sends, and its messages wait on the
 	// edge device.
 	f.Hub.Stop()
-	runPhase("offline")
+	runPhase("offline", "offline")
+	// The daemon restarts with the hub still stopped: it boots offline, the
+	// leaf connects again (its key is kept on the device) and sends.
+	stop()
+	ln.Close()
+	if cfg.BrokerListener, err = net.Listen("tcp", sdktest.SDKBroker); err != nil { // this test holds the port's lock
+		t.Fatal(err)
+	}
+	d, _ = start(t, cfg)
+	runPhase("offline", "boot")
 	h2 := hubtest.Start(t, hubtest.Options{DataDir: f.Hub.DataDir, Listen: hubAddr, HostName: "localhost"})
-	waitAtHub(h2.Client(t), "online-1,online-2,offline-1,offline-2")
+	waitAtHub(h2.Client(t), "online-1,online-2,offline-1,offline-2,boot-1,boot-2")
 	if n := logs.count("rejected a queued message"); n != 0 {
 		t.Errorf("%d messages refused by the hub", n)
 	}

@@ -3,7 +3,6 @@ package broker
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -37,12 +36,13 @@ func refuse(code byte, format string, a ...any) *authError {
 // authenticate checks a module's CONNECT: client id {deviceId}/{moduleId},
 // username {hubHost}/{deviceId}/{moduleId}/?api-version=…, password a SAS
 // token for that module signed with its primary or secondary key, as the
-// device last synced them. It returns the module id and the token's
-// expiry.
+// device last synced them; or a child device's (see authenticateDevice). It
+// returns the module id (or the child's device id) and the token's expiry.
 func (b *Broker) authenticate(clientID, username string, password []byte) (string, time.Time, error) {
 	deviceID, moduleID, ok := strings.Cut(clientID, "/")
 	if !ok && isDeviceLogin(clientID, username) {
-		return "", time.Time{}, b.authenticateDevice(clientID)
+		exp, err := b.authenticateDevice(clientID, username, password)
+		return clientID, exp, err
 	}
 	if !ok || deviceID == "" || moduleID == "" || strings.Contains(moduleID, "/") {
 		return "", time.Time{}, refuse(connackBadClientID, "client id %q is not {deviceId}/{moduleId}", clientID)
@@ -89,25 +89,39 @@ func (b *Broker) module(moduleID string) (hubapi.SyncModule, error) {
 // (not its device, not another module) signed with one of its keys, and
 // not expired.
 func (b *Broker) verifyToken(token, moduleID string, mod hubapi.SyncModule) (time.Time, error) {
+	resource := b.cfg.HubHostName + "/devices/" + b.cfg.DeviceID + "/modules/" + moduleID
+	return b.verifySAS(token, resource, "module", moduleID, mod.PrimaryKey, mod.SecondaryKey)
+}
+
+// verifyChildToken checks that token is a SAS token for exactly this child
+// device signed with one of its keys, and not expired.
+func (b *Broker) verifyChildToken(token string, c hubapi.SyncChild) (time.Time, error) {
+	resource := b.cfg.HubHostName + "/devices/" + c.DeviceID
+	return b.verifySAS(token, resource, "device", c.DeviceID, c.PrimaryKey, c.SecondaryKey)
+}
+
+// verifySAS checks that token is a SAS token for exactly resource, signed
+// with one of the keys of the module or device id (kind says which), without
+// a policy name, and not expired.
+func (b *Broker) verifySAS(token, resource, kind, id, primary, secondary string) (time.Time, error) {
 	sas, err := identity.ParseSAS(token)
 	if err != nil {
 		return time.Time{}, refuse(connackBadCredentials, "password is not a SAS token: %v", err)
 	}
-	resource := b.cfg.HubHostName + "/devices/" + b.cfg.DeviceID + "/modules/" + moduleID
 	// Verify accepts a token for a prefix of the resource (a device token
-	// covers its modules at the hub's REST API); a module must bring its own.
+	// covers its modules at the hub's REST API); a client must bring its own.
 	if !strings.EqualFold(strings.TrimSuffix(sas.Resource, "/"), resource) {
-		return time.Time{}, refuse(connackNotAuthorized, "the SAS token is for %q, not this module (%s)", sas.Resource, resource)
+		return time.Time{}, refuse(connackNotAuthorized, "the SAS token is for %q, not this %s (%s)", sas.Resource, kind, resource)
 	}
 	if sas.KeyName != "" {
-		return time.Time{}, refuse(connackNotAuthorized, "the SAS token names policy %q: a module signs with its own key, without skn", sas.KeyName)
+		return time.Time{}, refuse(connackNotAuthorized, "the SAS token names policy %q: a %s signs with its own key, without skn", sas.KeyName, kind)
 	}
-	if err := sas.Verify(resource, b.now(), mod.PrimaryKey, mod.SecondaryKey); err != nil {
+	if err := sas.Verify(resource, b.now(), primary, secondary); err != nil {
 		switch {
 		case errors.Is(err, identity.ErrExpired):
 			return time.Time{}, refuse(connackBadCredentials, "%v: renew the token and connect again", err)
 		case errors.Is(err, identity.ErrBadSignature):
-			return time.Time{}, refuse(connackBadCredentials, "the SAS token's signature matches neither key of module %q (keys rotated? sign with its current key)", moduleID)
+			return time.Time{}, refuse(connackBadCredentials, "the SAS token's signature matches neither key of %s %q (keys rotated? sign with its current key)", kind, id)
 		}
 		return time.Time{}, refuse(connackBadCredentials, "SAS token: %v", err)
 	}
@@ -122,15 +136,34 @@ func isDeviceLogin(clientID, username string) bool {
 	return clientID != "" && strings.HasSuffix(user, "/"+clientID+"/") && strings.Count(user, "/") == 2
 }
 
-// authenticateDevice answers a device's own CONNECT: at once, as no device
-// may connect here yet. Leaf devices (issue 16) will be authenticated here,
-// with their keys as the device syncs them.
-func (b *Broker) authenticateDevice(deviceID string) error {
-	who := "device " + strconv.Quote(deviceID)
+// authenticateDevice checks a device's own CONNECT (client id {deviceId},
+// username {hubHost}/{deviceId}/?api-version=…): only a child of this edge
+// device may connect so, with a SAS token for {hubHost}/devices/{deviceId}
+// signed with its own key as the device last synced it (so offline too).
+// It returns the token's expiry.
+func (b *Broker) authenticateDevice(deviceID, username string, password []byte) (time.Time, error) {
 	if deviceID == b.cfg.DeviceID {
-		who = "this device, " + strconv.Quote(deviceID) + ","
+		return time.Time{}, refuse(connackNotAuthorized, "this edge device, %q, connected as a device: it talks to its hub through `outpost daemon`, not through its own broker; "+
+			"here connect its modules ({deviceId}/{moduleId}) and its child devices ({childId})", deviceID)
 	}
-	return refuse(connackBadClientID, "%s connected as a device (client id without a module): device MQTT is not supported yet "+
-		"(devices, leaf devices included, cannot connect to this broker; issue 16): only the modules of device %q connect here, "+
-		"as {deviceId}/{moduleId}; a device talks to its hub through `outpost daemon`", who, b.cfg.DeviceID)
+	wantUser := b.cfg.HubHostName + "/" + deviceID + "/"
+	if user, _, _ := strings.Cut(username, "?"); !strings.EqualFold(user, wantUser) {
+		return time.Time{}, refuse(connackBadCredentials, "username %q is not %s?api-version=…", username, wantUser)
+	}
+	if len(password) == 0 {
+		return time.Time{}, refuse(connackBadCredentials, "no password: send a SAS token for %s/devices/%s", b.cfg.HubHostName, deviceID)
+	}
+	c, err := b.cfg.Twins.Child(deviceID)
+	switch {
+	case errors.Is(err, syncer.ErrNotSynced):
+		return time.Time{}, refuse(connackUnavailable, "the edge device has not synced with its hub yet, so it knows no child device keys: retry once it has")
+	case errors.Is(err, syncer.ErrUnknownChild):
+		return time.Time{}, refuse(connackNotAuthorized, "device %q is not a child of this edge device %q (as it last synced with its hub): "+
+			"make it one at the hub (outpost device set-parent %s %s) or connect it to its own parent", deviceID, b.cfg.DeviceID, deviceID, b.cfg.DeviceID)
+	case err != nil:
+		return time.Time{}, refuse(connackUnavailable, "read the child devices: %v", err)
+	case !c.Enabled():
+		return time.Time{}, refuse(connackNotAuthorized, "child device %q is disabled at the hub", deviceID)
+	}
+	return b.verifyChildToken(string(password), c)
 }

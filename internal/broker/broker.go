@@ -23,6 +23,13 @@
 // client: the broker answers every request itself, to the module that made
 // it.
 //
+// Child devices (leaf devices whose parent is this edge device, as the
+// device last synced them) connect as at IoT Hub's device endpoint: client
+// id {deviceId}, username {hubHost}/{deviceId}/?api-version=…, password a
+// SAS token for {hubHost}/devices/{deviceId} signed with the child's own
+// key. A child has the same twin topics as a module, on its device twin;
+// see children.go.
+//
 // Desired changes: the broker remembers, per module, the desired $version
 // and properties it last gave the module (in a twin GET answer or a desired
 // patch). When the device's twin moves past it, the module gets one patch
@@ -58,13 +65,21 @@ import (
 	"github.com/outpost-edge/outpost/internal/twin"
 )
 
-// Twins is where the broker finds module identities and twins: the
-// device's *syncer.Syncer.
+// Twins is where the broker finds module and child device identities and
+// twins: the device's *syncer.Syncer.
 type Twins interface {
 	Modules() ([]hubapi.SyncModule, error)
 	Twin(moduleID string) (*twin.Twin, error)
 	PatchReported(moduleID string, patch []byte) (*twin.Twin, error)
 	Watch(ctx context.Context) <-chan syncer.Change
+
+	// Children, Child, ChildTwin and PatchChildReported are the same for
+	// the device's children (their device twins); an unknown child is an
+	// error wrapping syncer.ErrUnknownChild.
+	Children() ([]hubapi.SyncChild, error)
+	Child(deviceID string) (hubapi.SyncChild, error)
+	ChildTwin(deviceID string) (*twin.Twin, error)
+	PatchChildReported(deviceID string, patch []byte) (*twin.Twin, error)
 }
 
 var _ Twins = (*syncer.Syncer)(nil)
@@ -125,7 +140,8 @@ type Broker struct {
 	srv *mqtt.Server
 
 	mu       sync.Mutex
-	modules  map[string]*moduleState
+	modules  map[string]*moduleState // the modules' clients, by module id
+	children map[string]*moduleState // the child devices' clients, by device id
 	sessions map[*mqtt.Client]*session
 	wg       sync.WaitGroup // session senders
 
@@ -134,9 +150,13 @@ type Broker struct {
 	deliverers map[*mqtt.Client]*deliverer // input senders by connection, guarded by mu
 }
 
-// moduleState is what the broker knows of one module across connections.
+// moduleState is what the broker knows of one client across connections:
+// a module of this device (child false, id its module id, in b.modules) or
+// a child device (child true, id its device id, in b.children). The two
+// kinds have the same twin topics; every other difference tests child.
 type moduleState struct {
-	id string
+	id    string
+	child bool
 
 	mu      sync.Mutex // orders the module's twin answers and desired patches
 	sess    *session   // the current connection, nil when there is none
@@ -247,6 +267,7 @@ func New(cfg Config) (*Broker, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		modules:  map[string]*moduleState{},
+		children: map[string]*moduleState{},
 		sessions: map[*mqtt.Client]*session{},
 
 		deliverers: map[*mqtt.Client]*deliverer{},
@@ -310,6 +331,10 @@ func (b *Broker) follow(ctx context.Context, changes <-chan syncer.Change) {
 			if !ok {
 				return
 			}
+			if c.Children || c.DeviceID != "" {
+				b.childChanged(c)
+				continue
+			}
 			if c.ModuleID == HubModuleID || c.ModuleID == "" {
 				b.loadRoutes()
 			}
@@ -324,7 +349,7 @@ func (b *Broker) follow(ctx context.Context, changes <-chan syncer.Change) {
 				b.catchUp(m, c.DesiredVersion)
 			}
 		case <-sweep.C:
-			for _, m := range b.allModules() {
+			for _, m := range append(b.allModules(), b.allChildren()...) {
 				b.catchUp(m, 0)
 			}
 		}
@@ -354,33 +379,48 @@ func (b *Broker) recheckIdentities() {
 	for _, m := range mods {
 		byID[m.ModuleID] = m
 	}
-	b.forgetGone(byID)
-	for _, m := range b.allModules() {
+	b.forgetGone(savedPrefix, false, func(id string) bool { _, ok := byID[id]; return ok })
+	b.recheck(b.allModules(), func(m *moduleState, token string) (bool, error) {
 		mod, ok := byID[m.id]
+		if !ok {
+			return true, refuse(connackNotAuthorized, "the device no longer has module %q", m.id)
+		}
+		_, err := b.verifyToken(token, m.id, mod)
+		return false, err
+	})
+}
+
+// recheck checks each client of clients (all modules, or all children)
+// with check, which says whether the device no longer has it and why its
+// token (token "" for a client not connected) is no longer good: a client
+// that fails is disconnected, and one that is gone is forgotten once it is
+// not connected.
+func (b *Broker) recheck(clients []*moduleState, check func(m *moduleState, token string) (gone bool, err error)) {
+	for _, m := range clients {
 		m.mu.Lock()
 		s := m.sess
-		m.gone = !ok
 		m.mu.Unlock()
-		if !ok && s == nil {
+		token := ""
+		if s != nil {
+			token = s.token
+		}
+		gone, err := check(m, token)
+		m.mu.Lock()
+		m.gone = gone
+		m.mu.Unlock()
+		if gone && s == nil {
 			b.mu.Lock()
 			m.mu.Lock()
-			if m.sess == nil && b.modules[m.id] == m {
-				delete(b.modules, m.id)
-				b.forget(m.id)
+			if all := b.clients(m.child); m.sess == nil && all[m.id] == m {
+				delete(all, m.id)
+				b.forget(m)
 			}
 			m.mu.Unlock()
 			b.mu.Unlock()
 			continue
 		}
-		if s == nil {
-			continue
-		}
-		err := error(refuse(connackNotAuthorized, "the device no longer has module %q", m.id))
-		if ok {
-			_, err = b.verifyToken(s.token, m.id, mod)
-		}
-		if err != nil {
-			b.log.Warn("broker: closing a module's connection: its identity changed", "module", m.id, "remote", s.remote, "reason", err.Error())
+		if s != nil && err != nil {
+			b.log.Warn("broker: closing a "+m.kind()+"'s connection: its identity changed", m.kind(), m.id, "remote", s.remote, "reason", err.Error())
 			s.cl.Stop(fmt.Errorf("identity changed: %w", err))
 		}
 	}
@@ -404,15 +444,25 @@ func (b *Broker) Status() []ModuleStatus {
 	return out
 }
 
-// open registers an authenticated connection of a module and starts its
-// sender; a connection the module had before is taken over.
-func (b *Broker) open(cl *mqtt.Client, moduleID, token string) *session {
+// clients returns the map of m's kind (b.modules or b.children); the
+// caller holds b.mu.
+func (b *Broker) clients(child bool) map[string]*moduleState {
+	if child {
+		return b.children
+	}
+	return b.modules
+}
+
+// open registers an authenticated connection of a module (or a child
+// device) and starts its sender; a connection it had before is taken over.
+func (b *Broker) open(cl *mqtt.Client, moduleID string, child bool, token string) *session {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	m := b.modules[moduleID]
+	all := b.clients(child)
+	m := all[moduleID]
 	if m == nil {
-		m = &moduleState{id: moduleID}
-		b.modules[moduleID] = m
+		m = &moduleState{id: moduleID, child: child}
+		all[moduleID] = m
 	}
 	s := &session{
 		m: m, cl: cl, token: token,
@@ -467,9 +517,9 @@ func (b *Broker) closed(cl *mqtt.Client, err error) {
 	m.mu.Unlock()
 	if current && gone {
 		b.mu.Lock()
-		if b.modules[m.id] == m {
-			delete(b.modules, m.id)
-			b.forget(m.id)
+		if all := b.clients(m.child); all[m.id] == m {
+			delete(all, m.id)
+			b.forget(m)
 		}
 		b.mu.Unlock()
 	}
@@ -481,7 +531,7 @@ func (b *Broker) closed(cl *mqtt.Client, err error) {
 		if err != nil {
 			reason = err.Error()
 		}
-		b.log.Info("broker: module disconnected", "module", m.id, "remote", s.remote, "reason", reason)
+		b.log.Info("broker: "+m.kind()+" disconnected", m.kind(), m.id, "remote", s.remote, "reason", reason)
 	}
 }
 

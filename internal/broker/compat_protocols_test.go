@@ -15,8 +15,9 @@ import (
 // with azure-iot-device-mqtt, unmodified; compat/node/protocols.test.js) as
 // a device, not a module, against the broker on 127.0.0.1:8883, where the
 // SDK takes a HostName of localhost to be: the broker refuses it at its
-// first attempt (one refusal in the log, naming the device and saying
-// device MQTT is not supported yet) and the SDK does not try again.
+// first attempt (one refusal in the log, naming the device and saying the
+// edge device itself does not connect to its own broker as a device) and the
+// SDK does not try again.
 func TestNodeDeviceRefused(t *testing.T) {
 	node, dir := sdktest.NodeDir(t, "azure-iot-device", "azure-iot-device-mqtt")
 	ln := sdktest.Listen(t, sdktest.SDKBroker)
@@ -34,7 +35,7 @@ func TestNodeDeviceRefused(t *testing.T) {
 	out := sdktest.RunNodeTest(t, node, dir, "protocols.test.js", time.Minute,
 		"OUTPOST_TEST_DEVICE_CS="+cs, "NODE_EXTRA_CA_CERTS="+caFile, "NODE_OPTIONS=--dns-result-order=ipv4first")
 	t.Logf("node --test protocols.test.js:\n%s", out)
-	if n := f.logs.Count("refused a connection", "client_id=d ", "device MQTT is not supported yet"); n != 1 {
+	if n := f.logs.Count("refused a connection", "client_id=d ", "this edge device", "connected as a device"); n != 1 {
 		t.Fatalf("the broker refused the device %d times, want 1 (the SDK tried again?); log:\n%s", n, f.logs)
 	}
 	if !strings.Contains(out, "failed after") {

@@ -67,7 +67,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if limit := uint16(min(b.cfg.MaxKeepAlive/time.Second, math.MaxUint16)); cl.State.Keepalive == 0 || cl.State.Keepalive > limit {
 		cl.State.Keepalive = limit
 	}
-	b.log.Debug("broker: module authenticated", "module", moduleID, "remote", cl.Net.Remote)
+	b.log.Debug("broker: client authenticated", "client_id", cl.ID, "id", moduleID, "remote", cl.Net.Remote)
 	return nil
 }
 
@@ -80,13 +80,20 @@ func connack(cl *mqtt.Client, code byte) error {
 func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
 
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
-	_, moduleID, _ := strings.Cut(cl.ID, "/")
-	s := h.b.open(cl, moduleID, string(pk.Connect.Password))
-	h.b.log.Info("broker: module connected", "module", moduleID, "remote", s.remote, "keepalive_s", cl.State.Keepalive, "clean_session", pk.Connect.Clean)
+	// OnConnect let in modules ({deviceId}/{moduleId}) and child devices
+	// ({deviceId}) only.
+	id, moduleID, isModule := strings.Cut(cl.ID, "/")
+	if isModule {
+		id = moduleID
+	}
+	s := h.b.open(cl, id, !isModule, string(pk.Connect.Password))
+	h.b.log.Info("broker: "+s.m.kind()+" connected", s.m.kind(), id, "remote", s.remote, "keepalive_s", cl.State.Keepalive, "clean_session", pk.Connect.Clean)
 	h.b.startSession(s, pk.Connect.Clean)
 	// A persistent session may come subscribed to methods.
 	h.b.mc.wake()
-	h.b.startDelivery(s)
+	if isModule {
+		h.b.startDelivery(s)
+	}
 	if subscribedToDesired(cl) { // a persistent session
 		h.b.catchUp(s.m, 0)
 	}
@@ -100,7 +107,12 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if write || topic == filterResponses || topic == filterDesired || topic == filterMethods {
 		return true
 	}
-	_, moduleID, _ := strings.Cut(cl.ID, "/")
+	_, moduleID, isModule := strings.Cut(cl.ID, "/")
+	if !isModule { // a child device
+		h.b.log.Warn("broker: refused a subscription (SUBACK 0x80)", "child", cl.ID, "remote", cl.Net.Remote, "filter", topic,
+			"reason", "a child device may subscribe to "+strings.Join(childFilters, ", ")+" only")
+		return false
+	}
 	if h.b.cfg.Messages != nil && topic == h.b.inputFilter(moduleID) {
 		return true
 	}
@@ -143,6 +155,13 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if s == nil {
 		cl.Stop(errors.New("publish before the session was established"))
 		return pk, packets.ErrRejectPacket
+	}
+	if s.m.child {
+		if reason := childMayPublish(pk.TopicName); reason != "" {
+			b.log.Warn("broker: closing a child device's connection: refused publish", "child", s.m.id, "remote", s.remote, "topic", truncate(pk.TopicName, 200), "reason", reason)
+			cl.Stop(fmt.Errorf("refused publish: %s", reason))
+			return pk, packets.ErrRejectPacket
+		}
 	}
 	if strings.HasPrefix(pk.TopicName, topicMethodRes) {
 		if err := b.answerMethod(s, pk.TopicName, pk.Payload); err != nil {

@@ -9,7 +9,6 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/store"
 )
 
@@ -24,7 +23,20 @@ import (
 //     its connection ends (the daemon stopping ends them all), so that after
 //     a restart it gets a patch from there; after a crash it gets its full
 //     desired properties instead.
-const savedPrefix = "broker/modules/"
+//
+// The same is kept of a child device under savedChildPrefix{deviceId}.
+const (
+	savedPrefix      = "broker/modules/"
+	savedChildPrefix = "broker/children/"
+)
+
+// savedKey is where what is kept of m is.
+func savedKey(m *moduleState) string {
+	if m.child {
+		return savedChildPrefix + m.id
+	}
+	return savedPrefix + m.id
+}
 
 type saved struct {
 	Subscriptions  []string        `json:"subscriptions,omitempty"`
@@ -38,7 +50,7 @@ func (b *Broker) restore(m *moduleState) {
 		return
 	}
 	m.loaded = true
-	rec, err := b.cfg.Store.Get(savedPrefix + m.id)
+	rec, err := b.cfg.Store.Get(savedKey(m))
 	if errors.Is(err, store.ErrNotFound) {
 		return
 	}
@@ -66,42 +78,44 @@ func (b *Broker) save(m *moduleState) {
 		sv.DesiredVersion, sv.Desired = m.version, m.desired
 	}
 	v, _ := json.Marshal(sv)
-	if _, err := b.cfg.Store.Put(savedPrefix+m.id, v, store.Any); err != nil {
+	if _, err := b.cfg.Store.Put(savedKey(m), v, store.Any); err != nil {
 		b.log.Warn("broker: keep a module's session", "module", m.id, "err", err)
 	}
 }
 
-// forget removes what is kept of a module the device no longer has.
-func (b *Broker) forget(moduleID string) {
+// forget removes what is kept of a module (or child) the device no longer
+// has.
+func (b *Broker) forget(m *moduleState) {
 	if b.cfg.Store == nil {
 		return
 	}
-	if err := b.cfg.Store.Delete(savedPrefix+moduleID, store.Any); err != nil && !errors.Is(err, store.ErrNotFound) {
-		b.log.Warn("broker: forget a module's session", "module", moduleID, "err", err)
+	if err := b.cfg.Store.Delete(savedKey(m), store.Any); err != nil && !errors.Is(err, store.ErrNotFound) {
+		b.log.Warn("broker: forget a client's session", m.kind(), m.id, "err", err)
 	}
 }
 
-// forgetGone removes what is kept of modules not in have and not
-// connected.
-func (b *Broker) forgetGone(have map[string]hubapi.SyncModule) {
+// forgetGone removes what is kept under prefix (savedPrefix for modules,
+// savedChildPrefix for children) of clients the device does not have and
+// that are not connected.
+func (b *Broker) forgetGone(prefix string, child bool, has func(id string) bool) {
 	if b.cfg.Store == nil {
 		return
 	}
-	recs, err := b.cfg.Store.List(savedPrefix)
+	recs, err := b.cfg.Store.List(prefix)
 	if err != nil {
-		b.log.Warn("broker: list the kept module sessions", "err", err)
+		b.log.Warn("broker: list the kept sessions", "prefix", prefix, "err", err)
 		return
 	}
 	for _, rec := range recs {
-		id := strings.TrimPrefix(rec.Key, savedPrefix)
-		if _, ok := have[id]; ok {
+		id := strings.TrimPrefix(rec.Key, prefix)
+		if has(id) {
 			continue
 		}
 		b.mu.Lock()
-		m := b.modules[id]
+		m := b.clients(child)[id]
 		b.mu.Unlock()
 		if m == nil {
-			b.forget(id)
+			b.forget(&moduleState{id: id, child: child})
 		}
 	}
 }

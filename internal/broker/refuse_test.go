@@ -31,8 +31,8 @@ func TestRefusedConnects(t *testing.T) {
 		{"not a token", "d/a", f.username("a"), "hunter2", pahopackets.ErrorRefusedBadUsernameOrPassword, "not a SAS token"},
 		{"wrong username", "d/a", f.username("b"), f.token(t, "a", f.keys["a"], time.Hour), pahopackets.ErrorRefusedBadUsernameOrPassword, "username"},
 		{"client id without module", "d", f.username("a"), f.token(t, "a", f.keys["a"], time.Hour), pahopackets.ErrorRefusedIDRejected, "is not {deviceId}/{moduleId}"},
-		{"the device itself", "d", f.deviceUsername("d"), f.token(t, "", f.keys[""], time.Hour), pahopackets.ErrorRefusedIDRejected, `this device, \"d\", connected as a device (client id without a module): device MQTT is not supported yet`},
-		{"a leaf device", "leaf", f.deviceUsername("leaf"), "x", pahopackets.ErrorRefusedIDRejected, `device \"leaf\" connected as a device`},
+		{"the device itself", "d", f.deviceUsername("d"), f.token(t, "", f.keys[""], time.Hour), pahopackets.ErrorRefusedNotAuthorised, `this edge device, \"d\", connected as a device`},
+		{"a device that is not a child", "leaf", f.deviceUsername("leaf"), "x", pahopackets.ErrorRefusedNotAuthorised, `device \"leaf\" is not a child of this edge device \"d\"`},
 		{"another device", "e/a", f.username("a"), f.token(t, "a", f.keys["a"], time.Hour), pahopackets.ErrorRefusedIDRejected, "names device"},
 		{"unknown module", "d/zz", f.username("zz"), f.token(t, "zz", f.keys["a"], time.Hour), pahopackets.ErrorRefusedNotAuthorised, "no module"},
 	} {

@@ -15,7 +15,7 @@ func (b *Broker) answerGet(s *session, rid string) {
 	m := s.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	t, err := b.cfg.Twins.Twin(m.id)
+	t, err := b.twinOf(m)
 	if err != nil {
 		b.answerError(s, rid, err)
 		return
@@ -41,7 +41,7 @@ func (b *Broker) answerPatch(s *session, rid string, patch []byte) {
 		b.answer(s, rid, 400, fmt.Sprintf("the reported patch is %d bytes; at most %d are allowed", len(patch), MaxPatchSize), "")
 		return
 	}
-	t, err := b.cfg.Twins.PatchReported(s.m.id, patch)
+	t, err := b.patchReported(s.m, patch)
 	if err != nil {
 		b.answerError(s, rid, err)
 		return
@@ -54,14 +54,16 @@ func (b *Broker) answerError(s *session, rid string, err error) {
 	var te *twin.Error
 	switch {
 	case errors.As(err, &te):
-		b.log.Info("broker: refused a reported patch", "module", s.m.id, "remote", s.remote, "path", te.Path, "reason", te.Reason)
+		b.log.Info("broker: refused a reported patch", s.m.kind(), s.m.id, "remote", s.remote, "path", te.Path, "reason", te.Reason)
 		b.answer(s, rid, 400, "invalid reported patch: "+te.Error(), te.Path)
 	case errors.Is(err, syncer.ErrUnknownModule):
 		b.answer(s, rid, 404, fmt.Sprintf("the device has no twin for module %q", s.m.id), "")
+	case errors.Is(err, syncer.ErrUnknownChild):
+		b.answer(s, rid, 404, fmt.Sprintf("the device has no twin for its child device %q", s.m.id), "")
 	case errors.Is(err, syncer.ErrNotSynced):
 		b.answer(s, rid, 503, "the device has not synced with its hub yet: retry once it has", "")
 	default:
-		b.log.Error("broker: a twin request failed", "module", s.m.id, "err", err)
+		b.log.Error("broker: a twin request failed", s.m.kind(), s.m.id, "err", err)
 		b.answer(s, rid, 500, "the device could not serve the twin request: "+err.Error(), "")
 	}
 }
@@ -85,9 +87,9 @@ func (b *Broker) catchUp(m *moduleState, hint int64) {
 	if s == nil || !subscribedToDesired(s.cl) || (hint != 0 && m.known && hint <= m.version) {
 		return
 	}
-	t, err := b.cfg.Twins.Twin(m.id)
+	t, err := b.twinOf(m)
 	if err != nil {
-		b.log.Warn("broker: read a module's twin for its desired changes", "module", m.id, "err", err)
+		b.log.Warn("broker: read a twin for its desired changes", m.kind(), m.id, "err", err)
 		return
 	}
 	v, desired := t.DesiredVersion(), t.DesiredJSON()
@@ -97,11 +99,36 @@ func (b *Broker) catchUp(m *moduleState, hint int64) {
 	patch := desired // the module's version is unknown, or the twin was made anew
 	if m.known && v > m.version {
 		if patch, err = twin.Diff(m.desired, desired); err != nil {
-			b.log.Error("broker: diff desired properties", "module", m.id, "err", err)
+			b.log.Error("broker: diff desired properties", m.kind(), m.id, "err", err)
 			patch = desired
 		}
 	}
 	b.publish(s, desiredTopic(v), withVersion(patch, v))
 	b.sentTo(s, m)
 	m.known, m.version, m.desired = true, v, desired
+}
+
+// twinOf returns the twin of a client: a module's twin, or a child's device
+// twin.
+func (b *Broker) twinOf(m *moduleState) (*twin.Twin, error) {
+	if m.child {
+		return b.cfg.Twins.ChildTwin(m.id)
+	}
+	return b.cfg.Twins.Twin(m.id)
+}
+
+// patchReported applies a client's reported patch through the syncer.
+func (b *Broker) patchReported(m *moduleState, patch []byte) (*twin.Twin, error) {
+	if m.child {
+		return b.cfg.Twins.PatchChildReported(m.id, patch)
+	}
+	return b.cfg.Twins.PatchReported(m.id, patch)
+}
+
+// kind names a client's kind in logs: "module" or "child" (a child device).
+func (m *moduleState) kind() string {
+	if m.child {
+		return "child"
+	}
+	return "module"
 }

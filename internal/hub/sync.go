@@ -188,6 +188,10 @@ func (h *Hub) deviceState(id, cursor string) (*hubapi.Sync, error) {
 	// the last patch they hold go together.
 	unlock := h.lockDevice(id)
 	mods, twins, sr, err := h.deviceRecords(id, d.GenerationID)
+	var kids []child
+	if err == nil {
+		kids, err = h.children(id) // their twins take this device's uploads too
+	}
 	unlock()
 	if err != nil {
 		return nil, err
@@ -218,6 +222,12 @@ func (h *Hub) deviceState(id, cursor string) (*hubapi.Sync, error) {
 	for _, rec := range twins {
 		rev = max(rev, rec.Version)
 	}
+	csum := fnv.New64a() // the children's identities: a change of any sends them all
+	for _, c := range kids {
+		rev = max(rev, c.version, c.twinVersion)
+		fmt.Fprintf(csum, "%s\x00%d\x00", c.dev.DeviceID, c.version)
+	}
+	childSum := fmt.Sprintf("%x", csum.Sum64())
 	// A cursor above everything the device has now comes from a hub that
 	// has since gone back (a restore, a lost revision file) or lost a
 	// module: only a full sync is sure to be right.
@@ -244,9 +254,107 @@ func (h *Hub) deviceState(id, cursor string) (*hubapi.Sync, error) {
 			}
 		}
 	}
-	revSum := fmt.Sprintf("%d.%x", rev, sum.Sum64())
+	if err := h.syncChildren(s, kids, since, s.Full || childSum != cursorChildSum(cursor)); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(sum, "%s\x00", childSum)
+	revSum := fmt.Sprintf("%d.%x.%s", rev, sum.Sum64(), childSum)
 	s.Cursor = revSum + "." + cursorMAC(key, d.DeviceID, d.GenerationID, revSum)
 	return s, nil
+}
+
+// cursorChildSum returns the hash of the children's identities a cursor
+// holds ("" for a cursor from before children were synced).
+func cursorChildSum(cursor string) string {
+	parts := strings.Split(cursor, ".")
+	if len(parts) != 4 {
+		return ""
+	}
+	return parts[2]
+}
+
+// child is a child device's identity and device twin records as a sync
+// reads them.
+type child struct {
+	dev         registry.Device
+	version     int64           // of its identity record
+	twin        json.RawMessage // nil when its twin was never written
+	twinVersion int64
+}
+
+// children reads the identities and twins of device id's children.
+func (h *Hub) children(id string) ([]child, error) {
+	ids, ok := h.notify.childrenOf(id)
+	if !ok { // the notifier has not read the devices yet (or does not run)
+		devs, err := h.reg.Children(id)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range devs {
+			ids = append(ids, d.DeviceID)
+		}
+	}
+	out := make([]child, 0, len(ids))
+	for _, cid := range ids {
+		rec, err := h.st.Get("devices/" + cid)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // deleted meanwhile: the notifier wakes the parent again
+		}
+		if err != nil {
+			return nil, err
+		}
+		c := child{version: rec.Version}
+		if err := json.Unmarshal(rec.Value, &c.dev); err != nil {
+			return nil, fmt.Errorf("record %s: %w", rec.Key, err)
+		}
+		if c.dev.ParentID() != id {
+			continue // re-parented meanwhile
+		}
+		c.dev.ETag = registry.ETagOf(rec.Version)
+		tw, err := h.st.Get("twins/" + cid)
+		switch {
+		case err == nil:
+			c.twin, c.twinVersion = tw.Value, tw.Version
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// syncChildren adds the children to s: all of them with every twin when
+// all is set, else the twins written after since.
+func (h *Hub) syncChildren(s *hubapi.Sync, kids []child, since int64, all bool) error {
+	if all {
+		s.Children = make([]hubapi.SyncChild, 0, len(kids))
+	}
+	for _, c := range kids {
+		if all {
+			sc := hubapi.SyncChild{DeviceID: c.dev.DeviceID, GenerationID: c.dev.GenerationID, Status: c.dev.Status, ETag: c.dev.ETag}
+			if k := c.dev.Authentication; k != nil && k.SymmetricKey != nil {
+				sc.PrimaryKey, sc.SecondaryKey = k.SymmetricKey.PrimaryKey, k.SymmetricKey.SecondaryKey
+			}
+			s.Children = append(s.Children, sc)
+		} else if c.twinVersion <= since {
+			continue
+		}
+		t := twin.New(c.dev.DeviceID, "", h.now())
+		if c.twin != nil {
+			if err := t.UnmarshalJSON(c.twin); err != nil {
+				return fmt.Errorf("twin of device %s: %w", c.dev.DeviceID, err)
+			}
+		}
+		b, err := h.twinJSON(t)
+		if errors.Is(err, registry.ErrNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		s.ChildTwins = append(s.ChildTwins, b)
+	}
+	return nil
 }
 
 // deviceRecords reads a device's modules and twins, and what its sync record
@@ -367,16 +475,24 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 		if pt.Seq <= sr.ReportedSeq {
 			continue // applied before: this is a retry
 		}
-		pt.ModuleID = registry.CanonicalModuleID(pt.ModuleID) // queued by a daemon from before $edgeAgent
-		m := twins[pt.ModuleID]
+		ref := "/" + pt.DeviceID // a child's device twin ('/' is in no id)
+		if pt.DeviceID == "" {
+			pt.ModuleID = registry.CanonicalModuleID(pt.ModuleID) // queued by a daemon from before $edgeAgent
+			ref = pt.ModuleID
+		}
+		m := twins[ref]
 		if m == nil {
 			m = new(moduleTwin)
-			m.t, m.version, m.err = h.reg.LoadTwin(id, pt.ModuleID)
+			if pt.DeviceID != "" {
+				m.t, m.version, m.err = h.childTwin(id, pt.DeviceID)
+			} else {
+				m.t, m.version, m.err = h.reg.LoadTwin(id, pt.ModuleID)
+			}
 			if m.err != nil && !errors.Is(m.err, registry.ErrNotFound) && !errors.Is(m.err, registry.ErrInvalid) {
 				return hubapi.ReportedAck{}, m.err
 			}
-			twins[pt.ModuleID] = m
-			order = append(order, pt.ModuleID)
+			twins[ref] = m
+			order = append(order, ref)
 		}
 		ack.Acked = pt.Seq
 		if m.err != nil {
@@ -412,6 +528,20 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 		return hubapi.ReportedAck{}, fmt.Errorf("apply reported patches: %w", err)
 	}
 	return ack, nil
+}
+
+// childTwin loads the device twin of child for a reported patch its
+// parent posts: an error wrapping registry.ErrInvalid when child is not a
+// child of parent (any more), so that the patch is rejected.
+func (h *Hub) childTwin(parent, child string) (*twin.Twin, int64, error) {
+	d, err := h.reg.GetDevice(child)
+	if err != nil {
+		return nil, 0, err
+	}
+	if p := d.ParentID(); p != parent {
+		return nil, 0, fmt.Errorf("%w: device %q is not a child of device %q (its parent is %q): its reported properties come through its parent only", registry.ErrInvalid, child, parent, p)
+	}
+	return h.reg.LoadTwin(child, "")
 }
 
 // lockDevice serialises a device's uploads, so that retries racing each

@@ -102,6 +102,18 @@ type Sync struct {
 	// the answer to the device itself); it posts each one's result to
 	// MethodResultPath.
 	Methods []MethodCall `json:"methods,omitempty"`
+
+	// Children is the whole list of the device's children with their keys
+	// when it is not null: on a full sync, and whenever any child identity
+	// changed since the cursor (one added, removed, disabled, re-keyed or
+	// re-parented); [] when the device now has none. null means unchanged
+	// since the cursor: keep the children you have. (In Go: nil against a
+	// non-nil empty slice.)
+	Children []SyncChild `json:"children"`
+	// ChildTwins are the children's device twins, in IoT Hub's JSON shape
+	// (as GET /twins/{id} answers): every child's when Children is sent,
+	// else those written since the cursor.
+	ChildTwins []json.RawMessage `json:"childTwins,omitempty"`
 }
 
 // SyncReported is the hub's last applied reported patch of a device.
@@ -162,10 +174,14 @@ func ValidSession(s string) bool {
 	return true
 }
 
-// ReportedPatch is one module's reported-properties merge patch.
+// ReportedPatch is one reported-properties merge patch: of a module of the
+// device (ModuleID), or of one of its children's device twins (DeviceID,
+// with ModuleID empty). The hub applies a child's patch only while the
+// child's parent is the device that posts it.
 type ReportedPatch struct {
 	Seq      int64           `json:"seq"`
 	ModuleID string          `json:"moduleId"`
+	DeviceID string          `json:"deviceId,omitempty"`
 	Patch    json.RawMessage `json:"patch"`
 }
 

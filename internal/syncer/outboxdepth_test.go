@@ -111,7 +111,7 @@ func TestOutboxDepth(t *testing.T) {
 	t4 := tick()
 	calls := make([]*call, 700) // seqs 4-703, one record: a group commit
 	for i := range calls {
-		calls[i] = &call{moduleID: "b", patch: fmt.Appendf(nil, `{"group":%d,"pad":%q}`, i, strings.Repeat("x", i%50))}
+		calls[i] = &call{ref: "b", patch: fmt.Appendf(nil, `{"group":%d,"pad":%q}`, i, strings.Repeat("x", i%50))}
 	}
 	s.commit(calls)
 	for _, c := range calls {

@@ -11,6 +11,14 @@
 //	twins/{moduleId}        the module twin as the device knows it
 //	outbox/{seq:020d}       reported patches waiting for the hub, from seq on:
 //	                        those of one group commit, in order
+//	children/{deviceId}     hubapi.SyncChild: a child device (leaf devices
+//	                        whose parent this device is), with its keys
+//	childtwins/{deviceId}   the child's device twin as the device knows it
+//
+// Children's twins take reported patches through the same outbox as the
+// modules' (a patch names the child's DeviceID instead of a ModuleID).
+// Inside the syncer a twin is named by a ref: a module's id, or "/" and a
+// child's device id ('/' is in no id).
 //
 // Reported patches go to the outbox first; the local twins they change are
 // written later, at the latest before the patches leave the outbox, so a
@@ -60,6 +68,28 @@ var ErrNotSynced = errors.New("the device has not synced with its hub yet")
 
 // ErrUnknownModule means the device has no such module.
 var ErrUnknownModule = errors.New("no such module on this device")
+
+// ErrUnknownChild means the device has no such child device.
+var ErrUnknownChild = errors.New("no such child device of this device")
+
+// childRef is the ref of a child's device twin; see the package doc.
+func childRef(deviceID string) string { return "/" + deviceID }
+
+// patchRef is the ref of the twin a queued patch is for.
+func patchRef(p hubapi.ReportedPatch) string {
+	if p.DeviceID != "" {
+		return childRef(p.DeviceID)
+	}
+	return p.ModuleID
+}
+
+// twinKey is the store key of the twin ref names.
+func twinKey(ref string) string {
+	if id, ok := strings.CutPrefix(ref, "/"); ok {
+		return "childtwins/" + id
+	}
+	return "twins/" + ref
+}
 
 // Syncer keeps one device's modules and twins in step with its hub.
 type Syncer struct {
@@ -112,11 +142,17 @@ type state struct {
 	Acked   int64  `json:"acked"` // every outbox seq ≤ Acked is held by the hub
 }
 
-// Change tells watchers what the hub changed.
+// Change tells watchers what the hub changed. A change of the children
+// sets Children or DeviceID; ModuleID is then "".
 type Change struct {
 	// ModuleID is the module whose twin changed, or "" when the set of
 	// modules (or their identities) changed.
-	ModuleID       string
+	ModuleID string
+	// DeviceID is the child device whose device twin changed.
+	DeviceID string
+	// Children is set when the set of children (or their identities: keys,
+	// status) changed.
+	Children       bool
 	DesiredVersion int64
 	// Reported is set when the hub's reported properties differ from what
 	// the device had (the hub lost some, or a twin was created anew), and
@@ -176,8 +212,9 @@ func New(hub *hubclient.Client, st store.Store, deviceID string, opts ...Option)
 	s.nextSeq = s.state.Acked + 1
 	for _, p := range pending { // in memory, then each twin written once
 		s.nextSeq = max(s.nextSeq, p.Seq+1)
-		t, err := s.localTwin(p.ModuleID)
-		if errors.Is(err, ErrUnknownModule) {
+		ref := patchRef(p)
+		t, err := s.localTwin(ref)
+		if errors.Is(err, ErrUnknownModule) || errors.Is(err, ErrUnknownChild) {
 			continue
 		}
 		if err == nil {
@@ -186,7 +223,7 @@ func New(hub *hubclient.Client, st store.Store, deviceID string, opts ...Option)
 		if err != nil {
 			return nil, fmt.Errorf("replay outbox seq %d: %w", p.Seq, err)
 		}
-		s.dirty[p.ModuleID] = t
+		s.dirty[ref] = t
 	}
 	if err := s.writeTwins(); err != nil {
 		return nil, fmt.Errorf("replay the outbox: %w", err)
@@ -330,6 +367,11 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 		}
 	}
 
+	kids, childrenChanged, err := s.applyChildren(resp.Children)
+	if err != nil {
+		return err
+	}
+
 	queued, err := s.pending(s.state.Acked)
 	if err != nil {
 		return err
@@ -362,7 +404,7 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 			oldReported = reportedJSON(old)
 		}
 		for _, p := range pending {
-			if p.ModuleID == t.ModuleID {
+			if p.DeviceID == "" && p.ModuleID == t.ModuleID {
 				if _, err := t.PatchReported(p.Patch, s.now().UTC()); err != nil {
 					s.log.Warn("sync: a queued reported patch no longer applies", "module", p.ModuleID, "seq", p.Seq, "err", err)
 				}
@@ -384,10 +426,23 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 		}
 	}
 
+	for _, raw := range resp.ChildTwins {
+		c, err := s.applyChildTwin(raw, kids, pending)
+		if err != nil {
+			return err
+		}
+		if c != nil {
+			changes = append(changes, *c)
+		}
+	}
+
 	s.state.Cursor, s.state.LastSync = resp.Cursor, s.now().UTC()
 	s.statusChangedLocked()
 	if err := s.saveState(); err != nil {
 		return err
+	}
+	if childrenChanged {
+		changes = append([]Change{{Children: true}}, changes...)
 	}
 	if modulesChanged {
 		changes = append([]Change{{}}, changes...)
@@ -453,17 +508,22 @@ func (s *Syncer) Modules() ([]hubapi.SyncModule, error) {
 	if !s.Synced() {
 		return nil, ErrNotSynced
 	}
-	recs, err := s.st.List("identities/")
+	return listJSON[hubapi.SyncModule](s.st, "identities/")
+}
+
+// listJSON reads the records under prefix, each a JSON T.
+func listJSON[T any](st store.Store, prefix string) ([]T, error) {
+	recs, err := st.List(prefix)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]hubapi.SyncModule, 0, len(recs))
+	out := make([]T, 0, len(recs))
 	for _, rec := range recs {
-		var m hubapi.SyncModule
-		if err := json.Unmarshal(rec.Value, &m); err != nil {
+		var v T
+		if err := json.Unmarshal(rec.Value, &v); err != nil {
 			return nil, fmt.Errorf("record %s: %w", rec.Key, err)
 		}
-		out = append(out, m)
+		out = append(out, v)
 	}
 	return out, nil
 }
@@ -473,19 +533,26 @@ func (s *Syncer) Twin(moduleID string) (*twin.Twin, error) {
 	if !s.Synced() {
 		return nil, ErrNotSynced
 	}
+	if strings.HasPrefix(moduleID, "/") { // a child's ref
+		return nil, fmt.Errorf("%w: %q", ErrUnknownModule, moduleID)
+	}
 	return s.localTwin(moduleID)
 }
 
-func (s *Syncer) localTwin(moduleID string) (*twin.Twin, error) {
+// localTwin returns the twin ref names (see twinKey) as the device knows it.
+func (s *Syncer) localTwin(ref string) (*twin.Twin, error) {
 	s.dmu.Lock()
-	t := s.dirty[moduleID]
+	t := s.dirty[ref]
 	s.dmu.Unlock()
 	if t != nil {
 		return t.Clone(), nil
 	}
-	rec, err := s.st.Get("twins/" + moduleID)
+	rec, err := s.st.Get(twinKey(ref))
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownModule, moduleID)
+		if id, ok := strings.CutPrefix(ref, "/"); ok {
+			return nil, fmt.Errorf("%w: %q", ErrUnknownChild, id)
+		}
+		return nil, fmt.Errorf("%w: %q", ErrUnknownModule, ref)
 	}
 	if err != nil {
 		return nil, err
@@ -521,7 +588,7 @@ func (s *Syncer) writeTwins() error {
 		wg.Go(func() {
 			b, err := t.MarshalJSON()
 			if err == nil {
-				_, err = s.st.Put("twins/"+id, b, store.Any)
+				_, err = s.st.Put(twinKey(id), b, store.Any)
 			}
 			if err != nil {
 				emu.Lock()
@@ -547,7 +614,23 @@ func (s *Syncer) writeTwins() error {
 // Syncer.dirty). A patch is checked against its twin as the patches before
 // it leave it, and a bad one is answered with its error and never queued.
 func (s *Syncer) PatchReported(moduleID string, patch []byte) (*twin.Twin, error) {
-	c := &call{moduleID: moduleID, patch: patch}
+	if strings.HasPrefix(moduleID, "/") { // a child's ref
+		return nil, fmt.Errorf("%w: %q", ErrUnknownModule, moduleID)
+	}
+	return s.patchReported(moduleID, patch)
+}
+
+// PatchChildReported applies a child device's reported patch to its local
+// device twin and queues it for the hub, as PatchReported does a module's.
+func (s *Syncer) PatchChildReported(deviceID string, patch []byte) (*twin.Twin, error) {
+	if deviceID == "" {
+		return nil, fmt.Errorf("%w: no device id", ErrUnknownChild)
+	}
+	return s.patchReported(childRef(deviceID), patch)
+}
+
+func (s *Syncer) patchReported(ref string, patch []byte) (*twin.Twin, error) {
+	c := &call{ref: ref, patch: patch}
 	s.qmu.Lock()
 	s.queue = append(s.queue, c)
 	if s.committing {
@@ -576,9 +659,9 @@ func (s *Syncer) PatchReported(moduleID string, patch []byte) (*twin.Twin, error
 
 // call is one PatchReported waiting for a commit.
 type call struct {
-	moduleID string
-	patch    []byte
-	done     chan struct{} // closed once answered; nil for the committer's own
+	ref   string // the twin's; see twinKey
+	patch []byte
+	done  chan struct{} // closed once answered; nil for the committer's own
 
 	twin *twin.Twin
 	err  error
@@ -608,14 +691,14 @@ func (s *Syncer) commit(calls []*call) {
 	changed := map[string][]*call{}  // the calls that changed each twin
 	rec := outboxRecord{Queued: now}
 	for _, c := range calls {
-		t, ok := twins[c.moduleID]
+		t, ok := twins[c.ref]
 		if !ok {
 			var err error
-			if t, err = s.localTwin(c.moduleID); err != nil {
+			if t, err = s.localTwin(c.ref); err != nil {
 				c.err = err
 				continue
 			}
-			twins[c.moduleID] = t
+			twins[c.ref] = t
 		}
 		// Check the patch on a copy first, so a bad one is never queued.
 		trial := t.Clone()
@@ -633,9 +716,13 @@ func (s *Syncer) commit(calls []*call) {
 			c.err = err
 			continue
 		}
-		twins[c.moduleID], c.twin = trial, trial.Clone() // trial becomes dirty: the caller's is its own
-		changed[c.moduleID] = append(changed[c.moduleID], c)
-		rec.Patches = append(rec.Patches, hubapi.ReportedPatch{Seq: s.nextSeq + int64(len(rec.Patches)), ModuleID: c.moduleID, Patch: compact})
+		twins[c.ref], c.twin = trial, trial.Clone() // trial becomes dirty: the caller's is its own
+		changed[c.ref] = append(changed[c.ref], c)
+		p := hubapi.ReportedPatch{Seq: s.nextSeq + int64(len(rec.Patches)), ModuleID: c.ref, Patch: compact}
+		if id, ok := strings.CutPrefix(c.ref, "/"); ok {
+			p.ModuleID, p.DeviceID = "", id
+		}
+		rec.Patches = append(rec.Patches, p)
 	}
 	if len(rec.Patches) == 0 {
 		return
@@ -800,7 +887,7 @@ scan:
 				if p.Seq <= acked {
 					continue // the hub has it: a crash came before the record went
 				}
-				n := len(p.Patch) + len(p.ModuleID) + 48
+				n := len(p.Patch) + len(p.ModuleID) + len(p.DeviceID) + 64
 				if len(batch.Patches) == batchSize || len(batch.Patches) > 0 && size+n > maxBatchBytes {
 					more = true
 					break scan

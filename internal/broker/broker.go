@@ -379,33 +379,48 @@ func (b *Broker) recheckIdentities() {
 	for _, m := range mods {
 		byID[m.ModuleID] = m
 	}
-	b.forgetGone(byID)
-	for _, m := range b.allModules() {
+	b.forgetGone(savedPrefix, false, func(id string) bool { _, ok := byID[id]; return ok })
+	b.recheck(b.allModules(), func(m *moduleState, token string) (bool, error) {
 		mod, ok := byID[m.id]
+		if !ok {
+			return true, refuse(connackNotAuthorized, "the device no longer has module %q", m.id)
+		}
+		_, err := b.verifyToken(token, m.id, mod)
+		return false, err
+	})
+}
+
+// recheck checks each client of clients (all modules, or all children)
+// with check, which says whether the device no longer has it and why its
+// token (token "" for a client not connected) is no longer good: a client
+// that fails is disconnected, and one that is gone is forgotten once it is
+// not connected.
+func (b *Broker) recheck(clients []*moduleState, check func(m *moduleState, token string) (gone bool, err error)) {
+	for _, m := range clients {
 		m.mu.Lock()
 		s := m.sess
-		m.gone = !ok
 		m.mu.Unlock()
-		if !ok && s == nil {
+		token := ""
+		if s != nil {
+			token = s.token
+		}
+		gone, err := check(m, token)
+		m.mu.Lock()
+		m.gone = gone
+		m.mu.Unlock()
+		if gone && s == nil {
 			b.mu.Lock()
 			m.mu.Lock()
-			if m.sess == nil && b.modules[m.id] == m {
-				delete(b.modules, m.id)
+			if all := b.clients(m.child); m.sess == nil && all[m.id] == m {
+				delete(all, m.id)
 				b.forget(m)
 			}
 			m.mu.Unlock()
 			b.mu.Unlock()
 			continue
 		}
-		if s == nil {
-			continue
-		}
-		err := error(refuse(connackNotAuthorized, "the device no longer has module %q", m.id))
-		if ok {
-			_, err = b.verifyToken(s.token, m.id, mod)
-		}
-		if err != nil {
-			b.log.Warn("broker: closing a module's connection: its identity changed", "module", m.id, "remote", s.remote, "reason", err.Error())
+		if s != nil && err != nil {
+			b.log.Warn("broker: closing a "+m.kind()+"'s connection: its identity changed", m.kind(), m.id, "remote", s.remote, "reason", err.Error())
 			s.cl.Stop(fmt.Errorf("identity changed: %w", err))
 		}
 	}

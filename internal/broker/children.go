@@ -14,7 +14,9 @@ import (
 // answers on $iothub/twin/res/#, desired changes on
 // $iothub/twin/PATCH/properties/desired/#), and subscribe to
 // $iothub/methods/POST/#. Anything else it publishes closes its connection,
-// with a log line naming it and the topic.
+// with a log line naming it and the topic (childMayPublish: telemetry on
+// devices/{deviceId}/messages/events/ and method answers are to be let
+// through there, for the child's own device id only).
 
 // childFilters are the filters a child device may subscribe to.
 var childFilters = []string{filterResponses, filterDesired, filterMethods}
@@ -67,64 +69,16 @@ func (b *Broker) recheckChildren() {
 	for _, c := range kids {
 		byID[c.DeviceID] = c
 	}
-	b.forgetGoneChildren(byID)
-	for _, m := range b.allChildren() {
+	b.forgetGone(savedChildPrefix, true, func(id string) bool { _, ok := byID[id]; return ok })
+	b.recheck(b.allChildren(), func(m *moduleState, token string) (bool, error) {
 		c, ok := byID[m.id]
-		m.mu.Lock()
-		s := m.sess
-		m.gone = !ok
-		m.mu.Unlock()
-		if !ok && s == nil {
-			b.mu.Lock()
-			m.mu.Lock()
-			if m.sess == nil && b.children[m.id] == m {
-				delete(b.children, m.id)
-				b.forget(m)
-			}
-			m.mu.Unlock()
-			b.mu.Unlock()
-			continue
-		}
-		if s == nil {
-			continue
-		}
-		var err error
 		switch {
 		case !ok:
-			err = refuse(connackNotAuthorized, "device %q is no longer a child of this edge device %q", m.id, b.cfg.DeviceID)
+			return true, refuse(connackNotAuthorized, "device %q is no longer a child of this edge device %q", m.id, b.cfg.DeviceID)
 		case !c.Enabled():
-			err = refuse(connackNotAuthorized, "child device %q was disabled at the hub", m.id)
-		default:
-			_, err = b.verifyChildToken(s.token, c)
+			return false, refuse(connackNotAuthorized, "child device %q was disabled at the hub", m.id)
 		}
-		if err != nil {
-			b.log.Warn("broker: closing a child device's connection: its identity changed", "child", m.id, "remote", s.remote, "reason", err.Error())
-			s.cl.Stop(fmt.Errorf("identity changed: %w", err))
-		}
-	}
-}
-
-// forgetGoneChildren removes what is kept of children not in have and not
-// connected.
-func (b *Broker) forgetGoneChildren(have map[string]hubapi.SyncChild) {
-	if b.cfg.Store == nil {
-		return
-	}
-	recs, err := b.cfg.Store.List(savedChildPrefix)
-	if err != nil {
-		b.log.Warn("broker: list the kept child sessions", "err", err)
-		return
-	}
-	for _, rec := range recs {
-		id := strings.TrimPrefix(rec.Key, savedChildPrefix)
-		if _, ok := have[id]; ok {
-			continue
-		}
-		b.mu.Lock()
-		m := b.children[id]
-		b.mu.Unlock()
-		if m == nil {
-			b.forget(&moduleState{id: id, child: true})
-		}
-	}
+		_, err := b.verifyChildToken(token, c)
+		return false, err
+	})
 }

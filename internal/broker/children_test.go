@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	pahopackets "github.com/eclipse/paho.mqtt.golang/packets"
 
+	"github.com/outpost-edge/outpost/internal/hub/hubtest"
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/identity"
 )
@@ -172,7 +174,7 @@ func TestChildIdentityChangesDisconnect(t *testing.T) {
 	}
 	c.waitLost(t, "re-keyed")
 	t.Logf("re-keyed: disconnected %v after the update", time.Since(start))
-	f.waitLog(t, "closing a child device's connection", "child=leaf", "matches neither key")
+	f.waitLog(t, "closing a child's connection", "child=leaf", "matches neither key")
 
 	c = f.connectChild(t, "leaf", newKey)
 	start = time.Now()
@@ -183,7 +185,7 @@ func TestChildIdentityChangesDisconnect(t *testing.T) {
 	}
 	c.waitLost(t, "disabled")
 	t.Logf("disabled: disconnected %v after the update", time.Since(start))
-	f.waitLog(t, "closing a child device's connection", "was disabled")
+	f.waitLog(t, "closing a child's connection", "was disabled")
 	if _, err := f.connect(t, "leaf", f.deviceUsername("leaf"), f.childToken(t, "leaf", newKey, time.Hour)); !errors.Is(err, pahopackets.ErrorRefusedNotAuthorised) {
 		t.Fatalf("a disabled child connects: %v", err)
 	}
@@ -201,5 +203,39 @@ func TestChildIdentityChangesDisconnect(t *testing.T) {
 	}
 	c.waitLost(t, "removed")
 	t.Logf("removed: disconnected %v after the delete", time.Since(start))
-	f.waitLog(t, "closing a child device's connection", "no longer a child")
+	f.waitLog(t, "closing a child's connection", "no longer a child")
+}
+
+// TestChildOffline: with the hub stopped, a child connects with the key the
+// device keeps, reads its twin and reports; its reports reach the hub once
+// it is back, and a desired change made then reaches the child.
+func TestChildOffline(t *testing.T) {
+	f := setup(t, fixtureOptions{})
+	key := f.addChild(t, "leaf", true)
+	addr := f.hub.Addr().String()
+	f.hub.Stop()
+
+	c := f.connectChild(t, "leaf", key)
+	if d, _ := c.get(t); d["$version"] != 1.0 {
+		t.Fatalf("cached child twin offline: %v", d)
+	}
+	for i, patch := range []string{`{"n":1,"at":"offline"}`, `{"n":2}`} {
+		topic, body := c.request(t, topicPatch, []byte(patch))
+		if !strings.HasPrefix(topic, topicResponse+"204/") || !strings.HasSuffix(topic, "&$version="+string(rune('2'+i))) {
+			t.Fatalf("patch %d offline answered on %s: %s", i+1, topic, body)
+		}
+	}
+	h2 := hubtest.Start(t, hubtest.Options{DataDir: f.hubData, Listen: addr})
+	owner := h2.Client(t)
+	eventually(t, "the child's reports at the hub", func() bool {
+		tw, err := owner.GetTwin(context.Background(), "leaf", "")
+		return err == nil && tw.Reported()["n"] == json.Number("2") && tw.Reported()["at"] == "offline"
+	})
+	if _, err := owner.PatchTwin(context.Background(), "leaf", "", []byte(`{"properties":{"desired":{"interval":6}}}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	topic, patch := c.nextDesired(t)
+	if topic != desiredTopic(2) || patch["interval"] != 6.0 {
+		t.Fatalf("desired after the hub came back: %s %v", topic, patch)
+	}
 }

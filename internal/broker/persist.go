@@ -9,7 +9,6 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/store"
 )
 
@@ -95,27 +94,28 @@ func (b *Broker) forget(m *moduleState) {
 	}
 }
 
-// forgetGone removes what is kept of modules not in have and not
-// connected.
-func (b *Broker) forgetGone(have map[string]hubapi.SyncModule) {
+// forgetGone removes what is kept under prefix (savedPrefix for modules,
+// savedChildPrefix for children) of clients the device does not have and
+// that are not connected.
+func (b *Broker) forgetGone(prefix string, child bool, has func(id string) bool) {
 	if b.cfg.Store == nil {
 		return
 	}
-	recs, err := b.cfg.Store.List(savedPrefix)
+	recs, err := b.cfg.Store.List(prefix)
 	if err != nil {
-		b.log.Warn("broker: list the kept module sessions", "err", err)
+		b.log.Warn("broker: list the kept sessions", "prefix", prefix, "err", err)
 		return
 	}
 	for _, rec := range recs {
-		id := strings.TrimPrefix(rec.Key, savedPrefix)
-		if _, ok := have[id]; ok {
+		id := strings.TrimPrefix(rec.Key, prefix)
+		if has(id) {
 			continue
 		}
 		b.mu.Lock()
-		m := b.modules[id]
+		m := b.clients(child)[id]
 		b.mu.Unlock()
 		if m == nil {
-			b.forget(&moduleState{id: id})
+			b.forget(&moduleState{id: id, child: child})
 		}
 	}
 }

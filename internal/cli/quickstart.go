@@ -201,6 +201,7 @@ func quickstartRun(ctx context.Context, f *Factory, opts *quickstartOptions) err
 		ln.Close()
 		return fmt.Errorf("quickstart: registry: %w", err)
 	}
+	defer reg.Close()
 	srv := &http.Server{Handler: reg, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()

@@ -99,8 +99,9 @@ func defaultPartData(part string) string {
 func registryServeRun(ctx context.Context, f *Factory, dir, listen string) error {
 	reg, err := ociregistry.Open(dir, log.New(io.Discard, "", 0))
 	if err != nil {
-		return &ExitError{Code: ExitFailure, Err: err, Hint: "check --data: outpost needs a directory it may write"}
+		return &ExitError{Code: ExitFailure, Err: err, Hint: "check --data: outpost needs a directory it may write, used by no other registry"}
 	}
+	defer reg.Close()
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("registry: listen on %s: %w", listen, err),

@@ -43,17 +43,22 @@ func (r *hubReporter) Run(ctx context.Context) error {
 	changes := r.sy.Watch(ctx)
 	t := time.NewTicker(hubStatusInterval)
 	defer t.Stop()
+	quiet := false // the last change was news of the child devices: nothing of $edgeHub's
 	for {
-		r.report()
+		if !quiet {
+			r.report()
+		}
 		select {
 		case <-ctx.Done():
 			r.report()
 			return nil
 		case <-t.C:
-		case _, ok := <-changes:
+			quiet = false
+		case c, ok := <-changes:
 			if !ok {
 				changes = nil
 			}
+			quiet = ok && (c.DeviceID != "" || c.Children)
 		}
 	}
 }

@@ -7,15 +7,15 @@
 // [Parse] reads YAML or JSON, told apart by content (JSON starts with '{'),
 // in one of two formats, told apart by their keys:
 //
-//   - a native manifest, {schemaVersion: "1.0", registryCredentials, modules};
+//   - a native manifest, {schemaVersion: "1.0", registryCredentials, modules,
+//     routes, storeAndForwardConfiguration} (the last two as in $edgeHub);
 //     a field it does not know is an error, with a "did you mean" hint;
 //   - an Azure IoT Edge deployment manifest as it is, in any of three forms:
 //     {"modulesContent": …}, an IoT Hub configuration {"content":
 //     {"modulesContent": …}, "targetCondition": …, …} or the bare
 //     modulesContent object {"$edgeAgent": …, "$edgeHub": …, …}. Layered
 //     members such as "properties.desired.modules.x" are merged in. What
-//     outpost does not support yet ($edgeHub routes and store-and-forward,
-//     systemModules, imagePullPolicy "never", module types other than docker,
+//     outpost does not support yet (mqttBroker of $edgeHub, systemModules, imagePullPolicy "never", module types other than docker,
 //     minDockerVersion, loggingOptions, settings.digest, unknown fields) is
 //     returned as a warning naming its path, and otherwise ignored.
 //
@@ -57,6 +57,7 @@
 // [FromAgentDesired] reads it back, ignoring $metadata and $version; it
 // accepts a real $edgeAgent twin too. [Manifest.HubDesired] renders the
 // $edgeHub twin's desired properties: the manifest's $edgeHub part as given
-// (routes in both of IoT Edge's forms), or schemaVersion, no routes and the
-// default store-and-forward time to live.
+// (routes in both of IoT Edge's forms), a native manifest's routes and
+// storeAndForwardConfiguration, or schemaVersion, no routes and the default
+// store-and-forward time to live.
 package deployment

@@ -1,7 +1,7 @@
 package deployment
 
 var (
-	nativeTopFields    = []string{"schemaVersion", "registryCredentials", "modules", "routes"}
+	nativeTopFields    = []string{"schemaVersion", "registryCredentials", "modules", "routes", "storeAndForwardConfiguration"}
 	nativeModuleFields = []string{"image", "version", "status", "restartPolicy", "startupOrder", "env", "createOptions", "desired"}
 )
 
@@ -16,9 +16,7 @@ func (c *checker) decodeNative(root *value) *Manifest {
 	if f, ok := top["registryCredentials"]; ok {
 		m.RegistryCredentials = c.credentials(f.val, "registryCredentials", true)
 	}
-	if f, ok := top["routes"]; !absent(f, ok) {
-		c.nativeRoutes(f.val, m)
-	}
+	c.nativeHub(top, m)
 	f, ok := top["modules"]
 	if absent(f, ok) {
 		return m // no modules: the deployment removes every module

@@ -52,17 +52,34 @@ func (c *checker) checkRouteModules(m *Manifest) {
 	}
 }
 
-// nativeRoutes reads a native manifest's routes: (name → route, as in
-// $edgeHub) into the $edgeHub desired properties.
-func (c *checker) nativeRoutes(v *value, m *Manifest) {
-	c.routes(v, "routes")
-	if v.kind != kindObject {
+// nativeHub reads a native manifest's routes: (name → route, as in
+// $edgeHub) and storeAndForwardConfiguration: {timeToLiveSecs} (as in
+// $edgeHub, default DefaultTimeToLiveSecs) into the $edgeHub desired
+// properties. A manifest with neither leaves m.Hub nil: the default.
+func (c *checker) nativeHub(top map[string]field, m *Manifest) {
+	routes, hasRoutes := top["routes"]
+	hasRoutes = !absent(routes, hasRoutes)
+	saf, hasSAF := top["storeAndForwardConfiguration"]
+	hasSAF = !absent(saf, hasSAF)
+	if !hasRoutes && !hasSAF {
 		return
 	}
-	b, _ := json.Marshal(map[string]any{
-		"schemaVersion":                HubSchemaVersion,
-		"routes":                       json.RawMessage(appendJSON(nil, v)),
-		"storeAndForwardConfiguration": map[string]any{"timeToLiveSecs": DefaultTimeToLiveSecs},
-	})
-	m.Hub = b
+	hub := map[string]any{"schemaVersion": HubSchemaVersion, "routes": map[string]any{}}
+	ttl := int64(DefaultTimeToLiveSecs)
+	if hasSAF {
+		const p = "storeAndForwardConfiguration"
+		if fs := c.members(saf.val, p, []string{"timeToLiveSecs"}, true); fs != nil {
+			if n, ok := c.nonNegative(fs, "timeToLiveSecs", p); ok {
+				ttl = n
+			}
+		}
+	}
+	hub["storeAndForwardConfiguration"] = map[string]any{"timeToLiveSecs": ttl}
+	if hasRoutes {
+		c.routes(routes.val, "routes")
+		if routes.val.kind == kindObject {
+			hub["routes"] = json.RawMessage(appendJSON(nil, routes.val))
+		}
+	}
+	m.Hub, _ = json.Marshal(hub)
 }

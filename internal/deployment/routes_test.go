@@ -36,6 +36,47 @@ routes:
 	}
 }
 
+// TestNativeStoreAndForward: a native manifest's storeAndForwardConfiguration
+// sets $edgeHub's time to live, with or without routes; a bad one is an
+// error naming its path and line.
+func TestNativeStoreAndForward(t *testing.T) {
+	for _, tt := range []struct {
+		doc     string
+		ttl     int
+		nRoutes int
+	}{
+		{"schemaVersion: \"1.0\"\nmodules: {a: {image: \"x:1\"}}\nstoreAndForwardConfiguration: {timeToLiveSecs: 86400}\n", 86400, 0},
+		{"schemaVersion: \"1.0\"\nmodules: {a: {image: \"x:1\"}}\nroutes: {r: FROM /messages/* INTO $upstream}\nstoreAndForwardConfiguration:\n  timeToLiveSecs: 0\n", 0, 1},
+		{"schemaVersion: \"1.0\"\nmodules: {a: {image: \"x:1\"}}\nroutes: {r: FROM /messages/* INTO $upstream}\n", DefaultTimeToLiveSecs, 1},
+	} {
+		m, warnings, err := Parse([]byte(tt.doc), "deployment.yaml")
+		if err != nil || len(warnings) != 0 {
+			t.Fatalf("Parse(%q): %v, warnings %q", tt.doc, err, warnings)
+		}
+		var hub struct {
+			Routes map[string]json.RawMessage    `json:"routes"`
+			SAF    *struct{ TimeToLiveSecs int } `json:"storeAndForwardConfiguration"`
+		}
+		if err := json.Unmarshal(m.HubDesired(), &hub); err != nil {
+			t.Fatal(err)
+		}
+		if hub.SAF == nil || hub.SAF.TimeToLiveSecs != tt.ttl || len(hub.Routes) != tt.nRoutes {
+			t.Errorf("Parse(%q): $edgeHub desired %s, want timeToLiveSecs %d and %d routes", tt.doc, m.HubDesired(), tt.ttl, tt.nRoutes)
+		}
+	}
+	for _, tt := range []struct{ doc, want string }{
+		{"schemaVersion: \"1.0\"\nmodules: {}\nstoreAndForwardConfiguration: {timeToLiveSecs: -1}\n",
+			"deployment.yaml:3: storeAndForwardConfiguration.timeToLiveSecs: -1 is not a whole number ≥ 0"},
+		{"schemaVersion: \"1.0\"\nmodules: {}\nstoreAndForwardConfiguration: {ttl: 5}\n",
+			"storeAndForwardConfiguration.ttl"},
+	} {
+		_, _, err := Parse([]byte(tt.doc), "deployment.yaml")
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(%q) = %v, want %q", tt.doc, err, tt.want)
+		}
+	}
+}
+
 func TestRouteErrors(t *testing.T) {
 	tests := []struct{ doc, want string }{
 		{"schemaVersion: \"1.0\"\nmodules: {a: {image: \"x:1\"}}\nroutes:\n  r: FROM /messages/* WHERE $body.t > 1 INTO $upstream\n",

@@ -324,10 +324,26 @@ func (h *Hub) writeCredentials() error {
 	return atomicfile.WriteFile(path, b, 0o600)
 }
 
-// ReadCredentials reads the credentials a hub wrote in its data dir.
+// credentialsWait is how long ReadCredentials waits for a hub that is
+// starting on an existing data dir to write its credentials.
+const credentialsWait = 5 * time.Second
+
+// ReadCredentials reads the credentials a hub wrote in its data dir. A hub
+// takes its port before it writes them (so `hub serve &` and a wait for the
+// port is not enough): when the data dir exists but the file does not yet,
+// it waits a few seconds for a hub starting there.
 func ReadCredentials(dataDir string) (Credentials, error) {
 	var c Credentials
-	b, err := os.ReadFile(filepath.Join(dataDir, CredentialsFile))
+	path := filepath.Join(dataDir, CredentialsFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if _, statErr := os.Stat(dataDir); statErr == nil {
+			for deadline := time.Now().Add(credentialsWait); errors.Is(err, os.ErrNotExist) && time.Now().Before(deadline); {
+				time.Sleep(50 * time.Millisecond)
+				b, err = os.ReadFile(path)
+			}
+		}
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		return c, fmt.Errorf("no hub credentials in %s: start the hub once with `outpost hub serve --data %s`", dataDir, dataDir)
 	}

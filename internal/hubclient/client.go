@@ -54,7 +54,7 @@ func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc
 func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
 
 // New returns a client for the hub named in connectionString, trusting
-// caFile (PEM) in addition to the system's roots when it is not "".
+// only caFile (PEM) when it is not "", the system's roots otherwise.
 func New(connectionString, caFile string, opts ...Option) (*Client, error) {
 	if connectionString == "" {
 		return nil, &Error{Message: "no hub connection string", hint: "pass --hub, set OUTPOST_CONNECTION_STRING, or put connection-string in the config file; `outpost hub credentials` prints the owner's"}
@@ -75,10 +75,11 @@ func New(connectionString, caFile string, opts ...Option) (*Client, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read the hub's CA: %w", err)
 		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
+		// Only the given CA, as curl --cacert and kubectl's
+		// certificate-authority do: loading the system's roots as well costs
+		// every command start the parse of the whole bundle, and a hub named
+		// by its own CA has no business with a public one.
+		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("the hub's CA %s holds no PEM certificate", caFile)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/outpost-edge/outpost/internal/atomicfile"
+	"github.com/outpost-edge/outpost/internal/dirlock"
 )
 
 const (
@@ -164,9 +165,13 @@ func Open(dir string, opts ...Option) (*Store, error) {
 			return nil, fmt.Errorf("image store: %w", err)
 		}
 	}
-	lf, err := lockDir(dir)
+	lf, err := dirlock.Lock(filepath.Join(dir, lockName))
+	var busy *dirlock.BusyError
+	if errors.As(err, &busy) {
+		return nil, fmt.Errorf("image store %s is in use by %s (another outpost daemon running?)", dir, busy.Holder)
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("image store: %w", err)
 	}
 	s.lockFile = lf
 	s.removeLeftovers()

@@ -85,5 +85,6 @@ func BenchmarkPushDisk(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer r.Close()
 	benchPush(b, r)
 }

@@ -11,6 +11,7 @@
 //	blobs/ALG/HEX                         blobs (layers, configs)
 //	repos/REPO/_digests/ALG/HEX           manifests by digest
 //	repos/REPO/_tags/TAG                  manifests by tag (a copy of the manifest)
+//	LOCK                                  held by the registry that has it open (its pid)
 //
 // A manifest file is its media type, a newline, and its bytes as pushed.
 // Repository names and tags are checked against the distribution spec's
@@ -37,6 +38,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/outpost-edge/outpost/internal/atomicfile"
+	"github.com/outpost-edge/outpost/internal/dirlock"
 )
 
 // The distribution spec's grammar of names, tags and digests.
@@ -48,12 +50,15 @@ var (
 
 // Registry is a persistent registry over one data dir.
 type Registry struct {
-	dir string
-	h   http.Handler
+	dir  string
+	h    http.Handler
+	lock *os.File // the data dir's lock, held until Close
 }
 
 // Open opens (or makes, mode 0700) the data dir and loads the manifests
-// stored there. logger gets ggcr's request log (nil: none).
+// stored there. logger gets ggcr's request log (nil: none). The data dir is
+// locked until Close: a second registry on it (which would not see the
+// first's pushes) fails to open, naming the first's pid.
 func Open(dir string, logger *log.Logger) (*Registry, error) {
 	if logger == nil {
 		logger = log.New(io.Discard, "", 0)
@@ -63,12 +68,27 @@ func Open(dir string, logger *log.Logger) (*Registry, error) {
 			return nil, fmt.Errorf("registry data dir: %w", err)
 		}
 	}
-	r := &Registry{dir: dir, h: registry.New(registry.Logger(logger), registry.WithBlobHandler(&diskBlobs{dir: filepath.Join(dir, "blobs")}))}
+	lock, err := dirlock.Lock(filepath.Join(dir, lockName))
+	var busy *dirlock.BusyError
+	if errors.As(err, &busy) {
+		return nil, fmt.Errorf("registry data dir %s is in use by %s (another outpost registry serve or quickstart running?): stop it, or pass another --data", dir, busy.Holder)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("registry data dir: %w", err)
+	}
+	r := &Registry{dir: dir, lock: lock, h: registry.New(registry.Logger(logger), registry.WithBlobHandler(&diskBlobs{dir: filepath.Join(dir, "blobs")}))}
 	if err := r.load(); err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("registry data dir %s: %w", dir, err)
 	}
 	return r, nil
 }
+
+// lockName is the data dir's lock file.
+const lockName = "LOCK"
+
+// Close releases the data dir. Serve nothing with r after it.
+func (r *Registry) Close() error { return r.lock.Close() }
 
 // Dir is the registry's data dir.
 func (r *Registry) Dir() string { return r.dir }

@@ -1,10 +1,12 @@
 package ociregistry
 
 import (
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -13,14 +15,20 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
-func serve(t *testing.T, dir string) (*httptest.Server, string) {
+// serve serves a registry on dir until stop (or the test's end).
+func serve(t *testing.T, dir string) (stop func(), addr string) {
 	t.Helper()
 	r, err := Open(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(r)
-	return srv, strings.TrimPrefix(srv.URL, "http://")
+	stop = sync.OnceFunc(func() {
+		srv.Close()
+		r.Close()
+	})
+	t.Cleanup(stop)
+	return stop, strings.TrimPrefix(srv.URL, "http://")
 }
 
 // TestPersistence: what is pushed (an image, an index, tags, by digest) is
@@ -28,7 +36,7 @@ func serve(t *testing.T, dir string) (*httptest.Server, string) {
 // deleted stays deleted.
 func TestPersistence(t *testing.T) {
 	dir := t.TempDir()
-	srv, addr := serve(t, dir)
+	stop, addr := serve(t, dir)
 	img, err := random.Image(1024, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +60,7 @@ func TestPersistence(t *testing.T) {
 	if err := remote.Delete(goneRef); err != nil {
 		t.Fatal(err)
 	}
-	srv.Close()
+	stop()
 
 	_, addr2 := serve(t, dir)
 	imgDigest, _ := img.Digest()
@@ -101,15 +109,40 @@ func TestPersistence(t *testing.T) {
 
 // TestBadNames: a repository or tag that may not name a file is refused.
 func TestBadNames(t *testing.T) {
-	srv, _ := serve(t, t.TempDir())
-	defer srv.Close()
+	r, err := Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
 	for _, p := range []string{"/v2/../x/manifests/1", "/v2/UPPER/manifests/1", "/v2/ok/manifests/..", "/v2/a/../b/blobs/uploads/"} {
 		req := httptest.NewRequest("PUT", p, strings.NewReader("{}"))
 		rec := httptest.NewRecorder()
-		r, _ := Open(t.TempDir(), nil)
 		r.ServeHTTP(rec, req)
 		if rec.Code != 400 {
 			t.Errorf("PUT %s: %d %s", p, rec.Code, rec.Body)
 		}
 	}
+}
+
+// TestLock: a second registry on a data dir in use fails to open, naming
+// the first's pid; once the first is closed, it opens.
+func TestLock(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(dir, nil)
+	want := fmt.Sprintf("registry data dir %s is in use by pid %d", dir, os.Getpid())
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("second Open: %v, want %q", err, want)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Open(dir, nil)
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	r2.Close()
 }

@@ -13,16 +13,6 @@ import (
 // later writes (see spares).
 const recycle = true
 
-// tryLock takes an exclusive flock on f without waiting; errBusy if another open file holds
-// it. The kernel releases it when its holder dies, so a LOCK file left behind is harmless.
-func tryLock(f *os.File) error {
-	err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-	if errors.Is(err, unix.EWOULDBLOCK) {
-		return errBusy
-	}
-	return err
-}
-
 // syncDir makes the entries of the directory d durable.
 func syncDir(d *os.File) error { return d.Sync() }
 

@@ -10,12 +10,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/outpost-edge/outpost/internal/atomicfile"
+	"github.com/outpost-edge/outpost/internal/dirlock"
 )
 
 // Open opens the store in dir, creating dir (mode 0700) if needed, and locks it: a second
@@ -55,32 +55,14 @@ func Open(dir string, opts ...Option) (*FileStore, error) {
 	return s, nil
 }
 
-var errBusy = errors.New("lock held")
-
 // lock takes the data dir's LOCK file and writes our pid in it.
 func lock(dir string) (*os.File, error) {
-	path := filepath.Join(dir, lockName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("store: lock data dir: %w", err)
-	}
-	if err := tryLock(f); err != nil {
-		f.Close()
-		if err != errBusy {
-			return nil, fmt.Errorf("store: lock %s: %w", path, err)
-		}
-		who := "another process"
-		if b, _ := os.ReadFile(path); len(bytes.TrimSpace(b)) > 0 {
-			who = "pid " + string(bytes.TrimSpace(b))
-		}
-		return nil, wrapf(ErrLocked, "data dir %s is in use by %s (another outpost running?)", dir, who)
-	}
-	err = f.Truncate(0)
-	if err == nil {
-		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	f, err := dirlock.Lock(filepath.Join(dir, lockName))
+	var busy *dirlock.BusyError
+	if errors.As(err, &busy) {
+		return nil, wrapf(ErrLocked, "data dir %s is in use by %s (another outpost running?)", dir, busy.Holder)
 	}
 	if err != nil {
-		f.Close()
 		return nil, fmt.Errorf("store: lock data dir: %w", err)
 	}
 	return f, nil

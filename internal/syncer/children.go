@@ -17,19 +17,7 @@ func (s *Syncer) Children() ([]hubapi.SyncChild, error) {
 	if !s.Synced() {
 		return nil, ErrNotSynced
 	}
-	recs, err := s.st.List("children/")
-	if err != nil {
-		return nil, err
-	}
-	out := make([]hubapi.SyncChild, 0, len(recs))
-	for _, rec := range recs {
-		var c hubapi.SyncChild
-		if err := json.Unmarshal(rec.Value, &c); err != nil {
-			return nil, fmt.Errorf("record %s: %w", rec.Key, err)
-		}
-		out = append(out, c)
-	}
-	return out, nil
+	return listJSON[hubapi.SyncChild](s.st, "children/")
 }
 
 // Child returns one child's identity, or an error wrapping ErrUnknownChild.

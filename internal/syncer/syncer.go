@@ -508,17 +508,22 @@ func (s *Syncer) Modules() ([]hubapi.SyncModule, error) {
 	if !s.Synced() {
 		return nil, ErrNotSynced
 	}
-	recs, err := s.st.List("identities/")
+	return listJSON[hubapi.SyncModule](s.st, "identities/")
+}
+
+// listJSON reads the records under prefix, each a JSON T.
+func listJSON[T any](st store.Store, prefix string) ([]T, error) {
+	recs, err := st.List(prefix)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]hubapi.SyncModule, 0, len(recs))
+	out := make([]T, 0, len(recs))
 	for _, rec := range recs {
-		var m hubapi.SyncModule
-		if err := json.Unmarshal(rec.Value, &m); err != nil {
+		var v T
+		if err := json.Unmarshal(rec.Value, &v); err != nil {
 			return nil, fmt.Errorf("record %s: %w", rec.Key, err)
 		}
-		out = append(out, m)
+		out = append(out, v)
 	}
 	return out, nil
 }

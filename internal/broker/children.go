@@ -14,9 +14,10 @@ import (
 // answers on $iothub/twin/res/#, desired changes on
 // $iothub/twin/PATCH/properties/desired/#), and subscribe to
 // $iothub/methods/POST/#. Anything else it publishes closes its connection,
-// with a log line naming it and the topic (childMayPublish: telemetry on
-// devices/{deviceId}/messages/events/ and method answers are to be let
-// through there, for the child's own device id only).
+// with a log line naming it and the topic. Its telemetry on
+// devices/{deviceId}/messages/events/ and its method answers are let
+// through here and checked where they are taken (leaf_messages.go: its own
+// device id only, answers to its own calls only).
 
 // childFilters are the filters a child device may subscribe to.
 var childFilters = []string{filterResponses, filterDesired, filterMethods}

@@ -27,6 +27,7 @@ const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { Client, Message } = require('azure-iot-device');
 const { Mqtt } = require('azure-iot-device-mqtt');
+const { rejects } = require('./sdkcall');
 
 const phase = process.env.OUTPOST_PHASE;
 const leafCS = process.env.OUTPOST_LEAF_CS;
@@ -53,17 +54,6 @@ function event(id, n) {
   m.contentEncoding = 'utf-8';
   m.properties.add('phase', phase);
   return m;
-}
-
-// failure runs a call that must fail and returns its error.
-async function failure(what, fn) {
-  try {
-    const res = await fn();
-    assert.fail(`${what} succeeded: ${JSON.stringify(res && res.result)}`);
-  } catch (err) {
-    if (err instanceof assert.AssertionError) throw err;
-    return err;
-  }
 }
 
 describe(`leaf device ${leafId} through the edge device (${phase})`, { timeout: STEP_TIMEOUT * 4 }, () => {
@@ -99,7 +89,7 @@ describe(`leaf device ${leafId} through the edge device (${phase})`, { timeout: 
       // connect timeout, saying the leaf is not on the edge device.
       await leaf.close();
       leaf = undefined;
-      const err = await failure('blink offline', () => service.invokeDeviceMethod(leafId, {
+      const err = await rejects('blink with the leaf disconnected', service.invokeDeviceMethod(leafId, {
         methodName: 'blink', payload: {}, responseTimeoutInSeconds: 5, connectTimeoutInSeconds: 1,
       }));
       assert.equal(err.response.statusCode, 404, String(err));

@@ -20,11 +20,11 @@ import (
 // for a module's session.
 func leafOf(s *session) (string, bool) { return s.m.id, s.m.child }
 
-// leafSession returns the session of the connected leaf device deviceID,
-// nil when it is not connected.
-func (b *Broker) leafSession(deviceID string) *session {
+// sessionOf returns the current session of module id (child false) or of
+// child device id (child true), nil when it is not connected.
+func (b *Broker) sessionOf(child bool, id string) *session {
 	b.mu.Lock()
-	m := b.children[deviceID]
+	m := b.clients(child)[id]
 	b.mu.Unlock()
 	if m == nil {
 		return nil
@@ -75,5 +75,5 @@ func leafEventsTopic(leafID, topic string) (bag string, err error) {
 // subscribed to $iothub/methods/POST/# within connectWait
 // (ErrNotSubscribed), and answer within responseWait (ErrMethodTimeout).
 func (b *Broker) InvokeDeviceMethod(ctx context.Context, deviceID, method string, payload []byte, connectWait, responseWait time.Duration) (MethodResult, error) {
-	return b.invoke(ctx, "leaf device "+deviceID, func() *session { return subscribedToMethods(b.leafSession(deviceID)) }, method, payload, connectWait, responseWait)
+	return b.invoke(ctx, "leaf device "+deviceID, func() *session { return subscribedToMethods(b.sessionOf(true, deviceID)) }, method, payload, connectWait, responseWait)
 }

@@ -67,21 +67,6 @@ func (mc *methodCalls) waitChange() <-chan struct{} {
 	return mc.changed
 }
 
-// methodSession returns the module's current session when it is subscribed
-// to methods.
-func (b *Broker) methodSession(moduleID string) *session {
-	b.mu.Lock()
-	m := b.modules[moduleID]
-	b.mu.Unlock()
-	if m == nil {
-		return nil
-	}
-	m.mu.Lock()
-	s := m.sess
-	m.mu.Unlock()
-	return subscribedToMethods(s)
-}
-
 // subscribedToMethods returns s when it is subscribed to methods, else nil.
 func subscribedToMethods(s *session) *session {
 	if s == nil {
@@ -98,7 +83,7 @@ func subscribedToMethods(s *session) *session {
 // module that is not connected and subscribed to $iothub/methods/POST/# is
 // waited for up to connectWait; then the call fails with ErrNotSubscribed.
 func (b *Broker) InvokeMethod(ctx context.Context, moduleID, method string, payload []byte, connectWait, responseWait time.Duration) (MethodResult, error) {
-	return b.invoke(ctx, "module "+moduleID, func() *session { return b.methodSession(moduleID) }, method, payload, connectWait, responseWait)
+	return b.invoke(ctx, "module "+moduleID, func() *session { return subscribedToMethods(b.sessionOf(false, moduleID)) }, method, payload, connectWait, responseWait)
 }
 
 // invoke calls method on the session find returns (nil while there is none

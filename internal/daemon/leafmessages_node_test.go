@@ -33,11 +33,7 @@ import (
 // the other SDK tests through sdktest): it needs root, node and
 // compat/node/node_modules.
 func TestNodeLeafMessages(t *testing.T) {
-	node, dir := sdktest.NodeDir(t, "azure-iothub", "azure-iot-device", "azure-iot-device-mqtt")
-	hubAddr := "127.0.0.1:443"
-	sdktest.Listen(t, hubAddr).Close() // the lock stays ours until the test ends
-	ln := sdktest.Listen(t, sdktest.SDKBroker)
-	f := agenttest.NewWithHub(t, runtime.KindProcess, hubtest.Options{Listen: hubAddr, HostName: "localhost"})
+	node, dir, ln, f := sdkFixture(t)
 	ctx := t.Context()
 	edge, err := f.Owner.GetDevice(ctx, f.DeviceID)
 	if err != nil {
@@ -127,9 +123,27 @@ func TestNodeLeafMessages(t *testing.T) {
 	}
 	d, _ = start(t, cfg)
 	runPhase("offline", "boot")
-	h2 := hubtest.Start(t, hubtest.Options{DataDir: f.Hub.DataDir, Listen: hubAddr, HostName: "localhost"})
+	h2 := hubtest.Start(t, hubtest.Options{DataDir: f.Hub.DataDir, Listen: sdkHub, HostName: "localhost"})
 	waitAtHub(h2.Client(t), "online-1,online-2,offline-1,offline-2,boot-1,boot-2")
 	if n := logs.count("rejected a queued message"); n != 0 {
 		t.Errorf("%d messages refused by the hub", n)
 	}
+}
+
+// sdkHub is where the hub listens for the Azure SDKs, which take no port:
+// 127.0.0.1:443, as "localhost".
+const sdkHub = "127.0.0.1:443"
+
+// sdkFixture is the set-up of the tests that run the Azure Node.js SDKs
+// against a hub and a daemon: node and compat/node (with the service and
+// device SDKs), the locks of the hub's port (kept until the test ends) and
+// of the broker's (sdktest.SDKBroker, its listener returned for the
+// daemon), and a hub on sdkHub with the device and a registry.
+func sdkFixture(t *testing.T) (node, dir string, broker net.Listener, f *agenttest.Fixture) {
+	t.Helper()
+	node, dir = sdktest.NodeDir(t, "azure-iothub", "azure-iot-device", "azure-iot-device-mqtt")
+	sdktest.Listen(t, sdkHub).Close() // the lock stays ours until the test ends
+	broker = sdktest.Listen(t, sdktest.SDKBroker)
+	f = agenttest.NewWithHub(t, runtime.KindProcess, hubtest.Options{Listen: sdkHub, HostName: "localhost"})
+	return node, dir, broker, f
 }

@@ -169,19 +169,23 @@ type moduleState struct {
 	loaded     bool     // what was saved of it has been read
 	persistent bool     // its current session is persistent (clean session 0)
 	subs       []string // the filters of its persistent session, sorted
+
+	unanswered []sentAnswer // twin answers for its next connection (twins.go)
 }
 
 // session is one authenticated connection.
 type session struct {
-	m      *moduleState
-	cl     *mqtt.Client
-	remote string
-	token  string
-	out    chan *packets.Packet // pointers: a Packet is 800 bytes, a queue of them 200 KiB a module
-	done   chan struct{}
-	expiry *time.Timer
-	stop   sync.Once
-	sent   []sentDesired // guarded by m.mu: desired properties sent lately
+	m       *moduleState
+	cl      *mqtt.Client
+	remote  string
+	token   string
+	out     chan *packets.Packet // pointers: a Packet is 800 bytes, a queue of them 200 KiB a module
+	done    chan struct{}
+	expiry  *time.Timer
+	stop    sync.Once
+	sent    []sentDesired // guarded by m.mu: desired properties sent lately
+	acks    *pubacks      // PUBACKs of messages waiting for their group commit (messages.go)
+	answers []sentAnswer  // guarded by m.mu: twin answers sent lately (twins.go)
 }
 
 // unreadWindow is how long before a connection ends a desired patch the
@@ -224,6 +228,7 @@ func (b *Broker) unsend(s *session, m *moduleState) {
 		}
 	}
 	s.sent = nil
+	b.keepAnswers(s)
 }
 
 // ModuleStatus is a module's state at the broker.

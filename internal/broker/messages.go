@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -176,18 +177,26 @@ func (b *Broker) onMessage(s *session, cl *mqtt.Client, pk packets.Packet) bool 
 	}
 	msg.OutputName = msg.SystemProperties["$.on"]
 	dests := b.route(&msg, now)
-	ack := func() {
+	if len(dests) == 0 {
+		b.log.Debug("broker: no route takes the message: dropped", "module", s.m.id, "output", msg.OutputName)
 		if pk.FixedHeader.Qos > 0 {
 			_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID})
 		}
-	}
-	if len(dests) == 0 {
-		b.log.Debug("broker: no route takes the message: dropped", "module", s.m.id, "output", msg.OutputName)
-		ack()
 		return true
 	}
+	if s.acks == nil { // only this client's reader goroutine comes here
+		s.acks = &pubacks{cl: cl}
+	}
+	acks := s.acks
+	ack := func() {
+		if pk.FixedHeader.Qos > 0 {
+			acks.add(pk.PacketID)
+		}
+	}
 	data, _ := json.Marshal(msg)
-	b.cfg.Messages.Append(msgqueue.Record{Dests: dests, Data: data}, func(_ uint64, err error) {
+	// The decoded message stays beside the queue's copy for this process's
+	// deliveries: only a message read back after a restart is decoded.
+	b.cfg.Messages.Append(msgqueue.Record{Dests: dests, Data: data, Value: &msg, Flush: acks}, func(_ uint64, err error) {
 		switch {
 		case err == nil:
 			ack()
@@ -200,6 +209,36 @@ func (b *Broker) onMessage(s *session, cl *mqtt.Client, pk packets.Packet) bool 
 		}
 	})
 	return true
+}
+
+// pubacks gathers the PUBACKs of a group commit for one module, sent
+// together in one write when the group's callbacks are over (Flush).
+type pubacks struct {
+	cl  *mqtt.Client
+	mu  sync.Mutex
+	ids []uint16
+}
+
+func (a *pubacks) add(id uint16) {
+	a.mu.Lock()
+	a.ids = append(a.ids, id)
+	a.mu.Unlock()
+}
+
+// Flush sends the PUBACKs gathered.
+func (a *pubacks) Flush() {
+	a.mu.Lock()
+	ids := a.ids
+	a.ids = nil
+	a.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	pks := make([]packets.Packet, len(ids))
+	for i, id := range ids {
+		pks[i] = packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: id, ProtocolVersion: a.cl.Properties.ProtocolVersion}
+	}
+	_ = writePackets(a.cl, pks) // a connection that ended gets none: the module sends again
 }
 
 // route returns the queue destinations the routes give msg, each once.
@@ -236,7 +275,8 @@ func (b *Broker) route(msg *hubapi.Message, now time.Time) []msgqueue.Dest {
 		if r.TTLSecs > 0 {
 			ttl = time.Duration(r.TTLSecs) * time.Second
 		}
-		dests = append(dests, msgqueue.Dest{Name: name, Expires: now.Add(ttl)})
+		// A module's input reads the message decoded at its append.
+		dests = append(dests, msgqueue.Dest{Name: name, Expires: now.Add(ttl), ReadsValue: !r.Sink.Upstream})
 	}
 	return dests
 }
@@ -267,8 +307,10 @@ type deliverer struct {
 
 	mu       sync.Mutex
 	inflight map[uint16]inflightRef
-	sent     map[string][]sentRef // per destination, in send order
+	sent     map[string][]sentRef // per destination, in send order, not yet acknowledged in the queue
+	last     map[string]uint64    // per destination, the last seq sent in this session
 	wake     chan struct{}
+	batch    []packets.Packet // send's, reused
 }
 
 type inflightRef struct {
@@ -286,7 +328,7 @@ func (b *Broker) startDelivery(s *session) {
 	if b.cfg.Messages == nil {
 		return
 	}
-	d := &deliverer{b: b, s: s, inflight: map[uint16]inflightRef{}, sent: map[string][]sentRef{}, wake: make(chan struct{}, 1)}
+	d := &deliverer{b: b, s: s, inflight: map[uint16]inflightRef{}, sent: map[string][]sentRef{}, last: map[string]uint64{}, wake: make(chan struct{}, 1)}
 	b.mu.Lock()
 	b.deliverers[s.cl] = d
 	b.mu.Unlock()
@@ -318,36 +360,47 @@ func (d *deliverer) subscribed() bool {
 	return ok
 }
 
-// send publishes what waits, up to the window.
+// send publishes what waits, up to the window, in one write: one TLS
+// record (or a few, for many messages) rather than one a message.
 func (d *deliverer) send() {
 	log := d.b.cfg.Messages
-	dests := log.Dests(inputDestPrefix + d.s.m.id + "/")
-	for _, dest := range dests {
+	prefix := inputDestPrefix + d.s.m.id + "/"
+	d.batch = d.batch[:0]
+dests:
+	for _, dest := range log.Dests(prefix) {
 		d.mu.Lock()
 		room := deliverWindow - len(d.inflight)
-		var after uint64
-		if sent := d.sent[dest]; len(sent) > 0 {
-			after = sent[len(sent)-1].seq
-		}
+		after := d.last[dest] // not from sent: a prefix acknowledged is sent still
 		d.mu.Unlock()
 		if room <= 0 {
-			return
+			break
 		}
-		input := strings.TrimPrefix(dest, inputDestPrefix+d.s.m.id+"/")
+		input := strings.TrimPrefix(dest, prefix)
 		for _, e := range log.Pending(dest, after, room) {
-			if !d.publish(dest, input, e) {
-				return
+			if !d.add(dest, input, e) {
+				break dests // no packet ID free: what is in the batch goes
 			}
 		}
 	}
+	if len(d.batch) == 0 {
+		return
+	}
+	if err := writePackets(d.s.cl, d.batch); err != nil {
+		d.s.cl.Stop(fmt.Errorf("write to the module: %w", err))
+	}
 }
 
-func (d *deliverer) publish(dest, input string, e msgqueue.Entry) bool {
-	var msg hubapi.Message
-	if err := json.Unmarshal(e.Data, &msg); err != nil {
-		d.b.log.Error("broker: a queued message does not decode: skipped", "dest", dest, "seq", e.Seq, "err", err)
-		d.b.cfg.Messages.Ack(dest, e.Seq)
-		return true
+// add makes e's PUBLISH, in mochi's inflight (for its packet ID and
+// PUBACK) and in send's batch.
+func (d *deliverer) add(dest, input string, e msgqueue.Entry) bool {
+	msg, _ := e.Value.(*hubapi.Message)
+	if msg == nil { // read back after a restart
+		msg = new(hubapi.Message)
+		if err := json.Unmarshal(e.Data, msg); err != nil {
+			d.b.log.Error("broker: a queued message does not decode: skipped", "dest", dest, "seq", e.Seq, "err", err)
+			d.b.cfg.Messages.Ack(dest, e.Seq)
+			return true
+		}
 	}
 	cl := d.s.cl
 	id, err := cl.NextPacketID()
@@ -356,20 +409,52 @@ func (d *deliverer) publish(dest, input string, e msgqueue.Entry) bool {
 	}
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
-		TopicName:   inputTopic(d.b.cfg.DeviceID, d.s.m.id, input, &msg),
+		TopicName:   inputTopic(d.b.cfg.DeviceID, d.s.m.id, input, msg),
 		Payload:     msg.Body,
 		PacketID:    uint16(id),
+		// mochi drops inflight packets older than its maximum message
+		// expiry, by Created: without it one second later, and the
+		// module's PUBACK would then be ignored.
+		Created:         time.Now().Unix(),
+		ProtocolVersion: cl.Properties.ProtocolVersion,
 	}
 	d.mu.Lock()
 	cl.State.Inflight.Set(pk)
 	d.inflight[pk.PacketID] = inflightRef{dest: dest, seq: e.Seq}
 	d.sent[dest] = append(d.sent[dest], sentRef{seq: e.Seq})
+	d.last[dest] = e.Seq
 	d.mu.Unlock()
-	if err := cl.WritePacket(pk); err != nil {
-		cl.Stop(fmt.Errorf("write to the module: %w", err))
-		return false
-	}
+	d.batch = append(d.batch, pk)
 	return true
+}
+
+// writePackets encodes pks (PUBLISH and PUBACK) and writes them to cl's
+// connection at once, under the client's lock as mochi's WritePacket does
+// (nothing else the broker sends goes through mochi's outbound queue, so no
+// write of mochi's is buffered ahead of these).
+func writePackets(cl *mqtt.Client, pks []packets.Packet) error {
+	var buf bytes.Buffer
+	for i := range pks {
+		var err error
+		switch pks[i].FixedHeader.Type {
+		case packets.Publish:
+			err = pks[i].PublishEncode(&buf)
+		case packets.Puback:
+			err = pks[i].PubackEncode(&buf)
+		default:
+			err = fmt.Errorf("writePackets: packet type %d", pks[i].FixedHeader.Type)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	cl.Lock()
+	defer cl.Unlock()
+	if cl.Closed() || cl.Net.Conn == nil {
+		return mqtt.ErrConnectionClosed
+	}
+	_, err := cl.Net.Conn.Write(buf.Bytes())
+	return err
 }
 
 // inputTopic is where a message routed to a module's input goes:

@@ -1,9 +1,13 @@
 package broker
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/outpost-edge/outpost/internal/msgqueue"
 )
@@ -191,4 +195,59 @@ func TestRoutesThatDoNotParseRouteNothing(t *testing.T) {
 	if st := f.broker.Messages(); !strings.Contains(st.RoutesError, `route "bad", column 24`) {
 		t.Fatalf("status routes error %q", st.RoutesError)
 	}
+}
+
+// TestSlowModuleKeepsGettingInputs: a module that holds its PUBACKs for
+// longer than a second (mochi's inflight clean-up runs every second) still
+// gets everything routed to it once it acknowledges, beyond the window of
+// messages the broker sends ahead. Before the broker stamped its inflight
+// packets with their creation time, mochi dropped them as over a day old,
+// the late PUBACKs were ignored and delivery stopped at the window.
+func TestSlowModuleKeepsGettingInputs(t *testing.T) {
+	cfg, q := withMessages(t, 0)
+	f := setup(t, fixtureOptions{config: cfg})
+	f.setRoutes(t, `{"routes": {"ab": "FROM /messages/modules/a/* INTO BrokeredEndpoint(\"/modules/b/inputs/x\")"}}`)
+	a := f.connectModule(t, "a")
+	const n = 3 * deliverWindow
+	var toks []paho.Token
+	for i := range n {
+		toks = append(toks, a.c.Publish(events("a", fmt.Sprintf("n=%d", i)), 1, false, "m"))
+	}
+	for i, tok := range toks {
+		if !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+			t.Fatalf("message %d: no PUBACK (%v)", i, tok.Error())
+		}
+	}
+
+	got := make(chan string, n)
+	release := make(chan struct{})
+	opts := paho.NewClientOptions().AddBroker("ssl://" + f.addr).
+		SetClientID("d/b").SetUsername(f.username("b")).SetPassword(f.token(t, "b", f.keys["b"], time.Hour)).
+		SetTLSConfig(f.tlsConfig()).SetProtocolVersion(4).SetCleanSession(true).
+		SetAutoReconnect(false).SetOrderMatters(true).
+		SetDefaultPublishHandler(func(_ paho.Client, msg paho.Message) {
+			<-release // the PUBACK goes once the handler returns
+			got <- msg.Topic()
+		})
+	b := paho.NewClient(opts)
+	if tok := b.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect b: %v", tok.Error())
+	}
+	t.Cleanup(func() { b.Disconnect(100) })
+	if tok := b.Subscribe(inputs(f, "b"), 1, nil); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe b: %v", tok.Error())
+	}
+	time.Sleep(2500 * time.Millisecond) // b holds the window's PUBACKs across at least two of mochi's clean-ups
+	close(release)
+	for i := range n {
+		select {
+		case topic := <-got:
+			if !strings.HasSuffix(topic, fmt.Sprintf("&n=%d", i)) {
+				t.Fatalf("message %d: topic %s (want them in order)", i, topic)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("b got %d of %d messages, then nothing for 20 s (queue %+v)", i, n, (*q).Stats(inputDestPrefix))
+		}
+	}
+	eventually(t, "the queue to empty", func() bool { return (*q).Stats(inputDestPrefix).Count == 0 })
 }

@@ -141,6 +141,7 @@ func (b *Broker) startSession(s *session, clean bool) {
 		}
 		b.log.Info("broker: restored the subscriptions of a persistent session", "module", m.id, "filters", m.subs)
 	}
+	b.resendAnswers(s)
 }
 
 // subscriptionsChanged keeps the subscriptions of a persistent session.

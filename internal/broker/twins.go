@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/outpost-edge/outpost/internal/syncer"
 	"github.com/outpost-edge/outpost/internal/twin"
@@ -27,7 +29,7 @@ func (b *Broker) answerGet(s *session, rid string) {
 	body = append(body, `,"reported":`...)
 	body = append(body, withVersion(t.ReportedJSON(), t.ReportedVersion())...)
 	body = append(body, '}')
-	b.publish(s, responseTopic(200, rid, 0), body)
+	b.reply(s, responseTopic(200, rid, 0), body)
 	s.sent = nil // the whole twin: what was sent before it no longer counts
 	m.known, m.version, m.desired = true, t.DesiredVersion(), desired
 }
@@ -38,18 +40,23 @@ func (b *Broker) answerGet(s *session, rid string) {
 // naming the JSON path, and changes nothing.
 func (b *Broker) answerPatch(s *session, rid string, patch []byte) {
 	if len(patch) > MaxPatchSize {
+		s.m.mu.Lock()
+		defer s.m.mu.Unlock()
 		b.answer(s, rid, 400, fmt.Sprintf("the reported patch is %d bytes; at most %d are allowed", len(patch), MaxPatchSize), "")
 		return
 	}
 	t, err := b.patchReported(s.m, patch)
+	s.m.mu.Lock() // not before: a patch's write holds up no desired change
+	defer s.m.mu.Unlock()
 	if err != nil {
 		b.answerError(s, rid, err)
 		return
 	}
-	b.publish(s, responseTopic(204, rid, t.ReportedVersion()), nil)
+	b.reply(s, responseTopic(204, rid, t.ReportedVersion()), nil)
 }
 
-// answerError answers a twin request that failed, with IoT Hub's statuses.
+// answerError answers a twin request that failed, with IoT Hub's statuses
+// (the caller holds s.m.mu).
 func (b *Broker) answerError(s *session, rid string, err error) {
 	var te *twin.Error
 	switch {
@@ -68,13 +75,91 @@ func (b *Broker) answerError(s *session, rid string, err error) {
 	}
 }
 
-// answer sends an error response: {"message": …[, "path": …]}.
+// answer sends an error response: {"message": …[, "path": …]} (the caller
+// holds s.m.mu).
 func (b *Broker) answer(s *session, rid string, status int, message, path string) {
 	body, _ := json.Marshal(struct {
 		Message string `json:"message"`
 		Path    string `json:"path,omitempty"`
 	}{message, path})
-	b.publish(s, responseTopic(status, rid, 0), body)
+	b.reply(s, responseTopic(status, rid, 0), body)
+}
+
+// A twin answer goes out at QoS 0, and the Azure SDKs connect again to
+// renew their tokens: a request sent just before gets its answer on a
+// connection the SDK no longer reads, and Microsoft's Node SDK keeps such a
+// request pending forever (no timeout, no resend), its next reports queued
+// behind it. So an answer goes to the module's current connection, and the
+// answers of the last unreadWindow of a connection that ended go again on
+// the next one (an SDK drops an answer to a request it does not have).
+
+// maxUnanswered bounds the answers kept for a module's next connection.
+const maxUnanswered = 32
+
+// sentAnswer is a twin answer and when it was sent.
+type sentAnswer struct {
+	at    time.Time
+	topic string
+	body  []byte
+}
+
+// reply sends a twin answer on the module's current connection: s, or the
+// one that took its place; with none, the next one gets it (the caller
+// holds s.m.mu).
+func (b *Broker) reply(s *session, topic string, body []byte) {
+	m, to := s.m, s
+	if m.sess != s { // s ended, or another connection took over
+		to = m.sess
+	}
+	a := sentAnswer{at: b.now(), topic: topic, body: body}
+	if to == nil {
+		m.unanswered = keepLast(append(m.unanswered, a), maxUnanswered)
+		return
+	}
+	b.sendAnswer(to, a)
+}
+
+func (b *Broker) sendAnswer(s *session, a sentAnswer) {
+	b.publish(s, a.topic, a.body)
+	i := 0
+	for i < len(s.answers) && a.at.Sub(s.answers[i].at) > unreadWindow {
+		i++
+	}
+	s.answers = keepLast(append(s.answers[i:], a), maxUnanswered)
+}
+
+// keepAnswers keeps for the next connection the answers s sent within
+// unreadWindow of its end (the caller holds s.m.mu).
+func (b *Broker) keepAnswers(s *session) {
+	cutoff := b.now().Add(-unreadWindow)
+	for _, a := range s.answers {
+		if a.at.After(cutoff) {
+			s.m.unanswered = append(s.m.unanswered, a)
+		}
+	}
+	s.m.unanswered = keepLast(s.m.unanswered, maxUnanswered)
+	s.answers = nil
+}
+
+// resendAnswers sends a new connection the answers kept for it, once it is
+// subscribed to them: a persistent session is at once (the Azure SDKs'); a
+// clean one is not yet, and gets none (the caller holds s.m.mu).
+func (b *Broker) resendAnswers(s *session) {
+	kept := s.m.unanswered
+	s.m.unanswered = nil
+	if _, ok := s.cl.State.Subscriptions.Get(filterResponses); !ok {
+		return
+	}
+	for _, a := range kept {
+		b.sendAnswer(s, a)
+	}
+}
+
+func keepLast(as []sentAnswer, n int) []sentAnswer {
+	if len(as) > n {
+		return slices.Clone(as[len(as)-n:])
+	}
+	return as
 }
 
 // catchUp sends a connected module that subscribed to desired changes what

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -51,7 +50,9 @@ func (h *Hub) Handler() http.Handler {
 	route("PUT /configurations/{cid}", "Configuration", h.putConfiguration)
 	route("GET /configurations/{cid}", "Configuration", h.getConfiguration)
 	route("DELETE /configurations/{cid}", "Configuration", h.deleteConfiguration)
-	route("POST /devices/query", "Device", h.queryTwins)
+	// On etcd a query reads its whole collection from the store
+	// (querypaged.go): it gets pagedQueryTime on top of the write timeout.
+	mux.Handle("POST /devices/query", h.wrap("Device", h.queryTwins, h.queryTime()))
 	mux.Handle("GET "+syncPrefix+"/devices/{id}/sync", h.wrap("Device", h.sync, hubapi.MaxWait)) // a long poll
 	route("POST "+syncPrefix+"/devices/{id}/reported", "Device", h.uploadReported)
 	route("POST "+syncPrefix+"/policies/{name}/rotate", "Policy", h.rotatePolicy)
@@ -66,6 +67,7 @@ func (h *Hub) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", h.readyz)
 	// The operators' change stream, a long poll (changes.go).
 	mux.Handle("GET "+hubapi.ChangesPath, h.wrap("Device", h.serveChanges, hubapi.MaxWait))
+	route("GET "+hubapi.FleetPath, "Device", h.listFleet) // fleet.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		refuse(w, r, errorf(http.StatusNotFound, "NotFound", "no such API: %s %s", r.Method, r.URL.Path))
 	})
@@ -246,20 +248,9 @@ func (h *Hub) listDevices(w http.ResponseWriter, r *http.Request, p principal) e
 	if err := requireRight(p, RegistryRead); err != nil {
 		return err
 	}
-	top := 1000
-	if s := r.URL.Query().Get("top"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return errorf(http.StatusBadRequest, "ArgumentInvalid", "top=%q: want a positive whole number", s)
-		}
-		top = min(n, 1000)
-	}
-	devices, next, err := h.reg.ListDevices(r.Header.Get("x-ms-continuation"), top)
+	devices, err := h.devicePage(w, r)
 	if err != nil {
 		return err
-	}
-	if next != "" {
-		w.Header().Set("x-ms-continuation", next)
 	}
 	if devices == nil {
 		devices = []registry.Device{}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/outpost-edge/outpost/internal/atomicfile"
+	"github.com/outpost-edge/outpost/internal/registry"
 	"github.com/outpost-edge/outpost/internal/store"
 )
 
@@ -104,6 +105,40 @@ func writeCAFiles(dir string, certPEM, keyPEM []byte) error {
 		}
 		if err := atomicfile.WriteFile(path, f.data, 0o600); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// systemModulesKey marks a shared store whose devices all have IoT Edge's
+// system module names: written by the first replica that migrated them, so
+// that the replicas after it do not read every device again when they start
+// (five etcd round trips a device: over a minute for 10,000). A hub writes
+// new devices with those names already.
+const systemModulesKey = "hub/system-modules"
+
+// migrateSystemModules renames $agent records to $edgeAgent and adds
+// $edgeHub where a device lacks it (registry.MigrateSystemModules), once per
+// shared store, on every open of a data dir.
+func (h *Hub) migrateSystemModules() error {
+	shared := h.cfg.Store != nil
+	if shared {
+		if _, err := h.st.Get(systemModulesKey); err == nil {
+			return nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("hub: read %s: %w", systemModulesKey, err)
+		}
+	}
+	n, err := registry.New(h.st).MigrateSystemModules()
+	if err != nil {
+		return fmt.Errorf("hub: %w (the data dir is as it was: fix the cause and start again)", err)
+	}
+	if n > 0 {
+		h.log.Info("hub: migrated devices to IoT Edge's system module names ($agent is now $edgeAgent, $edgeHub added)", "devices", n)
+	}
+	if shared {
+		if _, err := h.st.Put(systemModulesKey, []byte(`{"migrated":true}`), 0); err != nil && !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("hub: write %s: %w", systemModulesKey, err)
 		}
 	}
 	return nil

@@ -58,6 +58,15 @@ func (c *changeLog) run(ctx context.Context, st store.Store) {
 	}
 }
 
+// current returns the cursor of now: following from it reports every change
+// the log has not recorded yet (a read of the store after this call sees
+// every change the log has recorded).
+func (c *changeLog) current() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cursor(c.seq)
+}
+
 func (c *changeLog) cursor(seq uint64) string { return c.epoch + "." + strconv.FormatUint(seq, 10) }
 
 // since returns what changed after cursor: the devices (each once, in the

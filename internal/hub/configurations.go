@@ -75,7 +75,10 @@ func (h *Hub) countQuery(q string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	rows, _ := h.runQuery(pq, queryPos{}, 0)
+	rows, _, err := h.runQuery(pq, queryPos{}, 0)
+	if err != nil {
+		return 0, err
+	}
 	return int64(len(rows)), nil
 }
 

@@ -103,7 +103,7 @@ type Hub struct {
 	// autodeploy applies automatic deployments (configurations.go).
 	autodeploy *registry.AutoDeployer
 
-	index    *twinIndex // every twin, decoded, for queries
+	index    *twinIndex // every twin, decoded, for queries (empty on etcd)
 	uploads  sync.Map   // device id → *sync.Mutex
 	presence *presence
 	// longPolls counts the sync long polls waiting now (status.go).
@@ -191,18 +191,23 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 	}
 	// System modules first ($agent records become $edgeAgent), then the query
 	// index over what the store then holds.
-	if n, err := registry.New(h.st).MigrateSystemModules(); err != nil {
-		return nil, false, fmt.Errorf("hub: %w (the data dir is as it was: fix the cause and start again)", err)
-	} else if n > 0 {
-		h.log.Info("hub: migrated devices to IoT Edge's system module names ($agent is now $edgeAgent, $edgeHub added)", "devices", n)
+	if err := h.migrateSystemModules(); err != nil {
+		return nil, false, err
 	}
 	h.index = newTwinIndex(h.now)
-	h.reg = registry.New(indexingStore{h.st, h.index})
+	if cfg.Store != nil { // a replica: queries read pages of the store (querypaged.go)
+		h.index.paged = h.st
+		h.reg = registry.New(h.st)
+	} else {
+		h.reg = registry.New(indexingStore{h.st, h.index})
+	}
 	h.reg.OwnDeviceData(func(id string) ([]string, []string) {
 		return []string{telemetryStateKey(id)}, []string{telemetryPrefix(id)}
 	})
-	if err := h.index.load(context.Background(), h.st); err != nil { // its watches end when the store closes
-		return nil, false, fmt.Errorf("hub: index twins: %w", err)
+	if h.index.paged == nil {
+		if err := h.index.load(context.Background(), h.st); err != nil { // its watches end when the store closes
+			return nil, false, fmt.Errorf("hub: index twins: %w", err)
+		}
 	}
 	h.autodeploy = h.reg.NewAutoDeployer(h.log)
 	if err := h.loadPolicies(); err != nil {
@@ -231,6 +236,7 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 	h.notify = newNotifier()
 	h.changes = newChangeLog()
 	h.presence = newPresence(cfg.Now, cfg.PresenceGrace)
+	h.presence.changed = h.changes.add // a connection state is live in the fleet view
 	h.index.connState = h.connectionState
 	return h, !h.credentialsShown(), nil
 }

@@ -21,12 +21,17 @@ type presence struct {
 	grace time.Duration
 	mu    sync.Mutex
 	dev   map[string]*link
+	// changed, when set, is told of each device whose connection state
+	// changed (the operators' change stream): connected at its first
+	// activity, disconnected grace after its last.
+	changed func(id string)
 }
 
 type link struct {
-	holds int       // syncs in flight
-	first time.Time // when the current connection began
-	last  time.Time // the device's last activity
+	holds int         // syncs in flight
+	first time.Time   // when the current connection began
+	last  time.Time   // the device's last activity
+	timer *time.Timer // checks, grace after the last activity, whether the device is gone
 }
 
 func newPresence(now func() time.Time, grace time.Duration) *presence {
@@ -56,14 +61,18 @@ func (l *link) connected(now time.Time, grace time.Duration) (bool, time.Time) {
 // begin records that device id started a sync.
 func (p *presence) begin(id string) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	now := p.now().UTC()
 	l := p.get(id)
-	if ok, _ := l.connected(now, p.grace); !ok {
+	was, _ := l.connected(now, p.grace)
+	if !was {
 		l.first = now
 	}
 	l.holds++
 	l.last = now
+	p.mu.Unlock()
+	if !was && p.changed != nil {
+		p.changed(id)
+	}
 }
 
 // end records that device id's sync ended.
@@ -73,6 +82,34 @@ func (p *presence) end(id string) {
 	l := p.get(id)
 	l.holds--
 	l.last = p.now().UTC()
+	if l.holds == 0 && l.timer == nil && p.changed != nil {
+		l.timer = time.AfterFunc(p.grace, func() { p.expire(id) })
+	}
+}
+
+// expire runs grace after device id's last activity ended: it tells of
+// the disconnection, or, when the device was active since, checks again
+// at the end of the new grace.
+func (p *presence) expire(id string) {
+	p.mu.Lock()
+	l, ok := p.dev[id]
+	if !ok {
+		p.mu.Unlock()
+		return // deleted
+	}
+	l.timer = nil
+	now := p.now().UTC()
+	if l.holds > 0 {
+		p.mu.Unlock()
+		return // the sync's end sets the next check
+	}
+	if c, _ := l.connected(now, p.grace); c {
+		l.timer = time.AfterFunc(l.last.Add(p.grace).Sub(now), func() { p.expire(id) })
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	p.changed(id)
 }
 
 // touch records other activity of device id (an upload).
@@ -86,6 +123,9 @@ func (p *presence) forget(id string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if l, ok := p.dev[id]; ok && l.holds == 0 {
+		if l.timer != nil {
+			l.timer.Stop()
+		}
 		delete(p.dev, id)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"net/http"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -43,13 +42,14 @@ type queryPos struct {
 // runQuery runs q from pos and returns at most limit rows (0: all of them)
 // and where the next page starts (nil when there is none). Rows are twin
 // documents as GET /twins returns them for SELECT *, else maps of the
-// projections or aggregates. Configurations' metrics call it too.
-func (h *Hub) runQuery(q *query.Query, pos queryPos, limit int) (rows []any, next *queryPos) {
+// projections or aggregates. Configurations' metrics call it too. It fails
+// only when the twins are read from the store (querypaged.go) and it fails.
+func (h *Hub) runQuery(q *query.Query, pos queryPos, limit int) (rows []any, next *queryPos, err error) {
 	last := false // the page ends the query (TOP)
 	if top, ok := q.Top(); ok {
 		left := top - pos.N
 		if left <= 0 {
-			return nil, nil
+			return nil, nil, nil
 		}
 		if limit == 0 || left <= limit {
 			limit, last = left, true
@@ -58,13 +58,15 @@ func (h *Hub) runQuery(q *query.Query, pos queryPos, limit int) (rows []any, nex
 	modules, full := q.From() == query.Modules, readsMetadata(q.Paths())
 	if q.Aggregated() {
 		agg := q.NewAggregation()
-		h.scan(h.index.snapshot(modules), q.Where(), full, func(t matched) bool {
+		if err := h.scanFrom(modules, queryPos{}, q.Where(), full, func(t matched) bool {
 			agg.AddGetter(t.view)
 			return true
-		})
+		}); err != nil {
+			return nil, nil, err
+		}
 		all := agg.Rows()
 		if pos.Off >= len(all) {
-			return nil, nil
+			return nil, nil, nil
 		}
 		all = all[pos.Off:]
 		if limit > 0 && len(all) > limit {
@@ -77,20 +79,12 @@ func (h *Hub) runQuery(q *query.Query, pos queryPos, limit int) (rows []any, nex
 		for i, r := range all {
 			rows[i] = r
 		}
-		return rows, next
-	}
-	entries := h.index.snapshot(modules)
-	start := 0
-	if pos != (queryPos{}) {
-		start = sort.Search(len(entries), func(i int) bool {
-			e := entries[i]
-			return e.deviceID > pos.Dev || e.deviceID == pos.Dev && e.moduleID > pos.Mod
-		})
+		return rows, next, nil
 	}
 	var whole []*indexEntry // SELECT *: decoded once the scan is done
 	var prev *indexEntry
 	n := 0
-	h.scan(entries[start:], q.Where(), full, func(t matched) bool {
+	err = h.scanFrom(modules, pos, q.Where(), full, func(t matched) bool {
 		if limit > 0 && n == limit { // one more matches: there is a next page
 			if !last {
 				next = &queryPos{Dev: prev.deviceID, Mod: prev.moduleID, N: pos.N + n}
@@ -105,12 +99,15 @@ func (h *Hub) runQuery(q *query.Query, pos queryPos, limit int) (rows []any, nex
 		prev, n = t.e, n+1
 		return true
 	})
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, e := range whole {
 		if doc := h.index.fullDoc(e); doc != nil {
 			rows = append(rows, doc)
 		}
 	}
-	return rows, next
+	return rows, next, nil
 }
 
 // readsMetadata reports whether one of paths reads $metadata, which the
@@ -129,9 +126,9 @@ func readsMetadata(paths [][]string) bool {
 // device and module id, until fn returns false. fn must not call into the
 // index (it runs under its read lock). Configurations' target conditions and
 // metrics call it.
-func (h *Hub) eachTwin(modules bool, cond *query.Condition, fn func(deviceID, moduleID string) bool) {
+func (h *Hub) eachTwin(modules bool, cond *query.Condition, fn func(deviceID, moduleID string) bool) error {
 	full := cond != nil && readsMetadata(cond.Paths())
-	h.scan(h.index.snapshot(modules), cond, full, func(t matched) bool { return fn(t.e.deviceID, t.e.moduleID) })
+	return h.scanFrom(modules, queryPos{}, cond, full, func(t matched) bool { return fn(t.e.deviceID, t.e.moduleID) })
 }
 
 // matched is a twin that matched a condition; view is valid during the
@@ -204,7 +201,10 @@ func (h *Hub) queryTwins(w http.ResponseWriter, r *http.Request, p principal) er
 			return errorf(http.StatusBadRequest, "ArgumentInvalid", "header x-ms-continuation: %v: send the same query with the token of the page before it, or run the query again without the header", err)
 		}
 	}
-	rows, next := h.runQuery(q, pos, limit)
+	rows, next, err := h.runQuery(q, pos, limit)
+	if err != nil {
+		return err
+	}
 	if rows == nil {
 		rows = []any{}
 	}

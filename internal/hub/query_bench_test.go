@@ -9,6 +9,26 @@ import (
 	"github.com/outpost-edge/outpost/internal/hub/hubtest"
 )
 
+// startBenchFleet starts a hub on scripts/bench/hubfill's fleet of 10,000
+// devices × 5 module twins: in the data dir OUTPOST_BENCH_HUB_DATA, which
+// it fills (about 90 s) when it has none and keeps for the next run, or in
+// a temporary one.
+func startBenchFleet(b *testing.B) *hubtest.Hub {
+	dir := os.Getenv("OUTPOST_BENCH_HUB_DATA")
+	if _, err := os.Stat(dir + "/store"); dir == "" || err != nil {
+		if dir == "" {
+			dir = b.TempDir()
+		}
+		hubtest.Start(b, hubtest.Options{DataDir: dir}).Stop() // a hub's data dir, then its fleet
+		fill := exec.Command("go", "run", "../../scripts/bench/hubfill", "-data", dir, "-devices", "10000", "-modules", "5")
+		fill.Stderr = os.Stderr
+		if err := fill.Run(); err != nil {
+			b.Fatalf("hubfill: %v", err)
+		}
+	}
+	return hubtest.Start(b, hubtest.Options{DataDir: dir})
+}
+
 // BenchmarkQuery measures queries over 10,000 devices × 5 module twins
 // (scripts/bench/hubfill's fleet: 10,000 device twins, 60,000 module twins
 // with $agent), end to end through HTTPS and hubclient. Each sub-benchmark
@@ -22,19 +42,7 @@ import (
 // scripts/bench/hubfill (about 90 s) when DIR has none, and keeps it for
 // the next run; without OUTPOST_BENCH_HUB_DATA it fills a temporary one.
 func BenchmarkQuery(b *testing.B) {
-	dir := os.Getenv("OUTPOST_BENCH_HUB_DATA")
-	if _, err := os.Stat(dir + "/store"); dir == "" || err != nil {
-		if dir == "" {
-			dir = b.TempDir()
-		}
-		hubtest.Start(b, hubtest.Options{DataDir: dir}).Stop() // a hub's data dir, then its fleet
-		fill := exec.Command("go", "run", "../../scripts/bench/hubfill", "-data", dir, "-devices", "10000", "-modules", "5")
-		fill.Stderr = os.Stderr
-		if err := fill.Run(); err != nil {
-			b.Fatalf("hubfill: %v", err)
-		}
-	}
-	h := hubtest.Start(b, hubtest.Options{DataDir: dir})
+	h := startBenchFleet(b)
 	c := h.Client(b)
 	for _, bc := range []struct {
 		name, q string

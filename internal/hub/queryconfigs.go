@@ -28,12 +28,7 @@ const deployStateKind = "deploystate"
 func (x *twinIndex) applyDeployState(del bool, deviceID string, version int64, value []byte) {
 	var cfgs map[string]hubapi.ConfigurationStatus
 	if !del { // decoded outside the lock
-		var s struct {
-			Configurations map[string]hubapi.ConfigurationStatus `json:"configurations"`
-		}
-		if json.Unmarshal(value, &s) == nil && len(s.Configurations) > 0 {
-			cfgs = s.Configurations
-		}
+		cfgs = decodeDeployState(value)
 	}
 	key := deviceID + "/" + registry.AgentModule
 	x.mu.Lock()
@@ -49,6 +44,18 @@ func (x *twinIndex) applyDeployState(del bool, deviceID string, version int64, v
 	}
 	// Replaced, never changed in place: fullDoc reads it after unlocking.
 	e.configsVer, e.configs = version, cfgs
+}
+
+// decodeDeployState returns the configurations of a deploy state record,
+// nil for none.
+func decodeDeployState(value []byte) map[string]hubapi.ConfigurationStatus {
+	var s struct {
+		Configurations map[string]hubapi.ConfigurationStatus `json:"configurations"`
+	}
+	if json.Unmarshal(value, &s) != nil || len(s.Configurations) == 0 {
+		return nil
+	}
+	return s.Configurations
 }
 
 // isConfigurationsPath reports whether a query path of a module twin reads

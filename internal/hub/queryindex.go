@@ -27,6 +27,9 @@ type twinIndex struct {
 	// connState, when set, is a device's or module's connectionState now
 	// (the hub's presence: memory, not records).
 	connState func(deviceID, moduleID string) string
+	// paged, when set, is the store queries read page by page instead of
+	// the index, which then stays empty (a replica on etcd: querypaged.go).
+	paged store.Store
 
 	mu       sync.RWMutex
 	entities map[string]*indexEntry // "id" or "id/mid"

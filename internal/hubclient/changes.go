@@ -43,9 +43,16 @@ type ChangeEvent struct {
 	Retry   time.Duration
 }
 
+// FromCursor starts WatchChanges from cursor (the hubapi.ChangesCursorHeader
+// of a page read before), instead of with a Reset.
+func FromCursor(cursor string) WatchOption { return func(c *watchConfig) { c.cursor = cursor } }
+
 // WatchChanges follows the hub's registry-wide change stream with long
 // polls (no polling of devices). The first event has Reset set: the caller
-// reads what it shows, and applies the events after it. Errors that may
+// reads what it shows, and applies the events after it. With FromCursor,
+// the caller has read what it shows already: the events start with the
+// changes after that cursor (and a Reset only when the hub cannot tell
+// them, e.g. it restarted meanwhile). Errors that may
 // pass are LinkDown/LinkUp with a doubling back-off (as WatchTwin's); any
 // other ends the watch with WatchEnded. The channel closes after WatchEnded
 // or when ctx is done; read it until then, or cancel ctx. It needs a policy
@@ -70,7 +77,7 @@ func (c *Client) WatchChanges(ctx context.Context, opts ...WatchOption) <-chan C
 			}
 		}
 		var (
-			cursor  string
+			cursor  = cfg.cursor
 			down    bool
 			backoff time.Duration
 		)

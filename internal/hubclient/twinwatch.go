@@ -80,6 +80,7 @@ type WatchOption func(*watchConfig)
 type watchConfig struct {
 	wait                   time.Duration
 	minBackoff, maxBackoff time.Duration
+	cursor                 string // WatchChanges's first cursor (FromCursor)
 }
 
 // WithWait sets how long each long-poll waits for a change (default 30 s,

@@ -58,23 +58,39 @@ var ErrClosed = errors.New("the message queue is closed")
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Dest is one destination of a record and when the record expires there
-// (zero: never).
+// (zero: never). ReadsValue says the destination reads the record's Value:
+// the Value is kept until every such destination has acknowledged the
+// record (or it expired there), then dropped (not written).
 type Dest struct {
-	Name    string
-	Expires time.Time
+	Name       string
+	Expires    time.Time
+	ReadsValue bool
 }
 
-// Record is what is appended: the data and where it goes.
+// Record is what is appended: the data and where it goes. Value, when set,
+// is kept beside the data in memory only, for the destinations that read it
+// (Dest.ReadsValue) in this process (the data decoded, say): it is not
+// written, and a record read back after a restart has none.
+//
+// Flush, when set, is called once per group commit after the done
+// callbacks of the group's records (once for all the records that share
+// it), so that what the callbacks leave to send goes out together.
 type Record struct {
 	Dests []Dest
 	Data  []byte
+	Value any
+	Flush Flusher
 }
+
+// Flusher is a Record's Flush.
+type Flusher interface{ Flush() }
 
 // Entry is a record as a destination reads it.
 type Entry struct {
-	Seq  uint64
-	At   time.Time // when it was appended
-	Data []byte
+	Seq   uint64
+	At    time.Time // when it was appended
+	Data  []byte
+	Value any // the record's Value; nil when read back from disk
 }
 
 // Stats describes what waits for a set of destinations.
@@ -96,6 +112,8 @@ type entry struct {
 	seq     uint64
 	at      time.Time
 	data    []byte
+	value   any
+	readers []string // the destinations that read value and have not acknowledged it
 	seg     *segment
 	refs    int // destinations still to take it
 	expires map[string]time.Time
@@ -106,6 +124,9 @@ type destQ struct {
 	acked       uint64
 	expired     int64
 	expiredUpTo uint64 // the highest seq counted in expired, so a replay counts none twice
+	// soonest is no later than the earliest expiry among items (zero: none
+	// expires), so that expire looks through them only when one may have.
+	soonest time.Time
 }
 
 type segment struct {
@@ -140,7 +161,7 @@ type Log struct {
 	f       *os.File // the current segment, appended to by the committer only
 	fsize   int64
 	stop    chan struct{}
-	stopped chan struct{}
+	stopped sync.WaitGroup // the committer and the maintainer
 }
 
 // Open opens (creating) the log in dir.
@@ -155,14 +176,15 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("message queue: %w", err)
 	}
 	l := &Log{dir: dir, opts: opts, dests: map[string]*destQ{}, nextSeq: 1, changed: make(chan struct{}),
-		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+		wake: make(chan struct{}, 1), stop: make(chan struct{})}
 	if err := l.load(); err != nil {
 		return nil, fmt.Errorf("message queue %s: %w", dir, err)
 	}
 	if err := l.loadEpoch(); err != nil {
 		return nil, fmt.Errorf("message queue %s: %w", dir, err)
 	}
-	go l.commitLoop()
+	l.stopped.Go(l.commitLoop)
+	l.stopped.Go(l.maintainLoop)
 	return l, nil
 }
 
@@ -289,6 +311,12 @@ func (l *Log) addTo(e *entry, d Dest) {
 			e.expires = map[string]time.Time{}
 		}
 		e.expires[d.Name] = d.Expires
+		if q.soonest.IsZero() || d.Expires.Before(q.soonest) {
+			q.soonest = d.Expires
+		}
+	}
+	if d.ReadsValue && e.value != nil {
+		e.readers = append(e.readers, d.Name)
 	}
 	e.refs++
 	e.seg.live++
@@ -303,28 +331,36 @@ func (l *Log) dest(name string) *destQ {
 	return q
 }
 
-func encode(seq uint64, at time.Time, r Record) []byte {
+// recordSize is the length of r's record on disk.
+func recordSize(r Record) int {
 	n := 2 + len(r.Data)
 	for _, d := range r.Dests {
 		n += 2 + len(d.Name) + 8
 	}
-	b := make([]byte, headerSize, headerSize+n)
-	binary.LittleEndian.PutUint32(b[0:], uint32(n))
-	binary.LittleEndian.PutUint64(b[8:], seq)
-	binary.LittleEndian.PutUint64(b[16:], uint64(at.UnixNano()))
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(r.Dests)))
+	return headerSize + n
+}
+
+// appendRecord appends r's record to buf.
+func appendRecord(buf []byte, seq uint64, at time.Time, r Record) []byte {
+	start := len(buf)
+	size := recordSize(r)
+	buf = slices.Grow(buf, size)[:start+headerSize] // every header byte is set below
+	binary.LittleEndian.PutUint32(buf[start:], uint32(size-headerSize))
+	binary.LittleEndian.PutUint64(buf[start+8:], seq)
+	binary.LittleEndian.PutUint64(buf[start+16:], uint64(at.UnixNano()))
+	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(r.Dests)))
 	for _, d := range r.Dests {
-		b = binary.LittleEndian.AppendUint16(b, uint16(len(d.Name)))
-		b = append(b, d.Name...)
+		buf = binary.LittleEndian.AppendUint16(buf, uint16(len(d.Name)))
+		buf = append(buf, d.Name...)
 		var exp int64
 		if !d.Expires.IsZero() {
 			exp = d.Expires.UnixNano()
 		}
-		b = binary.LittleEndian.AppendUint64(b, uint64(exp))
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(exp))
 	}
-	b = append(b, r.Data...)
-	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], castagnoli))
-	return b
+	buf = append(buf, r.Data...)
+	binary.LittleEndian.PutUint32(buf[start+4:], crc32.Checksum(buf[start+8:], castagnoli))
+	return buf
 }
 
 func decodeBody(b []byte) ([]Dest, []byte, bool) {
@@ -394,19 +430,29 @@ func (l *Log) AppendSync(r Record) (uint64, error) {
 	return seq, err
 }
 
+// commitLoop writes what is appended. It does nothing else, so that a
+// commit never waits behind the state's write (maintainLoop's).
 func (l *Log) commitLoop() {
-	defer close(l.stopped)
-	flush := time.NewTicker(stateFlushEvery)
-	defer flush.Stop()
 	for {
 		select {
 		case <-l.wake:
 			l.commit()
+		case <-l.stop:
+			l.commit()
+			return
+		}
+	}
+}
+
+// maintainLoop expires, writes the state and drops segments now and then.
+func (l *Log) maintainLoop() {
+	flush := time.NewTicker(stateFlushEvery)
+	defer flush.Stop()
+	for {
+		select {
 		case <-flush.C:
 			l.maintain()
 		case <-l.stop:
-			l.commit()
-			l.maintain()
 			return
 		}
 	}
@@ -427,10 +473,16 @@ func (l *Log) commit() {
 			return
 		}
 		now := l.opts.Now()
-		var buf []byte
+		size := 0
+		for _, p := range batch {
+			if len(p.rec.Dests) > 0 {
+				size += recordSize(p.rec)
+			}
+		}
+		buf := make([]byte, 0, size)
 		for i, p := range batch {
 			if len(p.rec.Dests) > 0 {
-				buf = append(buf, encode(seq+uint64(i), now, p.rec)...)
+				buf = appendRecord(buf, seq+uint64(i), now, p.rec)
 			}
 		}
 		err := l.write(seq, buf)
@@ -445,21 +497,31 @@ func (l *Log) commit() {
 					continue
 				}
 				seg := l.segs[len(l.segs)-1]
-				e := &entry{seq: seq + uint64(i), at: now, data: p.rec.Data, seg: seg}
+				e := &entry{seq: seq + uint64(i), at: now, data: p.rec.Data, value: p.rec.Value, seg: seg}
 				for _, d := range p.rec.Dests {
 					l.addTo(e, d)
+				}
+				if len(e.readers) == 0 {
+					e.value = nil // no destination reads it
 				}
 			}
 			close(l.changed)
 			l.changed = make(chan struct{})
 		}
 		l.mu.Unlock()
+		var flush []Flusher
 		for i, p := range batch {
 			if err != nil {
 				p.done(0, fmt.Errorf("message queue: write: %w", err))
 			} else {
 				p.done(seq+uint64(i), nil)
 			}
+			if p.rec.Flush != nil && !slices.Contains(flush, p.rec.Flush) {
+				flush = append(flush, p.rec.Flush)
+			}
+		}
+		for _, f := range flush {
+			f.Flush()
 		}
 	}
 }
@@ -558,14 +620,22 @@ func (l *Log) dropSegment(s *segment) { _ = os.Remove(s.path) }
 // expire drops the expired entries at the head of q and every expired one
 // within it (the caller holds l.mu).
 func (l *Log) expire(name string, q *destQ, now time.Time) {
+	if q.soonest.IsZero() || now.Before(q.soonest) {
+		return
+	}
+	q.soonest = time.Time{}
 	keep := q.items[:0]
 	for _, e := range q.items {
-		if exp, ok := e.expires[name]; ok && !now.Before(exp) {
+		exp, ok := e.expires[name]
+		if ok && now.Before(exp) && (q.soonest.IsZero() || exp.Before(q.soonest)) {
+			q.soonest = exp
+		}
+		if ok && !now.Before(exp) {
 			if e.seq > q.expiredUpTo {
 				q.expired++
 				q.expiredUpTo = e.seq
 			}
-			l.release(e)
+			l.release(e, name)
 			l.dirty = true
 			continue
 		}
@@ -575,7 +645,13 @@ func (l *Log) expire(name string, q *destQ, now time.Time) {
 	q.items = keep
 }
 
-func (l *Log) release(e *entry) {
+func (l *Log) release(e *entry, dest string) {
+	if i := slices.Index(e.readers, dest); i >= 0 {
+		e.readers = slices.Delete(e.readers, i, i+1)
+		if len(e.readers) == 0 {
+			e.value, e.readers = nil, nil
+		}
+	}
 	e.refs--
 	e.seg.live--
 	if e.refs == 0 {
@@ -599,7 +675,7 @@ func (l *Log) Pending(dest string, after uint64, max int) []Entry {
 		if max > 0 && len(out) == max {
 			break
 		}
-		out = append(out, Entry{Seq: e.seq, At: e.at, Data: e.data})
+		out = append(out, Entry{Seq: e.seq, At: e.at, Data: e.data, Value: e.value})
 	}
 	return out
 }
@@ -616,7 +692,7 @@ func (l *Log) Ack(dest string, seq uint64) {
 	l.dirty = true
 	n := 0
 	for n < len(q.items) && q.items[n].seq <= seq {
-		l.release(q.items[n])
+		l.release(q.items[n], dest)
 		n++
 	}
 	clear(q.items[:n])
@@ -677,7 +753,8 @@ func (l *Log) Close() error {
 	l.closed = true
 	l.mu.Unlock()
 	close(l.stop)
-	<-l.stopped
+	l.stopped.Wait()
+	l.maintain()
 	if l.f != nil {
 		return l.f.Close()
 	}

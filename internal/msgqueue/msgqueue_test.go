@@ -121,6 +121,17 @@ func TestExpiredCounted(t *testing.T) {
 	if st := l.Stats("upstream"); st.Expired != 2 || st.Count != 3 {
 		t.Fatalf("after reopen %+v", st)
 	}
+	// Later, the next one's time comes (each look-up skips the scan until
+	// the earliest expiry left).
+	mu.Lock()
+	now = now.Add(60 * time.Second)
+	mu.Unlock()
+	if got := l.Pending("upstream", 0, 0); len(got) != 2 || string(got[0].Data) != "x" {
+		t.Fatalf("%d pending at +210 s, want 2 (three expired)", len(got))
+	}
+	if st := l.Stats("upstream"); st.Expired != 3 || st.Count != 2 {
+		t.Fatalf("stats at +210 s %+v, want 3 expired and 2 left", st)
+	}
 }
 
 func TestFullRefusesAndWritesNothing(t *testing.T) {
@@ -188,5 +199,49 @@ func TestConcurrentAppendsKeepOrderPerCaller(t *testing.T) {
 				t.Fatalf("d%d entry %d is %q", w, i, e.Data)
 			}
 		}
+	}
+}
+
+// TestValueKeptForItsReaders: a record's Value comes with it to the
+// destinations that read it, until each has acknowledged it, and is
+// dropped then (the other destinations keep the data); it is never
+// written, so a reopened log has none.
+func TestValueKeptForItsReaders(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir, Options{})
+	v := &struct{ n int }{1}
+	seq, err := l.AppendSync(Record{Dests: []Dest{{Name: "upstream"}, {Name: "input/b/x", ReadsValue: true}, {Name: "input/c/y", ReadsValue: true}}, Data: []byte("d"), Value: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := func(dest string) any {
+		got := l.Pending(dest, 0, 0)
+		if len(got) != 1 || got[0].Seq != seq || string(got[0].Data) != "d" {
+			t.Fatalf("%s: pending %+v, want the record", dest, got)
+		}
+		return got[0].Value
+	}
+	if value("input/b/x") != v || value("upstream") != v {
+		t.Fatal("the value did not come with the record")
+	}
+	l.Ack("input/b/x", seq)
+	if value("input/c/y") != v {
+		t.Fatal("the value went before its last reader acknowledged the record")
+	}
+	l.Ack("input/c/y", seq)
+	if value("upstream") != nil {
+		t.Fatal("the value stayed after its readers acknowledged the record")
+	}
+	if _, err := l.AppendSync(Record{Dests: []Dest{{Name: "upstream"}}, Data: []byte("e"), Value: v}); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Pending("upstream", seq, 0); len(got) != 1 || got[0].Value != nil {
+		t.Fatalf("pending %+v: a value no destination reads was kept", got)
+	}
+	l.Close()
+	l = open(t, dir, Options{})
+	defer l.Close()
+	if got := l.Pending("upstream", 0, 0); len(got) != 2 || got[0].Value != nil {
+		t.Fatalf("after reopen: pending %+v, want both records without values", got)
 	}
 }

@@ -215,15 +215,24 @@ func (a *AutoDeployer) apply(ev store.Event) bool {
 	return true
 }
 
+// enqueueAll queues every device, reading the devices a page at a time (a
+// hub replica on etcd holds no list of the whole fleet).
 func (a *AutoDeployer) enqueueAll() error {
-	recs, err := a.r.st.List("devices/")
-	if err != nil {
-		return err
+	const page = 1000
+	after := ""
+	for {
+		recs, err := a.r.st.Range("devices/", after, page)
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			a.q.push(strings.TrimPrefix(rec.Key, "devices/"))
+		}
+		if len(recs) < page {
+			return nil
+		}
+		after = recs[len(recs)-1].Key
 	}
-	for _, rec := range recs {
-		a.q.push(strings.TrimPrefix(rec.Key, "devices/"))
-	}
-	return nil
 }
 
 func (a *AutoDeployer) work(ctx context.Context) {

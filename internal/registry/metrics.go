@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -99,26 +98,15 @@ const (
 // agentReport reads whether a device's agent reported its current
 // deployment, and how it went.
 func (r *Registry) agentReport(deviceID string) agentReport {
-	t, version, err := r.twinRecord(deviceID, AgentModule)
-	if err != nil || version == 0 {
+	d, err := r.agentDeployment(deviceID)
+	switch {
+	case err != nil || d == nil || d.Status() == "pending":
 		return reportNone
-	}
-	var rep struct {
-		LastDesiredVersion *int64 `json:"lastDesiredVersion"`
-		LastDesiredStatus  *struct {
-			Code int `json:"code"`
-		} `json:"lastDesiredStatus"`
-	}
-	if json.Unmarshal(t.ReportedJSON(), &rep) != nil || rep.LastDesiredVersion == nil || rep.LastDesiredStatus == nil {
-		return reportNone
-	}
-	if *rep.LastDesiredVersion != t.DesiredVersion() {
-		return reportNone
-	}
-	if rep.LastDesiredStatus.Code == 200 {
+	case d.Code == 200:
 		return reportSucceeded
+	default:
+		return reportFailed
 	}
-	return reportFailed
 }
 
 // systemQueries are the queries IoT Hub shows for an edge deployment's

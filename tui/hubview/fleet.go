@@ -1,15 +1,14 @@
 package hubview
 
 import (
-	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 
-	"github.com/outpost-edge/outpost/internal/errdefs"
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/hubclient"
 	"github.com/outpost-edge/outpost/tui/common"
@@ -18,19 +17,22 @@ import (
 
 // Fleet is every device of the hub, live: it follows the hub's change
 // stream and reads again only the devices that changed. The table draws
-// only the rows on screen, so 10,000 devices cost no more than 20.
+// only the rows on screen, so 10,000 devices cost no more than 20. The
+// first frame waits for one request: the first page carries the change
+// stream's cursor, from which the watch starts.
 type Fleet struct {
 	common.Common
 	hub     Hub
 	table   *components.Table
-	devices map[string]hubapi.Device
+	devices map[string]hubapi.FleetDevice
 	watch   <-chan hubclient.ChangeEvent
+	watched bool // the watch is started
 	loaded  bool
 	lit     map[string]int // device → generation of its highlight
 	gen     int
-	reading int                      // number of the current full read
-	fresh   map[string]hubapi.Device // what the current full read has brought
-	more    bool                     // the full read goes on
+	reading int                           // number of the current full read
+	fresh   map[string]hubapi.FleetDevice // what the current full read has brought
+	more    bool                          // the full read goes on
 }
 
 // NewFleet returns the fleet view.
@@ -40,10 +42,12 @@ func NewFleet(c common.Common, h Hub) *Fleet {
 		components.Column{Title: "STATUS", Width: 8, Status: true},
 		components.Column{Title: "CONNECTION", Width: 12, Status: true},
 		components.Column{Title: "LAST ACTIVITY", Width: 13},
+		components.Column{Title: "MODULES", Width: 7},
+		components.Column{Title: "DEPLOYMENT", Width: 10, Status: true},
 		components.Column{Title: "EDGE", Width: 4},
 	)
 	t.Empty = "no devices yet: `outpost device create ID` creates one"
-	return &Fleet{Common: c, hub: h, table: t, devices: map[string]hubapi.Device{}, lit: map[string]int{}}
+	return &Fleet{Common: c, hub: h, table: t, devices: map[string]hubapi.FleetDevice{}, lit: map[string]int{}}
 }
 
 // Title implements common.Titled.
@@ -67,7 +71,8 @@ type (
 		all     bool
 		first   bool
 		next    string
-		devices []hubapi.Device
+		cursor  string // the change stream's, from before the first page
+		devices []hubapi.FleetDevice
 		gone    []string
 		err     error
 		gen     int
@@ -78,9 +83,22 @@ type (
 	}
 )
 
-// Init implements tea.Model: it starts following the change stream.
+// Init implements tea.Model: it reads the first page, then follows the
+// change stream from the cursor that page came with.
 func (f *Fleet) Init() tea.Cmd {
-	ch := f.hub.WatchChanges(f.Ctx)
+	f.reading++
+	return f.page("", f.reading)
+}
+
+// follow starts the watch from cursor ("": with a reset, from a hub that
+// gave none).
+func (f *Fleet) follow(cursor string) tea.Cmd {
+	f.watched = true
+	var opts []hubclient.WatchOption
+	if cursor != "" {
+		opts = append(opts, hubclient.FromCursor(cursor))
+	}
+	ch := f.hub.WatchChanges(f.Ctx, opts...)
 	return func() tea.Msg { return fleetWatchMsg{view: f, ch: ch} }
 }
 
@@ -148,17 +166,15 @@ func (f *Fleet) event(ev hubclient.ChangeEvent) tea.Cmd {
 	}
 	ids := ev.Devices
 	return func() tea.Msg {
-		m := devicesMsg{view: f}
+		ds, err := h.FleetDevices(ctx, ids)
+		m := devicesMsg{view: f, devices: ds, err: err}
+		found := make(map[string]bool, len(ds))
+		for _, d := range ds {
+			found[d.DeviceID] = true
+		}
 		for _, id := range ids {
-			d, err := h.GetDevice(ctx, id)
-			switch {
-			case errors.Is(err, errdefs.ErrNotFound):
+			if !found[id] && err == nil {
 				m.gone = append(m.gone, id)
-			case err != nil:
-				m.err = err
-				return m
-			default:
-				m.devices = append(m.devices, d)
 			}
 		}
 		return m
@@ -181,22 +197,27 @@ func (f *Fleet) page(continuation string, gen int) tea.Cmd {
 		if continuation == "" {
 			top = firstPage
 		}
-		ds, next, err := h.ListDevicesPage(ctx, continuation, top)
-		return devicesMsg{view: f, all: true, first: continuation == "", next: next, devices: ds, err: err, gen: gen}
+		p, err := h.ListFleetPage(ctx, continuation, top)
+		return devicesMsg{view: f, all: true, first: continuation == "", next: p.Next, cursor: p.Cursor, devices: p.Devices, err: err, gen: gen}
 	}
 }
 
 func (f *Fleet) apply(m devicesMsg) tea.Cmd {
-	if m.err != nil {
-		return common.Err(fmt.Errorf("list devices: %w", m.err), "")
-	}
 	var cmds []tea.Cmd
+	if !f.watched && m.all && m.first {
+		// The first read's first page (or its failure: the watch's
+		// reset reads again once the hub answers).
+		cmds = append(cmds, f.follow(m.cursor))
+	}
+	if m.err != nil {
+		return tea.Batch(append(cmds, common.Err(fmt.Errorf("list devices: %w", m.err), ""))...)
+	}
 	if m.all {
 		if m.gen != f.reading {
 			return nil // a read that a newer reset replaced
 		}
 		if m.first {
-			f.fresh = make(map[string]hubapi.Device, len(m.devices))
+			f.fresh = make(map[string]hubapi.FleetDevice, len(m.devices))
 		}
 		for _, d := range m.devices {
 			f.fresh[d.DeviceID] = d
@@ -255,7 +276,15 @@ func (f *Fleet) refresh() {
 			edge = "yes"
 		}
 		_, lit := f.lit[id]
-		rows[i] = components.Row{ID: id, Mark: lit, Cells: []string{id, d.Status, lowerFirst(d.ConnectionState), ago(now, d.LastActivityTime), edge}}
+		deployment := "-"
+		if d.Deployment != nil {
+			deployment = d.Deployment.Status()
+			if deployment == "failed" {
+				deployment += " " + strconv.Itoa(d.Deployment.Code)
+			}
+		}
+		rows[i] = components.Row{ID: id, Mark: lit, Cells: []string{id, d.Status, lowerFirst(d.ConnectionState), ago(now, d.LastActivityTime),
+			strconv.Itoa(d.ModuleCount), deployment, edge}}
 	}
 	f.table.SetRows(rows)
 }

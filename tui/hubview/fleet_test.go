@@ -1,6 +1,7 @@
 package hubview_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/charmbracelet/x/exp/teatest"
 
 	"github.com/outpost-edge/outpost/internal/hub/hubtest"
+	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/identity"
 	"github.com/outpost-edge/outpost/tui/app"
 	"github.com/outpost-edge/outpost/tui/hubview"
@@ -123,4 +125,37 @@ func TestFleetToDeviceToTwin(t *testing.T) {
 		t.Fatalf("depth %d after esc, want 2 (the device)", m.Depth())
 	}
 	tuitest.Golden(t, m.View())
+}
+
+// TestFleetColumnsLive: the module count, the deployment report of the
+// device's agent and the connection state come with the fleet's pages and
+// follow the hub: an agent's report (which connects the device) shows in
+// the open view without a request per device.
+func TestFleetColumnsLive(t *testing.T) {
+	f := newFixture(t)
+	tm := openFleet(t, f, 100, 24, "devices (1)")
+	ctx := t.Context()
+	d, err := f.c.GetDevice(ctx, "d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := f.c.GetTwin(ctx, "d1", "$edgeAgent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc := f.hub.ClientFor(t, f.hub.DeviceConnectionString("d1", "", d.Authentication.SymmetricKey.PrimaryKey))
+	patch := fmt.Sprintf(`{"lastDesiredVersion":%d,"lastDesiredStatus":{"code":200}}`, agent.DesiredVersion())
+	if _, err := dc.UploadReported(ctx, "d1", hubapi.ReportedBatch{Session: "tui-test",
+		Patches: []hubapi.ReportedPatch{{Seq: 1, ModuleID: "$edgeAgent", Patch: json.RawMessage(patch)}}}); err != nil {
+		t.Fatal(err)
+	}
+	tuitest.WaitFor(t, tm, "ok         yes")
+	_, fl := fleetOf(t, tm)
+	rows := fl.Table().Rows()
+	if len(rows) != 1 {
+		t.Fatalf("%d rows, want d1's", len(rows))
+	}
+	if got := strings.Join(rows[0].Cells[2:], "|"); !strings.HasPrefix(got, "connected|") || !strings.HasSuffix(got, "|3|ok|yes") {
+		t.Fatalf("d1's row after its agent reported: %s, want connected, 3 modules, ok", got)
+	}
 }

@@ -17,10 +17,10 @@ import (
 
 // Hub is what the hub views use of a hub; *hubclient.Client is one.
 type Hub interface {
-	ListDevicesPage(ctx context.Context, continuation string, top int) ([]hubapi.Device, string, error)
+	ListFleetPage(ctx context.Context, continuation string, top int) (hubclient.FleetPage, error)
+	FleetDevices(ctx context.Context, ids []string) ([]hubapi.FleetDevice, error)
 	GetTwin(ctx context.Context, deviceID, moduleID string) (*twin.Twin, error)
 	PatchTwin(ctx context.Context, deviceID, moduleID string, patch []byte, etag string) (*twin.Twin, error)
-	GetDevice(ctx context.Context, id string) (hubapi.Device, error)
 	WatchTwin(ctx context.Context, deviceID, moduleID string, opts ...hubclient.WatchOption) (<-chan hubclient.TwinEvent, error)
 	WatchChanges(ctx context.Context, opts ...hubclient.WatchOption) <-chan hubclient.ChangeEvent
 	Sync(ctx context.Context, deviceID, cursor string, wait time.Duration) (*hubapi.Sync, error)

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -111,9 +112,10 @@ func Open(cfg Config) (*Store, error) {
 		Username:    cfg.Username,
 		Password:    cfg.Password,
 		Logger:      zap.NewNop(),
-		// Writes go to the leader through any member; a watch on a member cut
-		// off from the leader is cancelled and started again elsewhere.
-		RejectOldCluster: true,
+		// Not RejectOldCluster: this client refuses a cluster older than its
+		// previous minor release (3.6), and Debian 12's etcd-server is 3.4,
+		// whose v3 API (ranges, transactions, watches, status) is all the
+		// store uses (TestDebianEtcd in internal/hub runs on it).
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd store: connect to %s: %w", strings.Join(cfg.Endpoints, ","), err)
@@ -240,6 +242,61 @@ func (s *Store) Get(key string) (store.Record, error) {
 	return s.record(resp.Kvs[0]), nil
 }
 
+// RangeThrough returns, sorted by key, the records with keys after `after`
+// and up to `last` (both full keys, e.g. "twins/d1" and "twins/d9/m"): a
+// range with both ends given, so that etcd reads only those keys. (A range
+// with a limit but no end costs etcd 3.4 a walk over the rest of the prefix
+// for each page; etcd 3.5 stops at the limit.)
+func (s *Store) RangeThrough(after, last string) ([]store.Record, error) {
+	ctx, cancel, err := s.op()
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.prefix+after+"\x00", clientv3.WithRange(s.prefix+last+"\x00"))
+	if err != nil {
+		return nil, s.fail("list "+after+" to "+last, err)
+	}
+	recs := make([]store.Record, len(resp.Kvs))
+	for i, kv := range resp.Kvs {
+		recs[i] = s.record(kv)
+	}
+	return recs, nil
+}
+
+// GetMany returns the records of those of keys that exist, in no given
+// order: one etcd transaction of gets per etcd's --max-txn-ops keys, each at
+// one revision (the hub's queries read a page of twins with it).
+func (s *Store) GetMany(keys []string) ([]store.Record, error) {
+	for _, k := range keys {
+		if err := store.CheckKey(k); err != nil {
+			return nil, err
+		}
+	}
+	recs := make([]store.Record, 0, len(keys))
+	for chunk := range slices.Chunk(keys, s.maxOps) {
+		ctx, cancel, err := s.op()
+		if err != nil {
+			return nil, err
+		}
+		ops := make([]clientv3.Op, len(chunk))
+		for i, k := range chunk {
+			ops[i] = clientv3.OpGet(s.prefix + k)
+		}
+		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			return nil, s.fail(fmt.Sprintf("get %d records (%s, …)", len(chunk), chunk[0]), err)
+		}
+		for _, r := range resp.Responses {
+			for _, kv := range r.GetResponseRange().GetKvs() {
+				recs = append(recs, s.record(kv))
+			}
+		}
+	}
+	return recs, nil
+}
+
 func (s *Store) record(kv *mvccpb.KeyValue) store.Record {
 	return store.Record{Key: string(kv.Key[len(s.prefix):]), Version: kv.ModRevision, Value: kv.Value}
 }
@@ -272,8 +329,11 @@ func (s *Store) rangeAt(prefix, after string, limit int, rev int64) ([]store.Rec
 	if after != "" && after >= prefix {
 		from = s.prefix + after + "\x00"
 	}
+	// etcd returns a range in key order: no WithSort, which makes etcd 3.4
+	// read the whole rest of the range for each page before it cuts it to
+	// the limit (a scan of n keys cost n²/limit key reads).
 	opts := []clientv3.OpOption{clientv3.WithRange(clientv3.GetPrefixRangeEnd(s.prefix + prefix)),
-		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend), clientv3.WithLimit(int64(limit))}
+		clientv3.WithLimit(int64(limit))}
 	if rev > 0 {
 		opts = append(opts, clientv3.WithRev(rev))
 	}

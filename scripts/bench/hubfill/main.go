@@ -2,20 +2,31 @@
 // twins, for the hub benchmarks in scripts/bench/hub.sh.
 //
 //	go run ./scripts/bench/hubfill -data DIR -devices 10000 -modules 5
+//
+// With -etcd it fills an etcd prefix instead, for the replica benchmarks:
+// one device is made through the registry, then its records are copied
+// under every other device id in transactions of up to 100 records (the
+// registry's one transaction per write would take hours for 100,000
+// devices).
+//
+//	go run ./scripts/bench/hubfill -etcd http://127.0.0.1:2379 -devices 100000 -modules 5
 package main
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"log"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/registry"
 	"github.com/outpost-edge/outpost/internal/store"
+	"github.com/outpost-edge/outpost/internal/store/etcdstore"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
 
@@ -24,9 +35,17 @@ func main() {
 	devices := flag.Int("devices", 10000, "devices to create")
 	modules := flag.Int("modules", 5, "modules (each with a twin) per device")
 	workers := flag.Int("workers", 32, "concurrent writers")
+	endpoints := flag.String("etcd", "", "etcd endpoints (URL,…): fill etcd instead of -data")
+	prefix := flag.String("etcd-prefix", etcdstore.DefaultPrefix, "the hub's etcd key prefix")
 	flag.Parse()
+	if *endpoints != "" {
+		if err := fillEtcd(strings.Split(*endpoints, ","), *prefix, *devices, *modules, *workers); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	if *data == "" {
-		log.Fatal("hubfill: -data is required")
+		log.Fatal("hubfill: give -data DIR (a hub data dir) or -etcd URL,… (etcd endpoints)")
 	}
 	if err := os.MkdirAll(*data, 0o700); err != nil {
 		log.Fatal(err)
@@ -62,6 +81,94 @@ func main() {
 	close(ids)
 	wg.Wait()
 	fmt.Fprintf(os.Stderr, "filled %d devices × %d module twins in %v\n", *devices, *modules, time.Since(start).Round(time.Millisecond))
+}
+
+// fillEtcd fills etcd with devices copies of one device made through the
+// registry in a scratch file store.
+func fillEtcd(endpoints []string, prefix string, devices, modules, workers int) error {
+	dir, err := os.MkdirTemp("", "hubfill-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	tmpl, err := store.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer tmpl.Close()
+	if err := fill(registry.New(tmpl), 0, modules); err != nil {
+		return err
+	}
+	recs, err := tmpl.List("")
+	if err != nil {
+		return err
+	}
+	st, err := etcdstore.Open(etcdstore.Config{Endpoints: endpoints, Prefix: prefix, RequestTimeout: time.Minute})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	const tmplID = "device-00000"
+	start := time.Now()
+	var done atomic.Int64
+	ids := make(chan int)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var ops []store.Op
+			flush := func() error {
+				if len(ops) == 0 {
+					return nil
+				}
+				_, err := st.Txn(ops...)
+				ops = ops[:0]
+				return err
+			}
+			for i := range ids {
+				id := fmt.Sprintf("device-%05d", i)
+				for _, r := range recs {
+					ops = append(ops, store.PutOp(strings.ReplaceAll(r.Key, tmplID, id), bytes.ReplaceAll(r.Value, []byte(tmplID), []byte(id)), store.Any))
+				}
+				if len(ops) > 100-len(recs) {
+					if err := flush(); err != nil {
+						errs <- err
+						return
+					}
+				}
+				if n := done.Add(1); n%10000 == 0 {
+					fmt.Fprintf(os.Stderr, "%d devices (%.0f/s)\n", n, float64(n)/time.Since(start).Seconds())
+				}
+			}
+			if err := flush(); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	for i := range devices {
+		select {
+		case ids <- i:
+		case err := <-errs:
+			return err
+		}
+	}
+	close(ids)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+	}
+	// Made by this registry, the devices have IoT Edge's system module
+	// names: the mark a hub writes once it has checked that (internal/hub's
+	// systemModulesKey), so that the first replica does not read every device.
+	if _, err := st.Put("hub/system-modules", []byte(`{"migrated":true}`), store.Any); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "filled etcd with %d devices × %d module twins (%d records each) in %v\n", devices, modules, len(recs), time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 func fill(reg *registry.Registry, i, modules int) error {

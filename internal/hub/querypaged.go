@@ -1,0 +1,248 @@
+package hub
+
+import (
+	"errors"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/query"
+	"github.com/outpost-edge/outpost/internal/registry"
+	"github.com/outpost-edge/outpost/internal/store"
+)
+
+// On a store shared by replicas (etcd), a replica holds no copy of the
+// registry: the twin index is not loaded, and a query reads its collection
+// from the store a page at a time, evaluating each twin as the page
+// arrives, so that a replica's memory does not grow with the fleet. Each
+// page is a range of identity records, then their twins: for module twins a
+// range of twins/ beside it (twinCursor), for device twins one transaction
+// of gets (multiGetter), which also gets the deploy state of $edgeAgent
+// twins. Twins are read in store key order (by "ID" or "ID/MODULE"), the
+// order continuation tokens resume in.
+//
+// On the file store the index stays: the records are already in memory, and
+// a query over the decoded index is faster than reading them again.
+
+// pagedScanPage is how many identities a paged scan reads at a time.
+const pagedScanPage = 1000
+
+// pagedQueryTime is how much longer than other requests a query may take
+// when it reads the store page by page: a count over 100,000 devices on a
+// busy etcd takes about a minute.
+const pagedQueryTime = 5 * time.Minute
+
+// queryTime is the time a query gets on top of the write timeout.
+func (h *Hub) queryTime() time.Duration {
+	if h.index != nil && h.index.paged != nil {
+		return pagedQueryTime
+	}
+	return 0
+}
+
+// multiGetter is a store that gets many keys in one round trip (etcd).
+type multiGetter interface {
+	// GetMany returns the records of keys that exist, in no given order.
+	GetMany(keys []string) ([]store.Record, error)
+}
+
+// getMany gets the records of keys from st, in one round trip when st can.
+func getMany(st store.Store, keys []string) (map[string]store.Record, error) {
+	if len(keys) == 0 {
+		return map[string]store.Record{}, nil
+	}
+	var recs []store.Record
+	if mg, ok := st.(multiGetter); ok {
+		var err error
+		if recs, err = mg.GetMany(keys); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, k := range keys {
+			r, err := st.Get(k)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			recs = append(recs, r)
+		}
+	}
+	m := make(map[string]store.Record, len(recs))
+	for _, r := range recs {
+		m[r.Key] = r
+	}
+	return m, nil
+}
+
+// scanFrom calls fn for each twin of one collection (modules or not) after
+// pos (from the first with a zero pos) that matches cond, in order, until fn
+// returns false. With full, paths are read from the twins' JSON ($metadata
+// too). On the index fn runs under its read lock.
+func (h *Hub) scanFrom(modules bool, pos queryPos, cond *query.Condition, full bool, fn func(t matched) bool) error {
+	if h.index.paged != nil {
+		return h.scanPaged(modules, pos, cond, fn)
+	}
+	entries := h.index.snapshot(modules)
+	if pos != (queryPos{}) {
+		entries = entries[sort.Search(len(entries), func(i int) bool {
+			e := entries[i]
+			return e.deviceID > pos.Dev || e.deviceID == pos.Dev && e.moduleID > pos.Mod
+		}):]
+	}
+	h.scan(entries, cond, full, fn)
+	return nil
+}
+
+// scanPaged is scanFrom on the store: twins are read from their JSON.
+func (h *Hub) scanPaged(modules bool, pos queryPos, cond *query.Condition, fn func(t matched) bool) error {
+	x := h.index
+	prefix := "devices/"
+	if modules {
+		prefix = "modules/"
+	}
+	after := ""
+	if pos != (queryPos{}) {
+		after = prefix + pos.Dev
+		if modules {
+			after += "/" + pos.Mod
+		}
+	}
+	var twins *twinCursor
+	if modules { // module twins are read as a range beside their identities
+		twins = &twinCursor{st: x.paged}
+		if after != "" {
+			twins.after = "twins/" + strings.TrimPrefix(after, prefix)
+		}
+	}
+	view := &twinView{x: x, raw: true}
+	for {
+		recs, err := x.paged.Range(prefix, after, pagedScanPage)
+		if err != nil {
+			return err
+		}
+		entries, err := x.pageEntries(prefix, modules, recs, twins)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			view.e = e
+			if cond != nil && !cond.MatchGetter(view) {
+				continue
+			}
+			if !fn(matched{e: e, view: view}) {
+				return nil
+			}
+		}
+		if len(recs) < pagedScanPage {
+			return nil
+		}
+		after = recs[len(recs)-1].Key
+	}
+}
+
+// twinCursor reads the twins/ records in key order, a range at a time, for
+// a scan over module identities (whose keys sort as their twins' do): one
+// range request costs etcd far less than a transaction of as many gets.
+type twinCursor struct {
+	st    store.Store
+	after string         // the last key read
+	buf   []store.Record // read, not yet taken
+	done  bool           // no records after buf
+}
+
+// rangeThrougher is a store that reads the keys between two given keys
+// (etcd: a range with both ends, whose cost is the keys read).
+type rangeThrougher interface {
+	RangeThrough(after, last string) ([]store.Record, error)
+}
+
+// upTo takes the records with keys up to twins/last.
+func (c *twinCursor) upTo(last string) ([]store.Record, error) {
+	end := "twins/" + last
+	if rt, ok := c.st.(rangeThrougher); ok {
+		from := c.after
+		if from == "" {
+			from = "twins/"
+		}
+		recs, err := rt.RangeThrough(from, end)
+		c.after = end
+		return recs, err
+	}
+	var out []store.Record
+	for {
+		i := 0
+		for i < len(c.buf) && c.buf[i].Key <= end {
+			i++
+		}
+		out, c.buf = append(out, c.buf[:i]...), c.buf[i:]
+		if len(c.buf) > 0 || c.done {
+			return out, nil
+		}
+		const n = 2 * pagedScanPage
+		recs, err := c.st.Range("twins/", c.after, n)
+		if err != nil {
+			return nil, err
+		}
+		c.done = len(recs) < n
+		if len(recs) > 0 {
+			c.after = recs[len(recs)-1].Key
+		}
+		c.buf = recs
+	}
+}
+
+// pageEntries makes the entries of a page of identity records under prefix,
+// with their twins (from twins, when not nil) and configurations read from
+// the store.
+func (x *twinIndex) pageEntries(prefix string, modules bool, recs []store.Record, twins *twinCursor) ([]*indexEntry, error) {
+	entries := make([]*indexEntry, 0, len(recs))
+	keys := make([]string, 0, len(recs))
+	for _, r := range recs {
+		rest := strings.TrimPrefix(r.Key, prefix)
+		id, mid, isModule := strings.Cut(rest, "/")
+		if isModule != modules {
+			continue
+		}
+		e := &indexEntry{deviceID: id, moduleID: mid, live: true, identVer: r.Version}
+		if !modules {
+			e.identityFields = readIdentity(r.Value)
+		}
+		entries = append(entries, e)
+		if twins == nil {
+			keys = append(keys, "twins/"+rest)
+		}
+		if mid == registry.AgentModule {
+			keys = append(keys, deployStateKind+"/"+id)
+		}
+	}
+	got, err := getMany(x.paged, keys)
+	if err != nil {
+		return nil, err
+	}
+	if twins != nil && len(recs) > 0 {
+		trecs, err := twins.upTo(strings.TrimPrefix(recs[len(recs)-1].Key, prefix))
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range trecs {
+			got[r.Key] = r
+		}
+	}
+	for _, e := range entries {
+		key := "twins/" + e.deviceID
+		if e.moduleID != "" {
+			key += "/" + e.moduleID
+		}
+		if r, ok := got[key]; ok {
+			e.twin, e.twinVer = flatTwin{raw: r.Value}, r.Version
+		}
+		if e.moduleID == registry.AgentModule {
+			if r, ok := got[deployStateKind+"/"+e.deviceID]; ok {
+				e.configs, e.configsVer = decodeDeployState(r.Value), r.Version
+			}
+		}
+	}
+	return entries, nil
+}

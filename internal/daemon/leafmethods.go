@@ -9,12 +9,6 @@ import (
 	"github.com/outpost-edge/outpost/internal/hubapi"
 )
 
-// leafMethodBroker is the part of the broker that passes direct method
-// calls to leaf devices (children of this edge device connected to it).
-type leafMethodBroker interface {
-	InvokeDeviceMethod(ctx context.Context, deviceID, method string, payload []byte, connectWait, responseWait time.Duration) (broker.MethodResult, error)
-}
-
 // leafMethod delivers a call the hub handed this edge device for one of
 // its leaf devices to the leaf, on the broker's
 // $iothub/methods/POST/{method}/?$rid=, and returns its answer; a leaf not
@@ -24,7 +18,7 @@ func (d *Daemon) leafMethod(ctx context.Context, c hubapi.MethodCall) hubapi.Met
 	if c.ModuleID != "" {
 		return hubapi.MethodResponse{NotOnline: true, Reason: "leaf device " + c.DeviceID + " has no modules on edge device " + d.cs.DeviceID + ": call the device itself"}
 	}
-	b, ok := d.broker.(leafMethodBroker)
+	b, ok := d.broker.(methodBroker)
 	if !ok || !d.brokerRunning.Load() {
 		return hubapi.MethodResponse{NotOnline: true, Reason: "the broker of edge device " + d.cs.DeviceID + ", which leaf device " + c.DeviceID + " connects to, is not running"}
 	}

@@ -12,9 +12,11 @@ import (
 )
 
 // methodBroker is the part of the module broker that passes direct method
-// calls to modules.
+// calls to modules and to leaf devices (children of this edge device
+// connected to it).
 type methodBroker interface {
 	InvokeMethod(ctx context.Context, moduleID, method string, payload []byte, connectWait, responseWait time.Duration) (broker.MethodResult, error)
+	InvokeDeviceMethod(ctx context.Context, deviceID, method string, payload []byte, connectWait, responseWait time.Duration) (broker.MethodResult, error)
 }
 
 // answerMethod answers a direct method call the hub handed the device:

@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/agent/agenttest"
+	"github.com/outpost-edge/outpost/internal/cli"
 	"github.com/outpost-edge/outpost/internal/hub/hubtest"
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/hubclient"
@@ -125,6 +127,18 @@ func TestNodeLeafMessages(t *testing.T) {
 	runPhase("offline", "boot")
 	h2 := hubtest.Start(t, hubtest.Options{DataDir: f.Hub.DataDir, Listen: sdkHub, HostName: "localhost"})
 	waitAtHub(h2.Client(t), "online-1,online-2,offline-1,offline-2,boot-1,boot-2")
+	// As an operator reads them: outpost messages list LEAF.
+	ios, _, stdout, stderr := cli.TestIO()
+	if code := cli.Run(ctx, ios, []string{"messages", "list", leafID, "-o", "json", "--hub", h2.ConnectionString, "--ca", h2.CAFile}); code != 0 {
+		t.Fatalf("outpost messages list %s: exit %d: %s", leafID, code, stderr)
+	}
+	var listed []struct {
+		DeviceID         string            `json:"deviceId"`
+		SystemProperties map[string]string `json:"systemProperties"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &listed); err != nil || len(listed) != 6 || listed[0].DeviceID != leafID || listed[5].SystemProperties["$.mid"] != "boot-2" {
+		t.Fatalf("outpost messages list %s -o json: %v\n%s", leafID, err, stdout)
+	}
 	if n := logs.count("rejected a queued message"); n != 0 {
 		t.Errorf("%d messages refused by the hub", n)
 	}

@@ -245,10 +245,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.shutdown()
 			a.flushReport(reportCtx)
 			return nil
-		case _, ok := <-changes:
+		case c, ok := <-changes:
 			if !ok { // Watch ends with ctx
 				changes = nil
 				continue
+			}
+			if isChildChange(c) {
+				continue // leaf devices are the broker's: nothing to run
 			}
 			// The hub's twin may have replaced what the device reported
 			// (a device identity created anew): check the report again.
@@ -267,6 +270,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// isChildChange tells a change of the device's children (leaf devices:
+// their set, identities or twins), which the agent has nothing to do with.
+func isChildChange(c syncer.Change) bool { return c.DeviceID != "" || c.Children }
 
 // reconcile reads the deployment and hands each module's supervisor its
 // desired state, startupOrder group by group.

@@ -45,12 +45,7 @@ func (n *notifier) wait(deviceID string) <-chan struct{} {
 	return ch
 }
 
-func (n *notifier) fire(deviceID string) {
-	n.mu.Lock()
-	n.fireLocked(deviceID)
-	n.mu.Unlock()
-}
-
+// fireLocked wakes deviceID's waiters; the caller holds n.mu.
 func (n *notifier) fireLocked(deviceID string) {
 	if ch, ok := n.chans[deviceID]; ok {
 		close(ch)

@@ -25,7 +25,8 @@ import (
 // its watch on methodresults/, then deletes both records. A replica keeps in
 // memory only its own callers and which devices have calls waiting (from
 // the watch): nothing per device of the fleet. Records of a caller whose
-// replica died expire: a sync skips and deletes them.
+// replica died expire: the device's next sync deletes them (a device that
+// never syncs again keeps them, a few hundred bytes each).
 type storeMethods struct {
 	st  store.Store
 	now func() time.Time
@@ -201,6 +202,7 @@ func (t *storeMethods) take(deviceID string) []hubapi.MethodCall {
 func (t *storeMethods) withdraw(deviceID, id string) bool {
 	t.mu.Lock()
 	c := t.callers[id]
+	seenTaken := c != nil && c.taken
 	delete(t.callers, id)
 	t.mu.Unlock()
 	key := methodCallKey(deviceID, id)
@@ -214,7 +216,7 @@ func (t *storeMethods) withdraw(deviceID, id string) bool {
 	if err := t.st.Delete(key, r.Version); err != nil {
 		return false // taken meanwhile
 	}
-	return untaken && (c == nil || !c.taken)
+	return untaken && !seenTaken
 }
 
 func (t *storeMethods) complete(deviceID, id string, r hubapi.MethodResponse) error {

@@ -2,6 +2,7 @@
 # outpost tui against a hub with a large fleet, driven in tmux.
 #
 #   scripts/bench/tui.sh [DEVICES]      (default 10000 devices × 1 module)
+#   OUTPOST_BIN=/path/to/outpost scripts/bench/tui.sh   (that binary, e.g. of another commit)
 #
 # Prints: start → first complete frame of the fleet view (a "devices (N" title and the
 # screen's rows of devices; a 10 ms poll can miss the first page's frame, so any page counts),
@@ -14,8 +15,12 @@ cd "$(dirname "$0")/../.."
 command -v tmux >/dev/null || { echo "tui.sh: needs tmux (apt-get install tmux)" >&2; exit 1; }
 devices=${1:-10000}
 dir=${BENCH_DIR:-/tmp/outpost-bench-tui}/${devices}
-bin=$(mktemp -d)/outpost
-go build -o "$bin" ./cmd/outpost
+if [ -n "${OUTPOST_BIN:-}" ]; then
+	bin=$OUTPOST_BIN # a binary built elsewhere (another commit, to compare)
+else
+	bin=$(mktemp -d)/outpost
+	go build -o "$bin" ./cmd/outpost
+fi
 sock=$(mktemp -u /tmp/outpost-tui-bench.XXXXXX)
 T() { tmux -S "$sock" "$@"; }
 

@@ -159,3 +159,26 @@ func TestFleetColumnsLive(t *testing.T) {
 		t.Fatalf("d1's row after its agent reported: %s, want connected, 3 modules, ok", got)
 	}
 }
+
+// TestFleetLeafDeviceTwin: Enter on a device that is not an IoT Edge
+// device opens its own twin, which follows the hub: a desired patch made
+// elsewhere shows.
+func TestFleetLeafDeviceTwin(t *testing.T) {
+	f := newFixture(t)
+	bulkDevices(t, f.hub, "dev-", 1)
+	ctx := t.Context()
+	if _, err := f.c.PatchTwin(ctx, "dev-00000", "", []byte(`{"properties":{"desired":{"leafKey":1}}}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	tm := openFleet(t, f, 120, 40, "devices (2)")
+	tuitest.Keys(tm, "j", "enter")
+	tuitest.WaitFor(t, tm, "fleet › dev-00000 twin", `"leafKey": 1`)
+	if _, err := f.c.PatchTwin(ctx, "dev-00000", "", []byte(`{"properties":{"desired":{"leafKey":2}}}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	tuitest.WaitFor(t, tm, `"leafKey": 2`)
+	m := tuitest.Final(t, tm).(*app.Model)
+	if tw, ok := m.Front().(*hubview.Twin); !ok || tw.Title() != "dev-00000 twin" {
+		t.Fatalf("front view %T, want dev-00000's twin", m.Front())
+	}
+}

@@ -13,14 +13,7 @@ func (c *Client) watchDeviceTwin(ctx context.Context, deviceID string, opts []Wa
 	ch := make(chan TwinEvent)
 	go func() {
 		defer close(ch)
-		send := func(ev TwinEvent) bool {
-			select {
-			case ch <- ev:
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
+		send := func(ev TwinEvent) bool { return sendCtx(ctx, ch, ev) }
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		var cur *TwinEvent // the last twin sent

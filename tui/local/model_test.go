@@ -169,3 +169,19 @@ func TestLeaves(t *testing.T) {
 		t.Errorf("sensor-2, never heard and with nothing queued, shows more:\n%s", view)
 	}
 }
+
+// TestMessageQueue: the message queue's line follows the daemon's events:
+// from the snapshot, then each messages event; the routes' error shows.
+func TestMessageQueue(t *testing.T) {
+	f := newFake()
+	f.snapshot.Messages = &mgmtclient.MessageQueue{Upstream: mgmtclient.QueueStats{Count: 12, Bytes: 14000, Oldest: t0.Add(-3 * time.Second), Expired: 2}}
+	u := start(t, f, 120, 40, "")
+	u.waitFor(t, "Msgs", "upstream 12 messages · 13.7 KiB · oldest 3s ago · 2 expired", "held until the hub is back", "inputs empty")
+	f.events <- mgmtclient.Event{Type: mgmtclient.EventMessages, Time: t0, Messages: &mgmtclient.MessageQueue{
+		Inputs:      mgmtclient.QueueStats{Count: 1, Bytes: 10, Oldest: t0.Add(-time.Second), Refused: 4},
+		Upstream:    mgmtclient.QueueStats{Refused: 4},
+		RoutesError: `routes.r: column 23: sink "nowhere" is not supported`,
+	}}
+	u.waitFor(t, "upstream empty", "inputs 1 message · 10 B · oldest 1s ago", "4 messages refused: queue full", `routes: routes.r: column 23: sink "nowhere" is not supported`)
+	u.final(t)
+}

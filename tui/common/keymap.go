@@ -37,6 +37,11 @@ type KeyMap struct {
 
 	SearchNext key.Binding // the next match of a search (logs)
 	SearchPrev key.Binding
+
+	Tree        key.Binding // the twin as a tree or as JSON
+	Toggle      key.Binding // expand or collapse the node under the cursor
+	ExpandAll   key.Binding
+	CollapseAll key.Binding
 }
 
 // DefaultKeyMap returns outpost's keys.
@@ -76,6 +81,11 @@ func DefaultKeyMap() *KeyMap {
 
 		SearchNext: b("n", "next match", "n"),
 		SearchPrev: b("N", "previous match", "N"),
+
+		Tree:        b("t", "tree/JSON", "t"),
+		Toggle:      b("space", "expand/collapse", " "),
+		ExpandAll:   b("E", "expand all", "E"),
+		CollapseAll: b("C", "collapse all", "C"),
 	}
 }
 
@@ -88,6 +98,7 @@ func (k *KeyMap) Bindings() []key.Binding {
 		k.NextTab, k.Metadata, k.Edit, k.External, k.Send, k.Preview,
 		k.Reapply, k.Discard, k.Logs, k.Follow, k.Restart, k.Yes, k.No,
 		k.SearchNext, k.SearchPrev,
+		k.Tree, k.Toggle, k.ExpandAll, k.CollapseAll,
 	}
 }
 

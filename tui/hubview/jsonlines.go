@@ -2,7 +2,6 @@ package hubview
 
 import (
 	"encoding/json"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -35,17 +34,7 @@ func writeJSON(out *[]jline, v any, path, prefix string, depth int, last bool) {
 			return
 		}
 		*out = append(*out, jline{ind + prefix + "{", path})
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Slice(keys, func(i, j int) bool {
-			di, dj := strings.HasPrefix(keys[i], "$"), strings.HasPrefix(keys[j], "$")
-			if di != dj {
-				return dj
-			}
-			return keys[i] < keys[j]
-		})
+		keys := sortedKeys(x)
 		for i, k := range keys {
 			writeJSON(out, x[k], joinKey(path, k), strconv.Quote(k)+": ", depth+1, i == len(keys)-1)
 		}

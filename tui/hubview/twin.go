@@ -50,6 +50,11 @@ type Twin struct {
 	watch   <-chan hubclient.TwinEvent
 	down    bool
 
+	tree       bool            // the tree instead of JSON
+	collapsed  map[string]bool // tree paths collapsed (desired.a, reported.list[0])
+	cursor     int             // the tree node under the cursor
+	cursorPath string          // its path, kept across live updates
+
 	mode     twinMode
 	sess     *twinedit.Session
 	editor   textarea.Model
@@ -207,6 +212,7 @@ func (v *Twin) setTwin(tw *twin.Twin, lit bool) {
 		v.changed = changedPaths(sectionsOf(v.doc), sectionsOf(doc))
 	}
 	v.tw, v.doc = tw, doc
+	v.pruneCollapsed()
 }
 
 // sectionsOf returns {"desired": …, "reported": …, "tags": …} of a twin document.
@@ -226,6 +232,14 @@ func (v *Twin) Mode() string { return [...]string{"browse", "edit", "conflict"}[
 
 func (v *Twin) browseKey(msg tea.KeyMsg) tea.Cmd {
 	k := v.KeyMap
+	if key.Matches(msg, k.Tree) {
+		v.tree = !v.tree
+		v.offset = 0
+		return nil
+	}
+	if v.tree && v.treeKey(msg) {
+		return nil
+	}
 	switch {
 	case key.Matches(msg, k.Up):
 		v.offset = max(v.offset-1, 0)
@@ -456,6 +470,9 @@ func (v *Twin) View() string {
 			tabs[i] = st.Tab.Render(" " + t + " ")
 		}
 	}
+	if v.tree {
+		return head + "  " + strings.Join(tabs, "") + "\n" + v.treeView()
+	}
 	var body []string
 	if v.tab == 0 {
 		w := (v.Width - 1) / 2
@@ -598,7 +615,10 @@ func (v *Twin) ShortHelp() []key.Binding {
 	case twinConflict:
 		return []key.Binding{k.Reapply, k.Discard}
 	}
-	return []key.Binding{k.Edit, k.External, k.NextTab, k.Metadata, k.Down}
+	if v.tree {
+		return []key.Binding{k.Tree, k.Toggle, k.ExpandAll, k.CollapseAll, k.Edit, k.NextTab, k.Metadata}
+	}
+	return []key.Binding{k.Edit, k.External, k.Tree, k.NextTab, k.Metadata, k.Down}
 }
 
 // FullHelp implements help.KeyMap.
@@ -607,6 +627,7 @@ func (v *Twin) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Home, k.End},
 		{k.NextTab, k.Metadata, k.Edit, k.External},
+		{k.Tree, k.Toggle, k.Left, k.Right, k.ExpandAll, k.CollapseAll},
 		{k.Send, k.Preview, k.Reapply, k.Discard},
 	}
 }

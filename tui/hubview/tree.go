@@ -38,6 +38,12 @@ func treeLines(roots []treeRoot, collapsed map[string]bool) []tnode {
 
 func walkTree(out *[]tnode, v any, path, label string, depth int, collapsed map[string]bool) {
 	n := tnode{path: path, depth: depth, label: label}
+	if isEmpty(v) { // nothing to open: shown as the scalar {} or []
+		b, _ := json.Marshal(v)
+		n.value = string(b)
+		*out = append(*out, n)
+		return
+	}
 	switch x := v.(type) {
 	case map[string]any:
 		n.container, n.open = true, !collapsed[path]
@@ -64,6 +70,16 @@ func walkTree(out *[]tnode, v any, path, label string, depth int, collapsed map[
 		n.value = string(b)
 		*out = append(*out, n)
 	}
+}
+
+func isEmpty(v any) bool {
+	switch x := v.(type) {
+	case map[string]any:
+		return len(x) == 0
+	case []any:
+		return len(x) == 0
+	}
+	return false
 }
 
 func plural(n int, one, many, open, close string) string {

@@ -120,3 +120,16 @@ func TestTwinTreeGolden120x40(t *testing.T) {
 	m, _ := twinOf(t, tm)
 	tuitest.Golden(t, m.View())
 }
+
+// TestTwinTreeMetadata: m shows $metadata and $version in the tree as in
+// the JSON, and the tags tab is a tree of its own.
+func TestTwinTreeMetadata(t *testing.T) {
+	_, tm := openTree(t, 120, 40)
+	tuitest.Keys(tm, "m")
+	tuitest.WaitFor(t, tm, "$version: 3", "▾ $metadata", "$lastUpdatedVersion: 3")
+	tuitest.Keys(tm, "tab")
+	_, v := twinOf(t, tm)
+	if got := v.VisibleNodes(); !slices.Equal(got, []string{"tags"}) {
+		t.Fatalf("tags tab shows nodes %v, want the empty tags alone", got)
+	}
+}

@@ -26,9 +26,20 @@ type treeRoot struct {
 	val         any
 }
 
+// folds are the nodes the user collapsed (true) or expanded (false);
+// the others are open, but for $metadata, which starts collapsed.
+type folds map[string]bool
+
+func (f folds) closed(path string) bool {
+	if c, ok := f[path]; ok {
+		return c
+	}
+	return strings.HasSuffix(path, ".$metadata")
+}
+
 // treeLines flattens roots into the visible nodes: members of collapsed
 // containers are not visible. Keys are sorted as the JSON view sorts them.
-func treeLines(roots []treeRoot, collapsed map[string]bool) []tnode {
+func treeLines(roots []treeRoot, collapsed func(path string) bool) []tnode {
 	var out []tnode
 	for _, r := range roots {
 		walkTree(&out, r.val, r.path, r.title, 0, collapsed)
@@ -36,7 +47,7 @@ func treeLines(roots []treeRoot, collapsed map[string]bool) []tnode {
 	return out
 }
 
-func walkTree(out *[]tnode, v any, path, label string, depth int, collapsed map[string]bool) {
+func walkTree(out *[]tnode, v any, path, label string, depth int, collapsed func(path string) bool) {
 	n := tnode{path: path, depth: depth, label: label}
 	if isEmpty(v) { // nothing to open: shown as the scalar {} or []
 		b, _ := json.Marshal(v)
@@ -46,7 +57,7 @@ func walkTree(out *[]tnode, v any, path, label string, depth int, collapsed map[
 	}
 	switch x := v.(type) {
 	case map[string]any:
-		n.container, n.open = true, !collapsed[path]
+		n.container, n.open = true, !collapsed(path)
 		n.value = plural(len(x), "key", "keys", "{", "}")
 		*out = append(*out, n)
 		if !n.open {
@@ -56,7 +67,7 @@ func walkTree(out *[]tnode, v any, path, label string, depth int, collapsed map[
 			walkTree(out, x[k], joinKey(path, k), k, depth+1, collapsed)
 		}
 	case []any:
-		n.container, n.open = true, !collapsed[path]
+		n.container, n.open = true, !collapsed(path)
 		n.value = plural(len(x), "item", "items", "[", "]")
 		*out = append(*out, n)
 		if !n.open {
@@ -107,7 +118,7 @@ func sortedKeys(m map[string]any) []string {
 
 // containerPaths returns the paths of every object and array in roots.
 func containerPaths(roots []treeRoot) map[string]bool {
-	all := treeLines(roots, nil)
+	all := treeLines(roots, func(string) bool { return false })
 	out := map[string]bool{}
 	for _, n := range all {
 		if n.container {

@@ -50,10 +50,10 @@ type Twin struct {
 	watch   <-chan hubclient.TwinEvent
 	down    bool
 
-	tree       bool            // the tree instead of JSON
-	collapsed  map[string]bool // tree paths collapsed (desired.a, reported.list[0])
-	cursor     int             // the tree node under the cursor
-	cursorPath string          // its path, kept across live updates
+	tree       bool   // the tree instead of JSON
+	collapsed  folds  // tree paths collapsed or expanded (desired.a, reported.list[0])
+	cursor     int    // the tree node under the cursor
+	cursorPath string // its path, kept across live updates
 
 	mode     twinMode
 	sess     *twinedit.Session

@@ -32,7 +32,7 @@ func (v *Twin) roots() []treeRoot {
 // cursorPath (a live update may have moved it), or keeps its index when
 // that node is gone.
 func (v *Twin) nodes() []tnode {
-	ns := treeLines(v.roots(), v.collapsed)
+	ns := treeLines(v.roots(), v.collapsed.closed)
 	for i, n := range ns {
 		if n.path == v.cursorPath {
 			v.cursor = i
@@ -56,13 +56,9 @@ func (v *Twin) moveTo(ns []tnode, i int) {
 
 func (v *Twin) setCollapsed(path string, c bool) {
 	if v.collapsed == nil {
-		v.collapsed = map[string]bool{}
+		v.collapsed = folds{}
 	}
-	if c {
-		v.collapsed[path] = true
-	} else {
-		delete(v.collapsed, path)
-	}
+	v.collapsed[path] = c
 }
 
 // treeKey handles the keys of the tree; false when msg is not one of them.
@@ -112,16 +108,19 @@ func (v *Twin) treeKey(msg tea.KeyMsg) bool {
 			}
 		}
 	case key.Matches(msg, k.ExpandAll):
-		v.collapsed = nil
+		v.collapsed = folds{}
+		for p := range containerPaths(v.roots()) {
+			v.collapsed[p] = false
+		}
 	case key.Matches(msg, k.CollapseAll):
 		// Every object and array but the sections themselves.
 		v.collapsed = containerPaths(v.roots())
 		for _, r := range v.roots() {
-			delete(v.collapsed, r.path)
+			v.collapsed[r.path] = false
 		}
 		// The cursor goes to the visible node holding it.
 		for p := v.cursorPath; p != ""; p = parentPath(p) {
-			if ns := treeLines(v.roots(), v.collapsed); indexOf(ns, p) >= 0 {
+			if ns := treeLines(v.roots(), v.collapsed.closed); indexOf(ns, p) >= 0 {
 				v.cursorPath = p
 				break
 			}
@@ -150,8 +149,8 @@ func parentPath(path string) string {
 	return path[:i]
 }
 
-// pruneCollapsed forgets collapsed paths that the twin no longer has: a
-// path that comes back later starts expanded.
+// pruneCollapsed forgets the folds of paths that the twin no longer has:
+// a path that comes back later starts as new ones do.
 func (v *Twin) pruneCollapsed() {
 	if len(v.collapsed) == 0 {
 		return
@@ -235,7 +234,7 @@ func (v *Twin) CursorPath() string {
 }
 
 // Collapsed says whether the tree node at path is collapsed.
-func (v *Twin) Collapsed(path string) bool { return v.collapsed[path] }
+func (v *Twin) Collapsed(path string) bool { return v.collapsed.closed(path) }
 
 // VisibleNodes returns the paths of the tree nodes shown, in order.
 func (v *Twin) VisibleNodes() []string {

@@ -121,12 +121,15 @@ func TestTwinTreeGolden120x40(t *testing.T) {
 	tuitest.Golden(t, m.View())
 }
 
-// TestTwinTreeMetadata: m shows $metadata and $version in the tree as in
-// the JSON, and the tags tab is a tree of its own.
+// TestTwinTreeMetadata: m shows $metadata (collapsed until opened) and
+// $version in the tree as in the JSON, and the tags tab is a tree of its
+// own.
 func TestTwinTreeMetadata(t *testing.T) {
 	_, tm := openTree(t, 120, 40)
 	tuitest.Keys(tm, "m")
-	tuitest.WaitFor(t, tm, "$version: 3", "▾ $metadata", "$lastUpdatedVersion: 3")
+	tuitest.WaitFor(t, tm, "$version: 3", "    ▸ $metadata {5 keys}")
+	tuitest.Keys(tm, "E")
+	tuitest.WaitFor(t, tm, "    ▾ $metadata", "$lastUpdatedVersion: 3")
 	tuitest.Keys(tm, "tab")
 	_, v := twinOf(t, tm)
 	if got := v.VisibleNodes(); !slices.Equal(got, []string{"tags"}) {

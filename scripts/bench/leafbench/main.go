@@ -9,14 +9,16 @@
 //   - load: every leaf reports a patch once a second for -window; the
 //     daemon's CPU (utime+stime from /proc/PID/stat) and memory (VmRSS,
 //     VmHWM) over it;
+//
 //   - desired: one desired patch per leaf through the hub's service API,
 //     while the load goes on, and the time until each leaf's client has it
 //     (p50, p99, max);
+//
 //   - outbox: the hub stopped for -offline while the leaves keep reporting,
 //     then started again; the outbox depth it left and the time until the
 //     daemon's outbox is empty, extrapolated to an hour offline.
 //
-//	go run ./scripts/bench/leafbench -outpost BIN [-n 1000] [-window 60s] [-offline 60s]
+//     go run ./scripts/bench/leafbench -outpost BIN [-n 1000] [-window 60s] [-offline 60s]
 //
 // The processes it starts die with it (Pdeathsig) and its temp dir is removed.
 package main
@@ -185,13 +187,19 @@ func run(bin string, n int, window, offline time.Duration) (code int) {
 	sent0, acked0 := sent.Load(), acked.Load()
 	peak := sampleRSS(daemon.Process.Pid)
 	load0 := loadavg()
+	depth0 := outbox(mgmt)
+	trace := traceOutbox(mgmt, "load")
 	time.Sleep(window)
+	trace()
+	depth1 := outbox(mgmt)
 	cpu1, at1 := cpuTicks(daemon.Process.Pid), time.Now()
 	sec := at1.Sub(at0).Seconds()
 	peakRSS := peak()
 	_, hwm := memory(daemon.Process.Pid)
 	fmt.Printf("load: %d leaves, 1 reported patch/s each, over %.0f s: %.0f patches/s sent, %.0f/s acknowledged 204 (durable), %d refused answers\n",
 		n, sec, float64(sent.Load()-sent0)/sec, float64(acked.Load()-acked0)/sec, refused.Load())
+	fmt.Printf("outbox (reported patches not yet at the hub) %d at the window's start, %d at its end: %.0f patches/s more than the daemon uploads\n",
+		depth0, depth1, float64(depth1-depth0)/sec)
 	fmt.Printf("daemon under that load: CPU %.0f%% of one core (utime+stime %.1f s over %.0f s), VmRSS peak %.1f MB, VmHWM %.1f MB; load average before %s, after %s\n",
 		100*float64(cpu1-cpu0)/100/sec, float64(cpu1-cpu0)/100, sec, float64(peakRSS)/1024, float64(hwm)/1024, load0, loadavg())
 
@@ -224,8 +232,6 @@ func run(bin string, n int, window, offline time.Duration) (code int) {
 		n, patched.Seconds(), lat[n/2].Milliseconds(), lat[n*99/100].Milliseconds(), lat[n-1].Milliseconds(), last.Sub(t0).Seconds())
 
 	if offline > 0 {
-		// Drain first what the load queued, then stop the hub.
-		waitFor("the outbox, online", 2*time.Minute, func() bool { return outbox(mgmt) < int(n) })
 		stopHub(hub)
 		t0 = time.Now()
 		sentOff, ackedOff := sent.Load(), acked.Load()
@@ -241,22 +247,43 @@ func run(bin string, n int, window, offline time.Duration) (code int) {
 			return err == nil && st.Connected
 		})
 		reconnect := time.Since(up)
-		var minDepth int
-		waitFor("the outbox to drain", 30*time.Minute, func() bool {
-			minDepth = outbox(mgmt)
-			return minDepth < n // less than one second of load: the backlog is gone
-		})
-		drain := time.Since(at0)
+		// With the leaves still reporting: the net drain (negative: the
+		// outbox still grows).
+		trace = traceOutbox(mgmt, "drain, leaves reporting")
+		d0, t1 := outbox(mgmt), time.Now()
+		time.Sleep(30 * time.Second)
+		trace()
+		d1 := outbox(mgmt)
+		net := float64(d0-d1) / time.Since(t1).Seconds()
+		fmt.Printf("drain, leaves still reporting: daemon online %.1f s after the hub's start; outbox %d → %d over 30 s: net %.0f patches/s drained (upload %.0f/s against the leaves' %d/s)\n",
+			reconnect.Seconds(), d0, d1, net, net+float64(n), n)
+		// The leaves stopped: the upload alone.
+		close(stopLoad)
+		loadWG.Wait()
+		time.Sleep(time.Second)
+		trace = traceOutbox(mgmt, "drain, leaves stopped")
+		d2, t2 := outbox(mgmt), time.Now()
+		d3 := d2
+		for d3 > 0 && time.Since(t2) < 2*time.Minute {
+			time.Sleep(100 * time.Millisecond)
+			d3 = outbox(mgmt)
+		}
+		trace()
+		upload := float64(d2-d3) / time.Since(t2).Seconds()
 		cpu1 = cpuTicks(daemon.Process.Pid)
-		rate := float64(queued) / (drain - reconnect).Seconds()
+		fmt.Printf("drain, leaves stopped: outbox %d → %d in %.0f s: %.0f patches/s uploaded; daemon CPU %.0f%% over the whole drain\n",
+			d2, d3, time.Since(t2).Seconds(), upload, 100*float64(cpu1-cpu0)/100/time.Since(at0).Seconds())
 		hour := float64(n) * 3600
-		fmt.Printf("drain: hub back (the daemon online again %.1f s after the hub's start), outbox from %d to %d (under one second of load) %.1f s after the hub's start, leaves still reporting: net %.0f patches/s drained once online; daemon CPU %.0f%% meanwhile\n",
-			reconnect.Seconds(), queued, minDepth, drain.Seconds(), rate, 100*float64(cpu1-cpu0)/100/drain.Seconds())
-		fmt.Printf("an hour offline: %d leaves × 1/s × 3600 s = %.0f patches queued; at %.0f patches/s net: %.1f minutes to drain\n",
-			n, hour, rate, hour/rate/60)
+		fmt.Printf("an hour offline: %d leaves × 1/s × 3600 s = %.0f patches queued; at the upload rate with the leaves quiet (%.0f/s): %.0f minutes to drain", n, hour, upload, hour/upload/60)
+		if net > 0 {
+			fmt.Printf("; with the leaves still reporting (net %.0f/s): %.0f minutes\n", net, hour/net/60)
+		} else {
+			fmt.Printf("; with the leaves still reporting it never drains (the upload, %.0f/s, is below the leaves' %d/s)\n", net+float64(n), n)
+		}
+	} else {
+		close(stopLoad)
+		loadWG.Wait()
 	}
-	close(stopLoad)
-	loadWG.Wait()
 	fmt.Printf("connections lost during the run: %d\n", lost.Load())
 	for _, l := range leaves {
 		l.c.Disconnect(50)
@@ -507,6 +534,29 @@ func sampleRSS(pid int) func() int64 {
 	return func() int64 { close(stop); <-done; return peak.Load() }
 }
 
+// traceOutbox prints the outbox depth every 10 s until the function it
+// returns is called.
+func traceOutbox(mgmt *mgmtclient.Client, what string) func() {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Second):
+			}
+			st, err := mgmt.Status(context.Background())
+			if err == nil {
+				fmt.Printf("  %s +%.0f s: outbox %d patches, hub link connected=%v\n", what, time.Since(start).Seconds(), st.Outbox.Patches, st.Connected)
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
+}
+
 func loadavg() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
@@ -515,4 +565,3 @@ func loadavg() string {
 	f := strings.Fields(string(b))
 	return strings.Join(f[:3], " ")
 }
-

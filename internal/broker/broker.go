@@ -148,6 +148,7 @@ type Broker struct {
 	mc         methodCalls                 // direct method calls waiting for a module's answer (methods.go)
 	msg        messaging                   // routes in force (messages.go)
 	deliverers map[*mqtt.Client]*deliverer // input senders by connection, guarded by mu
+	activity   *activity                   // when each client was last heard (childstatus.go)
 }
 
 // moduleState is what the broker knows of one client across connections:
@@ -293,6 +294,10 @@ func New(cfg Config) (*Broker, error) {
 		SysTopicResendInterval: math.MaxInt32,
 	})
 	if err := b.srv.AddHook(&hook{b: b}, nil); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	b.activity = &activity{now: b.now}
+	if err := b.srv.AddHook(b.activity, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	return b, nil

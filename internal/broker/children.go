@@ -14,19 +14,20 @@ import (
 // answers on $iothub/twin/res/#, desired changes on
 // $iothub/twin/PATCH/properties/desired/#), and subscribe to
 // $iothub/methods/POST/#. Anything else it publishes closes its connection,
-// with a log line naming it and the topic (childMayPublish: telemetry on
-// devices/{deviceId}/messages/events/ and method answers are to be let
-// through there, for the child's own device id only).
+// with a log line naming it and the topic. Its telemetry on
+// devices/{deviceId}/messages/events/ and its method answers are let
+// through here and checked where they are taken (leaf_messages.go: its own
+// device id only, answers to its own calls only).
 
 // childFilters are the filters a child device may subscribe to.
 var childFilters = []string{filterResponses, filterDesired, filterMethods}
 
 // childMayPublish reports why a child may not publish to topic, or "".
 func childMayPublish(topic string) string {
-	if strings.HasPrefix(topic, topicGet) || strings.HasPrefix(topic, topicPatch) {
+	if strings.HasPrefix(topic, topicGet) || strings.HasPrefix(topic, topicPatch) || leafMayPublish(topic) {
 		return ""
 	}
-	return fmt.Sprintf("topic %q is not one a child device may publish to here: only %s?$rid=… and %s?$rid=…", topic, topicGet, topicPatch)
+	return fmt.Sprintf("topic %q is not one a child device may publish to here: only %s?$rid=…, %s?$rid=…, method answers on %s{status}/?$rid=… and its telemetry on devices/{deviceId}/messages/events/", topic, topicGet, topicPatch, topicMethodRes)
 }
 
 func (b *Broker) allChildren() []*moduleState {

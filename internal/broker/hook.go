@@ -165,7 +165,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	if strings.HasPrefix(pk.TopicName, topicMethodRes) {
 		if err := b.answerMethod(s, pk.TopicName, pk.Payload); err != nil {
-			b.log.Warn("broker: closing a module's connection: refused method response", "module", s.m.id, "remote", s.remote, "topic", pk.TopicName, "reason", err.Error())
+			b.log.Warn("broker: closing a "+s.m.kind()+"'s connection: refused method response", s.m.kind(), s.m.id, "remote", s.remote, "topic", pk.TopicName, "reason", err.Error())
 			cl.Stop(fmt.Errorf("refused publish: %w", err))
 			return pk, packets.ErrRejectPacket
 		}
@@ -181,7 +181,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		if !strings.HasPrefix(pk.TopicName, twinPrefix) {
 			reason = fmt.Sprintf("topic %q is not one a module may publish to here: only %s?$rid=… and %s?$rid=…, method answers on %s{status}/?$rid=…, and its own messages on devices/{device}/modules/{module}/messages/events/", pk.TopicName, topicGet, topicPatch, topicMethodRes)
 		}
-		b.log.Warn("broker: closing a module's connection: refused publish", "module", s.m.id, "remote", s.remote, "topic", pk.TopicName, "reason", reason)
+		b.log.Warn("broker: closing a "+s.m.kind()+"'s connection: refused publish", s.m.kind(), s.m.id, "remote", s.remote, "topic", pk.TopicName, "reason", reason)
 		cl.Stop(fmt.Errorf("refused publish: %s", reason))
 		return pk, packets.ErrRejectPacket
 	}

@@ -118,6 +118,9 @@ func parseHubDesired(desired []byte) (*routing, error) {
 
 // eventsTopic parses devices/{d}/modules/{m}/messages/events/{bag}.
 func (b *Broker) eventsTopic(s *session, topic string) (bag string, err error) {
+	if id, ok := leafOf(s); ok {
+		return leafEventsTopic(id, topic)
+	}
 	own := "devices/" + b.cfg.DeviceID + "/modules/" + s.m.id + "/"
 	rest, ok := strings.CutPrefix(topic, own)
 	if !ok {
@@ -141,7 +144,7 @@ func (b *Broker) eventsTopic(s *session, topic string) (bag string, err error) {
 // connection was closed for it.
 func (b *Broker) onMessage(s *session, cl *mqtt.Client, pk packets.Packet) bool {
 	refuse := func(reason string) bool {
-		b.log.Warn("broker: closing a module's connection: refused message", "module", s.m.id, "remote", s.remote, "topic", truncate(pk.TopicName, 200), "reason", reason)
+		b.log.Warn("broker: closing a "+s.m.kind()+"'s connection: refused message", s.m.kind(), s.m.id, "remote", s.remote, "topic", truncate(pk.TopicName, 200), "reason", reason)
 		cl.Stop(fmt.Errorf("refused message: %s", reason))
 		return false
 	}
@@ -157,7 +160,8 @@ func (b *Broker) onMessage(s *session, cl *mqtt.Client, pk packets.Packet) bool 
 		return refuse(fmt.Sprintf("malformed property bag: %v", err))
 	}
 	now := b.now()
-	msg := hubapi.Message{DeviceID: b.cfg.DeviceID, ModuleID: s.m.id, EnqueuedTime: now.UTC(), Body: pk.Payload}
+	msg := hubapi.Message{EnqueuedTime: now.UTC(), Body: pk.Payload}
+	msg.DeviceID, msg.ModuleID = b.sender(s)
 	for k, v := range props {
 		if strings.HasPrefix(k, "$.") {
 			if msg.SystemProperties == nil {
@@ -243,7 +247,10 @@ func (b *Broker) route(msg *hubapi.Message, now time.Time) []msgqueue.Dest {
 	if rt == nil || len(rt.routes) == 0 {
 		return nil
 	}
-	sys := map[string]string{"$connectionDeviceId": msg.DeviceID, "$connectionModuleId": msg.ModuleID}
+	sys := map[string]string{"$connectionDeviceId": msg.DeviceID}
+	if msg.ModuleID != "" { // a leaf device's message has none: NOT IS_DEFINED($connectionModuleId)
+		sys["$connectionModuleId"] = msg.ModuleID
+	}
 	for wire, name := range systemQueryNames {
 		if v, ok := msg.SystemProperties[wire]; ok {
 			sys[name] = v

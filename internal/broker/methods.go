@@ -38,9 +38,9 @@ type methodCalls struct {
 }
 
 type methodWait struct {
-	moduleID string
-	method   string
-	res      chan MethodResult // buffered 1
+	owner  string // methodOwner of the session the call went to
+	method string
+	res    chan MethodResult // buffered 1
 }
 
 // MethodResult is a module's answer to a direct method.
@@ -67,18 +67,8 @@ func (mc *methodCalls) waitChange() <-chan struct{} {
 	return mc.changed
 }
 
-// methodSession returns the module's current session when it is subscribed
-// to methods.
-func (b *Broker) methodSession(moduleID string) *session {
-	b.mu.Lock()
-	m := b.modules[moduleID]
-	b.mu.Unlock()
-	if m == nil {
-		return nil
-	}
-	m.mu.Lock()
-	s := m.sess
-	m.mu.Unlock()
+// subscribedToMethods returns s when it is subscribed to methods, else nil.
+func subscribedToMethods(s *session) *session {
 	if s == nil {
 		return nil
 	}
@@ -93,13 +83,20 @@ func (b *Broker) methodSession(moduleID string) *session {
 // module that is not connected and subscribed to $iothub/methods/POST/# is
 // waited for up to connectWait; then the call fails with ErrNotSubscribed.
 func (b *Broker) InvokeMethod(ctx context.Context, moduleID, method string, payload []byte, connectWait, responseWait time.Duration) (MethodResult, error) {
+	return b.invoke(ctx, "module "+moduleID, func() *session { return subscribedToMethods(b.sessionOf(false, moduleID)) }, method, payload, connectWait, responseWait)
+}
+
+// invoke calls method on the session find returns (nil while there is none
+// subscribed to methods), waiting for one up to connectWait; target names
+// it in logs.
+func (b *Broker) invoke(ctx context.Context, target string, find func() *session, method string, payload []byte, connectWait, responseWait time.Duration) (MethodResult, error) {
 	var s *session
 	if connectWait > 0 {
 		t := time.NewTimer(connectWait)
 		defer t.Stop()
 		for {
 			changed := b.mc.waitChange()
-			if s = b.methodSession(moduleID); s != nil {
+			if s = find(); s != nil {
 				break
 			}
 			select {
@@ -110,11 +107,11 @@ func (b *Broker) InvokeMethod(ctx context.Context, moduleID, method string, payl
 				return MethodResult{}, ctx.Err()
 			}
 		}
-	} else if s = b.methodSession(moduleID); s == nil {
+	} else if s = find(); s == nil {
 		return MethodResult{}, ErrNotSubscribed
 	}
 
-	w := &methodWait{moduleID: moduleID, method: method, res: make(chan MethodResult, 1)}
+	w := &methodWait{owner: methodOwner(s), method: method, res: make(chan MethodResult, 1)}
 	b.mc.mu.Lock()
 	if b.mc.waiting == nil {
 		b.mc.waiting = map[string]*methodWait{}
@@ -135,7 +132,7 @@ func (b *Broker) InvokeMethod(ctx context.Context, moduleID, method string, payl
 	case r := <-w.res:
 		return r, nil
 	case <-rt.C:
-		b.log.Info("broker: a module did not answer a method call in time", "module", moduleID, "method", method, "timeout", responseWait)
+		b.log.Info("broker: no answer to a method call in time", "target", target, "method", method, "timeout", responseWait)
 		return MethodResult{}, ErrMethodTimeout
 	case <-ctx.Done():
 		return MethodResult{}, ctx.Err()
@@ -165,15 +162,15 @@ func (b *Broker) answerMethod(s *session, topic string, payload []byte) error {
 	}
 	b.mc.mu.Lock()
 	w := b.mc.waiting[rid]
-	if w != nil && w.moduleID != s.m.id {
-		w = nil // not this module's call
+	if w != nil && w.owner != methodOwner(s) {
+		w = nil // not this client's call
 	}
 	if w != nil {
 		delete(b.mc.waiting, rid)
 	}
 	b.mc.mu.Unlock()
 	if w == nil {
-		b.log.Warn("broker: a method response to no call waiting (it timed out, or was answered already): dropped", "module", s.m.id, "rid", rid, "status", code)
+		b.log.Warn("broker: a method response to no call waiting (it timed out, or was answered already): dropped", s.m.kind(), s.m.id, "rid", rid, "status", code)
 		return nil
 	}
 	w.res <- MethodResult{Status: code, Payload: append([]byte(nil), payload...)}

@@ -135,6 +135,7 @@ answered from the twins the device keeps, so offline too.`,
 		},
 	}
 	addDaemonFlags(cmd)
+	cmd.AddCommand(newDaemonCACmd(f))
 	return cmd
 }
 
@@ -148,7 +149,7 @@ func addDaemonFlags(cmd *cobra.Command) {
 	fl.String("runtime", runtime.KindAuto, "runtime: auto, runc, docker or process")
 	addMgmtSocketFlag(cmd)
 	fl.String("broker-listen", defaultBrokerListen, "module broker address: MQTT over TLS, IoT Hub's twin topics (the Azure SDKs reach a gateway on 8883)")
-	fl.String("gateway-hostname", "", "host name modules reach the daemon by (default: this machine's host name)")
+	fl.String("gateway-hostname", "", "host name modules and leaf devices reach the daemon by, IoT Edge's hostname; the broker's certificate is issued for it (default: this machine's host name)")
 	fl.String("workload-dir", "", "directory of the modules' workload sockets (default: DATA/workload)")
 	fl.String("device-ca-cert", "", "device CA certificate (PEM) to issue the broker's and modules' certificates from (default: one the daemon makes in DATA/ca)")
 	fl.String("device-ca-key", "", "private key (PEM, unencrypted) of --device-ca-cert")

@@ -191,8 +191,13 @@ func newStatusCmd(f *Factory) *cobra.Command {
 		Short:       "Show the daemon's link to its hub, its outbox, its cached twins and modules' broker links",
 		Long: `Show whether the daemon is connected to its hub and since when, its last
 sync, why the hub was last unreachable (the last error, kept once it is back),
-the reported patches waiting in its outbox, and the versions of the twins
-it has cached (what it runs on while offline). For each module that connected
+the reported patches waiting in its outbox, the device CA (its file and the
+SHA-256 fingerprint of the root leaf devices trust, as outpost daemon ca
+prints it) and the names the broker's certificate is valid for, and the
+versions of the twins it has cached (what it runs on while offline), and
+the child (leaf) devices that connected since the daemon started: connected
+or not and since when, when the broker last heard from each, and each one's
+reported patches waiting in the outbox. For each module that connected
 to the module broker since the daemon started: whether it is connected now and
 since when, and the desired version the broker last sent it (in a twin answer
 or a desired patch); its reported version is that of its twin on the device,
@@ -237,6 +242,7 @@ the version its last report was acknowledged with.
 				}
 				fmt.Fprintln(w)
 				printMessageQueue(w, st.Messages)
+				printDeviceCA(w, st.DeviceCA)
 				fmt.Fprintln(w)
 				links := map[string]mgmtclient.BrokerModule{}
 				for _, m := range st.Broker.Modules {
@@ -256,12 +262,48 @@ the version its last report was acknowledged with.
 						row(m.ModuleID, "-", "-")
 					}
 				}
-				return t.Write(w)
+				if err := t.Write(w); err != nil {
+					return err
+				}
+				return printChildren(w, st.Children, now)
 			})
 		},
 	}
 	addMgmtSocketFlag(cmd)
 	return cmd
+}
+
+// printChildren prints outpost status' table of child (leaf) devices.
+func printChildren(w io.Writer, kids []mgmtclient.Child, now time.Time) error {
+	if len(kids) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	t := NewTable("child device", "link", "last activity", "queued reports")
+	for _, c := range kids {
+		link := "connected " + humanDuration(now.Sub(c.Since))
+		if !c.Connected {
+			link = "disconnected " + humanDuration(now.Sub(c.Since)) + " ago"
+		}
+		last := "-"
+		if !c.LastActivity.IsZero() {
+			last = humanDuration(now.Sub(c.LastActivity)) + " ago"
+		}
+		t.Row(c.DeviceID, link, last, strconv.Itoa(c.QueuedReports))
+	}
+	return t.Write(w)
+}
+
+// printDeviceCA prints the device CA's lines of outpost status.
+func printDeviceCA(w io.Writer, ca *mgmtclient.DeviceCA) {
+	if ca == nil {
+		return
+	}
+	fmt.Fprintf(w, "device CA:  %s (%s), valid until %s\n", ca.File, ca.Subject, ca.NotAfter.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "            root SHA-256 %s (outpost daemon ca prints it)\n", ca.Fingerprint)
+	if len(ca.BrokerNames) > 0 {
+		fmt.Fprintf(w, "broker TLS: %s, valid until %s\n", strings.Join(ca.BrokerNames, ", "), ca.BrokerNotAfter.UTC().Format(time.RFC3339))
+	}
 }
 
 // brokerCell is a module's link to the broker in outpost status.
@@ -583,7 +625,10 @@ func checkDeviceCA(o checkOptions, now time.Time) checkResult {
 		return r
 	}
 	r.OK = true
-	r.Detail = fmt.Sprintf("%s (%s), valid until %s", cert, ca.Cert.Subject.CommonName, ca.Cert.NotAfter.UTC().Format(time.RFC3339))
+	r.Detail = fmt.Sprintf("%s (%s), valid until %s, SHA-256 fingerprint %s", cert, ca.Cert.Subject.CommonName, ca.Cert.NotAfter.UTC().Format(time.RFC3339), deviceca.Fingerprint(ca.Cert))
+	if root, err := deviceca.ReadRoot(cert); err == nil && root.Cert != root.CA {
+		r.Detail += fmt.Sprintf("; its root %s, SHA-256 fingerprint %s", root.Cert.Subject.CommonName, deviceca.Fingerprint(root.Cert))
+	}
 	return r
 }
 

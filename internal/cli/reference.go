@@ -36,7 +36,7 @@ func Reference(root *cobra.Command) []byte {
 		if c.Long != "" && c.Long != c.Short {
 			fmt.Fprintf(&b, "%s\n\n", strings.TrimSpace(c.Long))
 		}
-		if c.Runnable() && !c.HasSubCommands() {
+		if c.Runnable() && (!c.HasSubCommands() || c.HasParent()) {
 			fmt.Fprintf(&b, "```\n%s\n```\n\n", c.UseLine())
 		}
 		if c.Example != "" {

@@ -38,16 +38,7 @@ func TestStatusShowsBrokerLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	desired := tw.DesiredVersion()
-	// A free loopback port for the broker (the daemon takes an address).
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	sock := filepath.Join(t.TempDir(), "mgmt.sock")
-	runDaemon(t, sock, "--connection-string", f.DeviceCS, "--ca", f.Hub.CAFile, "--data", f.DataDir,
-		"--runtime", "process", "--mgmt-socket", sock, "--gateway-hostname", "gw.test", "--broker-listen", addr)
+	sock, addr := runDaemonWithBroker(t, f, "gw.test")
 
 	pem, err := os.ReadFile(filepath.Join(f.DataDir, "ca", deviceca.CertFile))
 	if err != nil {
@@ -131,6 +122,23 @@ func TestStatusShowsBrokerLinks(t *testing.T) {
 		row := tableRow(out, "probe")
 		return len(row) > 3 && row[3] == "disconnected"
 	})
+}
+
+// runDaemonWithBroker runs f's daemon (as runDaemon) with its broker on a
+// free loopback port and --gateway-hostname gateway, and returns its
+// management socket and the broker's address.
+func runDaemonWithBroker(t *testing.T, f *agenttest.Fixture, gateway string) (sock, addr string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = l.Addr().String()
+	l.Close() // the daemon takes an address
+	sock = filepath.Join(t.TempDir(), "mgmt.sock")
+	runDaemon(t, sock, "--connection-string", f.DeviceCS, "--ca", f.Hub.CAFile, "--data", f.DataDir,
+		"--runtime", "process", "--mgmt-socket", sock, "--gateway-hostname", gateway, "--broker-listen", addr)
+	return sock, addr
 }
 
 // tableRow is the fields of the line of a table starting with first.

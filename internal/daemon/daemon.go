@@ -439,7 +439,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	parts = append(parts,
 		&part{name: "management API", run: func(ctx context.Context) error {
-			return mgmt.New(d.agent, d.cs.HostName, d.log).WithBroker(d.brokerModules).WithMessages(d.messageQueue).Serve(ctx, d.mgmtLn)
+			return mgmt.New(d.agent, d.cs.HostName, d.log).WithBroker(d.brokerModules).WithMessages(d.messageQueue).WithDeviceCA(d.deviceCAStatus).WithChildren(d.childLinks).Serve(ctx, d.mgmtLn)
 		}},
 		&part{name: "agent", run: d.agent.Run},
 	)

@@ -11,11 +11,9 @@ import (
 
 	"github.com/outpost-edge/outpost/internal/agent/agenttest"
 	"github.com/outpost-edge/outpost/internal/cli"
-	"github.com/outpost-edge/outpost/internal/hub/hubtest"
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/hubclient"
 	"github.com/outpost-edge/outpost/internal/identity"
-	"github.com/outpost-edge/outpost/internal/runtime"
 	"github.com/outpost-edge/outpost/internal/sdktest"
 )
 
@@ -33,10 +31,7 @@ import (
 // "localhost" and the broker on 127.0.0.1:8883 (taken in turn with other
 // tests through sdktest), so it needs root, node and compat/node/node_modules.
 func TestNodeMethods(t *testing.T) {
-	node, dir := sdktest.NodeDir(t, "azure-iothub", "azure-iot-device", "azure-iot-device-mqtt")
-	sdktest.Listen(t, "127.0.0.1:443").Close() // the lock stays ours until the test ends
-	ln := sdktest.Listen(t, sdktest.SDKBroker)
-	f := agenttest.NewWithHub(t, runtime.KindProcess, hubtest.Options{Listen: "127.0.0.1:443", HostName: "localhost"})
+	node, dir, ln, f := sdkFixture(t)
 	ctx := t.Context()
 	m, err := f.Owner.CreateModule(ctx, hubapi.Module{DeviceID: f.DeviceID, ModuleID: "nodemethods"})
 	if err != nil {

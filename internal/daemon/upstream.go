@@ -98,6 +98,9 @@ func (u *uploader) drain(ctx context.Context) (bool, error) {
 				return sent, err
 			}
 			last = min(last, res.Acked)
+			for _, r := range res.Rejected {
+				u.log.Warn("the hub rejected a queued message: dropped", "seq", r.Seq, "device", r.DeviceID, "error", r.Error)
+			}
 		}
 		u.q.Ack(broker.UpstreamDest, last)
 		sent = true

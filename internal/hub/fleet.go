@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/registry"
@@ -70,15 +71,33 @@ func (h *Hub) listFleet(w http.ResponseWriter, r *http.Request, p principal) err
 			return err
 		}
 	}
-	out := make([]hubapi.FleetDevice, 0, len(devices))
+	out := make([]hubapi.FleetDevice, len(devices))
+	errs := make([]error, len(devices))
+	// Each device's summary is two reads of the store: on etcd, network
+	// round trips, so that a page reads fleetReaders devices at a time.
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(fleetReaders, len(devices)) {
+		wg.Go(func() {
+			for i := range next {
+				h.presence.device(&devices[i])
+				out[i], errs[i] = h.reg.FleetDevice(devices[i])
+			}
+		})
+	}
 	for i := range devices {
-		h.presence.device(&devices[i])
-		fd, err := h.reg.FleetDevice(devices[i])
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
 			return err
 		}
-		out = append(out, fd)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
+
+// fleetReaders is how many devices of a fleet page are read at once.
+const fleetReaders = 16

@@ -208,6 +208,12 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 		if err := h.index.load(context.Background(), h.st); err != nil { // its watches end when the store closes
 			return nil, false, fmt.Errorf("hub: index twins: %w", err)
 		}
+	} else { // direct method calls cross replicas through the store (methodshared.go)
+		sm, err := newStoreMethods(context.Background(), h.st, h.now) // its watches end when the store closes
+		if err != nil {
+			return nil, false, fmt.Errorf("hub: read pending method calls: %w", err)
+		}
+		h.methods = sm
 	}
 	h.autodeploy = h.reg.NewAutoDeployer(h.log)
 	if err := h.loadPolicies(); err != nil {

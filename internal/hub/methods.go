@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
+	"github.com/outpost-edge/outpost/internal/registry"
 )
 
 // deliveryGrace is how long a call with connectTimeoutInSeconds 0 waits for
@@ -49,44 +50,52 @@ func (h *Hub) invokeMethod(w http.ResponseWriter, r *http.Request, p principal) 
 	if len(req.Payload) == 0 {
 		req.Payload = json.RawMessage("null")
 	}
-	if _, err := h.reg.GetDevice(id); err != nil {
+	dev, err := h.reg.GetDevice(id)
+	if err != nil {
 		return err
 	}
 	target := "device " + id
+	// to is the device whose sync takes the call: the device itself, or
+	// for a leaf device the edge device it sits under, which delivers the
+	// call to it on its broker.
+	to, call := id, hubapi.MethodCall{ModuleID: mid, Method: req.MethodName, Payload: req.Payload}
 	if mid != "" {
 		if _, err := h.reg.GetModule(id, mid); err != nil {
 			return err
 		}
 		target = "module " + id + "/" + mid
+	} else if parent := dev.ParentID(); parent != "" && !registry.IsEdge(dev) {
+		to, call.DeviceID = parent, id
+		target = "leaf device " + id + " (through its parent " + parent + ")"
 	}
 
 	start := time.Now()
 	total := connTimeout + respTimeout
 	final := start.Add(total - answerMargin(total))
 	deliverBy := connTimeout
-	if deliverBy < deliveryGrace && h.connectionState(id, "") == "Connected" {
+	if deliverBy < deliveryGrace && h.connectionState(to, "") == "Connected" {
 		deliverBy = deliveryGrace
 	}
 	deliverBy = min(deliverBy, total-answerMargin(total))
 	if deliverBy <= 0 {
-		return notOnline(w, target, "the device is not connected to the hub", 0)
+		return notOnline(w, target, notConnected(to, id), 0)
 	}
-	pc := newPendingCall(id, hubapi.MethodCall{ModuleID: mid, Method: req.MethodName, Payload: req.Payload})
+	pc := newPendingCall(to, call)
 	// The device counts its timeouts from when it gets the call, which is
 	// after start: it gives the module twice the margin less, so that its
 	// "timed out" normally reaches the hub before the hub's own deadline.
 	pc.call.ConnectTimeoutMs = connTimeout.Milliseconds()
 	pc.call.ResponseTimeoutMs = (respTimeout - 2*answerMargin(respTimeout)).Milliseconds()
 	h.methodCalls().add(pc)
-	defer h.methodCalls().withdraw(id, pc.call.ID)
+	defer h.methodCalls().withdraw(to, pc.call.ID)
 
 	t := time.NewTimer(deliverBy)
 	defer t.Stop()
 	select {
 	case <-pc.taken1:
 	case <-t.C:
-		if h.methodCalls().withdraw(id, pc.call.ID) {
-			return notOnline(w, target, "the device did not connect to the hub", connTimeout)
+		if h.methodCalls().withdraw(to, pc.call.ID) {
+			return notOnline(w, target, notConnected(to, id), connTimeout)
 		}
 	case <-r.Context().Done():
 		return nil // the caller left
@@ -112,6 +121,15 @@ func (h *Hub) invokeMethod(w http.ResponseWriter, r *http.Request, p principal) 
 	case <-r.Context().Done():
 		return nil
 	}
+}
+
+// notConnected says which device is not connected to the hub: the target
+// id itself, or to, the parent edge device that would deliver the call.
+func notConnected(to, id string) string {
+	if to == id {
+		return "the device is not connected to the hub"
+	}
+	return "its parent edge device " + to + " is not connected to the hub"
 }
 
 // methodTimeouts checks and defaults a call's timeouts.

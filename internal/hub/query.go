@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/outpost-edge/outpost/internal/query"
 )
@@ -84,7 +85,7 @@ func (h *Hub) runQuery(q *query.Query, pos queryPos, limit int) (rows []any, nex
 	var whole []*indexEntry // SELECT *: decoded once the scan is done
 	var prev *indexEntry
 	n := 0
-	err = h.scanFrom(modules, pos, q.Where(), full, func(t matched) bool {
+	collect := func(t matched) bool {
 		if limit > 0 && n == limit { // one more matches: there is a next page
 			if !last {
 				next = &queryPos{Dev: prev.deviceID, Mod: prev.moduleID, N: pos.N + n}
@@ -98,7 +99,17 @@ func (h *Hub) runQuery(q *query.Query, pos queryPos, limit int) (rows []any, nex
 		}
 		prev, n = t.e, n+1
 		return true
-	})
+	}
+	if h.index.paged != nil && limit > 0 { // a page in bounded time (querypaged.go)
+		var stopped *queryPos
+		stopped, err = h.scanPaged(modules, pos, q.Where(), time.Now().Add(h.index.pageTimeOrDefault()), collect)
+		if stopped != nil {
+			stopped.N = pos.N + n
+			next = stopped
+		}
+	} else {
+		err = h.scanFrom(modules, pos, q.Where(), full, collect)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

@@ -30,6 +30,8 @@ type twinIndex struct {
 	// paged, when set, is the store queries read page by page instead of
 	// the index, which then stays empty (a replica on etcd: querypaged.go).
 	paged store.Store
+	// pageTime, when not 0, replaces pagedPageTime.
+	pageTime time.Duration
 
 	mu       sync.RWMutex
 	entities map[string]*indexEntry // "id" or "id/mid"

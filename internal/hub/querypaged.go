@@ -40,6 +40,18 @@ func (h *Hub) queryTime() time.Duration {
 	return 0
 }
 
+// pagedPageTime is how long a page of a query (without aggregates) may
+// scan the store before it is answered with what matched so far and a
+// continuation token; twinIndex.pageTime overrides it (tests).
+const pagedPageTime = 10 * time.Second
+
+func (x *twinIndex) pageTimeOrDefault() time.Duration {
+	if x.pageTime != 0 {
+		return x.pageTime
+	}
+	return pagedPageTime
+}
+
 // multiGetter is a store that gets many keys in one round trip (etcd).
 type multiGetter interface {
 	// GetMany returns the records of keys that exist, in no given order.
@@ -82,7 +94,8 @@ func getMany(st store.Store, keys []string) (map[string]store.Record, error) {
 // too). On the index fn runs under its read lock.
 func (h *Hub) scanFrom(modules bool, pos queryPos, cond *query.Condition, full bool, fn func(t matched) bool) error {
 	if h.index.paged != nil {
-		return h.scanPaged(modules, pos, cond, fn)
+		_, err := h.scanPaged(modules, pos, cond, time.Time{}, fn)
+		return err
 	}
 	entries := h.index.snapshot(modules)
 	if pos != (queryPos{}) {
@@ -95,8 +108,12 @@ func (h *Hub) scanFrom(modules bool, pos queryPos, cond *query.Condition, full b
 	return nil
 }
 
-// scanPaged is scanFrom on the store: twins are read from their JSON.
-func (h *Hub) scanPaged(modules bool, pos queryPos, cond *query.Condition, fn func(t matched) bool) error {
+// scanPaged is scanFrom on the store: twins are read from their JSON. With
+// a deadline, it stops after the first page that ends past it and returns
+// the position after that page (nil when it went to the end or fn stopped
+// it), so that a page of a query over a large fleet is answered in bounded
+// time, with a continuation token, however few twins match.
+func (h *Hub) scanPaged(modules bool, pos queryPos, cond *query.Condition, deadline time.Time, fn func(t matched) bool) (*queryPos, error) {
 	x := h.index
 	prefix := "devices/"
 	if modules {
@@ -120,11 +137,11 @@ func (h *Hub) scanPaged(modules bool, pos queryPos, cond *query.Condition, fn fu
 	for {
 		recs, err := x.paged.Range(prefix, after, pagedScanPage)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		entries, err := x.pageEntries(prefix, modules, recs, twins)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, e := range entries {
 			view.e = e
@@ -132,13 +149,17 @@ func (h *Hub) scanPaged(modules bool, pos queryPos, cond *query.Condition, fn fu
 				continue
 			}
 			if !fn(matched{e: e, view: view}) {
-				return nil
+				return nil, nil
 			}
 		}
 		if len(recs) < pagedScanPage {
-			return nil
+			return nil, nil
 		}
 		after = recs[len(recs)-1].Key
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			dev, mod, _ := strings.Cut(strings.TrimPrefix(after, prefix), "/")
+			return &queryPos{Dev: dev, Mod: mod}, nil
+		}
 	}
 }
 

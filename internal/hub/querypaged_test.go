@@ -80,6 +80,8 @@ func TestPagedQueriesMatchIndex(t *testing.T) {
 	}
 	paged := &Hub{index: newTwinIndex(clock)}
 	paged.index.paged = es
+	hurried := &Hub{index: newTwinIndex(clock)} // answers after every page of the scan
+	hurried.index.paged, hurried.index.pageTime = es, time.Nanosecond
 
 	for _, q := range []string{
 		"SELECT * FROM devices",
@@ -108,7 +110,21 @@ func TestPagedQueriesMatchIndex(t *testing.T) {
 				t.Errorf("%s, pages of %d: paged gave %d rows in %d pages, the index %d rows in %d pages\npaged: %.300s\nindex: %.300s",
 					q, limit, len(got), gotPages, len(want), wantPages, jsonOf(got), jsonOf(want))
 			}
+			// Pages cut short by time: more of them, the same rows.
+			if got, gotPages = collectPages(t, hurried, pq, limit); !reflect.DeepEqual(normJSON(got), normJSON(want)) {
+				t.Errorf("%s, pages of %d cut short by time: %d rows in %d pages, the index %d rows", q, limit, len(got), gotPages, len(want))
+			}
 		}
+	}
+
+	// A twin in the last page of the scan: the pages before it are answered
+	// empty, each with a continuation token, and the last has the twin.
+	pq, err := query.Parse(fmt.Sprintf("SELECT deviceId, moduleId FROM devices.modules WHERE deviceId = 'dev-%04d' AND moduleId = '$edgeHub'", devices-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows, pages := collectPages(t, hurried, pq, 10); len(rows) != 1 || pages < 3 {
+		t.Errorf("the last module twin, in pages cut short by time: %d rows in %d pages, want 1 row after at least 2 empty pages", len(rows), pages)
 	}
 
 	var n int
@@ -122,7 +138,7 @@ func TestPagedQueriesMatchIndex(t *testing.T) {
 	}
 
 	es.Close() // a store that fails: the query's error, not an empty answer
-	pq, _ := query.Parse("SELECT * FROM devices")
+	pq, _ = query.Parse("SELECT * FROM devices")
 	if rows, _, err := paged.runQuery(pq, queryPos{}, 10); err == nil {
 		t.Errorf("query on a closed store: %d rows and no error", len(rows))
 	}

@@ -295,6 +295,15 @@ func TestReplicasKill9BehindHAProxy(t *testing.T) {
 		}
 		return nil
 	})
+	survivor := false // the device now talks to another replica
+	for i, a := range addrs {
+		if n, err := connectedDevices(a, creds.ConnectionString, caFile); i != victim && err == nil && n > 0 {
+			survivor = true
+		}
+	}
+	if !survivor {
+		t.Errorf("no surviving replica has the device connected")
+	}
 	t.Logf("acknowledged writes %v (%d write errors around the kill), device syncs %d (%d failed)", final, writeErrs, syncs, syncErrs)
 }
 

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
+	"github.com/outpost-edge/outpost/internal/identity"
+	"github.com/outpost-edge/outpost/internal/registry"
 	"github.com/outpost-edge/outpost/internal/store"
 )
 
@@ -62,61 +65,162 @@ func (h *Hub) uploadMessages(w http.ResponseWriter, r *http.Request, p principal
 	}
 	var prev uint64
 	for i, m := range up.Messages {
+		if m.DeviceID != "" && m.DeviceID != id {
+			if err := identity.ValidateDeviceID(m.DeviceID); err != nil {
+				return errorf(http.StatusBadRequest, "ArgumentInvalid", "messages[%d].deviceId: %v", i, err)
+			}
+		}
 		if m.Seq <= prev {
 			return errorf(http.StatusBadRequest, "ArgumentInvalid", "messages[%d].seq: %d does not follow %d: a batch must be in order", i, m.Seq, prev)
 		}
 		prev = m.Seq
 	}
 	h.presence.touch(id)
-	defer h.lockDevice(id)()
-	var st telemetryState
-	stVersion := int64(0)
-	if rec, err := h.st.Get(telemetryStateKey(id)); err == nil {
-		if err := json.Unmarshal(rec.Value, &st); err != nil {
-			return fmt.Errorf("record %s: %w", rec.Key, err)
-		}
-		stVersion = rec.Version
-	} else if !errors.Is(err, store.ErrNotFound) {
+	refused, err := h.leafSenders(id, up.Messages)
+	if err != nil {
 		return err
 	}
-	if st.Epoch != up.Epoch {
-		st.Epoch, st.Acked = up.Epoch, 0
-	}
-	if st.Next == 0 {
-		st.Next = 1
-	}
-	now := h.now().UTC()
-	var batch telemetryBatch
+	// The uploading device's state (its queue's epoch and acked seq) and
+	// the state of each child it forwards for, locked parent first, then
+	// the children in order: the parent relation has no cycles, so two
+	// uploads never lock in opposite orders.
+	targets := []string{id}
 	for _, m := range up.Messages {
-		if m.Seq <= st.Acked {
-			continue // had it already
+		if d := m.DeviceID; d != "" && d != id && refused[d] == "" && !slices.Contains(targets, d) {
+			targets = append(targets, d)
 		}
-		m.DeviceID = id
-		m.Seq = st.Next
-		m.ReceivedTime = now
-		st.Next++
-		st.Messages++
-		st.Bytes += int64(len(m.Body))
-		batch.Messages = append(batch.Messages, m)
 	}
-	if len(up.Messages) > 0 {
-		st.Acked = max(st.Acked, up.Messages[len(up.Messages)-1].Seq)
-	}
-	if len(batch.Messages) > 0 {
-		ops, err := h.trimTelemetry(id, &st)
+	slices.Sort(targets[1:])
+	files := map[string]*telemetryFiling{}
+	for _, t := range targets {
+		defer h.lockDevice(t)()
+		f, err := h.readTelemetryState(t)
 		if err != nil {
 			return err
 		}
-		b, _ := json.Marshal(batch)
-		ops = append(ops, store.PutOp(telemetryPrefix(id)+fmt.Sprintf("%016x", batch.Messages[0].Seq), b, 0))
-		sb, _ := json.Marshal(st)
-		ops = append(ops, store.PutOp(telemetryStateKey(id), sb, stVersion))
+		files[t] = f
+	}
+	own := files[id]
+	if own.st.Epoch != up.Epoch {
+		own.st.Epoch, own.st.Acked = up.Epoch, 0
+	}
+	now := h.now().UTC()
+	var result hubapi.MessageUploadResult
+	for _, m := range up.Messages {
+		if m.Seq <= own.st.Acked {
+			continue // had it already
+		}
+		target := id
+		if m.DeviceID != "" && m.DeviceID != id {
+			target = m.DeviceID
+		}
+		if why := refused[target]; why != "" {
+			result.Rejected = append(result.Rejected, hubapi.RejectedMessage{Seq: m.Seq, DeviceID: target, Error: why})
+			continue
+		}
+		if target != id && m.ModuleID != "" {
+			result.Rejected = append(result.Rejected, hubapi.RejectedMessage{Seq: m.Seq, DeviceID: target, Error: fmt.Sprintf("a leaf device's message has no module (moduleId %q): the edge device forwards only the leaf's own telemetry", m.ModuleID)})
+			continue
+		}
+		f := files[target]
+		m.DeviceID = target
+		m.Seq = f.st.Next
+		m.ReceivedTime = now
+		f.st.Next++
+		f.st.Messages++
+		f.st.Bytes += int64(len(m.Body))
+		f.batch.Messages = append(f.batch.Messages, m)
+	}
+	if len(up.Messages) > 0 {
+		own.st.Acked = max(own.st.Acked, up.Messages[len(up.Messages)-1].Seq)
+	}
+	var ops []store.Op
+	for _, t := range targets {
+		f := files[t]
+		if len(f.batch.Messages) == 0 {
+			continue
+		}
+		trim, err := h.trimTelemetry(t, &f.st)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, trim...)
+		b, _ := json.Marshal(f.batch)
+		ops = append(ops, store.PutOp(telemetryPrefix(t)+fmt.Sprintf("%016x", f.batch.Messages[0].Seq), b, 0))
+		if t != id {
+			sb, _ := json.Marshal(f.st)
+			ops = append(ops, store.PutOp(telemetryStateKey(t), sb, f.version))
+		}
+	}
+	if len(ops) > 0 || len(result.Rejected) > 0 { // the acked seq moved
+		sb, _ := json.Marshal(own.st)
+		ops = append(ops, store.PutOp(telemetryStateKey(id), sb, own.version))
 		if _, err := h.st.Txn(ops...); err != nil {
 			return err // nothing kept: the device sends the batch again
 		}
 	}
-	writeJSON(w, http.StatusOK, hubapi.MessageUploadResult{Acked: st.Acked})
+	for _, r := range result.Rejected {
+		h.log.Warn("telemetry: an edge device uploaded a message of a device that is not its child: rejected", "device", id, "sender", r.DeviceID, "seq", r.Seq, "error", r.Error)
+	}
+	result.Acked = own.st.Acked
+	writeJSON(w, http.StatusOK, result)
 	return nil
+}
+
+// telemetryFiling is one device's telemetry state and the batch an upload
+// adds for it.
+type telemetryFiling struct {
+	st      telemetryState
+	version int64 // of the state record, 0 for none yet
+	batch   telemetryBatch
+}
+
+func (h *Hub) readTelemetryState(id string) (*telemetryFiling, error) {
+	f := &telemetryFiling{}
+	if rec, err := h.st.Get(telemetryStateKey(id)); err == nil {
+		if err := json.Unmarshal(rec.Value, &f.st); err != nil {
+			return nil, fmt.Errorf("record %s: %w", rec.Key, err)
+		}
+		f.version = rec.Version
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if f.st.Next == 0 {
+		f.st.Next = 1
+	}
+	return f, nil
+}
+
+// leafSenders checks the devices other than the uploading edge device id
+// that msgs name: each must be a child of id (its leaf devices, whose
+// messages it forwards). It returns why each one that is not is refused.
+func (h *Hub) leafSenders(id string, msgs []hubapi.Message) (map[string]string, error) {
+	refused := map[string]string{}
+	checked := map[string]bool{}
+	for _, m := range msgs {
+		d := m.DeviceID
+		if d == "" || d == id || checked[d] {
+			continue
+		}
+		checked[d] = true
+		dev, err := h.reg.GetDevice(d)
+		switch {
+		case errors.Is(err, registry.ErrNotFound):
+			refused[d] = fmt.Sprintf("device %s does not exist at the hub (deleted since the message was queued?)", d)
+		case err != nil:
+			return nil, err
+		case dev.ParentID() != id:
+			refused[d] = fmt.Sprintf("device %s is not a child of edge device %s (its parent is %s); an edge device forwards only its own children's messages: outpost device set-parent %s %s", d, id, orNone(dev.ParentID()), d, id)
+		}
+	}
+	return refused, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // trimTelemetry returns the deletes that keep st within the bounds once a

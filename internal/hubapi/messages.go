@@ -8,7 +8,11 @@ import "time"
 type Message struct {
 	// Seq is the device's queue sequence number when uploaded (the hub
 	// drops what it already has), the hub's own when read back.
-	Seq      uint64 `json:"seq,omitempty"`
+	Seq uint64 `json:"seq,omitempty"`
+	// DeviceID is the device that sent the message (IoT Hub's
+	// connectionDeviceId): the uploading edge device itself, or one of its
+	// leaf devices (a child, whose messages the edge device forwards; the hub
+	// files them under the child's id).
 	DeviceID string `json:"deviceId"`
 	ModuleID string `json:"moduleId,omitempty"`
 	// OutputName is the output the module sent on ($.on), "" for none.
@@ -34,9 +38,20 @@ type MessageUpload struct {
 }
 
 // MessageUploadResult answers an upload: the last seq the hub has durably,
-// which the device acknowledges in its queue.
+// which the device acknowledges in its queue, and the messages of the batch
+// it rejected (acknowledged too, as rejected reported patches are: sending
+// them again would not help, and they must not block the queue).
 type MessageUploadResult struct {
-	Acked uint64 `json:"acked"`
+	Acked    uint64            `json:"acked"`
+	Rejected []RejectedMessage `json:"rejected,omitempty"`
+}
+
+// RejectedMessage is a message of an upload the hub did not keep: one of a
+// device that is neither the uploading edge device nor one of its children.
+type RejectedMessage struct {
+	Seq      uint64 `json:"seq"`
+	DeviceID string `json:"deviceId"`
+	Error    string `json:"error"`
 }
 
 // MessageList answers GET /devices/{id}/messages: messages oldest first,

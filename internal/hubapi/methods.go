@@ -68,7 +68,10 @@ func ValidMethodName(name string) error {
 
 // MethodCall is a direct method call the hub hands a device.
 type MethodCall struct {
-	ID       string          `json:"id"`                 // the hub's, to post the result under
+	ID string `json:"id"` // the hub's, to post the result under
+	// DeviceID is the leaf device (a child of the syncing edge device) the
+	// call is for, "" for the syncing device itself or one of its modules.
+	DeviceID string          `json:"deviceId,omitempty"`
 	ModuleID string          `json:"moduleId,omitempty"` // "" for a call to the device itself
 	Method   string          `json:"methodName"`
 	Payload  json.RawMessage `json:"payload"`

@@ -30,6 +30,17 @@ func (c *Client) Changes(ctx context.Context, cursor string, wait time.Duration)
 	return &out, nil
 }
 
+// sendCtx sends v on ch unless ctx is done first, and reports whether it
+// sent it.
+func sendCtx[T any](ctx context.Context, ch chan<- T, v T) bool {
+	select {
+	case ch <- v:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // ChangeEvent is what WatchChanges reports. Kind is LinkDown, LinkUp or
 // WatchEnded (with Err) for the link; TwinChanged for a change, with
 // Devices (the ids of the devices whose identity, modules or twins
@@ -68,14 +79,7 @@ func (c *Client) WatchChanges(ctx context.Context, opts ...WatchOption) <-chan C
 	ch := make(chan ChangeEvent)
 	go func() {
 		defer close(ch)
-		send := func(ev ChangeEvent) bool {
-			select {
-			case ch <- ev:
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
+		send := func(ev ChangeEvent) bool { return sendCtx(ctx, ch, ev) }
 		var (
 			cursor  = cfg.cursor
 			down    bool

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,5 +110,41 @@ func TestChangesNeedsRegistryRead(t *testing.T) {
 	ans, err := h.Client(t).Changes(context.Background(), "bogus.1", 0)
 	if err != nil || !ans.Reset || ans.Cursor == "" {
 		t.Fatalf("a foreign cursor: %+v, %v; want a reset with a cursor", ans, err)
+	}
+}
+
+// TestWatchDeviceTwin: WatchTwin with no module follows the device's own
+// twin through the change stream: the twin, then each change of it (not
+// the changes of its modules' twins), then WatchEnded (not found) once
+// the device is deleted.
+func TestWatchDeviceTwin(t *testing.T) {
+	h := hubtest.Start(t, hubtest.Options{})
+	c := h.Client(t)
+	setup(t, h, "d1", "m1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := c.WatchTwin(ctx, "d1", "", hubclient.WithBackoff(10*time.Millisecond, 200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := next(t, events)
+	if first.Kind != hubclient.TwinInitial || first.Twin.DeviceID != "d1" || first.Twin.ModuleID != "" {
+		t.Fatalf("first event %+v, want d1's twin", first)
+	}
+	if _, err := c.PatchTwin(ctx, "d1", "m1", []byte(`{"properties":{"desired":{"module":1}}}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PatchTwin(ctx, "d1", "", []byte(`{"properties":{"desired":{"device":1}}}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	ev := next(t, events)
+	if ev.Kind != hubclient.TwinChanged || ev.Prev.Version != first.Twin.Version || !strings.Contains(string(ev.Twin.DesiredJSON()), `"device":1`) {
+		t.Fatalf("after a patch of the device twin: %+v, want the change from version %d", ev, first.Twin.Version)
+	}
+	if err := c.DeleteDevice(ctx, "d1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, events); ev.Kind != hubclient.WatchEnded || !errors.Is(ev.Err, errdefs.ErrNotFound) {
+		t.Fatalf("after the device was deleted: %+v, want WatchEnded (not found)", ev)
 	}
 }

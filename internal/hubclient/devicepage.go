@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
@@ -52,14 +53,16 @@ func (c *Client) ListFleetPage(ctx context.Context, continuation string, top int
 }
 
 // FleetDevices returns the devices of ids that exist (those that do not
-// are left out), as ListFleetPage does, in one request (at most 1,000 ids).
+// are left out), as ListFleetPage does: one request for each 1,000 ids
+// (the hub's limit; a change event can name up to 8,192 devices).
 func (c *Client) FleetDevices(ctx context.Context, ids []string) ([]hubapi.FleetDevice, error) {
-	if len(ids) == 0 {
-		return nil, nil
-	}
 	var out []hubapi.FleetDevice
-	if _, err := c.do(ctx, http.MethodGet, hubapi.FleetPath, url.Values{"id": ids}, nil, nil, &out); err != nil {
-		return nil, err
+	for chunk := range slices.Chunk(ids, 1000) {
+		var ds []hubapi.FleetDevice
+		if _, err := c.do(ctx, http.MethodGet, hubapi.FleetPath, url.Values{"id": chunk}, nil, nil, &ds); err != nil {
+			return nil, err
+		}
+		out = append(out, ds...)
 	}
 	return out, nil
 }

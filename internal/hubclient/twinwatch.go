@@ -103,13 +103,20 @@ func WithBackoff(minimum, maximum time.Duration) WatchOption {
 // back-off and, once the hub answers, reports what changed meanwhile as one
 // TwinChanged. Any other error ends the watch with WatchEnded.
 //
+// With moduleID "", it follows the device's own twin instead, through the
+// registry-wide change stream (WatchChanges: it needs registryRead), and
+// reads the twin again each time the stream names the device.
+//
 // The channel closes after WatchEnded or when ctx is done. The caller must
 // keep reading until it closes or cancel ctx. The needed authority is the
 // device's sync endpoint: an owner's (registry read) or the device's own
 // connection string.
 func (c *Client) WatchTwin(ctx context.Context, deviceID, moduleID string, opts ...WatchOption) (<-chan TwinEvent, error) {
-	if deviceID == "" || moduleID == "" {
-		return nil, fmt.Errorf("watch twin: want a device and a module id, got %q/%q", deviceID, moduleID)
+	if deviceID == "" {
+		return nil, fmt.Errorf("watch twin: want a device id, got %q/%q", deviceID, moduleID)
+	}
+	if moduleID == "" {
+		return c.watchDeviceTwin(ctx, deviceID, opts), nil
 	}
 	cfg := watchConfig{wait: 30 * time.Second, minBackoff: 250 * time.Millisecond, maxBackoff: 30 * time.Second}
 	for _, o := range opts {

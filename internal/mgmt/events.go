@@ -36,6 +36,7 @@ type Events struct {
 	modules map[string]mgmtclient.Module
 	link    mgmtclient.Link
 	outbox  mgmtclient.Outbox
+	msgs    *mgmtclient.MessageQueue
 	subs    map[*Subscription]struct{}
 }
 
@@ -97,7 +98,12 @@ func (e *Events) Subscribe() (mgmtclient.Event, *Subscription) {
 	}
 	sort.Slice(mods, func(i, j int) bool { return mods[i].Name < mods[j].Name })
 	link, outbox := e.link, e.outbox
-	return mgmtclient.Event{Type: mgmtclient.EventSnapshot, Time: e.now().UTC(), Modules: mods, Link: &link, Outbox: &outbox}, s
+	var msgs *mgmtclient.MessageQueue
+	if e.msgs != nil {
+		q := *e.msgs
+		msgs = &q
+	}
+	return mgmtclient.Event{Type: mgmtclient.EventSnapshot, Time: e.now().UTC(), Modules: mods, Link: &link, Outbox: &outbox, Messages: msgs}, s
 }
 
 // publish sends ev to every subscriber; the caller holds e.mu.
@@ -164,6 +170,29 @@ func (e *Events) SetOutbox(o mgmtclient.Outbox) {
 	e.publish(mgmtclient.Event{Type: mgmtclient.EventOutbox, Outbox: &o})
 }
 
+// SetMessages records the message queue and publishes it if it changed.
+func (e *Events) SetMessages(q mgmtclient.MessageQueue) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.msgs != nil && sameQueue(*e.msgs, q) {
+		return
+	}
+	e.msgs = &q
+	e.publish(mgmtclient.Event{Type: mgmtclient.EventMessages, Messages: &q})
+}
+
+func sameQueue(a, b mgmtclient.MessageQueue) bool {
+	same := func(x, y mgmtclient.QueueStats) bool {
+		return x.Count == y.Count && x.Bytes == y.Bytes && x.Oldest.Equal(y.Oldest) && x.Expired == y.Expired && x.Refused == y.Refused
+	}
+	return same(a.Upstream, b.Upstream) && same(a.Inputs, b.Inputs) && a.RoutesError == b.RoutesError
+}
+
+// messagesEvery is how often the message queue's counts are read for
+// GET /events: they are in memory, but change with every message, so a
+// burst costs one event a second, not one a message.
+const messagesEvery = time.Second
+
 // updateModules reads the agent's modules into s.ev.
 func (s *Server) updateModules() {
 	ms := s.agent.Modules()
@@ -204,6 +233,21 @@ func (s *Server) track(ctx context.Context, wg *sync.WaitGroup) {
 			}
 		}
 	})
+	if s.msgs != nil {
+		s.ev.SetMessages(s.msgs())
+		wg.Go(func() {
+			t := time.NewTicker(messagesEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					s.ev.SetMessages(s.msgs())
+				}
+			}
+		})
+	}
 	wg.Go(func() {
 		sy := s.agent.Syncer()
 		for {

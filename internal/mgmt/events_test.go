@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -214,4 +215,45 @@ func moduleName(ev mgmtclient.Event) string {
 		return ""
 	}
 	return ev.Module.Name
+}
+
+// TestEventsMessages: a daemon that routes messages puts its message queue
+// in the snapshot and sends a messages event when the queue changes.
+func TestEventsMessages(t *testing.T) {
+	f := agenttest.New(t, runtime.KindProcess)
+	f.Deploy(t, map[string]any{})
+	r := f.Start(t, nil)
+	var mu sync.Mutex
+	q := mgmtclient.MessageQueue{Upstream: mgmtclient.QueueStats{Count: 3, Bytes: 300}}
+	msgs := func() mgmtclient.MessageQueue {
+		mu.Lock()
+		defer mu.Unlock()
+		return q
+	}
+	sock := filepath.Join(t.TempDir(), "mgmt.sock")
+	l, err := mgmt.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = mgmt.New(r.Agent, "hub.test", nil).WithMessages(msgs).Serve(ctx, l); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	ch, err := mgmtclient.New(sock).Watch(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := <-ch
+	if snap.Type != mgmtclient.EventSnapshot || snap.Messages == nil || snap.Messages.Upstream.Count != 3 {
+		t.Fatalf("snapshot's messages: %+v", snap.Messages)
+	}
+	mu.Lock()
+	q.Upstream = mgmtclient.QueueStats{}
+	q.Inputs = mgmtclient.QueueStats{Count: 1, Bytes: 10, Expired: 2}
+	mu.Unlock()
+	ev := waitEvent(t, ch, "the queue's change", func(ev mgmtclient.Event) bool { return ev.Type == mgmtclient.EventMessages })
+	if ev.Messages.Upstream.Count != 0 || ev.Messages.Inputs.Count != 1 || ev.Messages.Inputs.Expired != 2 {
+		t.Errorf("messages event: %+v", ev.Messages)
+	}
 }

@@ -43,6 +43,8 @@ type Server struct {
 	now     func() time.Time
 	broker  func() []mgmtclient.BrokerModule
 	msgs    func() mgmtclient.MessageQueue
+	ca      func() *mgmtclient.DeviceCA
+	kids    func() []mgmtclient.Child
 
 	ev       *Events
 	stopping <-chan struct{} // Serve's ctx: closed when the daemon stops
@@ -59,6 +61,18 @@ func (s *Server) WithBroker(modules func() []mgmtclient.BrokerModule) *Server {
 // WithMessages makes /status show the message queue, as msgs returns it.
 func (s *Server) WithMessages(msgs func() mgmtclient.MessageQueue) *Server {
 	s.msgs = msgs
+	return s
+}
+
+// WithChildren makes /status list the child devices, as kids returns them.
+func (s *Server) WithChildren(kids func() []mgmtclient.Child) *Server {
+	s.kids = kids
+	return s
+}
+
+// WithDeviceCA makes /status show the device CA, as ca returns it.
+func (s *Server) WithDeviceCA(ca func() *mgmtclient.DeviceCA) *Server {
+	s.ca = ca
 	return s
 }
 
@@ -233,9 +247,10 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 		DeviceID: s.agent.DeviceID(), HubHost: s.hubHost, Runtime: rt.Name(), Isolated: rt.Isolated(),
 		Connected: st.Connected, Since: st.Since, LastSync: st.LastSync,
 		LastError: st.LastError, LastErrorAt: st.LastErrorAt,
-		Outbox: mgmtclient.Outbox{Patches: st.Outbox.Patches, Bytes: st.Outbox.Bytes, Oldest: st.Outbox.Oldest},
-		Twins:  []mgmtclient.TwinVersions{},
-		Broker: mgmtclient.BrokerStatus{Modules: []mgmtclient.BrokerModule{}},
+		Outbox:   mgmtclient.Outbox{Patches: st.Outbox.Patches, Bytes: st.Outbox.Bytes, Oldest: st.Outbox.Oldest},
+		Twins:    []mgmtclient.TwinVersions{},
+		Broker:   mgmtclient.BrokerStatus{Modules: []mgmtclient.BrokerModule{}},
+		Children: []mgmtclient.Child{},
 	}
 	reported := map[string]int64{}
 	for _, tv := range st.Twins {
@@ -251,6 +266,12 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	if s.msgs != nil {
 		q := s.msgs()
 		out.Messages = &q
+	}
+	if s.ca != nil {
+		out.DeviceCA = s.ca()
+	}
+	if s.kids != nil {
+		out.Children = append(out.Children, s.kids()...)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

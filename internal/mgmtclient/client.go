@@ -103,6 +103,39 @@ type Status struct {
 	Twins       []TwinVersions `json:"twins"`
 	Broker      BrokerStatus   `json:"broker"`
 	Messages    *MessageQueue  `json:"messages,omitempty"`
+	// Children are the child (leaf) devices that connected to the broker
+	// since the daemon started, sorted by device id.
+	Children []Child `json:"children"`
+	// DeviceCA is the CA the broker's certificate chains to: what leaf
+	// devices must trust (outpost daemon ca prints its root).
+	DeviceCA *DeviceCA `json:"deviceCA,omitempty"`
+}
+
+// Child is a child (leaf) device's link to the broker.
+type Child struct {
+	DeviceID  string    `json:"deviceId"`
+	Connected bool      `json:"connected"`
+	Since     time.Time `json:"since"` // when it connected, or disconnected
+	// LastActivity is when the broker last heard from it (any packet).
+	LastActivity time.Time `json:"lastActivity,omitzero"`
+	// QueuedReports are its reported patches in the outbox, waiting for
+	// the hub.
+	QueuedReports int `json:"queuedReports"`
+}
+
+// DeviceCA is the device CA and the broker's certificate it issued.
+type DeviceCA struct {
+	File    string `json:"file"`    // the CA's certificate file
+	Subject string `json:"subject"` // of the root (the CA's own when it is a root)
+	// Fingerprint is the SHA-256 fingerprint of the root (what outpost
+	// daemon ca prints), as openssl x509 -fingerprint -sha256 shows it.
+	Fingerprint string    `json:"sha256Fingerprint"`
+	NotAfter    time.Time `json:"notAfter"` // the CA's expiry
+	// BrokerNames are the names and addresses the broker's certificate is
+	// valid for: the gateway host name leaf devices put in GatewayHostName,
+	// localhost and the loopback addresses.
+	BrokerNames    []string  `json:"brokerNames"`
+	BrokerNotAfter time.Time `json:"brokerNotAfter"`
 }
 
 // LogOptions select a module's log lines.

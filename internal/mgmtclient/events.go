@@ -12,7 +12,8 @@ import (
 
 // Event types of GET /events.
 const (
-	// EventSnapshot is the first line: every module, the link and the outbox.
+	// EventSnapshot is the first line: every module, the link, the outbox
+	// and the message queue.
 	EventSnapshot = "snapshot"
 	// EventModule: a module was added or its status changed (Module).
 	EventModule = "module"
@@ -22,6 +23,9 @@ const (
 	EventLink = "link"
 	// EventOutbox: the outbox's depth changed (Outbox).
 	EventOutbox = "outbox"
+	// EventMessages: the message queue changed (Messages), at most once a
+	// second; only from a daemon that routes messages.
+	EventMessages = "messages"
 	// EventError is the last line of a stream that the daemon ends (Error):
 	// the client read too slowly, or the daemon is stopping. Watch also
 	// ends its channel with one when the stream breaks.
@@ -53,7 +57,10 @@ type Event struct {
 	Name   string  `json:"name,omitempty"`
 	Link   *Link   `json:"link,omitempty"`   // snapshot, link
 	Outbox *Outbox `json:"outbox,omitempty"` // snapshot, outbox
-	Error  string  `json:"error,omitempty"`  // error
+	// Messages is the message queue (snapshot, messages), nil when the
+	// daemon routes no messages.
+	Messages *MessageQueue `json:"messages,omitempty"`
+	Error    string        `json:"error,omitempty"` // error
 }
 
 // Watch follows the daemon's events (GET /events) until ctx is done or the

@@ -36,13 +36,13 @@ func (s *Syncer) dispatchMethods(ctx context.Context, calls []hubapi.MethodCall)
 				res = h(cctx, c)
 			}
 			if cctx.Err() != nil && !res.NotOnline && !res.TimedOut {
-				s.log.Warn("direct method: the answer came after the call's timeout: dropped", "module", c.ModuleID, "method", c.Method, "status", res.Status)
+				s.log.Warn("direct method: the answer came after the call's timeout: dropped", "device", c.DeviceID, "module", c.ModuleID, "method", c.Method, "status", res.Status)
 				return
 			}
 			actx, acancel := context.WithTimeout(ctx, 10*time.Second)
 			defer acancel()
 			if err := s.hub.AnswerMethod(actx, s.deviceID, c.ID, res); err != nil {
-				s.log.Warn("direct method: the hub did not take the answer", "module", c.ModuleID, "method", c.Method, "err", err)
+				s.log.Warn("direct method: the hub did not take the answer", "device", c.DeviceID, "module", c.ModuleID, "method", c.Method, "err", err)
 			}
 		}()
 	}

@@ -2,6 +2,7 @@
 # outpost tui against a hub with a large fleet, driven in tmux.
 #
 #   scripts/bench/tui.sh [DEVICES]      (default 10000 devices × 1 module)
+#   OUTPOST_BIN=/path/to/outpost scripts/bench/tui.sh   (that binary, e.g. of another commit)
 #
 # Prints: start → first complete frame of the fleet view (a "devices (N" title and the
 # screen's rows of devices; a 10 ms poll can miss the first page's frame, so any page counts),
@@ -14,8 +15,12 @@ cd "$(dirname "$0")/../.."
 command -v tmux >/dev/null || { echo "tui.sh: needs tmux (apt-get install tmux)" >&2; exit 1; }
 devices=${1:-10000}
 dir=${BENCH_DIR:-/tmp/outpost-bench-tui}/${devices}
-bin=$(mktemp -d)/outpost
-go build -o "$bin" ./cmd/outpost
+if [ -n "${OUTPOST_BIN:-}" ]; then
+	bin=$OUTPOST_BIN # a binary built elsewhere (another commit, to compare)
+else
+	bin=$(mktemp -d)/outpost
+	go build -o "$bin" ./cmd/outpost
+fi
 sock=$(mktemp -u /tmp/outpost-tui-bench.XXXXXX)
 T() { tmux -S "$sock" "$@"; }
 
@@ -66,14 +71,17 @@ for run in 1 2 3; do
 	# screen (device-00030 is on the 34th line of 40).
 	wait_screen "devices \([0-9]{3,}.*device-00030|device-00030.*devices \([0-9]{3,}" -zE
 	first=$(now)
+	tpid=$(T list-panes -t b -F '#{pane_pid}')
+	# CPU time of the TUI process up to the first frame (user + system, in clock ticks): what
+	# the start costs whatever else the machine is doing.
+	cpu=$(awk '{print ($14 + $15) * 1000 / '"$(getconf CLK_TCK)"'}' /proc/$tpid/stat)
 	wait_screen "devices ($n)"
 	all=$(now)
-	tpid=$(T list-panes -t b -F '#{pane_pid}')
 	sleep 1
 	rss=$(awk '/VmRSS/ {print $2}' /proc/$tpid/status)
 	hwm=$(awk '/VmHWM/ {print $2}' /proc/$tpid/status)
 	T kill-session -t b
-	printf 'fleet run %d: first frame (first page of 100 rows) %d ms, all %d devices %d ms; RSS %d MB (peak %d MB)\n' "$run" "$(ms $start $first)" "$n" "$(ms $start $all)" $((rss / 1024)) $((hwm / 1024))
+	printf 'fleet run %d: first frame (first page of 100 rows) %d ms (TUI CPU %d ms), all %d devices %d ms; RSS %d MB (peak %d MB)\n' "$run" "$(ms $start $first)" "$cpu" "$n" "$(ms $start $all)" $((rss / 1024)) $((hwm / 1024))
 done
 
 T new-session -d -s b -x 120 -y 40 "exec $bin tui device-00000/module-0"

@@ -101,6 +101,7 @@ type Client struct {
 	clientID  string
 	username  string
 	ridPrefix string
+	id        identity
 	ridSeq    atomic.Uint64
 	done      chan struct{} // closed by Close
 	stopped   chan struct{} // closed when the connection loop ends
@@ -142,17 +143,36 @@ type desiredPatch struct {
 // the error of the last attempt; a refusal that trying again will not fix
 // (a bad token or key, an unknown module, a certificate that does not
 // verify) is returned at once.
-func New(ctx context.Context, cfg Config) (*Client, error) {
-	cfg, err := cfg.resolve()
+func New(ctx context.Context, cfg Config) (*Client, error) { return connectAs(ctx, cfg, asModule) }
+
+// NewDevice connects as a device, not a module: a leaf device whose
+// connection string names its gateway (HostName=…;DeviceId=…;
+// SharedAccessKey=…;GatewayHostName=…), reaching the daemon's broker as
+// IoT Hub's device endpoint (client id {device}, topics devices/{device}/…)
+// with SAS tokens for {hub}/devices/{device}, signed with its own key.
+// Twins, desired patches, methods and SendOutput with no output (telemetry)
+// work as for a module; a device has no inputs or outputs. sdk/deviceclient
+// is the device-shaped API over it.
+func NewDevice(ctx context.Context, cfg Config) (*Client, error) {
+	return connectAs(ctx, cfg, asDevice)
+}
+
+func connectAs(ctx context.Context, cfg Config, id identity) (*Client, error) {
+	cfg, err := cfg.resolve(id)
+	var ce *ConfigError
+	if errors.As(err, &ce) && id == asDevice {
+		ce.pkg = "deviceclient" // its users call sdk/deviceclient
+	}
 	if err != nil {
 		return nil, err
 	}
 	var b [6]byte
 	_, _ = crand.Read(b[:])
 	c := &Client{
-		cfg: cfg, log: cfg.Logger.With("module", cfg.DeviceID+"/"+cfg.ModuleID),
-		clientID:  cfg.DeviceID + "/" + cfg.ModuleID,
-		username:  cfg.HubHostName + "/" + cfg.DeviceID + "/" + cfg.ModuleID + "/?api-version=" + MQTTAPIVersion,
+		cfg: cfg, log: cfg.Logger.With(id.String(), cfg.clientID()),
+		clientID:  cfg.clientID(),
+		username:  cfg.HubHostName + "/" + cfg.clientID() + "/?api-version=" + MQTTAPIVersion,
+		id:        id,
 		ridPrefix: hex.EncodeToString(b[:]) + "-",
 		done:      make(chan struct{}), stopped: make(chan struct{}),
 		up: make(chan struct{}), pending: map[string]chan response{},

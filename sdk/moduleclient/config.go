@@ -47,15 +47,17 @@ const (
 type Signer func(ctx context.Context, data string) (digest string, err error)
 
 // Config is what New needs. Either ConnectionString (a module's, with its
-// SharedAccessKey) or HubHostName, DeviceID, ModuleID and Signer.
+// SharedAccessKey) or HubHostName, DeviceID, ModuleID and Signer. NewDevice
+// takes the same without ModuleID: a device's connection string.
 type Config struct {
 	// ConnectionString is a module's connection string:
-	// HostName=…;DeviceId=…;ModuleId=…;SharedAccessKey=…[;GatewayHostName=…].
+	// HostName=…;DeviceId=…;ModuleId=…;SharedAccessKey=…[;GatewayHostName=…]
+	// (for NewDevice a device's, without ModuleId).
 	ConnectionString string
 
 	HubHostName string
 	DeviceID    string
-	ModuleID    string
+	ModuleID    string // empty for NewDevice
 	Signer      Signer
 
 	// GatewayHostName is the host the broker runs on (the daemon's); its
@@ -94,9 +96,17 @@ func WithLogger(l *slog.Logger) Option { return func(c *Config) { c.Logger = l }
 type ConfigError struct {
 	What string // the variable, field or option
 	Msg  string
+
+	pkg string // the package the user called: "" for moduleclient
 }
 
-func (e *ConfigError) Error() string { return "moduleclient: " + e.What + ": " + e.Msg }
+func (e *ConfigError) Error() string {
+	pkg := e.pkg
+	if pkg == "" {
+		pkg = "moduleclient"
+	}
+	return pkg + ": " + e.What + ": " + e.Msg
+}
 
 // NewFromEnvironment connects as the module the daemon runs this process
 // as: it reads the IOTEDGE_* variables, gets the trust bundle from the
@@ -163,9 +173,25 @@ func ConfigFromEnvironment(ctx context.Context, opts ...Option) (Config, error) 
 	return cfg, nil
 }
 
-// resolve checks cfg, filling in what a connection string gives and the
-// defaults.
-func (cfg Config) resolve() (Config, error) {
+// identity is who a client connects as: a module, or a device (a leaf
+// device reaching the hub through its gateway, the daemon).
+type identity int
+
+const (
+	asModule identity = iota
+	asDevice
+)
+
+func (id identity) String() string {
+	if id == asDevice {
+		return "device"
+	}
+	return "module"
+}
+
+// resolve checks cfg for a client connecting as id, filling in what a
+// connection string gives and the defaults.
+func (cfg Config) resolve(id identity) (Config, error) {
 	if cfg.ConnectionString != "" {
 		fields := map[string]string{}
 		for _, part := range strings.Split(cfg.ConnectionString, ";") {
@@ -174,7 +200,7 @@ func (cfg Config) resolve() (Config, error) {
 				if strings.TrimSpace(part) == "" {
 					continue
 				}
-				return cfg, &ConfigError{What: "connection string", Msg: fmt.Sprintf("%q is not key=value: want HostName=…;DeviceId=…;ModuleId=…;SharedAccessKey=…", part)}
+				return cfg, &ConfigError{What: "connection string", Msg: fmt.Sprintf("%q is not key=value: want %s", part, id.connectionStringForm())}
 			}
 			fields[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
 		}
@@ -189,6 +215,9 @@ func (cfg Config) resolve() (Config, error) {
 		set(&cfg.GatewayHostName, "gatewayhostname")
 		key := fields["sharedaccesskey"]
 		if key == "" {
+			if id == asDevice {
+				return cfg, &ConfigError{What: "connection string", Msg: "no SharedAccessKey: a device's connection string has one (`outpost device show DEVICE` prints it)"}
+			}
 			return cfg, &ConfigError{What: "connection string", Msg: "no SharedAccessKey: a module's connection string has one (`outpost module show DEVICE/MODULE` prints it); a module run by the daemon uses NewFromEnvironment instead"}
 		}
 		k, err := base64.StdEncoding.DecodeString(key)
@@ -197,9 +226,15 @@ func (cfg Config) resolve() (Config, error) {
 		}
 		cfg.Signer = KeySigner(k)
 	}
-	for _, f := range []struct{ name, v string }{{"HubHostName (HostName)", cfg.HubHostName}, {"DeviceID (DeviceId)", cfg.DeviceID}, {"ModuleID (ModuleId)", cfg.ModuleID}} {
+	required := []struct{ name, v string }{{"HubHostName (HostName)", cfg.HubHostName}, {"DeviceID (DeviceId)", cfg.DeviceID}}
+	if id == asModule {
+		required = append(required, struct{ name, v string }{"ModuleID (ModuleId)", cfg.ModuleID})
+	} else if cfg.ModuleID != "" {
+		return cfg, &ConfigError{What: "ModuleID (ModuleId)", Msg: fmt.Sprintf("%q given to a device client: that is a module's identity; connect a module with New (moduleclient), a device with a device's connection string", cfg.ModuleID)}
+	}
+	for _, f := range required {
 		if f.v == "" {
-			return cfg, &ConfigError{What: f.name, Msg: "missing"}
+			return cfg, &ConfigError{What: f.name, Msg: "missing: want " + id.connectionStringForm()}
 		}
 	}
 	if cfg.Signer == nil {
@@ -238,10 +273,33 @@ func KeySigner(key []byte) Signer {
 	}
 }
 
-// resource is the SAS token's resource: the module at its hub.
-func (cfg Config) resource() string {
-	return cfg.HubHostName + "/devices/" + cfg.DeviceID + "/modules/" + cfg.ModuleID
+// connectionStringForm is the form of the connection string id takes.
+func (id identity) connectionStringForm() string {
+	if id == asDevice {
+		return "HostName=…;DeviceId=…;SharedAccessKey=…;GatewayHostName=…"
+	}
+	return "HostName=…;DeviceId=…;ModuleId=…;SharedAccessKey=…"
 }
+
+// path is the identity's part of its topics, its SAS resource and its MQTT
+// client id: devices/{device}[/modules/{module}].
+func (cfg Config) path() string {
+	if cfg.ModuleID == "" {
+		return "devices/" + cfg.DeviceID
+	}
+	return "devices/" + cfg.DeviceID + "/modules/" + cfg.ModuleID
+}
+
+// clientID is the MQTT client id: {device}[/{module}].
+func (cfg Config) clientID() string {
+	if cfg.ModuleID == "" {
+		return cfg.DeviceID
+	}
+	return cfg.DeviceID + "/" + cfg.ModuleID
+}
+
+// resource is the SAS token's resource: the module or device at its hub.
+func (cfg Config) resource() string { return cfg.HubHostName + "/" + cfg.path() }
 
 // token makes a SAS token valid until expiry.
 func (cfg Config) token(ctx context.Context, expiry time.Time) (string, error) {

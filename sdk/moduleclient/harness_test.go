@@ -3,17 +3,16 @@ package moduleclient_test
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/agent/agenttest"
 	"github.com/outpost-edge/outpost/internal/daemon"
+	"github.com/outpost-edge/outpost/internal/daemon/daemontest"
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/sdk/moduleclient"
 )
@@ -92,30 +91,13 @@ func (d *device) start(t testing.TB, l net.Listener) {
 		ConnectionString: d.f.DeviceCS, CAFile: d.f.Hub.CAFile, DataDir: d.f.DataDir, Runtime: d.f.Kind,
 		MgmtSocket: d.mgmtSocket, GatewayHostName: "localhost", BrokerListener: l,
 		BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second, StopGrace: 5 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Logger: daemontest.Logger(t),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- dm.Run(ctx) }()
-	var once sync.Once
 	d.daemon = dm
-	d.stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("daemon: %v", err)
-				}
-			case <-time.After(60 * time.Second):
-				t.Error("the daemon did not stop within 60 s")
-			}
-		})
-	}
-	t.Cleanup(d.stop)
+	d.stop = daemontest.Run(t, dm)
 }
 
 // setEnv sets the IOTEDGE_* variables the daemon gives module m, as this
@@ -201,11 +183,4 @@ func (l *desiredLog) snapshot() ([]map[string]any, []int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]map[string]any(nil), l.patches...), append([]int64(nil), l.vers...)
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

@@ -48,7 +48,7 @@ func escape(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "+"
 
 func (c *Client) eventsTopic(output string, msg Message) string {
 	var b strings.Builder
-	b.WriteString("devices/" + c.cfg.DeviceID + "/modules/" + c.cfg.ModuleID + "/messages/events/")
+	b.WriteString(c.cfg.path() + "/messages/events/")
 	var fields []string
 	if output != "" {
 		fields = append(fields, "%24.on="+escape(output))
@@ -75,6 +75,9 @@ func (c *Client) eventsTopic(output string, msg Message) string {
 // It returns once the daemon has the message durably (its PUBACK), sending
 // it again over the next connection when one goes first: at least once.
 func (c *Client) SendOutput(ctx context.Context, output string, msg Message) error {
+	if output != "" && c.id == asDevice {
+		return fmt.Errorf("moduleclient: send output %s: a device has no outputs: send telemetry with no output name", output)
+	}
 	for k := range msg.Properties {
 		if k == "" || strings.HasPrefix(k, "$.") {
 			return fmt.Errorf("moduleclient: send output: property name %q is empty or reserved ($. names are system properties)", k)
@@ -129,6 +132,9 @@ func (c *Client) SendOutput(ctx context.Context, output string, msg Message) err
 // reconnect if it was not. It subscribes to the module's inputs at once
 // and after each reconnect.
 func (c *Client) OnInput(input string, h func(Message)) error {
+	if c.id == asDevice {
+		return errors.New("moduleclient: a device has no inputs: routes deliver messages to modules' inputs only")
+	}
 	c.mu.Lock()
 	first := len(c.inputs) == 0
 	c.inputs = append(c.inputs, inputHandler{input: input, h: h})
@@ -150,7 +156,7 @@ type inputHandler struct {
 }
 
 func (c *Client) inputFilter() string {
-	return "devices/" + c.cfg.DeviceID + "/modules/" + c.cfg.ModuleID + "/inputs/#"
+	return c.cfg.path() + "/inputs/#"
 }
 
 // subscribeInputs subscribes cl to the inputs when a handler wants them.

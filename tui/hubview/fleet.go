@@ -141,6 +141,11 @@ func (f *Fleet) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return f, nil
 	case tea.KeyMsg:
 		if r, ok := f.table.Selected(); ok && !f.table.Capturing() && key.Matches(msg, f.KeyMap.Select) {
+			if d := f.devices[r.ID]; d.Capabilities == nil || !d.Capabilities.IoTEdge {
+				// A device that is not an IoT Edge device runs no modules
+				// of outpost's: its own twin is what there is to see.
+				return f, common.Push(NewTwin(f.Common, f.hub, r.ID, ""))
+			}
 			return f, common.Push(NewDevice(f.Common, f.hub, r.ID))
 		}
 		_, cmd := f.table.Update(msg)

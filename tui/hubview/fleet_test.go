@@ -39,12 +39,14 @@ func bulkDevices(t testing.TB, h *hubtest.Hub, prefix string, n int) {
 	}
 }
 
-func openFleet(t *testing.T, f *fixture, w, h int, first string) *teatest.TestModel {
+// openFleet runs the UI on the fleet at w×h and waits until the screen
+// showed every text of want.
+func openFleet(t *testing.T, f *fixture, w, h int, want ...string) *teatest.TestModel {
 	t.Helper()
 	c := tuitest.Common(t)
 	m := app.New(c, "hub test-hub:8443", hubview.NewFleet(c, f.c))
 	tm := tuitest.Start(t, m, w, h)
-	tuitest.WaitFor(t, tm, first)
+	tuitest.WaitFor(t, tm, want...)
 	return tm
 }
 
@@ -57,7 +59,7 @@ func fleetOf(t *testing.T, tm *teatest.TestModel) (*app.Model, *hubview.Fleet) {
 func TestFleetGolden80x24(t *testing.T) {
 	f := newFixture(t)
 	bulkDevices(t, f.hub, "dev-", 30)
-	tm := openFleet(t, f, 80, 24, "devices (31)")
+	tm := openFleet(t, f, 80, 24, "devices (31)", "● connected") // the header's link comes after the rows
 	tuitest.Keys(tm, "j", "j")
 	m, _ := fleetOf(t, tm)
 	tuitest.Golden(t, m.View())
@@ -66,7 +68,7 @@ func TestFleetGolden80x24(t *testing.T) {
 func TestFleetGolden120x40(t *testing.T) {
 	f := newFixture(t)
 	bulkDevices(t, f.hub, "dev-", 30)
-	tm := openFleet(t, f, 120, 40, "devices (31)")
+	tm := openFleet(t, f, 120, 40, "devices (31)", "● connected") // the header's link comes after the rows
 	m, _ := fleetOf(t, tm)
 	tuitest.Golden(t, m.View())
 }
@@ -157,5 +159,28 @@ func TestFleetColumnsLive(t *testing.T) {
 	}
 	if got := strings.Join(rows[0].Cells[2:], "|"); !strings.HasPrefix(got, "connected|") || !strings.HasSuffix(got, "|3|ok|yes") {
 		t.Fatalf("d1's row after its agent reported: %s, want connected, 3 modules, ok", got)
+	}
+}
+
+// TestFleetLeafDeviceTwin: Enter on a device that is not an IoT Edge
+// device opens its own twin, which follows the hub: a desired patch made
+// elsewhere shows.
+func TestFleetLeafDeviceTwin(t *testing.T) {
+	f := newFixture(t)
+	bulkDevices(t, f.hub, "dev-", 1)
+	ctx := t.Context()
+	if _, err := f.c.PatchTwin(ctx, "dev-00000", "", []byte(`{"properties":{"desired":{"leafKey":1}}}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	tm := openFleet(t, f, 120, 40, "devices (2)")
+	tuitest.Keys(tm, "j", "enter")
+	tuitest.WaitFor(t, tm, "fleet › dev-00000 twin", `"leafKey": 1`)
+	if _, err := f.c.PatchTwin(ctx, "dev-00000", "", []byte(`{"properties":{"desired":{"leafKey":2}}}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	tuitest.WaitFor(t, tm, `"leafKey": 2`)
+	m := tuitest.Final(t, tm).(*app.Model)
+	if tw, ok := m.Front().(*hubview.Twin); !ok || tw.Title() != "dev-00000 twin" {
+		t.Fatalf("front view %T, want dev-00000's twin", m.Front())
 	}
 }

@@ -71,7 +71,12 @@ func NewTwin(c common.Common, h Hub, device, module string) *Twin {
 }
 
 // Title implements common.Titled.
-func (v *Twin) Title() string { return v.device + "/" + v.module }
+func (v *Twin) Title() string {
+	if v.module == "" {
+		return v.device + " twin" // a device's own twin
+	}
+	return v.device + "/" + v.module
+}
 
 type twinWatchMsg struct {
 	view *Twin

@@ -59,13 +59,14 @@ func (f *fixture) desired(t *testing.T) (map[string]any, int64) {
 	return d, tw.Version
 }
 
-// openTwin runs the UI on d1/m1's twin at w×h and waits for its first frame.
-func (f *fixture) openTwin(t *testing.T, w, h int) *teatest.TestModel {
+// openTwin runs the UI on d1/m1's twin at w×h and waits for its first frame
+// (and for the texts of also).
+func (f *fixture) openTwin(t *testing.T, w, h int, also ...string) *teatest.TestModel {
 	t.Helper()
 	c := tuitest.Common(t)
 	m := app.New(c, "hub test-hub:8443", hubview.NewTwin(c, f.c, "d1", "m1"))
 	tm := tuitest.Start(t, m, w, h)
-	tuitest.WaitFor(t, tm, `"interval": 5`)
+	tuitest.WaitFor(t, tm, append([]string{`"interval": 5`}, also...)...)
 	return tm
 }
 
@@ -77,14 +78,14 @@ func twinOf(t *testing.T, tm *teatest.TestModel) (*app.Model, *hubview.Twin) {
 
 func TestTwinGolden80x24(t *testing.T) {
 	f := newFixture(t)
-	tm := f.openTwin(t, 80, 24)
+	tm := f.openTwin(t, 80, 24, "d1/m1: version 2") // the status line comes after the twin
 	m, _ := twinOf(t, tm)
 	tuitest.Golden(t, m.View())
 }
 
 func TestTwinGolden120x40(t *testing.T) {
 	f := newFixture(t)
-	tm := f.openTwin(t, 120, 40)
+	tm := f.openTwin(t, 120, 40, "d1/m1: version 2") // the status line comes after the twin
 	m, _ := twinOf(t, tm)
 	tuitest.Golden(t, m.View())
 }

@@ -58,7 +58,8 @@ var nextID int
 
 func newID() int { nextID++; return nextID }
 
-// Device is the device-local view: link, outbox, cached twins, modules.
+// Device is the device-local view: link, outbox, message queue, cached
+// twins, leaf devices, modules.
 type Device struct {
 	common.Common
 	mc   Client
@@ -71,6 +72,7 @@ type Device struct {
 	link     mgmtclient.Link
 	haveLink bool
 	outbox   mgmtclient.Outbox
+	msgs     *mgmtclient.MessageQueue // nil: the daemon routes no messages
 	modules  map[string]mgmtclient.Module
 	drain    drainMeter
 	loaded   bool // the first snapshot came
@@ -222,6 +224,9 @@ func (d *Device) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 					LastError: msg.st.LastError, LastErrorAt: msg.st.LastErrorAt}
 				d.outbox = msg.st.Outbox
 			}
+			if d.msgs == nil {
+				d.msgs = msg.st.Messages
+			}
 			d.rows()
 			cmd = tea.Batch(d.conn(), d.openFirst())
 		}
@@ -284,6 +289,7 @@ func (d *Device) apply(ev mgmtclient.Event) tea.Cmd {
 		if ev.Outbox != nil {
 			d.setOutbox(*ev.Outbox, ev.Time)
 		}
+		d.msgs = ev.Messages
 		d.loaded = true
 		cmds = append(cmds, d.refresh(), d.openFirst())
 	case mgmtclient.EventModule:
@@ -302,6 +308,8 @@ func (d *Device) apply(ev mgmtclient.Event) tea.Cmd {
 			d.setOutbox(*ev.Outbox, ev.Time)
 		}
 		cmds = append(cmds, d.refresh()) // the twins' reported versions moved
+	case mgmtclient.EventMessages:
+		d.msgs = ev.Messages
 	case mgmtclient.EventError:
 		cmds = append(cmds, common.Err(fmt.Errorf("the daemon's events: %s", ev.Error), "the view follows them again in a moment"))
 	}
@@ -442,7 +450,8 @@ func (d *Device) layout() {
 // detailLines is the most lines the selected module's particulars take.
 const detailLines = 3
 
-// panel is the lines above the table: the device, link, outbox and twins.
+// panel is the lines above the table: the device, link, outbox, message
+// queue, twins and leaf devices.
 func (d *Device) panel() []string {
 	st := d.Styles
 	now := d.Now()
@@ -495,6 +504,20 @@ func (d *Device) panel() []string {
 		ob += st.Muted.Render(" · last drained ") + plural(d.drain.drained, "patch", "patches") + " in " + d.drain.took.Round(time.Millisecond).String()
 	}
 	lines = append(lines, label("Outbox")+" "+ob)
+	if q := d.msgs; q != nil {
+		up := d.queue("upstream", q.Upstream, now)
+		if q.Upstream.Count > 0 && !l.Connected {
+			up += st.Muted.Render(" · held until the hub is back")
+		}
+		line := up + st.Muted.Render(" | ") + d.queue("inputs", q.Inputs, now)
+		if n := q.Upstream.Refused; n > 0 { // shared by both parts
+			line += st.Muted.Render(" · ") + st.HeaderDown.Render(plural(int(n), "message", "messages")+" refused: queue full")
+		}
+		lines = append(lines, wrapped(label("Msgs")+" ", line, d.Width, 2)...)
+		if q.RoutesError != "" {
+			lines = append(lines, wrapped(label("")+" ", st.HeaderDown.Render("routes: ")+q.RoutesError, d.Width, 2)...)
+		}
+	}
 
 	if d.status != nil {
 		var sys []string
@@ -508,8 +531,42 @@ func (d *Device) panel() []string {
 			tw = strings.Join(sys, " · ") + st.Muted.Render(" · modules' in the table")
 		}
 		lines = append(lines, label("Twins")+" "+tw)
+		if kids := d.status.Children; len(kids) > 0 {
+			parts := make([]string, 0, len(kids))
+			for _, c := range kids {
+				p := st.Muted.Render("○ ") + c.DeviceID
+				if c.Connected {
+					p = st.HeaderUp.Render("● ") + c.DeviceID
+				}
+				if !c.LastActivity.IsZero() {
+					p += st.Muted.Render(" heard ") + ago(c.LastActivity, now)
+				}
+				if c.QueuedReports > 0 {
+					p += st.Muted.Render(" · ") + plural(c.QueuedReports, "report", "reports") + " queued"
+				}
+				parts = append(parts, p)
+			}
+			lines = append(lines, wrapped(label("Leaves")+" ", strings.Join(parts, st.Muted.Render(" | ")), d.Width, 2)...)
+		}
 	}
 	return lines
+}
+
+// queue describes one part of the message queue: "upstream empty", or
+// "upstream 12 messages · 14 KB · oldest 3s ago · 2 expired".
+func (d *Device) queue(name string, q mgmtclient.QueueStats, now time.Time) string {
+	st := d.Styles
+	s := name + " "
+	if q.Count == 0 {
+		s += "empty"
+	} else {
+		s += plural(q.Count, "message", "messages") + st.Muted.Render(" · ") + size(int(q.Bytes)) +
+			st.Muted.Render(" · oldest ") + ago(q.Oldest, now)
+	}
+	if q.Expired > 0 {
+		s += st.Muted.Render(" · ") + fmt.Sprintf("%d expired", q.Expired)
+	}
+	return s
 }
 
 // wrapped lays text out in lines of width after prefix (the first) or as

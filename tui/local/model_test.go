@@ -151,3 +151,37 @@ func TestOpenFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaves: the child (leaf) devices the daemon's status lists show in
+// the panel, connected or not, when last heard, with their queued reports.
+func TestLeaves(t *testing.T) {
+	f := newFake()
+	f.setStatus(func(s *mgmtclient.Status) {
+		s.Children = []mgmtclient.Child{
+			{DeviceID: "sensor-1", Connected: true, Since: t0.Add(-time.Hour), LastActivity: t0.Add(-3 * time.Second), QueuedReports: 2},
+			{DeviceID: "sensor-2", Connected: false, Since: t0.Add(-time.Minute)},
+		}
+	})
+	u := start(t, f, 120, 40, "")
+	u.waitFor(t, "Leaves", "● sensor-1 heard 3s ago · 2 reports queued", "○ sensor-2")
+	_, view := u.final(t)
+	if strings.Contains(view, "sensor-2 heard") || strings.Contains(view, "sensor-2 · ") {
+		t.Errorf("sensor-2, never heard and with nothing queued, shows more:\n%s", view)
+	}
+}
+
+// TestMessageQueue: the message queue's line follows the daemon's events:
+// from the snapshot, then each messages event; the routes' error shows.
+func TestMessageQueue(t *testing.T) {
+	f := newFake()
+	f.snapshot.Messages = &mgmtclient.MessageQueue{Upstream: mgmtclient.QueueStats{Count: 12, Bytes: 14000, Oldest: t0.Add(-3 * time.Second), Expired: 2}}
+	u := start(t, f, 120, 40, "")
+	u.waitFor(t, "Msgs", "upstream 12 messages · 13.7 KiB · oldest 3s ago · 2 expired", "held until the hub is back", "inputs empty")
+	f.events <- mgmtclient.Event{Type: mgmtclient.EventMessages, Time: t0, Messages: &mgmtclient.MessageQueue{
+		Inputs:      mgmtclient.QueueStats{Count: 1, Bytes: 10, Oldest: t0.Add(-time.Second), Refused: 4},
+		Upstream:    mgmtclient.QueueStats{Refused: 4},
+		RoutesError: `routes.r: column 23: sink "nowhere" is not supported`,
+	}}
+	u.waitFor(t, "upstream empty", "inputs 1 message · 10 B · oldest 1s ago", "4 messages refused: queue full", `routes: routes.r: column 23: sink "nowhere" is not supported`)
+	u.final(t)
+}

@@ -115,7 +115,7 @@ func Open(cfg Config) (*Store, error) {
 		// Not RejectOldCluster: this client refuses a cluster older than its
 		// previous minor release (3.6), and Debian 12's etcd-server is 3.4,
 		// whose v3 API (ranges, transactions, watches, status) is all the
-		// store uses (TestDebianEtcd in internal/hub runs on it).
+		// store uses (internal/hub TestReplicasKill9BehindHAProxy runs on it).
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd store: connect to %s: %w", strings.Join(cfg.Endpoints, ","), err)

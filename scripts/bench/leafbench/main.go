@@ -53,8 +53,9 @@ import (
 )
 
 var (
-	work  string
-	procs []*exec.Cmd
+	telemetry bool
+	work      string
+	procs     []*exec.Cmd
 )
 
 func main() {
@@ -62,6 +63,7 @@ func main() {
 	n := flag.Int("n", 1000, "leaf devices")
 	window := flag.Duration("window", 60*time.Second, "the measured load window")
 	offline := flag.Duration("offline", 60*time.Second, "how long the hub is stopped (0: skip the outbox part)")
+	flag.BoolVar(&telemetry, "telemetry", true, "each leaf also sends a telemetry message a second (QoS 1)")
 	flag.Parse()
 	if *bin == "" || *n < 1 {
 		log.Fatal("usage: leafbench -outpost BIN [-n 1000] [-window 60s] [-offline 60s]")
@@ -163,6 +165,9 @@ func run(bin string, n int, window, offline time.Duration) (code int) {
 			for k := 1; ; k++ {
 				l.c.Publish("$iothub/twin/PATCH/properties/reported/?$rid="+strconv.Itoa(k), 1, false, fmt.Appendf(nil, `{"seq":%d}`, k))
 				sent.Add(1)
+				if telemetry {
+					l.c.Publish("devices/"+l.id+"/messages/events/", 1, false, fmt.Appendf(nil, `{"seq":%d,"temperature":21.5}`, k))
+				}
 				select {
 				case <-tick.C:
 				case <-stopLoad:
@@ -196,6 +201,10 @@ func run(bin string, n int, window, offline time.Duration) (code int) {
 	sec := at1.Sub(at0).Seconds()
 	peakRSS := peak()
 	_, hwm := memory(daemon.Process.Pid)
+	if st, err := mgmt.Status(ctx); err == nil && st.Messages != nil {
+		fmt.Printf("telemetry: %v (devices/{id}/messages/events/, QoS 1, one a second per leaf); message queue upstream at the window's end: %d messages, %d refused, routes error %q\n",
+			telemetry, st.Messages.Upstream.Count, st.Messages.Upstream.Refused, st.Messages.RoutesError)
+	}
 	fmt.Printf("load: %d leaves, 1 reported patch/s each, over %.0f s: %.0f patches/s sent, %.0f/s acknowledged 204 (durable), %d refused answers\n",
 		n, sec, float64(sent.Load()-sent0)/sec, float64(acked.Load()-acked0)/sec, refused.Load())
 	fmt.Printf("outbox (reported patches not yet at the hub) %d at the window's start, %d at its end: %.0f patches/s more than the daemon uploads\n",

@@ -105,7 +105,7 @@ func (s *Syncer) applyChildren(sent []hubapi.SyncChild) (map[string]bool, bool, 
 // applyChildTwin stores a child's device twin from the hub, with the
 // patches still queued for it on top, and returns the change to tell
 // watchers (nil for none). The caller holds s.mu and s.twMu.
-func (s *Syncer) applyChildTwin(raw json.RawMessage, kids map[string]bool, pending []hubapi.ReportedPatch) (*Change, error) {
+func (s *Syncer) applyChildTwin(raw json.RawMessage, kids map[string]bool, pending map[string][]hubapi.ReportedPatch) (*Change, error) {
 	t := new(twin.Twin)
 	if err := t.UnmarshalJSON(raw); err != nil {
 		return nil, fmt.Errorf("child twin from the hub: %w", err)
@@ -118,11 +118,9 @@ func (s *Syncer) applyChildTwin(raw json.RawMessage, kids map[string]bool, pendi
 	if old, err := s.localTwin(ref); err == nil {
 		oldDesired, oldReported = old.DesiredVersion(), reportedJSON(old)
 	}
-	for _, p := range pending {
-		if p.DeviceID == t.DeviceID {
-			if _, err := t.PatchReported(p.Patch, s.now().UTC()); err != nil {
-				s.log.Warn("sync: a queued reported patch of a child no longer applies", "child", p.DeviceID, "seq", p.Seq, "err", err)
-			}
+	for _, p := range pending[ref] {
+		if _, err := t.PatchReported(p.Patch, s.now().UTC()); err != nil {
+			s.log.Warn("sync: a queued reported patch of a child no longer applies", "child", p.DeviceID, "seq", p.Seq, "err", err)
 		}
 	}
 	b, err := t.MarshalJSON()

@@ -384,10 +384,12 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 	if r := resp.Reported; r != nil && r.Session == s.state.Session {
 		held = r.Seq
 	}
-	var pending []hubapi.ReportedPatch
+	// By twin: an answer with many twins (1,000 children) over a deep outbox
+	// then costs one pass over the outbox, not one per twin.
+	pending := map[string][]hubapi.ReportedPatch{}
 	for _, p := range append(append([]hubapi.ReportedPatch(nil), s.recent...), queued...) {
 		if p.Seq > held {
-			pending = append(pending, p)
+			pending[patchRef(p)] = append(pending[patchRef(p)], p)
 		}
 	}
 	for _, raw := range resp.Twins {
@@ -403,11 +405,9 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 			oldDesired = old.DesiredVersion()
 			oldReported = reportedJSON(old)
 		}
-		for _, p := range pending {
-			if p.DeviceID == "" && p.ModuleID == t.ModuleID {
-				if _, err := t.PatchReported(p.Patch, s.now().UTC()); err != nil {
-					s.log.Warn("sync: a queued reported patch no longer applies", "module", p.ModuleID, "seq", p.Seq, "err", err)
-				}
+		for _, p := range pending[t.ModuleID] {
+			if _, err := t.PatchReported(p.Patch, s.now().UTC()); err != nil {
+				s.log.Warn("sync: a queued reported patch no longer applies", "module", p.ModuleID, "seq", p.Seq, "err", err)
 			}
 		}
 		b, err := t.MarshalJSON()

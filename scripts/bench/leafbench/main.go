@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command leafbench is scripts/bench/leaves.sh: N leaf devices (children of
 // one edge device) on one real `outpost daemon`. It starts a hub (outpost hub
 // serve) on a free loopback port, creates an edge device and N leaf devices

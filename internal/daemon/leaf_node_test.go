@@ -10,7 +10,6 @@ import (
 	"github.com/outpost-edge/outpost/internal/hub/hubtest"
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/identity"
-	"github.com/outpost-edge/outpost/internal/runtime"
 	"github.com/outpost-edge/outpost/internal/sdktest"
 )
 
@@ -27,11 +26,7 @@ import (
 // (taken in turn with other tests through sdktest), so it needs node and
 // compat/node/node_modules.
 func TestNodeLeaf(t *testing.T) {
-	node, dir := sdktest.NodeDir(t, "azure-iothub", "azure-iot-device", "azure-iot-device-mqtt")
-	sdktest.Listen(t, "127.0.0.1:443").Close() // the lock stays ours until the test ends
-	ln := sdktest.Listen(t, sdktest.SDKBroker)
-	hubOpts := hubtest.Options{Listen: "127.0.0.1:443", HostName: "localhost"}
-	f := agenttest.NewWithHub(t, runtime.KindProcess, hubOpts)
+	node, dir, ln, f := sdkFixture(t)
 	ctx := t.Context()
 	edge, err := f.Owner.GetDevice(ctx, f.DeviceID)
 	if err != nil {
@@ -86,8 +81,7 @@ func TestNodeLeaf(t *testing.T) {
 	}
 
 	// The hub is back: the reports made offline reach it.
-	hubOpts.DataDir, hubOpts.Listen = f.Hub.DataDir, addr
-	h2 := hubtest.Start(t, hubOpts)
+	h2 := hubtest.Start(t, hubtest.Options{DataDir: f.Hub.DataDir, Listen: addr, HostName: "localhost"})
 	owner := h2.Client(t)
 	agenttest.Eventually(t, 60*time.Second, "the leaf's offline reports at the hub", func() bool {
 		tw, err := owner.GetTwin(ctx, "leaf", "")

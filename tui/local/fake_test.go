@@ -2,9 +2,7 @@ package local
 
 import (
 	"context"
-	"io"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,6 +28,7 @@ type fakeDaemon struct {
 	status   mgmtclient.Status
 	snapshot mgmtclient.Event
 	events   chan mgmtclient.Event
+	follow   chan mgmtclient.FollowEvent // after the lines of logs
 	logs     map[string][]string
 	restarts []string
 }
@@ -60,6 +59,7 @@ func newFake() *fakeDaemon {
 		},
 		snapshot: mgmtclient.Event{Type: mgmtclient.EventSnapshot, Time: t0, Modules: mods, Link: &link, Outbox: &outbox},
 		events:   make(chan mgmtclient.Event, 16),
+		follow:   make(chan mgmtclient.FollowEvent, 16),
 		logs: map[string][]string{"tempsensor": {
 			"2026-12-02T09:18:00Z starting tempsensor 1.0",
 			"2026-12-02T09:18:01Z connected to the module broker",
@@ -112,22 +112,31 @@ func (f *fakeDaemon) Watch(ctx context.Context) (<-chan mgmtclient.Event, error)
 	return ch, nil
 }
 
-// Logs returns the module's lines, then holds the stream open (following)
-// until ctx is done.
-func (f *fakeDaemon) Logs(ctx context.Context, module string, _ mgmtclient.LogOptions) (io.ReadCloser, error) {
+// Follow sends the module's lines, then what the test sends on f.follow,
+// until ctx is done; a module without lines is not deployed.
+func (f *fakeDaemon) Follow(ctx context.Context, opts mgmtclient.FollowOptions, fn func(mgmtclient.FollowEvent)) error {
 	f.mu.Lock()
-	lines, ok := f.logs[module]
-	f.mu.Unlock()
-	if !ok {
-		return nil, &mgmtclient.Error{Status: 404, Message: "module " + module + " has no instance yet (no logs)"}
+	var lines []string
+	for _, m := range opts.Modules {
+		ls, ok := f.logs[m]
+		if !ok {
+			f.mu.Unlock()
+			return &mgmtclient.Error{Status: 404, Message: "module " + m + " is not deployed"}
+		}
+		lines = append(lines, ls...)
 	}
-	pr, pw := io.Pipe()
-	go func() {
-		_, _ = io.WriteString(pw, strings.Join(lines, "\n")+"\n")
-		<-ctx.Done()
-		pw.Close()
-	}()
-	return pr, nil
+	f.mu.Unlock()
+	for _, s := range lines {
+		fn(mgmtclient.FollowEvent{Kind: mgmtclient.FollowLine, Module: opts.Modules[0], Line: s})
+	}
+	for {
+		select {
+		case ev := <-f.follow:
+			fn(ev)
+		case <-ctx.Done():
+			return nil
+		}
+	}
 }
 
 func (f *fakeDaemon) Restart(_ context.Context, module string) error {

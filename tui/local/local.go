@@ -16,7 +16,6 @@ package local
 
 import (
 	"context"
-	"io"
 
 	"github.com/outpost-edge/outpost/internal/mgmtclient"
 	"github.com/outpost-edge/outpost/tui/common"
@@ -26,7 +25,7 @@ import (
 type Client interface {
 	Status(ctx context.Context) (*mgmtclient.Status, error)
 	Watch(ctx context.Context) (<-chan mgmtclient.Event, error)
-	Logs(ctx context.Context, module string, opts mgmtclient.LogOptions) (io.ReadCloser, error)
+	Follow(ctx context.Context, opts mgmtclient.FollowOptions, fn func(mgmtclient.FollowEvent)) error
 	Restart(ctx context.Context, module string) error
 	Socket() string
 }

@@ -1,10 +1,8 @@
 package local
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -30,22 +28,33 @@ const (
 type (
 	logStartedMsg struct {
 		id int
-		ch <-chan string
+		ch <-chan logItem
 	}
 	logLinesMsg struct {
 		id    int
-		lines []string
-		ch    <-chan string
+		items []logItem
+		ch    <-chan logItem
 		ended bool
-	}
-	logErrMsg struct {
-		id  int
-		err error
 	}
 )
 
-// Logs is one module's logs: followed as they come, scrolled, searched
-// with /.
+// logItem is what the follow goroutine hands the view: an event of the
+// module's logs, or the error that ended the following.
+type logItem struct {
+	ev  mgmtclient.FollowEvent
+	err error
+}
+
+// logLine is a line of the view: a line the module logged, or a marker
+// between its instances ("tempsensor restarted …").
+type logLine struct {
+	text   string
+	marker bool
+}
+
+// Logs is one module's logs: followed as they come across the module's
+// instances (a restart or re-creation shows as a marker line, and the next
+// instance's lines follow), scrolled, searched with /.
 type Logs struct {
 	common.Common
 	mc     Client
@@ -53,12 +62,13 @@ type Logs struct {
 	id     int
 	cancel context.CancelFunc
 
-	lines   []string
-	top     int  // first line on screen
-	follow  bool // keep the last line on screen
-	ended   bool // the stream ended (the instance exited)
-	endedAt time.Time
-	failed  string
+	lines  []logLine
+	top    int  // first line on screen
+	follow bool // keep the last line on screen
+	gone   mgmtclient.FollowKind
+	goneAt time.Time // when the last instance exited, or the daemon was lost; zero while one runs
+	ended  bool      // following ended (the daemon refused it)
+	failed string
 
 	input     textinput.Model
 	searching bool
@@ -78,71 +88,53 @@ func NewLogs(c common.Common, mc Client, module string) *Logs {
 // Title implements common.Titled.
 func (l *Logs) Title() string { return "logs " + l.module }
 
-// Init implements tea.Model: it opens the stream.
-func (l *Logs) Init() tea.Cmd { return l.start(mgmtclient.LogOptions{Follow: true, Tail: logTail}) }
-
-func (l *Logs) start(opts mgmtclient.LogOptions) tea.Cmd {
-	if l.cancel != nil {
-		l.cancel()
-	}
+// Init implements tea.Model: it starts following the module's logs.
+func (l *Logs) Init() tea.Cmd {
 	ctx, cancel := context.WithCancel(l.Ctx)
 	l.cancel = cancel
 	mc, module, id := l.mc, l.module, l.id
 	return func() tea.Msg {
-		rc, err := mc.Logs(ctx, module, opts)
-		if err != nil {
-			return logErrMsg{id: id, err: err}
-		}
-		ch := make(chan string, logBatch)
-		go readLines(ctx, rc, ch)
+		ch := make(chan logItem, logBatch)
+		go func() {
+			defer close(ch)
+			err := mc.Follow(ctx, mgmtclient.FollowOptions{Modules: []string{module}, Tail: logTail}, func(ev mgmtclient.FollowEvent) {
+				select {
+				case ch <- logItem{ev: ev}:
+				case <-ctx.Done():
+				}
+			})
+			if err != nil && ctx.Err() == nil {
+				select {
+				case ch <- logItem{err: err}:
+				case <-ctx.Done():
+				}
+			}
+		}()
 		return logStartedMsg{id: id, ch: ch}
 	}
 }
 
-// readLines sends rc's lines to ch until rc ends or ctx is done, then
-// closes both.
-func readLines(ctx context.Context, rc io.ReadCloser, ch chan<- string) {
-	defer close(ch)
-	defer rc.Close()
-	stop := context.AfterFunc(ctx, func() { rc.Close() })
-	defer stop()
-	br := bufio.NewReader(rc)
-	for {
-		s, err := br.ReadString('\n')
-		if s != "" {
-			select {
-			case ch <- strings.TrimRight(s, "\r\n"):
-			case <-ctx.Done():
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// more waits for lines on ch and takes those already there with them.
-func (l *Logs) more(ch <-chan string) tea.Cmd {
+// more waits for items on ch and takes those already there with them.
+func (l *Logs) more(ch <-chan logItem) tea.Cmd {
 	id := l.id
 	return func() tea.Msg {
-		s, ok := <-ch
+		it, ok := <-ch
 		if !ok {
 			return logLinesMsg{id: id, ended: true}
 		}
-		lines := []string{s}
-		for len(lines) < logBatch {
+		items := []logItem{it}
+		for len(items) < logBatch {
 			select {
-			case s, ok := <-ch:
+			case it, ok := <-ch:
 				if !ok {
-					return logLinesMsg{id: id, lines: lines, ended: true}
+					return logLinesMsg{id: id, items: items, ended: true}
 				}
-				lines = append(lines, s)
+				items = append(items, it)
 			default:
-				return logLinesMsg{id: id, lines: lines, ch: ch}
+				return logLinesMsg{id: id, items: items, ch: ch}
 			}
 		}
-		return logLinesMsg{id: id, lines: lines, ch: ch}
+		return logLinesMsg{id: id, items: items, ch: ch}
 	}
 }
 
@@ -153,35 +145,56 @@ func (l *Logs) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if msg.id != l.id {
 			return l, nil
 		}
-		l.ended, l.failed = false, ""
 		return l, l.more(msg.ch)
 	case logLinesMsg:
 		if msg.id != l.id {
 			return l, nil
 		}
-		l.add(msg.lines)
+		cmd := l.take(msg.items)
 		if msg.ended {
-			l.ended, l.endedAt = true, l.Now()
-			return l, nil
+			l.ended = true
+			return l, cmd
 		}
-		return l, l.more(msg.ch)
-	case logErrMsg:
-		if msg.id != l.id {
-			return l, nil
-		}
-		l.failed = msg.err.Error()
-		return l, common.Err(fmt.Errorf("logs of %s: %w", l.module, msg.err), "")
+		return l, tea.Batch(cmd, l.more(msg.ch))
 	case tea.KeyMsg:
 		return l, l.key(msg)
 	}
 	return l, nil
 }
 
+// take adds the lines and markers of items to the view; an error (the
+// daemon refused to follow the module) is shown in the status line.
+func (l *Logs) take(items []logItem) tea.Cmd {
+	lines := make([]logLine, 0, len(items))
+	var cmd tea.Cmd
+	for _, it := range items {
+		if it.err != nil {
+			l.failed = it.err.Error()
+			cmd = common.Err(fmt.Errorf("logs of %s: %w", l.module, it.err), "")
+			continue
+		}
+		ev := it.ev
+		if ev.Kind == mgmtclient.FollowLine {
+			lines = append(lines, logLine{text: ev.Line})
+			continue
+		}
+		lines = append(lines, logLine{text: "--- " + ev.Marker() + " ---", marker: true})
+		switch ev.Kind {
+		case mgmtclient.FollowExited, mgmtclient.FollowRemoved, mgmtclient.FollowLost:
+			l.gone, l.goneAt = ev.Kind, ev.Time
+		default: // an instance runs again, or the daemon answers again
+			l.goneAt = time.Time{}
+		}
+	}
+	l.add(lines)
+	return cmd
+}
+
 // add appends lines, dropping the oldest past maxLogLines.
-func (l *Logs) add(lines []string) {
+func (l *Logs) add(lines []logLine) {
 	l.lines = append(l.lines, lines...)
 	if drop := len(l.lines) - maxLogLines; drop > 0 {
-		l.lines = append([]string(nil), l.lines[drop:]...)
+		l.lines = append([]logLine(nil), l.lines[drop:]...)
 		l.top = max(l.top-drop, 0)
 		if l.current >= 0 {
 			l.current -= drop
@@ -255,12 +268,6 @@ func (l *Logs) key(msg tea.KeyMsg) tea.Cmd {
 		l.find(l.current-1, -1)
 	case key.Matches(msg, k.Follow):
 		l.follow = !l.follow
-		if l.follow && l.ended {
-			// The instance the stream followed is gone: follow the one
-			// running now, from where the last stream ended.
-			l.clamp()
-			return l.start(mgmtclient.LogOptions{Follow: true, Since: l.endedAt})
-		}
 	case key.Matches(msg, k.Restart):
 		return common.Push(confirmRestart(l.Common, l.mc, l.module))
 	case key.Matches(msg, k.Up):
@@ -298,7 +305,7 @@ func (l *Logs) find(from, dir int) {
 	}
 	for i := range n {
 		j := ((from+dir*i)%n + n) % n
-		if strings.Contains(strings.ToLower(l.lines[j]), l.query) {
+		if strings.Contains(strings.ToLower(l.lines[j].text), l.query) {
 			l.current = j
 			l.follow = false
 			if j < l.top || j >= l.top+l.bodyHeight() {
@@ -313,7 +320,7 @@ func (l *Logs) find(from, dir int) {
 // matches counts the lines matching the query, and the rank of the current.
 func (l *Logs) matches() (rank, total int) {
 	for i, s := range l.lines {
-		if strings.Contains(strings.ToLower(s), l.query) {
+		if strings.Contains(strings.ToLower(s.text), l.query) {
 			total++
 			if i <= l.current {
 				rank = total
@@ -344,7 +351,13 @@ func (l *Logs) View() string {
 	case l.failed != "":
 		state = "not available"
 	case l.ended:
-		state = "ended (the instance exited; f follows the next one)"
+		state = "ended"
+	case !l.goneAt.IsZero() && l.gone == mgmtclient.FollowLost:
+		state = "the daemon does not answer; trying again"
+	case !l.goneAt.IsZero() && l.gone == mgmtclient.FollowRemoved:
+		state = "removed from the deployment"
+	case !l.goneAt.IsZero():
+		state = "exited " + l.goneAt.Local().Format("15:04:05") + "; the next instance's lines follow"
 	case !l.follow:
 		state = "paused (G or f follows)"
 	}
@@ -363,12 +376,14 @@ func (l *Logs) View() string {
 		out = append(out, st.Muted.Render(components.Fit("  "+msg, l.Width)))
 	}
 	for i := l.top; i < len(l.lines) && i < l.top+h; i++ {
-		s := components.Fit(ansi.Strip(l.lines[i]), l.Width)
+		s := components.Fit(ansi.Strip(l.lines[i].text), l.Width)
 		switch {
 		case i == l.current:
 			s = st.Selected.Render(s)
-		case l.query != "" && strings.Contains(strings.ToLower(l.lines[i]), l.query):
+		case l.query != "" && strings.Contains(strings.ToLower(l.lines[i].text), l.query):
 			s = st.Changed.Render(s)
+		case l.lines[i].marker:
+			s = st.Muted.Render(s)
 		}
 		out = append(out, s)
 	}

@@ -83,6 +83,39 @@ func TestLogSearch(t *testing.T) {
 	}
 }
 
+// TestLogsFollowInstances: the log view goes on across the module's
+// instances: an exit shows as a marker and in the title, the next
+// instance's lines follow its start marker, without a key.
+func TestLogsFollowInstances(t *testing.T) {
+	f := newFake()
+	u := start(t, f, 100, 24, "tempsensor")
+	u.waitFor(t, "logs of tempsensor · following", "8 lines")
+	exit := 0
+	f.follow <- mgmtclient.FollowEvent{Kind: mgmtclient.FollowLine, Module: "tempsensor", Line: "got SIGTERM"}
+	f.follow <- mgmtclient.FollowEvent{Kind: mgmtclient.FollowExited, Module: "tempsensor", Time: t0,
+		Instance: &mgmtclient.Module{Name: "tempsensor", Status: "stopped", ExitCode: &exit}}
+	u.waitFor(t, "--- tempsensor stopped ---", "exited 12:30:00; the next instance's lines follow", "10 lines")
+	f.follow <- mgmtclient.FollowEvent{Kind: mgmtclient.FollowRestarted, Module: "tempsensor", Time: t0.Add(time.Second),
+		Instance: &mgmtclient.Module{Name: "tempsensor", Status: "running", Pid: 4343, Restarts: 1, StartedAt: t0.Add(time.Second)}}
+	f.follow <- mgmtclient.FollowEvent{Kind: mgmtclient.FollowLine, Module: "tempsensor", Line: "2026-12-02T12:30:01Z starting tempsensor 1.0"}
+	u.waitFor(t, "--- tempsensor restarted (instance pid 4343", "logs of tempsensor · following", "12 lines")
+	m, view := u.final(t)
+	l := m.Front().(*Logs)
+	n := len(l.lines)
+	if n != 12 || !l.lines[n-2].marker || l.lines[n-1].marker || l.lines[n-1].text != "2026-12-02T12:30:01Z starting tempsensor 1.0" {
+		t.Errorf("last lines %+v\n%s", l.lines[max(n-4, 0):], view)
+	}
+}
+
+// TestLogsNotDeployed: following a module the daemon doesn't know says why.
+func TestLogsNotDeployed(t *testing.T) {
+	f := newFake()
+	f.logs = map[string][]string{}
+	u := start(t, f, 80, 24, "tempsensor")
+	u.waitFor(t, "not available", "is not deployed")
+	u.final(t)
+}
+
 // TestLogSearchFindsTheLine: the current match is the line searched for.
 func TestLogSearchFindsTheLine(t *testing.T) {
 	f := newFake()
@@ -92,7 +125,7 @@ func TestLogSearchFindsTheLine(t *testing.T) {
 	u.waitFor(t, "/queued 1 of 1")
 	m, _ := u.final(t)
 	l := m.Front().(*Logs)
-	if l.current < 0 || !strings.Contains(l.lines[l.current], "report queued (hub offline)") {
+	if l.current < 0 || !strings.Contains(l.lines[l.current].text, "report queued (hub offline)") {
 		t.Errorf("current match %d", l.current)
 	}
 }

@@ -2,11 +2,14 @@ package cli
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/hubclient"
@@ -45,6 +48,7 @@ type deviceCreateOptions struct {
 	SecondaryKey string
 	Edge         bool
 	Parent       string
+	Gateway      string
 }
 
 func newDeviceCreateCmd(f *Factory, runF func(*deviceCreateOptions) error) *cobra.Command {
@@ -62,15 +66,17 @@ that connects with its own identity and takes no deployment (IoT Hub's
 default for devices created through its REST API and SDKs).
 
 --parent EDGE makes the device a child of the edge device EDGE: a leaf device
-then connects through EDGE's daemon (its connection string names EDGE as
-GatewayHostName), an edge device sits under EDGE (nested edge).
+then connects through EDGE's daemon, an edge device sits under EDGE (nested
+edge). --gateway-hostname HOST puts GatewayHostName=HOST in the connection
+string printed, the name the device reaches its edge device by (the edge
+daemon's --gateway-hostname); the hub does not know that name, so give it.
 
 With -o json or -o yaml it prints the device as the hub returned it, keys
 included, plus connectionString.`,
 		Example: `  outpost device create dev-1
   outpost device create dev-2 --status disabled -o json
   outpost device create sensor-1 --edge=false
-  outpost device create sensor-2 --edge=false --parent dev-1
+  outpost device create sensor-2 --edge=false --parent dev-1 --gateway-hostname dev-1.local
   export DEVICE_CONNECTION_STRING=$(outpost device create dev-3)`,
 		Args: exactArgs(1, "one device ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -92,6 +98,9 @@ included, plus connectionString.`,
 					return flagErrorf("invalid --parent: %v", err)
 				}
 			}
+			if err := validateGatewayFlag(opts.Gateway); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -102,6 +111,7 @@ included, plus connectionString.`,
 	fl.StringVar(&opts.Status, "status", "enabled", "the device's `STATUS`: enabled or disabled")
 	fl.BoolVar(&opts.Edge, "edge", true, "create an IoT Edge device (false: a leaf device, which takes no deployment)")
 	fl.StringVar(&opts.Parent, "parent", "", "make the device a child of the edge device `EDGE`")
+	addGatewayFlag(fl, &opts.Gateway)
 	addKeyFlags(fl, &opts.PrimaryKey, &opts.SecondaryKey)
 	return cmd
 }
@@ -135,7 +145,11 @@ func deviceCreateRun(ctx context.Context, f *Factory, opts *deviceCreateOptions)
 	if err != nil {
 		return fmt.Errorf("create device %s: %w", opts.Device, err)
 	}
+	cs = withGateway(cs, opts.Gateway)
 	f.status("created device %s (%s)", d.DeviceID, d.Status)
+	if opts.Parent != "" && opts.Gateway == "" && !opts.Edge {
+		f.status("hint: %s connects through %s: its connection string needs GatewayHostName=<the name it reaches %s by>; --gateway-hostname adds it, as does `outpost device show %s --connection-string --gateway-hostname HOST`", d.DeviceID, opts.Parent, opts.Parent, d.DeviceID)
+	}
 	return printConnectionString(f, deviceWithConnectionString{Device: d, ConnectionString: cs}, cs)
 }
 
@@ -165,6 +179,33 @@ func identityConnectionString(c *hubclient.Client, t target, auth *hubapi.Authen
 		UseInsecureHTTP: c.ConnectionString().UseInsecureHTTP,
 	}
 	return cs.String(), nil
+}
+
+// addGatewayFlag adds --gateway-hostname, the edge device's name in a
+// leaf device's connection string.
+func addGatewayFlag(fl *pflag.FlagSet, p *string) {
+	fl.StringVar(p, "gateway-hostname", "", "put GatewayHostName=`HOST` in the connection string: the name the device reaches its edge device by")
+}
+
+func validateGatewayFlag(host string) error {
+	if host == "" {
+		return nil
+	}
+	cs := identity.ConnectionString{HostName: "hub", DeviceID: "d", SharedAccessKey: base64.StdEncoding.EncodeToString(make([]byte, 32)), GatewayHostName: host}
+	if _, _, err := net.SplitHostPort(host); err == nil || cs.Validate() != nil {
+		return flagErrorf("invalid --gateway-hostname %q: a host name or address, without a port (leaf devices dial port 8883)", host)
+	}
+	return nil
+}
+
+// withGateway adds GatewayHostName=host to the connection string cs.
+func withGateway(cs, host string) string {
+	c, err := identity.ParseConnectionString(cs)
+	if host == "" || err != nil {
+		return cs
+	}
+	c.GatewayHostName = host
+	return c.String()
 }
 
 type deviceListOptions struct{}
@@ -221,6 +262,7 @@ type deviceShowOptions struct {
 	Device           string
 	ShowKeys         bool
 	ConnectionString bool
+	Gateway          string
 }
 
 func newDeviceShowCmd(f *Factory, runF func(*deviceShowOptions) error) *cobra.Command {
@@ -234,9 +276,11 @@ returned it.
 
 --connection-string prints the device's connection string again, as
 'outpost device create' did (with -o json|yaml: the device, keys included,
-plus connectionString).`,
+plus connectionString); with --gateway-hostname HOST it carries
+GatewayHostName=HOST, for a leaf device that connects through its edge device.`,
 		Example: `  outpost device show dev-1
   outpost device show dev-1 --show-keys -o json
+  outpost device show sensor-1 --connection-string --gateway-hostname dev-1.local
   outpost daemon --connection-string "$(outpost device show dev-1 --connection-string)" …`,
 		Args: exactArgs(1, "one device ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -248,6 +292,12 @@ plus connectionString).`,
 			if opts.ShowKeys && opts.ConnectionString {
 				return errShowKeysAndConnectionString
 			}
+			if opts.Gateway != "" && !opts.ConnectionString {
+				return flagErrorf("--gateway-hostname goes with --connection-string (it is a part of the connection string)")
+			}
+			if err := validateGatewayFlag(opts.Gateway); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -256,6 +306,7 @@ plus connectionString).`,
 	}
 	cmd.Flags().BoolVar(&opts.ShowKeys, "show-keys", false, "show the device's keys")
 	cmd.Flags().BoolVar(&opts.ConnectionString, "connection-string", false, "print the device's connection string (with its primary key)")
+	addGatewayFlag(cmd.Flags(), &opts.Gateway)
 	return cmd
 }
 
@@ -274,6 +325,7 @@ func deviceShowRun(ctx context.Context, f *Factory, opts *deviceShowOptions) err
 		if err != nil {
 			return fmt.Errorf("show device %s: %w", opts.Device, err)
 		}
+		cs = withGateway(cs, opts.Gateway)
 		return printConnectionString(f, deviceWithConnectionString{Device: d, ConnectionString: cs}, cs)
 	}
 	if !opts.ShowKeys {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/outpost-edge/outpost/internal/hub/hubtest"
+	"github.com/outpost-edge/outpost/internal/identity"
 )
 
 func TestDeviceParent(t *testing.T) {
@@ -14,9 +15,29 @@ func TestDeviceParent(t *testing.T) {
 	if code, _, errOut := run(t, "device", "create", "gw"); code != 0 {
 		t.Fatalf("create gw: %d %s", code, errOut)
 	}
-	code, _, errOut := run(t, "device", "create", "s1", "--edge=false", "--parent", "gw")
-	if code != 0 {
-		t.Fatalf("create s1 --parent gw: %d %s", code, errOut)
+	code, out, errOut := run(t, "device", "create", "s1", "--edge=false", "--parent", "gw")
+	if code != 0 || strings.Contains(out, "GatewayHostName") || !strings.Contains(errOut, "--gateway-hostname adds it") {
+		t.Fatalf("create s1 --parent gw: %d %s\n%s", code, out, errOut)
+	}
+	// The leaf's connection string with its edge device's name, for the
+	// Azure SDKs and deviceclient.
+	code, out, errOut = run(t, "device", "show", "s1", "--connection-string", "--gateway-hostname", "gw.local")
+	cs, err := identity.ParseConnectionString(strings.TrimSpace(out))
+	if code != 0 || err != nil || cs.GatewayHostName != "gw.local" || cs.DeviceID != "s1" || cs.SharedAccessKey == "" {
+		t.Fatalf("show s1 --connection-string --gateway-hostname gw.local: %d %v %q %s", code, err, out, errOut)
+	}
+	code, out, _ = run(t, "device", "create", "s3", "--edge=false", "--parent", "gw", "--gateway-hostname", "10.0.0.7")
+	if cs, err := identity.ParseConnectionString(strings.TrimSpace(out)); code != 0 || err != nil || cs.GatewayHostName != "10.0.0.7" {
+		t.Fatalf("create s3 --gateway-hostname 10.0.0.7: %d %v %q", code, err, out)
+	}
+	for _, args := range [][]string{
+		{"device", "show", "s1", "--gateway-hostname", "gw.local"},
+		{"device", "show", "s1", "--connection-string", "--gateway-hostname", "gw.local:8883"},
+		{"device", "create", "s4", "--gateway-hostname", "a b"},
+	} {
+		if code, _, errOut := run(t, args...); code != ExitUsage || !strings.Contains(errOut, "--gateway-hostname") {
+			t.Errorf("%v: exit %d, %s", args, code, errOut)
+		}
 	}
 	gw, err := h.Client(t).GetDevice(ctx, "gw")
 	if err != nil {
@@ -31,7 +52,7 @@ func TestDeviceParent(t *testing.T) {
 		t.Fatalf("create gw2 --parent gw: %d %s", code, errOut)
 	}
 
-	code, out, _ := run(t, "device", "list")
+	code, out, _ = run(t, "device", "list")
 	rows := map[string]string{}
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 		f := strings.Fields(l)

@@ -196,7 +196,7 @@ func (b *Broker) onMessage(s *session, cl *mqtt.Client, pk packets.Packet) bool 
 	data, _ := json.Marshal(msg)
 	// The decoded message stays beside the queue's copy for this process's
 	// deliveries: only a message read back after a restart is decoded.
-	b.cfg.Messages.Append(msgqueue.Record{Dests: dests, Data: data, Value: &msg, Flush: acks}, func(_ uint64, err error) {
+	b.cfg.Messages.Append(msgqueue.Record{Dests: dests, Data: data, Value: &msg, Flush: acks, Source: MessageSource(msg.DeviceID, msg.ModuleID)}, func(_ uint64, err error) {
 		switch {
 		case err == nil:
 			ack()
@@ -209,6 +209,28 @@ func (b *Broker) onMessage(s *session, cl *mqtt.Client, pk packets.Packet) bool 
 		}
 	})
 	return true
+}
+
+// MessageSource is a queued message's msgqueue source: "device/module" for
+// a module's, "device" for a leaf device's.
+func MessageSource(device, module string) string {
+	if module == "" {
+		return device
+	}
+	return device + "/" + module
+}
+
+// MessageSourceOf is msgqueue's Options.SourceOf for the messages the
+// broker queues (hubapi.Message JSON).
+func MessageSourceOf(data []byte) string {
+	var m struct {
+		DeviceID string `json:"deviceId"`
+		ModuleID string `json:"moduleId"`
+	}
+	if json.Unmarshal(data, &m) != nil {
+		return ""
+	}
+	return MessageSource(m.DeviceID, m.ModuleID)
 }
 
 // pubacks gathers the PUBACKs of a group commit for one module, sent

@@ -279,7 +279,7 @@ func printChildren(w io.Writer, kids []mgmtclient.Child, now time.Time) error {
 		return nil
 	}
 	fmt.Fprintln(w)
-	t := NewTable("child device", "link", "last activity", "queued reports")
+	t := NewTable("child device", "link", "last activity", "queued reports", "queued messages")
 	for _, c := range kids {
 		link := "connected " + humanDuration(now.Sub(c.Since))
 		if !c.Connected {
@@ -289,7 +289,7 @@ func printChildren(w io.Writer, kids []mgmtclient.Child, now time.Time) error {
 		if !c.LastActivity.IsZero() {
 			last = humanDuration(now.Sub(c.LastActivity)) + " ago"
 		}
-		t.Row(c.DeviceID, link, last, strconv.Itoa(c.QueuedReports))
+		t.Row(c.DeviceID, link, last, strconv.Itoa(c.QueuedReports), strconv.Itoa(c.QueuedMessages))
 	}
 	return t.Write(w)
 }

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/agent"
+	"github.com/outpost-edge/outpost/internal/broker"
 	"github.com/outpost-edge/outpost/internal/deviceca"
 	"github.com/outpost-edge/outpost/internal/hubclient"
 	"github.com/outpost-edge/outpost/internal/identity"
@@ -217,7 +218,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 		return nil, fail(err, "")
 	}
 	d.hc = hc
-	d.msgs, err = msgqueue.Open(filepath.Join(cfg.DataDir, "messages"), msgqueue.Options{MaxBytes: cfg.MessageQueueBytes, Now: cfg.Now})
+	d.msgs, err = msgqueue.Open(filepath.Join(cfg.DataDir, "messages"), msgqueue.Options{MaxBytes: cfg.MessageQueueBytes, Now: cfg.Now, SourceOf: broker.MessageSourceOf})
 	if err != nil {
 		return nil, fail(err, "")
 	}

@@ -121,6 +121,9 @@ type Child struct {
 	// QueuedReports are its reported patches in the outbox, waiting for
 	// the hub.
 	QueuedReports int `json:"queuedReports"`
+	// QueuedMessages are its messages in the message queue that a
+	// destination (the hub, a module's input) has still to take.
+	QueuedMessages int `json:"queuedMessages"`
 }
 
 // DeviceCA is the device CA and the broker's certificate it issued.

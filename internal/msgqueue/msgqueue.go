@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -75,11 +76,16 @@ type Dest struct {
 // Flush, when set, is called once per group commit after the done
 // callbacks of the group's records (once for all the records that share
 // it), so that what the callbacks leave to send goes out together.
+//
+// Source names who sent the record (a module, a leaf device), for
+// BySource; it is not written: Options.SourceOf finds it again in the
+// data of a record read back.
 type Record struct {
-	Dests []Dest
-	Data  []byte
-	Value any
-	Flush Flusher
+	Dests  []Dest
+	Data   []byte
+	Value  any
+	Flush  Flusher
+	Source string
 }
 
 // Flusher is a Record's Flush.
@@ -106,6 +112,9 @@ type Stats struct {
 type Options struct {
 	MaxBytes int64            // default DefaultMaxBytes
 	Now      func() time.Time // default time.Now
+	// SourceOf finds a record's Source in its data when the record is
+	// read back from disk (nil: records read back count under "").
+	SourceOf func(data []byte) string
 }
 
 type entry struct {
@@ -117,6 +126,7 @@ type entry struct {
 	seg     *segment
 	refs    int // destinations still to take it
 	expires map[string]time.Time
+	source  string
 }
 
 type destQ struct {
@@ -156,6 +166,7 @@ type Log struct {
 	closed   bool
 	incoming []pending
 	wake     chan struct{}
+	bySource map[string]int // records not yet taken by every destination, by Record.Source
 
 	epoch   string
 	f       *os.File // the current segment, appended to by the committer only
@@ -175,7 +186,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("message queue: %w", err)
 	}
-	l := &Log{dir: dir, opts: opts, dests: map[string]*destQ{}, nextSeq: 1, changed: make(chan struct{}),
+	l := &Log{dir: dir, opts: opts, dests: map[string]*destQ{}, bySource: map[string]int{}, nextSeq: 1, changed: make(chan struct{}),
 		wake: make(chan struct{}, 1), stop: make(chan struct{})}
 	if err := l.load(); err != nil {
 		return nil, fmt.Errorf("message queue %s: %w", dir, err)
@@ -299,6 +310,10 @@ func (l *Log) replay(seg *segment, acked map[string]uint64) (int64, error) {
 		}
 		if e.refs > 0 {
 			l.bytes += int64(len(data))
+			if l.opts.SourceOf != nil {
+				e.source = l.opts.SourceOf(data)
+			}
+			l.bySource[e.source]++
 		}
 	}
 }
@@ -497,10 +512,11 @@ func (l *Log) commit() {
 					continue
 				}
 				seg := l.segs[len(l.segs)-1]
-				e := &entry{seq: seq + uint64(i), at: now, data: p.rec.Data, value: p.rec.Value, seg: seg}
+				e := &entry{seq: seq + uint64(i), at: now, data: p.rec.Data, value: p.rec.Value, seg: seg, source: p.rec.Source}
 				for _, d := range p.rec.Dests {
 					l.addTo(e, d)
 				}
+				l.bySource[e.source]++
 				if len(e.readers) == 0 {
 					e.value = nil // no destination reads it
 				}
@@ -656,6 +672,9 @@ func (l *Log) release(e *entry, dest string) {
 	e.seg.live--
 	if e.refs == 0 {
 		l.bytes -= int64(len(e.data))
+		if l.bySource[e.source]--; l.bySource[e.source] <= 0 {
+			delete(l.bySource, e.source)
+		}
 	}
 }
 
@@ -727,6 +746,18 @@ func (l *Log) Stats(prefix string) Stats {
 		}
 	}
 	return st
+}
+
+// BySource counts the records some destination has still to take (not
+// acknowledged, not expired), by their Record.Source.
+func (l *Log) BySource() map[string]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.opts.Now()
+	for name, q := range l.dests {
+		l.expire(name, q, now)
+	}
+	return maps.Clone(l.bySource)
 }
 
 // Dests returns the names of the destinations with prefix, sorted.

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -243,5 +245,50 @@ func TestValueKeptForItsReaders(t *testing.T) {
 	defer l.Close()
 	if got := l.Pending("upstream", 0, 0); len(got) != 2 || got[0].Value != nil {
 		t.Fatalf("after reopen: pending %+v, want both records without values", got)
+	}
+}
+
+// TestBySource: records count under their source until every destination
+// took them (acknowledged or expired), and again after a reopen through
+// SourceOf.
+func TestBySource(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Unix(1_800_000_000, 0)
+	var skew atomic.Int64 // the maintainer reads the clock too
+	clock := func() time.Time { return now.Add(time.Duration(skew.Load())) }
+	sourceOf := func(data []byte) string { s, _, _ := strings.Cut(string(data), ":"); return s }
+	l := open(t, dir, Options{Now: clock, SourceOf: sourceOf})
+	for i := range 10 {
+		src := "leaf-1"
+		if i%2 == 1 {
+			src = "edge/filter"
+		}
+		dests := []Dest{{Name: "upstream"}}
+		if i == 9 {
+			dests = append(dests, Dest{Name: "input/b/in1", Expires: now.Add(time.Minute)})
+		}
+		if _, err := l.AppendSync(Record{Dests: dests, Data: fmt.Appendf(nil, "%s:%d", src, i), Source: src}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := l.BySource(); got["leaf-1"] != 5 || got["edge/filter"] != 5 || len(got) != 2 {
+		t.Fatalf("by source: %v", got)
+	}
+	up := l.Pending("upstream", 0, 0)
+	l.Ack("upstream", up[9].Seq) // all upstream; record 9 still waits for its input
+	if got := l.BySource(); got["leaf-1"] != 0 || got["edge/filter"] != 1 || len(got) != 1 {
+		t.Fatalf("by source after the upstream ack: %v", got)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = open(t, dir, Options{Now: clock, SourceOf: sourceOf})
+	defer l.Close()
+	if got := l.BySource(); got["edge/filter"] != 1 || len(got) != 1 {
+		t.Fatalf("by source after reopen: %v", got)
+	}
+	skew.Store(int64(2 * time.Minute)) // record 9 expires at the input
+	if got := l.BySource(); len(got) != 0 {
+		t.Fatalf("by source after expiry: %v", got)
 	}
 }

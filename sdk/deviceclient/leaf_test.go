@@ -3,6 +3,7 @@ package deviceclient_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -135,6 +136,17 @@ func (e *edge) patchDesired(t *testing.T, desired string) {
 // the hub once it is back, as does a desired change made then.
 func TestLeafTwinOnlineAndOffline(t *testing.T) {
 	e := newEdge(t)
+	// The leaves' telemetry goes upstream (held while the hub is away).
+	e.f.DeployManifest(t, map[string]any{"schemaVersion": "1.0", "modules": map[string]any{},
+		"routes": map[string]any{"leaves": `FROM /messages/* WHERE NOT IS_DEFINED($connectionModuleId) INTO $upstream`}})
+	agenttest.Eventually(t, 30*time.Second, "the leaves' route in force", func() bool {
+		tw, err := e.f.Owner.GetTwin(t.Context(), e.f.DeviceID, "$edgeHub")
+		if err != nil {
+			return false
+		}
+		st, _ := tw.Reported()["lastDesiredStatus"].(map[string]any)
+		return fmt.Sprint(st["code"]) == "200" && fmt.Sprint(tw.Reported()["lastDesiredVersion"]) == fmt.Sprint(tw.DesiredVersion())
+	})
 	e.patchDesired(t, `{"rate":1}`)
 	c := e.connect(t, 0)
 	var mu sync.Mutex
@@ -177,20 +189,28 @@ func TestLeafTwinOnlineAndOffline(t *testing.T) {
 		}
 		cancel()
 	}
+	for i := range 3 {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if err := c.SendEvent(rctx, deviceclient.Message{Body: fmt.Appendf(nil, `{"t":%d}`, i)}); err != nil {
+			t.Fatalf("telemetry %d with the hub down: %v", i, err)
+		}
+		cancel()
+	}
 	tw, err := c.Twin(ctx)
 	if err != nil || tw.Desired.Values["rate"] != 2.0 || tw.Reported.Values["offline2"] != true {
 		t.Fatalf("twin with the hub down: %+v, %v", tw, err)
 	}
-	// outpost status lists the leaf with its two reports queued.
-	if kid, _ := e.child(t); kid.QueuedReports != 2 || !kid.Connected {
-		t.Errorf("status with the hub down: leaf-1 %+v, want connected with 2 queued reports", kid)
+	// outpost status lists the leaf with its two reports and three
+	// messages queued.
+	if kid, _ := e.child(t); kid.QueuedReports != 2 || kid.QueuedMessages != 3 || !kid.Connected {
+		t.Errorf("status with the hub down: leaf-1 %+v, want connected with 2 queued reports and 3 messages", kid)
 	}
 	ios, _, out, _ := cli.TestIO()
 	if code := cli.Run(ctx, ios, []string{"status", "--mgmt-socket", e.mgmtSocket}); code != 0 {
 		t.Fatalf("outpost status: exit %d", code)
 	}
-	if f := rowOf(out.String(), "leaf-1"); len(f) != 6 || f[1] != "connected" || f[4] != "ago" || f[5] != "2" {
-		t.Errorf("outpost status: leaf-1's row %q, want connected, last activity, 2 queued\n%s", f, out)
+	if f := rowOf(out.String(), "leaf-1"); len(f) != 7 || f[1] != "connected" || f[4] != "ago" || f[5] != "2" || f[6] != "3" {
+		t.Errorf("outpost status: leaf-1's row %q, want connected, last activity, 2 reports and 3 messages queued\n%s", f, out)
 	}
 
 	e.f.Hub = hubtest.Start(t, hubtest.Options{DataDir: hubData, Listen: hubAddr})
@@ -199,7 +219,10 @@ func TestLeafTwinOnlineAndOffline(t *testing.T) {
 		r := e.reported(t)
 		return r["online"] == true && r["offline1"] == true && r["offline2"] == true
 	})
-	agenttest.Eventually(t, 30*time.Second, "leaf-1's queue empty in outpost status", func() bool { kid, _ := e.child(t); return kid.QueuedReports == 0 })
+	agenttest.Eventually(t, 30*time.Second, "leaf-1's queues empty in outpost status", func() bool {
+		kid, _ := e.child(t)
+		return kid.QueuedReports == 0 && kid.QueuedMessages == 0
+	})
 	e.patchDesired(t, `{"rate":3}`)
 	agenttest.Eventually(t, 60*time.Second, "the desired change made after the outage at the leaf", func() bool { return lastDesired()["rate"] == 3.0 })
 }

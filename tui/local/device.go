@@ -544,6 +544,9 @@ func (d *Device) panel() []string {
 				if c.QueuedReports > 0 {
 					p += st.Muted.Render(" · ") + plural(c.QueuedReports, "report", "reports") + " queued"
 				}
+				if c.QueuedMessages > 0 {
+					p += st.Muted.Render(" · ") + plural(c.QueuedMessages, "message", "messages") + " queued"
+				}
 				parts = append(parts, p)
 			}
 			lines = append(lines, wrapped(label("Leaves")+" ", strings.Join(parts, st.Muted.Render(" | ")), d.Width, 2)...)

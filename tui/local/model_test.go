@@ -186,17 +186,18 @@ func TestOpenFirst(t *testing.T) {
 }
 
 // TestLeaves: the child (leaf) devices the daemon's status lists show in
-// the panel, connected or not, when last heard, with their queued reports.
+// the panel, connected or not, when last heard, with their queued reports
+// and messages.
 func TestLeaves(t *testing.T) {
 	f := newFake()
 	f.setStatus(func(s *mgmtclient.Status) {
 		s.Children = []mgmtclient.Child{
-			{DeviceID: "sensor-1", Connected: true, Since: t0.Add(-time.Hour), LastActivity: t0.Add(-3 * time.Second), QueuedReports: 2},
+			{DeviceID: "sensor-1", Connected: true, Since: t0.Add(-time.Hour), LastActivity: t0.Add(-3 * time.Second), QueuedReports: 2, QueuedMessages: 31},
 			{DeviceID: "sensor-2", Connected: false, Since: t0.Add(-time.Minute)},
 		}
 	})
 	u := start(t, f, 120, 40, "")
-	u.waitFor(t, "Leaves", "● sensor-1 heard 3s ago · 2 reports queued", "○ sensor-2")
+	u.waitFor(t, "Leaves", "● sensor-1 heard 3s ago · 2 reports queued · 31 messages queued", "○ sensor-2")
 	_, view := u.final(t)
 	if strings.Contains(view, "sensor-2 heard") || strings.Contains(view, "sensor-2 · ") {
 		t.Errorf("sensor-2, never heard and with nothing queued, shows more:\n%s", view)

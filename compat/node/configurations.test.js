@@ -1,6 +1,7 @@
 // Compatibility test: Microsoft's Node.js IoT Hub service SDK (azure-iothub),
 // unmodified, creating, reading, updating and removing configurations
-// (automatic deployments) on an outpost hub, and the hub applying one.
+// (automatic deployments and device configurations) on an outpost hub,
+// and the hub applying one of each.
 //
 // Run by internal/hub/configurations_node_test.go
 // (go test ./internal/hub -run NodeConfigurations), which starts a hub on
@@ -103,5 +104,31 @@ describe('configurations through azure-iothub', () => {
     assert.deepEqual(agent.configurations, { [config.id]: { status: 'Applied' } });
     await call('removeConfiguration', () => registry.removeConfiguration(config.id));
     await call('delete device', () => registry.delete(deviceId));
+  });
+
+  it('applies a device configuration (deviceContent) to the device twins it targets', async () => {
+    const leafId = `node-adm-${suffix}`;
+    await call('create leaf device', () => registry.create({ deviceId: leafId }));
+    await call('tag the leaf', () => registry.updateTwin(leafId, { tags: { kind: `chiller-${suffix}` } }, '*'));
+    const config = {
+      id: `node-adm-${suffix}`,
+      content: { deviceContent: { 'properties.desired.chillerWaterSettings': { temperature: 38, pressure: 78 } } },
+      targetCondition: `tags.kind='chiller-${suffix}'`,
+      priority: 10,
+    };
+    await call('addConfiguration', () => registry.addConfiguration(config));
+    let twin;
+    for (let i = 0; i < 600; i++) {
+      ({ responseBody: twin } = await call('getTwin', () => registry.getTwin(leafId)));
+      if (twin.properties.desired.chillerWaterSettings) break;
+      await sleep(100);
+    }
+    assert.deepEqual(twin.properties.desired.chillerWaterSettings, { temperature: 38, pressure: 78 });
+    assert.deepEqual(twin.configurations, { [config.id]: { status: 'Applied' } });
+    const { responseBody: c } = await call('getConfiguration', () => registry.getConfiguration(config.id));
+    assert.equal(c.systemMetrics.results.appliedCount, 1);
+    assert.equal(c.systemMetrics.results.targetedCount, 1);
+    await call('removeConfiguration', () => registry.removeConfiguration(config.id));
+    await call('delete leaf device', () => registry.delete(leafId));
   });
 });

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 
+	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/query"
 	"github.com/outpost-edge/outpost/internal/registry"
 	"github.com/outpost-edge/outpost/internal/twin"
@@ -132,13 +133,20 @@ func (h *Hub) deleteConfiguration(w http.ResponseWriter, r *http.Request, p prin
 }
 
 // writeTwinWithConfigurations answers a twin; the $edgeAgent twin carries
-// the automatic deployments that target its device, as IoT Hub shows them:
+// the automatic deployments that target its device, and the device twin the
+// automatic device configurations, as IoT Hub shows them:
 // "configurations": {"id": {"status": "Applied" | "Targeted"}}.
 func (h *Hub) writeTwinWithConfigurations(w http.ResponseWriter, t *twin.Twin) error {
-	if t.ModuleID != registry.AgentModule {
+	var cfgs map[string]hubapi.ConfigurationStatus
+	var err error
+	switch t.ModuleID {
+	case registry.AgentModule:
+		cfgs, err = h.reg.DeviceConfigurations(t.DeviceID)
+	case "":
+		cfgs, err = h.reg.DeviceTwinConfigurations(t.DeviceID)
+	default:
 		return h.writeTwin(w, t)
 	}
-	cfgs, err := h.reg.DeviceConfigurations(t.DeviceID)
 	if err != nil || cfgs == nil {
 		if err == nil {
 			err = h.writeTwin(w, t)

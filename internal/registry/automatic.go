@@ -56,6 +56,14 @@ type deployState struct {
 	Hash string `json:"hash,omitempty"`
 	// Error says why the deployment composed for the device could not be applied.
 	Error string `json:"error,omitempty"`
+	// DeviceConfigurations are the automatic device configurations
+	// (deviceContent) that target the device, as its device twin shows them.
+	DeviceConfigurations map[string]hubapi.ConfigurationStatus `json:"deviceConfigurations,omitempty"`
+	// Device identifies the device configuration whose content was written
+	// to the device twin ("id@createdTimeUtc"); "" when none is applied.
+	Device string `json:"device,omitempty"`
+	// DeviceError says why it could not be written.
+	DeviceError string `json:"deviceError,omitempty"`
 }
 
 func (r *Registry) deployState(deviceID string) (deployState, int64, error) {
@@ -79,6 +87,17 @@ func (r *Registry) DeviceConfigurations(deviceID string) (map[string]hubapi.Conf
 		return nil, err
 	}
 	return s.Configurations, err
+}
+
+// DeviceTwinConfigurations returns the automatic device configurations
+// (deviceContent) that target a device and their status there, as IoT Hub
+// shows them in the device twin; nil when none does.
+func (r *Registry) DeviceTwinConfigurations(deviceID string) (map[string]hubapi.ConfigurationStatus, error) {
+	s, _, err := r.deployState(deviceID)
+	if len(s.DeviceConfigurations) == 0 {
+		return nil, err
+	}
+	return s.DeviceConfigurations, err
 }
 
 // ErrManaged is returned for a per-device deployment to a device that an
@@ -278,12 +297,14 @@ func (a *AutoDeployer) evaluate(deviceID string) error {
 	}
 
 	edge := isEdge(dev)
-	var bases, layers, others []*compiled
+	var bases, layers, devs, others []*compiled
 	for _, cc := range configs {
 		if !cc.all && (cc.cond == nil || !cc.cond.Match(doc)) {
 			continue
 		}
 		switch {
+		case cc.device:
+			devs = append(devs, cc)
 		case !cc.edge:
 			others = append(others, cc)
 		case !edge:
@@ -297,15 +318,19 @@ func (a *AutoDeployer) evaluate(deviceID string) error {
 	for _, cc := range slices.Concat(bases, layers, others) {
 		next.Configurations[cc.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationTargeted}
 	}
+	devOps, err := a.deviceContent(deviceID, devs, cur, &next)
+	if err != nil {
+		return err
+	}
 	if len(bases) == 0 {
-		return a.r.putDeployState(deviceID, cur, next, version)
+		return a.r.commitDeployState(deviceID, cur, next, version, devOps)
 	}
 	base := slices.MaxFunc(bases, byPriority)
 	applied := []*compiled{base}
 	m, content, err := compose(applied)
 	if err != nil {
 		next.Error = err.Error()
-		return a.r.putDeployState(deviceID, cur, next, version)
+		return a.r.commitDeployState(deviceID, cur, next, version, devOps)
 	}
 	// Each layer on top of what came before; one that does not make a valid
 	// deployment there (say, $edgeHub routes over a base without $edgeHub)
@@ -333,14 +358,14 @@ func (a *AutoDeployer) evaluate(deviceID string) error {
 		next.Configurations[cc.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationApplied}
 	}
 	if next.Hash == cur.Hash {
-		return a.r.putDeployState(deviceID, cur, next, version)
+		return a.r.commitDeployState(deviceID, cur, next, version, devOps)
 	}
 	b, err := json.Marshal(next)
 	if err != nil {
 		return err
 	}
 	err = a.r.applyDeployment(deviceID, m, func(string) ([]store.Op, error) {
-		return []store.Op{store.PutOp(deployStateKey(deviceID), b, version)}, nil
+		return append(slices.Clone(devOps), store.PutOp(deployStateKey(deviceID), b, version)), nil
 	})
 	if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, ErrNotFound) {
 		next.Error = err.Error()
@@ -348,8 +373,69 @@ func (a *AutoDeployer) evaluate(deviceID string) error {
 		for _, cc := range applied {
 			next.Configurations[cc.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationTargeted}
 		}
-		return a.r.putDeployState(deviceID, cur, next, version)
+		return a.r.commitDeployState(deviceID, cur, next, version, devOps)
 	}
+	return err
+}
+
+// deviceContent decides which of the device configurations devs (those
+// that target the device) is applied to it: the highest priority, as IoT
+// Hub applies one configuration per device. It records that in next, and
+// returns the write of its content to the device twin's desired properties
+// (a merge patch, conditional on the twin's version) when it was not
+// applied before. A configuration's content is written once: properties
+// changed later at the twin stay as they are, and a configuration that no
+// longer targets the device leaves what it wrote (IoT Hub's rules).
+func (a *AutoDeployer) deviceContent(deviceID string, devs []*compiled, cur deployState, next *deployState) ([]store.Op, error) {
+	if len(devs) == 0 {
+		return nil, nil
+	}
+	next.DeviceConfigurations = map[string]hubapi.ConfigurationStatus{}
+	for _, cc := range devs {
+		next.DeviceConfigurations[cc.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationTargeted}
+	}
+	w := slices.MaxFunc(devs, byPriority)
+	mark := w.ID + "@" + w.CreatedTimeUtc
+	if cur.Device == mark {
+		next.Device = mark
+		next.DeviceConfigurations[w.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationApplied}
+		return nil, nil
+	}
+	t, tv, err := a.r.twinRecord(deviceID, "")
+	if err != nil {
+		return nil, err
+	}
+	changed, err := t.PatchDesired(w.devicePatch, a.r.now())
+	if err != nil {
+		next.DeviceError = fmt.Sprintf("device configuration %s: %v", w.ID, err)
+		if next.DeviceError != cur.DeviceError {
+			a.log.Warn("automatic device configurations: not applied", "device", deviceID, "err", next.DeviceError)
+		}
+		return nil, nil
+	}
+	next.Device = mark
+	next.DeviceConfigurations[w.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationApplied}
+	if !changed {
+		return nil, nil
+	}
+	b, err := t.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	return []store.Op{store.PutOp(twinKey(deviceID, ""), b, tv)}, nil
+}
+
+// commitDeployState writes a device's state if it changed, in one
+// transaction with ops (the device twin's write) when there are any.
+func (r *Registry) commitDeployState(deviceID string, cur, next deployState, version int64, ops []store.Op) error {
+	if len(ops) == 0 {
+		return r.putDeployState(deviceID, cur, next, version)
+	}
+	b, err := json.Marshal(next)
+	if err != nil {
+		return err
+	}
+	_, err = r.st.Txn(append(ops, store.PutOp(deployStateKey(deviceID), b, version))...)
 	return err
 }
 
@@ -366,7 +452,7 @@ func byPriority(x, y *compiled) int {
 
 // putDeployState writes a device's state if it changed.
 func (r *Registry) putDeployState(deviceID string, cur, next deployState, version int64) error {
-	if len(next.Configurations) == 0 && version == 0 {
+	if len(next.Configurations) == 0 && len(next.DeviceConfigurations) == 0 && version == 0 {
 		return nil
 	}
 	old, _ := json.Marshal(cur)

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/outpost-edge/outpost/internal/deployment"
@@ -168,7 +169,11 @@ type compiled struct {
 	all     bool      // targetCondition "*": every device
 	cond    condition // nil with all unset: no device
 	edge    bool      // an automatic deployment (modulesContent)
+	device  bool      // an automatic device configuration (deviceContent)
 	layered bool      // modulesContent sets paths under properties.desired, not $edgeAgent's whole desired
+	// devicePatch is deviceContent as a merge patch of the device twin's
+	// desired properties.
+	devicePatch []byte
 	// twins holds, for each twin of modulesContent, its writes in order:
 	// a path below properties.desired (none: the whole) and its value.
 	twins map[string][]twinWrite
@@ -228,6 +233,13 @@ func compileConfiguration(c *Configuration) (*compiled, error) {
 			}
 		}
 	}
+	if len(c.Content.DeviceContent) > 0 && string(c.Content.DeviceContent) != "null" {
+		cc.device = true
+		if err := cc.compileDeviceContent(); err != nil {
+			return nil, bad("%v", err)
+		}
+		return cc, nil
+	}
 	if len(c.Content.ModulesContent) == 0 || string(c.Content.ModulesContent) == "null" {
 		return cc, nil
 	}
@@ -236,6 +248,60 @@ func compileConfiguration(c *Configuration) (*compiled, error) {
 		return nil, bad("%v", err)
 	}
 	return cc, nil
+}
+
+// compileDeviceContent reads deviceContent, IoT Hub's
+// {"properties.desired": {…}} or {"properties.desired.a.b": value, …}, into
+// one merge patch of the device twin's desired properties, and checks it
+// against the twin rules (depth, size, key names) on an empty twin.
+func (cc *compiled) compileDeviceContent() error {
+	var dc map[string]json.RawMessage
+	if err := json.Unmarshal(cc.Content.DeviceContent, &dc); err != nil {
+		return fmt.Errorf("content.deviceContent: want an object of %q or %q paths: %v", desiredPrefix, desiredPrefix+".…", err)
+	}
+	if len(dc) == 0 {
+		return fmt.Errorf("content.deviceContent: empty; set %q (the desired properties it sets) or %q paths", desiredPrefix, desiredPrefix+".name")
+	}
+	var writes []twinWrite
+	for _, key := range slices.Sorted(maps.Keys(dc)) {
+		p := "content.deviceContent." + key
+		if key != desiredPrefix && !strings.HasPrefix(key, desiredPrefix+".") {
+			return fmt.Errorf("%s: unknown member; a device configuration sets %q (an object) or %q paths", p, desiredPrefix, desiredPrefix+".name")
+		}
+		var v any
+		if err := json.Unmarshal(dc[key], &v); err != nil {
+			return fmt.Errorf("%s: %v", p, err)
+		}
+		var path []string
+		if key != desiredPrefix {
+			path = strings.Split(strings.TrimPrefix(key, desiredPrefix+"."), ".")
+			if slices.Contains(path, "") {
+				return fmt.Errorf("%s: an empty name in the path", p)
+			}
+		} else if _, ok := v.(map[string]any); !ok {
+			return fmt.Errorf("%s: must be an object", p)
+		}
+		writes = append(writes, twinWrite{path: path, value: v})
+	}
+	// The whole desired first, then paths, shorter ones first.
+	slices.SortStableFunc(writes, func(a, b twinWrite) int { return len(a.path) - len(b.path) })
+	patch := map[string]any{}
+	for _, w := range writes {
+		if len(w.path) == 0 {
+			patch = w.value.(map[string]any)
+			continue
+		}
+		patch = setPath(patch, w.path, w.value)
+	}
+	b, err := json.Marshal(patch)
+	if err != nil {
+		return fmt.Errorf("content.deviceContent: %v", err)
+	}
+	if _, err := twin.New("device", "", time.Unix(0, 0)).PatchDesired(b, time.Unix(0, 0)); err != nil {
+		return fmt.Errorf("content.deviceContent: %v", err)
+	}
+	cc.devicePatch = b
+	return nil
 }
 
 // compileModulesContent reads modulesContent into twin writes and checks

@@ -43,6 +43,9 @@ func (r *Registry) ConfigurationMetrics(c *Configuration, count QueryCounter) er
 		}
 		st, ok := s.Configurations[c.ID]
 		if !ok {
+			st, ok = s.DeviceConfigurations[c.ID]
+		}
+		if !ok {
 			continue
 		}
 		res[hubapi.MetricTargeted]++

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/outpost-edge/outpost/internal/identity"
 	"github.com/outpost-edge/outpost/internal/registry"
@@ -57,6 +58,10 @@ type bulkWarning struct {
 // 400 naming the element. Otherwise every device is applied on its own:
 // the answer lists the ones that failed, with IoT Hub's error code, and is
 // 200 when none did, else 400, as IoT Hub.
+// bulkWriters is how many devices of a bulk registry operation are written
+// at once.
+const bulkWriters = 16
+
 func (h *Hub) bulkDevices(w http.ResponseWriter, r *http.Request, p principal) error {
 	if err := requireRight(p, RegistryWrite); err != nil {
 		return err
@@ -100,11 +105,30 @@ func (h *Hub) bulkDevices(w http.ResponseWriter, r *http.Request, p principal) e
 			return errorf(http.StatusBadRequest, "ArgumentInvalid", "bulk registry operation: [%d]: tags and properties are not imported by outpost: write the twin with PATCH /twins/{id}", i)
 		}
 	}
+	// Each device stands alone, so they are written side by side: the
+	// store's group commit then makes one durable write of many devices'
+	// records where one at a time waits for a sync each.
+	errs := make([]error, len(items))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(bulkWriters, len(items)) {
+		wg.Go(func() {
+			for i := range next {
+				it := items[i]
+				d := deviceBody{Status: it.Status, StatusReason: it.StatusReason, Authentication: it.Authentication, Capabilities: it.Capabilities,
+					DeviceScope: it.DeviceScope, ParentScopes: it.ParentScopes}.device(it.ID)
+				_, errs[i] = h.reg.Import(d, modes[i], it.ETag)
+			}
+		})
+	}
+	for i := range items {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	res := bulkResult{IsSuccessful: true, Errors: []bulkError{}, Warnings: []bulkWarning{}}
 	for i, it := range items {
-		d := deviceBody{Status: it.Status, StatusReason: it.StatusReason, Authentication: it.Authentication, Capabilities: it.Capabilities,
-			DeviceScope: it.DeviceScope, ParentScopes: it.ParentScopes}.device(it.ID)
-		if _, err := h.reg.Import(d, modes[i], it.ETag); err != nil {
+		if err := errs[i]; err != nil {
 			ae := toAPIError(err, "Device")
 			if ae.status >= 500 {
 				h.log.Error("bulk registry operation failed", "device", it.ID, "err", err)

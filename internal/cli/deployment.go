@@ -59,6 +59,12 @@ func newDeploymentCreateCmd(f *Factory, runF func(*deploymentCreateOptions) erro
 Azure IoT Edge deployment ({"modulesContent": …} or a whole configuration
 {"content": {"modulesContent": …}}).
 
+A file with IoT Hub's deviceContent ({"deviceContent": {"properties.desired.x":
+…}} or {"content": {"deviceContent": …}}) makes an automatic device
+configuration instead: the hub writes those desired properties into the device
+twin of every device, edge or leaf, the condition matches (the highest priority
+one per device).
+
 --target-condition selects devices with IoT Hub's query language over the
 device twin (tags, properties.reported, deviceId, …); '*' targets every edge
 device. --priority (0 or more) decides between deployments that target the same
@@ -75,7 +81,8 @@ The images of a layered deployment are kept as written.`,
   outpost deployment create filter -f layer.json --layered --priority 20 \
       --target-condition "tags.environment='prod' AND tags.filter=true" --label team=analytics
   outpost deployment create all -f base.yaml --target-condition '*' \
-      --metric running="SELECT deviceId FROM devices WHERE properties.reported.ok = true"`,
+      --metric running="SELECT deviceId FROM devices WHERE properties.reported.ok = true"
+  outpost deployment create chillers -f chiller-settings.json --target-condition "tags.kind='chiller'"`,
 		Args: exactArgs(1, "one deployment ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.ID = args[0]
@@ -110,24 +117,31 @@ func deploymentCreateRun(ctx context.Context, f *Factory, opts *deploymentCreate
 	if err != nil {
 		return fmt.Errorf("deployment create: read manifest: %w", err)
 	}
-	content, warnings, err := modulesContent(data, name, opts.Layered)
-	if err != nil {
-		return err
-	}
-	for _, w := range warnings {
-		fmt.Fprintf(f.IO.ErrOut, "warning: %s\n", w)
-	}
-	if !opts.Layered {
-		if content, err = resolveContentImages(ctx, f, content, opts.Resolve); err != nil {
-			return err
-		}
-	}
 	cfg := hubapi.Configuration{
 		ID:              opts.ID,
 		SchemaVersion:   "1.0",
 		TargetCondition: opts.TargetCondition,
 		Priority:        opts.Priority,
-		Content:         hubapi.ConfigurationContent{ModulesContent: content},
+	}
+	if dc, ok := deviceContent(data); ok {
+		if opts.Layered {
+			return flagErrorf("%s is a device configuration (deviceContent): --layered is for IoT Edge deployments; drop it", name)
+		}
+		cfg.Content.DeviceContent = dc
+	} else {
+		content, warnings, err := modulesContent(data, name, opts.Layered)
+		if err != nil {
+			return err
+		}
+		for _, w := range warnings {
+			fmt.Fprintf(f.IO.ErrOut, "warning: %s\n", w)
+		}
+		if !opts.Layered {
+			if content, err = resolveContentImages(ctx, f, content, opts.Resolve); err != nil {
+				return err
+			}
+		}
+		cfg.Content.ModulesContent = content
 	}
 	if cfg.Labels, err = keyValues(opts.Labels, "--label"); err != nil {
 		return err
@@ -152,6 +166,28 @@ func deploymentCreateRun(ctx context.Context, f *Factory, opts *deploymentCreate
 	}
 	f.status("created deployment %s (priority %d, target %s)", out.ID, out.Priority, out.TargetCondition)
 	return f.Print(out, func(w io.Writer) error { return nil })
+}
+
+// deviceContent returns the deviceContent of a file that holds one, as
+// {"deviceContent": …} or a whole configuration {"content": {"deviceContent": …}}.
+func deviceContent(data []byte) (json.RawMessage, bool) {
+	body, err := asJSON(data)
+	if err != nil {
+		return nil, false
+	}
+	var doc struct {
+		DeviceContent json.RawMessage `json:"deviceContent"`
+		Content       struct {
+			DeviceContent json.RawMessage `json:"deviceContent"`
+		} `json:"content"`
+	}
+	if json.Unmarshal(body, &doc) != nil {
+		return nil, false
+	}
+	if doc.DeviceContent != nil {
+		return doc.DeviceContent, true
+	}
+	return doc.Content.DeviceContent, doc.Content.DeviceContent != nil
 }
 
 // modulesContent reads a manifest into a configuration's modulesContent:
@@ -259,6 +295,7 @@ func keyValues(list []string, flag string) (map[string]string, error) {
 // deploymentRow is one deployment as list and show print it.
 type deploymentRow struct {
 	layered bool
+	device  bool // an automatic device configuration (deviceContent)
 	metrics map[string]int64
 }
 
@@ -270,17 +307,29 @@ func rowOf(c hubapi.Configuration) deploymentRow {
 	var twins map[string]map[string]json.RawMessage
 	json.Unmarshal(c.Content.ModulesContent, &twins)
 	r.layered = len(c.Content.ModulesContent) > 0 && twins["$edgeAgent"]["properties.desired"] == nil
+	r.device = len(c.Content.DeviceContent) > 0 && string(c.Content.DeviceContent) != "null"
 	return r
 }
 
 func (r deploymentRow) kind() string {
-	if r.layered {
+	switch {
+	case r.device:
+		return "device"
+	case r.layered:
 		return "layered"
 	}
 	return "base"
 }
 
-func (r deploymentRow) count(name string) string { return fmt.Sprint(r.metrics[name]) }
+// count is a system metric; "-" for one the configuration does not have (a
+// device configuration has no agent reports).
+func (r deploymentRow) count(name string) string {
+	n, ok := r.metrics[name]
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprint(n)
+}
 
 func newDeploymentListCmd(f *Factory) *cobra.Command {
 	return &cobra.Command{

@@ -118,3 +118,44 @@ func TestDeploymentCommands(t *testing.T) {
 		t.Fatalf("second delete: %d", code)
 	}
 }
+
+// TestDeploymentCreateDevice: a file with IoT Hub's deviceContent makes an
+// automatic device configuration: the hub writes its desired properties
+// into the device twins it targets, leaf devices too; list calls it
+// "device".
+func TestDeploymentCreateDevice(t *testing.T) {
+	h := startHub(t, hubtest.Options{})
+	c := h.Client(t)
+	if _, err := c.CreateDevice(t.Context(), hubapi.Device{DeviceID: "chiller-1", Capabilities: &hubapi.Capabilities{}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PatchTwin(t.Context(), "chiller-1", "", []byte(`{"tags":{"kind":"chiller"}}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join("..", "..", "fixtures", "configurations", "device-chiller.json")
+	if code, _, errOut := run(t, "deployment", "create", "chillers", "-f", file, "--layered", "--target-condition", "*"); code != ExitUsage || !strings.Contains(errOut, "drop it") {
+		t.Fatalf("a device configuration with --layered: %d %s", code, errOut)
+	}
+	if code, _, errOut := run(t, "deployment", "create", "chillers", "-f", file, "--target-condition", "tags.kind='chiller'", "--priority", "3"); code != 0 {
+		t.Fatalf("create a device configuration: %d %s", code, errOut)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		tw, err := c.GetTwin(t.Context(), "chiller-1", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s, _ := json.Marshal(tw.Desired()["chillerWaterSettings"]); string(s) == `{"pressure":78,"temperature":38}` {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("chiller-1's desired properties after a minute: %v", tw.Desired())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	code, out, _ := run(t, "deployment", "list")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 2 || strings.Join(strings.Fields(lines[1]), " ") != "chillers device 3 tags.kind='chiller' 1 1 - -" {
+		t.Fatalf("list: %d\n%s", code, out)
+	}
+}

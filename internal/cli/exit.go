@@ -10,12 +10,12 @@ import (
 
 // Exit codes, as DESIGN "CLI surface" fixes them.
 const (
-	ExitOK           = 0
-	ExitFailure      = 1
-	ExitUsage        = 2
-	ExitNotFound     = 3
-	ExitPrecondition = 4
-	ExitUnavailable  = 5
+	ExitOK           = errdefs.ExitOK
+	ExitFailure      = errdefs.ExitFailure
+	ExitUsage        = errdefs.ExitUsage
+	ExitNotFound     = errdefs.ExitNotFound
+	ExitPrecondition = errdefs.ExitPrecondition
+	ExitUnavailable  = errdefs.ExitUnavailable
 )
 
 // exitCodesHelp is the table of exit codes in `outpost --help` and the
@@ -60,25 +60,21 @@ func (e *SilentError) Error() string { return fmt.Sprintf("exit status %d", e.Co
 // hinter is implemented by errors that know what the user should do next.
 type hinter interface{ Hint() string }
 
-// kindExits maps the kinds of error the libraries return (errdefs) to exit
-// codes and to what to do next when the error itself does not say. A 409
-// conflict (what you create already exists) is a plain failure: exit code
-// 4 is kept for an etag that is no longer current, which a script may want
-// to retry after reading again.
-var kindExits = []struct {
+// kindHints are what to do next after an error of a kind (errdefs) when the
+// error itself does not say. The kinds' exit codes are errdefs.ExitCode's.
+var kindHints = []struct {
 	kind error
-	code int
 	hint string
 }{
-	{errdefs.ErrNotFound, ExitNotFound, ""},
-	{errdefs.ErrPrecondition, ExitPrecondition, "someone changed it since you read it: read it again and retry"},
-	{errdefs.ErrUnavailable, ExitUnavailable, "it may be restarting: try again in a moment"},
-	{errdefs.ErrConflict, ExitFailure, "it already exists, or changed meanwhile: look at it (show/get) and retry"},
-	{errdefs.ErrUnauthorized, ExitFailure, "check the credentials: the key or the policy may be wrong"},
+	{errdefs.ErrPrecondition, "someone changed it since you read it: read it again and retry"},
+	{errdefs.ErrUnavailable, "it may be restarting: try again in a moment"},
+	{errdefs.ErrConflict, "it already exists, or changed meanwhile: look at it (show/get) and retry"},
+	{errdefs.ErrUnauthorized, "check the credentials: the key or the policy may be wrong"},
 }
 
-// exitCode maps an error to the process exit code. It is the only place
-// that does.
+// exitCode maps an error to the process exit code: the CLI's own errors
+// here, the libraries' by their kind (errdefs.ExitCode, which outpost-daemon
+// uses too).
 func exitCode(err error) int {
 	var (
 		silent *SilentError
@@ -95,12 +91,7 @@ func exitCode(err error) int {
 	case errors.As(err, &fe), isCobraUsageError(err):
 		return ExitUsage
 	}
-	for _, k := range kindExits {
-		if errors.Is(err, k.kind) {
-			return k.code
-		}
-	}
-	return ExitFailure
+	return errdefs.ExitCode(err)
 }
 
 // hintFor returns what to tell the user to do next, if anything: the
@@ -109,7 +100,7 @@ func hintFor(err error) string {
 	if h := ownHint(err); h != "" {
 		return h
 	}
-	for _, k := range kindExits {
+	for _, k := range kindHints {
 		if errors.Is(err, k.kind) {
 			return k.hint
 		}

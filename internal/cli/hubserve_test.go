@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -62,9 +65,15 @@ func TestHubServeListenTaken(t *testing.T) {
 	}
 	defer ln.Close()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	code, out, errOut := run(t, "hub", "serve", "--data", t.TempDir()+"/hub", "--listen", ln.Addr().String())
+	data := filepath.Join(t.TempDir(), "hub")
+	code, out, errOut := run(t, "hub", "serve", "--data", data, "--listen", ln.Addr().String())
 	if code != ExitFailure || out != "" {
 		t.Fatalf("exit %d, stdout %q, want 1 and nothing", code, out)
+	}
+	// The failed first start leaves no data dir: the next start is a first start,
+	// which prints the owner connection string (issue 9, item 22).
+	if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the failed first start left its data dir %s: %v", data, err)
 	}
 	for _, want := range []string{"listen on " + ln.Addr().String() + ": address already in use", "ss -ltnp 'sport = " + port + "'", "--listen ADDR"} {
 		if !strings.Contains(errOut, want) {

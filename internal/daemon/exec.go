@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/outpost-edge/outpost/internal/errdefs"
 )
 
 // Binary is the daemon's own executable, installed beside outpost as the release
@@ -89,7 +91,7 @@ func Main() int {
 	cfg, level, err := readExecConfig(os.Args[1:])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "Error: %v\n%s is started by `outpost daemon`, which reads the flags, environment and config file: run that\n", err, Binary)
-		return 2
+		return errdefs.ExitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -100,18 +102,25 @@ func Main() int {
 	if err == nil {
 		err = d.Run(ctx)
 	}
+	return Exit(os.Stderr, err)
+}
+
+// Exit prints err and what to do next on w and returns the exit code for it: the
+// code outpost gives the same error (errdefs.ExitCode), as this binary does not link
+// the CLI.
+func Exit(w io.Writer, err error) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(os.Stderr, "Error: %v\n", err)
-	var e *Error
-	if errors.As(err, &e) && e.Hint() != "" {
-		fmt.Fprintln(os.Stderr, e.Hint())
+	fmt.Fprintf(w, "Error: %v\n", err)
+	var h interface{ Hint() string }
+	if errors.As(err, &h) && h.Hint() != "" {
+		fmt.Fprintln(w, h.Hint())
 	}
 	if errors.Is(err, ErrConfig) {
-		return 2
+		return errdefs.ExitUsage // as outpost daemon's own configuration errors
 	}
-	return 1
+	return errdefs.ExitCode(err)
 }
 
 // readExecConfig reads the configuration from the descriptor args name

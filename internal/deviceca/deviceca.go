@@ -25,6 +25,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/outpost-edge/outpost/internal/atomicfile"
 )
 
 // Files of a CA the daemon made itself, in its CA dir.
@@ -148,10 +150,10 @@ func Create(dir, commonName string, now time.Time) (*CA, error) {
 	}
 	certFile, keyFile := filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile)
 	// The key first: a certificate without its key is not left behind.
-	if err := writeFile(keyFile, keyPEM, 0o600); err != nil {
+	if err := atomicfile.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		return nil, fmt.Errorf("device CA key: %w", err)
 	}
-	if err := writeFile(certFile, certPEM, 0o644); err != nil {
+	if err := atomicfile.WriteFile(certFile, certPEM, 0o644); err != nil {
 		return nil, fmt.Errorf("device CA certificate: %w", err)
 	}
 	return &CA{Cert: cert, Key: key, bundle: certPEM, certFile: certFile}, nil
@@ -352,30 +354,4 @@ func serial() *big.Int {
 		panic(err) // crypto/rand does not fail
 	}
 	return n.Add(n, big.NewInt(1))
-}
-
-// writeFile writes b to path atomically (temp file, fsync, rename) with
-// mode perm.
-func writeFile(path string, b []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -1,8 +1,10 @@
 // Package errdefs names the kinds of failure outpost's libraries report, so
 // that a caller can tell them apart with errors.Is whatever library the
 // error comes from. A library's typed errors match a kind through an Is
-// method; they do not choose exit codes: the CLI maps kinds to exit codes
-// and generic next steps in one place (internal/cli's exit.go).
+// method; they do not choose exit codes. ExitCode is the one table of a
+// kind's exit code, for both binaries that exit with one: outpost
+// (internal/cli's exit.go, which also gives each kind a generic next step)
+// and outpost-daemon (internal/daemon's Exit), which does not link the CLI.
 package errdefs
 
 import (
@@ -43,4 +45,32 @@ func FromHTTPStatus(status int) error {
 		return ErrUnavailable
 	}
 	return nil
+}
+
+// Exit codes, as DESIGN "CLI surface" fixes them.
+const (
+	ExitOK           = 0
+	ExitFailure      = 1
+	ExitUsage        = 2
+	ExitNotFound     = 3
+	ExitPrecondition = 4
+	ExitUnavailable  = 5
+)
+
+// ExitCode is the exit code of an error by its kind: 0 for nil, 3 not found,
+// 4 precondition failed, 5 unavailable, and 1 for any other error (a conflict
+// and refused credentials included: 4 is kept for an etag that is no longer
+// current, which a script may want to retry after reading again).
+func ExitCode(err error) int {
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, ErrNotFound):
+		return ExitNotFound
+	case errors.Is(err, ErrPrecondition):
+		return ExitPrecondition
+	case errors.Is(err, ErrUnavailable):
+		return ExitUnavailable
+	}
+	return ExitFailure
 }

@@ -194,10 +194,12 @@ sync, why the hub was last unreachable (the last error, kept once it is back),
 the reported patches waiting in its outbox, the device CA (its file and the
 SHA-256 fingerprint of the root leaf devices trust, as outpost daemon ca
 prints it) and the names the broker's certificate is valid for, and the
-versions of the twins it has cached (what it runs on while offline), and
-the child (leaf) devices that connected since the daemon started: connected
-or not and since when, when the broker last heard from each, and each one's
-reported patches waiting in the outbox. For each module that connected
+versions of the twins it has cached (what it runs on while offline), with
+each one's reported patches still queued in the outbox and its versions as
+the hub last sent them (as of the last sync while connected; last seen, and
+how long ago, while offline), and the child (leaf) devices that connected
+since the daemon started: connected or not and since when, when the broker
+last heard from each, and each one's reported patches waiting in the outbox. For each module that connected
 to the module broker since the daemon started: whether it is connected now and
 since when, and the desired version the broker last sent it (in a twin answer
 or a desired patch); its reported version is that of its twin on the device,
@@ -248,18 +250,24 @@ the version its last report was acknowledged with.
 				for _, m := range st.Broker.Modules {
 					links[m.ModuleID] = m
 				}
-				t := NewTable("twin", "desired", "reported", "broker", "desired sent")
-				row := func(id, desired, reported string) {
+				fmt.Fprintf(w, "hub twins:  %s\n", hubTwinsAsOf(st, now))
+				t := NewTable("twin", "desired", "reported", "queued", "hub desired", "hub reported", "broker", "desired sent")
+				row := func(id string, cells ...string) {
 					m, ok := links[id]
 					delete(links, id)
-					t.Row(id, desired, reported, brokerCell(m, ok, now), sentCell(m, ok))
+					t.Row(append(append([]string{id}, cells...), brokerCell(m, ok, now), sentCell(m, ok))...)
 				}
 				for _, tv := range st.Twins {
-					row(tv.ModuleID, strconv.FormatInt(tv.DesiredVersion, 10), strconv.FormatInt(tv.ReportedVersion, 10))
+					hubD, hubR := "-", "-"
+					if !tv.HubSeenAt.IsZero() {
+						hubD, hubR = strconv.FormatInt(tv.HubDesiredVersion, 10), strconv.FormatInt(tv.HubReportedVersion, 10)
+					}
+					row(tv.ModuleID, strconv.FormatInt(tv.DesiredVersion, 10), strconv.FormatInt(tv.ReportedVersion, 10),
+						strconv.Itoa(tv.QueuedReports), hubD, hubR)
 				}
 				for _, m := range st.Broker.Modules {
 					if _, ok := links[m.ModuleID]; ok { // no cached twin
-						row(m.ModuleID, "-", "-")
+						row(m.ModuleID, "-", "-", "-", "-", "-")
 					}
 				}
 				if err := t.Write(w); err != nil {
@@ -271,6 +279,26 @@ the version its last report was acknowledged with.
 	}
 	addMgmtSocketFlag(cmd)
 	return cmd
+}
+
+// hubTwinsAsOf says how current the hub's twin versions in outpost
+// status' table are: as of the last sync while connected (the hub answers
+// each change at once), last seen and how long ago while offline.
+func hubTwinsAsOf(st *mgmtclient.Status, now time.Time) string {
+	known := false
+	for _, tv := range st.Twins {
+		known = known || !tv.HubSeenAt.IsZero()
+	}
+	switch {
+	case !known && st.Connected:
+		return "versions not known yet (no sync answer has carried a twin)"
+	case !known:
+		return "versions not known (offline since " + st.Since.UTC().Format(time.RFC3339) + ")"
+	case st.Connected:
+		return "versions as of the last sync, " + st.LastSync.UTC().Format(time.RFC3339) + " (connected: the hub answers each change)"
+	}
+	return "versions as last seen " + st.LastSync.UTC().Format(time.RFC3339) + ", " + humanDuration(now.Sub(st.LastSync)) +
+		" old (offline since " + st.Since.UTC().Format(time.RFC3339) + ")"
 }
 
 // printChildren prints outpost status' table of child (leaf) devices.

@@ -108,19 +108,31 @@ func TestStatusShowsBrokerLinks(t *testing.T) {
 	code, out, _ = run(t, "status", "--mgmt-socket", sock)
 	t.Logf("outpost status:\n%s", out)
 	row := tableRow(out, "probe")
-	if code != 0 || !strings.Contains(out, "BROKER") || len(row) != 6 || row[3] != "connected" || row[1] != strconv.FormatInt(desired, 10) ||
-		row[2] != strconv.FormatInt(reported, 10) || row[5] != strconv.FormatInt(desired, 10) {
+	if code != 0 || !strings.Contains(out, "BROKER") || len(row) != 9 || row[6] != "connected" || row[1] != strconv.FormatInt(desired, 10) ||
+		row[2] != strconv.FormatInt(reported, 10) || row[8] != strconv.FormatInt(desired, 10) || row[4] != strconv.FormatInt(desired, 10) {
 		t.Errorf("status: %d, probe's row %q\n%s", code, row, out)
 	}
-	if row := tableRow(out, "$edgeAgent"); len(row) != 5 || row[3] != "-" || row[4] != "-" {
+	if row := tableRow(out, "$edgeAgent"); len(row) != 8 || row[6] != "-" || row[7] != "-" {
 		t.Errorf("status: $edgeAgent's row %q (never connects to the broker)\n%s", row, out)
+	}
+	// The report reaches the hub: the hub's reported version, as the next
+	// sync answer says, is the one the broker acknowledged, none queued.
+	agenttest.Eventually(t, 20*time.Second, "probe's report at the hub in outpost status", func() bool {
+		_, out, _ := run(t, "status", "--mgmt-socket", sock)
+		row := tableRow(out, "probe")
+		return len(row) == 9 && row[3] == "0" && row[5] == strconv.FormatInt(reported, 10) &&
+			strings.Contains(out, "hub twins:  versions as of the last sync")
+	})
+	hub, err := f.Owner.GetTwin(ctx, f.DeviceID, "probe")
+	if err != nil || hub.ReportedVersion() != reported {
+		t.Errorf("the hub's twin of probe: reported $version %d (%v), outpost status said %d", hub.ReportedVersion(), err, reported)
 	}
 
 	c.Disconnect(100)
 	agenttest.Eventually(t, 20*time.Second, "probe disconnected in outpost status", func() bool {
 		_, out, _ := run(t, "status", "--mgmt-socket", sock)
 		row := tableRow(out, "probe")
-		return len(row) > 3 && row[3] == "disconnected"
+		return len(row) > 6 && row[6] == "disconnected"
 	})
 }
 

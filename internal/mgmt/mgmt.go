@@ -254,7 +254,8 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	}
 	reported := map[string]int64{}
 	for _, tv := range st.Twins {
-		out.Twins = append(out.Twins, mgmtclient.TwinVersions{ModuleID: tv.ModuleID, DesiredVersion: tv.DesiredVersion, ReportedVersion: tv.ReportedVersion})
+		out.Twins = append(out.Twins, mgmtclient.TwinVersions{ModuleID: tv.ModuleID, DesiredVersion: tv.DesiredVersion, ReportedVersion: tv.ReportedVersion,
+			HubDesiredVersion: tv.HubDesiredVersion, HubReportedVersion: tv.HubReportedVersion, HubSeenAt: tv.HubSeenAt, QueuedReports: tv.QueuedReports})
 		reported[tv.ModuleID] = tv.ReportedVersion
 	}
 	if s.broker != nil {

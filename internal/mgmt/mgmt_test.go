@@ -146,6 +146,24 @@ func TestListLogsRestartStatus(t *testing.T) {
 	if st.DeviceID != "dev" || st.Runtime != "process" || st.Isolated || !st.Connected || len(st.Twins) == 0 {
 		t.Errorf("status: %+v", st)
 	}
+	// Each twin's versions as the hub last sent them: m1's are the hub's own.
+	hub, err := f.Owner.GetTwin(ctx, f.DeviceID, "m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agenttest.Eventually(t, 20*time.Second, "m1's twin at the hub in /status", func() bool {
+		st, err := c.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tv := range st.Twins {
+			if tv.ModuleID == "m1" {
+				return tv.HubDesiredVersion == hub.DesiredVersion() && tv.HubReportedVersion == hub.ReportedVersion() &&
+					tv.DesiredVersion == hub.DesiredVersion() && !tv.HubSeenAt.IsZero() && !tv.HubSeenAt.After(st.LastSync) && tv.QueuedReports == 0
+			}
+		}
+		return false
+	})
 
 	// Errors.
 	err = c.Restart(ctx, "nosuch")

@@ -60,11 +60,23 @@ type Outbox struct {
 	Oldest  time.Time `json:"oldest,omitzero"`
 }
 
-// TwinVersions are a cached twin's section versions.
+// TwinVersions are a cached twin's section versions, and the hub's.
 type TwinVersions struct {
 	ModuleID        string `json:"moduleId"`
 	DesiredVersion  int64  `json:"desiredVersion"`
 	ReportedVersion int64  `json:"reportedVersion"`
+	// HubDesiredVersion and HubReportedVersion are the twin's versions as
+	// the hub last sent them (in a sync answer), HubSeenAt when that answer
+	// came; absent until one carried the twin. A sync answer carries every
+	// twin changed since the one before, so the hub's twin held them from
+	// HubSeenAt until Status.LastSync at least (while connected, the hub
+	// answers as soon as one changes).
+	HubDesiredVersion  int64     `json:"hubDesiredVersion,omitempty"`
+	HubReportedVersion int64     `json:"hubReportedVersion,omitempty"`
+	HubSeenAt          time.Time `json:"hubSeenAt,omitzero"`
+	// QueuedReports are the twin's reported patches waiting in the outbox
+	// for the hub.
+	QueuedReports int `json:"queuedReports,omitempty"`
 }
 
 // BrokerModule is a module's link to the module broker.

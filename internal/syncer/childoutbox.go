@@ -1,17 +1,17 @@
 package syncer
 
+import "strings"
+
 // ChildOutbox returns how many reported patches of each child device wait
 // in the outbox for the hub (children with none are left out). It reads
-// the outbox: a status call, not one for a hot path.
+// the outbox's depth kept in memory (see outboxDepth), not the outbox.
 func (s *Syncer) ChildOutbox() (map[string]int, error) {
-	ps, err := s.pending(0)
-	if err != nil {
-		return nil, err
-	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	out := map[string]int{}
-	for _, p := range ps {
-		if p.DeviceID != "" {
-			out[p.DeviceID]++
+	for ref, n := range s.depth.byRef {
+		if id, ok := strings.CutPrefix(ref, "/"); ok {
+			out[id] = n
 		}
 	}
 	return out, nil

@@ -17,6 +17,7 @@ type outboxDepth struct {
 	recs    []depthRecord // the records with a patch the hub has not acked, oldest first
 	patches int
 	bytes   int
+	byRef   map[string]int // patches by the ref of their twin (see twinKey)
 }
 
 // depthRecord is one outbox record: when it was queued, and the sizes of
@@ -29,6 +30,7 @@ type depthRecord struct {
 type depthPatch struct {
 	seq   int64
 	bytes int
+	ref   string
 }
 
 // add counts the patches of r with seq above acked. Records come in seq
@@ -37,9 +39,14 @@ func (d *outboxDepth) add(r outboxRecord, acked int64) {
 	dr := depthRecord{queued: r.Queued}
 	for _, p := range r.Patches {
 		if p.Seq > acked {
-			dr.patches = append(dr.patches, depthPatch{p.Seq, len(p.Patch)})
+			ref := patchRef(p)
+			dr.patches = append(dr.patches, depthPatch{p.Seq, len(p.Patch), ref})
 			d.patches++
 			d.bytes += len(p.Patch)
+			if d.byRef == nil {
+				d.byRef = map[string]int{}
+			}
+			d.byRef[ref]++
 		}
 	}
 	if len(dr.patches) > 0 {
@@ -57,6 +64,11 @@ func (d *outboxDepth) ack(acked int64) {
 		for i < len(r.patches) && r.patches[i].seq <= acked {
 			d.patches--
 			d.bytes -= r.patches[i].bytes
+			if ref := r.patches[i].ref; d.byRef[ref] <= 1 {
+				delete(d.byRef, ref)
+			} else {
+				d.byRef[ref]--
+			}
 			i++
 		}
 		if i < len(r.patches) {
@@ -67,6 +79,16 @@ func (d *outboxDepth) ack(acked int64) {
 		d.recs = d.recs[1:]
 	}
 	d.recs = nil // let go of the drained slice's array
+}
+
+// queuedByRef returns how many patches wait for each twin (by ref; twins
+// with none are left out), a copy.
+func (d *outboxDepth) queuedByRef() map[string]int {
+	out := make(map[string]int, len(d.byRef))
+	for ref, n := range d.byRef {
+		out[ref] = n
+	}
+	return out
 }
 
 func (d *outboxDepth) status() OutboxStatus {

@@ -17,7 +17,15 @@ import (
 // The tests hold the in-memory depth to it.
 func decodedOutbox(t *testing.T, st store.Store, acked int64) OutboxStatus {
 	t.Helper()
+	ob, _ := decodedByRef(t, st, acked)
+	return ob
+}
+
+// decodedByRef is decodedOutbox with the patches counted by twin too.
+func decodedByRef(t *testing.T, st store.Store, acked int64) (OutboxStatus, map[string]int) {
+	t.Helper()
 	var ob OutboxStatus
+	byRef := map[string]int{}
 	recs, err := st.List("outbox/")
 	if err != nil {
 		t.Fatal(err)
@@ -31,13 +39,14 @@ func decodedOutbox(t *testing.T, st store.Store, acked int64) OutboxStatus {
 			if p.Seq > acked {
 				ob.Patches++
 				ob.Bytes += len(p.Patch)
+				byRef[patchRef(p)]++
 				if ob.Oldest.IsZero() {
 					ob.Oldest = r.Queued
 				}
 			}
 		}
 	}
-	return ob
+	return ob, byRef
 }
 
 // sameAsStore checks that s's depth matches a full decode of st, with s.mu
@@ -48,9 +57,12 @@ func sameAsStore(t *testing.T, what string, s *Syncer, st store.Store) OutboxSta
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	got := s.depth.status()
-	full := decodedOutbox(t, st, s.state.Acked)
+	full, byRef := decodedByRef(t, st, s.state.Acked)
 	if got.Patches != full.Patches || got.Bytes != full.Bytes || !got.Oldest.Equal(full.Oldest) {
 		t.Fatalf("%s: Outbox says %+v, a full decode of the store %+v", what, got, full)
+	}
+	if q := s.depth.queuedByRef(); fmt.Sprint(q) != fmt.Sprint(byRef) {
+		t.Fatalf("%s: the depth by twin says %v, a full decode of the store %v", what, q, byRef)
 	}
 	return got
 }

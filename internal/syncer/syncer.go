@@ -140,6 +140,9 @@ type state struct {
 	// session there and none of its patches is taken for a retry.
 	Session string `json:"session"`
 	Acked   int64  `json:"acked"` // every outbox seq ≤ Acked is held by the hub
+	// Hub is each module twin's versions as the hub last sent them; see
+	// hubSeen.
+	Hub map[string]hubSeen `json:"hub,omitempty"`
 }
 
 // Change tells watchers what the hub changed. A change of the children
@@ -386,6 +389,8 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 	}
 	// By twin: an answer with many twins (1,000 children) over a deep outbox
 	// then costs one pass over the outbox, not one per twin.
+	now := s.now().UTC()
+	s.pruneHub(keep)
 	pending := map[string][]hubapi.ReportedPatch{}
 	for _, p := range append(append([]hubapi.ReportedPatch(nil), s.recent...), queued...) {
 		if p.Seq > held {
@@ -400,6 +405,7 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 		if !keep[t.ModuleID] {
 			continue
 		}
+		s.noteHub(t, now)
 		oldDesired, oldReported := int64(0), ""
 		if old, err := s.localTwin(t.ModuleID); err == nil {
 			oldDesired = old.DesiredVersion()
@@ -436,7 +442,7 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 		}
 	}
 
-	s.state.Cursor, s.state.LastSync = resp.Cursor, s.now().UTC()
+	s.state.Cursor, s.state.LastSync = resp.Cursor, now
 	s.statusChangedLocked()
 	if err := s.saveState(); err != nil {
 		return err
@@ -998,6 +1004,15 @@ type TwinVersions struct {
 	ModuleID        string `json:"moduleId"`
 	DesiredVersion  int64  `json:"desiredVersion"`
 	ReportedVersion int64  `json:"reportedVersion"`
+	// HubDesiredVersion and HubReportedVersion are the twin's versions as
+	// the hub last sent them, HubSeenAt when (the time of that sync
+	// answer); zero until an answer carried the twin. The hub's twin is
+	// unchanged from HubSeenAt until LastSync at least.
+	HubDesiredVersion  int64     `json:"hubDesiredVersion,omitempty"`
+	HubReportedVersion int64     `json:"hubReportedVersion,omitempty"`
+	HubSeenAt          time.Time `json:"hubSeenAt,omitzero"`
+	// QueuedReports are the twin's reported patches waiting in the outbox.
+	QueuedReports int `json:"queuedReports,omitempty"`
 }
 
 // StatusChanged returns a channel that is closed at the next change of
@@ -1046,6 +1061,7 @@ func (s *Syncer) Status() (Status, error) {
 	if err != nil {
 		return st, err
 	}
+	hub, queued := s.twinExtras()
 	st.Twins = make([]TwinVersions, 0, len(twins))
 	for _, rec := range twins {
 		t := new(twin.Twin)
@@ -1055,7 +1071,9 @@ func (s *Syncer) Status() (Status, error) {
 		if d, err := s.localTwin(t.ModuleID); err == nil {
 			t = d // a dirty twin is newer
 		}
-		st.Twins = append(st.Twins, TwinVersions{ModuleID: t.ModuleID, DesiredVersion: t.DesiredVersion(), ReportedVersion: t.ReportedVersion()})
+		h := hub[t.ModuleID]
+		st.Twins = append(st.Twins, TwinVersions{ModuleID: t.ModuleID, DesiredVersion: t.DesiredVersion(), ReportedVersion: t.ReportedVersion(),
+			HubDesiredVersion: h.Desired, HubReportedVersion: h.Reported, HubSeenAt: h.At, QueuedReports: queued[t.ModuleID]})
 	}
 	return st, nil
 }

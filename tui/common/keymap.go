@@ -65,7 +65,7 @@ func DefaultKeyMap() *KeyMap {
 		Help:   b("?", "all keys", "?"),
 		Quit:   b("q", "quit", "q", "ctrl+c"),
 
-		NextTab:  b("tab", "next tab", "tab"),
+		NextTab:  b("tab", "next side or tab", "tab"),
 		Metadata: b("m", "$metadata", "m"),
 		Edit:     b("i", "edit here", "i"),
 		External: b("e", "edit in $EDITOR", "e"),

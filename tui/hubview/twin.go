@@ -50,10 +50,12 @@ type Twin struct {
 	watch   <-chan hubclient.TwinEvent
 	down    bool
 
-	tree       bool   // the tree instead of JSON
-	collapsed  folds  // tree paths collapsed or expanded (desired.a, reported.list[0])
-	cursor     int    // the tree node under the cursor
-	cursorPath string // its path, kept across live updates
+	tree       bool       // the tree instead of JSON
+	collapsed  folds      // tree paths collapsed or expanded (desired.a, reported.list[0])
+	cursor     int        // the tree node under the cursor
+	cursorPath string     // its path, kept across live updates
+	side       int        // side by side (see sideBySide): 0 desired, 1 reported has the cursor
+	sidePos    [2]sidePos // where the cursor was on each side when it left
 
 	mode     twinMode
 	sess     *twinedit.Session
@@ -235,6 +237,18 @@ func (v *Twin) browseKey(msg tea.KeyMsg) tea.Cmd {
 	if key.Matches(msg, k.Tree) {
 		v.tree = !v.tree
 		v.offset = 0
+		v.side = sideOf(v.cursorPath)
+		return nil
+	}
+	if key.Matches(msg, k.NextTab) && v.sideBySide() {
+		// desired → reported → the tags tab → desired.
+		if v.side == 0 {
+			v.switchSide(1)
+			return nil
+		}
+		v.switchSide(0)
+		v.sidePos[0] = sidePos{v.cursorPath, v.cursor, v.offset}
+		v.tab, v.offset = 1, 0
 		return nil
 	}
 	if v.tree && v.treeKey(msg) {
@@ -256,6 +270,10 @@ func (v *Twin) browseKey(msg tea.KeyMsg) tea.Cmd {
 	case key.Matches(msg, k.NextTab):
 		v.tab = 1 - v.tab
 		v.offset = 0
+		if v.sideBySide() { // back from tags: on desired, where the cursor was
+			v.side = 0
+			v.cursorPath, v.cursor, v.offset = v.sidePos[0].path, v.sidePos[0].cursor, v.sidePos[0].offset
+		}
 	case key.Matches(msg, k.Metadata):
 		v.meta = !v.meta
 	case key.Matches(msg, k.Edit):
@@ -429,7 +447,11 @@ func (v *Twin) editorDone(path string, err error) tea.Cmd {
 
 // SetSize implements common.Component.
 func (v *Twin) SetSize(w, h int) {
+	was := v.sideBySide()
 	v.Common.SetSize(w, h)
+	if !was && v.sideBySide() { // the cursor's side is focused
+		v.side = sideOf(v.cursorPath)
+	}
 	v.layoutEditor()
 }
 

@@ -10,8 +10,53 @@ import (
 	"github.com/outpost-edge/outpost/tui/components"
 )
 
-// roots are the sections of the tab shown, as trees.
+// sideBySideFrom is the width from which the tree shows desired and
+// reported side by side (below it, one above the other).
+const sideBySideFrom = 100
+
+// sideBySide says whether the tree shows desired and reported side by side:
+// the cursor then moves within the focused side (v.side), tab goes to the
+// other.
+func (v *Twin) sideBySide() bool { return v.tree && v.tab == 0 && v.Width >= sideBySideFrom }
+
+// sidePos is where the cursor was on a side of the side-by-side tree.
+type sidePos struct {
+	path           string
+	cursor, offset int
+}
+
+// switchSide focuses side to (0 desired, 1 reported), the cursor back
+// where it was on it.
+func (v *Twin) switchSide(to int) {
+	if to == v.side {
+		return
+	}
+	v.sidePos[v.side] = sidePos{v.cursorPath, v.cursor, v.offset}
+	v.side = to
+	p := v.sidePos[to]
+	v.cursorPath, v.cursor, v.offset = p.path, p.cursor, p.offset
+}
+
+// sideOf is the side of the section holding path.
+func sideOf(path string) int {
+	if path == "reported" || strings.HasPrefix(path, "reported.") || strings.HasPrefix(path, "reported[") {
+		return 1
+	}
+	return 0
+}
+
+// roots are the sections the cursor moves in, as trees: the tab's, or
+// side by side the focused one.
 func (v *Twin) roots() []treeRoot {
+	all := v.allRoots()
+	if v.sideBySide() {
+		return all[v.side : v.side+1]
+	}
+	return all
+}
+
+// allRoots are the sections of the tab shown, as trees.
+func (v *Twin) allRoots() []treeRoot {
 	sec := sectionsOf(v.doc)
 	val := func(name string) any {
 		if v.meta {
@@ -107,14 +152,15 @@ func (v *Twin) treeKey(msg tea.KeyMsg) bool {
 				break
 			}
 		}
-	case key.Matches(msg, k.ExpandAll):
-		v.collapsed = folds{}
+	case key.Matches(msg, k.ExpandAll): // side by side, the focused side's
 		for p := range containerPaths(v.roots()) {
-			v.collapsed[p] = false
+			v.setCollapsed(p, false)
 		}
 	case key.Matches(msg, k.CollapseAll):
 		// Every object and array but the sections themselves.
-		v.collapsed = containerPaths(v.roots())
+		for p := range containerPaths(v.roots()) {
+			v.setCollapsed(p, true)
+		}
 		for _, r := range v.roots() {
 			v.collapsed[r.path] = false
 		}
@@ -182,35 +228,69 @@ func (v *Twin) litUnder(n tnode) bool {
 }
 
 // treeView renders the tree, one line per visible node, scrolled to keep
-// the cursor in view. The cursor is marked ›, changed members •.
+// the cursor in view. The cursor is marked ›, changed members •. Side by
+// side, each side scrolls on its own, and only the focused one shows its
+// cursor.
 func (v *Twin) treeView() string {
-	st := v.Styles
 	ns := v.nodes()
 	h := max(v.Height-2, 1)
-	if v.cursor < v.offset {
-		v.offset = v.cursor
+	if !v.sideBySide() {
+		return strings.Join(v.treeLines(ns, v.cursor, &v.offset, v.Width, h, true), "\n")
 	}
-	if v.cursor >= v.offset+h {
-		v.offset = v.cursor - h + 1
+	w := (v.Width - 1) / 2
+	sides := [2][]string{}
+	sides[v.side] = v.treeLines(ns, v.cursor, &v.offset, w, h, true)
+	o := 1 - v.side
+	other := treeLines(v.allRoots()[o:o+1], v.collapsed.closed)
+	p := &v.sidePos[o]
+	if i := indexOf(other, p.path); i >= 0 {
+		p.cursor = i
 	}
-	v.offset = max(min(v.offset, len(ns)-h), 0)
-	end := min(v.offset+h, len(ns))
-	lines := make([]string, 0, end-v.offset)
-	for i := v.offset; i < end; i++ {
+	p.cursor = max(min(p.cursor, len(other)-1), 0)
+	sides[o] = v.treeLines(other, p.cursor, &p.offset, v.Width-w-1, h, false)
+	left, right := sides[0], sides[1]
+	lines := make([]string, 0, max(len(left), len(right)))
+	for i := 0; i < len(left) || i < len(right); i++ {
+		l, r := strings.Repeat(" ", w), ""
+		if i < len(left) {
+			l = left[i]
+		}
+		if i < len(right) {
+			r = right[i]
+		}
+		lines = append(lines, l+"│"+r)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// treeLines renders ns in at most h lines of width w, from *offset moved
+// to keep cursor in view; focused marks and lights the cursor's line.
+func (v *Twin) treeLines(ns []tnode, cursor int, offset *int, w, h int, focused bool) []string {
+	st := v.Styles
+	if cursor < *offset {
+		*offset = cursor
+	}
+	if cursor >= *offset+h {
+		*offset = cursor - h + 1
+	}
+	*offset = max(min(*offset, len(ns)-h), 0)
+	end := min(*offset+h, len(ns))
+	lines := make([]string, 0, end-*offset)
+	for i := *offset; i < end; i++ {
 		n := ns[i]
 		mark := "  "
 		lit := v.litUnder(n)
 		switch {
-		case i == v.cursor && lit:
+		case i == cursor && focused && lit:
 			mark = "›•"
-		case i == v.cursor:
+		case i == cursor && focused:
 			mark = "› "
 		case lit:
 			mark = " •"
 		}
-		line := components.Fit(mark+n.text(), v.Width)
+		line := components.Fit(mark+n.text(), w)
 		switch {
-		case i == v.cursor:
+		case i == cursor && focused:
 			line = st.Selected.Render(line)
 		case lit:
 			line = st.Changed.Render(line)
@@ -219,7 +299,7 @@ func (v *Twin) treeView() string {
 		}
 		lines = append(lines, line)
 	}
-	return strings.Join(lines, "\n")
+	return lines
 }
 
 // TreeMode says whether the twin is shown as a tree (else as JSON).
@@ -236,14 +316,23 @@ func (v *Twin) CursorPath() string {
 // Collapsed says whether the tree node at path is collapsed.
 func (v *Twin) Collapsed(path string) bool { return v.collapsed.closed(path) }
 
-// VisibleNodes returns the paths of the tree nodes shown, in order.
+// VisibleNodes returns the paths of the tree nodes shown, in order (side
+// by side, the desired side's, then the reported side's).
 func (v *Twin) VisibleNodes() []string {
 	if v.tw == nil {
 		return nil
 	}
 	var out []string
-	for _, n := range v.nodes() {
+	for _, n := range treeLines(v.allRoots(), v.collapsed.closed) {
 		out = append(out, n.path)
 	}
 	return out
 }
+
+// SideBySide says whether the tree shows desired and reported side by
+// side.
+func (v *Twin) SideBySide() bool { return v.sideBySide() }
+
+// FocusedSide is the side of the side-by-side tree the cursor is on:
+// "desired" or "reported".
+func (v *Twin) FocusedSide() string { return [...]string{"desired", "reported"}[v.side] }

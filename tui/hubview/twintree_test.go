@@ -130,7 +130,7 @@ func TestTwinTreeMetadata(t *testing.T) {
 	tuitest.WaitFor(t, tm, "$version: 3", "    ▸ $metadata {5 keys}")
 	tuitest.Keys(tm, "E")
 	tuitest.WaitFor(t, tm, "    ▾ $metadata", "$lastUpdatedVersion: 3")
-	tuitest.Keys(tm, "tab")
+	tuitest.Keys(tm, "tab", "tab") // side by side: to reported, then to the tags
 	_, v := twinOf(t, tm)
 	if got := v.VisibleNodes(); !slices.Equal(got, []string{"tags"}) {
 		t.Fatalf("tags tab shows nodes %v, want the empty tags alone", got)

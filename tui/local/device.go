@@ -95,10 +95,11 @@ func NewDevice(c common.Common, mc Client, module string) *Device {
 func (d *Device) setColumns(wide bool) {
 	cols := []components.Column{
 		{Title: "MODULE", Width: 12, Grow: true},
-		{Title: "STATUS", Width: 10, Status: true},
+		{Title: "STATUS", Width: 9, Status: true},
 		{Title: "RESTARTS", Width: 8},
 		{Title: "UPTIME", Width: 7},
-		{Title: "TWIN", Width: 9},
+		{Title: "TWIN D/R", Width: 10},
+		{Title: "HUB D/R", Width: 7},
 		{Title: "BROKER", Width: 12, Status: true},
 		{Title: "HEALTH", Width: 6, Status: true},
 	}
@@ -388,9 +389,9 @@ func (d *Device) rows() {
 		if m.Status == "running" && !m.StartedAt.IsZero() {
 			uptime = span(now.Sub(m.StartedAt))
 		}
-		tw := "-"
+		tw, hub := "-", "—"
 		if v, ok := twins[n]; ok {
-			tw = fmt.Sprintf("d%d r%d", v.DesiredVersion, v.ReportedVersion)
+			tw, hub = cachedVersions(v), hubVersions(v)
 		}
 		br := "-"
 		if b, ok := broker[n]; ok {
@@ -406,7 +407,7 @@ func (d *Device) rows() {
 				health = "ok"
 			}
 		}
-		cells := []string{n, m.Status, fmt.Sprint(m.Restarts), uptime, tw, br, health}
+		cells := []string{n, m.Status, fmt.Sprint(m.Restarts), uptime, tw, hub, br, health}
 		if d.wide {
 			cells = append(cells, image(m))
 		}
@@ -523,14 +524,15 @@ func (d *Device) panel() []string {
 		var sys []string
 		for _, tv := range d.status.Twins {
 			if _, isModule := d.modules[tv.ModuleID]; !isModule {
-				sys = append(sys, fmt.Sprintf("%s d%d r%d", tv.ModuleID, tv.DesiredVersion, tv.ReportedVersion))
+				sys = append(sys, tv.ModuleID+" "+cachedVersions(tv)+st.Muted.Render(" hub ")+hubVersions(tv))
 			}
 		}
-		tw := st.Muted.Render("cached (desired, reported $version); modules' in the table")
 		if len(sys) > 0 {
-			tw = strings.Join(sys, " · ") + st.Muted.Render(" · modules' in the table")
+			lines = append(lines, wrapped(label("Twins")+" ", strings.Join(sys, st.Muted.Render(" · ")), d.Width, 2)...)
+			lines = append(lines, wrapped(label("")+" ", d.twinsLegend(now), d.Width, 2)...)
+		} else {
+			lines = append(lines, wrapped(label("Twins")+" ", d.twinsLegend(now), d.Width, 2)...)
 		}
-		lines = append(lines, label("Twins")+" "+tw)
 		if kids := d.status.Children; len(kids) > 0 {
 			parts := make([]string, 0, len(kids))
 			for _, c := range kids {
@@ -553,6 +555,50 @@ func (d *Device) panel() []string {
 		}
 	}
 	return lines
+}
+
+// cachedVersions is a cached twin's desired and reported $version, with
+// "↑N" when N of its reported patches wait in the outbox: "2/9 ↑3".
+func cachedVersions(v mgmtclient.TwinVersions) string {
+	s := fmt.Sprintf("%d/%d", v.DesiredVersion, v.ReportedVersion)
+	if v.QueuedReports > 0 {
+		s += fmt.Sprintf(" ↑%d", v.QueuedReports)
+	}
+	return s
+}
+
+// hubVersions is the twin's versions as the hub last sent them, "—" when
+// it never did (or the daemon does not say).
+func hubVersions(v mgmtclient.TwinVersions) string {
+	if v.HubSeenAt.IsZero() {
+		return "—"
+	}
+	return fmt.Sprintf("%d/%d", v.HubDesiredVersion, v.HubReportedVersion)
+}
+
+// twinsLegend says what the twin versions are and how old the hub's are:
+// as of the last sync while connected (the hub answers each change at
+// once), as last seen, with their age, while offline.
+func (d *Device) twinsLegend(now time.Time) string {
+	st := d.Styles
+	known := false
+	for _, tv := range d.status.Twins {
+		known = known || !tv.HubSeenAt.IsZero()
+	}
+	l := d.link
+	s := st.Muted.Render("cached desired/reported (↑ reports queued) · hub's ")
+	switch {
+	case !known && l.Connected:
+		s += "— (not synced yet)"
+	case !known:
+		s += "— " + st.Muted.Render("(offline since "+clock(l.Since)+")")
+	case l.Connected:
+		s += "as of " + clock(l.LastSync) + st.Muted.Render(" (the last sync; it answers each change)")
+	default:
+		s += "last seen " + clock(l.LastSync) + ", " + span(now.Sub(l.LastSync)) + " old " +
+			st.HeaderDown.Render("(offline since "+clock(l.Since)+")")
+	}
+	return s
 }
 
 // queue describes one part of the message queue: "upstream empty", or
@@ -608,6 +654,9 @@ func (d *Device) detail() string {
 	if !d.wide {
 		parts = append(parts, image(m))
 	}
+	if tw := d.twin(m.Name); tw != "" {
+		parts = append(parts, tw)
+	}
 	if m.Status != m.DesiredStatus && m.DesiredStatus != "" {
 		parts = append(parts, "desired "+m.DesiredStatus)
 	}
@@ -626,6 +675,28 @@ func (d *Device) detail() string {
 		parts = append(parts, m.Description)
 	}
 	return strings.Join(parts, st.Muted.Render(" · "))
+}
+
+// twin describes a module's twin for the detail line: "twin 5/214, 16
+// reports queued; hub 5/198 (sent 12:25:48)".
+func (d *Device) twin(module string) string {
+	if d.status == nil {
+		return ""
+	}
+	for _, v := range d.status.Twins {
+		if v.ModuleID != module {
+			continue
+		}
+		s := fmt.Sprintf("twin %d/%d", v.DesiredVersion, v.ReportedVersion)
+		if v.QueuedReports > 0 {
+			s += ", " + plural(v.QueuedReports, "report", "reports") + " queued"
+		}
+		if v.HubSeenAt.IsZero() {
+			return s + "; hub —"
+		}
+		return s + fmt.Sprintf("; hub %d/%d (sent %s)", v.HubDesiredVersion, v.HubReportedVersion, clock(v.HubSeenAt))
+	}
+	return ""
 }
 
 // View implements tea.Model.

@@ -81,6 +81,22 @@ func (p *pane) keys(keys ...string) {
 
 var outboxRe = regexp.MustCompile(`Outbox\s+(\d+) patch`)
 
+var agentTwinRe = regexp.MustCompile(`\$edgeAgent (\d+)/(\d+)(?: ↑(\d+))? hub (\d+)/(\d+)`)
+
+// agentTwin is $edgeAgent's twin as the Twins line shows it: the cached
+// desired and reported versions, the reports queued, the hub's versions.
+func agentTwin(s string) (d, r, queued, hubD, hubR int, ok bool) {
+	m := agentTwinRe.FindStringSubmatch(s)
+	if m == nil {
+		return 0, 0, 0, 0, 0, false
+	}
+	n := make([]int, 6)
+	for i := 1; i < 6; i++ {
+		n[i], _ = strconv.Atoi(m[i])
+	}
+	return n[1], n[2], n[3], n[4], n[5], true
+}
+
 // outbox is the number of patches the pane says wait in the outbox; 0 for
 // "empty".
 func outbox(s string) (int, bool) {
@@ -184,6 +200,13 @@ func TestEndToEndOffline(t *testing.T) {
 		})
 		last, _ = outbox(s)
 	}
+	// $edgeAgent's twin: its reports queued are the outbox's, each one
+	// reported $version past the hub's, which are as last seen.
+	p.waitFor("$edgeAgent's reports queued, the hub's versions as last seen", func(s string) bool {
+		n, _ := outbox(s)
+		d, r, q, hd, hr, ok := agentTwin(s)
+		return ok && q == n && q > 0 && r == hr+q && d == hd && strings.Contains(s, "hub's last seen")
+	})
 
 	// The module's logs, with the hub still away.
 	p.keys("L")
@@ -199,6 +222,11 @@ func TestEndToEndOffline(t *testing.T) {
 	if !strings.Contains(s, "last drained") {
 		t.Errorf("the outbox line does not say how it drained:\n%s", s)
 	}
+	// The hub has every report: its versions are the cached ones, current.
+	p.waitFor("$edgeAgent's twin at the hub as on the device", func(s string) bool {
+		d, r, q, hd, hr, ok := agentTwin(s)
+		return ok && q == 0 && d == hd && r == hr && strings.Contains(s, "hub's as of")
+	})
 
 	p.keys("q")
 	p.waitFor("the tui gone, the shell's screen back", func(s string) bool {

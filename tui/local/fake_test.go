@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -51,9 +52,13 @@ func newFake() *fakeDaemon {
 		status: mgmtclient.Status{DeviceID: "dev-7", HubHost: "hub.example:8443", Runtime: "process",
 			Connected: link.Connected, Since: link.Since, LastSync: link.LastSync, LastError: link.LastError, LastErrorAt: link.LastErrorAt,
 			Outbox: outbox,
-			Twins: []mgmtclient.TwinVersions{{ModuleID: "$edgeAgent", DesiredVersion: 3, ReportedVersion: 58},
-				{ModuleID: "$edgeHub", DesiredVersion: 1, ReportedVersion: 2},
-				{ModuleID: "filter", DesiredVersion: 2, ReportedVersion: 9}, {ModuleID: "tempsensor", DesiredVersion: 5, ReportedVersion: 214}},
+			// The 37 queued reports are $edgeAgent's 21 and tempsensor's 16,
+			// on top of the versions the hub last sent at the last sync.
+			Twins: []mgmtclient.TwinVersions{
+				{ModuleID: "$edgeAgent", DesiredVersion: 3, ReportedVersion: 58, QueuedReports: 21, HubDesiredVersion: 3, HubReportedVersion: 37, HubSeenAt: link.LastSync},
+				{ModuleID: "$edgeHub", DesiredVersion: 1, ReportedVersion: 2, HubDesiredVersion: 1, HubReportedVersion: 2, HubSeenAt: t0.Add(-2 * time.Hour)},
+				{ModuleID: "filter", DesiredVersion: 2, ReportedVersion: 9, HubDesiredVersion: 2, HubReportedVersion: 9, HubSeenAt: t0.Add(-time.Hour)},
+				{ModuleID: "tempsensor", DesiredVersion: 5, ReportedVersion: 214, QueuedReports: 16, HubDesiredVersion: 5, HubReportedVersion: 198, HubSeenAt: link.LastSync}},
 			Broker: mgmtclient.BrokerStatus{Modules: []mgmtclient.BrokerModule{{ModuleID: "filter", Connected: false, Since: t0.Add(-5 * time.Second)},
 				{ModuleID: "tempsensor", Connected: true, Since: t0.Add(-3 * time.Hour)}}},
 		},
@@ -79,6 +84,7 @@ func (f *fakeDaemon) Status(context.Context) (*mgmtclient.Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st := f.status
+	st.Twins = slices.Clone(st.Twins) // setStatus edits them in place
 	return &st, nil
 }
 

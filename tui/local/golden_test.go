@@ -91,7 +91,7 @@ func TestGoldenOffline(t *testing.T) {
 	for _, sz := range sizes() {
 		t.Run(fmt.Sprintf("%dx%d", sz[0], sz[1]), func(t *testing.T) {
 			u := start(t, newFake(), sz[0], sz[1], "")
-			u.waitFor(t, "37 patches ·", "$edgeAgent d3 r58", "connected")
+			u.waitFor(t, "37 patches ·", "$edgeAgent 3/58 ↑21", "connected", "5/198")
 			_, view := u.final(t)
 			golden.RequireEqual(t, []byte(view))
 		})
@@ -103,12 +103,17 @@ func TestGoldenDraining(t *testing.T) {
 	f := newFake()
 	u := start(t, f, 80, 24, "")
 	u.waitFor(t, "37 patches ·")
-	f.setStatus(func(s *mgmtclient.Status) { s.Connected, s.Since = true, t0.Add(-2*time.Second) })
+	f.setStatus(func(s *mgmtclient.Status) {
+		s.Connected, s.Since, s.LastSync = true, t0.Add(-2*time.Second), t0.Add(-1*time.Second)
+		// 20 of the 37 reports reached the hub: its versions moved up.
+		s.Twins[0].QueuedReports, s.Twins[0].HubReportedVersion, s.Twins[0].HubSeenAt = 11, 47, s.LastSync
+		s.Twins[3].QueuedReports, s.Twins[3].HubReportedVersion, s.Twins[3].HubSeenAt = 6, 208, s.LastSync
+	})
 	f.events <- mgmtclient.Event{Type: mgmtclient.EventLink, Time: t0.Add(-2 * time.Second),
 		Link: &mgmtclient.Link{Connected: true, Since: t0.Add(-2 * time.Second), LastSync: t0.Add(-2 * time.Second), LastError: f.status.LastError, LastErrorAt: f.status.LastErrorAt}}
 	f.events <- mgmtclient.Event{Type: mgmtclient.EventOutbox, Time: t0.Add(-1 * time.Second),
 		Outbox: &mgmtclient.Outbox{Patches: 17, Bytes: 4500, Oldest: t0.Add(-3 * time.Minute)}}
-	u.waitFor(t, "draining 20/s")
+	u.waitFor(t, "draining 20/s", "3/47")
 	_, view := u.final(t)
 	golden.RequireEqual(t, []byte(view))
 }

@@ -25,18 +25,31 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
-# A connection a device on each side of loopback, and some to spare.
-ulimit -n $((4 * devices + 1024))
+# The hub and the load program each hold a connection a device, and some files to spare.
+need=$((devices + 1024))
+if [ "$(ulimit -Sn)" != unlimited ] && [ "$(ulimit -Sn)" -lt "$need" ]; then
+	hard=$(ulimit -Hn)
+	if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
+		echo "open files: $need needed, the hard limit is $hard: raise it (limits.conf, or run as root with CAP_SYS_RESOURCE)" >&2
+		exit 1
+	fi
+	ulimit -Sn "$need"
+fi
 go build -o "$work/outpost" ./cmd/outpost
 go build -o "$work/replicabench" ./scripts/bench/replicabench
+# A fresh hub each run (same data dir): Go keeps freed heap for a while, so a hub that held
+# the last run's connections would start the next one with their memory.
 port=$(free_port)
-OUTPOST_CONFIG=/dev/null "$work/outpost" hub serve --data "$work/hub" --listen "127.0.0.1:$port" \
-	--amqp-listen "" --max-conns-per-ip -1 >"$work/hub.out" 2>"$work/hub.log" &
-hub=$!
-pids+=($hub)
-until grep -q "hub listening" "$work/hub.log"; do sleep 0.05; done
-cs=$(head -1 "$work/hub.out")
 for run in $(seq 1 "$runs"); do
+	: >"$work/hub.log"
+	OUTPOST_CONFIG=/dev/null "$work/outpost" hub serve --data "$work/hub" --listen "127.0.0.1:$port" \
+		--amqp-listen "" --max-conns-per-ip -1 >"$work/hub.out" 2>"$work/hub.log" &
+	hub=$!
+	pids=($hub)
+	until grep -q "hub listening" "$work/hub.log"; do sleep 0.05; done
+	[ "$run" = 1 ] && cs=$(head -1 "$work/hub.out")
 	echo "run $run, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 	"$work/replicabench" -hub "$cs" -ca "$work/hub/ca.pem" -mode fanout -devices "$devices" -clients 64 -pid "$hub"
+	kill "$hub"
+	wait "$hub" || true
 done

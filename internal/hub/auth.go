@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/identity"
@@ -80,9 +81,13 @@ func (h *Hub) authenticate(r *http.Request) (principal, *apiError) {
 		if err != nil {
 			return principal{}, unauthorized("unknown policy %q", sas.KeyName)
 		}
+		if h.verified.has(header, pol, now) {
+			return principal{policy: pol}, nil
+		}
 		if err := sas.Verify(host, now, pol.PrimaryKey, pol.SecondaryKey); err != nil {
 			return principal{}, tokenError(err, "policy "+sas.KeyName)
 		}
+		h.verified.add(header, pol, sas.Expiry.Add(identity.ClockSkew))
 		return principal{policy: pol}, nil
 	}
 
@@ -270,4 +275,46 @@ func forbidden(p principal, what string) *apiError {
 
 func missingRight(p principal, right string) *apiError {
 	return errorf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "%s lacks the %s right", p, right)
+}
+
+// tokenCache remembers policy SAS tokens whose signature was checked, with
+// the keys that checked it and when it expires: a service client sends the
+// same token with every request until it renews it, and checking its HMAC
+// against both keys on each was a few percent of a PATCH. A token counts as
+// verified only while the policy still has both keys it was checked
+// against (a regenerated key drops it) and until it expires.
+type tokenCache struct {
+	mu      sync.Mutex
+	entries map[string]verifiedToken
+}
+
+type verifiedToken struct {
+	primary, secondary string
+	deadline           time.Time
+}
+
+// maxVerifiedTokens bounds the cache: past it, it starts again empty.
+const maxVerifiedTokens = 4096
+
+func (c *tokenCache) has(header string, pol *Policy, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[header]
+	if !ok {
+		return false
+	}
+	if now.After(e.deadline) || e.primary != pol.PrimaryKey || e.secondary != pol.SecondaryKey {
+		delete(c.entries, header)
+		return false
+	}
+	return true
+}
+
+func (c *tokenCache) add(header string, pol *Policy, deadline time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil || len(c.entries) >= maxVerifiedTokens {
+		c.entries = make(map[string]verifiedToken)
+	}
+	c.entries[header] = verifiedToken{primary: pol.PrimaryKey, secondary: pol.SecondaryKey, deadline: deadline}
 }

@@ -117,6 +117,7 @@ type Hub struct {
 
 	mu             sync.RWMutex
 	policies       map[string]*Policy
+	verified       tokenCache       // policy SAS tokens whose signature was checked
 	policyVersions map[string]int64 // store version of each of policies
 }
 

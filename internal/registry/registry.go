@@ -58,6 +58,7 @@ type Registry struct {
 	// owned names the records of other parts that belong to a device and
 	// are deleted with it (OwnDeviceData).
 	owned []func(deviceID string) (keys, prefixes []string)
+	twins twinCache
 }
 
 // New returns a registry over st.

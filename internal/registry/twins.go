@@ -44,10 +44,14 @@ func (r *Registry) twinRecord(deviceID, moduleID string) (*twin.Twin, int64, err
 	if err != nil {
 		return nil, 0, err
 	}
+	if t := r.twins.get(rec.Key, rec.Version); t != nil {
+		return t, rec.Version, nil
+	}
 	t := new(twin.Twin)
 	if err := t.UnmarshalJSON(rec.Value); err != nil {
 		return nil, 0, fmt.Errorf("record %s: %w", rec.Key, err)
 	}
+	r.twins.put(rec.Key, rec.Version, len(rec.Value), t)
 	return t, rec.Version, nil
 }
 
@@ -76,12 +80,15 @@ func (r *Registry) UpdateTwin(deviceID, moduleID, ifMatch string, fn func(t *twi
 		if err != nil {
 			return nil, err
 		}
-		if _, err := r.st.Put(twinKey(deviceID, moduleID), b, version); err != nil {
+		key := twinKey(deviceID, moduleID)
+		v, err := r.st.Put(key, b, version)
+		if err != nil {
 			if errors.Is(err, store.ErrConflict) {
 				continue // someone wrote in between; their etag check (if any) decides
 			}
 			return nil, err
 		}
+		r.twins.put(key, v, len(b), t)
 		return t, nil
 	}
 }

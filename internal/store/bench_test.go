@@ -89,6 +89,7 @@ func benchPut(b *testing.B, writers int) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ResetTimer()
+	cpu := cpuTime()
 	for w := range writers {
 		wg.Go(func() {
 			for i := 0; next.Add(1) <= int64(b.N); i++ {
@@ -102,6 +103,7 @@ func benchPut(b *testing.B, writers int) {
 	wg.Wait()
 	b.StopTimer()
 	reportRate(b, "writes/s")
+	b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/float64(b.N), "cpu-us/write")
 }
 
 func BenchmarkPut1Writer(b *testing.B)   { benchPut(b, 1) }

@@ -74,7 +74,11 @@ type spares struct {
 	seq  int
 }
 
-const maxSpares = 64
+// maxSpares bounds the spares kept. Every write in flight holds one from its
+// rename until its directory sync, so it is above the writers a hub has at
+// once (its clients): with 64, 256 concurrent PATCHes ran out and created
+// new files, each a journal commit.
+const maxSpares = 512
 
 // reserve returns a fresh name for a future spare, or "" if there are enough of them.
 func (s *spares) reserve() string {

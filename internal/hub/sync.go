@@ -239,7 +239,7 @@ func (h *Hub) deviceState(id, cursor string) (*hubapi.Sync, error) {
 	have := map[string]bool{}
 	for _, rec := range twins {
 		have[strings.TrimPrefix(rec.Key, "twins/"+id+"/")] = true
-		if rec.Version > since {
+		if rec.Version > since && (s.Full || !h.echoed(rec.Key, rec.Version)) {
 			s.Twins = append(s.Twins, rec.Value)
 		}
 	}
@@ -336,7 +336,7 @@ func (h *Hub) syncChildren(s *hubapi.Sync, kids []child, since int64, all bool) 
 				sc.PrimaryKey, sc.SecondaryKey = k.SymmetricKey.PrimaryKey, k.SymmetricKey.SecondaryKey
 			}
 			s.Children = append(s.Children, sc)
-		} else if c.twinVersion <= since {
+		} else if c.twinVersion <= since || h.echoed("twins/"+c.dev.DeviceID, c.twinVersion) {
 			continue
 		}
 		t := twin.New(c.dev.DeviceID, "", h.now())
@@ -470,6 +470,7 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 	}
 	twins := map[string]*moduleTwin{}
 	var order []string
+	rejected := map[string]bool{} // twins with a patch refused
 	now := h.now().UTC()
 	for _, pt := range batch.Patches {
 		if pt.Seq <= sr.ReportedSeq {
@@ -502,6 +503,7 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 		trial := m.t.Clone() // a rejected patch leaves the twin as it was
 		changed, err := trial.PatchReported(pt.Patch, now)
 		if err != nil {
+			rejected[ref] = true
 			ack.Rejected = append(ack.Rejected, hubapi.Rejected{Seq: pt.Seq, Error: fmt.Errorf("%w: %v", registry.ErrInvalid, err).Error()})
 			continue
 		}
@@ -515,6 +517,7 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 	sr.ReportedSeq = ack.Acked
 	b, _ := json.Marshal(sr)
 	ops := []store.Op{store.PutOp(key, b, version)}
+	var echoes []string
 	for _, mid := range order {
 		if m := twins[mid]; m.changed {
 			op, err := registry.TwinOp(m.t, m.version)
@@ -522,12 +525,33 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 				return hubapi.ReportedAck{}, err
 			}
 			ops = append(ops, op)
+			if !rejected[mid] {
+				echoes = append(echoes, op.Key)
+			}
 		}
 	}
-	if _, err := h.st.Txn(ops...); err != nil {
+	v, err := h.st.Txn(ops...)
+	if err != nil {
 		return hubapi.ReportedAck{}, fmt.Errorf("apply reported patches: %w", err)
 	}
+	for _, k := range echoes {
+		h.echoes.Store(k, v)
+	}
 	return ack, nil
+}
+
+// echoed reports whether version v of the twin record key was written by
+// its device's own upload (and nothing since): the device has that twin
+// already, with the patches it sent, and an incremental sync leaves it out
+// of the answer. Without this, every upload from a device with 1,000 leaf
+// devices came back as 1,000 twins in the next sync answer, for the device
+// to decode and compare. A twin that also had a patch refused is sent (the
+// device's copy has the refused patch). It is the memory of this hub
+// process only: another replica, or this one restarted, sends the twin, as
+// before.
+func (h *Hub) echoed(key string, v int64) bool {
+	w, ok := h.echoes.Load(key)
+	return ok && w.(int64) == v
 }
 
 // childTwin loads the device twin of child for a reported patch its

@@ -116,7 +116,14 @@ type Syncer struct {
 	recent []hubapi.ReportedPatch
 
 	kick    chan struct{} // the outbox has work
-	flushMu sync.Mutex    // one upload at a time
+	flushMu sync.Mutex    // one upload at a time; guards what follows
+	// scanned is the outbox key up to which every record's patches are
+	// acked (an upload starts reading after it), and done the keys of
+	// those records, removed at the next compaction (see flush), at
+	// compacted.
+	scanned   string
+	done      []string
+	compacted time.Time
 
 	qmu        sync.Mutex // guards what follows: PatchReported's group commit
 	queue      []*call    // waiting for the next commit
@@ -317,11 +324,16 @@ func (s *Syncer) poke() {
 // longer has), twins (the hub's, with still-queued patches on top), and the
 // new cursor, then tells watchers.
 func (s *Syncer) apply(resp *hubapi.Sync) error {
-	// Not during an upload: the hub's twins may hold its patches already,
-	// and they must not be applied again on top (each would bump $version)
-	// before Acked says the hub has them.
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
+	// The hub's twins may hold patches of an upload under way, which must
+	// not be laid on them again (each would bump $version): the answer's
+	// Reported says which (see held below). From a hub that does not say,
+	// not during an upload, so that Acked says it. (Waiting for the upload
+	// delayed desired changes by a whole upload: seconds with 1,000 leaf
+	// devices reporting.)
+	if r := resp.Reported; r == nil || r.Session != s.state.Session { // Session is set once, in New
+		s.flushMu.Lock()
+		defer s.flushMu.Unlock()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.twMu.Lock() // the hub's twins go after the local ones being written
@@ -925,9 +937,21 @@ func (s *Syncer) Flush(ctx context.Context) error {
 	}
 }
 
+// compactEvery is how often, at most, an upload that leaves more to send
+// writes the local twins and removes the acked records from the outbox
+// (when the outbox is sent it always does).
+const compactEvery = 2 * time.Second
+
 // flush sends one batch of the outbox (at most batchSize patches, at most
-// maxBatchBytes of them) and removes the records the hub then holds in
-// full; more reports whether some is left.
+// maxBatchBytes of them); more reports whether some is left. The records
+// the hub then holds in full are removed at the next compaction: when the
+// outbox is sent, or compactEvery after the last one. Until then they stay,
+// and New would lay them on the local twins again after a crash (the twins
+// that hold them are written first, at the compaction): with 1,000 leaf
+// devices and a deep outbox, that writes each twin once per compaction
+// rather than once per upload. The hub holds every patch with seq ≤ Acked
+// (kept in memory between compactions: after a crash the hub is sent those
+// again, and skips them).
 func (s *Syncer) flush(ctx context.Context) (more bool, err error) {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
@@ -941,7 +965,7 @@ func (s *Syncer) flush(ctx context.Context) (more bool, err error) {
 	}
 	var recs []sent // records whose every patch is in the batch or acked before
 	size := 0
-	after := ""
+	after := s.scanned
 scan:
 	for {
 		page, err := s.st.Range("outbox/", after, 64)
@@ -988,6 +1012,33 @@ scan:
 			more = true // the hub stopped part way: send the rest again
 		}
 	}
+	for _, r := range recs {
+		if r.last > ack.Acked {
+			break
+		}
+		s.done = append(s.done, r.key)
+		s.scanned = r.key
+	}
+	s.mu.Lock()
+	if ack.Acked > s.state.Acked {
+		s.state.Acked = ack.Acked
+		s.depth.ack(ack.Acked)
+		s.noteAcked(batch.Patches, &ack)
+		s.statusChangedLocked()
+	}
+	s.mu.Unlock()
+	if more && time.Since(s.compacted) < compactEvery {
+		return more, nil
+	}
+	return more, s.compact()
+}
+
+// compact writes the local twins, then removes the records of s.done from
+// the outbox and writes Acked, in one Txn (one journal and a few fsyncs,
+// however many records): Acked is what keeps the seqs of removed records
+// from being used again. The caller holds s.flushMu.
+func (s *Syncer) compact() error {
+	s.compacted = time.Now()
 	// The twins that hold the patches go first: the outbox is what New
 	// applies again after a crash. (s.mu: a commit in progress has made its
 	// twins dirty: taking it waits for that commit to end.)
@@ -995,40 +1046,27 @@ scan:
 	//lint:ignore SA2001 a barrier, not a critical section
 	s.mu.Unlock()
 	if err := s.writeTwins(); err != nil {
-		return false, err
-	}
-	// Then the new Acked and the records the hub holds, in one Txn (one
-	// journal and a few fsyncs, however many records): Acked is what keeps
-	// the seqs of removed records from being used again.
-	var ops []store.Op
-	for _, r := range recs {
-		if r.last <= ack.Acked {
-			ops = append(ops, store.DeleteOp(r.key, store.Any))
-		}
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.state
-	st.Acked = max(st.Acked, ack.Acked)
-	if st.Acked > s.state.Acked {
-		b, err := json.Marshal(st)
-		if err != nil {
-			return false, err
-		}
-		ops = append(ops, store.PutOp("sync/state", b, store.Any))
+	if len(s.done) == 0 {
+		return nil
 	}
-	if len(ops) > 0 {
-		if _, err := s.st.Txn(ops...); err != nil {
-			return false, fmt.Errorf("remove sent patches from the outbox: %w", err)
-		}
+	ops := make([]store.Op, 0, len(s.done)+1)
+	for _, k := range s.done {
+		ops = append(ops, store.DeleteOp(k, store.Any))
 	}
-	if st.Acked > s.state.Acked {
-		s.depth.ack(st.Acked)
-		s.noteAcked(batch.Patches, &ack)
-		s.statusChangedLocked()
+	b, err := json.Marshal(s.state)
+	if err != nil {
+		return err
 	}
-	s.state.Acked = st.Acked
-	return more, nil
+	ops = append(ops, store.PutOp("sync/state", b, store.Any))
+	if _, err := s.st.Txn(ops...); err != nil {
+		return fmt.Errorf("remove sent patches from the outbox: %w", err)
+	}
+	s.done = s.done[:0]
+	return nil
 }
 
 // maxRecent bounds Syncer.recent: past it, a twin may lack some of its

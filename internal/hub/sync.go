@@ -239,7 +239,7 @@ func (h *Hub) deviceState(id, cursor string) (*hubapi.Sync, error) {
 	have := map[string]bool{}
 	for _, rec := range twins {
 		have[strings.TrimPrefix(rec.Key, "twins/"+id+"/")] = true
-		if rec.Version > since && (s.Full || !h.echoed(rec.Key, rec.Version)) {
+		if rec.Version > since && (s.Full || !h.echoed(rec.Key, rec.Version, since)) {
 			s.Twins = append(s.Twins, rec.Value)
 		}
 	}
@@ -336,7 +336,7 @@ func (h *Hub) syncChildren(s *hubapi.Sync, kids []child, since int64, all bool) 
 				sc.PrimaryKey, sc.SecondaryKey = k.SymmetricKey.PrimaryKey, k.SymmetricKey.SecondaryKey
 			}
 			s.Children = append(s.Children, sc)
-		} else if c.twinVersion <= since || h.echoed("twins/"+c.dev.DeviceID, c.twinVersion) {
+		} else if c.twinVersion <= since || h.echoed("twins/"+c.dev.DeviceID, c.twinVersion, since) {
 			continue
 		}
 		t := twin.New(c.dev.DeviceID, "", h.now())
@@ -517,7 +517,7 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 	sr.ReportedSeq = ack.Acked
 	b, _ := json.Marshal(sr)
 	ops := []store.Op{store.PutOp(key, b, version)}
-	var echoes []string
+	var echoes []echo
 	for _, mid := range order {
 		if m := twins[mid]; m.changed {
 			op, err := registry.TwinOp(m.t, m.version)
@@ -526,7 +526,7 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 			}
 			ops = append(ops, op)
 			if !rejected[mid] {
-				echoes = append(echoes, op.Key)
+				echoes = append(echoes, echo{key: op.Key, prev: m.version})
 			}
 		}
 	}
@@ -534,24 +534,40 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 	if err != nil {
 		return hubapi.ReportedAck{}, fmt.Errorf("apply reported patches: %w", err)
 	}
-	for _, k := range echoes {
-		h.echoes.Store(k, v)
+	for _, e := range echoes {
+		base := e.prev // the twin as the device may have had it: before this upload
+		if w, ok := h.echoes.Load(e.key); ok && w.(echo).v == e.prev {
+			base = w.(echo).base // only this device's uploads wrote it since that
+		}
+		h.echoes.Store(e.key, echo{v: v, base: base})
 	}
 	return ack, nil
 }
 
+// echo is what the hub remembers of a twin its device's upload wrote: the
+// version written (v) and the version from which on only the device's
+// uploads wrote the twin (base: another write, a desired patch, came
+// before it).
+type echo struct {
+	key     string
+	prev    int64 // while applying: the version the upload found
+	v, base int64
+}
+
 // echoed reports whether version v of the twin record key was written by
-// its device's own upload (and nothing since): the device has that twin
-// already, with the patches it sent, and an incremental sync leaves it out
-// of the answer. Without this, every upload from a device with 1,000 leaf
+// its device's own upload, and nothing but its uploads wrote the twin since
+// the device's cursor (since): the device has that twin already, with the
+// patches it sent, and an incremental sync leaves it out of the answer. (A
+// desired patch after since, then an upload: the twin is sent, with the
+// desired change.) Without this, every upload from a device with 1,000 leaf
 // devices came back as 1,000 twins in the next sync answer, for the device
 // to decode and compare. A twin that also had a patch refused is sent (the
 // device's copy has the refused patch). It is the memory of this hub
 // process only: another replica, or this one restarted, sends the twin, as
 // before.
-func (h *Hub) echoed(key string, v int64) bool {
+func (h *Hub) echoed(key string, v, since int64) bool {
 	w, ok := h.echoes.Load(key)
-	return ok && w.(int64) == v
+	return ok && w.(echo).v == v && since >= w.(echo).base
 }
 
 // childTwin loads the device twin of child for a reported patch its

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -58,7 +59,7 @@ func (h *Hub) sync(w http.ResponseWriter, r *http.Request, p principal) error {
 		if deliver {
 			calls = h.methodCalls().ready(id)
 		}
-		state, err := h.deviceState(id, cursor)
+		state, err := h.deviceState(id, cursor, deliver)
 		if err != nil {
 			return err
 		}
@@ -163,7 +164,10 @@ func cutLast(s, sep string) (before, after string, ok bool) {
 // deviceState reads what device id should know: the module twins written
 // after the cursor's revision, or all of them when the cursor is "" or one
 // the hub cannot vouch for.
-func (h *Hub) deviceState(id, cursor string) (*hubapi.Sync, error) {
+//
+// For the device itself (self), it remembers the version of each twin it
+// sends (see echoed).
+func (h *Hub) deviceState(id, cursor string, self bool) (*hubapi.Sync, error) {
 	dev, err := h.st.Get("devices/" + id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -241,6 +245,9 @@ func (h *Hub) deviceState(id, cursor string) (*hubapi.Sync, error) {
 		have[strings.TrimPrefix(rec.Key, "twins/"+id+"/")] = true
 		if rec.Version > since && (s.Full || !h.echoed(rec.Key, rec.Version, since)) {
 			s.Twins = append(s.Twins, rec.Value)
+			if self {
+				h.sent(rec.Key, rec.Version)
+			}
 		}
 	}
 	if s.Full { // modules whose twin was never written have a fresh one
@@ -251,10 +258,13 @@ func (h *Hub) deviceState(id, cursor string) (*hubapi.Sync, error) {
 					return nil, err
 				}
 				s.Twins = append(s.Twins, b)
+				if self {
+					h.sent("twins/"+id+"/"+m.ModuleID, 0)
+				}
 			}
 		}
 	}
-	if err := h.syncChildren(s, kids, since, s.Full || childSum != cursorChildSum(cursor)); err != nil {
+	if err := h.syncChildren(s, kids, since, s.Full || childSum != cursorChildSum(cursor), self); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(sum, "%s\x00", childSum)
@@ -325,7 +335,7 @@ func (h *Hub) children(id string) ([]child, error) {
 
 // syncChildren adds the children to s: all of them with every twin when
 // all is set, else the twins written after since.
-func (h *Hub) syncChildren(s *hubapi.Sync, kids []child, since int64, all bool) error {
+func (h *Hub) syncChildren(s *hubapi.Sync, kids []child, since int64, all, self bool) error {
 	if all {
 		s.Children = make([]hubapi.SyncChild, 0, len(kids))
 	}
@@ -353,6 +363,9 @@ func (h *Hub) syncChildren(s *hubapi.Sync, kids []child, since int64, all bool) 
 			return err
 		}
 		s.ChildTwins = append(s.ChildTwins, b)
+		if self { // version 0: a twin never written, which the device has as made here
+			h.sent("twins/"+c.dev.DeviceID, c.twinVersion)
+		}
 	}
 	return nil
 }
@@ -535,7 +548,7 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 		return hubapi.ReportedAck{}, fmt.Errorf("apply reported patches: %w", err)
 	}
 	for _, e := range echoes {
-		base := e.prev // the twin as the device may have had it: before this upload
+		base := int64(math.MaxInt64) // unknown: the twin is sent
 		if w, ok := h.echoes.Load(e.key); ok && w.(echo).v == e.prev {
 			base = w.(echo).base // only this device's uploads wrote it since that
 		}
@@ -544,10 +557,12 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 	return ack, nil
 }
 
-// echo is what the hub remembers of a twin its device's upload wrote: the
-// version written (v) and the version from which on only the device's
-// uploads wrote the twin (base: another write, a desired patch, came
-// before it).
+// echo is what the hub remembers of a twin for its device: the version it
+// last knows of (v, one it sent the device or one the device's upload
+// wrote), and the version the device was last sent (base) when only the
+// device's uploads wrote the twin since; math.MaxInt64 when something else
+// wrote it since (a desired patch), or the hub sent a version the device
+// may not have.
 type echo struct {
 	key     string
 	prev    int64 // while applying: the version the upload found
@@ -556,10 +571,13 @@ type echo struct {
 
 // echoed reports whether version v of the twin record key was written by
 // its device's own upload, and nothing but its uploads wrote the twin since
-// the device's cursor (since): the device has that twin already, with the
-// patches it sent, and an incremental sync leaves it out of the answer. (A
-// desired patch after since, then an upload: the twin is sent, with the
-// desired change.) Without this, every upload from a device with 1,000 leaf
+// the version the hub last sent the device, which the device's cursor
+// (since) says it has: the device has that twin already, with the patches
+// it sent, and an incremental sync leaves it out of the answer. Any other
+// write in between (a desired patch) and the twin is sent, with it. (Only a
+// version the hub sent counts, not one the cursor's revision covers: a
+// sync reads the records one by one, and a write becoming visible late can
+// fall below a cursor; the next upload's answer then carries it.) Without this, every upload from a device with 1,000 leaf
 // devices came back as 1,000 twins in the next sync answer, for the device
 // to decode and compare. A twin that also had a patch refused is sent (the
 // device's copy has the refused patch). It is the memory of this hub
@@ -569,6 +587,9 @@ func (h *Hub) echoed(key string, v, since int64) bool {
 	w, ok := h.echoes.Load(key)
 	return ok && w.(echo).v == v && since >= w.(echo).base
 }
+
+// sent notes that the device was sent version v of the twin record key.
+func (h *Hub) sent(key string, v int64) { h.echoes.Store(key, echo{v: v, base: v}) }
 
 // childTwin loads the device twin of child for a reported patch its
 // parent posts: an error wrapping registry.ErrInvalid when child is not a

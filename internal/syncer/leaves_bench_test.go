@@ -3,6 +3,7 @@ package syncer
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +23,9 @@ import (
 //   - online: the syncer running, the 1,000 children reporting once a second
 //     each (paced, 1,000 patches/s in all) for 10 s; reported: the outbox's
 //     deepest, its depth when the load stops, and how long it then takes to
-//     drain.
+//     drain; and a desired patch to 100 of the children 5 s into the load:
+//     from each PATCH at the hub until the child's local twin has it
+//     (p50, p99; polled every 10 ms).
 //
 //     go test ./internal/syncer -run '^$' -bench LeafUpload -benchtime 1x
 func BenchmarkLeafUpload(b *testing.B) {
@@ -54,12 +57,54 @@ func BenchmarkLeafUpload(b *testing.B) {
 		const window = 10 * time.Second
 		var deepest, atEnd int
 		var drain time.Duration
+		var lat []time.Duration
 		for range b.N {
 			b.StopTimer()
-			_, s, ids := benchLeaves(b, leaves)
+			h, s, ids := benchLeaves(b, leaves)
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			go func() { s.Run(ctx); close(done) }()
+			// A desired patch to each of the first 100 children, 5 s into the
+			// load (16 at a time, as leaves.sh makes them), timed until the
+			// syncer has it in the child's local twin.
+			const desired = 100
+			sentAt := make([]time.Time, desired)
+			got := make(chan time.Duration, desired)
+			var smu sync.Mutex
+			go func() { // the syncer's local twins, every 10 ms (its watchers may drop a change)
+				seen := make([]bool, desired)
+				for n := 0; n < desired && ctx.Err() == nil; time.Sleep(10 * time.Millisecond) {
+					for i := range desired {
+						smu.Lock()
+						at := sentAt[i]
+						smu.Unlock()
+						if seen[i] || at.IsZero() {
+							continue
+						}
+						if tw, err := s.ChildTwin(ids[i]); err == nil && tw.DesiredVersion() >= 2 {
+							seen[i], n = true, n+1
+							got <- time.Since(at)
+						}
+					}
+				}
+			}()
+			go func() {
+				time.Sleep(5 * time.Second)
+				svc := h.Client(b)
+				sem := make(chan struct{}, 16)
+				for i := range desired {
+					sem <- struct{}{}
+					go func() {
+						defer func() { <-sem }()
+						smu.Lock()
+						sentAt[i] = time.Now()
+						smu.Unlock()
+						if _, err := svc.PatchTwin(ctx, ids[i], "", []byte(`{"properties":{"desired":{"bench":1}}}`), ""); err != nil && ctx.Err() == nil {
+							b.Error(err)
+						}
+					}()
+				}
+			}()
 			b.StartTimer()
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
@@ -89,9 +134,21 @@ func BenchmarkLeafUpload(b *testing.B) {
 			close(stop)
 			wg.Wait()
 			b.StopTimer()
+			timeout := time.After(time.Minute)
+			for range desired {
+				select {
+				case d := <-got:
+					lat = append(lat, d)
+				case <-timeout:
+					b.Fatalf("%d of %d desired changes reached the syncer within a minute", len(lat), desired)
+				}
+			}
 			cancel()
 			<-done
 		}
+		slices.Sort(lat)
+		b.ReportMetric(lat[len(lat)/2].Seconds()*1000, "desired_p50_ms")
+		b.ReportMetric(lat[len(lat)*99/100].Seconds()*1000, "desired_p99_ms")
 		b.ReportMetric(float64(deepest), "deepest")
 		b.ReportMetric(float64(atEnd), "depth_at_end")
 		b.ReportMetric(drain.Seconds(), "s_drain")

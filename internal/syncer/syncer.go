@@ -570,7 +570,10 @@ func (s *Syncer) saveState() error {
 // watcher that falls behind misses changes, not the state: it should read
 // the modules and twins again on each change.
 func (s *Syncer) Watch(ctx context.Context) <-chan Change {
-	ch := make(chan Change, 64)
+	// Room for a sync answer's changes: one answer can change the twins
+	// of 1,000 children (a desired patch to each), and a change dropped
+	// here waits for the watcher's next sweep (the broker's: 5 s).
+	ch := make(chan Change, 4096)
 	s.mu.Lock()
 	s.subs[ch] = struct{}{}
 	s.mu.Unlock()

@@ -208,13 +208,48 @@ func TestChildReportedPatches(t *testing.T) {
 	if ft, _ := h.Client(t).GetTwin(ctx, "foreign", ""); strings.Contains(string(ft.ReportedJSON()), "99") {
 		t.Fatalf("a foreign child's twin took the patch: %s", ft.ReportedJSON())
 	}
-	// The parent's next sync carries the twin with the reported properties,
-	// and says which of its patches it holds.
+	// The parent's next sync says which of its patches the hub holds, and
+	// leaves out the twin its own upload wrote (it has it: 1,000 leaves'
+	// twins came back after every upload); a full sync carries it.
 	next, err := dc.Sync(ctx, "e", s.Cursor, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tw := childTwinOf(t, next, "leaf"); tw == nil || string(tw.ReportedJSON()) != `{"fw":"1.0","temp":22}` || next.Reported == nil || next.Reported.Seq != 4 {
-		t.Fatalf("sync after the upload: twins %d reported %+v", len(next.ChildTwins), next.Reported)
+	if next.Cursor == s.Cursor || len(next.ChildTwins) != 0 || next.Reported == nil || next.Reported.Seq != 4 {
+		t.Fatalf("sync after the upload: cursor moved %v, twins %d, reported %+v", next.Cursor != s.Cursor, len(next.ChildTwins), next.Reported)
+	}
+	full, err := dc.Sync(ctx, "e", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tw := childTwinOf(t, full, "leaf"); tw == nil || string(tw.ReportedJSON()) != `{"fw":"1.0","temp":22}` {
+		t.Fatalf("full sync after the upload: twins %d", len(full.ChildTwins))
+	}
+	// A write by someone else (a desired patch) brings the twin again, also
+	// when the device's upload wrote the twin after it (the leaf reports
+	// every second: the desired change must not be taken for an echo).
+	if _, err := h.Client(t).PatchTwin(ctx, "leaf", "", []byte(`{"properties":{"desired":{"rate":2}}}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dc.UploadReported(ctx, "e", hubapi.ReportedBatch{Session: "s1", Patches: []hubapi.ReportedPatch{
+		{Seq: 5, DeviceID: "leaf", Patch: json.RawMessage(`{"temp":23}`)},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := dc.Sync(ctx, "e", next.Cursor, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tw := childTwinOf(t, again, "leaf"); tw == nil || string(tw.ReportedJSON()) != `{"fw":"1.0","temp":23}` || tw.DesiredVersion() != 2 {
+		t.Fatalf("sync after a desired patch and an upload: twins %d", len(again.ChildTwins))
+	}
+	// From that answer on, uploads alone are echoes again.
+	if _, err := dc.UploadReported(ctx, "e", hubapi.ReportedBatch{Session: "s1", Patches: []hubapi.ReportedPatch{
+		{Seq: 6, DeviceID: "leaf", Patch: json.RawMessage(`{"temp":24}`)},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if last, err := dc.Sync(ctx, "e", again.Cursor, 0); err != nil || len(last.ChildTwins) != 0 {
+		t.Fatalf("sync after an upload alone: %v %v", last, err)
 	}
 }

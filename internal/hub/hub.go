@@ -105,6 +105,7 @@ type Hub struct {
 
 	index    *twinIndex // every twin, decoded, for queries (empty on etcd)
 	uploads  sync.Map   // device id → *sync.Mutex
+	echoes   sync.Map   // twin record key → the version its device's upload wrote; see echoed
 	presence *presence
 	// longPolls counts the sync long polls waiting now (status.go).
 	longPolls atomic.Int64

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -58,7 +59,7 @@ func (h *Hub) sync(w http.ResponseWriter, r *http.Request, p principal) error {
 		if deliver {
 			calls = h.methodCalls().ready(id)
 		}
-		state, err := h.deviceState(id, cursor)
+		state, err := h.deviceState(id, cursor, deliver)
 		if err != nil {
 			return err
 		}
@@ -163,7 +164,10 @@ func cutLast(s, sep string) (before, after string, ok bool) {
 // deviceState reads what device id should know: the module twins written
 // after the cursor's revision, or all of them when the cursor is "" or one
 // the hub cannot vouch for.
-func (h *Hub) deviceState(id, cursor string) (*hubapi.Sync, error) {
+//
+// For the device itself (self), it remembers the version of each twin it
+// sends (see echoed).
+func (h *Hub) deviceState(id, cursor string, self bool) (*hubapi.Sync, error) {
 	dev, err := h.st.Get("devices/" + id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -239,8 +243,11 @@ func (h *Hub) deviceState(id, cursor string) (*hubapi.Sync, error) {
 	have := map[string]bool{}
 	for _, rec := range twins {
 		have[strings.TrimPrefix(rec.Key, "twins/"+id+"/")] = true
-		if rec.Version > since {
+		if rec.Version > since && (s.Full || !h.echoed(rec.Key, rec.Version, since)) {
 			s.Twins = append(s.Twins, rec.Value)
+			if self {
+				h.sent(rec.Key, rec.Version)
+			}
 		}
 	}
 	if s.Full { // modules whose twin was never written have a fresh one
@@ -251,10 +258,13 @@ func (h *Hub) deviceState(id, cursor string) (*hubapi.Sync, error) {
 					return nil, err
 				}
 				s.Twins = append(s.Twins, b)
+				if self {
+					h.sent("twins/"+id+"/"+m.ModuleID, 0)
+				}
 			}
 		}
 	}
-	if err := h.syncChildren(s, kids, since, s.Full || childSum != cursorChildSum(cursor)); err != nil {
+	if err := h.syncChildren(s, kids, since, s.Full || childSum != cursorChildSum(cursor), self); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(sum, "%s\x00", childSum)
@@ -325,7 +335,7 @@ func (h *Hub) children(id string) ([]child, error) {
 
 // syncChildren adds the children to s: all of them with every twin when
 // all is set, else the twins written after since.
-func (h *Hub) syncChildren(s *hubapi.Sync, kids []child, since int64, all bool) error {
+func (h *Hub) syncChildren(s *hubapi.Sync, kids []child, since int64, all, self bool) error {
 	if all {
 		s.Children = make([]hubapi.SyncChild, 0, len(kids))
 	}
@@ -336,7 +346,7 @@ func (h *Hub) syncChildren(s *hubapi.Sync, kids []child, since int64, all bool) 
 				sc.PrimaryKey, sc.SecondaryKey = k.SymmetricKey.PrimaryKey, k.SymmetricKey.SecondaryKey
 			}
 			s.Children = append(s.Children, sc)
-		} else if c.twinVersion <= since {
+		} else if c.twinVersion <= since || h.echoed("twins/"+c.dev.DeviceID, c.twinVersion, since) {
 			continue
 		}
 		t := twin.New(c.dev.DeviceID, "", h.now())
@@ -353,6 +363,9 @@ func (h *Hub) syncChildren(s *hubapi.Sync, kids []child, since int64, all bool) 
 			return err
 		}
 		s.ChildTwins = append(s.ChildTwins, b)
+		if self { // version 0: a twin never written, which the device has as made here
+			h.sent("twins/"+c.dev.DeviceID, c.twinVersion)
+		}
 	}
 	return nil
 }
@@ -470,6 +483,7 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 	}
 	twins := map[string]*moduleTwin{}
 	var order []string
+	rejected := map[string]bool{} // twins with a patch refused
 	now := h.now().UTC()
 	for _, pt := range batch.Patches {
 		if pt.Seq <= sr.ReportedSeq {
@@ -502,6 +516,7 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 		trial := m.t.Clone() // a rejected patch leaves the twin as it was
 		changed, err := trial.PatchReported(pt.Patch, now)
 		if err != nil {
+			rejected[ref] = true
 			ack.Rejected = append(ack.Rejected, hubapi.Rejected{Seq: pt.Seq, Error: fmt.Errorf("%w: %v", registry.ErrInvalid, err).Error()})
 			continue
 		}
@@ -515,6 +530,7 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 	sr.ReportedSeq = ack.Acked
 	b, _ := json.Marshal(sr)
 	ops := []store.Op{store.PutOp(key, b, version)}
+	var echoes []echo
 	for _, mid := range order {
 		if m := twins[mid]; m.changed {
 			op, err := registry.TwinOp(m.t, m.version)
@@ -522,13 +538,58 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 				return hubapi.ReportedAck{}, err
 			}
 			ops = append(ops, op)
+			if !rejected[mid] {
+				echoes = append(echoes, echo{key: op.Key, prev: m.version})
+			}
 		}
 	}
-	if _, err := h.st.Txn(ops...); err != nil {
+	v, err := h.st.Txn(ops...)
+	if err != nil {
 		return hubapi.ReportedAck{}, fmt.Errorf("apply reported patches: %w", err)
+	}
+	for _, e := range echoes {
+		base := int64(math.MaxInt64) // unknown: the twin is sent
+		if w, ok := h.echoes.Load(e.key); ok && w.(echo).v == e.prev {
+			base = w.(echo).base // only this device's uploads wrote it since that
+		}
+		h.echoes.Store(e.key, echo{v: v, base: base})
 	}
 	return ack, nil
 }
+
+// echo is what the hub remembers of a twin for its device: the version it
+// last knows of (v, one it sent the device or one the device's upload
+// wrote), and the version the device was last sent (base) when only the
+// device's uploads wrote the twin since; math.MaxInt64 when something else
+// wrote it since (a desired patch), or the hub sent a version the device
+// may not have.
+type echo struct {
+	key     string
+	prev    int64 // while applying: the version the upload found
+	v, base int64
+}
+
+// echoed reports whether version v of the twin record key was written by
+// its device's own upload, and nothing but its uploads wrote the twin since
+// the version the hub last sent the device, which the device's cursor
+// (since) says it has: the device has that twin already, with the patches
+// it sent, and an incremental sync leaves it out of the answer. Any other
+// write in between (a desired patch) and the twin is sent, with it. (Only a
+// version the hub sent counts, not one the cursor's revision covers: a
+// sync reads the records one by one, and a write becoming visible late can
+// fall below a cursor; the next upload's answer then carries it.) Without this, every upload from a device with 1,000 leaf
+// devices came back as 1,000 twins in the next sync answer, for the device
+// to decode and compare. A twin that also had a patch refused is sent (the
+// device's copy has the refused patch). It is the memory of this hub
+// process only: another replica, or this one restarted, sends the twin, as
+// before.
+func (h *Hub) echoed(key string, v, since int64) bool {
+	w, ok := h.echoes.Load(key)
+	return ok && w.(echo).v == v && since >= w.(echo).base
+}
+
+// sent notes that the device was sent version v of the twin record key.
+func (h *Hub) sent(key string, v int64) { h.echoes.Store(key, echo{v: v, base: v}) }
 
 // childTwin loads the device twin of child for a reported patch its
 // parent posts: an error wrapping registry.ErrInvalid when child is not a

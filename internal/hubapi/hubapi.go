@@ -112,7 +112,8 @@ type Sync struct {
 	Children []SyncChild `json:"children"`
 	// ChildTwins are the children's device twins, in IoT Hub's JSON shape
 	// (as GET /twins/{id} answers): every child's when Children is sent,
-	// else those written since the cursor.
+	// else those written since the cursor, less those only the device's
+	// own uploads wrote since the hub last sent them (it has them).
 	ChildTwins []json.RawMessage `json:"childTwins,omitempty"`
 }
 

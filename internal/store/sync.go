@@ -76,9 +76,12 @@ type spares struct {
 
 // maxSpares bounds the spares kept. Every write in flight holds one from its
 // rename until its directory sync, so it is above the writers a hub has at
-// once (its clients): with 64, 256 concurrent PATCHes ran out and created
-// new files, each a journal commit.
-const maxSpares = 512
+// once (with 64, 256 concurrent PATCHes ran out and created new files, each
+// a journal commit), and enough for a Txn of 1,000 records (a hub applying
+// an upload for 1,000 leaf devices) to find a spare for each (with 64, 936
+// of them were new files, whose creation in the flat records dir was most of
+// the CPU of such a Txn).
+const maxSpares = 1024
 
 // reserve returns a fresh name for a future spare, or "" if there are enough of them.
 func (s *spares) reserve() string {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/outpost-edge/outpost/internal/atomicfile"
 )
@@ -40,6 +41,9 @@ type journalPut struct {
 }
 
 // Txn applies ops all or none; see Store.Txn.
+// txnWriters is how many temp files a Txn writes at once.
+const txnWriters = 32
+
 func (s *FileStore) Txn(ops ...Op) (int64, error) {
 	keys, err := CheckOps(ops)
 	if err != nil {
@@ -103,11 +107,34 @@ func (s *FileStore) Txn(ops ...Op) (int64, error) {
 		}
 		w.Value = bytes.Clone(w.Value)
 		w.data = encodeRecord(w.Key, version, w.Value)
-		if w.tmp, err = s.writeTemp(w.data); err != nil {
-			removeTemps()
-			return 0, s.writeErr("txn: put "+w.Key, err)
-		}
 		j.Puts = append(j.Puts, journalPut{Key: w.Key, Value: w.Value})
+	}
+	// The temp files are written and fsynced concurrently, so that their
+	// fsyncs share journal commits: one after the other, a Txn of 1,000
+	// records (a hub applying a device's upload for 1,000 leaf devices)
+	// took 1,000 fsyncs' time, 1 – 5 s on a loaded machine.
+	errs := make([]error, len(ws))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, txnWriters)
+	for i := range ws {
+		w := &ws[i]
+		if w.Delete {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if w.tmp, errs[i] = s.writeTemp(w.data); errs[i] != nil {
+				errs[i] = s.writeErr("txn: put "+w.Key, errs[i])
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			removeTemps()
+			return 0, err
+		}
 	}
 	var jpath string
 	if len(ws) > 1 {

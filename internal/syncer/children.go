@@ -102,44 +102,6 @@ func (s *Syncer) applyChildren(sent []hubapi.SyncChild) (map[string]bool, bool, 
 	return now, changed, nil
 }
 
-// applyChildTwin stores a child's device twin from the hub, with the
-// patches still queued for it on top, and returns the change to tell
-// watchers (nil for none). The caller holds s.mu and s.twMu.
-func (s *Syncer) applyChildTwin(raw json.RawMessage, kids map[string]bool, pending map[string][]hubapi.ReportedPatch) (*Change, error) {
-	t := new(twin.Twin)
-	if err := t.UnmarshalJSON(raw); err != nil {
-		return nil, fmt.Errorf("child twin from the hub: %w", err)
-	}
-	if t.ModuleID != "" || !kids[t.DeviceID] {
-		return nil, nil
-	}
-	ref := childRef(t.DeviceID)
-	oldDesired, oldReported := int64(0), ""
-	if old, err := s.localTwin(ref); err == nil {
-		oldDesired, oldReported = old.DesiredVersion(), reportedJSON(old)
-	}
-	for _, p := range pending[ref] {
-		if _, err := t.PatchReported(p.Patch, s.now().UTC()); err != nil {
-			s.log.Warn("sync: a queued reported patch of a child no longer applies", "child", p.DeviceID, "seq", p.Seq, "err", err)
-		}
-	}
-	b, err := t.MarshalJSON()
-	if err != nil {
-		return nil, err
-	}
-	if _, err := s.st.Put(twinKey(ref), b, store.Any); err != nil {
-		return nil, err
-	}
-	s.clean(ref, nil)
-	switch {
-	case t.DesiredVersion() != oldDesired:
-		return &Change{DeviceID: t.DeviceID, DesiredVersion: t.DesiredVersion()}, nil
-	case reportedJSON(t) != oldReported:
-		return &Change{DeviceID: t.DeviceID, DesiredVersion: t.DesiredVersion(), Reported: true}, nil
-	}
-	return nil, nil
-}
-
 // isNotFound reports whether a store read found no record (or the key was
 // not one the store takes: an id that cannot be there).
 func isNotFound(err error) bool {

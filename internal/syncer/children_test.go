@@ -152,3 +152,43 @@ func TestChildrenOffline(t *testing.T) {
 		t.Fatalf("hub's leaf twin: %s v%d %v", ht.ReportedJSON(), ht.ReportedVersion(), err)
 	}
 }
+
+// TestEchoNotRewritten: the hub's answer to the device's own reported
+// patches (the twins its upload changed) leaves the local twin's record as
+// it was, while a desired change in an answer is written.
+func TestEchoNotRewritten(t *testing.T) {
+	f := setup(t)
+	addLeaf(t, f, "leaf")
+	s := syncedOnce(t, f)
+	if _, err := s.PatchChildReported("leaf", []byte(`{"temp":20}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := f.st.Get("childtwins/leaf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := mustSync(t, f)
+	if len(resp.ChildTwins) != 1 {
+		t.Fatalf("the answer has %d child twins, want the leaf's", len(resp.ChildTwins))
+	}
+	if err := s.apply(resp); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := f.st.Get("childtwins/leaf"); again.Version != rec.Version {
+		t.Fatalf("the leaf's twin was written again (version %d, was %d) for an answer the device had", again.Version, rec.Version)
+	}
+
+	if _, err := f.hub.Client(t).PatchTwin(t.Context(), "leaf", "", []byte(`{"properties":{"desired":{"rate":3}}}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.apply(mustSync(t, f)); err != nil {
+		t.Fatal(err)
+	}
+	tw, err := s.ChildTwin("leaf")
+	if again, _ := f.st.Get("childtwins/leaf"); err != nil || again.Version == rec.Version || tw.Desired()["rate"] != json.Number("3") || tw.Reported()["temp"] != json.Number("20") {
+		t.Fatalf("after a desired change: record version %d (was %d), twin desired %s reported %s, %v", again.Version, rec.Version, tw.DesiredJSON(), tw.ReportedJSON(), err)
+	}
+}

@@ -143,11 +143,13 @@ func TestOutboxDepth(t *testing.T) {
 	checkDepth(t, "a group commit", s, f.st, 705, t1)
 
 	// One upload: 500 patches, the first 3 records and 497 of the group's.
+	defer func(n int) { batchSize = n }(batchSize)
+	batchSize = 500
 	more, err := s.flush(t.Context())
 	if err != nil || !more {
 		t.Fatalf("flush: more %v, %v", more, err)
 	}
-	if s.state.Acked != batchSize {
+	if s.state.Acked != int64(batchSize) {
 		t.Fatalf("acked %d, want %d", s.state.Acked, batchSize)
 	}
 	if _, err := f.st.Get(outboxKey(4)); err != nil {

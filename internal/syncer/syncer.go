@@ -56,11 +56,13 @@ const PollWait = 30 * time.Second
 
 // batchSize is the most reported patches sent in one upload, and
 // maxBatchBytes about the most bytes of them (the hub reads bodies of up to
-// 256 KiB): one patch over it goes alone.
-const (
-	batchSize     = 500
-	maxBatchBytes = 192 << 10
-)
+// 256 KiB): one patch over it goes alone. The bytes bound most batches: the
+// hub writes each twin a batch changes once, so the more patches a batch
+// holds per twin the fewer writes each patch costs (1,000 leaf devices
+// reporting small patches: up to about 2,500 patches in 1,000 writes).
+const maxBatchBytes = 192 << 10
+
+var batchSize = 4096 // a var for tests that cut a batch by count
 
 // ErrNotSynced means the device has never synced with its hub, so it knows
 // no modules yet.
@@ -114,7 +116,14 @@ type Syncer struct {
 	recent []hubapi.ReportedPatch
 
 	kick    chan struct{} // the outbox has work
-	flushMu sync.Mutex    // one upload at a time
+	flushMu sync.Mutex    // one upload at a time; guards what follows
+	// scanned is the outbox key up to which every record's patches are
+	// acked (an upload starts reading after it), and done the keys of
+	// those records, removed at the next compaction (see flush), at
+	// compacted.
+	scanned   string
+	done      []string
+	compacted time.Time
 
 	qmu        sync.Mutex // guards what follows: PatchReported's group commit
 	queue      []*call    // waiting for the next commit
@@ -318,11 +327,16 @@ func (s *Syncer) poke() {
 // longer has), twins (the hub's, with still-queued patches on top), and the
 // new cursor, then tells watchers.
 func (s *Syncer) apply(resp *hubapi.Sync) error {
-	// Not during an upload: the hub's twins may hold its patches already,
-	// and they must not be applied again on top (each would bump $version)
-	// before Acked says the hub has them.
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
+	// The hub's twins may hold patches of an upload under way, which must
+	// not be laid on them again (each would bump $version): the answer's
+	// Reported says which (see held below). From a hub that does not say,
+	// not during an upload, so that Acked says it. (Waiting for the upload
+	// delayed desired changes by a whole upload: seconds with 1,000 leaf
+	// devices reporting.)
+	if r := resp.Reported; r == nil || r.Session != s.state.Session { // Session is set once, in New
+		s.flushMu.Lock()
+		defer s.flushMu.Unlock()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.twMu.Lock() // the hub's twins go after the local ones being written
@@ -397,6 +411,9 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 			pending[patchRef(p)] = append(pending[patchRef(p)], p)
 		}
 	}
+	// The twins to write, written together (their fsyncs shared) before
+	// the cursor that says the device has them.
+	writes := map[string][]byte{}
 	for _, raw := range resp.Twins {
 		t := new(twin.Twin)
 		if err := t.UnmarshalJSON(raw); err != nil {
@@ -405,41 +422,43 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 		if !keep[t.ModuleID] {
 			continue
 		}
-		s.noteHub(t, now)
-		oldDesired, oldReported := int64(0), ""
-		if old, err := s.localTwin(t.ModuleID); err == nil {
-			oldDesired = old.DesiredVersion()
-			oldReported = reportedJSON(old)
-		}
-		for _, p := range pending[t.ModuleID] {
-			if _, err := t.PatchReported(p.Patch, s.now().UTC()); err != nil {
-				s.log.Warn("sync: a queued reported patch no longer applies", "module", p.ModuleID, "seq", p.Seq, "err", err)
-			}
-		}
-		b, err := t.MarshalJSON()
+		s.noteHub(t, now) // before the queued patches are laid on
+		c, b, err := s.settle(t.ModuleID, t, pending[t.ModuleID])
 		if err != nil {
 			return err
 		}
-		if _, err := s.st.Put("twins/"+t.ModuleID, b, store.Any); err != nil {
-			return err
+		if b != nil {
+			writes[t.ModuleID] = b
 		}
-		s.clean(t.ModuleID, nil)
-		switch {
-		case t.DesiredVersion() != oldDesired:
-			changes = append(changes, Change{ModuleID: t.ModuleID, DesiredVersion: t.DesiredVersion()})
-		case reportedJSON(t) != oldReported:
-			changes = append(changes, Change{ModuleID: t.ModuleID, DesiredVersion: t.DesiredVersion(), Reported: true})
+		if c != nil {
+			c.ModuleID = t.ModuleID
+			changes = append(changes, *c)
 		}
 	}
 
 	for _, raw := range resp.ChildTwins {
-		c, err := s.applyChildTwin(raw, kids, pending)
+		t := new(twin.Twin)
+		if err := t.UnmarshalJSON(raw); err != nil {
+			return fmt.Errorf("child twin from the hub: %w", err)
+		}
+		if t.ModuleID != "" || !kids[t.DeviceID] {
+			continue
+		}
+		ref := childRef(t.DeviceID)
+		c, b, err := s.settle(ref, t, pending[ref])
 		if err != nil {
 			return err
 		}
+		if b != nil {
+			writes[ref] = b
+		}
 		if c != nil {
+			c.DeviceID = t.DeviceID
 			changes = append(changes, *c)
 		}
+	}
+	if err := s.putTwins(writes); err != nil {
+		return err
 	}
 
 	s.state.Cursor, s.state.LastSync = resp.Cursor, now
@@ -462,6 +481,75 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 		}
 	}
 	return nil
+}
+
+// settle lays the patches still queued for ref (pending) on t, its twin
+// from the hub, and returns what to tell watchers (nil: nothing changed
+// for them) and the record to write: nil when the device has this twin
+// already (the hub's answer to the device's own reported patches, which
+// with 1,000 leaf devices is most of every answer; only the $lastUpdated
+// times the hub gave them differ). The caller holds s.mu and s.twMu.
+func (s *Syncer) settle(ref string, t *twin.Twin, pending []hubapi.ReportedPatch) (*Change, []byte, error) {
+	for _, p := range pending {
+		if _, err := t.PatchReported(p.Patch, s.now().UTC()); err != nil {
+			s.log.Warn("sync: a queued reported patch no longer applies", "twin", ref, "seq", p.Seq, "err", err)
+		}
+	}
+	old, err := s.localTwin(ref)
+	if err == nil && sameTwin(old, t) {
+		return nil, nil, nil
+	}
+	b, err := t.MarshalJSON()
+	if err != nil {
+		return nil, nil, err
+	}
+	oldDesired, oldReported := int64(0), ""
+	if old != nil {
+		oldDesired, oldReported = old.DesiredVersion(), reportedJSON(old)
+	}
+	switch {
+	case t.DesiredVersion() != oldDesired:
+		return &Change{DesiredVersion: t.DesiredVersion()}, b, nil
+	case reportedJSON(t) != oldReported:
+		return &Change{DesiredVersion: t.DesiredVersion(), Reported: true}, b, nil
+	}
+	return nil, b, nil
+}
+
+// sameTwin reports whether a and b hold the same twin: identity, status,
+// tags, desired and reported properties and their versions, but not the
+// metadata's times.
+func sameTwin(a, b *twin.Twin) bool {
+	return a.DeviceID == b.DeviceID && a.ModuleID == b.ModuleID && a.Status == b.Status &&
+		a.DesiredVersion() == b.DesiredVersion() && a.ReportedVersion() == b.ReportedVersion() &&
+		string(a.DesiredJSON()) == string(b.DesiredJSON()) &&
+		string(a.ReportedJSON()) == string(b.ReportedJSON()) &&
+		string(a.TagsJSON()) == string(b.TagsJSON())
+}
+
+// putTwins writes the twin records of writes (by ref), concurrently so that
+// the writes share fsyncs, and forgets those twins' dirty copies. The
+// caller holds s.twMu (and s.mu: no commit makes a twin dirty meanwhile).
+func (s *Syncer) putTwins(writes map[string][]byte) error {
+	var wg sync.WaitGroup
+	var emu sync.Mutex
+	var errs []error
+	sem := make(chan struct{}, 64)
+	for ref, b := range writes {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if _, err := s.st.Put(twinKey(ref), b, store.Any); err != nil {
+				emu.Lock()
+				errs = append(errs, fmt.Errorf("write the local twin of %s: %w", ref, err))
+				emu.Unlock()
+				return
+			}
+			s.clean(ref, nil)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // reportedJSON is a twin's reported properties without their metadata,
@@ -488,7 +576,10 @@ func (s *Syncer) saveState() error {
 // watcher that falls behind misses changes, not the state: it should read
 // the modules and twins again on each change.
 func (s *Syncer) Watch(ctx context.Context) <-chan Change {
-	ch := make(chan Change, 64)
+	// Room for a sync answer's changes: one answer can change the twins
+	// of 1,000 children (a desired patch to each), and a change dropped
+	// here waits for the watcher's next sweep (the broker's: 5 s).
+	ch := make(chan Change, 4096)
 	s.mu.Lock()
 	s.subs[ch] = struct{}{}
 	s.mu.Unlock()
@@ -855,9 +946,21 @@ func (s *Syncer) Flush(ctx context.Context) error {
 	}
 }
 
+// compactEvery is how often, at most, an upload that leaves more to send
+// writes the local twins and removes the acked records from the outbox
+// (when the outbox is sent it always does).
+const compactEvery = 2 * time.Second
+
 // flush sends one batch of the outbox (at most batchSize patches, at most
-// maxBatchBytes of them) and removes the records the hub then holds in
-// full; more reports whether some is left.
+// maxBatchBytes of them); more reports whether some is left. The records
+// the hub then holds in full are removed at the next compaction: when the
+// outbox is sent, or compactEvery after the last one. Until then they stay,
+// and New would lay them on the local twins again after a crash (the twins
+// that hold them are written first, at the compaction): with 1,000 leaf
+// devices and a deep outbox, that writes each twin once per compaction
+// rather than once per upload. The hub holds every patch with seq ≤ Acked
+// (kept in memory between compactions: after a crash the hub is sent those
+// again, and skips them).
 func (s *Syncer) flush(ctx context.Context) (more bool, err error) {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
@@ -871,7 +974,7 @@ func (s *Syncer) flush(ctx context.Context) (more bool, err error) {
 	}
 	var recs []sent // records whose every patch is in the batch or acked before
 	size := 0
-	after := ""
+	after := s.scanned
 scan:
 	for {
 		page, err := s.st.Range("outbox/", after, 64)
@@ -918,6 +1021,33 @@ scan:
 			more = true // the hub stopped part way: send the rest again
 		}
 	}
+	for _, r := range recs {
+		if r.last > ack.Acked {
+			break
+		}
+		s.done = append(s.done, r.key)
+		s.scanned = r.key
+	}
+	s.mu.Lock()
+	if ack.Acked > s.state.Acked {
+		s.state.Acked = ack.Acked
+		s.depth.ack(ack.Acked)
+		s.noteAcked(batch.Patches, &ack)
+		s.statusChangedLocked()
+	}
+	s.mu.Unlock()
+	if more && time.Since(s.compacted) < compactEvery {
+		return more, nil
+	}
+	return more, s.compact()
+}
+
+// compact writes the local twins, then removes the records of s.done from
+// the outbox and writes Acked, in one Txn (one journal and a few fsyncs,
+// however many records): Acked is what keeps the seqs of removed records
+// from being used again. The caller holds s.flushMu.
+func (s *Syncer) compact() error {
+	s.compacted = time.Now()
 	// The twins that hold the patches go first: the outbox is what New
 	// applies again after a crash. (s.mu: a commit in progress has made its
 	// twins dirty: taking it waits for that commit to end.)
@@ -925,40 +1055,27 @@ scan:
 	//lint:ignore SA2001 a barrier, not a critical section
 	s.mu.Unlock()
 	if err := s.writeTwins(); err != nil {
-		return false, err
-	}
-	// Then the new Acked and the records the hub holds, in one Txn (one
-	// journal and a few fsyncs, however many records): Acked is what keeps
-	// the seqs of removed records from being used again.
-	var ops []store.Op
-	for _, r := range recs {
-		if r.last <= ack.Acked {
-			ops = append(ops, store.DeleteOp(r.key, store.Any))
-		}
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.state
-	st.Acked = max(st.Acked, ack.Acked)
-	if st.Acked > s.state.Acked {
-		b, err := json.Marshal(st)
-		if err != nil {
-			return false, err
-		}
-		ops = append(ops, store.PutOp("sync/state", b, store.Any))
+	if len(s.done) == 0 {
+		return nil
 	}
-	if len(ops) > 0 {
-		if _, err := s.st.Txn(ops...); err != nil {
-			return false, fmt.Errorf("remove sent patches from the outbox: %w", err)
-		}
+	ops := make([]store.Op, 0, len(s.done)+1)
+	for _, k := range s.done {
+		ops = append(ops, store.DeleteOp(k, store.Any))
 	}
-	if st.Acked > s.state.Acked {
-		s.depth.ack(st.Acked)
-		s.noteAcked(batch.Patches, &ack)
-		s.statusChangedLocked()
+	b, err := json.Marshal(s.state)
+	if err != nil {
+		return err
 	}
-	s.state.Acked = st.Acked
-	return more, nil
+	ops = append(ops, store.PutOp("sync/state", b, store.Any))
+	if _, err := s.st.Txn(ops...); err != nil {
+		return fmt.Errorf("remove sent patches from the outbox: %w", err)
+	}
+	s.done = s.done[:0]
+	return nil
 }
 
 // maxRecent bounds Syncer.recent: past it, a twin may lack some of its

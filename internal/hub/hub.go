@@ -103,9 +103,10 @@ type Hub struct {
 	// autodeploy applies automatic deployments (configurations.go).
 	autodeploy *registry.AutoDeployer
 
-	index    *twinIndex // every twin, decoded, for queries (empty on etcd)
-	uploads  sync.Map   // device id → *sync.Mutex
-	echoes   sync.Map   // twin record key → the version its device's upload wrote; see echoed
+	index    *twinIndex   // every twin, decoded, for queries (empty on etcd)
+	uploads  sync.Map     // device id → *sync.Mutex
+	echoes   sync.Map     // twin record key → the version its device's upload wrote; see echoed
+	nEchoes  atomic.Int64 // entries in echoes, about (see remember)
 	presence *presence
 	// longPolls counts the sync long polls waiting now (status.go).
 	longPolls atomic.Int64

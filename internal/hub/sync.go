@@ -552,7 +552,7 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 		if w, ok := h.echoes.Load(e.key); ok && w.(echo).v == e.prev {
 			base = w.(echo).base // only this device's uploads wrote it since that
 		}
-		h.echoes.Store(e.key, echo{v: v, base: base})
+		h.remember(e.key, echo{v: v, base: base})
 	}
 	return ack, nil
 }
@@ -589,7 +589,19 @@ func (h *Hub) echoed(key string, v, since int64) bool {
 }
 
 // sent notes that the device was sent version v of the twin record key.
-func (h *Hub) sent(key string, v int64) { h.echoes.Store(key, echo{v: v, base: v}) }
+func (h *Hub) sent(key string, v int64) { h.remember(key, echo{v: v, base: v}) }
+
+// maxEchoes bounds what the hub remembers for echoed (about 200 bytes a
+// twin): a replica's memory does not grow with the fleet it serves. Past
+// it the hub forgets them all, which costs only twins sent again once.
+const maxEchoes = 50_000
+
+func (h *Hub) remember(key string, e echo) {
+	if _, loaded := h.echoes.Swap(key, e); !loaded && h.nEchoes.Add(1) > maxEchoes {
+		h.echoes.Clear()
+		h.nEchoes.Store(0)
+	}
+}
 
 // childTwin loads the device twin of child for a reported patch its
 // parent posts: an error wrapping registry.ErrInvalid when child is not a

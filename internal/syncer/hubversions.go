@@ -3,6 +3,7 @@ package syncer
 import (
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
 
@@ -47,4 +48,35 @@ func (s *Syncer) twinExtras() (map[string]hubSeen, map[string]int) {
 		hub[id] = h
 	}
 	return hub, s.depth.queuedByRef()
+}
+
+// noteUploaded updates the hub's reported versions after an upload the hub
+// acknowledged up to ack.Acked: a twin whose patches the hub now holds, all
+// of them (none left queued, none refused in this batch), has at the hub
+// the reported version the device has, since the hub lays the same patches
+// on the same twin. Sync answers leave such twins out (they are the
+// device's own uploads), so this is how the hub's version is known then.
+// The caller holds s.mu.
+func (s *Syncer) noteUploaded(batch []hubapi.ReportedPatch, ack *hubapi.ReportedAck, at time.Time) {
+	refused := map[string]bool{}
+	for _, r := range ack.Rejected {
+		for _, p := range batch {
+			if p.Seq == r.Seq {
+				refused[patchRef(p)] = true
+			}
+		}
+	}
+	for _, p := range batch {
+		ref := patchRef(p)
+		seen, ok := s.state.Hub[ref]
+		if !ok || p.Seq > ack.Acked || refused[ref] || s.depth.byRef[ref] > 0 {
+			continue
+		}
+		t, err := s.localTwin(ref)
+		if err != nil {
+			continue
+		}
+		seen.Reported, seen.At = t.ReportedVersion(), at
+		s.state.Hub[ref] = seen
+	}
 }

@@ -83,4 +83,17 @@ func TestStatusHubVersions(t *testing.T) {
 	if _, a := twinStatus(t, s2, "a"); a.ReportedVersion != hubReported+2 || !a.HubSeenAt.After(seen) {
 		t.Fatalf("twin a back online: %+v", a)
 	}
+
+	// Online, a report's upload: the hub leaves its echo out of the sync
+	// answers, and the acknowledged upload says the hub has the version.
+	if _, err := s2.PatchReported("a", []byte(`{"n":3}`)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the hub's reported version after an online upload", func() bool {
+		_, a := twinStatus(t, s2, "a")
+		return a.QueuedReports == 0 && a.ReportedVersion == hubReported+3 && a.HubReportedVersion == hubReported+3
+	})
+	if tw, err := f.hub.Client(t).GetTwin(t.Context(), "d", "a"); err != nil || tw.ReportedVersion() != hubReported+3 {
+		t.Fatalf("the hub's own twin a: r%d, %v; want r%d", tw.ReportedVersion(), err, hubReported+3)
+	}
 }

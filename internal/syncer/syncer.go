@@ -1033,6 +1033,7 @@ scan:
 		s.state.Acked = ack.Acked
 		s.depth.ack(ack.Acked)
 		s.noteAcked(batch.Patches, &ack)
+		s.noteUploaded(batch.Patches, &ack, s.now().UTC())
 		s.statusChangedLocked()
 	}
 	s.mu.Unlock()

@@ -56,6 +56,7 @@ import (
 
 var (
 	telemetry bool
+	upstream  bool // the leaves' telemetry routed to the hub
 	work      string
 	procs     []*exec.Cmd
 )
@@ -66,6 +67,7 @@ func main() {
 	window := flag.Duration("window", 60*time.Second, "the measured load window")
 	offline := flag.Duration("offline", 60*time.Second, "how long the hub is stopped (0: skip the outbox part)")
 	flag.BoolVar(&telemetry, "telemetry", true, "each leaf also sends a telemetry message a second (QoS 1)")
+	flag.BoolVar(&upstream, "upstream", false, "deploy a route that sends the leaves' telemetry upstream (FROM /messages/* WHERE NOT IS_DEFINED($connectionModuleId) INTO $upstream); without it no route takes it and the broker drops it after its PUBACK")
 	flag.Parse()
 	if *bin == "" || *n < 1 {
 		log.Fatal("usage: leafbench -outpost BIN [-n 1000] [-window 60s] [-offline 60s]")
@@ -113,6 +115,13 @@ func run(bin string, n int, window, offline time.Duration) (code int) {
 	edge, err := owner.CreateDevice(ctx, hubapi.Device{DeviceID: "bench-edge"})
 	if err != nil {
 		fatalf("create the edge device: %v", err)
+	}
+	if upstream {
+		manifest := []byte(`{"schemaVersion":"1.0","modules":{},"routes":{"leaves":"FROM /messages/* WHERE NOT IS_DEFINED($connectionModuleId) INTO $upstream"}}`)
+		if _, err := owner.ApplyConfiguration(ctx, edge.DeviceID, manifest); err != nil {
+			fatalf("deploy the leaves' upstream route: %v", err)
+		}
+		fmt.Println("route: the leaves' telemetry goes upstream (FROM /messages/* WHERE NOT IS_DEFINED($connectionModuleId) INTO $upstream)")
 	}
 	leaves := make([]*leaf, n)
 	t0 := time.Now()

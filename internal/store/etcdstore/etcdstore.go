@@ -82,6 +82,8 @@ type Store struct {
 	timeout  time.Duration
 	log      *slog.Logger
 	eps      []string
+	hints    hints // of readPage
+	stats    rangeStats
 
 	mu      sync.RWMutex
 	closed  bool
@@ -314,12 +316,20 @@ func (s *Store) Range(prefix, after string, limit int) ([]store.Record, error) {
 		recs, _, err := s.listAt(prefix, after) // paged, at one revision
 		return recs, err
 	}
-	recs, _, err := s.rangeAt(prefix, after, limit, 0)
+	recs, _, err := s.rangeAt(prefix, after, limit, 0, false)
 	return recs, err
 }
 
-// rangeAt reads one page at revision rev (0: the latest) and returns the revision read.
-func (s *Store) rangeAt(prefix, after string, limit int, rev int64) ([]store.Record, int64, error) {
+// RangeKeys is Range without the records' values: their keys and versions
+// only (etcd sends no values).
+func (s *Store) RangeKeys(prefix, after string, limit int) ([]store.Record, error) {
+	recs, _, err := s.rangeAt(prefix, after, limit, 0, true)
+	return recs, err
+}
+
+// rangeAt reads one page at revision rev (0: the latest), with keysOnly
+// without values, and returns the revision read.
+func (s *Store) rangeAt(prefix, after string, limit int, rev int64, keysOnly bool) ([]store.Record, int64, error) {
 	ctx, cancel, err := s.op()
 	if err != nil {
 		return nil, 0, err
@@ -329,23 +339,7 @@ func (s *Store) rangeAt(prefix, after string, limit int, rev int64) ([]store.Rec
 	if after != "" && after >= prefix {
 		from = s.prefix + after + "\x00"
 	}
-	// etcd returns a range in key order: no WithSort, which makes etcd 3.4
-	// read the whole rest of the range for each page before it cuts it to
-	// the limit (a scan of n keys cost n²/limit key reads).
-	opts := []clientv3.OpOption{clientv3.WithRange(clientv3.GetPrefixRangeEnd(s.prefix + prefix)),
-		clientv3.WithLimit(int64(limit))}
-	if rev > 0 {
-		opts = append(opts, clientv3.WithRev(rev))
-	}
-	resp, err := s.cli.Get(ctx, from, opts...)
-	if err != nil {
-		return nil, 0, s.fail("list "+prefix, err)
-	}
-	recs := make([]store.Record, len(resp.Kvs))
-	for i, kv := range resp.Kvs {
-		recs[i] = s.record(kv)
-	}
-	return recs, resp.Header.Revision, nil
+	return s.readPage(ctx, prefix, from, limit, rev, keysOnly)
 }
 
 // compare returns the condition of a write to k expecting version expect.

@@ -116,7 +116,7 @@ func (h *Hub) runQuery(q *query.Query, pos queryPos, limit int) (rows []any, nex
 	}
 	if h.index.paged != nil && limit > 0 { // a page in bounded time (querypaged.go)
 		var stopped *queryPos
-		stopped, err = h.scanPaged(modules, pos, q.Where(), twins, time.Now().Add(h.index.pageTimeOrDefault()), collect)
+		stopped, err = h.scanPaged(modules, pos, q.Where(), twins, limit+1, time.Now().Add(h.index.pageTimeOrDefault()), collect)
 		if stopped != nil {
 			stopped.N = pos.N + n
 			next = stopped

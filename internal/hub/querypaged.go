@@ -97,7 +97,7 @@ func getMany(st store.Store, keys []string) (map[string]store.Record, error) {
 // On the index fn runs under its read lock.
 func (h *Hub) scanFrom(modules bool, pos queryPos, cond *query.Condition, full, twins bool, fn func(t matched) bool) error {
 	if h.index.paged != nil {
-		_, err := h.scanPaged(modules, pos, cond, twins, time.Time{}, fn)
+		_, err := h.scanPaged(modules, pos, cond, twins, 0, time.Time{}, fn)
 		return err
 	}
 	entries := h.index.snapshot(modules)
@@ -116,7 +116,11 @@ func (h *Hub) scanFrom(modules bool, pos queryPos, cond *query.Condition, full, 
 // the position after that page (nil when it went to the end or fn stopped
 // it), so that a page of a query over a large fleet is answered in bounded
 // time, with a continuation token, however few twins match.
-func (h *Hub) scanPaged(modules bool, pos queryPos, cond *query.Condition, twins bool, deadline time.Time, fn func(t matched) bool) (*queryPos, error) {
+//
+// want, when not 0, is how many twins fn takes at most: the first page reads
+// that many identities (a page of a query of 100 rows reads 101, not
+// pagedScanPage), and each next page twice as many, up to pagedScanPage.
+func (h *Hub) scanPaged(modules bool, pos queryPos, cond *query.Condition, twins bool, want int, deadline time.Time, fn func(t matched) bool) (*queryPos, error) {
 	x := h.index
 	prefix := "devices/"
 	if modules {
@@ -143,8 +147,12 @@ func (h *Hub) scanPaged(modules bool, pos queryPos, cond *query.Condition, twins
 		readPage = kr.RangeKeys
 	}
 	view := &twinView{x: x, raw: true}
-	for {
-		recs, err := readPage(prefix, after, pagedScanPage)
+	page := pagedScanPage
+	if want > 0 {
+		page = min(pagedScanPage, max(want, 16))
+	}
+	for ; ; page = min(2*page, pagedScanPage) {
+		recs, err := readPage(prefix, after, page)
 		if err != nil {
 			return nil, err
 		}
@@ -161,7 +169,7 @@ func (h *Hub) scanPaged(modules bool, pos queryPos, cond *query.Condition, twins
 				return nil, nil
 			}
 		}
-		if len(recs) < pagedScanPage {
+		if len(recs) < page {
 			return nil, nil
 		}
 		after = recs[len(recs)-1].Key

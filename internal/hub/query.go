@@ -57,13 +57,27 @@ func (h *Hub) runQuery(q *query.Query, pos queryPos, limit int) (rows []any, nex
 		}
 	}
 	modules, full := q.From() == query.Modules, readsMetadata(q.Paths())
+	twins := q.Star() || readsTwins(modules, q.Paths())
 	if q.Aggregated() {
 		agg := q.NewAggregation()
-		if err := h.scanFrom(modules, queryPos{}, q.Where(), full, func(t matched) bool {
-			agg.AddGetter(t.view)
-			return true
-		}); err != nil {
-			return nil, nil, err
+		counted := false
+		if h.index.paged != nil && len(q.Paths()) == 0 { // SELECT COUNT() FROM …: every twin counts the same
+			n, ok, err := h.countPaged(modules)
+			if err != nil {
+				return nil, nil, err
+			}
+			for range n {
+				agg.AddGetter(noPaths{})
+			}
+			counted = ok
+		}
+		if !counted {
+			if err := h.scanFrom(modules, queryPos{}, q.Where(), full, twins, func(t matched) bool {
+				agg.AddGetter(t.view)
+				return true
+			}); err != nil {
+				return nil, nil, err
+			}
 		}
 		all := agg.Rows()
 		if pos.Off >= len(all) {
@@ -102,13 +116,13 @@ func (h *Hub) runQuery(q *query.Query, pos queryPos, limit int) (rows []any, nex
 	}
 	if h.index.paged != nil && limit > 0 { // a page in bounded time (querypaged.go)
 		var stopped *queryPos
-		stopped, err = h.scanPaged(modules, pos, q.Where(), time.Now().Add(h.index.pageTimeOrDefault()), collect)
+		stopped, err = h.scanPaged(modules, pos, q.Where(), twins, limit+1, time.Now().Add(h.index.pageTimeOrDefault()), collect)
 		if stopped != nil {
 			stopped.N = pos.N + n
 			next = stopped
 		}
 	} else {
-		err = h.scanFrom(modules, pos, q.Where(), full, collect)
+		err = h.scanFrom(modules, pos, q.Where(), full, twins, collect)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -139,7 +153,8 @@ func readsMetadata(paths [][]string) bool {
 // metrics call it.
 func (h *Hub) eachTwin(modules bool, cond *query.Condition, fn func(deviceID, moduleID string) bool) error {
 	full := cond != nil && readsMetadata(cond.Paths())
-	return h.scanFrom(modules, queryPos{}, cond, full, func(t matched) bool { return fn(t.e.deviceID, t.e.moduleID) })
+	twins := cond != nil && readsTwins(modules, cond.Paths())
+	return h.scanFrom(modules, queryPos{}, cond, full, twins, func(t matched) bool { return fn(t.e.deviceID, t.e.moduleID) })
 }
 
 // matched is a twin that matched a condition; view is valid during the

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -91,10 +92,12 @@ func getMany(st store.Store, keys []string) (map[string]store.Record, error) {
 // scanFrom calls fn for each twin of one collection (modules or not) after
 // pos (from the first with a zero pos) that matches cond, in order, until fn
 // returns false. With full, paths are read from the twins' JSON ($metadata
-// too). On the index fn runs under its read lock.
-func (h *Hub) scanFrom(modules bool, pos queryPos, cond *query.Condition, full bool, fn func(t matched) bool) error {
+// too). Without twins, neither cond nor fn reads more of a twin than its
+// identity holds (readsTwins), so that the store's twins need not be read.
+// On the index fn runs under its read lock.
+func (h *Hub) scanFrom(modules bool, pos queryPos, cond *query.Condition, full, twins bool, fn func(t matched) bool) error {
 	if h.index.paged != nil {
-		_, err := h.scanPaged(modules, pos, cond, time.Time{}, fn)
+		_, err := h.scanPaged(modules, pos, cond, twins, 0, time.Time{}, fn)
 		return err
 	}
 	entries := h.index.snapshot(modules)
@@ -113,7 +116,11 @@ func (h *Hub) scanFrom(modules bool, pos queryPos, cond *query.Condition, full b
 // the position after that page (nil when it went to the end or fn stopped
 // it), so that a page of a query over a large fleet is answered in bounded
 // time, with a continuation token, however few twins match.
-func (h *Hub) scanPaged(modules bool, pos queryPos, cond *query.Condition, deadline time.Time, fn func(t matched) bool) (*queryPos, error) {
+//
+// want, when not 0, is how many twins fn takes at most: the first page reads
+// that many identities (a page of a query of 100 rows reads 101, not
+// pagedScanPage), and each next page twice as many, up to pagedScanPage.
+func (h *Hub) scanPaged(modules bool, pos queryPos, cond *query.Condition, twins bool, want int, deadline time.Time, fn func(t matched) bool) (*queryPos, error) {
 	x := h.index
 	prefix := "devices/"
 	if modules {
@@ -126,20 +133,30 @@ func (h *Hub) scanPaged(modules bool, pos queryPos, cond *query.Condition, deadl
 			after += "/" + pos.Mod
 		}
 	}
-	var twins *twinCursor
-	if modules { // module twins are read as a range beside their identities
-		twins = &twinCursor{st: x.paged}
+	var cursor *twinCursor
+	if modules && twins { // module twins are read as a range beside their identities
+		cursor = &twinCursor{st: x.paged}
 		if after != "" {
-			twins.after = "twins/" + strings.TrimPrefix(after, prefix)
+			cursor.after = "twins/" + strings.TrimPrefix(after, prefix)
 		}
 	}
+	// A module's identity holds nothing a query reads (its ids are in its
+	// key): its record's value is not read where the store can leave it out.
+	readPage := x.paged.Range
+	if kr, ok := x.paged.(keyRanger); ok && modules {
+		readPage = kr.RangeKeys
+	}
 	view := &twinView{x: x, raw: true}
-	for {
-		recs, err := x.paged.Range(prefix, after, pagedScanPage)
+	page := pagedScanPage
+	if want > 0 {
+		page = min(pagedScanPage, max(want, 16))
+	}
+	for ; ; page = min(2*page, pagedScanPage) {
+		recs, err := readPage(prefix, after, page)
 		if err != nil {
 			return nil, err
 		}
-		entries, err := x.pageEntries(prefix, modules, recs, twins)
+		entries, err := x.pageEntries(prefix, modules, recs, twins, cursor)
 		if err != nil {
 			return nil, err
 		}
@@ -152,7 +169,7 @@ func (h *Hub) scanPaged(modules bool, pos queryPos, cond *query.Condition, deadl
 				return nil, nil
 			}
 		}
-		if len(recs) < pagedScanPage {
+		if len(recs) < page {
 			return nil, nil
 		}
 		after = recs[len(recs)-1].Key
@@ -162,6 +179,57 @@ func (h *Hub) scanPaged(modules bool, pos queryPos, cond *query.Condition, deadl
 		}
 	}
 }
+
+// keyRanger is a store that reads pages of keys and versions without the
+// records' values (etcd).
+type keyRanger interface {
+	RangeKeys(prefix, after string, limit int) ([]store.Record, error)
+}
+
+// counter is a store that counts the records under a prefix without
+// reading them (etcd).
+type counter interface {
+	Count(prefix string) (int64, error)
+}
+
+// identityPaths are the paths of a twin that its identity and the hub's
+// presence answer (twinView.Get), by collection (devices, modules): a query
+// that reads no others needs no twin records.
+var identityPaths = [2][]string{
+	{"deviceId", "moduleId", "connectionState", "status", "capabilities", "capabilities.iotEdge", "deviceScope", "parentScopes"},
+	{"deviceId", "moduleId", "connectionState"},
+}
+
+// readsTwins reports whether a query over devices (or modules) that reads
+// paths needs the twin records, not only the identities.
+func readsTwins(modules bool, paths [][]string) bool {
+	for _, p := range paths {
+		if !slices.Contains(identityPaths[collectionOf(modules)], strings.Join(p, ".")) {
+			return true
+		}
+	}
+	return false
+}
+
+// countPaged returns how many twins the collection (modules or not) has,
+// when the store counts them without reading them (ok false otherwise).
+func (h *Hub) countPaged(modules bool) (n int64, ok bool, err error) {
+	c, isCounter := h.index.paged.(counter)
+	if !isCounter {
+		return 0, false, nil
+	}
+	prefix := "devices/"
+	if modules {
+		prefix = "modules/"
+	}
+	n, err = c.Count(prefix)
+	return n, err == nil, err
+}
+
+// noPaths is the twin of a query that reads no paths.
+type noPaths struct{}
+
+func (noPaths) Get(*query.Path) (any, bool) { return nil, false }
 
 // twinCursor reads the twins/ records in key order, a range at a time, for
 // a scan over module identities (whose keys sort as their twins' do): one
@@ -215,9 +283,9 @@ func (c *twinCursor) upTo(last string) ([]store.Record, error) {
 }
 
 // pageEntries makes the entries of a page of identity records under prefix,
-// with their twins (from twins, when not nil) and configurations read from
-// the store.
-func (x *twinIndex) pageEntries(prefix string, modules bool, recs []store.Record, twins *twinCursor) ([]*indexEntry, error) {
+// with twins their twins (from cursor, when not nil) and configurations read
+// from the store.
+func (x *twinIndex) pageEntries(prefix string, modules bool, recs []store.Record, twins bool, cursor *twinCursor) ([]*indexEntry, error) {
 	entries := make([]*indexEntry, 0, len(recs))
 	keys := make([]string, 0, len(recs))
 	for _, r := range recs {
@@ -231,19 +299,25 @@ func (x *twinIndex) pageEntries(prefix string, modules bool, recs []store.Record
 			e.identityFields = readIdentity(r.Value)
 		}
 		entries = append(entries, e)
-		if twins == nil {
+		if !twins {
+			continue
+		}
+		if cursor == nil {
 			keys = append(keys, "twins/"+rest)
 		}
 		if mid == registry.AgentModule {
 			keys = append(keys, deployStateKind+"/"+id)
 		}
 	}
+	if !twins {
+		return entries, nil
+	}
 	got, err := getMany(x.paged, keys)
 	if err != nil {
 		return nil, err
 	}
-	if twins != nil && len(recs) > 0 {
-		trecs, err := twins.upTo(strings.TrimPrefix(recs[len(recs)-1].Key, prefix))
+	if cursor != nil && len(recs) > 0 {
+		trecs, err := cursor.upTo(strings.TrimPrefix(recs[len(recs)-1].Key, prefix))
 		if err != nil {
 			return nil, err
 		}

@@ -95,6 +95,14 @@ func TestPagedQueriesMatchIndex(t *testing.T) {
 		"SELECT COUNT() AS n FROM devices.modules WHERE NOT IS_DEFINED(properties.desired.interval)",
 		"SELECT TOP 130 deviceId FROM devices WHERE capabilities.iotEdge = true",
 		"SELECT * FROM devices WHERE deviceId = 'nobody'",
+		// Counts without paths (one count of identity keys), and queries
+		// that read only identity fields (no twins read).
+		"SELECT COUNT() AS n FROM devices",
+		"SELECT COUNT() AS n, COUNT() AS m FROM devices.modules",
+		"SELECT deviceId, status FROM devices WHERE status = 'disabled' OR capabilities.iotEdge = false",
+		"SELECT deviceId, moduleId FROM devices.modules WHERE moduleId = 'm1'",
+		"SELECT deviceId, deviceScope, parentScopes FROM devices",
+		"SELECT status, COUNT() AS n FROM devices GROUP BY status",
 	} {
 		pq, err := query.Parse(q)
 		if err != nil {

@@ -82,6 +82,8 @@ type Store struct {
 	timeout  time.Duration
 	log      *slog.Logger
 	eps      []string
+	hints    hints // of readPage
+	stats    rangeStats
 
 	mu      sync.RWMutex
 	closed  bool
@@ -266,35 +268,78 @@ func (s *Store) RangeThrough(after, last string) ([]store.Record, error) {
 
 // GetMany returns the records of those of keys that exist, in no given
 // order: one etcd transaction of gets per etcd's --max-txn-ops keys, each at
-// one revision (the hub's queries read a page of twins with it).
+// one revision (the hub's queries read a page of twins with it), up to
+// getManyParallel of them at once.
 func (s *Store) GetMany(keys []string) ([]store.Record, error) {
 	for _, k := range keys {
 		if err := store.CheckKey(k); err != nil {
 			return nil, err
 		}
 	}
-	recs := make([]store.Record, 0, len(keys))
-	for chunk := range slices.Chunk(keys, s.maxOps) {
-		ctx, cancel, err := s.op()
-		if err != nil {
-			return nil, err
-		}
-		ops := make([]clientv3.Op, len(chunk))
-		for i, k := range chunk {
-			ops[i] = clientv3.OpGet(s.prefix + k)
-		}
-		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
-		cancel()
-		if err != nil {
-			return nil, s.fail(fmt.Sprintf("get %d records (%s, …)", len(chunk), chunk[0]), err)
-		}
-		for _, r := range resp.Responses {
-			for _, kv := range r.GetResponseRange().GetKvs() {
-				recs = append(recs, s.record(kv))
+	chunks := slices.Collect(slices.Chunk(keys, s.maxOps))
+	got := make([][]store.Record, len(chunks))
+	errs := make([]error, len(chunks))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(getManyParallel, len(chunks)) {
+		wg.Go(func() {
+			for i := range next {
+				got[i], errs[i] = s.getTxn(chunks[i])
 			}
+		})
+	}
+	for i := range chunks {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return slices.Concat(got...), nil
+}
+
+// getManyParallel is how many transactions of gets GetMany has in flight:
+// etcd answers each on its own, and a page of 1,000 keys is eight of them.
+const getManyParallel = 8
+
+// getTxn gets keys in one transaction.
+func (s *Store) getTxn(keys []string) ([]store.Record, error) {
+	ctx, cancel, err := s.op()
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	ops := make([]clientv3.Op, len(keys))
+	for i, k := range keys {
+		ops[i] = clientv3.OpGet(s.prefix + k)
+	}
+	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+	if err != nil {
+		return nil, s.fail(fmt.Sprintf("get %d records (%s, …)", len(keys), keys[0]), err)
+	}
+	var recs []store.Record
+	for _, r := range resp.Responses {
+		for _, kv := range r.GetResponseRange().GetKvs() {
+			recs = append(recs, s.record(kv))
 		}
 	}
 	return recs, nil
+}
+
+// Count returns how many records there are under prefix, without reading
+// them (etcd walks their keys in its index).
+func (s *Store) Count(prefix string) (int64, error) {
+	ctx, cancel, err := s.op()
+	if err != nil {
+		return 0, err
+	}
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.prefix+prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, s.fail("count "+prefix, err)
+	}
+	return resp.Count, nil
 }
 
 func (s *Store) record(kv *mvccpb.KeyValue) store.Record {
@@ -314,12 +359,20 @@ func (s *Store) Range(prefix, after string, limit int) ([]store.Record, error) {
 		recs, _, err := s.listAt(prefix, after) // paged, at one revision
 		return recs, err
 	}
-	recs, _, err := s.rangeAt(prefix, after, limit, 0)
+	recs, _, err := s.rangeAt(prefix, after, limit, 0, false)
 	return recs, err
 }
 
-// rangeAt reads one page at revision rev (0: the latest) and returns the revision read.
-func (s *Store) rangeAt(prefix, after string, limit int, rev int64) ([]store.Record, int64, error) {
+// RangeKeys is Range without the records' values: their keys and versions
+// only (etcd sends no values).
+func (s *Store) RangeKeys(prefix, after string, limit int) ([]store.Record, error) {
+	recs, _, err := s.rangeAt(prefix, after, limit, 0, true)
+	return recs, err
+}
+
+// rangeAt reads one page at revision rev (0: the latest), with keysOnly
+// without values, and returns the revision read.
+func (s *Store) rangeAt(prefix, after string, limit int, rev int64, keysOnly bool) ([]store.Record, int64, error) {
 	ctx, cancel, err := s.op()
 	if err != nil {
 		return nil, 0, err
@@ -329,23 +382,7 @@ func (s *Store) rangeAt(prefix, after string, limit int, rev int64) ([]store.Rec
 	if after != "" && after >= prefix {
 		from = s.prefix + after + "\x00"
 	}
-	// etcd returns a range in key order: no WithSort, which makes etcd 3.4
-	// read the whole rest of the range for each page before it cuts it to
-	// the limit (a scan of n keys cost n²/limit key reads).
-	opts := []clientv3.OpOption{clientv3.WithRange(clientv3.GetPrefixRangeEnd(s.prefix + prefix)),
-		clientv3.WithLimit(int64(limit))}
-	if rev > 0 {
-		opts = append(opts, clientv3.WithRev(rev))
-	}
-	resp, err := s.cli.Get(ctx, from, opts...)
-	if err != nil {
-		return nil, 0, s.fail("list "+prefix, err)
-	}
-	recs := make([]store.Record, len(resp.Kvs))
-	for i, kv := range resp.Kvs {
-		recs[i] = s.record(kv)
-	}
-	return recs, resp.Header.Revision, nil
+	return s.readPage(ctx, prefix, from, limit, rev, keysOnly)
 }
 
 // compare returns the condition of a write to k expecting version expect.

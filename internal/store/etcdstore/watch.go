@@ -144,7 +144,7 @@ func (s *Store) listAt(prefix, after string) ([]store.Record, int64, error) {
 	var all []store.Record
 	rev := int64(0)
 	for {
-		recs, r, err := s.rangeAt(prefix, after, listPage, rev)
+		recs, r, err := s.rangeAt(prefix, after, listPage, rev, false)
 		if err != nil {
 			return nil, 0, err
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/cputime"
 	"github.com/outpost-edge/outpost/internal/hub/hubtest"
 	"github.com/outpost-edge/outpost/internal/hubclient"
 )
@@ -36,12 +37,12 @@ func BenchmarkListDevices(b *testing.B) {
 	}
 	c := h.Client(b)
 	measure := func(b *testing.B, per string, op func(b *testing.B) int) {
-		start, cpu, n := time.Now(), cpuTime(), 0
+		start, cpu, n := time.Now(), cputime.Self(), 0
 		for b.Loop() {
 			n += op(b)
 		}
 		b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(n), "ms/"+per)
-		b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/1000/float64(n), "cpu-ms/"+per)
+		b.ReportMetric(float64((cputime.Self()-cpu).Microseconds())/1000/float64(n), "cpu-ms/"+per)
 	}
 	page := func(b *testing.B, c *hubclient.Client, after string, want int) {
 		ds, _, err := c.ListDevicesPage(ctx, after, 100)

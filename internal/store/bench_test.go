@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/outpost-edge/outpost/internal/cputime"
 )
 
 // benchValue is a JSON value of about 200 bytes.
@@ -89,7 +91,7 @@ func benchPut(b *testing.B, writers int) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ResetTimer()
-	cpu := cpuTime()
+	cpu := cputime.Self()
 	for w := range writers {
 		wg.Go(func() {
 			for i := 0; next.Add(1) <= int64(b.N); i++ {
@@ -103,7 +105,7 @@ func benchPut(b *testing.B, writers int) {
 	wg.Wait()
 	b.StopTimer()
 	reportRate(b, "writes/s")
-	b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/float64(b.N), "cpu-us/write")
+	b.ReportMetric(float64((cputime.Self()-cpu).Microseconds())/float64(b.N), "cpu-us/write")
 }
 
 func BenchmarkPut1Writer(b *testing.B)   { benchPut(b, 1) }

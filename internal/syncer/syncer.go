@@ -531,11 +531,17 @@ func sameTwin(a, b *twin.Twin) bool {
 // the writes share fsyncs, and forgets those twins' dirty copies. The
 // caller holds s.twMu (and s.mu: no commit makes a twin dirty meanwhile).
 func (s *Syncer) putTwins(writes map[string][]byte) error {
+	return s.putConcurrently(writes, func(ref string) { s.clean(ref, nil) })
+}
+
+// putConcurrently writes the twin records of recs (by ref), 64 at a time so
+// that the writes share fsyncs, and calls written for each one stored.
+func (s *Syncer) putConcurrently(recs map[string][]byte, written func(ref string)) error {
 	var wg sync.WaitGroup
 	var emu sync.Mutex
 	var errs []error
 	sem := make(chan struct{}, 64)
-	for ref, b := range writes {
+	for ref, b := range recs {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
@@ -545,7 +551,7 @@ func (s *Syncer) putTwins(writes map[string][]byte) error {
 				emu.Unlock()
 				return
 			}
-			s.clean(ref, nil)
+			written(ref)
 		})
 	}
 	wg.Wait()
@@ -678,26 +684,15 @@ func (s *Syncer) writeTwins() error {
 	s.dmu.Lock()
 	todo := maps.Clone(s.dirty)
 	s.dmu.Unlock()
-	var wg sync.WaitGroup
-	errs := make([]error, 0, len(todo))
-	var emu sync.Mutex
-	for id, t := range todo { // concurrently, so that the writes share fsyncs
-		wg.Go(func() {
-			b, err := t.MarshalJSON()
-			if err == nil {
-				_, err = s.st.Put(twinKey(id), b, store.Any)
-			}
-			if err != nil {
-				emu.Lock()
-				errs = append(errs, fmt.Errorf("write the local twin of %s: %w", id, err))
-				emu.Unlock()
-				return
-			}
-			s.clean(id, t)
-		})
+	recs := make(map[string][]byte, len(todo))
+	for id, t := range todo {
+		b, err := t.MarshalJSON()
+		if err != nil {
+			return fmt.Errorf("write the local twin of %s: %w", id, err)
+		}
+		recs[id] = b
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return s.putConcurrently(recs, func(id string) { s.clean(id, todo[id]) })
 }
 
 // PatchReported applies a module's reported patch to its local twin and

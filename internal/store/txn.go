@@ -40,10 +40,10 @@ type journalPut struct {
 	Value []byte `json:"value"` // base64, so that the value comes back byte for byte
 }
 
-// Txn applies ops all or none; see Store.Txn.
 // txnWriters is how many temp files a Txn writes at once.
 const txnWriters = 32
 
+// Txn applies ops all or none; see Store.Txn.
 func (s *FileStore) Txn(ops ...Op) (int64, error) {
 	keys, err := CheckOps(ops)
 	if err != nil {

@@ -12,16 +12,9 @@ import (
 	"github.com/outpost-edge/outpost/internal/store"
 )
 
-// decodedOutbox is what Outbox reported before it kept the depth in
-// memory: every outbox record decoded, the patches above acked counted.
-// The tests hold the in-memory depth to it.
-func decodedOutbox(t *testing.T, st store.Store, acked int64) OutboxStatus {
-	t.Helper()
-	ob, _ := decodedByRef(t, st, acked)
-	return ob
-}
-
-// decodedByRef is decodedOutbox with the patches counted by twin too.
+// decodedByRef is what Outbox reported before it kept the depth in memory
+// (every outbox record decoded, the patches above acked counted), with the
+// patches counted by twin too. The tests hold the in-memory depth to it.
 func decodedByRef(t *testing.T, st store.Store, acked int64) (OutboxStatus, map[string]int) {
 	t.Helper()
 	var ob OutboxStatus

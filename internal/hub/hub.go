@@ -104,7 +104,7 @@ type Hub struct {
 	autodeploy *registry.AutoDeployer
 
 	index    *twinIndex   // every twin, decoded, for queries (empty on etcd)
-	uploads  sync.Map     // device id → *sync.Mutex
+	uploads  deviceLocks  // a device's uploads, one at a time
 	echoes   sync.Map     // twin record key → the version its device's upload wrote; see echoed
 	nEchoes  atomic.Int64 // entries in echoes, about (see remember)
 	presence *presence

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -29,7 +31,10 @@ func (a *Agent) ensureWorkload(module string) {
 		a.log.Error("workload socket", "module", module, "err", err)
 		return
 	}
-	_ = os.Remove(sock) // left by an earlier daemon
+	if err := removeStaleSocket(sock); err != nil {
+		a.log.Error("workload socket", "module", module, "err", err)
+		return
+	}
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		a.log.Error("workload socket", "module", module, "err", err)
@@ -51,6 +56,29 @@ func (a *Agent) ensureWorkload(module string) {
 			a.log.Error("workload socket", "module", module, "err", err)
 		}
 	}()
+}
+
+// removeStaleSocket removes the socket an earlier daemon left at path. Anything
+// else there is left alone and named in the error: the daemon replaces only
+// its own sockets.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case fi.Mode().Type() != fs.ModeSocket:
+		kind := "a file"
+		if fi.IsDir() {
+			kind = "a directory"
+		}
+		return fmt.Errorf("%s is %s, not a socket: the daemon replaces only a workload socket it left; move it away and restart the module", path, kind)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove the stale workload socket %s: %w", path, err)
+	}
+	return nil
 }
 
 // closeWorkload stops serving a module's socket ("" for every module).

@@ -2,7 +2,6 @@ package daemon_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -58,13 +57,8 @@ func TestNodeLeafMessages(t *testing.T) {
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	d, stop := start(t, cfg)
 	agenttest.Eventually(t, 60*time.Second, "the routes in force and the leaf known to the daemon", func() bool {
-		tw, err := f.Owner.GetTwin(ctx, f.DeviceID, "$edgeHub")
-		if err != nil {
-			return false
-		}
-		st, _ := tw.Reported()["lastDesiredStatus"].(map[string]any)
 		_, cerr := d.Syncer().Child(leafID)
-		return cerr == nil && fmt.Sprint(st["code"]) == "200" && fmt.Sprint(tw.Reported()["lastDesiredVersion"]) == fmt.Sprint(tw.DesiredVersion())
+		return cerr == nil && f.RoutesInForce(t)
 	})
 
 	leafCS := (&identity.ConnectionString{HostName: "localhost", DeviceID: leafID,

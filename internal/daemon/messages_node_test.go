@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -44,14 +43,7 @@ func TestNodeModuleMessages(t *testing.T) {
 	cfg := config(t, f)
 	cfg.BrokerListener, cfg.BrokerListen, cfg.GatewayHostName = ln, "", "localhost"
 	d, _ := start(t, cfg)
-	agenttest.Eventually(t, 60*time.Second, "the routes in $edgeHub's lastDesiredStatus", func() bool {
-		tw, err := f.Owner.GetTwin(t.Context(), f.DeviceID, "$edgeHub")
-		if err != nil {
-			return false
-		}
-		st, _ := tw.Reported()["lastDesiredStatus"].(map[string]any)
-		return fmt.Sprint(st["code"]) == "200" && fmt.Sprint(tw.Reported()["lastDesiredVersion"]) == fmt.Sprint(tw.DesiredVersion())
-	})
+	agenttest.Eventually(t, 60*time.Second, "the routes in $edgeHub's lastDesiredStatus", func() bool { return f.RoutesInForce(t) })
 
 	cs := func(id string) string {
 		return f.Hub.DeviceConnectionString(f.DeviceID, id, keys[id]) + ";GatewayHostName=localhost"

@@ -23,27 +23,10 @@ func TestNodeSystemModuleTwins(t *testing.T) {
 	node, dir := sdktest.NodeDir(t, "azure-iothub")
 	sdktest.Listen(t, "127.0.0.1:443").Close() // the lock stays ours until the test ends
 	f := agenttest.NewWithHub(t, runtime.KindProcess, hubtest.Options{Listen: "127.0.0.1:443", HostName: "localhost"})
-	manifest := map[string]any{"modulesContent": map[string]any{
-		"$edgeAgent": map[string]any{"properties.desired": map[string]any{
-			"schemaVersion": "1.1",
-			"runtime":       map[string]any{"type": "docker", "settings": map[string]any{"minDockerVersion": "v1.25"}},
-			"systemModules": map[string]any{
-				"edgeAgent": map[string]any{"type": "docker", "settings": map[string]any{"image": "mcr.microsoft.com/azureiotedge-agent:1.5", "createOptions": "{}"}},
-				"edgeHub": map[string]any{"type": "docker", "status": "running", "restartPolicy": "always",
-					"settings": map[string]any{"image": "mcr.microsoft.com/azureiotedge-hub:1.5", "createOptions": "{}"}},
-			},
-			"modules": map[string]any{"sensor": map[string]any{"version": "1.0", "type": "docker", "status": "running", "restartPolicy": "always",
-				"settings": map[string]any{"image": f.Image, "createOptions": "{}"}}},
-		}},
-		"$edgeHub": map[string]any{"properties.desired": map[string]any{
-			"schemaVersion": "1.2",
-			"routes": map[string]any{
-				"upstream": "FROM /messages/* INTO $upstream",
-				"toFilter": map[string]any{"route": `FROM /messages/modules/sensor/outputs/out INTO BrokeredEndpoint("/modules/sensor/inputs/in")`, "priority": 1, "timeToLiveSecs": 3600},
-			},
-			"storeAndForwardConfiguration": map[string]any{"timeToLiveSecs": 7200},
-		}},
-	}}
+	manifest := agenttest.IoTEdgeManifest(map[string]any{"sensor": agenttest.IoTEdgeModule(f.Image)}, map[string]any{
+		"upstream": "FROM /messages/* INTO $upstream",
+		"toFilter": map[string]any{"route": `FROM /messages/modules/sensor/outputs/out INTO BrokeredEndpoint("/modules/sensor/inputs/in")`, "priority": 1, "timeToLiveSecs": 3600},
+	})
 	b, _ := json.Marshal(manifest)
 	if _, err := f.Owner.ApplyConfiguration(t.Context(), f.DeviceID, b); err != nil {
 		t.Fatal(err)

@@ -27,43 +27,18 @@ func TestIoTEdgeTutorialManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	module := func(image string) map[string]any {
-		return map[string]any{"version": "1.0", "type": "docker", "status": "running", "restartPolicy": "always",
-			"settings": map[string]any{"image": image, "createOptions": "{}"}}
-	}
-	f.DeployManifest(t, map[string]any{"modulesContent": map[string]any{
-		"$edgeAgent": map[string]any{"properties.desired": map[string]any{
-			"schemaVersion": "1.1",
-			"runtime":       map[string]any{"type": "docker", "settings": map[string]any{"minDockerVersion": "v1.25"}},
-			"systemModules": map[string]any{
-				"edgeAgent": map[string]any{"type": "docker", "settings": map[string]any{"image": "mcr.microsoft.com/azureiotedge-agent:1.5", "createOptions": "{}"}},
-				"edgeHub": map[string]any{"type": "docker", "status": "running", "restartPolicy": "always",
-					"settings": map[string]any{"image": "mcr.microsoft.com/azureiotedge-hub:1.5", "createOptions": "{}"}},
+	f.DeployManifest(t, agenttest.IoTEdgeManifest(
+		map[string]any{"tempSensor": agenttest.IoTEdgeModule(f.Image), "filtermodule": agenttest.IoTEdgeModule(f.Image)},
+		map[string]any{
+			"FilterModuleToIoTHub": "FROM /messages/modules/filtermodule/outputs/* INTO $upstream",
+			"sensorToFilterModule": map[string]any{
+				"route":          `FROM /messages/modules/tempSensor/outputs/temperatureOutput INTO BrokeredEndpoint("/modules/filtermodule/inputs/input1")`,
+				"priority":       0,
+				"timeToLiveSecs": 86400,
 			},
-			"modules": map[string]any{"tempSensor": module(f.Image), "filtermodule": module(f.Image)},
-		}},
-		"$edgeHub": map[string]any{"properties.desired": map[string]any{
-			"schemaVersion": "1.1",
-			"routes": map[string]any{
-				"FilterModuleToIoTHub": "FROM /messages/modules/filtermodule/outputs/* INTO $upstream",
-				"sensorToFilterModule": map[string]any{
-					"route":          `FROM /messages/modules/tempSensor/outputs/temperatureOutput INTO BrokeredEndpoint("/modules/filtermodule/inputs/input1")`,
-					"priority":       0,
-					"timeToLiveSecs": 86400,
-				},
-			},
-			"storeAndForwardConfiguration": map[string]any{"timeToLiveSecs": 7200},
-		}},
-	}})
+		}))
 	sensor.start(t, l)
-	agenttest.Eventually(t, 60*time.Second, "$edgeHub's routes taken (lastDesiredStatus 200)", func() bool {
-		tw, err := f.Owner.GetTwin(t.Context(), f.DeviceID, "$edgeHub")
-		if err != nil {
-			return false
-		}
-		st, _ := tw.Reported()["lastDesiredStatus"].(map[string]any)
-		return fmt.Sprint(st["code"]) == "200" && fmt.Sprint(tw.Reported()["lastDesiredVersion"]) == fmt.Sprint(tw.DesiredVersion())
-	})
+	agenttest.Eventually(t, 60*time.Second, "$edgeHub's routes taken (lastDesiredStatus 200)", func() bool { return f.RoutesInForce(t) })
 
 	// The filter module, as the tutorial writes it: a reading whose machine
 	// temperature is over the threshold goes on output1, marked as an alert.

@@ -143,6 +143,47 @@ func (f *Fixture) Deploy(t testing.TB, modules map[string]any) {
 	f.DeployManifest(t, map[string]any{"schemaVersion": "1.0", "modules": modules})
 }
 
+// RoutesInForce reports whether the device's $edgeHub has taken its desired
+// properties (the routes): lastDesiredStatus 200 for the desired version.
+func (f *Fixture) RoutesInForce(t testing.TB) bool {
+	t.Helper()
+	tw, err := f.Owner.GetTwin(context.Background(), f.DeviceID, "$edgeHub")
+	if err != nil {
+		return false
+	}
+	st, _ := tw.Reported()["lastDesiredStatus"].(map[string]any)
+	return fmt.Sprint(st["code"]) == "200" && fmt.Sprint(tw.Reported()["lastDesiredVersion"]) == fmt.Sprint(tw.DesiredVersion())
+}
+
+// IoTEdgeManifest is an IoT Edge deployment manifest (modulesContent) with
+// IoT Edge 1.5's system modules, the given modules (each an $edgeAgent
+// module entry; see IoTEdgeModule) and $edgeHub's routes.
+func IoTEdgeManifest(modules, routes map[string]any) map[string]any {
+	return map[string]any{"modulesContent": map[string]any{
+		"$edgeAgent": map[string]any{"properties.desired": map[string]any{
+			"schemaVersion": "1.1",
+			"runtime":       map[string]any{"type": "docker", "settings": map[string]any{"minDockerVersion": "v1.25"}},
+			"systemModules": map[string]any{
+				"edgeAgent": map[string]any{"type": "docker", "settings": map[string]any{"image": "mcr.microsoft.com/azureiotedge-agent:1.5", "createOptions": "{}"}},
+				"edgeHub": map[string]any{"type": "docker", "status": "running", "restartPolicy": "always",
+					"settings": map[string]any{"image": "mcr.microsoft.com/azureiotedge-hub:1.5", "createOptions": "{}"}},
+			},
+			"modules": modules,
+		}},
+		"$edgeHub": map[string]any{"properties.desired": map[string]any{
+			"schemaVersion":                "1.2",
+			"routes":                       routes,
+			"storeAndForwardConfiguration": map[string]any{"timeToLiveSecs": 7200},
+		}},
+	}}
+}
+
+// IoTEdgeModule is an $edgeAgent module entry running image.
+func IoTEdgeModule(image string) map[string]any {
+	return map[string]any{"version": "1.0", "type": "docker", "status": "running", "restartPolicy": "always",
+		"settings": map[string]any{"image": image, "createOptions": "{}"}}
+}
+
 // DeployManifest applies a native manifest to the device.
 func (f *Fixture) DeployManifest(t testing.TB, manifest map[string]any) {
 	t.Helper()

@@ -15,8 +15,9 @@ import (
 // TestModuleConfigurationsAPI drives an automatic module configuration
 // (moduleContent) over the hub's REST API: the hub writes its desired
 // properties into the module twins its FROM devices.modules condition
-// matches, the module twin shows it applied, the system metrics count
-// module twins, and a condition over device twins is refused with 400.
+// matches, the module twin shows it applied (GET and queries), the system
+// metrics count module twins and their queries find the same ones, and a
+// condition over device twins is refused with 400.
 func TestModuleConfigurationsAPI(t *testing.T) {
 	h := hubtest.Start(t, hubtest.Options{})
 	c := h.Client(t)
@@ -70,6 +71,22 @@ func TestModuleConfigurationsAPI(t *testing.T) {
 	}
 	if q := got.SystemMetrics.Queries[hubapi.MetricTargeted]; !strings.Contains(q, "from devices.modules") {
 		t.Errorf("targetedCount query %q", q)
+	}
+	// IoT Hub's queries for the system metrics run as queries too, over
+	// the module twins' configurations, and find the same module twin.
+	for _, m := range []string{hubapi.MetricTargeted, hubapi.MetricApplied} {
+		q := got.SystemMetrics.Queries[m]
+		waitFor(t, m+" query finds plant-1/chiller", func() bool {
+			items, _, err := c.Query(ctx, q, 0)
+			if err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+			return len(items) == 1 && string(items[0]) == `{"deviceId":"plant-1","moduleId":"chiller"}`
+		})
+	}
+	items, _, err := c.Query(ctx, "SELECT * FROM devices.modules WHERE IS_DEFINED(configurations)", 0)
+	if err != nil || len(items) != 1 || !strings.Contains(string(items[0]), `"configurations":{"chiller-module-settings":{"status":"Applied"}}`) {
+		t.Errorf("module twins with configurations: %v, %s", err, items)
 	}
 	// The custom metric runs over module twins: none reports 38 yet.
 	if r := got.Metrics.Results["compliant"]; r != 0 {

@@ -258,3 +258,55 @@ func TestModuleConfigurationValidation(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkEvaluateModuleUnchanged is what a module twin's change (say, a
+// reported property) costs the hub while module configurations exist and
+// the one that applies was written before: the common case.
+func BenchmarkEvaluateModuleUnchanged(b *testing.B) {
+	dir := b.TempDir()
+	st, err := store.Open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	r := New(st)
+	for _, c := range []Configuration{
+		{ID: "a", Priority: 1, TargetCondition: "FROM devices.modules WHERE tags.kind = 'chiller'", Content: hubapi.ConfigurationContent{ModuleContent: json.RawMessage(`{"properties.desired.x": 1}`)}},
+		{ID: "b", Priority: 2, TargetCondition: "FROM devices.modules WHERE tags.kind = 'chiller' AND moduleId = 'm'", Content: hubapi.ConfigurationContent{ModuleContent: json.RawMessage(`{"properties.desired.y": 2}`)}},
+	} {
+		if _, err := r.CreateConfiguration(c); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := r.CreateDevice(Device{DeviceID: "d"}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := r.CreateModule(Module{DeviceID: "d", ModuleID: "m"}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := r.UpdateTwin("d", "m", "", func(tw *twin.Twin) (bool, error) {
+		return tw.ReplaceTags([]byte(`{"kind":"chiller"}`), time.Now())
+	}); err != nil {
+		b.Fatal(err)
+	}
+	a := r.NewAutoDeployer(nil)
+	recs, err := st.List(configurationPrefix)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, rec := range recs {
+		a.load(rec)
+	}
+	if err := a.EvaluateModule("d", "m"); err != nil {
+		b.Fatal(err)
+	}
+	if s, _, _ := r.moduleState("d", "m"); !strings.HasPrefix(s.Applied, "b@") {
+		b.Fatalf("state %+v", s)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if err := a.EvaluateModule("d", "m"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

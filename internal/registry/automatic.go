@@ -165,7 +165,13 @@ func (a *AutoDeployer) Run(ctx context.Context) error {
 	if err := a.enqueueAll(); err != nil {
 		return err
 	}
-	if a.hasModuleConfigs() {
+	// Module twins too while module configurations exist, or a state is left
+	// from one deleted before the hub went down.
+	states, err := a.r.st.Range(moduleStatePrefix, "", 1)
+	if err != nil {
+		return err
+	}
+	if a.hasModuleConfigs() || len(states) > 0 {
 		if err := a.enqueueAllModules(); err != nil {
 			return err
 		}

@@ -222,6 +222,32 @@ func TestModuleConfigurationsConvergeAfterRestart(t *testing.T) {
 	}
 }
 
+// TestModuleConfigurationDeletedWhileDown: the last module configuration
+// deleted while no deployer runs; the next one started clears what the
+// module twins showed of it, and keeps what it wrote.
+func TestModuleConfigurationDeletedWhileDown(t *testing.T) {
+	r, _ := newRegistry(t)
+	mustCreateConfig(t, r, configFixture(t, "module-chiller.json"))
+	deviceWithTags(t, r, "d", `{}`)
+	moduleWithTags(t, r, "d", "a", `{"kind":"chiller"}`)
+	a := r.NewAutoDeployer(nil)
+	a.loadAll(t)
+	if err := a.EvaluateModule("d", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := moduleStatuses(t, r, "d", "a"); len(got) != 1 {
+		t.Fatalf("a's configurations %v", got)
+	}
+	if err := r.DeleteConfiguration("chiller-module-settings", ""); err != nil {
+		t.Fatal(err)
+	}
+	runDeployer(t, r)
+	eventually(t, "a shows no configuration", func() bool { return len(moduleStatuses(t, r, "d", "a")) == 0 })
+	if got := jsonOf(moduleDesired(t, r, "d", "a")["chillerWaterSettings"]); got != chillerWant {
+		t.Errorf("a lost what the configuration wrote: %s", got)
+	}
+}
+
 // TestModuleConfigurationValidation: a module configuration's target
 // condition must be over module twins (IoT Hub's FROM devices.modules
 // WHERE …), the others' must not; bad moduleContent is refused naming the

@@ -1,7 +1,7 @@
 // Compatibility test: Microsoft's Node.js IoT Hub service SDK (azure-iothub),
 // unmodified, creating, reading, updating and removing configurations
-// (automatic deployments and device configurations) on an outpost hub,
-// and the hub applying one of each.
+// (automatic deployments, device and module configurations) on an outpost
+// hub, and the hub applying one of each.
 //
 // Run by internal/hub/configurations_node_test.go
 // (go test ./internal/hub -run NodeConfigurations), which starts a hub on
@@ -130,5 +130,43 @@ describe('configurations through azure-iothub', () => {
     assert.equal(c.systemMetrics.results.targetedCount, 1);
     await call('removeConfiguration', () => registry.removeConfiguration(config.id));
     await call('delete leaf device', () => registry.delete(leafId));
+  });
+
+  it('applies a module configuration (moduleContent) to the module twins it targets', async () => {
+    const devId = `node-mod-${suffix}`;
+    const kind = `chiller-${suffix}`;
+    await call('create device', () => registry.create({ deviceId: devId }));
+    for (const [moduleId, tags] of [['chiller', { kind }], ['pump', { kind: 'pump' }]]) {
+      await call(`addModule ${moduleId}`, () => registry.addModule({ deviceId: devId, moduleId }));
+      await call(`tag module ${moduleId}`, () => registry.updateModuleTwin(devId, moduleId, { tags }, '*'));
+    }
+    const config = {
+      id: `node-mod-${suffix}`,
+      content: { moduleContent: { 'properties.desired.chillerWaterSettings': { temperature: 38, pressure: 78 } } },
+      targetCondition: `FROM devices.modules WHERE tags.kind = '${kind}'`,
+      priority: 10,
+    };
+    await call('addConfiguration', () => registry.addConfiguration(config));
+    let twin;
+    for (let i = 0; i < 600; i++) {
+      ({ responseBody: twin } = await call('getModuleTwin', () => registry.getModuleTwin(devId, 'chiller')));
+      if (twin.properties.desired.chillerWaterSettings) break;
+      await sleep(100);
+    }
+    assert.deepEqual(twin.properties.desired.chillerWaterSettings, { temperature: 38, pressure: 78 });
+    assert.deepEqual(twin.configurations, { [config.id]: { status: 'Applied' } });
+    const { responseBody: pump } = await call('getModuleTwin pump', () => registry.getModuleTwin(devId, 'pump'));
+    assert.equal(pump.properties.desired.chillerWaterSettings, undefined, 'pump is not targeted');
+    const { responseBody: c } = await call('getConfiguration', () => registry.getConfiguration(config.id));
+    assert.deepEqual(c.content, config.content);
+    assert.equal(c.systemMetrics.results.appliedCount, 1);
+    assert.equal(c.systemMetrics.results.targetedCount, 1);
+    // A module configuration's condition is over module twins: IoT Hub's form is required.
+    await assert.rejects(
+      registry.addConfiguration({ ...config, id: `node-mod-bad-${suffix}`, targetCondition: `tags.kind = '${kind}'` }),
+      (err) => err.response && err.response.statusCode === 400,
+    );
+    await call('removeConfiguration', () => registry.removeConfiguration(config.id));
+    await call('delete device', () => registry.delete(devId));
   });
 });

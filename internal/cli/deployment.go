@@ -65,6 +65,13 @@ configuration instead: the hub writes those desired properties into the device
 twin of every device, edge or leaf, the condition matches (the highest priority
 one per device).
 
+A file with IoT Hub's moduleContent (the same shape) makes an automatic module
+configuration: the hub writes those desired properties into every module twin
+the condition matches, once (the highest priority one per module twin). Its
+--target-condition is over module twins, in IoT Hub's form
+"FROM devices.modules WHERE tags.kind='chiller'" ($edgeAgent and $edgeHub are
+left to IoT Edge deployments).
+
 --target-condition selects devices with IoT Hub's query language over the
 device twin (tags, properties.reported, deviceId, …); '*' targets every edge
 device. --priority (0 or more) decides between deployments that target the same
@@ -82,7 +89,9 @@ The images of a layered deployment are kept as written.`,
       --target-condition "tags.environment='prod' AND tags.filter=true" --label team=analytics
   outpost deployment create all -f base.yaml --target-condition '*' \
       --metric running="SELECT deviceId FROM devices WHERE properties.reported.ok = true"
-  outpost deployment create chillers -f chiller-settings.json --target-condition "tags.kind='chiller'"`,
+  outpost deployment create chillers -f chiller-settings.json --target-condition "tags.kind='chiller'"
+  outpost deployment create chiller-modules -f module-chiller.json \
+      --target-condition "FROM devices.modules WHERE tags.kind='chiller'"`,
 		Args: exactArgs(1, "one deployment ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.ID = args[0]
@@ -103,7 +112,7 @@ The images of a layered deployment are kept as written.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&opts.File, "file", "f", "", "the manifest `FILE` (- for stdin)")
-	fl.StringVar(&opts.TargetCondition, "target-condition", "", "which devices: a `CONDITION` over the device twin, such as \"tags.environment='prod'\"; '*' for all")
+	fl.StringVar(&opts.TargetCondition, "target-condition", "", "which devices: a `CONDITION` over the device twin, such as \"tags.environment='prod'\"; '*' for all (a module configuration: \"FROM devices.modules WHERE …\")")
 	fl.Int64Var(&opts.Priority, "priority", 0, "the deployment's `PRIORITY`: of the deployments targeting a device the highest wins")
 	fl.BoolVar(&opts.Layered, "layered", false, "a layered deployment, merged on top of the device's base deployment")
 	fl.StringArrayVar(&opts.Labels, "label", nil, "a `KEY=VALUE` label (repeatable)")
@@ -123,11 +132,16 @@ func deploymentCreateRun(ctx context.Context, f *Factory, opts *deploymentCreate
 		TargetCondition: opts.TargetCondition,
 		Priority:        opts.Priority,
 	}
-	if dc, ok := deviceContent(data); ok {
+	if dc, ok := twinContent(data, "deviceContent"); ok {
 		if opts.Layered {
 			return flagErrorf("%s is a device configuration (deviceContent): --layered is for IoT Edge deployments; drop it", name)
 		}
 		cfg.Content.DeviceContent = dc
+	} else if mc, ok := twinContent(data, "moduleContent"); ok {
+		if opts.Layered {
+			return flagErrorf("%s is a module configuration (moduleContent): --layered is for IoT Edge deployments; drop it", name)
+		}
+		cfg.Content.ModuleContent = mc
 	} else {
 		content, warnings, err := modulesContent(data, name, opts.Layered)
 		if err != nil {
@@ -168,26 +182,27 @@ func deploymentCreateRun(ctx context.Context, f *Factory, opts *deploymentCreate
 	return f.Print(out, func(w io.Writer) error { return nil })
 }
 
-// deviceContent returns the deviceContent of a file that holds one, as
-// {"deviceContent": …} or a whole configuration {"content": {"deviceContent": …}}.
-func deviceContent(data []byte) (json.RawMessage, bool) {
+// twinContent returns the deviceContent or moduleContent (member) of a
+// file that holds one, as {member: …} or a whole configuration
+// {"content": {member: …}}.
+func twinContent(data []byte, member string) (json.RawMessage, bool) {
 	body, err := asJSON(data)
 	if err != nil {
 		return nil, false
 	}
-	var doc struct {
-		DeviceContent json.RawMessage `json:"deviceContent"`
-		Content       struct {
-			DeviceContent json.RawMessage `json:"deviceContent"`
-		} `json:"content"`
-	}
+	var doc map[string]json.RawMessage
 	if json.Unmarshal(body, &doc) != nil {
 		return nil, false
 	}
-	if doc.DeviceContent != nil {
-		return doc.DeviceContent, true
+	if c, ok := doc[member]; ok && string(c) != "null" {
+		return c, true
 	}
-	return doc.Content.DeviceContent, doc.Content.DeviceContent != nil
+	var content map[string]json.RawMessage
+	if json.Unmarshal(doc["content"], &content) != nil {
+		return nil, false
+	}
+	c, ok := content[member]
+	return c, ok && string(c) != "null"
 }
 
 // modulesContent reads a manifest into a configuration's modulesContent:
@@ -296,6 +311,7 @@ func keyValues(list []string, flag string) (map[string]string, error) {
 type deploymentRow struct {
 	layered bool
 	device  bool // an automatic device configuration (deviceContent)
+	module  bool // an automatic module configuration (moduleContent)
 	metrics map[string]int64
 }
 
@@ -308,6 +324,7 @@ func rowOf(c hubapi.Configuration) deploymentRow {
 	json.Unmarshal(c.Content.ModulesContent, &twins)
 	r.layered = len(c.Content.ModulesContent) > 0 && twins["$edgeAgent"]["properties.desired"] == nil
 	r.device = len(c.Content.DeviceContent) > 0 && string(c.Content.DeviceContent) != "null"
+	r.module = len(c.Content.ModuleContent) > 0 && string(c.Content.ModuleContent) != "null"
 	return r
 }
 
@@ -315,6 +332,8 @@ func (r deploymentRow) kind() string {
 	switch {
 	case r.device:
 		return "device"
+	case r.module:
+		return "module"
 	case r.layered:
 		return "layered"
 	}
@@ -336,9 +355,10 @@ func newDeploymentListCmd(f *Factory) *cobra.Command {
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List automatic deployments with their device counts",
-		Long: `List the hub's automatic deployments: id, kind (base or layered), priority,
-target condition, and how many devices each targets, has been applied to, and
-whose agents reported it succeeded or failed. -o json|yaml prints them as the
+		Long: `List the hub's automatic deployments: id, kind (base or layered; device or
+module for automatic device or module configurations), priority, target
+condition, and how many devices (module twins for a module configuration) each
+targets, has been applied to, and whose agents reported it succeeded or failed. -o json|yaml prints them as the
 hub returned them (IoT Hub's configuration shape).`,
 		Example: "  outpost deployment list\n  outpost deployment list -o json | jq '.[].systemMetrics.results'",
 		Args:    noArgs,

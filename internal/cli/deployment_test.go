@@ -159,3 +159,50 @@ func TestDeploymentCreateDevice(t *testing.T) {
 		t.Fatalf("list: %d\n%s", code, out)
 	}
 }
+
+// TestDeploymentCreateModule: a file with IoT Hub's moduleContent makes an
+// automatic module configuration: the hub writes its desired properties
+// into the module twins its FROM devices.modules condition matches; list
+// calls it "module".
+func TestDeploymentCreateModule(t *testing.T) {
+	h := startHub(t, hubtest.Options{})
+	c := h.Client(t)
+	if _, err := c.CreateDevice(t.Context(), hubapi.Device{DeviceID: "plant", Capabilities: &hubapi.Capabilities{}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateModule(t.Context(), hubapi.Module{DeviceID: "plant", ModuleID: "chiller"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PatchTwin(t.Context(), "plant", "chiller", []byte(`{"tags":{"kind":"chiller"}}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join("..", "..", "fixtures", "configurations", "module-chiller.json")
+	if code, _, errOut := run(t, "deployment", "create", "chillers", "-f", file, "--layered", "--target-condition", "FROM devices.modules WHERE tags.kind='chiller'"); code != ExitUsage || !strings.Contains(errOut, "drop it") {
+		t.Fatalf("a module configuration with --layered: %d %s", code, errOut)
+	}
+	if code, _, errOut := run(t, "deployment", "create", "chillers", "-f", file, "--target-condition", "tags.kind='chiller'"); code == 0 || !strings.Contains(errOut, "FROM devices.modules WHERE") {
+		t.Fatalf("a module configuration over device twins: %d %s", code, errOut)
+	}
+	if code, _, errOut := run(t, "deployment", "create", "chillers", "-f", file, "--target-condition", "FROM devices.modules WHERE tags.kind='chiller'", "--priority", "3"); code != 0 {
+		t.Fatalf("create a module configuration: %d %s", code, errOut)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		tw, err := c.GetTwin(t.Context(), "plant", "chiller")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s, _ := json.Marshal(tw.Desired()["chillerWaterSettings"]); string(s) == `{"pressure":78,"temperature":38}` {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the chiller module twin's desired properties after a minute: %v", tw.Desired())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	code, out, _ := run(t, "deployment", "list")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 2 || strings.Join(strings.Fields(lines[1]), " ") != "chillers module 3 FROM devices.modules WHERE tags.kind='chiller' 1 1 - -" {
+		t.Fatalf("list: %d\n%s", code, out)
+	}
+}

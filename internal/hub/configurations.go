@@ -13,8 +13,11 @@ import (
 )
 
 // IoT Hub configurations: automatic deployments (content.modulesContent)
-// that the hub applies to every device their target condition matches.
-// The logic is the registry's; see registry/automatic.go.
+// and automatic device configurations (content.deviceContent) that the hub
+// applies to every device their target condition matches, and automatic
+// module configurations (content.moduleContent) that it applies to every
+// module twin theirs matches. The logic is the registry's; see
+// registry/automatic.go and registry/automatic_modules.go.
 
 // startAutoDeploy runs the hub's automatic deployments until the returned
 // function is called; that function returns once they stopped.
@@ -133,8 +136,9 @@ func (h *Hub) deleteConfiguration(w http.ResponseWriter, r *http.Request, p prin
 }
 
 // writeTwinWithConfigurations answers a twin; the $edgeAgent twin carries
-// the automatic deployments that target its device, and the device twin the
-// automatic device configurations, as IoT Hub shows them:
+// the automatic deployments that target its device, the device twin the
+// automatic device configurations and another module twin the automatic
+// module configurations that target it, as IoT Hub shows them:
 // "configurations": {"id": {"status": "Applied" | "Targeted"}}.
 func (h *Hub) writeTwinWithConfigurations(w http.ResponseWriter, t *twin.Twin) error {
 	var cfgs map[string]hubapi.ConfigurationStatus
@@ -145,7 +149,7 @@ func (h *Hub) writeTwinWithConfigurations(w http.ResponseWriter, t *twin.Twin) e
 	case "":
 		cfgs, err = h.reg.DeviceTwinConfigurations(t.DeviceID)
 	default:
-		return h.writeTwin(w, t)
+		cfgs, err = h.reg.ModuleTwinConfigurations(t.DeviceID, t.ModuleID)
 	}
 	if err != nil || cfgs == nil {
 		if err == nil {

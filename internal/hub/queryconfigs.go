@@ -23,20 +23,44 @@ import (
 // deployStateKind is the first element of the registry's deploy state keys.
 const deployStateKind = "deploystate"
 
+// Other module twins show the automatic module configurations that target
+// them the same way, from the registry's modulestate/{deviceId}/{moduleId}
+// records, so that IoT Hub's appliedCount query for a module configuration
+// runs too:
+//
+//	SELECT deviceId, moduleId FROM devices.modules
+//	  WHERE configurations.[[chiller-module-settings]].status = 'Applied'
+const moduleStateKind = "modulestate"
+
+// applyModuleState records a put (or with del, a deletion) of a module
+// twin's module state record (rest: "deviceId/moduleId") at version.
+func (x *twinIndex) applyModuleState(del bool, rest string, version int64, value []byte) {
+	deviceID, moduleID, ok := strings.Cut(rest, "/")
+	if !ok {
+		return
+	}
+	x.applyConfigs(del, deviceID, moduleID, version, value)
+}
+
 // applyDeployState records a put (or with del, a deletion) of a device's
 // deploy state record at version.
 func (x *twinIndex) applyDeployState(del bool, deviceID string, version int64, value []byte) {
+	x.applyConfigs(del, deviceID, registry.AgentModule, version, value)
+}
+
+// applyConfigs records the configurations of a module twin's state record.
+func (x *twinIndex) applyConfigs(del bool, deviceID, moduleID string, version int64, value []byte) {
 	var cfgs map[string]hubapi.ConfigurationStatus
 	if !del { // decoded outside the lock
 		cfgs = decodeDeployState(value)
 	}
-	key := deviceID + "/" + registry.AgentModule
+	key := deviceID + "/" + moduleID
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.maxSeen = max(x.maxSeen, version)
 	e := x.entities[key]
 	if e == nil {
-		e = &indexEntry{deviceID: deviceID, moduleID: registry.AgentModule}
+		e = &indexEntry{deviceID: deviceID, moduleID: moduleID}
 		x.entities[key] = e
 	}
 	if version <= e.configsVer {
@@ -46,8 +70,8 @@ func (x *twinIndex) applyDeployState(del bool, deviceID string, version int64, v
 	e.configsVer, e.configs = version, cfgs
 }
 
-// decodeDeployState returns the configurations of a deploy state record,
-// nil for none.
+// decodeDeployState returns the configurations of a deploy state (or
+// module state) record, nil for none.
 func decodeDeployState(value []byte) map[string]hubapi.ConfigurationStatus {
 	var s struct {
 		Configurations map[string]hubapi.ConfigurationStatus `json:"configurations"`
@@ -61,7 +85,16 @@ func decodeDeployState(value []byte) map[string]hubapi.ConfigurationStatus {
 // isConfigurationsPath reports whether a query path of a module twin reads
 // its configurations.
 func isConfigurationsPath(e *indexEntry, key string) bool {
-	return e.moduleID == registry.AgentModule && (key == "configurations" || strings.HasPrefix(key, "configurations."))
+	return e.moduleID != "" && (key == "configurations" || strings.HasPrefix(key, "configurations."))
+}
+
+// configsKey is the store key of the record that holds a module twin's
+// configurations.
+func configsKey(deviceID, moduleID string) string {
+	if moduleID == registry.AgentModule {
+		return deployStateKind + "/" + deviceID
+	}
+	return moduleStateKind + "/" + deviceID + "/" + moduleID
 }
 
 // configurationsValue is the value at path key (configurations,

@@ -67,7 +67,7 @@ func newTwinIndex(now func() time.Time) *twinIndex {
 }
 
 // indexPrefixes are the store prefixes the index follows.
-var indexPrefixes = []string{"devices/", "modules/", "twins/", deployStateKind + "/"}
+var indexPrefixes = []string{"devices/", "modules/", "twins/", deployStateKind + "/", moduleStateKind + "/"}
 
 // load watches the store, then reads what it holds; the watches run until
 // ctx ends or the store closes. The index holds the store's own copies of
@@ -111,8 +111,12 @@ func (x *twinIndex) apply(del bool, key string, version int64, value []byte) {
 	if !ok {
 		return
 	}
-	if kind == deployStateKind {
+	switch kind {
+	case deployStateKind:
 		x.applyDeployState(del, rest, version, value)
+		return
+	case moduleStateKind:
+		x.applyModuleState(del, rest, version, value)
 		return
 	}
 	id, mid, _ := strings.Cut(rest, "/")

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/query"
-	"github.com/outpost-edge/outpost/internal/registry"
 	"github.com/outpost-edge/outpost/internal/store"
 )
 
@@ -305,8 +304,8 @@ func (x *twinIndex) pageEntries(prefix string, modules bool, recs []store.Record
 		if cursor == nil {
 			keys = append(keys, "twins/"+rest)
 		}
-		if mid == registry.AgentModule {
-			keys = append(keys, deployStateKind+"/"+id)
+		if mid != "" {
+			keys = append(keys, configsKey(id, mid))
 		}
 	}
 	if !twins {
@@ -333,8 +332,8 @@ func (x *twinIndex) pageEntries(prefix string, modules bool, recs []store.Record
 		if r, ok := got[key]; ok {
 			e.twin, e.twinVer = flatTwin{raw: r.Value}, r.Version
 		}
-		if e.moduleID == registry.AgentModule {
-			if r, ok := got[deployStateKind+"/"+e.deviceID]; ok {
+		if e.moduleID != "" {
+			if r, ok := got[configsKey(e.deviceID, e.moduleID)]; ok {
 				e.configs, e.configsVer = decodeDeployState(r.Value), r.Version
 			}
 		}

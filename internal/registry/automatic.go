@@ -138,6 +138,7 @@ type AutoDeployer struct {
 	mu       sync.RWMutex
 	configs  map[string]*compiled
 	versions map[string]int64 // store version of each configuration read
+	modules  int              // how many of configs are module configurations
 
 	q *workQueue
 }
@@ -164,6 +165,17 @@ func (a *AutoDeployer) Run(ctx context.Context) error {
 	if err := a.enqueueAll(); err != nil {
 		return err
 	}
+	// Module twins too while module configurations exist, or a state is left
+	// from one deleted before the hub went down.
+	states, err := a.r.st.Range(moduleStatePrefix, "", 1)
+	if err != nil {
+		return err
+	}
+	if a.hasModuleConfigs() || len(states) > 0 {
+		if err := a.enqueueAllModules(); err != nil {
+			return err
+		}
+	}
 	var wg sync.WaitGroup
 	for range a.workers {
 		wg.Add(1)
@@ -176,16 +188,28 @@ func (a *AutoDeployer) Run(ctx context.Context) error {
 		kind, rest, _ := strings.Cut(ev.Record.Key, "/")
 		switch kind {
 		case "configurations":
-			if a.apply(ev) {
+			devices, modules := a.apply(ev)
+			if devices {
 				if err := a.enqueueAll(); err != nil {
 					a.log.Error("automatic deployments: list devices", "err", err)
 				}
 			}
+			if modules {
+				if err := a.enqueueAllModules(); err != nil {
+					a.log.Error("automatic module configurations: list modules", "err", err)
+				}
+			}
 		case "devices":
 			a.q.push(rest)
-		case "twins":
-			if !strings.Contains(rest, "/") { // the device twin, not a module's
-				a.q.push(rest)
+		case "twins", "modules":
+			dev, mod, isModule := strings.Cut(rest, "/")
+			switch {
+			case !isModule:
+				if kind == "twins" { // the device twin
+					a.q.push(rest)
+				}
+			case !isRuntimeModule(mod) && a.hasModuleConfigs():
+				a.q.push(moduleItem(dev, mod))
 			}
 		}
 	}
@@ -205,33 +229,64 @@ func (a *AutoDeployer) load(rec store.Record) {
 	if err == nil {
 		var cc *compiled
 		if cc, err = compileConfiguration(&c); err == nil {
-			a.configs[id] = cc
+			a.setConfig(id, cc)
 			return
 		}
 	}
-	delete(a.configs, id)
+	a.setConfig(id, nil)
 	a.log.Error("automatic deployments: configuration left out", "id", id, "err", err)
 }
 
-// apply takes a configuration's change into account; it reports whether it
-// was news (not already read).
-func (a *AutoDeployer) apply(ev store.Event) bool {
+// setConfig keeps cc as configuration id (nil: none), under a.mu.
+func (a *AutoDeployer) setConfig(id string, cc *compiled) {
+	if old := a.configs[id]; old != nil && old.module {
+		a.modules--
+	}
+	if cc == nil {
+		delete(a.configs, id)
+		return
+	}
+	a.configs[id] = cc
+	if cc.module {
+		a.modules++
+	}
+}
+
+// apply takes a configuration's change into account; it reports what to
+// re-evaluate: every device (an IoT Edge deployment or device
+// configuration changed), every module twin (a module configuration), both
+// (one of unknown kind), or neither (no news: already read).
+func (a *AutoDeployer) apply(ev store.Event) (devices, modules bool) {
 	id := strings.TrimPrefix(ev.Record.Key, configurationPrefix)
 	a.mu.Lock()
 	seen := a.versions[id]
 	if ev.Record.Version <= seen && ev.Type == store.Put {
 		a.mu.Unlock()
-		return false
+		return false, false
 	}
+	before := a.configs[id]
 	if ev.Type == store.Delete {
-		delete(a.configs, id)
+		a.setConfig(id, nil)
 		a.versions[id] = ev.Record.Version
 		a.mu.Unlock()
-		return true
+	} else {
+		a.mu.Unlock()
+		a.load(ev.Record)
 	}
-	a.mu.Unlock()
-	a.load(ev.Record)
-	return true
+	a.mu.RLock()
+	after := a.configs[id]
+	a.mu.RUnlock()
+	for _, cc := range []*compiled{before, after} {
+		if cc == nil {
+			continue
+		}
+		modules = modules || cc.module
+		devices = devices || !cc.module
+	}
+	if before == nil && after == nil {
+		return true, true
+	}
+	return devices, modules
 }
 
 // enqueueAll queues every device, reading the devices a page at a time (a
@@ -260,7 +315,11 @@ func (a *AutoDeployer) work(ctx context.Context) {
 		if !ok {
 			return
 		}
-		if err := a.Evaluate(id); err != nil && ctx.Err() == nil && !errors.Is(err, ErrNotFound) {
+		if dev, mod, ok := strings.Cut(id, "/"); ok {
+			if err := a.EvaluateModule(dev, mod); err != nil && ctx.Err() == nil && !errors.Is(err, ErrNotFound) {
+				a.log.Error("automatic module configurations: evaluate module twin", "device", dev, "module", mod, "err", err)
+			}
+		} else if err := a.Evaluate(id); err != nil && ctx.Err() == nil && !errors.Is(err, ErrNotFound) {
 			a.log.Error("automatic deployments: evaluate device", "device", id, "err", err)
 		}
 		a.q.done(id)
@@ -283,6 +342,8 @@ func (a *AutoDeployer) evaluate(deviceID string) error {
 	a.mu.RLock()
 	configs := slices.Collect(maps.Values(a.configs))
 	a.mu.RUnlock()
+	// Module configurations target module twins: automatic_modules.go.
+	configs = slices.DeleteFunc(configs, func(cc *compiled) bool { return cc.module })
 	cur, version, err := a.r.deployState(deviceID)
 	if err != nil || len(configs) == 0 && version == 0 {
 		return err // a hub without configurations does nothing

@@ -170,10 +170,14 @@ type compiled struct {
 	cond    condition // nil with all unset: no device
 	edge    bool      // an automatic deployment (modulesContent)
 	device  bool      // an automatic device configuration (deviceContent)
+	module  bool      // an automatic module configuration (moduleContent): cond is over module twins
 	layered bool      // modulesContent sets paths under properties.desired, not $edgeAgent's whole desired
 	// devicePatch is deviceContent as a merge patch of the device twin's
 	// desired properties.
 	devicePatch []byte
+	// modulePatch is moduleContent as a merge patch of a module twin's
+	// desired properties.
+	modulePatch []byte
 	// twins holds, for each twin of modulesContent, its writes in order:
 	// a path below properties.desired (none: the whole) and its value.
 	twins map[string][]twinWrite
@@ -203,17 +207,6 @@ func compileConfiguration(c *Configuration) (*compiled, error) {
 		return nil, bad("priority %d: must be 0 or more (higher wins)", c.Priority)
 	}
 	cc := &compiled{Configuration: *c}
-	switch tc := strings.TrimSpace(c.TargetCondition); tc {
-	case "":
-	case "*":
-		cc.all = true
-	default:
-		cond, err := parseCondition(tc)
-		if err != nil {
-			return nil, bad("targetCondition %q: %v", c.TargetCondition, err)
-		}
-		cc.cond = cond
-	}
 	n := 0
 	for _, raw := range []json.RawMessage{c.Content.ModulesContent, c.Content.ModuleContent, c.Content.DeviceContent} {
 		if len(raw) > 0 && string(raw) != "null" {
@@ -222,6 +215,10 @@ func compileConfiguration(c *Configuration) (*compiled, error) {
 	}
 	if n != 1 {
 		return nil, bad("content: set exactly one of modulesContent (an IoT Edge deployment), moduleContent or deviceContent")
+	}
+	cc.module = len(c.Content.ModuleContent) > 0 && string(c.Content.ModuleContent) != "null"
+	if err := cc.compileTarget(); err != nil {
+		return nil, bad("%v", err)
 	}
 	if c.Metrics != nil {
 		for name, q := range c.Metrics.Queries {
@@ -233,11 +230,21 @@ func compileConfiguration(c *Configuration) (*compiled, error) {
 			}
 		}
 	}
-	if len(c.Content.DeviceContent) > 0 && string(c.Content.DeviceContent) != "null" {
-		cc.device = true
-		if err := cc.compileDeviceContent(); err != nil {
+	if cc.module {
+		patch, err := compileDesiredContent(c.Content.ModuleContent, "content.moduleContent", "module configuration")
+		if err != nil {
 			return nil, bad("%v", err)
 		}
+		cc.modulePatch = patch
+		return cc, nil
+	}
+	if len(c.Content.DeviceContent) > 0 && string(c.Content.DeviceContent) != "null" {
+		cc.device = true
+		patch, err := compileDesiredContent(c.Content.DeviceContent, "content.deviceContent", "device configuration")
+		if err != nil {
+			return nil, bad("%v", err)
+		}
+		cc.devicePatch = patch
 		return cc, nil
 	}
 	if len(c.Content.ModulesContent) == 0 || string(c.Content.ModulesContent) == "null" {
@@ -250,36 +257,37 @@ func compileConfiguration(c *Configuration) (*compiled, error) {
 	return cc, nil
 }
 
-// compileDeviceContent reads deviceContent, IoT Hub's
-// {"properties.desired": {…}} or {"properties.desired.a.b": value, …}, into
-// one merge patch of the device twin's desired properties, and checks it
-// against the twin rules (depth, size, key names) on an empty twin.
-func (cc *compiled) compileDeviceContent() error {
+// compileDesiredContent reads deviceContent or moduleContent (at JSON path
+// name), IoT Hub's {"properties.desired": {…}} or
+// {"properties.desired.a.b": value, …}, into one merge patch of a twin's
+// desired properties, and checks it against the twin rules (depth, size,
+// key names) on an empty twin.
+func compileDesiredContent(raw json.RawMessage, name, kind string) ([]byte, error) {
 	var dc map[string]json.RawMessage
-	if err := json.Unmarshal(cc.Content.DeviceContent, &dc); err != nil {
-		return fmt.Errorf("content.deviceContent: want an object of %q or %q paths: %v", desiredPrefix, desiredPrefix+".…", err)
+	if err := json.Unmarshal(raw, &dc); err != nil {
+		return nil, fmt.Errorf("%s: want an object of %q or %q paths: %v", name, desiredPrefix, desiredPrefix+".…", err)
 	}
 	if len(dc) == 0 {
-		return fmt.Errorf("content.deviceContent: empty; set %q (the desired properties it sets) or %q paths", desiredPrefix, desiredPrefix+".name")
+		return nil, fmt.Errorf("%s: empty; set %q (the desired properties it sets) or %q paths", name, desiredPrefix, desiredPrefix+".name")
 	}
 	var writes []twinWrite
 	for _, key := range slices.Sorted(maps.Keys(dc)) {
-		p := "content.deviceContent." + key
+		p := name + "." + key
 		if key != desiredPrefix && !strings.HasPrefix(key, desiredPrefix+".") {
-			return fmt.Errorf("%s: unknown member; a device configuration sets %q (an object) or %q paths", p, desiredPrefix, desiredPrefix+".name")
+			return nil, fmt.Errorf("%s: unknown member; a %s sets %q (an object) or %q paths", p, kind, desiredPrefix, desiredPrefix+".name")
 		}
 		var v any
 		if err := json.Unmarshal(dc[key], &v); err != nil {
-			return fmt.Errorf("%s: %v", p, err)
+			return nil, fmt.Errorf("%s: %v", p, err)
 		}
 		var path []string
 		if key != desiredPrefix {
 			path = strings.Split(strings.TrimPrefix(key, desiredPrefix+"."), ".")
 			if slices.Contains(path, "") {
-				return fmt.Errorf("%s: an empty name in the path", p)
+				return nil, fmt.Errorf("%s: an empty name in the path", p)
 			}
 		} else if _, ok := v.(map[string]any); !ok {
-			return fmt.Errorf("%s: must be an object", p)
+			return nil, fmt.Errorf("%s: must be an object", p)
 		}
 		writes = append(writes, twinWrite{path: path, value: v})
 	}
@@ -295,13 +303,12 @@ func (cc *compiled) compileDeviceContent() error {
 	}
 	b, err := json.Marshal(patch)
 	if err != nil {
-		return fmt.Errorf("content.deviceContent: %v", err)
+		return nil, fmt.Errorf("%s: %v", name, err)
 	}
 	if _, err := twin.New("device", "", time.Unix(0, 0)).PatchDesired(b, time.Unix(0, 0)); err != nil {
-		return fmt.Errorf("content.deviceContent: %v", err)
+		return nil, fmt.Errorf("%s: %v", name, err)
 	}
-	cc.devicePatch = b
-	return nil
+	return b, nil
 }
 
 // compileModulesContent reads modulesContent into twin writes and checks

@@ -96,7 +96,7 @@ func (r *Registry) deploymentOps(deviceID string, m *deployment.Manifest, agentD
 			if err != nil {
 				return nil, fmt.Errorf("module %s: %w", id, err)
 			}
-			ops = append(ops, store.PutOp(moduleKey(deviceID, id), b, 0))
+			ops = append(ops, store.PutOp(moduleKey(deviceID, id), b, 0), store.DeleteOp(moduleStateKey(deviceID, id), store.Any))
 			have[id] = mod
 		}
 		// A new module starts from a fresh twin, whatever an earlier one left.
@@ -133,7 +133,8 @@ func (r *Registry) deploymentOps(deviceID string, m *deployment.Manifest, agentD
 		}
 		v, _ := versionOf(mod.ETag)
 		ops = append(ops, store.DeleteOp(moduleKey(deviceID, mod.ModuleID), v),
-			store.DeleteOp(twinKey(deviceID, mod.ModuleID), store.Any))
+			store.DeleteOp(twinKey(deviceID, mod.ModuleID), store.Any),
+			store.DeleteOp(moduleStateKey(deviceID, mod.ModuleID), store.Any))
 	}
 	return ops, nil
 }

@@ -282,7 +282,7 @@ func (r *Registry) DeleteDevice(id, ifMatch string) error {
 			return err
 		}
 		ops = append(ops, orphans...)
-		prefixes := []string{"modules/" + id + "/", "twins/" + id + "/"}
+		prefixes := []string{"modules/" + id + "/", "twins/" + id + "/", moduleStatePrefix + id + "/"}
 		for _, own := range r.owned {
 			keys, more := own(id)
 			for _, k := range keys {
@@ -319,10 +319,12 @@ func (r *Registry) CreateModule(m Module) (Module, error) {
 	if err != nil {
 		return Module{}, err
 	}
-	// The identity with no twin: a twin left by an earlier module of that id goes.
+	// The identity with no twin: a twin left by an earlier module of that id
+	// goes, with what automatic module configurations wrote there.
 	v, err := r.st.Txn(
 		store.PutOp(moduleKey(m.DeviceID, m.ModuleID), b, 0),
 		store.DeleteOp(twinKey(m.DeviceID, m.ModuleID), store.Any),
+		store.DeleteOp(moduleStateKey(m.DeviceID, m.ModuleID), store.Any),
 	)
 	if errors.Is(err, store.ErrConflict) {
 		return Module{}, fmt.Errorf("%w: module %s/%s", ErrExists, m.DeviceID, m.ModuleID)
@@ -426,7 +428,8 @@ func (r *Registry) ListModules(deviceID string) ([]Module, error) {
 	return out, nil
 }
 
-// DeleteModule removes a module identity and its twin, both or neither.
+// DeleteModule removes a module identity, its twin and its automatic
+// module configuration state, all or none.
 func (r *Registry) DeleteModule(deviceID, moduleID, ifMatch string) error {
 	expect, err := versionOf(ifMatch)
 	if err != nil {
@@ -438,6 +441,7 @@ func (r *Registry) DeleteModule(deviceID, moduleID, ifMatch string) error {
 	_, err = r.st.Txn(
 		store.DeleteOp(moduleKey(deviceID, moduleID), expect),
 		store.DeleteOp(twinKey(deviceID, moduleID), store.Any),
+		store.DeleteOp(moduleStateKey(deviceID, moduleID), store.Any),
 	)
 	return storeErr(err, fmt.Sprintf("module %s/%s", deviceID, moduleID))
 }

@@ -22,11 +22,21 @@ type QueryCounter func(query string) (int64, error)
 //     with lastDesiredStatus.code 200;
 //   - reportedFailedCount: the same with any other code.
 //
+// For an automatic module configuration (moduleContent) they count module
+// twins: targetedCount and appliedCount, as IoT Hub reports them.
+//
 // and its custom metrics with count (a nil count leaves them without
 // results). A custom query that fails counts -1 and is logged by the caller
 // through the returned error.
 func (r *Registry) ConfigurationMetrics(c *Configuration, count QueryCounter) error {
 	res := map[string]int64{hubapi.MetricTargeted: 0, hubapi.MetricApplied: 0}
+	if len(c.Content.ModuleContent) > 0 && string(c.Content.ModuleContent) != "null" {
+		if err := r.moduleConfigurationMetrics(c.ID, res); err != nil {
+			return err
+		}
+		c.SystemMetrics = &hubapi.ConfigurationMetrics{Results: res, Queries: moduleSystemQueries(c)}
+		return customMetrics(c, count)
+	}
 	edge := len(c.Content.ModulesContent) > 0
 	if edge {
 		res[hubapi.MetricReportedSucceeded] = 0
@@ -65,6 +75,12 @@ func (r *Registry) ConfigurationMetrics(c *Configuration, count QueryCounter) er
 		}
 	}
 	c.SystemMetrics = &hubapi.ConfigurationMetrics{Results: res, Queries: systemQueries(c)}
+	return customMetrics(c, count)
+}
+
+// customMetrics fills in c's custom metrics with count (a nil count leaves
+// them without results).
+func customMetrics(c *Configuration, count QueryCounter) error {
 	if c.Metrics == nil {
 		c.Metrics = &hubapi.ConfigurationMetrics{}
 	}

@@ -1,0 +1,338 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/hubapi"
+	"github.com/outpost-edge/outpost/internal/store"
+	"github.com/outpost-edge/outpost/internal/twin"
+)
+
+// moduleWithTags creates a module whose twin has tags.
+func moduleWithTags(t *testing.T, r *Registry, deviceID, moduleID, tags string) {
+	t.Helper()
+	if _, err := r.CreateModule(Module{DeviceID: deviceID, ModuleID: moduleID}); err != nil {
+		t.Fatal(err)
+	}
+	setModuleTags(t, r, deviceID, moduleID, tags)
+}
+
+func setModuleTags(t *testing.T, r *Registry, deviceID, moduleID, tags string) {
+	t.Helper()
+	if _, err := r.UpdateTwin(deviceID, moduleID, "", func(tw *twin.Twin) (bool, error) {
+		return tw.ReplaceTags([]byte(tags), time.Now())
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func moduleDesired(t *testing.T, r *Registry, deviceID, moduleID string) map[string]any {
+	t.Helper()
+	tw, err := r.GetTwin(deviceID, moduleID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tw.Desired()
+}
+
+func moduleStatuses(t *testing.T, r *Registry, deviceID, moduleID string) map[string]string {
+	t.Helper()
+	cfgs, err := r.ModuleTwinConfigurations(deviceID, moduleID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for k, s := range cfgs {
+		out[k] = s.Status
+	}
+	return out
+}
+
+func systemMetrics(t *testing.T, r *Registry, id string) map[string]int64 {
+	t.Helper()
+	c, err := r.GetConfiguration(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ConfigurationMetrics(&c, nil); err != nil {
+		t.Fatal(err)
+	}
+	return c.SystemMetrics.Results
+}
+
+const chillerWant = `{"pressure":78,"temperature":38}`
+
+// TestAutomaticModuleConfigurations: a configuration with moduleContent
+// writes its desired properties into every module twin its target
+// condition (FROM devices.modules WHERE …) matches, on edge and leaf
+// devices alike, but not into $edgeAgent or $edgeHub; the highest priority
+// one per module twin; once, so a later change at the twin stays; a module
+// twin that leaves the condition keeps what was written; a module created
+// again starts over; the module twin's configurations and the system
+// metrics say which applies where, and devices are not counted.
+func TestAutomaticModuleConfigurations(t *testing.T) {
+	r, _ := newRegistry(t)
+	runDeployer(t, r)
+	mustCreateConfig(t, r, configFixture(t, "module-chiller.json"))
+	deviceWithTags(t, r, "edge", `{"kind":"chiller"}`) // the device twin's tags do not count
+	moduleWithTags(t, r, "edge", "m1", `{"kind":"chiller"}`)
+	moduleWithTags(t, r, "edge", "pump", `{"kind":"pump"}`)
+	setModuleTags(t, r, "edge", AgentModule, `{"kind":"chiller"}`)
+	if _, err := r.CreateDevice(Device{DeviceID: "leaf", Capabilities: &hubapi.Capabilities{IoTEdge: false}}); err != nil {
+		t.Fatal(err)
+	}
+	moduleWithTags(t, r, "leaf", "sensor", `{"kind":"chiller"}`)
+
+	for _, m := range [][2]string{{"edge", "m1"}, {"leaf", "sensor"}} {
+		eventually(t, m[0]+"/"+m[1]+" gets the chiller settings", func() bool {
+			return jsonOf(moduleDesired(t, r, m[0], m[1])["chillerWaterSettings"]) == chillerWant
+		})
+		if got := moduleStatuses(t, r, m[0], m[1]); !sameStatuses(got, "chiller-module-settings", hubapi.ConfigurationApplied) {
+			t.Errorf("%s/%s: module twin configurations %v", m[0], m[1], got)
+		}
+	}
+	if d := moduleDesired(t, r, "edge", "pump"); len(d) != 0 {
+		t.Errorf("pump, not targeted, got %v", d)
+	}
+	if d := moduleDesired(t, r, "edge", AgentModule); d["chillerWaterSettings"] != nil {
+		t.Errorf("$edgeAgent got a module configuration: %v", d)
+	}
+	if got := deviceStatuses(t, r, "edge"); len(got) != 0 {
+		t.Errorf("the device twin shows a module configuration: %v", got)
+	}
+	if got := statuses(t, r, "edge"); len(got) != 0 {
+		t.Errorf("$edgeAgent shows a module configuration: %v", got)
+	}
+	if got := systemMetrics(t, r, "chiller-module-settings"); got[hubapi.MetricTargeted] != 2 || got[hubapi.MetricApplied] != 2 || len(got) != 2 {
+		t.Errorf("metrics %v, want 2 module twins targeted and applied", got)
+	}
+
+	// A higher priority configuration wins where both target (a path in the
+	// condition reads the module id); the lower one stays targeted there.
+	hot := Configuration{ID: "hot-m1", Priority: 20, TargetCondition: "from devices.modules where tags.kind = 'chiller' and moduleId = 'm1'",
+		Content: hubapi.ConfigurationContent{ModuleContent: json.RawMessage(`{"properties.desired.chillerWaterSettings.temperature": 30, "properties.desired.fan": "high"}`)}}
+	mustCreateConfig(t, r, hot)
+	eventually(t, "m1 gets hot-m1 on top", func() bool {
+		d := moduleDesired(t, r, "edge", "m1")
+		return d["fan"] == "high" && jsonOf(d["chillerWaterSettings"]) == `{"pressure":78,"temperature":30}`
+	})
+	eventually(t, "m1's configurations", func() bool {
+		return sameStatuses(moduleStatuses(t, r, "edge", "m1"), "chiller-module-settings", hubapi.ConfigurationTargeted, "hot-m1", hubapi.ConfigurationApplied)
+	})
+	if d := moduleDesired(t, r, "leaf", "sensor"); d["fan"] != nil {
+		t.Errorf("sensor, not targeted by hot-m1, got %v", d)
+	}
+
+	// Written once: an operator's later change at the twin stays, whatever
+	// else changes on the module twin.
+	if _, err := r.UpdateTwin("leaf", "sensor", "", func(tw *twin.Twin) (bool, error) {
+		return tw.PatchDesired([]byte(`{"chillerWaterSettings":{"temperature":40}}`), time.Now())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	setModuleTags(t, r, "leaf", "sensor", `{"kind":"chiller","floor":2}`)
+	a := r.NewAutoDeployer(nil)
+	a.loadAll(t)
+	if err := a.EvaluateModule("leaf", "sensor"); err != nil {
+		t.Fatal(err)
+	}
+	if got := jsonOf(moduleDesired(t, r, "leaf", "sensor")["chillerWaterSettings"]); got != `{"pressure":78,"temperature":40}` {
+		t.Fatalf("sensor's own change was overwritten: %s", got)
+	}
+
+	// Out of the condition: it keeps what was written and is targeted by nothing.
+	setModuleTags(t, r, "leaf", "sensor", `{"kind":"retired"}`)
+	eventually(t, "sensor targeted by nothing", func() bool { return len(moduleStatuses(t, r, "leaf", "sensor")) == 0 })
+	if d := moduleDesired(t, r, "leaf", "sensor"); d["chillerWaterSettings"] == nil {
+		t.Fatalf("sensor lost what the configuration wrote: %v", d)
+	}
+	if got := systemMetrics(t, r, "chiller-module-settings"); got[hubapi.MetricTargeted] != 1 || got[hubapi.MetricApplied] != 0 {
+		t.Errorf("chiller-module-settings metrics %v, want 1 targeted (m1, where hot-m1 applies), 0 applied", got)
+	}
+
+	// A module created again starts from a fresh twin: once tagged, it
+	// gets the content again (hot-m1's alone: the twin is new).
+	if err := r.DeleteModule("edge", "m1", ""); err != nil {
+		t.Fatal(err)
+	}
+	moduleWithTags(t, r, "edge", "m1", `{"kind":"chiller"}`)
+	eventually(t, "m1, created again, gets hot-m1 again", func() bool {
+		d := moduleDesired(t, r, "edge", "m1")
+		return d["fan"] == "high" && jsonOf(d["chillerWaterSettings"]) == `{"temperature":30}`
+	})
+
+	// Deleting the winner: the next one applies where it targets.
+	if err := r.DeleteConfiguration("hot-m1", ""); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "m1 moves to chiller-module-settings", func() bool {
+		return sameStatuses(moduleStatuses(t, r, "edge", "m1"), "chiller-module-settings", hubapi.ConfigurationApplied)
+	})
+	if d := moduleDesired(t, r, "edge", "m1"); d["fan"] != "high" || jsonOf(d["chillerWaterSettings"]) != chillerWant {
+		t.Errorf("m1 after hot-m1 went: %v (a merge patch of chiller-module-settings on what hot-m1 left)", d)
+	}
+}
+
+// TestModuleConfigurationsConvergeAfterRestart changes module tags and
+// configurations while no deployer runs (a hub that was down), then starts
+// one: every module twin ends up with what it should have.
+func TestModuleConfigurationsConvergeAfterRestart(t *testing.T) {
+	r, dir := newRegistry(t)
+	mustCreateConfig(t, r, configFixture(t, "module-chiller.json"))
+	deviceWithTags(t, r, "d", `{}`)
+	moduleWithTags(t, r, "d", "a", `{"kind":"chiller"}`)
+	moduleWithTags(t, r, "d", "b", `{"kind":"pump"}`)
+	a := r.NewAutoDeployer(nil)
+	a.loadAll(t)
+	for _, m := range []string{"a", "b"} {
+		if err := a.EvaluateModule("d", m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := jsonOf(moduleDesired(t, r, "d", "a")["chillerWaterSettings"]); got != chillerWant {
+		t.Fatalf("a: %s", got)
+	}
+	// While the hub is down: b becomes a chiller, a new module comes, a
+	// second configuration targets a.
+	setModuleTags(t, r, "d", "b", `{"kind":"chiller"}`)
+	moduleWithTags(t, r, "d", "c", `{"kind":"chiller"}`)
+	mustCreateConfig(t, r, Configuration{ID: "a-only", Priority: 50, TargetCondition: "FROM devices.modules WHERE moduleId = 'a'",
+		Content: hubapi.ConfigurationContent{ModuleContent: json.RawMessage(`{"properties.desired": {"only": "a"}}`)}})
+	r.st.Close()
+
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	r = New(st)
+	runDeployer(t, r)
+	for _, m := range []string{"b", "c"} {
+		eventually(t, m+" gets the chiller settings", func() bool {
+			return jsonOf(moduleDesired(t, r, "d", m)["chillerWaterSettings"]) == chillerWant
+		})
+	}
+	eventually(t, "a gets a-only", func() bool { return moduleDesired(t, r, "d", "a")["only"] == "a" })
+	if got := moduleStatuses(t, r, "d", "a"); !sameStatuses(got, "chiller-module-settings", hubapi.ConfigurationTargeted, "a-only", hubapi.ConfigurationApplied) {
+		t.Errorf("a's configurations %v", got)
+	}
+}
+
+// TestModuleConfigurationDeletedWhileDown: the last module configuration
+// deleted while no deployer runs; the next one started clears what the
+// module twins showed of it, and keeps what it wrote.
+func TestModuleConfigurationDeletedWhileDown(t *testing.T) {
+	r, _ := newRegistry(t)
+	mustCreateConfig(t, r, configFixture(t, "module-chiller.json"))
+	deviceWithTags(t, r, "d", `{}`)
+	moduleWithTags(t, r, "d", "a", `{"kind":"chiller"}`)
+	a := r.NewAutoDeployer(nil)
+	a.loadAll(t)
+	if err := a.EvaluateModule("d", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := moduleStatuses(t, r, "d", "a"); len(got) != 1 {
+		t.Fatalf("a's configurations %v", got)
+	}
+	if err := r.DeleteConfiguration("chiller-module-settings", ""); err != nil {
+		t.Fatal(err)
+	}
+	runDeployer(t, r)
+	eventually(t, "a shows no configuration", func() bool { return len(moduleStatuses(t, r, "d", "a")) == 0 })
+	if got := jsonOf(moduleDesired(t, r, "d", "a")["chillerWaterSettings"]); got != chillerWant {
+		t.Errorf("a lost what the configuration wrote: %s", got)
+	}
+}
+
+// TestModuleConfigurationValidation: a module configuration's target
+// condition must be over module twins (IoT Hub's FROM devices.modules
+// WHERE …), the others' must not; bad moduleContent is refused naming the
+// JSON path.
+func TestModuleConfigurationValidation(t *testing.T) {
+	r, _ := newRegistry(t)
+	good := `{"properties.desired.x": 1}`
+	for name, tc := range map[string]struct{ cond, content, want string }{
+		"device condition": {"tags.kind = 'chiller'", good, "write it as FROM devices.modules WHERE"},
+		"star":             {"*", good, "write it as FROM devices.modules WHERE"},
+		"no where":         {"FROM devices.modules", good, "write it as FROM devices.modules WHERE"},
+		"bad condition":    {"FROM devices.modules WHERE tags.x = ", good, "the condition after WHERE"},
+		"not an object":    {"FROM devices.modules WHERE tags.x = 1", `[1]`, "content.moduleContent: want an object"},
+		"other member":     {"FROM devices.modules WHERE tags.x = 1", `{"tags.x": 1}`, "content.moduleContent.tags.x: unknown member; a module configuration sets"},
+		"whole not obj":    {"FROM devices.modules WHERE tags.x = 1", `{"properties.desired": 5}`, "content.moduleContent.properties.desired: must be an object"},
+		"empty name":       {"FROM devices.modules WHERE tags.x = 1", `{"properties.desired.a..b": 5}`, "an empty name"},
+	} {
+		c := Configuration{ID: "m", TargetCondition: tc.cond, Content: hubapi.ConfigurationContent{ModuleContent: json.RawMessage(tc.content)}}
+		if _, err := r.CreateConfiguration(c); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want ErrInvalid naming %q", name, err, tc.want)
+		}
+	}
+	dev := Configuration{ID: "d", TargetCondition: "FROM devices.modules WHERE tags.x = 1", Content: hubapi.ConfigurationContent{DeviceContent: json.RawMessage(good)}}
+	if _, err := r.CreateConfiguration(dev); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "FROM devices.modules is for module configurations") {
+		t.Errorf("a device configuration over module twins: %v", err)
+	}
+	for _, cond := range []string{"", "from  devices.modules\n where (tags.x = 1 OR deviceId = 'd')"} {
+		c := Configuration{ID: "ok", TargetCondition: cond, Content: hubapi.ConfigurationContent{ModuleContent: json.RawMessage(good)}}
+		if _, err := r.CreateConfiguration(c); err != nil {
+			t.Errorf("condition %q: %v", cond, err)
+		}
+		if err := r.DeleteConfiguration("ok", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEvaluateModuleUnchanged is what a module twin's change (say, a
+// reported property) costs the hub while module configurations exist and
+// the one that applies was written before: the common case.
+func BenchmarkEvaluateModuleUnchanged(b *testing.B) {
+	dir := b.TempDir()
+	st, err := store.Open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	r := New(st)
+	for _, c := range []Configuration{
+		{ID: "a", Priority: 1, TargetCondition: "FROM devices.modules WHERE tags.kind = 'chiller'", Content: hubapi.ConfigurationContent{ModuleContent: json.RawMessage(`{"properties.desired.x": 1}`)}},
+		{ID: "b", Priority: 2, TargetCondition: "FROM devices.modules WHERE tags.kind = 'chiller' AND moduleId = 'm'", Content: hubapi.ConfigurationContent{ModuleContent: json.RawMessage(`{"properties.desired.y": 2}`)}},
+	} {
+		if _, err := r.CreateConfiguration(c); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := r.CreateDevice(Device{DeviceID: "d"}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := r.CreateModule(Module{DeviceID: "d", ModuleID: "m"}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := r.UpdateTwin("d", "m", "", func(tw *twin.Twin) (bool, error) {
+		return tw.ReplaceTags([]byte(`{"kind":"chiller"}`), time.Now())
+	}); err != nil {
+		b.Fatal(err)
+	}
+	a := r.NewAutoDeployer(nil)
+	recs, err := st.List(configurationPrefix)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, rec := range recs {
+		a.load(rec)
+	}
+	if err := a.EvaluateModule("d", "m"); err != nil {
+		b.Fatal(err)
+	}
+	if s, _, _ := r.moduleState("d", "m"); !strings.HasPrefix(s.Applied, "b@") {
+		b.Fatalf("state %+v", s)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if err := a.EvaluateModule("d", "m"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

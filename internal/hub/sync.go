@@ -66,7 +66,11 @@ func (h *Hub) sync(w http.ResponseWriter, r *http.Request, p principal) error {
 		if deliver {
 			state.Methods = h.methodCalls().take(id)
 		}
-		if wait == 0 || cursor == "" || state.Cursor != cursor || len(state.Methods) > 0 {
+		// With the cursor held back by a write under way (see writeOrder), an
+		// answer with twins can keep the cursor it was asked with: the
+		// device still gets them now (and not again, see sent).
+		news := deliver && len(state.Twins)+len(state.ChildTwins) > 0
+		if wait == 0 || cursor == "" || state.Cursor != cursor || len(state.Methods) > 0 || news {
 			writeJSON(w, http.StatusOK, state)
 			return nil
 		}
@@ -232,14 +236,13 @@ func (h *Hub) deviceState(id, cursor string, self bool) (*hubapi.Sync, error) {
 		since = 0
 	}
 	s.Full = since == 0
+	var sent []echo // the twins in the answer, noted once its cursor is known
 	have := map[string]bool{}
 	for _, rec := range twins {
 		have[strings.TrimPrefix(rec.Key, "twins/"+id+"/")] = true
 		if rec.Version > since && (s.Full || !h.echoed(rec.Key, rec.Version, since)) {
 			s.Twins = append(s.Twins, rec.Value)
-			if self {
-				h.sent(rec.Key, rec.Version)
-			}
+			sent = append(sent, echo{key: rec.Key, v: rec.Version})
 		}
 	}
 	if s.Full { // modules whose twin was never written have a fresh one
@@ -250,14 +253,25 @@ func (h *Hub) deviceState(id, cursor string, self bool) (*hubapi.Sync, error) {
 					return nil, err
 				}
 				s.Twins = append(s.Twins, b)
-				if self {
-					h.sent("twins/"+id+"/"+m.ModuleID, 0)
-				}
+				sent = append(sent, echo{key: "twins/" + id + "/" + m.ModuleID})
 			}
 		}
 	}
-	if err := h.syncChildren(s, kids, since, s.Full || childSum != cursorChildSum(cursor), self); err != nil {
+	if sent, err = h.syncChildren(s, kids, since, s.Full || childSum != cursorChildSum(cursor), sent); err != nil {
 		return nil, err
+	}
+	// Not above a version a write under way may take: that write, visible
+	// later, would fall under the cursor (see writeOrder). Records above
+	// it are read again next time (those sent now, not sent again). (0:
+	// no write of this process has ended yet, and the cursor would ask
+	// for full syncs until one has.)
+	if w, busy := h.order.visible(); busy && w > 0 && w < rev {
+		rev = max(since, w)
+	}
+	if self {
+		for _, e := range sent {
+			h.sent(e.key, e.v, rev)
+		}
 	}
 	fmt.Fprintf(sum, "%s\x00", childSum)
 	revSum := fmt.Sprintf("%d.%x.%s", rev, sum.Sum64(), childSum)
@@ -326,8 +340,9 @@ func (h *Hub) children(id string) ([]child, error) {
 }
 
 // syncChildren adds the children to s: all of them with every twin when
-// all is set, else the twins written after since.
-func (h *Hub) syncChildren(s *hubapi.Sync, kids []child, since int64, all, self bool) error {
+// all is set, else the twins written after since; it returns sent with the
+// twins it adds.
+func (h *Hub) syncChildren(s *hubapi.Sync, kids []child, since int64, all bool, sent []echo) ([]echo, error) {
 	if all {
 		s.Children = make([]hubapi.SyncChild, 0, len(kids))
 	}
@@ -344,7 +359,7 @@ func (h *Hub) syncChildren(s *hubapi.Sync, kids []child, since int64, all, self 
 		t := twin.New(c.dev.DeviceID, "", h.now())
 		if c.twin != nil {
 			if err := t.UnmarshalJSON(c.twin); err != nil {
-				return fmt.Errorf("twin of device %s: %w", c.dev.DeviceID, err)
+				return nil, fmt.Errorf("twin of device %s: %w", c.dev.DeviceID, err)
 			}
 		}
 		b, err := h.twinJSON(t)
@@ -352,14 +367,13 @@ func (h *Hub) syncChildren(s *hubapi.Sync, kids []child, since int64, all, self 
 			continue // deleted meanwhile
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		s.ChildTwins = append(s.ChildTwins, b)
-		if self { // version 0: a twin never written, which the device has as made here
-			h.sent("twins/"+c.dev.DeviceID, c.twinVersion)
-		}
+		// Version 0: a twin never written, which the device has as made here.
+		sent = append(sent, echo{key: "twins/" + c.dev.DeviceID, v: c.twinVersion})
 	}
-	return nil
+	return sent, nil
 }
 
 // optimisticReads is how many times readDevice reads a device's records
@@ -598,25 +612,27 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 
 // echo is what the hub remembers of a twin for its device: the version it
 // last knows of (v, one it sent the device or one the device's upload
-// wrote), and the version the device was last sent (base) when only the
-// device's uploads wrote the twin since; math.MaxInt64 when something else
-// wrote it since (a desired patch), or the hub sent a version the device
-// may not have.
+// wrote), and, when only the device's uploads wrote the twin since the hub
+// last sent it, the revision of the cursor that answer gave (base): a
+// device syncing from that cursor or a later one has what it was sent.
+// math.MaxInt64 when something else wrote it since (a desired patch), or
+// the hub sent a version the device may not have.
 type echo struct {
 	key     string
 	prev    int64 // while applying: the version the upload found
 	v, base int64
 }
 
-// echoed reports whether version v of the twin record key was written by
-// its device's own upload, and nothing but its uploads wrote the twin since
-// the version the hub last sent the device, which the device's cursor
-// (since) says it has: the device has that twin already, with the patches
-// it sent, and an incremental sync leaves it out of the answer. Any other
-// write in between (a desired patch) and the twin is sent, with it. (Only a
-// version the hub sent counts, not one the cursor's revision covers: a
-// sync reads the records one by one, and a write becoming visible late can
-// fall below a cursor; the next upload's answer then carries it.) Without this, every upload from a device with 1,000 leaf
+// echoed reports whether version v of the twin record key is one the hub
+// sent the device, or was written by its device's own upload with nothing
+// but its uploads writing the twin since the version the hub last sent the
+// device, and the device's cursor (since) says it has that answer: the
+// device has that twin already (with the patches it sent), and an
+// incremental sync leaves it out of the answer. Any other write in between
+// (a desired patch) and the twin is sent, with it. (Only a version the hub
+// sent counts, not one the cursor's revision covers.) It also keeps a twin
+// above a cursor held back by a write under way (see writeOrder) from
+// being sent again to the device that has it. Without this, every upload from a device with 1,000 leaf
 // devices came back as 1,000 twins in the next sync answer, for the device
 // to decode and compare. A twin that also had a patch refused is sent (the
 // device's copy has the refused patch). It is the memory of this hub
@@ -627,8 +643,9 @@ func (h *Hub) echoed(key string, v, since int64) bool {
 	return ok && w.(echo).v == v && since >= w.(echo).base
 }
 
-// sent notes that the device was sent version v of the twin record key.
-func (h *Hub) sent(key string, v int64) { h.remember(key, echo{v: v, base: v}) }
+// sent notes that the device was sent version v of the twin record key in
+// an answer whose cursor has revision rev.
+func (h *Hub) sent(key string, v, rev int64) { h.remember(key, echo{v: v, base: rev}) }
 
 // maxEchoes bounds what the hub remembers for echoed (about 200 bytes a
 // twin): a replica's memory does not grow with the fleet it serves. Past

@@ -14,12 +14,67 @@ import (
 
 // hookedStore is the hub's file store with hooks into device d's uploads:
 // onTxn runs before a Txn that writes d's sync record (an upload), onGet
-// after a Get of that record has read it. Each runs once, when set.
+// after a Get of that record has read it. Each runs once, when set. And
+// with lateKey set, the next Put of that key is written (its version
+// taken) but not seen by Get, List or Range until late is closed, as a
+// file store write whose fsync is slow; the Put returns then.
 type hookedStore struct {
 	*store.FileStore
-	mu    sync.Mutex
-	onTxn func()
-	onGet func()
+	mu      sync.Mutex
+	onTxn   func()
+	onGet   func()
+	lateKey string
+	hidden  *store.Record // what lateKey's readers see meanwhile
+	written chan struct{} // closed once the late write is written
+	late    chan struct{}
+}
+
+func (s *hookedStore) Put(key string, value []byte, expect int64) (int64, error) {
+	s.mu.Lock()
+	hide := key == s.lateKey
+	if hide {
+		s.lateKey = ""
+		old, err := s.FileStore.Get(key)
+		if err != nil {
+			panic("hookedStore: a late write hides the record before it, and " + key + " has none: " + err.Error())
+		}
+		s.hidden = &old
+	}
+	s.mu.Unlock()
+	v, err := s.FileStore.Put(key, value, expect)
+	if hide {
+		close(s.written)
+		<-s.late
+		s.mu.Lock()
+		s.hidden = nil
+		s.mu.Unlock()
+	}
+	return v, err
+}
+
+// seen replaces a hidden record in recs by what was there before.
+func (s *hookedStore) seen(recs []store.Record) []store.Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hidden == nil {
+		return recs
+	}
+	for i := range recs {
+		if recs[i].Key == s.hidden.Key {
+			recs[i] = *s.hidden
+		}
+	}
+	return recs
+}
+
+func (s *hookedStore) List(prefix string) ([]store.Record, error) {
+	recs, err := s.FileStore.List(prefix)
+	return s.seen(recs), err
+}
+
+func (s *hookedStore) Range(prefix, after string, limit int) ([]store.Record, error) {
+	recs, err := s.FileStore.Range(prefix, after, limit)
+	return s.seen(recs), err
 }
 
 const syncRecordKey = "devicesync/d"
@@ -51,6 +106,9 @@ func (s *hookedStore) Txn(ops ...store.Op) (int64, error) {
 
 func (s *hookedStore) Get(key string) (store.Record, error) {
 	rec, err := s.FileStore.Get(key)
+	if err == nil {
+		rec = s.seen([]store.Record{rec})[0]
+	}
 	if key == syncRecordKey {
 		if h := s.take(&s.onGet); h != nil {
 			h()
@@ -172,5 +230,70 @@ func TestSyncSeqMatchesTwinsDuringUpload(t *testing.T) {
 	tw := twinOf(t, s, "m")
 	if got, want := reportedSeq(s), map[string]int64{"1": 1, "2": 2}[string(tw.Reported()["n"].(json.Number))]; got != want {
 		t.Fatalf("answer has reported %s with seq %d, want seq %d", tw.ReportedJSON(), got, want)
+	}
+}
+
+// TestSyncLateWriteNotUnderCursor: a write becoming visible after a later
+// one (the file store takes a write's version before its fsync, and shows
+// it after) must not fall under a cursor the hub gave meanwhile: a desired
+// change to a leaf device that never reports was then never sent to its
+// parent (only a new write of the leaf's twin, its own upload, brought it).
+func TestSyncLateWriteNotUnderCursor(t *testing.T) {
+	h, st := hookedHub(t)
+	c := h.Client(t)
+	e, err := c.CreateDevice(ctx, hubapi.Device{DeviceID: "e", Capabilities: &hubapi.Capabilities{IoTEdge: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc := h.ClientFor(t, h.DeviceConnectionString("e", "", e.Authentication.SymmetricKey.PrimaryKey))
+	leaf(t, h, "x", "e")
+	leaf(t, h, "y", "e")
+	if _, err := c.PatchTwin(ctx, "x", "", []byte(`{"properties":{"desired":{"late":0}}}`), ""); err != nil {
+		t.Fatal(err) // so that x has a twin record, which the late write hides
+	}
+	first, err := dc.Sync(ctx, "e", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	st.mu.Lock()
+	st.lateKey, st.written, st.late = "twins/x", make(chan struct{}), make(chan struct{})
+	st.mu.Unlock()
+	var once sync.Once
+	release := func() { once.Do(func() { close(st.late) }) }
+	t.Cleanup(release)
+	patched := make(chan error, 1)
+	go func() {
+		_, err := c.PatchTwin(ctx, "x", "", []byte(`{"properties":{"desired":{"late":1}}}`), "")
+		patched <- err
+	}()
+	select {
+	case <-st.written:
+	case err := <-patched:
+		t.Fatalf("the desired patch of x was not written through Put (%v): the test needs another hook", err)
+	}
+	if _, err := c.PatchTwin(ctx, "y", "", []byte(`{"properties":{"desired":{"early":1}}}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	during, err := dc.Sync(ctx, "e", first.Cursor, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tw := childTwinOf(t, during, "y"); tw == nil || tw.Desired()["early"] != json.Number("1") {
+		t.Fatalf("answer during x's write lacks y's change: %v", tw)
+	}
+	if tw := childTwinOf(t, during, "x"); tw != nil && tw.Desired()["late"] != json.Number("0") {
+		t.Fatalf("answer during x's write has it: %s", tw.DesiredJSON())
+	}
+	release()
+	if err := <-patched; err != nil {
+		t.Fatal(err)
+	}
+	after, err := dc.Sync(ctx, "e", during.Cursor, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tw := childTwinOf(t, after, "x"); tw == nil || tw.Desired()["late"] != json.Number("1") {
+		t.Fatalf("x's desired change, visible after the cursor %s was given, is not in the next answer (%d child twins)", during.Cursor, len(after.ChildTwins))
 	}
 }

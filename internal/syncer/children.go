@@ -52,7 +52,8 @@ func (s *Syncer) ChildTwin(deviceID string) (*twin.Twin, error) {
 
 // applyChildren stores the children the hub sent (nil: unchanged, so the
 // ones stored) and removes those gone with their twins; it returns the
-// children now, and whether any identity changed. The caller holds s.mu.
+// children now, and whether any identity changed. The caller holds s.mu
+// and s.twMu.
 func (s *Syncer) applyChildren(sent []hubapi.SyncChild) (map[string]bool, bool, error) {
 	have, err := s.st.List("children/")
 	if err != nil {
@@ -80,7 +81,7 @@ func (s *Syncer) applyChildren(sent []hubapi.SyncChild) (map[string]bool, bool, 
 		if err := deleteIfThere(s.st, rec.Key); err != nil {
 			return nil, false, err
 		}
-		if err := s.tw.remove(s.st, childRef(id)); err != nil {
+		if err := deleteIfThere(s.st, twinKey(childRef(id))); err != nil {
 			return nil, false, err
 		}
 		s.clean(childRef(id), nil)

@@ -139,10 +139,9 @@ type Syncer struct {
 	// offline), each once however many patches changed it meanwhile; until
 	// then they are read from dirty. A crash before the write loses
 	// nothing: New applies the outbox after the record's seq again.
-	twMu  sync.Mutex // held by writeTwins, one at a time
+	twMu  sync.Mutex // held while writing twins/ records, so they go in order
 	dmu   sync.Mutex // guards dirty
 	dirty map[string]dirtyTwin
-	tw    twinWrites // each twin record's writes in order
 
 	methods atomic.Pointer[MethodHandler] // answers direct method calls; see HandleMethods
 }
@@ -358,6 +357,8 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.twMu.Lock() // the hub's twins go after the local ones being written
+	defer s.twMu.Unlock()
 	var changes []Change
 	modulesChanged := false
 
@@ -378,7 +379,7 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 		if err := deleteIfThere(s.st, rec.Key); err != nil {
 			return err
 		}
-		if err := s.tw.remove(s.st, id); err != nil {
+		if err := deleteIfThere(s.st, "twins/"+id); err != nil {
 			return err
 		}
 		s.clean(id, nil)
@@ -474,7 +475,7 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 			changes = append(changes, *c)
 		}
 	}
-	if err := s.putTwins(writes, s.nextSeq-1); err != nil {
+	if err := s.putTwins(writes); err != nil {
 		return err
 	}
 
@@ -506,7 +507,7 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 // already (the hub's answer to the device's own reported patches, which
 // with 1,000 leaf devices is most of every answer; only the $lastUpdated
 // times the hub gave them differ). The record holds every queued patch of
-// ref up to seq (see twinRecord). The caller holds s.mu.
+// ref up to seq (see twinRecord). The caller holds s.mu and s.twMu.
 func (s *Syncer) settle(ref string, t *twin.Twin, pending []hubapi.ReportedPatch, seq int64) (*Change, []byte, error) {
 	for _, p := range pending {
 		if _, err := t.PatchReported(p.Patch, s.now().UTC()); err != nil {
@@ -545,19 +546,16 @@ func sameTwin(a, b *twin.Twin) bool {
 		string(a.TagsJSON()) == string(b.TagsJSON())
 }
 
-// putTwins writes the twin records of writes (by ref), each holding its
-// queued patches up to seq, concurrently so that the writes share fsyncs,
-// and forgets those twins' dirty copies. The caller holds s.mu: no commit
-// makes a twin dirty meanwhile, so these are the newest (see twinWrites).
-func (s *Syncer) putTwins(writes map[string][]byte, seq int64) error {
-	return s.putConcurrently(writes, func(string) int64 { return seq }, true, func(ref string) { s.clean(ref, nil) })
+// putTwins writes the twin records of writes (by ref), concurrently so that
+// the writes share fsyncs, and forgets those twins' dirty copies. The
+// caller holds s.twMu (and s.mu: no commit makes a twin dirty meanwhile).
+func (s *Syncer) putTwins(writes map[string][]byte) error {
+	return s.putConcurrently(writes, func(ref string) { s.clean(ref, nil) })
 }
 
 // putConcurrently writes the twin records of recs (by ref), 64 at a time so
-// that the writes share fsyncs, each holding its twin's patches up to
-// seq(ref) (see twinWrites for newest), and calls done for each one the
-// store holds (written, or left out as older than the record).
-func (s *Syncer) putConcurrently(recs map[string][]byte, seq func(ref string) int64, newest bool, done func(ref string)) error {
+// that the writes share fsyncs, and calls written for each one stored.
+func (s *Syncer) putConcurrently(recs map[string][]byte, written func(ref string)) error {
 	var wg sync.WaitGroup
 	var emu sync.Mutex
 	var errs []error
@@ -566,13 +564,13 @@ func (s *Syncer) putConcurrently(recs map[string][]byte, seq func(ref string) in
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if _, err := s.tw.put(s.st, ref, b, seq(ref), newest); err != nil {
+			if _, err := s.st.Put(twinKey(ref), b, store.Any); err != nil {
 				emu.Lock()
 				errs = append(errs, fmt.Errorf("write the local twin of %s: %w", ref, err))
 				emu.Unlock()
 				return
 			}
-			done(ref)
+			written(ref)
 		})
 	}
 	wg.Wait()
@@ -765,7 +763,7 @@ func (s *Syncer) writeTwins() error {
 		}
 		recs[id] = b
 	}
-	return s.putConcurrently(recs, func(id string) int64 { return todo[id].seq }, false, func(id string) { s.clean(id, todo[id].t) })
+	return s.putConcurrently(recs, func(id string) { s.clean(id, todo[id].t) })
 }
 
 // PatchReported applies a module's reported patch to its local twin and

@@ -11,7 +11,7 @@ import (
 // (it is sent, which is always safe).
 func TestEchoesBounded(t *testing.T) {
 	var h Hub
-	h.sent("twins/d/m", 7)
+	h.sent("twins/d/m", 7, 7)
 	if !h.echoed("twins/d/m", 7, 7) {
 		t.Fatal("a twin the device was sent at version 7 is not an echo at 7")
 	}

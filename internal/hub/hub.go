@@ -105,6 +105,7 @@ type Hub struct {
 
 	index    *twinIndex   // every twin, decoded, for queries (empty on etcd)
 	uploads  deviceLocks  // a device's uploads, one at a time
+	order    *writeOrder  // the store writes under way; nil on etcd (syncorder.go)
 	echoes   sync.Map     // twin record key → the version its device's upload wrote; see echoed
 	nEchoes  atomic.Int64 // entries in echoes, about (see remember)
 	presence *presence
@@ -179,7 +180,8 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 		}
 		return nil, false, err
 	}
-	st := h.st // h is nil by the time a deferred call sees an error
+	h.st, h.order = orderWrites(h.st) // before anything writes through it
+	st := h.st                        // h is nil by the time a deferred call sees an error
 	defer func() {
 		if err != nil {
 			st.Close()

@@ -66,7 +66,11 @@ func (h *Hub) sync(w http.ResponseWriter, r *http.Request, p principal) error {
 		if deliver {
 			state.Methods = h.methodCalls().take(id)
 		}
-		if wait == 0 || cursor == "" || state.Cursor != cursor || len(state.Methods) > 0 {
+		// With the cursor held back by a write under way (see writeOrder), an
+		// answer with twins can keep the cursor it was asked with: the
+		// device still gets them now (and not again, see sent).
+		news := deliver && len(state.Twins)+len(state.ChildTwins) > 0
+		if wait == 0 || cursor == "" || state.Cursor != cursor || len(state.Methods) > 0 || news {
 			writeJSON(w, http.StatusOK, state)
 			return nil
 		}
@@ -188,15 +192,7 @@ func (h *Hub) deviceState(id, cursor string, self bool) (*hubapi.Sync, error) {
 		since = trustedRevision(key, &d, cursor)
 	}
 	since = h.notCompacted(id, since)
-	// Under the device's upload lock, so that the twins read and the seq of
-	// the last patch they hold go together.
-	unlock := h.lockDevice(id)
-	mods, twins, sr, err := h.deviceRecords(id, d.GenerationID)
-	var kids []child
-	if err == nil {
-		kids, err = h.children(id) // their twins take this device's uploads too
-	}
-	unlock()
+	mods, twins, sr, kids, err := h.readDevice(id, d.GenerationID)
 	if err != nil {
 		return nil, err
 	}
@@ -240,14 +236,13 @@ func (h *Hub) deviceState(id, cursor string, self bool) (*hubapi.Sync, error) {
 		since = 0
 	}
 	s.Full = since == 0
+	var sent []echo // the twins in the answer, noted once its cursor is known
 	have := map[string]bool{}
 	for _, rec := range twins {
 		have[strings.TrimPrefix(rec.Key, "twins/"+id+"/")] = true
 		if rec.Version > since && (s.Full || !h.echoed(rec.Key, rec.Version, since)) {
 			s.Twins = append(s.Twins, rec.Value)
-			if self {
-				h.sent(rec.Key, rec.Version)
-			}
+			sent = append(sent, echo{key: rec.Key, v: rec.Version})
 		}
 	}
 	if s.Full { // modules whose twin was never written have a fresh one
@@ -258,14 +253,25 @@ func (h *Hub) deviceState(id, cursor string, self bool) (*hubapi.Sync, error) {
 					return nil, err
 				}
 				s.Twins = append(s.Twins, b)
-				if self {
-					h.sent("twins/"+id+"/"+m.ModuleID, 0)
-				}
+				sent = append(sent, echo{key: "twins/" + id + "/" + m.ModuleID})
 			}
 		}
 	}
-	if err := h.syncChildren(s, kids, since, s.Full || childSum != cursorChildSum(cursor), self); err != nil {
+	if sent, err = h.syncChildren(s, kids, since, s.Full || childSum != cursorChildSum(cursor), sent); err != nil {
 		return nil, err
+	}
+	// Not above a version a write under way may take: that write, visible
+	// later, would fall under the cursor (see writeOrder). Records above
+	// it are read again next time (those sent now, not sent again). (0:
+	// no write of this process has ended yet, and the cursor would ask
+	// for full syncs until one has.)
+	if w, busy := h.order.visible(); busy && w > 0 && w < rev {
+		rev = max(since, w)
+	}
+	if self {
+		for _, e := range sent {
+			h.sent(e.key, e.v, rev)
+		}
 	}
 	fmt.Fprintf(sum, "%s\x00", childSum)
 	revSum := fmt.Sprintf("%d.%x.%s", rev, sum.Sum64(), childSum)
@@ -334,8 +340,9 @@ func (h *Hub) children(id string) ([]child, error) {
 }
 
 // syncChildren adds the children to s: all of them with every twin when
-// all is set, else the twins written after since.
-func (h *Hub) syncChildren(s *hubapi.Sync, kids []child, since int64, all, self bool) error {
+// all is set, else the twins written after since; it returns sent with the
+// twins it adds.
+func (h *Hub) syncChildren(s *hubapi.Sync, kids []child, since int64, all bool, sent []echo) ([]echo, error) {
 	if all {
 		s.Children = make([]hubapi.SyncChild, 0, len(kids))
 	}
@@ -352,7 +359,7 @@ func (h *Hub) syncChildren(s *hubapi.Sync, kids []child, since int64, all, self 
 		t := twin.New(c.dev.DeviceID, "", h.now())
 		if c.twin != nil {
 			if err := t.UnmarshalJSON(c.twin); err != nil {
-				return fmt.Errorf("twin of device %s: %w", c.dev.DeviceID, err)
+				return nil, fmt.Errorf("twin of device %s: %w", c.dev.DeviceID, err)
 			}
 		}
 		b, err := h.twinJSON(t)
@@ -360,41 +367,87 @@ func (h *Hub) syncChildren(s *hubapi.Sync, kids []child, since int64, all, self 
 			continue // deleted meanwhile
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		s.ChildTwins = append(s.ChildTwins, b)
-		if self { // version 0: a twin never written, which the device has as made here
-			h.sent("twins/"+c.dev.DeviceID, c.twinVersion)
-		}
+		// Version 0: a twin never written, which the device has as made here.
+		sent = append(sent, echo{key: "twins/" + c.dev.DeviceID, v: c.twinVersion})
 	}
-	return nil
+	return sent, nil
 }
 
-// deviceRecords reads a device's modules and twins, and what its sync record
-// says of the reported patches they hold (nil when it says nothing of this
-// generation of the device).
-func (h *Hub) deviceRecords(id, generationID string) (mods, twins []store.Record, sr *hubapi.SyncReported, err error) {
-	if mods, err = h.st.List("modules/" + id + "/"); err != nil {
-		return nil, nil, nil, err
+// optimisticReads is how many times readDevice reads a device's records
+// without its upload lock before it takes the lock.
+const optimisticReads = 4
+
+// readDevice reads device id's modules, twins and children (with their
+// twins), and what its sync record says of the reported patches those twins
+// hold (nil when it says nothing of this generation of the device). The
+// twins and the seq must go together: laid under a seq older than its
+// patches, a twin would have the device lay them on again (each raising its
+// reported $version once more).
+//
+// It does not wait for an upload in progress: under the device's upload
+// lock, as it was read, a sync answer (a desired change for 1,000 leaf
+// devices) waited for an upload of 1,000 twins to be written, seconds at
+// p99. An upload writes its twins and the sync record in one Txn, which
+// readers see all or none of, and writes the sync record whenever it
+// applies a patch: the record read before and after the rest at the same
+// version says no upload's patches came in between, so the seq read first
+// is that of the twins. Uploads landing in between mean reading again,
+// under the lock after a few tries, so that back-to-back uploads cannot
+// starve a sync.
+func (h *Hub) readDevice(id, generationID string) (mods, twins []store.Record, sr *hubapi.SyncReported, kids []child, err error) {
+	for attempt := 1; ; attempt++ {
+		if attempt == optimisticReads {
+			defer h.lockDevice(id)()
+		}
+		var before int64
+		before, sr, err = h.syncRecord(id, generationID)
+		if err != nil {
+			return nil, nil, nil, nil, err
+		}
+		if mods, err = h.st.List("modules/" + id + "/"); err != nil {
+			return nil, nil, nil, nil, err
+		}
+		if twins, err = h.st.List("twins/" + id + "/"); err != nil {
+			return nil, nil, nil, nil, err
+		}
+		if kids, err = h.children(id); err != nil { // their twins take this device's uploads too
+			return nil, nil, nil, nil, err
+		}
+		if attempt >= optimisticReads {
+			return mods, twins, sr, kids, nil
+		}
+		after, _, err := h.syncRecord(id, generationID)
+		if err != nil {
+			return nil, nil, nil, nil, err
+		}
+		if after == before {
+			return mods, twins, sr, kids, nil
+		}
 	}
-	if twins, err = h.st.List("twins/" + id + "/"); err != nil {
-		return nil, nil, nil, err
-	}
+}
+
+// syncRecord reads device id's sync record: its version (0: none) and what
+// it says of the reported patches the device's twins hold (nil when it says
+// nothing of this generation of the device).
+func (h *Hub) syncRecord(id, generationID string) (int64, *hubapi.SyncReported, error) {
 	rec, err := h.st.Get(registry.DeviceSyncKey(id))
 	if errors.Is(err, store.ErrNotFound) {
-		return mods, twins, nil, nil
+		return 0, nil, nil
 	}
 	if err != nil {
-		return nil, nil, nil, err
+		return 0, nil, err
 	}
 	var r syncRecord
 	if err := json.Unmarshal(rec.Value, &r); err != nil {
-		return nil, nil, nil, fmt.Errorf("record %s: %w", rec.Key, err)
+		return 0, nil, fmt.Errorf("record %s: %w", rec.Key, err)
 	}
 	if r.GenerationID != generationID || r.ReportedSeq == 0 {
-		return mods, twins, nil, nil
+		return rec.Version, nil, nil
 	}
-	return mods, twins, &hubapi.SyncReported{Session: r.Session, Seq: r.ReportedSeq}, nil
+	return rec.Version, &hubapi.SyncReported{Session: r.Session, Seq: r.ReportedSeq}, nil
 }
 
 // syncRecord is the hub's memory of a device's uploads: the last seq it
@@ -559,25 +612,27 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 
 // echo is what the hub remembers of a twin for its device: the version it
 // last knows of (v, one it sent the device or one the device's upload
-// wrote), and the version the device was last sent (base) when only the
-// device's uploads wrote the twin since; math.MaxInt64 when something else
-// wrote it since (a desired patch), or the hub sent a version the device
-// may not have.
+// wrote), and, when only the device's uploads wrote the twin since the hub
+// last sent it, the revision of the cursor that answer gave (base): a
+// device syncing from that cursor or a later one has what it was sent.
+// math.MaxInt64 when something else wrote it since (a desired patch), or
+// the hub sent a version the device may not have.
 type echo struct {
 	key     string
 	prev    int64 // while applying: the version the upload found
 	v, base int64
 }
 
-// echoed reports whether version v of the twin record key was written by
-// its device's own upload, and nothing but its uploads wrote the twin since
-// the version the hub last sent the device, which the device's cursor
-// (since) says it has: the device has that twin already, with the patches
-// it sent, and an incremental sync leaves it out of the answer. Any other
-// write in between (a desired patch) and the twin is sent, with it. (Only a
-// version the hub sent counts, not one the cursor's revision covers: a
-// sync reads the records one by one, and a write becoming visible late can
-// fall below a cursor; the next upload's answer then carries it.) Without this, every upload from a device with 1,000 leaf
+// echoed reports whether version v of the twin record key is one the hub
+// sent the device, or was written by its device's own upload with nothing
+// but its uploads writing the twin since the version the hub last sent the
+// device, and the device's cursor (since) says it has that answer: the
+// device has that twin already (with the patches it sent), and an
+// incremental sync leaves it out of the answer. Any other write in between
+// (a desired patch) and the twin is sent, with it. (Only a version the hub
+// sent counts, not one the cursor's revision covers.) It also keeps a twin
+// above a cursor held back by a write under way (see writeOrder) from
+// being sent again to the device that has it. Without this, every upload from a device with 1,000 leaf
 // devices came back as 1,000 twins in the next sync answer, for the device
 // to decode and compare. A twin that also had a patch refused is sent (the
 // device's copy has the refused patch). It is the memory of this hub
@@ -588,8 +643,9 @@ func (h *Hub) echoed(key string, v, since int64) bool {
 	return ok && w.(echo).v == v && since >= w.(echo).base
 }
 
-// sent notes that the device was sent version v of the twin record key.
-func (h *Hub) sent(key string, v int64) { h.remember(key, echo{v: v, base: v}) }
+// sent notes that the device was sent version v of the twin record key in
+// an answer whose cursor has revision rev.
+func (h *Hub) sent(key string, v, rev int64) { h.remember(key, echo{v: v, base: rev}) }
 
 // maxEchoes bounds what the hub remembers for echoed (about 200 bytes a
 // twin): a replica's memory does not grow with the fleet it serves. Past

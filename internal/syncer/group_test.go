@@ -156,10 +156,20 @@ const crashEnv = "OUTPOST_SYNCER_TEST_CRASH" // see crashChild: run TestCrashChi
 
 // TestCrashChild is the process TestCrashMidCommit kills: 8 writers report
 // patches as fast as they are acknowledged, printing "ACK KEY VALUE" once
-// PatchReported has returned.
+// PatchReported has returned, while the local twins are written again and
+// again (as the flush loop writes them every few seconds offline), so
+// that some kills land in a twin write.
 func TestCrashChild(t *testing.T) {
 	s, round, fail := crashChild(t, crashEnv, "TestCrashMidCommit")
 	fmt.Println("READY")
+	go func() {
+		for {
+			if err := s.writeTwins(); err != nil {
+				fail("write twins: %v", err)
+			}
+			time.Sleep(time.Duration(rand.IntN(5)) * time.Millisecond)
+		}
+	}()
 	reportUntilKilled(s, 8, round, fail)
 }
 
@@ -294,14 +304,25 @@ func crashChild(t *testing.T, env, parent string) (s *Syncer, round string, fail
 }
 
 // TestCrashMidCommit kills a daemon's syncer (a child process) while 8
-// writers report at once, at a random moment, several times over the same
-// store: after each crash every acknowledged patch is in the outbox, each
-// writer's in order, seqs rising one by one, and the local twins hold the
-// last queued; once the hub is back it holds them all.
+// writers report at once and its twins are written, at a random moment,
+// several times over the same store: after each crash every acknowledged
+// patch is in the outbox, each writer's in order, seqs rising one by one,
+// and the local twins hold the last queued, each patch once (their
+// reported $version rose by one per patch queued); once the hub is back it
+// holds them all, at the same $versions.
 func TestCrashMidCommit(t *testing.T) {
-	f, _, stop, addr := offline(t)
+	f, s0, stop, addr := offline(t)
 	stop()
+	base := map[string]int64{} // each twin's reported $version before any patch
+	for _, m := range []string{"a", "b"} {
+		tw, err := s0.Twin(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base[m] = tw.ReportedVersion()
+	}
 	f.st.Close()
+	var queued map[string]int64 // by module, the patches in the outbox
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	var last map[string]int
 	total := 0
@@ -322,6 +343,7 @@ func TestCrashMidCommit(t *testing.T) {
 			}
 		}
 		checkTwins(t, s, last)
+		queued = checkReportedVersions(t, s, base)
 		st.Close()
 		t.Logf("round %d: killed after %d acks; %d writers' patches in the outbox", round, n, len(last))
 	}
@@ -344,4 +366,32 @@ func TestCrashMidCommit(t *testing.T) {
 			t.Fatalf("hub: %s=%v, want %d", k, got, v)
 		}
 	}
+	for _, m := range []string{"a", "b"} {
+		agreeWithHub(t, h2, s2, m, base[m]+queued[m])
+	}
+}
+
+// checkReportedVersions checks that each local twin's reported $version
+// is its version in base plus one for each of its patches in the outbox
+// (all of them: the hub is down), and returns how many each has there.
+func checkReportedVersions(t *testing.T, s *Syncer, base map[string]int64) map[string]int64 {
+	t.Helper()
+	pending, err := s.pending(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued := map[string]int64{}
+	for _, p := range pending {
+		queued[p.ModuleID]++
+	}
+	for m, v := range base {
+		tw, err := s.Twin(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tw.ReportedVersion(); got != v+queued[m] {
+			t.Fatalf("local twin %s: reported $version %d, want %d (%d before, %d patches queued, each laid on once)", m, got, v+queued[m], v, queued[m])
+		}
+	}
+	return queued
 }

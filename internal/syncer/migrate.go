@@ -57,7 +57,11 @@ func migrateLegacyNames(st store.Store) (bool, error) {
 			return nil, err
 		}
 		t.ModuleID = agentModule
-		return t.MarshalJSON()
+		seq, err := recordOutboxSeq(b)
+		if err != nil {
+			return nil, err
+		}
+		return twinRecord(t, seq)
 	}); err != nil {
 		return false, err
 	}

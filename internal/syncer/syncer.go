@@ -22,11 +22,15 @@
 //
 // Reported patches go to the outbox first; the local twins they change are
 // written later, at the latest before the patches leave the outbox, so a
-// crash in between loses nothing: at start the patches still in the
-// outbox are applied to the local twins again (a merge patch applied twice
-// gives what it gave once). The hub wins for everything else: a twin from
-// the hub replaces the local one, with the patches still queued applied on
-// top.
+// crash in between loses nothing: at start the patches still in the outbox
+// are applied to the local twins again, those after the twin's record
+// only. A twin record says which those are: it is the twin's JSON with one
+// more member, "outboxSeq", the outbox seq up to which the twin's queued
+// patches are in it (one record, so one atomic write: a kill -9 leaves the
+// twin and the seq it holds together). Laid on again, a patch would give
+// the same properties but raise the reported $version once more. The hub
+// wins for everything else: a twin from the hub replaces the local one,
+// with the patches still queued applied on top.
 package syncer
 
 import (
@@ -40,6 +44,7 @@ import (
 	"maps"
 	mrand "math/rand/v2"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,10 +138,10 @@ type Syncer struct {
 	// only before their patches leave the outbox (and every few seconds
 	// offline), each once however many patches changed it meanwhile; until
 	// then they are read from dirty. A crash before the write loses
-	// nothing: New applies the outbox again.
+	// nothing: New applies the outbox after the record's seq again.
 	twMu  sync.Mutex // held while writing twins/ records, so they go in order
 	dmu   sync.Mutex // guards dirty
-	dirty map[string]*twin.Twin
+	dirty map[string]dirtyTwin
 
 	methods atomic.Pointer[MethodHandler] // answers direct method calls; see HandleMethods
 }
@@ -191,7 +196,7 @@ func New(hub *hubclient.Client, st store.Store, deviceID string, opts ...Option)
 		now:   time.Now,
 		subs:  map[chan Change]struct{}{},
 		kick:  make(chan struct{}, 1),
-		dirty: map[string]*twin.Twin{},
+		dirty: map[string]dirtyTwin{},
 	}
 	s.statusC = make(chan struct{})
 	for _, o := range opts {
@@ -222,20 +227,33 @@ func New(hub *hubclient.Client, st store.Store, deviceID string, opts ...Option)
 	}
 	s.depth = depth
 	s.nextSeq = s.state.Acked + 1
-	for _, p := range pending { // in memory, then each twin written once
+	// The patches after each twin record's seq, in memory, then each twin
+	// written once.
+	held := map[string]int64{} // by ref: the seq its record holds
+	for _, p := range pending {
 		s.nextSeq = max(s.nextSeq, p.Seq+1)
 		ref := patchRef(p)
-		t, err := s.localTwin(ref)
-		if errors.Is(err, ErrUnknownModule) || errors.Is(err, ErrUnknownChild) {
+		seq, ok := held[ref]
+		if !ok {
+			seq, err = s.recordSeq(ref)
+			if errors.Is(err, ErrUnknownModule) || errors.Is(err, ErrUnknownChild) {
+				seq = 1<<63 - 1 // a twin the device no longer has
+			} else if err != nil {
+				return nil, fmt.Errorf("replay the outbox: %w", err)
+			}
+			held[ref] = seq
+		}
+		if p.Seq <= seq {
 			continue
 		}
+		t, err := s.localTwin(ref)
 		if err == nil {
 			_, err = t.PatchReported(p.Patch, s.now().UTC())
 		}
 		if err != nil {
 			return nil, fmt.Errorf("replay outbox seq %d: %w", p.Seq, err)
 		}
-		s.dirty[ref] = t
+		s.dirty[ref] = dirtyTwin{t, p.Seq}
 	}
 	if err := s.writeTwins(); err != nil {
 		return nil, fmt.Errorf("replay the outbox: %w", err)
@@ -423,7 +441,7 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 			continue
 		}
 		s.noteHub(t, now) // before the queued patches are laid on
-		c, b, err := s.settle(t.ModuleID, t, pending[t.ModuleID])
+		c, b, err := s.settle(t.ModuleID, t, pending[t.ModuleID], s.nextSeq-1)
 		if err != nil {
 			return err
 		}
@@ -445,7 +463,7 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 			continue
 		}
 		ref := childRef(t.DeviceID)
-		c, b, err := s.settle(ref, t, pending[ref])
+		c, b, err := s.settle(ref, t, pending[ref], s.nextSeq-1)
 		if err != nil {
 			return err
 		}
@@ -488,8 +506,9 @@ func (s *Syncer) apply(resp *hubapi.Sync) error {
 // for them) and the record to write: nil when the device has this twin
 // already (the hub's answer to the device's own reported patches, which
 // with 1,000 leaf devices is most of every answer; only the $lastUpdated
-// times the hub gave them differ). The caller holds s.mu and s.twMu.
-func (s *Syncer) settle(ref string, t *twin.Twin, pending []hubapi.ReportedPatch) (*Change, []byte, error) {
+// times the hub gave them differ). The record holds every queued patch of
+// ref up to seq (see twinRecord). The caller holds s.mu and s.twMu.
+func (s *Syncer) settle(ref string, t *twin.Twin, pending []hubapi.ReportedPatch, seq int64) (*Change, []byte, error) {
 	for _, p := range pending {
 		if _, err := t.PatchReported(p.Patch, s.now().UTC()); err != nil {
 			s.log.Warn("sync: a queued reported patch no longer applies", "twin", ref, "seq", p.Seq, "err", err)
@@ -499,7 +518,7 @@ func (s *Syncer) settle(ref string, t *twin.Twin, pending []hubapi.ReportedPatch
 	if err == nil && sameTwin(old, t) {
 		return nil, nil, nil
 	}
-	b, err := t.MarshalJSON()
+	b, err := twinRecord(t, seq)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -645,39 +664,91 @@ func (s *Syncer) Twin(moduleID string) (*twin.Twin, error) {
 // localTwin returns the twin ref names (see twinKey) as the device knows it.
 func (s *Syncer) localTwin(ref string) (*twin.Twin, error) {
 	s.dmu.Lock()
-	t := s.dirty[ref]
+	d, ok := s.dirty[ref]
 	s.dmu.Unlock()
-	if t != nil {
-		return t.Clone(), nil
+	if ok {
+		return d.t.Clone(), nil
 	}
-	rec, err := s.st.Get(twinKey(ref))
-	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-		if id, ok := strings.CutPrefix(ref, "/"); ok {
-			return nil, fmt.Errorf("%w: %q", ErrUnknownChild, id)
-		}
-		return nil, fmt.Errorf("%w: %q", ErrUnknownModule, ref)
-	}
+	rec, err := s.twinRec(ref)
 	if err != nil {
 		return nil, err
 	}
-	t = new(twin.Twin)
+	t := new(twin.Twin)
 	if err := t.UnmarshalJSON(rec.Value); err != nil {
 		return nil, fmt.Errorf("record %s: %w", rec.Key, err)
 	}
 	return t, nil
 }
 
+// twinRec reads the record of the twin ref names, or returns an error
+// wrapping ErrUnknownModule or ErrUnknownChild.
+func (s *Syncer) twinRec(ref string) (store.Record, error) {
+	rec, err := s.st.Get(twinKey(ref))
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+		if id, ok := strings.CutPrefix(ref, "/"); ok {
+			return rec, fmt.Errorf("%w: %q", ErrUnknownChild, id)
+		}
+		return rec, fmt.Errorf("%w: %q", ErrUnknownModule, ref)
+	}
+	return rec, err
+}
+
+// recordSeq returns the outbox seq up to which the record of the twin ref
+// names holds the twin's queued patches: 0 for a record from a daemon
+// before "outboxSeq" (all of them are laid on it again).
+func (s *Syncer) recordSeq(ref string) (int64, error) {
+	rec, err := s.twinRec(ref)
+	if err != nil {
+		return 0, err
+	}
+	seq, err := recordOutboxSeq(rec.Value)
+	if err != nil {
+		return 0, fmt.Errorf("record %s: %w", rec.Key, err)
+	}
+	return seq, nil
+}
+
+// twinRecord returns the record of t that holds its queued patches up to
+// outbox seq: t's JSON with "outboxSeq" (a member the twin's JSON reader
+// skips).
+func twinRecord(t *twin.Twin, seq int64) ([]byte, error) {
+	b, err := t.MarshalJSON()
+	if err != nil || len(b) < 2 || b[len(b)-1] != '}' {
+		return nil, fmt.Errorf("twin JSON %.40q…: %v", b, err)
+	}
+	b = append(b[:len(b)-1], `,"outboxSeq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	return append(b, '}'), nil
+}
+
+// recordOutboxSeq reads the "outboxSeq" of a twin record (see twinRecord).
+func recordOutboxSeq(b []byte) (int64, error) {
+	var r struct {
+		OutboxSeq int64 `json:"outboxSeq"`
+	}
+	err := json.Unmarshal(b, &r)
+	return r.OutboxSeq, err
+}
+
+// dirtyTwin is a twin changed by reported patches and not yet written:
+// it holds those of its queued patches with a seq up to seq.
+type dirtyTwin struct {
+	t   *twin.Twin
+	seq int64
+}
+
 // clean forgets the dirty twin of moduleID, if it is t (nil: whatever it
 // is), once its record holds it or something newer.
 func (s *Syncer) clean(moduleID string, t *twin.Twin) {
 	s.dmu.Lock()
-	if t == nil || s.dirty[moduleID] == t {
+	if t == nil || s.dirty[moduleID].t == t {
 		delete(s.dirty, moduleID)
 	}
 	s.dmu.Unlock()
 }
 
-// writeTwins writes the dirty twins to the store, each once.
+// writeTwins writes the dirty twins to the store, each once, each record
+// with the seq its twin holds.
 func (s *Syncer) writeTwins() error {
 	s.twMu.Lock()
 	defer s.twMu.Unlock()
@@ -685,14 +756,14 @@ func (s *Syncer) writeTwins() error {
 	todo := maps.Clone(s.dirty)
 	s.dmu.Unlock()
 	recs := make(map[string][]byte, len(todo))
-	for id, t := range todo {
-		b, err := t.MarshalJSON()
+	for id, d := range todo {
+		b, err := twinRecord(d.t, d.seq)
 		if err != nil {
 			return fmt.Errorf("write the local twin of %s: %w", id, err)
 		}
 		recs[id] = b
 	}
-	return s.putConcurrently(recs, func(id string) { s.clean(id, todo[id]) })
+	return s.putConcurrently(recs, func(id string) { s.clean(id, todo[id].t) })
 }
 
 // PatchReported applies a module's reported patch to its local twin and
@@ -835,7 +906,7 @@ func (s *Syncer) commit(calls []*call) {
 	s.depth.add(rec, s.state.Acked)
 	s.dmu.Lock()
 	for id := range changed {
-		s.dirty[id] = twins[id]
+		s.dirty[id] = dirtyTwin{twins[id], s.nextSeq - 1}
 	}
 	s.dmu.Unlock()
 	s.statusChangedLocked()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -393,5 +394,91 @@ func TestFlushOfflineWritesTwins(t *testing.T) {
 	rec, err := f.st.Get("twins/a")
 	if err != nil || !strings.Contains(string(rec.Value), `"last":"offline"`) {
 		t.Fatalf("twin record after Flush offline: %s %v", rec.Value, err)
+	}
+}
+
+// TestRestartKeepsReportedVersion: patches queued offline are in the local
+// twins when the daemon stops, and in the outbox; a restart must not lay
+// them on the twins again (each would raise the reported $version once
+// more), whether the twins were written before the stop or not. Once the
+// hub is back, the device's twin and the hub's agree.
+func TestRestartKeepsReportedVersion(t *testing.T) {
+	f, s, stop, addr := offline(t)
+	stop()
+	const n = 5
+	for i := 1; i <= n; i++ {
+		if _, err := s.PatchReported("a", fmt.Appendf(nil, `{"n":%d}`, i)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.PatchReported("b", fmt.Appendf(nil, `{"m":%d}`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]string{}
+	for _, m := range []string{"a", "b"} {
+		tw, err := s.Twin(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[m] = fmt.Sprintf("%s at $version %d", tw.ReportedJSON(), tw.ReportedVersion())
+	}
+	if want["a"] != fmt.Sprintf(`{"n":%d} at $version %d`, n, n+1) {
+		t.Fatalf("twin a before the restart: %s", want["a"])
+	}
+	// Twin a's record written (as a stopping daemon, or the offline flush
+	// loop, writes it); twin b's only in the outbox (a crash before the write).
+	s.dmu.Lock()
+	delete(s.dirty, "b")
+	s.dmu.Unlock()
+	if err := s.writeTwins(); err != nil {
+		t.Fatal(err)
+	}
+	for restart := 1; restart <= 3; restart++ {
+		f.st.Close()
+		f.st = f.openStore(t)
+		s2, err := New(f.device, f.st, "d")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range []string{"a", "b"} {
+			tw, err := s2.Twin(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fmt.Sprintf("%s at $version %d", tw.ReportedJSON(), tw.ReportedVersion()); got != want[m] {
+				t.Fatalf("restart %d: twin %s is %s, was %s before", restart, m, got, want[m])
+			}
+		}
+	}
+
+	h2 := hubtest.Start(t, hubtest.Options{DataDir: f.hubData, Listen: addr})
+	s3, _ := run(t, f, f.st)
+	for _, m := range []string{"a", "b"} {
+		agreeWithHub(t, h2, s3, m, n+1)
+	}
+}
+
+// agreeWithHub waits for module m's local twin to hold the hub's reported
+// properties at the hub's reported $version, which is version.
+func agreeWithHub(t *testing.T, h *hubtest.Hub, s *Syncer, m string, version int64) {
+	t.Helper()
+	var diff string
+	same := func() bool {
+		local, err := s.Twin(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hub, err := h.Client(t).GetTwin(t.Context(), "d", m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		diff = fmt.Sprintf("hub %s $version %d, device %s $version %d", hub.ReportedJSON(), hub.ReportedVersion(), local.ReportedJSON(), local.ReportedVersion())
+		return string(hub.ReportedJSON()) == string(local.ReportedJSON()) && hub.ReportedVersion() == local.ReportedVersion() &&
+			hub.ReportedVersion() == version
+	}
+	for deadline := time.Now().Add(15 * time.Second); !same(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("twin %s (want $version %d): %s", m, version, diff)
+		}
 	}
 }

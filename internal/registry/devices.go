@@ -217,10 +217,17 @@ func (r *Registry) GetDevice(id string) (Device, error) {
 	if err != nil {
 		return Device{}, err
 	}
+	if d, ok := r.devices.get(rec.Key, rec.Version); ok {
+		return cloneDevice(d), nil
+	}
 	d, err := decodeRecord[Device](rec)
+	if err != nil {
+		return d, err
+	}
 	d.ETag = ETagOf(rec.Version)
 	ownScope(&d)
-	return d, err
+	r.devices.put(rec.Key, rec.Version, cloneDevice(d))
+	return d, nil
 }
 
 // ListDevices returns up to limit devices whose ids sort after `after`, and
@@ -399,9 +406,16 @@ func (r *Registry) GetModule(deviceID, moduleID string) (Module, error) {
 	if err != nil {
 		return Module{}, err
 	}
+	if m, ok := r.modules.get(rec.Key, rec.Version); ok {
+		return cloneModule(m), nil
+	}
 	m, err := decodeRecord[Module](rec)
+	if err != nil {
+		return m, err
+	}
 	m.ETag = ETagOf(rec.Version)
-	return m, err
+	r.modules.put(rec.Key, rec.Version, cloneModule(m))
+	return m, nil
 }
 
 // ListModules returns a device's modules, sorted by id.

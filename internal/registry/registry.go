@@ -58,7 +58,9 @@ type Registry struct {
 	// owned names the records of other parts that belong to a device and
 	// are deleted with it (OwnDeviceData).
 	owned []func(deviceID string) (keys, prefixes []string)
-	twins twinCache
+	twins   twinCache
+	devices identityCache[Device]
+	modules identityCache[Module]
 }
 
 // New returns a registry over st.

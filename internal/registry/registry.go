@@ -57,7 +57,7 @@ type Registry struct {
 	now func() time.Time
 	// owned names the records of other parts that belong to a device and
 	// are deleted with it (OwnDeviceData).
-	owned []func(deviceID string) (keys, prefixes []string)
+	owned   []func(deviceID string) (keys, prefixes []string)
 	twins   twinCache
 	devices identityCache[Device]
 	modules identityCache[Module]

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/outpost-edge/outpost/internal/atomicfile"
 )
@@ -167,6 +168,7 @@ type FileStore struct {
 	recFile     *os.File // the records directory, for fsync
 	dirSync     *groupSync
 	spares      spares
+	noExchange  atomic.Bool // set once exchange failed as unsupported
 
 	opMu sync.RWMutex // writes hold it shared, Close exclusively
 
@@ -407,6 +409,20 @@ func (s *FileStore) replace(key string, data []byte, cur entry, exists bool) err
 // any, is kept under the returned name to become a spare once the rename is durable.
 func (s *FileStore) install(key, tmp string, exists bool) (spare string, err error) {
 	path := filepath.Join(s.recDir, fileName(key))
+	if exists && recycle && !s.noExchange.Load() && s.spares.reserveSlot() {
+		// tmp and the record swap names: tmp then holds the old record, the spare.
+		err := exchange(tmp, path)
+		if err == nil {
+			return tmp, nil
+		}
+		s.spares.unreserve()
+		if !exchangeUnsupported(err) {
+			os.Remove(tmp)
+			return "", err
+		}
+		s.noExchange.Store(true)
+		s.log.Info("store: the file system cannot exchange files in one rename; replacing records with a link and a rename", "dir", s.recDir, "err", err)
+	}
 	if exists && recycle {
 		if spare = s.spares.reserve(); spare != "" {
 			if os.Link(path, spare) != nil {
@@ -486,21 +502,6 @@ func (s *FileStore) createTemp(pattern string, data []byte) (string, error) {
 		return "", err
 	}
 	return f.Name(), nil
-}
-
-func overwrite(name string, data []byte) error {
-	f, err := os.OpenFile(name, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteAt(data, 0)
-	if err == nil {
-		err = datasync(f)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // sync makes the renames and removals done so far in the records dir durable. If that

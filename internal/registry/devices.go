@@ -210,7 +210,7 @@ func marshalIdentity[T Device | Module](v T) ([]byte, error) {
 
 // GetDevice returns a device identity.
 func (r *Registry) GetDevice(id string) (Device, error) {
-	rec, err := r.st.Get(deviceKey(id))
+	rec, err := r.getShared(deviceKey(id))
 	if errors.Is(err, store.ErrNotFound) {
 		return Device{}, deviceNotFound(id)
 	}
@@ -396,7 +396,7 @@ func (r *Registry) putModule(m Module, expect int64) (int64, error) {
 
 // GetModule returns a module identity.
 func (r *Registry) GetModule(deviceID, moduleID string) (Module, error) {
-	rec, err := r.st.Get(moduleKey(deviceID, moduleID))
+	rec, err := r.getShared(moduleKey(deviceID, moduleID))
 	if errors.Is(err, store.ErrNotFound) {
 		if _, derr := r.GetDevice(deviceID); derr != nil {
 			return Module{}, derr

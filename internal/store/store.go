@@ -52,6 +52,8 @@ type Store interface {
 	Txn(ops ...Op) (int64, error)
 	// Watch returns the changes to records under prefix once they are durable, in commit
 	// order for each key. The channel is closed when ctx is done or the store is closed.
+	// An event's value may be shared with the store and other watchers: read it, never
+	// change it.
 	Watch(ctx context.Context, prefix string) <-chan Event
 	// Close releases the store. Calls after Close fail with ErrClosed.
 	Close() error
@@ -218,6 +220,26 @@ func (s *FileStore) Get(key string) (Record, error) {
 	return Record{Key: key, Version: e.version, Value: bytes.Clone(e.value)}, nil
 }
 
+// GetShared is Get without copying the value: it is the store's own, which it never
+// changes (a write installs a new slice), and the caller must not change it either (see
+// ListShared). For readers that only decode the value.
+func (s *FileStore) GetShared(key string) (Record, error) {
+	if err := checkKey(key); err != nil {
+		return Record{}, err
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return Record{}, ErrClosed
+	}
+	e, ok := s.index[key]
+	s.mu.RUnlock()
+	if !ok {
+		return Record{}, fmt.Errorf("store: %s: %w", key, ErrNotFound)
+	}
+	return Record{Key: key, Version: e.version, Value: e.value}, nil
+}
+
 // List returns the records whose keys start with prefix, sorted by key.
 func (s *FileStore) List(prefix string) ([]Record, error) {
 	return s.Range(prefix, "", 0)
@@ -274,12 +296,19 @@ func (s *FileStore) Put(key string, value []byte, expect int64) (int64, error) {
 		return 0, s.writeErr("put "+key, err)
 	}
 	value = bytes.Clone(value)
-	data := encodeRecord(key, version, value)
-	if err := s.replace(key, data, cur, exists); err != nil {
+	buf := recordBuffers.Get().(*[]byte)
+	data := appendRecord(*buf, key, version, value)
+	err = s.replace(key, data, cur, exists)
+	size := len(data)
+	if cap(data) <= maxPooledRecord {
+		*buf = data[:0]
+		recordBuffers.Put(buf)
+	}
+	if err != nil {
 		return 0, s.writeErr("put "+key, err)
 	}
 	s.mu.Lock()
-	s.index[key] = entry{version: version, value: value, size: len(data)}
+	s.index[key] = entry{version: version, value: value, size: size}
 	if !exists {
 		s.keys.insert(key)
 	}

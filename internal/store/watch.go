@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -28,6 +27,9 @@ func (t EventType) String() string {
 
 // Event is one change to a record. For Put, Record is the record as written. For Delete,
 // Record has the key and the version the record had when it was deleted, and no value.
+// The value of a Put is the store's own, shared by every watcher (one copy per watcher was
+// a clone per write and watcher, and a hub has several watchers of every write): read it,
+// never change it.
 type Event struct {
 	Type   EventType
 	Record Record
@@ -117,8 +119,6 @@ func (s *FileStore) publish(ev Event) {
 		if !strings.HasPrefix(ev.Record.Key, w.prefix) {
 			continue
 		}
-		e := ev
-		e.Record.Value = bytes.Clone(ev.Record.Value)
-		w.push(e)
+		w.push(ev)
 	}
 }

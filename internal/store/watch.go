@@ -45,6 +45,9 @@ type watcher struct {
 	queue []Event
 }
 
+// maxSpareBatch bounds the queue array a watcher keeps for reuse.
+const maxSpareBatch = 256
+
 func (w *watcher) push(ev Event) {
 	w.mu.Lock()
 	w.queue = append(w.queue, ev)
@@ -87,6 +90,7 @@ func (s *FileStore) Watch(ctx context.Context, prefix string) <-chan Event {
 			delete(s.watchers, w)
 			s.mu.Unlock()
 		}()
+		var spare []Event // the last batch's array, for the queue to reuse
 		for {
 			select {
 			case <-w.wake:
@@ -97,7 +101,7 @@ func (s *FileStore) Watch(ctx context.Context, prefix string) <-chan Event {
 			}
 			w.mu.Lock()
 			batch := w.queue
-			w.queue = nil
+			w.queue = spare
 			w.mu.Unlock()
 			for _, ev := range batch {
 				select {
@@ -107,6 +111,11 @@ func (s *FileStore) Watch(ctx context.Context, prefix string) <-chan Event {
 				case <-s.done:
 					return
 				}
+			}
+			spare = nil
+			if cap(batch) <= maxSpareBatch { // a long queue (a reader that fell behind) goes
+				clear(batch)
+				spare = batch[:0]
 			}
 		}
 	}()

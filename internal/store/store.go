@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -445,12 +446,16 @@ func (s *FileStore) install(key, tmp string, exists bool) (spare string, err err
 			return tmp, nil
 		}
 		s.spares.unreserve()
-		if !exchangeUnsupported(err) {
+		switch {
+		case exchangeUnsupported(err):
+			s.noExchange.Store(true)
+			s.log.Info("store: the file system cannot exchange files in one rename; replacing records with a link and a rename", "dir", s.recDir, "err", err)
+		case errors.Is(err, fs.ErrNotExist):
+			// The record's file is gone (removed by hand?): the rename below puts it back.
+		default:
 			os.Remove(tmp)
 			return "", err
 		}
-		s.noExchange.Store(true)
-		s.log.Info("store: the file system cannot exchange files in one rename; replacing records with a link and a rename", "dir", s.recDir, "err", err)
 	}
 	if exists && recycle {
 		if spare = s.spares.reserve(); spare != "" {

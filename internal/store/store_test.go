@@ -435,3 +435,22 @@ func TestSparesReused(t *testing.T) {
 		})
 	}
 }
+
+// TestPutAfterRecordFileRemoved: a record whose file was removed behind the
+// store's back (by hand) is written again by the next Put, as a new file, and
+// reads back after a reopen.
+func TestPutAfterRecordFileRemoved(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir)
+	put(t, s, "k", `{"n":1}`, Any)
+	put(t, s, "k", `{"n":2}`, Any) // so that a spare of the size exists
+	if err := os.Remove(filepath.Join(dir, "records", fileName("k"))); err != nil {
+		t.Fatal(err)
+	}
+	v := put(t, s, "k", `{"n":3}`, Any)
+	s.Close()
+	s = openT(t, dir)
+	if r := get(t, s, "k"); r.Version != v || string(r.Value) != `{"n":3}` {
+		t.Errorf("after reopen: %+v", r)
+	}
+}

@@ -100,7 +100,7 @@ func (h *Hub) wrap(kind string, fn handler, wait time.Duration) http.Handler {
 				refuse(w, r, aerr)
 				return
 			}
-			r.Body = io.NopCloser(bytes.NewReader(b))
+			r.Body = &bodyBytes{bytes.NewReader(b), b}
 		}
 		if wait > 0 {
 			http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + h.limits.WriteTimeout))
@@ -158,20 +158,34 @@ func readJSON(r *http.Request, v any) error {
 // unlike encoding/json, it refuses invalid UTF-8, unpaired surrogate escapes
 // and duplicate keys, naming their JSON path.
 func readBody(r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(r.Body)
-	if err != nil {
-		return nil, err
+	var b []byte
+	if bb, ok := r.Body.(*bodyBytes); ok && bb.Len() == len(bb.b) {
+		b = bb.b // read by wrap, and not yet by anyone else
+	} else {
+		var err error
+		if b, err = io.ReadAll(r.Body); err != nil {
+			return nil, err
+		}
 	}
-	if !json.Valid(b) {
-		var x any
-		err := json.Unmarshal(b, &x)
-		return nil, errorf(http.StatusBadRequest, "ArgumentInvalid", "malformed JSON body: %v", err)
-	}
-	if err := twin.CheckJSON(b); err != nil {
+	if err := twin.CheckJSON(b); err != nil { // which checks json.Valid first
+		if !json.Valid(b) {
+			var x any
+			err := json.Unmarshal(b, &x)
+			return nil, errorf(http.StatusBadRequest, "ArgumentInvalid", "malformed JSON body: %v", err)
+		}
 		return nil, errorf(http.StatusBadRequest, "ArgumentInvalid", "JSON body: %v", err)
 	}
 	return b, nil
 }
+
+// bodyBytes is a request body wrap has read whole: readBody takes its bytes
+// instead of copying them again.
+type bodyBytes struct {
+	*bytes.Reader
+	b []byte
+}
+
+func (*bodyBytes) Close() error { return nil }
 
 func ifMatch(r *http.Request) string { return strings.Trim(r.Header.Get("If-Match"), `"`) }
 

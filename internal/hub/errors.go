@@ -80,8 +80,12 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	})
 }
 
+// jsonContentType is every JSON answer's Content-Type, one slice for all
+// (net/http only reads it; an Add would append to a copy, len = cap = 1).
+var jsonContentType = []string{"application/json; charset=utf-8"}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	if raw, ok := v.([]byte); ok {
 		w.Write(raw)

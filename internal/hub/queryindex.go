@@ -337,6 +337,16 @@ type sharedStore interface {
 	SharedValue(key string, version int64) ([]byte, bool)
 }
 
+// GetShared is the underlying store's GetShared, or its Get if it has none.
+func (s indexingStore) GetShared(key string) (store.Record, error) {
+	if g, ok := s.Store.(interface {
+		GetShared(key string) (store.Record, error)
+	}); ok {
+		return g.GetShared(key)
+	}
+	return s.Store.Get(key)
+}
+
 func (s indexingStore) Put(key string, value []byte, expect int64) (int64, error) {
 	v, err := s.Store.Put(key, value, expect)
 	if err == nil {

@@ -210,17 +210,24 @@ func marshalIdentity[T Device | Module](v T) ([]byte, error) {
 
 // GetDevice returns a device identity.
 func (r *Registry) GetDevice(id string) (Device, error) {
-	rec, err := r.st.Get(deviceKey(id))
+	rec, err := r.getShared(deviceKey(id))
 	if errors.Is(err, store.ErrNotFound) {
 		return Device{}, deviceNotFound(id)
 	}
 	if err != nil {
 		return Device{}, err
 	}
+	if d, ok := r.devices.get(rec.Key, rec.Version); ok {
+		return cloneDevice(d), nil
+	}
 	d, err := decodeRecord[Device](rec)
+	if err != nil {
+		return d, err
+	}
 	d.ETag = ETagOf(rec.Version)
 	ownScope(&d)
-	return d, err
+	r.devices.put(rec.Key, rec.Version, cloneDevice(d))
+	return d, nil
 }
 
 // ListDevices returns up to limit devices whose ids sort after `after`, and
@@ -391,7 +398,7 @@ func (r *Registry) putModule(m Module, expect int64) (int64, error) {
 
 // GetModule returns a module identity.
 func (r *Registry) GetModule(deviceID, moduleID string) (Module, error) {
-	rec, err := r.st.Get(moduleKey(deviceID, moduleID))
+	rec, err := r.getShared(moduleKey(deviceID, moduleID))
 	if errors.Is(err, store.ErrNotFound) {
 		if _, derr := r.GetDevice(deviceID); derr != nil {
 			return Module{}, derr
@@ -401,9 +408,16 @@ func (r *Registry) GetModule(deviceID, moduleID string) (Module, error) {
 	if err != nil {
 		return Module{}, err
 	}
+	if m, ok := r.modules.get(rec.Key, rec.Version); ok {
+		return cloneModule(m), nil
+	}
 	m, err := decodeRecord[Module](rec)
+	if err != nil {
+		return m, err
+	}
 	m.ETag = ETagOf(rec.Version)
-	return m, err
+	r.modules.put(rec.Key, rec.Version, cloneModule(m))
+	return m, nil
 }
 
 // ListModules returns a device's modules, sorted by id.

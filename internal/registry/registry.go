@@ -57,13 +57,28 @@ type Registry struct {
 	now func() time.Time
 	// owned names the records of other parts that belong to a device and
 	// are deleted with it (OwnDeviceData).
-	owned []func(deviceID string) (keys, prefixes []string)
-	twins twinCache
+	owned   []func(deviceID string) (keys, prefixes []string)
+	twins   twinCache
+	devices identityCache[Device]
+	modules identityCache[Module]
+	// getShared is the store's Get or, where it has one, its GetShared:
+	// the value it returns is read, never changed.
+	getShared func(key string) (store.Record, error)
 }
 
 // New returns a registry over st.
 func New(st store.Store) *Registry {
-	return &Registry{st: st, now: func() time.Time { return time.Now().UTC() }}
+	r := &Registry{st: st, now: func() time.Time { return time.Now().UTC() }, getShared: st.Get}
+	if g, ok := st.(sharedGetter); ok {
+		r.getShared = g.GetShared
+	}
+	return r
+}
+
+// sharedGetter is a store that can lend its own copy of a value (the file
+// store): reads that only decode the value need no copy of it.
+type sharedGetter interface {
+	GetShared(key string) (store.Record, error)
 }
 
 // OwnDeviceData registers records kept by other parts (the hub's telemetry)

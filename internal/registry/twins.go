@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -37,7 +38,7 @@ func (r *Registry) loadTwin(deviceID, moduleID string) (*twin.Twin, int64, error
 // twinRecord returns the stored twin and its version, or a fresh twin and 0
 // when there is none.
 func (r *Registry) twinRecord(deviceID, moduleID string) (*twin.Twin, int64, error) {
-	rec, err := r.st.Get(twinKey(deviceID, moduleID))
+	rec, err := r.getShared(twinKey(deviceID, moduleID))
 	if errors.Is(err, store.ErrNotFound) {
 		return twin.New(deviceID, moduleID, r.now()), 0, nil
 	}
@@ -47,8 +48,10 @@ func (r *Registry) twinRecord(deviceID, moduleID string) (*twin.Twin, int64, err
 	if t := r.twins.get(rec.Key, rec.Version); t != nil {
 		return t, rec.Version, nil
 	}
+	// The twin decoder gets its own copy: the store's must stay as it is,
+	// and the twin may keep parts of what it decodes.
 	t := new(twin.Twin)
-	if err := t.UnmarshalJSON(rec.Value); err != nil {
+	if err := t.UnmarshalJSON(bytes.Clone(rec.Value)); err != nil {
 		return nil, 0, fmt.Errorf("record %s: %w", rec.Key, err)
 	}
 	r.twins.put(rec.Key, rec.Version, len(rec.Value), t)

@@ -38,7 +38,8 @@
 //
 // A write returns once it is durable: the new contents go to a temp file in records/,
 // which is fsynced (fdatasync when it is a spare of the same size), renamed over the
-// record's file, and the directory is fsynced. A crash at any moment leaves each record
+// record's file (on Linux, exchanged with it in one renameat2 RENAME_EXCHANGE, which leaves
+// the old record under the temp name), and the directory is fsynced. A crash at any moment leaves each record
 // either as it was or as written, never partial. Readers read the in-memory index and never
 // wait for the disk; a write becomes visible to Get, List and Watch once it is durable.
 // Concurrent writers share directory fsyncs (group commit), and the file a write replaces

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"hash/crc32"
+	"slices"
 	"strconv"
+	"sync"
 )
 
 // blockSize is the unit record files are padded to. Files of one size can be overwritten in
@@ -22,8 +24,13 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // `,"crc32c"`. The whole file is one JSON document. Keys need no escaping: checkKey admits
 // no '"', '\\' or control characters.
 func encodeRecord(key string, version int64, value []byte) []byte {
+	return appendRecord(nil, key, version, value)
+}
+
+// appendRecord is encodeRecord into buf[:0], grown if need be.
+func appendRecord(buf []byte, key string, version int64, value []byte) []byte {
 	n := len(`{"key":"","v":,"len":,"value":,"crc32c":"00000000"}`+"\n") + len(key) + 2*20 + len(value)
-	buf := make([]byte, 0, padded(n))
+	buf = slices.Grow(buf[:0], padded(n))
 	buf = append(buf, `{"key":"`...)
 	buf = append(buf, key...)
 	buf = append(buf, `","v":`...)
@@ -39,13 +46,21 @@ func encodeRecord(key string, version int64, value []byte) []byte {
 	}
 	buf = append(buf, "\"}\n"...)
 	if pad := padded(len(buf)) - len(buf); pad > 0 {
-		for range pad - 1 {
-			buf = append(buf, ' ')
-		}
+		buf = append(buf, spaces[:pad-1]...) // one copy: byte by byte it was most of the encoding
 		buf = append(buf, '\n')
 	}
 	return buf
 }
+
+// spaces pads records: a block of them is more than any padding.
+var spaces = bytes.Repeat([]byte{' '}, blockSize)
+
+// recordBuffers hold the record files being written by Put (a 4 KiB block or more
+// each): a record file's bytes are not needed once written.
+var recordBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledRecord bounds the buffers kept in recordBuffers.
+const maxPooledRecord = 64 << 10
 
 func padded(n int) int { return (n + blockSize - 1) / blockSize * blockSize }
 

@@ -2,10 +2,11 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 )
 
-func TestListSharedAndSharedValue(t *testing.T) {
+func TestListSharedGetSharedAndSharedValue(t *testing.T) {
 	s, err := Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -42,6 +43,9 @@ func TestListSharedAndSharedValue(t *testing.T) {
 	if b, ok := s.SharedValue("twins/a", v1); !ok || &b[0] != &shared[0].Value[0] {
 		t.Errorf("SharedValue at the current version: %q, %v", b, ok)
 	}
+	if r, err := s.GetShared("twins/a"); err != nil || r.Version != v1 || &r.Value[0] != &shared[0].Value[0] {
+		t.Errorf("GetShared: %+v, %v", r, err)
+	}
 	v2, err := s.Put("twins/a", []byte(`{"n":3}`), v1)
 	if err != nil {
 		t.Fatal(err)
@@ -55,10 +59,19 @@ func TestListSharedAndSharedValue(t *testing.T) {
 	if b, ok := s.SharedValue("twins/a", v2); !ok || string(b) != `{"n":3}` {
 		t.Errorf("SharedValue at v2: %q, %v", b, ok)
 	}
+	if r, err := s.GetShared("twins/a"); err != nil || r.Version != v2 || string(r.Value) != `{"n":3}` {
+		t.Errorf("GetShared after a write: %+v, %v", r, err)
+	}
+	if _, err := s.GetShared("twins/none"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetShared of a missing key: %v", err)
+	}
 	if _, ok := s.SharedValue("twins/none", 1); ok {
 		t.Error("SharedValue of a missing key")
 	}
 	s.Close()
+	if _, err := s.GetShared("twins/a"); err != ErrClosed {
+		t.Errorf("GetShared after Close: %v", err)
+	}
 	if _, err := s.ListShared("twins/"); err != ErrClosed {
 		t.Errorf("ListShared after Close: %v", err)
 	}

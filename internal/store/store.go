@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/outpost-edge/outpost/internal/atomicfile"
 )
@@ -51,6 +53,8 @@ type Store interface {
 	Txn(ops ...Op) (int64, error)
 	// Watch returns the changes to records under prefix once they are durable, in commit
 	// order for each key. The channel is closed when ctx is done or the store is closed.
+	// An event's value may be shared with the store and other watchers: read it, never
+	// change it.
 	Watch(ctx context.Context, prefix string) <-chan Event
 	// Close releases the store. Calls after Close fail with ErrClosed.
 	Close() error
@@ -167,6 +171,7 @@ type FileStore struct {
 	recFile     *os.File // the records directory, for fsync
 	dirSync     *groupSync
 	spares      spares
+	noExchange  atomic.Bool // set once exchange failed as unsupported
 
 	opMu sync.RWMutex // writes hold it shared, Close exclusively
 
@@ -214,6 +219,26 @@ func (s *FileStore) Get(key string) (Record, error) {
 		return Record{}, fmt.Errorf("store: %s: %w", key, ErrNotFound)
 	}
 	return Record{Key: key, Version: e.version, Value: bytes.Clone(e.value)}, nil
+}
+
+// GetShared is Get without copying the value: it is the store's own, which it never
+// changes (a write installs a new slice), and the caller must not change it either (see
+// ListShared). For readers that only decode the value.
+func (s *FileStore) GetShared(key string) (Record, error) {
+	if err := checkKey(key); err != nil {
+		return Record{}, err
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return Record{}, ErrClosed
+	}
+	e, ok := s.index[key]
+	s.mu.RUnlock()
+	if !ok {
+		return Record{}, fmt.Errorf("store: %s: %w", key, ErrNotFound)
+	}
+	return Record{Key: key, Version: e.version, Value: e.value}, nil
 }
 
 // List returns the records whose keys start with prefix, sorted by key.
@@ -272,12 +297,19 @@ func (s *FileStore) Put(key string, value []byte, expect int64) (int64, error) {
 		return 0, s.writeErr("put "+key, err)
 	}
 	value = bytes.Clone(value)
-	data := encodeRecord(key, version, value)
-	if err := s.replace(key, data, cur, exists); err != nil {
+	buf := recordBuffers.Get().(*[]byte)
+	data := appendRecord(*buf, key, version, value)
+	err = s.replace(key, data, cur, exists)
+	size := len(data)
+	if cap(data) <= maxPooledRecord {
+		*buf = data[:0]
+		recordBuffers.Put(buf)
+	}
+	if err != nil {
 		return 0, s.writeErr("put "+key, err)
 	}
 	s.mu.Lock()
-	s.index[key] = entry{version: version, value: value, size: len(data)}
+	s.index[key] = entry{version: version, value: value, size: size}
 	if !exists {
 		s.keys.insert(key)
 	}
@@ -407,6 +439,24 @@ func (s *FileStore) replace(key string, data []byte, cur entry, exists bool) err
 // any, is kept under the returned name to become a spare once the rename is durable.
 func (s *FileStore) install(key, tmp string, exists bool) (spare string, err error) {
 	path := filepath.Join(s.recDir, fileName(key))
+	if exists && recycle && !s.noExchange.Load() && s.spares.reserveSlot() {
+		// tmp and the record swap names: tmp then holds the old record, the spare.
+		err := exchange(tmp, path)
+		if err == nil {
+			return tmp, nil
+		}
+		s.spares.unreserve()
+		switch {
+		case exchangeUnsupported(err):
+			s.noExchange.Store(true)
+			s.log.Info("store: the file system cannot exchange files in one rename; replacing records with a link and a rename", "dir", s.recDir, "err", err)
+		case errors.Is(err, fs.ErrNotExist):
+			// The record's file is gone (removed by hand?): the rename below puts it back.
+		default:
+			os.Remove(tmp)
+			return "", err
+		}
+	}
 	if exists && recycle {
 		if spare = s.spares.reserve(); spare != "" {
 			if os.Link(path, spare) != nil {
@@ -486,21 +536,6 @@ func (s *FileStore) createTemp(pattern string, data []byte) (string, error) {
 		return "", err
 	}
 	return f.Name(), nil
-}
-
-func overwrite(name string, data []byte) error {
-	f, err := os.OpenFile(name, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteAt(data, 0)
-	if err == nil {
-		err = datasync(f)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // sync makes the renames and removals done so far in the records dir durable. If that

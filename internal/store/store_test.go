@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -387,33 +388,69 @@ func TestKeyList(t *testing.T) {
 // TestSparesReused checks that replaced and deleted files are reused, whatever their size,
 // and that reused files hold exactly the new record.
 func TestSparesReused(t *testing.T) {
+	// Where the kernel can, a record is installed by exchanging it with its temp file
+	// (which then holds the old record, the spare); else by a link and a rename.
+	for _, exchange := range []bool{true, false} {
+		t.Run(fmt.Sprintf("exchange=%v", exchange), func(t *testing.T) {
+			dir := t.TempDir()
+			s := openT(t, dir)
+			s.noExchange.Store(!exchange)
+			names := func() (names []string, linked bool) {
+				ents, _ := os.ReadDir(filepath.Join(dir, "records"))
+				for _, e := range ents {
+					names = append(names, e.Name())
+					// A spare made by a link (or a delete) has a name from spares.reserve.
+					linked = linked || strings.HasPrefix(e.Name(), "spare-")
+				}
+				return names, linked
+			}
+			for i := range 3 {
+				put(t, s, "k", fmt.Sprintf(`{"i":%d}`, i), Any)
+			}
+			if n, linked := names(); runtime.GOOS == "linux" && linked == exchange {
+				t.Errorf("records/ holds %q after 3 puts: with exchange=%v, a spare made by a link: %v", n, exchange, linked)
+			}
+			sizes := []int{10, 5000, 10, 10, 9000, 20, 5000}
+			var v int64
+			for i := range 60 {
+				val := fmt.Sprintf(`{"i":%d,"pad":%q}`, i, strings.Repeat("x", sizes[i%len(sizes)]))
+				v = put(t, s, "k", val, Any)
+				if i%10 == 4 {
+					if err := s.Delete("k", v); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if r, err := s.Get("k"); err == nil && string(r.Value) != val {
+					t.Fatalf("put %d: read back %.30s", i, r.Value)
+				}
+			}
+			if n, _ := names(); len(n) > 1+3 { // the record, and a spare for each of its 3 sizes
+				t.Errorf("records/ holds %q: spares are not reused", n)
+			}
+			s.Close()
+			s = openT(t, dir)
+			if r := get(t, s, "k"); r.Version != v || !strings.HasPrefix(string(r.Value), `{"i":59,`) {
+				t.Errorf("after reopen: %+v", r)
+			}
+		})
+	}
+}
+
+// TestPutAfterRecordFileRemoved: a record whose file was removed behind the
+// store's back (by hand) is written again by the next Put, as a new file, and
+// reads back after a reopen.
+func TestPutAfterRecordFileRemoved(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, dir)
-	sizes := []int{10, 5000, 10, 10, 9000, 20, 5000}
-	var v int64
-	for i := range 60 {
-		val := fmt.Sprintf(`{"i":%d,"pad":%q}`, i, strings.Repeat("x", sizes[i%len(sizes)]))
-		v = put(t, s, "k", val, Any)
-		if i%10 == 4 {
-			if err := s.Delete("k", v); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if r, err := s.Get("k"); err == nil && string(r.Value) != val {
-			t.Fatalf("put %d: read back %.30s", i, r.Value)
-		}
+	put(t, s, "k", `{"n":1}`, Any)
+	put(t, s, "k", `{"n":2}`, Any) // so that a spare of the size exists
+	if err := os.Remove(filepath.Join(dir, "records", fileName("k"))); err != nil {
+		t.Fatal(err)
 	}
-	ents, _ := os.ReadDir(filepath.Join(dir, "records"))
-	if len(ents) > 1+3 { // the record, and a spare for each of its 3 sizes
-		var names []string
-		for _, e := range ents {
-			names = append(names, e.Name())
-		}
-		t.Errorf("records/ holds %q: spares are not reused", names)
-	}
+	v := put(t, s, "k", `{"n":3}`, Any)
 	s.Close()
 	s = openT(t, dir)
-	if r := get(t, s, "k"); r.Version != v || !strings.HasPrefix(string(r.Value), `{"i":59,`) {
+	if r := get(t, s, "k"); r.Version != v || string(r.Value) != `{"n":3}` {
 		t.Errorf("after reopen: %+v", r)
 	}
 }

@@ -95,7 +95,20 @@ func (s *spares) reserve() string {
 	return filepath.Join(s.dir, "spare-"+strconv.Itoa(s.seq)+".tmp")
 }
 
-// unreserve gives back a name from reserve that will not be used.
+// reserveSlot counts a spare to come whose name the caller has, and reports false
+// if there are enough of them.
+func (s *spares) reserveSlot() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n >= maxSpares {
+		return false
+	}
+	s.n++
+	return true
+}
+
+// unreserve gives back a name from reserve (or a slot from reserveSlot) that will not be
+// used.
 func (s *spares) unreserve() {
 	s.mu.Lock()
 	s.n--

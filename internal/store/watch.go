@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -28,6 +27,9 @@ func (t EventType) String() string {
 
 // Event is one change to a record. For Put, Record is the record as written. For Delete,
 // Record has the key and the version the record had when it was deleted, and no value.
+// The value of a Put is the store's own, shared by every watcher (one copy per watcher was
+// a clone per write and watcher, and a hub has several watchers of every write): read it,
+// never change it.
 type Event struct {
 	Type   EventType
 	Record Record
@@ -42,6 +44,9 @@ type watcher struct {
 	mu    sync.Mutex
 	queue []Event
 }
+
+// maxSpareBatch bounds the queue array a watcher keeps for reuse.
+const maxSpareBatch = 256
 
 func (w *watcher) push(ev Event) {
 	w.mu.Lock()
@@ -85,6 +90,7 @@ func (s *FileStore) Watch(ctx context.Context, prefix string) <-chan Event {
 			delete(s.watchers, w)
 			s.mu.Unlock()
 		}()
+		var spare []Event // the last batch's array, for the queue to reuse
 		for {
 			select {
 			case <-w.wake:
@@ -95,7 +101,7 @@ func (s *FileStore) Watch(ctx context.Context, prefix string) <-chan Event {
 			}
 			w.mu.Lock()
 			batch := w.queue
-			w.queue = nil
+			w.queue = spare
 			w.mu.Unlock()
 			for _, ev := range batch {
 				select {
@@ -105,6 +111,11 @@ func (s *FileStore) Watch(ctx context.Context, prefix string) <-chan Event {
 				case <-s.done:
 					return
 				}
+			}
+			spare = nil
+			if cap(batch) <= maxSpareBatch { // a long queue (a reader that fell behind) goes
+				clear(batch)
+				spare = batch[:0]
 			}
 		}
 	}()
@@ -117,8 +128,6 @@ func (s *FileStore) publish(ev Event) {
 		if !strings.HasPrefix(ev.Record.Key, w.prefix) {
 			continue
 		}
-		e := ev
-		e.Record.Value = bytes.Clone(ev.Record.Value)
-		w.push(e)
+		w.push(ev)
 	}
 }

@@ -1,8 +1,0 @@
-//go:build !linux
-
-package store
-
-import "os"
-
-// datasync is a full Sync where fdatasync is missing (on darwin, Sync uses F_FULLFSYNC).
-func datasync(f *os.File) error { return f.Sync() }

@@ -100,3 +100,64 @@ func TestNoTerminalQuery(t *testing.T) {
 		})
 	}
 }
+
+// TestTUISilentTerminal: the TUI on a terminal that never answers its
+// queries (background colour, synchronized output, keyboard) draws its
+// first frame without waiting for answers and quits on q.
+func TestTUISilentTerminal(t *testing.T) {
+	master, tty := openPTY(t)
+	defer master.Close()
+	cmd := exec.Command(binary, "tui", "--mgmt-socket", t.TempDir()+"/none.sock")
+	cmd.Env = append(os.Environ(), "TERM=xterm-256color", "NO_COLOR=", "OUTPOST_CONFIG=/dev/null")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	defer func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}()
+
+	frame := make(chan string, 1)
+	var out bytes.Buffer
+	go func() {
+		buf := make([]byte, 4096)
+		sent := false
+		for {
+			n, err := master.Read(buf)
+			out.Write(buf[:n])
+			if !sent && strings.Contains(out.String(), "no modules") {
+				frame <- out.String()
+				sent = true
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-frame:
+	case <-time.After(deadline):
+		t.Fatalf("the TUI drew no frame within %s on a terminal that never answers", deadline)
+	}
+	if _, err := master.Write([]byte("q")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+		if waitErr != nil {
+			t.Fatalf("outpost tui, q: %v", waitErr)
+		}
+	case <-time.After(deadline):
+		t.Fatalf("outpost tui did not quit on q within %s", deadline)
+	}
+}

@@ -21,6 +21,7 @@ func TestImports(t *testing.T) {
 		switch {
 		case strings.HasPrefix(p, "github.com/spf13/"),
 			strings.HasPrefix(p, "github.com/charmbracelet/"),
+			strings.HasPrefix(p, "charm.land/"),
 			strings.HasPrefix(p, outpost+"internal/cli"),
 			p == outpost+"internal/hub", strings.HasPrefix(p, outpost+"internal/hub/"),
 			strings.HasPrefix(p, outpost+"internal/registry"),

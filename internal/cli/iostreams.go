@@ -7,8 +7,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/charmbracelet/lipgloss"
-	"github.com/muesli/termenv"
+	"charm.land/lipgloss/v2"
 	"golang.org/x/term"
 )
 
@@ -64,8 +63,9 @@ func (s *IOStreams) SetTerminal(out, err bool) { s.outTTY, s.errTTY = out, err }
 // statusColors are the colours of status words in tables: green for what
 // is as it should be, red for what is broken or off, yellow for what is in
 // between (waiting, stopped, not connected). ANSI's basic colours, which
-// every terminal shows with its own theme.
-var statusColors = map[string]lipgloss.Color{
+// every terminal shows with its own theme: written as they are, without
+// asking the terminal anything.
+var statusColors = map[string]string{
 	"running": "2", "enabled": "2", "connected": "2", "healthy": "2",
 	"failed": "1", "unhealthy": "1", "disabled": "1", "dead": "1",
 	"backoff": "3", "stopped": "3", "disconnected": "3",
@@ -79,11 +79,9 @@ func (s *IOStreams) ColorStatus(cell string) string {
 		return cell
 	}
 	s.stylesOnce.Do(func() {
-		r := lipgloss.NewRenderer(s.Out)
-		r.SetColorProfile(termenv.ANSI)
 		s.styles = make(map[string]lipgloss.Style, len(statusColors))
 		for word, c := range statusColors {
-			s.styles[word] = r.NewStyle().Foreground(c)
+			s.styles[word] = lipgloss.NewStyle().Foreground(lipgloss.Color(c))
 		}
 	})
 	word, _, _ := strings.Cut(cell, " ")

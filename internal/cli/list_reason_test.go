@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/charmbracelet/lipgloss"
+	"charm.land/lipgloss/v2"
 
 	"github.com/outpost-edge/outpost/internal/agent/agenttest"
 	"github.com/outpost-edge/outpost/internal/mgmtclient"

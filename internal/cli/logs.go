@@ -9,8 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/charmbracelet/lipgloss"
-	"github.com/muesli/termenv"
+	"charm.land/lipgloss/v2"
 
 	"github.com/outpost-edge/outpost/internal/mgmtclient"
 )
@@ -97,20 +96,15 @@ type logPrinter struct {
 	prefix bool
 	width  int // of the widest module name seen
 	colors map[string]lipgloss.Style
-	r      *lipgloss.Renderer
+	color  bool
 }
 
 // prefixColors are the colours of module names in prefixed logs, in turn:
 // ANSI's basic colours, which every terminal shows with its own theme.
-var prefixColors = []lipgloss.Color{"6", "5", "3", "2", "4", "1"}
+var prefixColors = []string{"6", "5", "3", "2", "4", "1"}
 
 func newLogPrinter(ios *IOStreams, prefix bool) *logPrinter {
-	p := &logPrinter{ios: ios, prefix: prefix, colors: map[string]lipgloss.Style{}}
-	if ios.Color() {
-		p.r = lipgloss.NewRenderer(ios.Out)
-		p.r.SetColorProfile(termenv.ANSI)
-	}
-	return p
+	return &logPrinter{ios: ios, prefix: prefix, colors: map[string]lipgloss.Style{}, color: ios.Color()}
 }
 
 func (p *logPrinter) event(ev mgmtclient.FollowEvent) {
@@ -124,10 +118,10 @@ func (p *logPrinter) event(ev mgmtclient.FollowEvent) {
 	}
 	p.width = max(p.width, len(ev.Module))
 	name := ev.Module + strings.Repeat(" ", p.width-len(ev.Module))
-	if p.r != nil {
+	if p.color {
 		st, ok := p.colors[ev.Module]
 		if !ok {
-			st = p.r.NewStyle().Foreground(prefixColors[len(p.colors)%len(prefixColors)])
+			st = lipgloss.NewStyle().Foreground(lipgloss.Color(prefixColors[len(p.colors)%len(prefixColors)]))
 			p.colors[ev.Module] = st
 		}
 		name = st.Render(name)

@@ -102,7 +102,7 @@ func TestLogsAll(t *testing.T) {
 	if code := Run(context.Background(), ios, []string{"logs", "--all", "--mgmt-socket", sock}); code != 0 {
 		t.Fatalf("logs --all on a terminal: %d %s", code, cerr)
 	}
-	if s := cout.String(); !strings.Contains(s, "\x1b[") || !strings.Contains(s, "\x1b[0m | ready\n") {
+	if s := cout.String(); !strings.Contains(s, "\x1b[") || !strings.Contains(s, "\x1b[m | ready\n") {
 		t.Errorf("logs --all on a terminal: names not coloured:\n%q", s)
 	}
 

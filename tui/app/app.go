@@ -10,8 +10,9 @@ import (
 	"io"
 	"strings"
 
-	"github.com/charmbracelet/bubbles/key"
-	tea "github.com/charmbracelet/bubbletea"
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/colorprofile"
 
 	"github.com/outpost-edge/outpost/tui/common"
 	"github.com/outpost-edge/outpost/tui/components"
@@ -45,8 +46,15 @@ func (m *Model) Front() common.Component { return m.stack[len(m.stack)-1] }
 // Depth is the number of views on the stack.
 func (m *Model) Depth() int { return len(m.stack) }
 
-// Init implements tea.Model.
-func (m *Model) Init() tea.Cmd { return m.stack[0].Init() }
+// Init implements tea.Model. With colour it asks the terminal its
+// background colour (the answer, tea.BackgroundColorMsg, picks the light or
+// the dark colours); a terminal that never answers keeps the dark ones.
+func (m *Model) Init() tea.Cmd {
+	if !m.Styles.Color {
+		return m.stack[0].Init()
+	}
+	return tea.Batch(m.stack[0].Init(), tea.RequestBackgroundColor)
+}
 
 // Update implements tea.Model.
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
@@ -54,18 +62,19 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case tea.WindowSizeMsg:
 		m.SetSize(msg.Width, msg.Height)
 		return m, nil
-	case tea.KeyMsg:
-		if msg.Type == tea.KeyRunes && len(msg.Runes) > 1 && !msg.Paste {
-			// Keys typed faster than the program reads them come in one
-			// message ("jjj"); each is a key of its own.
-			var cmds []tea.Cmd
-			for _, r := range msg.Runes {
-				_, cmd := m.key(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}, Alt: msg.Alt})
-				cmds = append(cmds, cmd)
-			}
-			return m, tea.Sequence(cmds...)
-		}
+	case tea.BackgroundColorMsg:
+		m.Styles.SetDark(msg.IsDark())
+		return m, nil
+	case tea.KeyPressMsg:
+		// Keys typed faster than the program reads them come each in a
+		// message of its own ("jjj" is three).
 		return m.key(msg)
+	case tea.PasteMsg:
+		// Pasted text is typed into the front view (a filter, the editor).
+		nv, cmd := m.Front().Update(msg)
+		m.stack[len(m.stack)-1] = nv.(common.Component)
+		m.retitle()
+		return m, cmd
 	case common.PushMsg:
 		m.stack = append(m.stack, msg.View)
 		m.layout()
@@ -100,10 +109,10 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return m, tea.Batch(cmds...)
 }
 
-func (m *Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
+func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	k := m.KeyMap
 	front := m.Front()
-	if msg.Type == tea.KeyCtrlC {
+	if msg.Keystroke() == "ctrl+c" {
 		return m, tea.Quit
 	}
 	capturing := false
@@ -175,9 +184,16 @@ func (m *Model) layout() {
 	}
 }
 
-// View implements tea.Model: header, the front view (exactly its height),
-// status line, help.
-func (m *Model) View() string {
+// View implements tea.Model: the screen (Render) on the alternate screen.
+func (m *Model) View() tea.View {
+	v := tea.NewView(m.Render())
+	v.AltScreen = true
+	return v
+}
+
+// Render is what the screen shows: header, the front view (exactly its
+// height), status line, help.
+func (m *Model) Render() string {
 	if m.Width == 0 {
 		return ""
 	}
@@ -205,12 +221,13 @@ func (m *Model) View() string {
 // ends. It uses the alternate screen and restores the terminal on every
 // way out, Ctrl-C included.
 func Run(ctx context.Context, m *Model, in io.Reader, out io.Writer) error {
-	p := tea.NewProgram(m,
-		tea.WithContext(ctx),
-		tea.WithInput(in),
-		tea.WithOutput(out),
-		tea.WithAltScreen(),
-	)
+	opts := []tea.ProgramOption{tea.WithContext(ctx), tea.WithInput(in), tea.WithOutput(out)}
+	if !m.Styles.Color {
+		// No colour, but bold, underline and reverse video (the selected
+		// row) stay.
+		opts = append(opts, tea.WithColorProfile(colorprofile.Ascii))
+	}
+	p := tea.NewProgram(m, opts...)
 	_, err := p.Run()
 	if errors.Is(err, tea.ErrProgramKilled) && ctx.Err() != nil {
 		return nil // interrupted: the terminal is restored, nothing to say

@@ -1,12 +1,17 @@
 package app_test
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"image/color"
+	"io"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/charmbracelet/bubbles/key"
-	tea "github.com/charmbracelet/bubbletea"
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
 
 	"github.com/outpost-edge/outpost/tui/app"
 	"github.com/outpost-edge/outpost/tui/common"
@@ -55,12 +60,12 @@ func (l *list) FullHelp() [][]key.Binding {
 	return append(l.table.FullHelp(), []key.Binding{l.KeyMap.Select, l.KeyMap.Restart})
 }
 
-func (l *list) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+func (l *list) Update(msg tea.Msg) (common.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case restartedMsg:
 		l.restarted = append(l.restarted, msg.id)
 		return l, common.Status("restarted " + msg.id)
-	case tea.KeyMsg:
+	case tea.KeyPressMsg:
 		r, ok := l.table.Selected()
 		switch {
 		case !l.table.Capturing() && ok && key.Matches(msg, l.KeyMap.Select):
@@ -80,13 +85,13 @@ type detail struct {
 	id string
 }
 
-func (d *detail) Title() string                       { return d.id }
-func (d *detail) Init() tea.Cmd                       { return nil }
-func (d *detail) Update(tea.Msg) (tea.Model, tea.Cmd) { return d, nil }
-func (d *detail) View() string                        { return "details of " + d.id }
-func (d *detail) SetSize(w, h int)                    { d.Common.SetSize(w, h) }
-func (d *detail) ShortHelp() []key.Binding            { return nil }
-func (d *detail) FullHelp() [][]key.Binding           { return nil }
+func (d *detail) Title() string                          { return d.id }
+func (d *detail) Init() tea.Cmd                          { return nil }
+func (d *detail) Update(tea.Msg) (common.Model, tea.Cmd) { return d, nil }
+func (d *detail) View() string                           { return "details of " + d.id }
+func (d *detail) SetSize(w, h int)                       { d.Common.SetSize(w, h) }
+func (d *detail) ShortHelp() []key.Binding               { return nil }
+func (d *detail) FullHelp() [][]key.Binding              { return nil }
 
 func start(t *testing.T, n, w, h int) (*app.Model, *list, func(...string), func() *app.Model) {
 	_, l, keys, _, final := startW(t, n, w, h)
@@ -110,19 +115,19 @@ func startW(t *testing.T, n, w, h int) (*app.Model, *list, func(...string), func
 func TestGoldenList80x24(t *testing.T) {
 	_, _, keys, final := start(t, 40, 80, 24)
 	keys("j", "j")
-	tuitest.Golden(t, final().View())
+	tuitest.Golden(t, final().Render())
 }
 
 func TestGoldenList120x40(t *testing.T) {
 	_, _, keys, final := start(t, 40, 120, 40)
 	keys("G")
-	tuitest.Golden(t, final().View())
+	tuitest.Golden(t, final().Render())
 }
 
 func TestGoldenFullHelp(t *testing.T) {
 	_, _, keys, final := start(t, 5, 80, 24)
 	keys("?")
-	tuitest.Golden(t, final().View())
+	tuitest.Golden(t, final().Render())
 }
 
 func TestStackEnterEscBack(t *testing.T) {
@@ -130,8 +135,8 @@ func TestStackEnterEscBack(t *testing.T) {
 	keys("j", "enter")
 	waitFor("details of module-001")
 	m := final()
-	if m.Depth() != 2 || !strings.Contains(m.View(), "details of module-001") || !strings.Contains(m.View(), "modules › module-001") {
-		t.Fatalf("after enter: depth %d, view:\n%s", m.Depth(), m.View())
+	if m.Depth() != 2 || !strings.Contains(m.Render(), "details of module-001") || !strings.Contains(m.Render(), "modules › module-001") {
+		t.Fatalf("after enter: depth %d, view:\n%s", m.Depth(), m.Render())
 	}
 
 	_, _, keys, waitFor, final = startW(t, 5, 80, 24)
@@ -174,8 +179,8 @@ func TestFilterCountsMatches(t *testing.T) {
 	if shown != 11 || total != 40 {
 		t.Fatalf("filter 01: %d of %d rows, want 11 of 40", shown, total)
 	}
-	if !strings.Contains(m.View(), "/01  11 of 40") {
-		t.Fatalf("the filter line does not say 11 of 40:\n%s", m.View())
+	if !strings.Contains(m.Render(), "/01  11 of 40") {
+		t.Fatalf("the filter line does not say 11 of 40:\n%s", m.Render())
 	}
 }
 
@@ -193,8 +198,8 @@ func TestConfirmBeforeAction(t *testing.T) {
 	if len(l.restarted) != 1 || l.restarted[0] != "module-001" {
 		t.Fatalf("restarted %v, want [module-001] (n must not restart module-000)", l.restarted)
 	}
-	if m.Depth() != 1 || !strings.Contains(m.View(), "restarted module-001") {
-		t.Fatalf("after y: depth %d, view:\n%s", m.Depth(), m.View())
+	if m.Depth() != 1 || !strings.Contains(m.Render(), "restarted module-001") {
+		t.Fatalf("after y: depth %d, view:\n%s", m.Depth(), m.Render())
 	}
 }
 
@@ -205,4 +210,37 @@ func TestQuitKeepsNothing(t *testing.T) {
 	tuitest.WaitFor(t, tm, "module-000")
 	tuitest.Keys(tm, "q")
 	tm.WaitFinished(t)
+}
+
+// TestBackgroundColour: with colour, the UI asks the terminal its
+// background colour (OSC 11) and takes the light colours when the answer is
+// light; without colour it asks nothing.
+func TestBackgroundColour(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c := common.New(ctx, true, func() time.Time { return tuitest.Clock })
+	m := app.New(c, "hub h", newList(c, 3))
+	tm := tuitest.Start(t, m, 80, 24)
+	tuitest.WaitFor(t, tm, "module-000")
+	tm.Send(tea.BackgroundColorMsg{Color: color.White})
+	m = tuitest.Final(t, tm).(*app.Model)
+	out, err := io.ReadAll(tm.FinalOutput(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(out, []byte("\x1b]11;?")) {
+		t.Errorf("the UI with colour did not ask the background colour; it wrote %q", out)
+	}
+	// #5A3FC0 is the accent on a light background ("outpost" in the header).
+	if m.Styles.Dark || !strings.Contains(m.Render(), "38;2;90;63;192m") {
+		t.Errorf("after a white background: dark %v, header %q", m.Styles.Dark, strings.SplitN(m.Render(), "\n", 2)[0])
+	}
+
+	c = tuitest.Common(t)
+	tm = tuitest.Start(t, app.New(c, "hub h", newList(c, 3)), 80, 24)
+	tuitest.WaitFor(t, tm, "module-000")
+	tuitest.Final(t, tm)
+	if out, _ := io.ReadAll(tm.FinalOutput(t)); bytes.Contains(out, []byte("\x1b]11;?")) {
+		t.Errorf("the UI without colour asked the background colour: %q", out)
+	}
 }

@@ -12,8 +12,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/charmbracelet/bubbles/help"
-	tea "github.com/charmbracelet/bubbletea"
+	"charm.land/bubbles/v2/help"
+	tea "charm.land/bubbletea/v2"
 )
 
 // Common is the context a component runs in. Components embed it (by
@@ -28,22 +28,31 @@ type Common struct {
 }
 
 // New returns the Common of a program: styles with colour or without
-// (NO_COLOR, --no-color, not a terminal), the default key map, and now
-// (time.Now when nil).
+// (NO_COLOR, --no-color, not a terminal) and for a dark background until
+// the terminal says otherwise, the default key map, and now (time.Now when
+// nil).
 func New(ctx context.Context, color bool, now func() time.Time) Common {
 	if now == nil {
 		now = time.Now
 	}
-	return Common{Ctx: ctx, Now: now, Styles: NewStyles(color), KeyMap: DefaultKeyMap()}
+	return Common{Ctx: ctx, Now: now, Styles: NewStyles(color, true), KeyMap: DefaultKeyMap()}
 }
 
 // SetSize records the size given to the component.
 func (c *Common) SetSize(width, height int) { c.Width, c.Height = width, height }
 
-// Component is a view or a widget of the UI: a Bubble Tea model that knows
-// its keys (for the help bar) and takes the size it is given.
+// Model is a part of the screen run as a Bubble Tea model: View draws its
+// lines. (Only the app's frame is a tea.Model: its View is the screen.)
+type Model interface {
+	Init() tea.Cmd
+	Update(tea.Msg) (Model, tea.Cmd)
+	View() string
+}
+
+// Component is a view or a widget of the UI: a Model that knows its keys
+// (for the help bar) and takes the size it is given.
 type Component interface {
-	tea.Model
+	Model
 	help.KeyMap
 	SetSize(width, height int)
 }

@@ -1,6 +1,6 @@
 package common
 
-import "github.com/charmbracelet/bubbles/key"
+import "charm.land/bubbles/v2/key"
 
 // KeyMap is every key of the UI, in one place: views match messages
 // against these bindings (never raw key strings), and the help bar and `?`
@@ -83,7 +83,7 @@ func DefaultKeyMap() *KeyMap {
 		SearchPrev: b("N", "previous match", "N"),
 
 		Tree:        b("t", "tree/JSON", "t"),
-		Toggle:      b("space", "expand/collapse", " "),
+		Toggle:      b("space", "expand/collapse", "space"),
 		ExpandAll:   b("E", "expand all", "E"),
 		CollapseAll: b("C", "collapse all", "C"),
 	}

@@ -1,22 +1,26 @@
 package common
 
 import (
-	"os"
+	"image/color"
 	"strings"
 
-	"github.com/charmbracelet/bubbles/help"
-	"github.com/charmbracelet/lipgloss"
-	"github.com/muesli/termenv"
+	"charm.land/bubbles/v2/help"
+	"charm.land/bubbles/v2/textarea"
+	"charm.land/bubbles/v2/textinput"
+	"charm.land/lipgloss/v2"
 )
 
-// Styles is every style of the UI, in one place. Colours are lipgloss
-// adaptive colours (one for light backgrounds, one for dark); without
-// colour (NO_COLOR, --no-color) every style keeps its layout and loses its
-// colours, and what colour would say (the selected row, a changed key) is
-// said with reverse video or a marker instead.
+// Styles is every style of the UI, in one place. Colours come in pairs, one
+// for light backgrounds and one for dark: the styles start dark, and the
+// program makes them again (SetDark) when the terminal answers its
+// background colour query (tea.BackgroundColorMsg) — only the TUI asks the
+// terminal, never a plain command. Without colour (NO_COLOR, --no-color)
+// every style keeps its layout and loses its colours, and what colour would
+// say (the selected row, a changed key) is said with reverse video or a
+// marker instead.
 type Styles struct {
 	Color bool
-	r     *lipgloss.Renderer
+	Dark  bool // the colours are those for a dark background
 
 	Header       lipgloss.Style // the top line
 	HeaderApp    lipgloss.Style // "outpost"
@@ -50,15 +54,15 @@ type Styles struct {
 	status map[string]lipgloss.Style // status word → style
 }
 
-// NewStyles returns the styles, with colour or without.
-func NewStyles(color bool) *Styles {
-	r := lipgloss.NewRenderer(os.Stdout)
-	if !color {
-		r.SetColorProfile(termenv.Ascii)
-		r.SetHasDarkBackground(true) // do not ask the terminal
-	}
-	ad := func(light, dark string) lipgloss.AdaptiveColor {
-		return lipgloss.AdaptiveColor{Light: light, Dark: dark}
+// NewStyles returns the styles, with colour or without, for a dark
+// background or a light one.
+func NewStyles(colour, dark bool) *Styles {
+	ld := lipgloss.LightDark(dark)
+	ad := func(light, dark string) color.Color {
+		if !colour {
+			return lipgloss.NoColor{}
+		}
+		return ld(lipgloss.Color(light), lipgloss.Color(dark))
 	}
 	var (
 		accent = ad("#5A3FC0", "#B7A6FF")
@@ -68,8 +72,8 @@ func NewStyles(color bool) *Styles {
 		yellow = ad("#9A6700", "#E3B341")
 		selBg  = ad("#DDD6FE", "#3B2F73")
 	)
-	n := r.NewStyle
-	s := &Styles{Color: color, r: r}
+	n := lipgloss.NewStyle
+	s := &Styles{Color: colour, Dark: dark}
 	s.Header = n().Bold(true)
 	s.HeaderApp = n().Bold(true).Foreground(accent)
 	s.HeaderTarget = n()
@@ -93,7 +97,7 @@ func NewStyles(color bool) *Styles {
 	s.StatusError = n().Foreground(red).Bold(true)
 	s.StatusHint = n().Foreground(muted)
 	s.Dialog = n().Border(lipgloss.RoundedBorder()).BorderForeground(accent).Padding(0, 2)
-	if !color {
+	if !colour {
 		s.Selected = n().Reverse(true)
 	}
 	s.Help = help.Styles{
@@ -118,8 +122,21 @@ func NewStyles(color bool) *Styles {
 	return s
 }
 
-// Renderer is the renderer the styles were made with.
-func (s *Styles) Renderer() *lipgloss.Renderer { return s.r }
+// SetDark makes the styles again for a dark background or a light one, in
+// place: every component shares them.
+func (s *Styles) SetDark(dark bool) { *s = *NewStyles(s.Color, dark) }
+
+// TextInput is the style of a one-line input (a filter, a search) whose
+// prompt is prompt. (Without colour the program's colour profile takes the
+// inputs' colours off.)
+func (s *Styles) TextInput(prompt lipgloss.Style) textinput.Styles {
+	ts := textinput.DefaultStyles(s.Dark)
+	ts.Focused.Prompt, ts.Blurred.Prompt = prompt, prompt
+	return ts
+}
+
+// TextArea is the style of the twin editor.
+func (s *Styles) TextArea() textarea.Styles { return textarea.DefaultStyles(s.Dark) }
 
 // Status colours a cell that starts with a status word ("running",
 // "failed (exit 3)"); other cells come back as they are.

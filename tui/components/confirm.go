@@ -1,9 +1,9 @@
 package components
 
 import (
-	"github.com/charmbracelet/bubbles/key"
-	tea "github.com/charmbracelet/bubbletea"
-	"github.com/charmbracelet/lipgloss"
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
 
 	"github.com/outpost-edge/outpost/tui/common"
 )
@@ -29,12 +29,12 @@ func (c *Confirm) Title() string { return "confirm" }
 // itself (Esc says no, q does nothing).
 func (c *Confirm) Capturing() bool { return true }
 
-// Init implements tea.Model.
+// Init implements common.Model.
 func (c *Confirm) Init() tea.Cmd { return nil }
 
-// Update implements tea.Model.
-func (c *Confirm) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
-	km, ok := msg.(tea.KeyMsg)
+// Update implements common.Model.
+func (c *Confirm) Update(msg tea.Msg) (common.Model, tea.Cmd) {
+	km, ok := msg.(tea.KeyPressMsg)
 	if !ok {
 		return c, nil
 	}
@@ -47,7 +47,7 @@ func (c *Confirm) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return c, nil
 }
 
-// View implements tea.Model.
+// View implements common.Model.
 func (c *Confirm) View() string {
 	box := c.Styles.Dialog.Render(c.Question + "\n\n" + c.Styles.Muted.Render("y: yes   n/esc: no"))
 	return lipgloss.Place(c.Width, c.Height, lipgloss.Center, lipgloss.Center, box)

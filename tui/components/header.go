@@ -3,8 +3,8 @@ package components
 import (
 	"strings"
 
-	"github.com/charmbracelet/bubbles/key"
-	tea "github.com/charmbracelet/bubbletea"
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/outpost-edge/outpost/tui/common"
@@ -26,11 +26,11 @@ func NewHeader(c common.Common, target string) *Header {
 	return &Header{Common: c, Target: target}
 }
 
-// Init implements tea.Model.
+// Init implements common.Model.
 func (h *Header) Init() tea.Cmd { return nil }
 
-// Update implements tea.Model: it follows common.ConnMsg.
-func (h *Header) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+// Update implements common.Model: it follows common.ConnMsg.
+func (h *Header) Update(msg tea.Msg) (common.Model, tea.Cmd) {
 	if m, ok := msg.(common.ConnMsg); ok {
 		if m.Target != "" {
 			h.Target = m.Target
@@ -40,7 +40,7 @@ func (h *Header) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return h, nil
 }
 
-// View implements tea.Model.
+// View implements common.Model.
 func (h *Header) View() string {
 	st := h.Styles
 	parts := []string{st.HeaderApp.Render("outpost"), st.HeaderTarget.Render(h.Target)}

@@ -3,8 +3,8 @@ package components
 import (
 	"strings"
 
-	"github.com/charmbracelet/bubbles/help"
-	"github.com/charmbracelet/bubbles/key"
+	"charm.land/bubbles/v2/help"
+	"charm.land/bubbles/v2/key"
 
 	"github.com/outpost-edge/outpost/tui/common"
 )
@@ -32,11 +32,12 @@ func (h *HelpBar) Toggle() { h.model.ShowAll = !h.model.ShowAll }
 // SetSize sets the width the help may take.
 func (h *HelpBar) SetSize(w, hgt int) {
 	h.Common.SetSize(w, hgt)
-	h.model.Width = w
+	h.model.SetWidth(w)
 }
 
 // View renders the help of km with the global keys added.
 func (h *HelpBar) View(km help.KeyMap) string {
+	h.model.Styles = h.Styles.Help // the terminal's background may have changed them
 	return h.model.View(withGlobals{km, h.KeyMap})
 }
 

@@ -3,8 +3,8 @@ package components
 import (
 	"errors"
 
-	"github.com/charmbracelet/bubbles/key"
-	tea "github.com/charmbracelet/bubbletea"
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/outpost-edge/outpost/tui/common"
@@ -23,11 +23,11 @@ type StatusLine struct {
 // NewStatusLine returns an empty status line.
 func NewStatusLine(c common.Common) *StatusLine { return &StatusLine{Common: c} }
 
-// Init implements tea.Model.
+// Init implements common.Model.
 func (s *StatusLine) Init() tea.Cmd { return nil }
 
-// Update implements tea.Model: it shows common.ErrMsg and common.StatusMsg.
-func (s *StatusLine) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+// Update implements common.Model: it shows common.ErrMsg and common.StatusMsg.
+func (s *StatusLine) Update(msg tea.Msg) (common.Model, tea.Cmd) {
 	switch m := msg.(type) {
 	case common.ErrMsg:
 		s.SetError(m.Err, m.Hint)
@@ -52,7 +52,7 @@ func (s *StatusLine) SetError(err error, hint string) {
 	s.Text, s.Hint, s.IsErr = err.Error(), hint, true
 }
 
-// View implements tea.Model.
+// View implements common.Model.
 func (s *StatusLine) View() string {
 	if s.Text == "" {
 		return ""

@@ -9,10 +9,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/charmbracelet/bubbles/key"
-	"github.com/charmbracelet/bubbles/textinput"
-	tea "github.com/charmbracelet/bubbletea"
-	"github.com/charmbracelet/lipgloss"
+	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/textinput"
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/outpost-edge/outpost/tui/common"
@@ -59,7 +59,7 @@ type Table struct {
 func NewTable(c common.Common, cols ...Column) *Table {
 	ti := textinput.New()
 	ti.Prompt = "/"
-	ti.PromptStyle = c.Styles.Filter
+	ti.SetStyles(c.Styles.TextInput(c.Styles.Filter))
 	ti.Placeholder = "filter"
 	return &Table{Common: c, cols: cols, filter: ti, Empty: "nothing to show"}
 }
@@ -128,7 +128,7 @@ func (t *Table) refilter() {
 	t.clamp()
 }
 
-// Init implements tea.Model.
+// Init implements common.Model.
 func (t *Table) Init() tea.Cmd { return nil }
 
 // SetSize implements common.Component.
@@ -168,20 +168,26 @@ func (t *Table) clamp() {
 	}
 }
 
-// Update implements tea.Model: cursor keys and the filter.
-func (t *Table) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
-	km, ok := msg.(tea.KeyMsg)
+// Update implements common.Model: cursor keys and the filter.
+func (t *Table) Update(msg tea.Msg) (common.Model, tea.Cmd) {
+	if p, ok := msg.(tea.PasteMsg); ok && t.filtering {
+		var cmd tea.Cmd
+		t.filter, cmd = t.filter.Update(p)
+		t.refilter()
+		return t, cmd
+	}
+	km, ok := msg.(tea.KeyPressMsg)
 	if !ok {
 		return t, nil
 	}
 	k := t.KeyMap
 	if t.filtering {
-		switch km.Type {
+		switch km.Code {
 		case tea.KeyEnter:
 			t.filtering = false
 			t.filter.Blur()
 			return t, nil
-		case tea.KeyEsc:
+		case tea.KeyEscape:
 			t.filtering = false
 			t.filter.Blur()
 			t.SetFilter("")
@@ -249,7 +255,7 @@ func (t *Table) widths() []int {
 	return ws
 }
 
-// View implements tea.Model.
+// View implements common.Model.
 func (t *Table) View() string {
 	var b strings.Builder
 	st := t.Styles
@@ -284,7 +290,8 @@ func (t *Table) View() string {
 	}
 	if t.filtering || t.filter.Value() != "" {
 		shown, total := t.Count()
-		t.filter.Width = max(t.Width-20, 10)
+		t.filter.SetWidth(max(t.Width-20, 10))
+		t.filter.SetStyles(st.TextInput(st.Filter)) // the terminal's background may have changed them
 		line := t.filter.View()
 		if !t.filtering {
 			line = st.Filter.Render("/" + t.filter.Value())

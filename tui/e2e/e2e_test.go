@@ -169,3 +169,23 @@ func TestNotATerminal(t *testing.T) {
 		t.Fatalf("outpost tui | cat: %v\n%s", err, out)
 	}
 }
+
+// TestKeysTypedAtOnce: keys that reach the program in one read ("jjj"
+// pasted by tmux in one write) are each a key: the cursor moves three rows.
+func TestKeysTypedAtOnce(t *testing.T) {
+	h := hubtest.Start(t, hubtest.Options{})
+	c := h.Client(t)
+	ctx := context.Background()
+	for i := range 5 {
+		if _, err := c.CreateDevice(ctx, hubapi.Device{DeviceID: fmt.Sprintf("dev-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := []string{"OUTPOST_CONNECTION_STRING=" + h.ConnectionString, "OUTPOST_CA=" + h.CAFile, "OUTPOST_CONFIG=/dev/null", "NO_COLOR=1"}
+	p := startPane(t, 120, 30, env, "tui")
+	p.waitFor("▸ dev-0", "dev-4")
+	p.keys("jjj") // one send-keys: one write to the terminal
+	p.waitFor("▸ dev-3")
+	p.keys("q")
+	p.waitFor("EXIT=0")
+}

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/charmbracelet/bubbles/key"
-	tea "github.com/charmbracelet/bubbletea"
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/tui/common"
@@ -59,7 +59,7 @@ type deviceSyncMsg struct {
 	err  error
 }
 
-// Init implements tea.Model.
+// Init implements common.Model.
 func (d *Device) Init() tea.Cmd { return d.poll(0) }
 
 // poll asks for the device's state; with wait, the hub answers when it
@@ -72,8 +72,8 @@ func (d *Device) poll(wait time.Duration) tea.Cmd {
 	}
 }
 
-// Update implements tea.Model.
-func (d *Device) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+// Update implements common.Model.
+func (d *Device) Update(msg tea.Msg) (common.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case deviceSyncMsg:
 		if msg.view != d {
@@ -92,10 +92,13 @@ func (d *Device) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if msg.view == d {
 			return d, d.poll(0)
 		}
-	case tea.KeyMsg:
+	case tea.KeyPressMsg:
 		if r, ok := d.table.Selected(); ok && !d.table.Capturing() && key.Matches(msg, d.KeyMap.Select) {
 			return d, common.Push(NewTwin(d.Common, d.hub, d.id, r.ID))
 		}
+		_, cmd := d.table.Update(msg)
+		return d, cmd
+	case tea.PasteMsg: // into the filter
 		_, cmd := d.table.Update(msg)
 		return d, cmd
 	}
@@ -253,7 +256,7 @@ func (d *Device) Capturing() bool { return d.table.Capturing() }
 // ConsumesBack implements common.BackConsumer.
 func (d *Device) ConsumesBack() bool { return d.table.HasFilter() }
 
-// View implements tea.Model.
+// View implements common.Model.
 func (d *Device) View() string {
 	if !d.loaded {
 		return d.Styles.Muted.Render("reading device " + d.id + "…")

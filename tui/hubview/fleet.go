@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/charmbracelet/bubbles/key"
-	tea "github.com/charmbracelet/bubbletea"
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/hubclient"
@@ -83,7 +83,7 @@ type (
 	}
 )
 
-// Init implements tea.Model: it reads the first page, then follows the
+// Init implements common.Model: it reads the first page, then follows the
 // change stream from the cursor that page came with.
 func (f *Fleet) Init() tea.Cmd {
 	f.reading++
@@ -110,8 +110,8 @@ func (f *Fleet) next() tea.Cmd {
 	}
 }
 
-// Update implements tea.Model.
-func (f *Fleet) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+// Update implements common.Model.
+func (f *Fleet) Update(msg tea.Msg) (common.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case fleetWatchMsg:
 		if msg.view != f {
@@ -139,7 +139,7 @@ func (f *Fleet) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			f.refresh()
 		}
 		return f, nil
-	case tea.KeyMsg:
+	case tea.KeyPressMsg:
 		if r, ok := f.table.Selected(); ok && !f.table.Capturing() && key.Matches(msg, f.KeyMap.Select) {
 			if d := f.devices[r.ID]; d.Capabilities == nil || !d.Capabilities.IoTEdge {
 				// A device that is not an IoT Edge device runs no modules
@@ -148,6 +148,9 @@ func (f *Fleet) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			}
 			return f, common.Push(NewDevice(f.Common, f.hub, r.ID))
 		}
+		_, cmd := f.table.Update(msg)
+		return f, cmd
+	case tea.PasteMsg: // into the filter
 		_, cmd := f.table.Update(msg)
 		return f, cmd
 	}
@@ -314,7 +317,7 @@ func (f *Fleet) Capturing() bool { return f.table.Capturing() }
 // ConsumesBack implements common.BackConsumer.
 func (f *Fleet) ConsumesBack() bool { return f.table.HasFilter() }
 
-// View implements tea.Model.
+// View implements common.Model.
 func (f *Fleet) View() string {
 	if !f.loaded {
 		return f.Styles.Muted.Render("reading the fleet…")

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/charmbracelet/x/exp/teatest"
+	"github.com/charmbracelet/x/exp/teatest/v2"
 
 	"github.com/outpost-edge/outpost/internal/hub/hubtest"
 	"github.com/outpost-edge/outpost/internal/hubapi"
@@ -62,7 +62,7 @@ func TestFleetGolden80x24(t *testing.T) {
 	tm := openFleet(t, f, 80, 24, "devices (31)", "● connected") // the header's link comes after the rows
 	tuitest.Keys(tm, "j", "j")
 	m, _ := fleetOf(t, tm)
-	tuitest.Golden(t, m.View())
+	tuitest.Golden(t, m.Render())
 }
 
 func TestFleetGolden120x40(t *testing.T) {
@@ -70,7 +70,7 @@ func TestFleetGolden120x40(t *testing.T) {
 	bulkDevices(t, f.hub, "dev-", 30)
 	tm := openFleet(t, f, 120, 40, "devices (31)", "● connected") // the header's link comes after the rows
 	m, _ := fleetOf(t, tm)
-	tuitest.Golden(t, m.View())
+	tuitest.Golden(t, m.Render())
 }
 
 // TestFleetFilterLarge: 1,000 devices (10,000 are measured by
@@ -126,7 +126,7 @@ func TestFleetToDeviceToTwin(t *testing.T) {
 	if m.Depth() != 2 {
 		t.Fatalf("depth %d after esc, want 2 (the device)", m.Depth())
 	}
-	tuitest.Golden(t, m.View())
+	tuitest.Golden(t, m.Render())
 }
 
 // TestFleetColumnsLive: the module count, the deployment report of the

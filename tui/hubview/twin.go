@@ -8,10 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/charmbracelet/bubbles/key"
-	"github.com/charmbracelet/bubbles/textarea"
-	tea "github.com/charmbracelet/bubbletea"
-	"github.com/charmbracelet/lipgloss"
+	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/textarea"
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
 
 	"github.com/outpost-edge/outpost/internal/hubclient"
 	"github.com/outpost-edge/outpost/internal/twin"
@@ -74,6 +74,7 @@ func NewTwin(c common.Common, h Hub, device, module string) *Twin {
 	ta.CharLimit = 0
 	ta.MaxHeight = 0
 	ta.Prompt = ""
+	ta.SetStyles(c.Styles.TextArea())
 	return &Twin{Common: c, hub: h, device: device, module: module, editor: ta, preview: true}
 }
 
@@ -114,7 +115,7 @@ type editorDoneMsg struct {
 	err  error
 }
 
-// Init implements tea.Model: it starts the watch.
+// Init implements common.Model: it starts the watch.
 func (v *Twin) Init() tea.Cmd {
 	ctx, h := v.Ctx, v.hub
 	return func() tea.Msg {
@@ -131,8 +132,8 @@ func (v *Twin) next() tea.Cmd {
 	}
 }
 
-// Update implements tea.Model.
-func (v *Twin) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+// Update implements common.Model.
+func (v *Twin) Update(msg tea.Msg) (common.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case twinWatchMsg:
 		if msg.view != v {
@@ -163,7 +164,15 @@ func (v *Twin) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			return v, nil
 		}
 		return v, v.editorDone(msg.path, msg.err)
-	case tea.KeyMsg:
+	case tea.PasteMsg:
+		if v.mode == twinEdit {
+			var cmd tea.Cmd
+			v.editor, cmd = v.editor.Update(msg)
+			v.check()
+			return v, cmd
+		}
+		return v, nil
+	case tea.KeyPressMsg:
 		switch v.mode {
 		case twinEdit:
 			return v, v.editKey(msg)
@@ -232,7 +241,7 @@ func (v *Twin) Changed() map[string]bool { return v.changed }
 // Mode says what the view shows: "browse", "edit" or "conflict".
 func (v *Twin) Mode() string { return [...]string{"browse", "edit", "conflict"}[v.mode] }
 
-func (v *Twin) browseKey(msg tea.KeyMsg) tea.Cmd {
+func (v *Twin) browseKey(msg tea.KeyPressMsg) tea.Cmd {
 	k := v.KeyMap
 	if key.Matches(msg, k.Tree) {
 		v.tree = !v.tree
@@ -331,7 +340,7 @@ func (v *Twin) check() {
 	v.edit, v.editErr = e, err
 }
 
-func (v *Twin) editKey(msg tea.KeyMsg) tea.Cmd {
+func (v *Twin) editKey(msg tea.KeyPressMsg) tea.Cmd {
 	k := v.KeyMap
 	switch {
 	case key.Matches(msg, k.Send):
@@ -340,7 +349,7 @@ func (v *Twin) editKey(msg tea.KeyMsg) tea.Cmd {
 		v.preview = !v.preview
 		v.layoutEditor()
 		return nil
-	case msg.Type == tea.KeyEsc:
+	case msg.Code == tea.KeyEscape:
 		v.mode = twinBrowse
 		v.editor.Blur()
 		return common.Status("edit discarded; nothing was sent")
@@ -390,7 +399,7 @@ func (v *Twin) sent(tw *twin.Twin, err error) tea.Cmd {
 	return common.Status(fmt.Sprintf("sent: twin %s is at version %d, desired $version %d, etag %s", v.Title(), tw.Version, tw.DesiredVersion(), tw.ETag))
 }
 
-func (v *Twin) conflictKey(msg tea.KeyMsg) tea.Cmd {
+func (v *Twin) conflictKey(msg tea.KeyPressMsg) tea.Cmd {
 	k := v.KeyMap
 	switch {
 	case key.Matches(msg, k.Reapply):
@@ -400,7 +409,7 @@ func (v *Twin) conflictKey(msg tea.KeyMsg) tea.Cmd {
 		}
 		v.startEdit(sess, doc)
 		return tea.Batch(v.editor.Focus(), common.Status(fmt.Sprintf("your change re-applied on version %d: check it, then ctrl+s sends it", sess.Base.Version)))
-	case key.Matches(msg, k.Discard), msg.Type == tea.KeyEsc:
+	case key.Matches(msg, k.Discard), msg.Code == tea.KeyEscape:
 		v.mode, v.conflict = twinBrowse, nil
 		return common.Status("your change was discarded; nothing was sent")
 	}
@@ -470,7 +479,7 @@ func (v *Twin) Capturing() bool { return v.mode == twinEdit }
 // ConsumesBack implements common.BackConsumer: Esc leaves the conflict view.
 func (v *Twin) ConsumesBack() bool { return v.mode != twinBrowse }
 
-// View implements tea.Model.
+// View implements common.Model.
 func (v *Twin) View() string {
 	if v.tw == nil {
 		return v.Styles.Muted.Render("reading twin " + v.Title() + "…")
@@ -555,6 +564,7 @@ func (v *Twin) editView() string {
 	default:
 		status = st.HeaderUp.Render("✓ valid") + st.Muted.Render(" · ctrl+s sends it with If-Match "+v.sess.Base.ETag)
 	}
+	v.editor.SetStyles(st.TextArea()) // the terminal's background may have changed them
 	ed := v.editor.View()
 	if v.preview {
 		pw := v.Width - v.editor.Width() - 3

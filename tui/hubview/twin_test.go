@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/charmbracelet/x/exp/teatest"
+	"github.com/charmbracelet/x/exp/teatest/v2"
 
 	"github.com/outpost-edge/outpost/internal/hub/hubtest"
 	"github.com/outpost-edge/outpost/internal/hubapi"
@@ -80,14 +80,14 @@ func TestTwinGolden80x24(t *testing.T) {
 	f := newFixture(t)
 	tm := f.openTwin(t, 80, 24, "d1/m1: version 2") // the status line comes after the twin
 	m, _ := twinOf(t, tm)
-	tuitest.Golden(t, m.View())
+	tuitest.Golden(t, m.Render())
 }
 
 func TestTwinGolden120x40(t *testing.T) {
 	f := newFixture(t)
 	tm := f.openTwin(t, 120, 40, "d1/m1: version 2") // the status line comes after the twin
 	m, _ := twinOf(t, tm)
-	tuitest.Golden(t, m.View())
+	tuitest.Golden(t, m.Render())
 }
 
 // TestTwinLiveHighlight: a desired patch made elsewhere appears in the open

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/charmbracelet/bubbles/key"
-	tea "github.com/charmbracelet/bubbletea"
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
 
 	"github.com/outpost-edge/outpost/tui/components"
 )
@@ -107,7 +107,7 @@ func (v *Twin) setCollapsed(path string, c bool) {
 }
 
 // treeKey handles the keys of the tree; false when msg is not one of them.
-func (v *Twin) treeKey(msg tea.KeyMsg) bool {
+func (v *Twin) treeKey(msg tea.KeyPressMsg) bool {
 	if v.tw == nil {
 		return false
 	}

@@ -5,7 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/charmbracelet/x/exp/teatest"
+	"github.com/charmbracelet/x/ansi"
+	"github.com/charmbracelet/x/exp/teatest/v2"
 
 	"github.com/outpost-edge/outpost/tui/tuitest"
 )
@@ -41,7 +42,7 @@ func TestTwinTreeToggle(t *testing.T) {
 	if v.TreeMode() {
 		t.Fatal("after t twice: still in tree mode, want JSON")
 	}
-	if s := v.View(); !strings.Contains(s, `"interval": 5`) || strings.Contains(s, "▾") {
+	if s := ansi.Strip(v.View()); !strings.Contains(s, `"interval": 5`) || strings.Contains(s, "▾") {
 		t.Fatalf("after t twice the view is not the JSON:\n%s", s)
 	}
 }
@@ -111,14 +112,14 @@ func TestTwinTreeGolden80x24(t *testing.T) {
 	_, tm := openTree(t, 80, 24)
 	tuitest.Keys(tm, "down", "down", "enter")
 	m, _ := twinOf(t, tm)
-	tuitest.Golden(t, m.View())
+	tuitest.Golden(t, m.Render())
 }
 
 func TestTwinTreeGolden120x40(t *testing.T) {
 	_, tm := openTree(t, 120, 40)
 	tuitest.Keys(tm, "down", "down", "enter")
 	m, _ := twinOf(t, tm)
-	tuitest.Golden(t, m.View())
+	tuitest.Golden(t, m.Render())
 }
 
 // TestTwinTreeMetadata: m shows $metadata (collapsed until opened) and

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/charmbracelet/bubbles/key"
-	tea "github.com/charmbracelet/bubbletea"
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/outpost-edge/outpost/internal/mgmtclient"
@@ -124,7 +124,7 @@ func (d *Device) Title() string {
 	return "device"
 }
 
-// Init implements tea.Model: the event stream, the status, the clock.
+// Init implements common.Model: the event stream, the status, the clock.
 func (d *Device) Init() tea.Cmd {
 	d.fetching = true
 	return tea.Batch(d.watch(), d.fetchStatus(), d.tick())
@@ -178,8 +178,8 @@ func (d *Device) rewatch() tea.Cmd {
 	return tea.Tick(rewatchAfter, func(time.Time) tea.Msg { return rewatchMsg{id: id} })
 }
 
-// Update implements tea.Model.
-func (d *Device) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+// Update implements common.Model.
+func (d *Device) Update(msg tea.Msg) (common.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case watchMsg:
 		if msg.id != d.id {
@@ -248,13 +248,16 @@ func (d *Device) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			return d, common.Err(fmt.Errorf("restart %s: %w", msg.module, msg.err), "")
 		}
 		return d, common.Status("restarted " + msg.module)
-	case tea.KeyMsg:
+	case tea.KeyPressMsg:
 		return d, d.key(msg)
+	case tea.PasteMsg: // into the filter
+		_, cmd := d.table.Update(msg)
+		return d, cmd
 	}
 	return d, nil
 }
 
-func (d *Device) key(msg tea.KeyMsg) tea.Cmd {
+func (d *Device) key(msg tea.KeyPressMsg) tea.Cmd {
 	k := d.KeyMap
 	if !d.table.Capturing() {
 		row, ok := d.table.Selected()
@@ -699,7 +702,7 @@ func (d *Device) twin(module string) string {
 	return ""
 }
 
-// View implements tea.Model.
+// View implements common.Model.
 func (d *Device) View() string {
 	lines := d.panel()
 	for i, l := range lines {

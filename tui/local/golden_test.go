@@ -1,32 +1,25 @@
 package local
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
-	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/x/ansi"
 	"github.com/charmbracelet/x/exp/golden"
-	"github.com/charmbracelet/x/exp/teatest"
+	"github.com/charmbracelet/x/exp/teatest/v2"
 
 	"github.com/outpost-edge/outpost/internal/mgmtclient"
 	"github.com/outpost-edge/outpost/tui/app"
 	"github.com/outpost-edge/outpost/tui/common"
+	"github.com/outpost-edge/outpost/tui/tuitest"
 )
-
-// hang bounds every wait of these tests: reaching it is a hang, not a
-// slow machine.
-const hang = time.Minute
 
 // ui is the whole UI (frame and view stack) over f, on a terminal of w×h,
 // its clock stopped at t0, without colour.
 type ui struct {
-	tm  *teatest.TestModel
-	out bytes.Buffer // everything the program drew so far
+	tm *teatest.TestModel
 }
 
 func start(t *testing.T, f *fakeDaemon, w, h int, module string) *ui {
@@ -35,52 +28,23 @@ func start(t *testing.T, f *fakeDaemon, w, h int, module string) *ui {
 	t.Cleanup(cancel)
 	c := common.New(ctx, false, func() time.Time { return t0 })
 	m := app.New(c, "device socket "+f.Socket(), Root(c, f, module))
-	u := &ui{tm: teatest.NewTestModel(t, m, teatest.WithInitialTermSize(w, h))}
-	t.Cleanup(func() { _ = u.tm.Quit() })
-	return u
+	return &ui{tm: tuitest.Start(t, m, w, h)}
 }
 
-// waitFor waits until the screen has drawn every one of want since the
-// last wait.
+// waitFor waits until the screen shows every one of want.
 func (u *ui) waitFor(t *testing.T, want ...string) {
 	t.Helper()
-	u.out.Reset()
-	teatest.WaitFor(t, u.tm.Output(), func(b []byte) bool {
-		u.out.Write(b)
-		s := ansi.Strip(u.out.String())
-		u.out.Reset()
-		u.out.WriteString(s)
-		for _, w := range want {
-			if !strings.Contains(s, w) {
-				return false
-			}
-		}
-		return true
-	}, teatest.WithDuration(hang), teatest.WithCheckInterval(10*time.Millisecond))
+	tuitest.WaitFor(t, u.tm, want...)
 }
 
 // keys types each key of ks.
-func (u *ui) keys(ks ...string) {
-	for _, k := range ks {
-		switch k {
-		case "enter":
-			u.tm.Send(tea.KeyMsg{Type: tea.KeyEnter})
-		case "esc":
-			u.tm.Send(tea.KeyMsg{Type: tea.KeyEsc})
-		default:
-			u.tm.Send(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(k)})
-		}
-	}
-}
+func (u *ui) keys(ks ...string) { tuitest.Keys(u.tm, ks...) }
 
 // final quits and returns the UI's last frame, without escapes.
 func (u *ui) final(t *testing.T) (*app.Model, string) {
 	t.Helper()
-	if err := u.tm.Quit(); err != nil {
-		t.Fatal(err)
-	}
-	m := u.tm.FinalModel(t, teatest.WithFinalTimeout(hang)).(*app.Model)
-	return m, ansi.Strip(m.View())
+	m := tuitest.Final(t, u.tm).(*app.Model)
+	return m, ansi.Strip(m.Render())
 }
 
 func sizes() [][2]int { return [][2]int{{80, 24}, {120, 40}} }

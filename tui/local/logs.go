@@ -6,9 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/charmbracelet/bubbles/key"
-	"github.com/charmbracelet/bubbles/textinput"
-	tea "github.com/charmbracelet/bubbletea"
+	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/textinput"
+	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/outpost-edge/outpost/internal/mgmtclient"
@@ -80,7 +80,7 @@ type Logs struct {
 func NewLogs(c common.Common, mc Client, module string) *Logs {
 	ti := textinput.New()
 	ti.Prompt = "/"
-	ti.PromptStyle = c.Styles.Filter
+	ti.SetStyles(c.Styles.TextInput(c.Styles.Filter))
 	ti.Placeholder = "search"
 	return &Logs{Common: c, mc: mc, module: module, id: newID(), follow: true, input: ti, current: -1}
 }
@@ -88,7 +88,7 @@ func NewLogs(c common.Common, mc Client, module string) *Logs {
 // Title implements common.Titled.
 func (l *Logs) Title() string { return "logs " + l.module }
 
-// Init implements tea.Model: it starts following the module's logs.
+// Init implements common.Model: it starts following the module's logs.
 func (l *Logs) Init() tea.Cmd {
 	ctx, cancel := context.WithCancel(l.Ctx)
 	l.cancel = cancel
@@ -138,8 +138,8 @@ func (l *Logs) more(ch <-chan logItem) tea.Cmd {
 	}
 }
 
-// Update implements tea.Model.
-func (l *Logs) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+// Update implements common.Model.
+func (l *Logs) Update(msg tea.Msg) (common.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case logStartedMsg:
 		if msg.id != l.id {
@@ -156,8 +156,14 @@ func (l *Logs) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			return l, cmd
 		}
 		return l, tea.Batch(cmd, l.more(msg.ch))
-	case tea.KeyMsg:
+	case tea.KeyPressMsg:
 		return l, l.key(msg)
+	case tea.PasteMsg:
+		if l.searching {
+			var cmd tea.Cmd
+			l.input, cmd = l.input.Update(msg)
+			return l, cmd
+		}
 	}
 	return l, nil
 }
@@ -223,10 +229,10 @@ func (l *Logs) clamp() {
 	l.top = min(max(l.top, 0), l.maxTop())
 }
 
-func (l *Logs) key(msg tea.KeyMsg) tea.Cmd {
+func (l *Logs) key(msg tea.KeyPressMsg) tea.Cmd {
 	k := l.KeyMap
 	if l.searching {
-		switch msg.Type {
+		switch msg.Code {
 		case tea.KeyEnter:
 			l.searching = false
 			l.input.Blur()
@@ -237,7 +243,7 @@ func (l *Logs) key(msg tea.KeyMsg) tea.Cmd {
 			}
 			l.clamp()
 			return nil
-		case tea.KeyEsc:
+		case tea.KeyEscape:
 			l.searching = false
 			l.input.Blur()
 			l.clamp()
@@ -343,7 +349,7 @@ func (l *Logs) SetSize(w, h int) {
 	l.clamp()
 }
 
-// View implements tea.Model.
+// View implements common.Model.
 func (l *Logs) View() string {
 	st := l.Styles
 	state := "following"
@@ -388,6 +394,7 @@ func (l *Logs) View() string {
 		out = append(out, s)
 	}
 	if l.searching {
+		l.input.SetStyles(st.TextInput(st.Filter)) // the terminal's background may have changed them
 		out = append(out, l.input.View())
 	}
 	return strings.Join(out, "\n")

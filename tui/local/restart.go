@@ -1,7 +1,7 @@
 package local
 
 import (
-	tea "github.com/charmbracelet/bubbletea"
+	tea "charm.land/bubbletea/v2"
 
 	"github.com/outpost-edge/outpost/tui/common"
 	"github.com/outpost-edge/outpost/tui/components"

@@ -108,6 +108,15 @@ type wireTwin struct {
 // parent node (0001-01-01T00:00:00Z at a section root) and a missing etag is
 // derived from version. Content must obey every limit.
 func (t *Twin) UnmarshalJSON(data []byte) error {
+	if decodeFast(data, t) == nil {
+		return nil
+	}
+	return t.unmarshalSlow(data)
+}
+
+// unmarshalSlow is UnmarshalJSON through encoding/json: it defines what
+// UnmarshalJSON accepts and says what is wrong with what it refuses.
+func (t *Twin) unmarshalSlow(data []byte) error {
 	var w wireTwin
 	if err := json.Unmarshal(data, &w); err != nil {
 		return &Error{Reason: "invalid twin JSON: " + err.Error()}

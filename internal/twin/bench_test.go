@@ -53,3 +53,34 @@ func BenchmarkMarshalJSON(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkUnmarshalJSON decodes a twin document: "full" is the encoding/json
+// decoder (UnmarshalJSON before the fast path), "fast" is UnmarshalJSON.
+func BenchmarkUnmarshalJSON(b *testing.B) {
+	small := New("bench", "m1", t0)
+	mustPatch(b)(small.PatchDesired([]byte(`{"n":12345,"interval":5}`), t1))
+	mustPatch(b)(small.PatchReported([]byte(`{"lastDesiredVersion":2,"status":"running"}`), t1))
+	big := New("dev", "mod", t0)
+	mustPatch(b)(big.ReplaceDesired(docOfSize(b, 30*1024), t1))
+	for _, c := range []struct {
+		name string
+		tw   *Twin
+	}{{"small", small}, {"32KiB", big}} {
+		doc := []byte(marshal(b, c.tw))
+		for _, d := range []struct {
+			name   string
+			decode func(*Twin, []byte) error
+		}{{"full", (*Twin).unmarshalSlow}, {"fast", (*Twin).UnmarshalJSON}} {
+			b.Run(c.name+"/"+d.name, func(b *testing.B) {
+				b.SetBytes(int64(len(doc)))
+				b.ReportAllocs()
+				for b.Loop() {
+					var tw Twin
+					if err := d.decode(&tw, doc); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -2,6 +2,7 @@ package twin
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"math"
 	"slices"
@@ -1191,4 +1192,102 @@ func (d *fastDecoder) finish() []node {
 		}
 	}
 	return nodes
+}
+
+// decodeValueFast decodes one strict JSON value as decodeAt does (numbers as
+// json.Number), or returns errSlow, for decodeAt to say what is wrong.
+func decodeValueFast(data []byte) (any, error) {
+	d := decoders.Get().(*fastDecoder)
+	d.reset(data)
+	v, err := d.value(0)
+	if err == nil {
+		if d.ws(); d.i != len(d.data) {
+			v, err = nil, errSlow
+		}
+	}
+	d.release()
+	return v, err
+}
+
+// value reads any JSON value strictly: duplicate keys, invalid UTF-8 and
+// unpaired surrogates are errSlow, as is nesting past maxSkipDepth.
+func (d *fastDecoder) value(depth int) (any, error) {
+	if depth > maxSkipDepth {
+		return nil, errSlow
+	}
+	switch c := d.peek(); c {
+	case '{':
+		d.i++
+		m := map[string]any{}
+		if d.peek() == '}' {
+			d.i++
+			return m, nil
+		}
+		for {
+			d.ws()
+			raw, escaped, err := d.str()
+			if err != nil {
+				return nil, err
+			}
+			if escaped {
+				raw = d.tmp
+			}
+			if _, dup := m[string(raw)]; dup {
+				return nil, errSlow
+			}
+			k := string(raw)
+			if err := d.expect(':'); err != nil {
+				return nil, err
+			}
+			v, err := d.value(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			m[k] = v
+			if more, err := d.next('}'); err != nil {
+				return nil, err
+			} else if !more {
+				return m, nil
+			}
+		}
+	case '[':
+		d.i++
+		a := []any{}
+		if d.peek() == ']' {
+			d.i++
+			return a, nil
+		}
+		for {
+			v, err := d.value(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			a = append(a, v)
+			if more, err := d.next(']'); err != nil {
+				return nil, err
+			} else if !more {
+				return a, nil
+			}
+		}
+	case '"':
+		raw, escaped, err := d.str()
+		if err != nil {
+			return nil, err
+		}
+		if escaped {
+			return string(d.tmp), nil
+		}
+		return string(raw), nil
+	case 't':
+		return true, d.literal("true")
+	case 'f':
+		return false, d.literal("false")
+	case 'n':
+		return nil, d.literal("null")
+	}
+	num, err := d.number()
+	if err != nil {
+		return nil, err
+	}
+	return json.Number(num), nil
 }

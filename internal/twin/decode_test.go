@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -400,5 +401,69 @@ func FuzzDecodeTwinFast(f *testing.F) {
 				t.Fatalf("error %v is %T, want *Error", err, err)
 			}
 		}
+	})
+}
+
+// sameValueAsFull checks data through decodeValueFast and decodeAtSlow; it
+// returns whether the fast decoder took it.
+func sameValueAsFull(t testing.TB, data []byte) bool {
+	t.Helper()
+	fast, err := decodeValueFast(data)
+	if err != nil {
+		if !errors.Is(err, errSlow) {
+			t.Fatalf("decodeValueFast: %v, want errSlow or nil", err)
+		}
+		return false
+	}
+	full, err := decodeAtSlow(data, nil)
+	if err != nil {
+		t.Fatalf("fast decoder accepted what the full one refuses (%v):\n%s", err, data)
+	}
+	if !reflect.DeepEqual(fast, full) {
+		t.Fatalf("fast and full decoders differ:\n%#v\n%#v\n%s", fast, full, data)
+	}
+	return true
+}
+
+func TestFastValueDecoderMatchesFull(t *testing.T) {
+	// It takes all that the full decoder takes (nesting up to 512).
+	complete := func(d []byte) {
+		t.Helper()
+		if _, err := decodeAtSlow(d, nil); !sameValueAsFull(t, d) && err == nil {
+			t.Errorf("fast decoder refused what the full one takes:\n%s", d)
+		}
+	}
+	for _, d := range decodeFixtures(t) {
+		complete(d)
+	}
+	for _, d := range []string{`[]`, `[1, "a" ,{}]`, `null`, ` true `, `-0.5e+7`, `"\ud83d\ude00\/"`, `{"a":{"b":[{}]}}`} {
+		if !sameValueAsFull(t, []byte(d)) {
+			t.Errorf("fast decoder refused %s", d)
+		}
+	}
+	for _, d := range []string{``, ` `, `{"a":1,"a":2}`, `"\ud800"`, "\"\xff\"", `[1,]`, `{} {}`, `01`, `1.`, `tru`, `{"a"}`,
+		strings.Repeat("[", 600) + strings.Repeat("]", 600)} {
+		if sameValueAsFull(t, []byte(d)) {
+			t.Errorf("fast decoder took %q", d)
+		}
+	}
+	r := rand.New(rand.NewPCG(7, 14))
+	for range 3000 {
+		g := docGen{r: r}
+		complete(g.twin())
+	}
+}
+
+// FuzzDecodeValueFast checks decodeValueFast against encoding/json and the
+// strict scanner, which define the result.
+func FuzzDecodeValueFast(f *testing.F) {
+	for _, d := range decodeFixtures(f) {
+		f.Add(d)
+	}
+	for _, s := range []string{`{"a":1,"a":2}`, `"\ud800"`, "\"\xff\"", `[1,[2,{"x":null}]]`, `-0.5e+7`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		sameValueAsFull(t, data)
 	})
 }

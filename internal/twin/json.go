@@ -159,7 +159,7 @@ func loadSection(s Section, raw json.RawMessage) (*node, int64, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return newObject(nil, zeroTime, version), version, nil
 	}
-	v, err := decodeAt(raw, p)
+	v, err := decodeAtSlow(raw, p)
 	if err != nil {
 		return nil, 0, err
 	}

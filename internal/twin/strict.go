@@ -27,6 +27,15 @@ func CheckJSON(data []byte) error {
 // decodeAt decodes data, valid and strict JSON, found at path p (nil for a
 // whole body); its errors are *Error naming the path.
 func decodeAt(data []byte, p *path) (any, error) {
+	if v, err := decodeValueFast(data); err == nil {
+		return v, nil
+	}
+	return decodeAtSlow(data, p)
+}
+
+// decodeAtSlow is decodeAt through encoding/json and the strict scanner: it
+// defines what decodeAt accepts and says what is wrong with what it refuses.
+func decodeAtSlow(data []byte, p *path) (any, error) {
 	v, err := decode(data)
 	if err != nil {
 		return nil, invalidJSON(p, err)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func benchmarkPatch(b *testing.B, tw *Twin) {
@@ -81,6 +82,37 @@ func BenchmarkUnmarshalJSON(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// BenchmarkApply is the hub's share of BenchmarkTwinPatch in the twin
+// package: a PATCH body applied to a module twin, the twin encoded for the
+// store, its properties for the answer.
+func BenchmarkApply(b *testing.B) {
+	tw := New("bench", "m1", t0)
+	mustPatch(b)(tw.PatchReported([]byte(`{"lastDesiredVersion":2,"status":"running"}`), t1))
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		body := fmt.Appendf(nil, `{"properties":{"desired":{"n":%d,"interval":5}}}`, i)
+		if _, err := tw.Apply(body, t1.Add(time.Duration(i)), false); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := tw.MarshalJSON(); err != nil {
+			b.Fatal(err)
+		}
+		_ = tw.SectionJSON(Tags)
+		_ = tw.PropertiesJSON()
+	}
+}
+
+// BenchmarkCheckJSON is the hub's strict check of a PATCH body.
+func BenchmarkCheckJSON(b *testing.B) {
+	body := []byte(`{"properties":{"desired":{"n":12345,"interval":5,"thresholds":{"high":30,"low":[1,2]}}}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := CheckJSON(body); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -467,3 +467,44 @@ func FuzzDecodeValueFast(f *testing.F) {
 		sameValueAsFull(t, data)
 	})
 }
+
+func TestFormatTimeMatchesFormat(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	zones := []*time.Location{time.UTC, time.FixedZone("e", 5*3600+1800), time.FixedZone("w", -11*3600)}
+	times := []time.Time{{}, time.Unix(0, 0), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC), t0}
+	for range 10000 {
+		times = append(times, time.Unix(r.Int64N(400e9)-62e9, r.Int64N(1e9)).In(zones[r.IntN(len(zones))]))
+	}
+	for _, tm := range times {
+		if got, want := formatTime(tm), tm.UTC().Format(TimeLayout); got != want {
+			t.Fatalf("formatTime(%v) = %s, want %s", tm, got, want)
+		}
+	}
+}
+
+// TestEncodersAllocateOnce checks that the buffers the encoders allocate
+// hold what they write: one allocation each, never a growth.
+func TestEncodersAllocateOnce(t *testing.T) {
+	for _, d := range decodeFixtures(t) {
+		var tw Twin
+		if err := tw.UnmarshalJSON(d); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			name string
+			f    func()
+		}{
+			{"MarshalJSON", func() { _, _ = tw.MarshalJSON() }},
+			{"PropertiesJSON", func() { tw.PropertiesJSON() }},
+			{"SectionJSON(Desired)", func() { tw.SectionJSON(Desired) }},
+			{"SectionJSON(Reported)", func() { tw.SectionJSON(Reported) }},
+			{"SectionJSON(Tags)", func() { tw.SectionJSON(Tags) }},
+			{"DesiredJSON", func() { tw.DesiredJSON() }},
+		} {
+			if n := testing.AllocsPerRun(5, c.f); n > 1 {
+				t.Errorf("%s: %v allocations, want at most 1\n%s", c.name, n, d)
+			}
+		}
+	}
+}

@@ -41,6 +41,29 @@ func appendMeta(b []byte, n *node, withVersion bool) []byte {
 	return append(b, '}')
 }
 
+// metaLen is about the length appendMeta writes (at least it, so that one
+// allocation holds it).
+func metaLen(n *node, withVersion bool) int {
+	l := len(`{"$lastUpdated":""}`) + len(n.updated)
+	if withVersion {
+		l += len(`,"$lastUpdatedVersion":`) + 20
+	}
+	for _, m := range n.members {
+		l += m.klen + 2 + metaLen(m.node, withVersion)
+	}
+	return l
+}
+
+// sectionLen is about the length appendSection writes.
+func sectionLen(n *node, withVersion bool) int {
+	return n.size + len(`,"$metadata":,"$version":`) + 20 + metaLen(n, withVersion)
+}
+
+// propertiesLen is about the length appendProperties writes.
+func (t *Twin) propertiesLen() int {
+	return len(`{"desired":,"reported":}`) + sectionLen(t.desired, true) + sectionLen(t.reported, false)
+}
+
 // appendSection writes content, then $metadata and $version, as IoT Hub does.
 func appendSection(b []byte, n *node, version int64, withVersion bool) []byte {
 	b = appendContent(b, n)
@@ -69,7 +92,7 @@ func (t *Twin) appendProperties(b []byte) []byte {
 // out when empty (a device twin). Keys are sorted, so the output is
 // deterministic.
 func (t *Twin) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, 256+3*(t.desired.size+t.reported.size)+t.tags.size)
+	b := make([]byte, 0, 128+len(t.DeviceID)+len(t.ModuleID)+len(t.ETag)+len(t.Status)+t.tags.size+t.propertiesLen())
 	b = append(b, `{"deviceId":`...)
 	b = appendString(b, t.DeviceID)
 	if t.ModuleID != "" {

@@ -345,7 +345,9 @@ func kindOf(v any) string {
 func (t *Twin) DesiredJSON() []byte { return appendContent(make([]byte, 0, t.desired.size), t.desired) }
 
 // ReportedJSON returns the reported properties like DesiredJSON.
-func (t *Twin) ReportedJSON() []byte { return appendContent(make([]byte, 0, t.reported.size), t.reported) }
+func (t *Twin) ReportedJSON() []byte {
+	return appendContent(make([]byte, 0, t.reported.size), t.reported)
+}
 
 // TagsJSON returns the tags as compact JSON with keys sorted.
 func (t *Twin) TagsJSON() []byte { return appendContent(make([]byte, 0, t.tags.size), t.tags) }

@@ -1291,3 +1291,101 @@ func (d *fastDecoder) value(depth int) (any, error) {
 	}
 	return json.Number(num), nil
 }
+
+// checkFast reports whether data is one strict JSON value, as CheckJSON
+// checks, without allocating; false means: ask checkJSONSlow.
+func checkFast(data []byte) bool {
+	d := decoders.Get().(*fastDecoder)
+	d.reset(data)
+	err := d.check(0)
+	if err == nil {
+		if d.ws(); d.i != len(d.data) {
+			err = errSlow
+		}
+	}
+	d.release()
+	return err == nil
+}
+
+// check reads any JSON value strictly, as value does, keeping nothing.
+func (d *fastDecoder) check(depth int) error {
+	if depth > maxSkipDepth {
+		return errSlow
+	}
+	switch d.peek() {
+	case '{':
+		d.i++
+		if d.peek() == '}' {
+			d.i++
+			return nil
+		}
+		start, akStart := len(d.astack), len(d.akeys)
+		for {
+			d.ws()
+			key, err := d.decodedStr()
+			if err != nil {
+				return err
+			}
+			d.astack = append(d.astack, akey{koff: int32(len(d.akeys)), klen: int32(len(key))})
+			d.akeys = append(d.akeys, key...)
+			if err := d.expect(':'); err != nil {
+				return err
+			}
+			if err := d.check(depth + 1); err != nil {
+				return err
+			}
+			more, err := d.next('}')
+			if err != nil {
+				return err
+			}
+			if !more {
+				break
+			}
+		}
+		ms := d.astack[start:]
+		key := func(m akey) []byte { return d.akeys[m.koff : m.koff+m.klen] }
+		if len(ms) <= 8 {
+			for i := range ms {
+				for j := range i {
+					if bytes.Equal(key(ms[i]), key(ms[j])) {
+						return errSlow
+					}
+				}
+			}
+		} else {
+			slices.SortFunc(ms, func(a, b akey) int { return bytes.Compare(key(a), key(b)) })
+			for i := 1; i < len(ms); i++ {
+				if bytes.Equal(key(ms[i-1]), key(ms[i])) {
+					return errSlow
+				}
+			}
+		}
+		d.astack, d.akeys = d.astack[:start], d.akeys[:akStart]
+		return nil
+	case '[':
+		d.i++
+		if d.peek() == ']' {
+			d.i++
+			return nil
+		}
+		for {
+			if err := d.check(depth + 1); err != nil {
+				return err
+			}
+			if more, err := d.next(']'); err != nil || !more {
+				return err
+			}
+		}
+	case '"':
+		_, _, err := d.str()
+		return err
+	case 't':
+		return d.literal("true")
+	case 'f':
+		return d.literal("false")
+	case 'n':
+		return d.literal("null")
+	}
+	_, err := d.number()
+	return err
+}

@@ -508,3 +508,42 @@ func TestEncodersAllocateOnce(t *testing.T) {
 		}
 	}
 }
+
+// sameCheckAsFull checks data through checkFast and checkJSONSlow.
+func sameCheckAsFull(t testing.TB, data []byte) {
+	t.Helper()
+	fast, full := checkFast(data), checkJSONSlow(data)
+	if fast && full != nil {
+		t.Fatalf("checkFast accepted what checkJSONSlow refuses (%v):\n%s", full, data)
+	}
+	// It refuses only nesting past maxSkipDepth of what the full one takes.
+	if !fast && full == nil && bytes.Count(data, []byte("["))+bytes.Count(data, []byte("{")) <= maxSkipDepth {
+		t.Fatalf("checkFast refused what checkJSONSlow accepts:\n%s", data)
+	}
+}
+
+func TestCheckFastMatchesFull(t *testing.T) {
+	for _, d := range decodeFixtures(t) {
+		sameCheckAsFull(t, d)
+	}
+	many := `{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9`
+	for _, d := range []string{``, ` `, `{"a":1,"a":2}`, `{"a":1,"\u0061":2}`, `"\ud800"`, "\"\xff\"", `[1,]`, `{} {}`, `01`, `1.`,
+		`tru`, `{"a"}`, many + `}`, many + `,"k3":1}`, `[{"a":[{"b":1,"b":2}]}]`, `{"a":{"b":1},"c":{"b":1}}`} {
+		sameCheckAsFull(t, []byte(d))
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 3000 {
+		g := docGen{r: r}
+		sameCheckAsFull(t, g.twin())
+	}
+}
+
+// FuzzCheckFast checks checkFast against checkJSONSlow.
+func FuzzCheckFast(f *testing.F) {
+	for _, s := range []string{`{"a":1,"a":2}`, `"\ud800"`, "\"\xff\"", `[1,[2,{"x":null}]]`, `{"a":1,"\u0061":2}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		sameCheckAsFull(t, data)
+	})
+}

@@ -14,6 +14,15 @@ import (
 // (encoding/json keeps the last). The error is an *Error whose Path names
 // the offending node.
 func CheckJSON(data []byte) error {
+	if checkFast(data) {
+		return nil
+	}
+	return checkJSONSlow(data)
+}
+
+// checkJSONSlow is CheckJSON through encoding/json and the strict scanner:
+// it defines what CheckJSON accepts and says what is wrong with the rest.
+func checkJSONSlow(data []byte) error {
 	if !json.Valid(data) {
 		_, err := decode(data)
 		return invalidJSON(nil, err)

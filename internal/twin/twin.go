@@ -363,7 +363,10 @@ func (t *Twin) Reported() map[string]any { return toMap(t.ReportedJSON()) }
 func (t *Twin) Tags() map[string]any { return toMap(t.TagsJSON()) }
 
 func toMap(b []byte) map[string]any {
-	v, err := decode(b)
+	v, err := decodeValueFast(b)
+	if err != nil {
+		v, err = decode(b)
+	}
 	if err != nil {
 		panic("twin: cannot decode own content: " + err.Error())
 	}

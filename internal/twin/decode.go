@@ -228,37 +228,56 @@ func (d *fastDecoder) integer() (int64, error) {
 	return n, nil
 }
 
+// plain marks the bytes a string holds as they are: ASCII but control
+// characters, '"' and '\\'.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // str reads the string at d.i strictly (valid UTF-8, paired surrogates) and
 // returns its content: raw is the text between the quotes when it holds no
 // escape (escaped false), else the decoded string is in d.tmp.
 func (d *fastDecoder) str() (raw []byte, escaped bool, err error) {
+	raw, escaped, _, err = d.strASCII()
+	return raw, escaped, err
+}
+
+// strASCII is str that also says whether the string holds a non-ASCII byte.
+func (d *fastDecoder) strASCII() (raw []byte, escaped, nonASCII bool, err error) {
 	b := d.data
 	if d.i >= len(b) || b[d.i] != '"' {
-		return nil, false, errSlow
+		return nil, false, false, errSlow
 	}
 	start := d.i + 1
 	i := start
 	for {
-		if i >= len(b) {
-			return nil, false, errSlow
+		for i+4 <= len(b) && plain[b[i]] && plain[b[i+1]] && plain[b[i+2]] && plain[b[i+3]] {
+			i += 4
 		}
-		c := b[i]
-		switch {
+		for i < len(b) && plain[b[i]] {
+			i++
+		}
+		if i >= len(b) {
+			return nil, false, false, errSlow
+		}
+		switch c := b[i]; {
 		case c == '"':
 			d.i = i + 1
-			return b[start:i], false, nil
+			return b[start:i], false, nonASCII, nil
 		case c == '\\':
 			d.tmp = append(d.tmp[:0], b[start:i]...)
 			d.i = i
-			return nil, true, d.escaped()
+			return nil, true, true, d.escaped()
 		case c < 0x20:
-			return nil, false, errSlow
-		case c < utf8.RuneSelf:
-			i++
+			return nil, false, false, errSlow
 		default:
+			nonASCII = true
 			r, size := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && size == 1 {
-				return nil, false, errSlow
+				return nil, false, false, errSlow
 			}
 			i += size
 		}
@@ -901,7 +920,7 @@ func (d *fastDecoder) leafValue(dep int) error {
 	}
 	switch c {
 	case '"':
-		raw, escaped, err := d.str()
+		raw, escaped, nonASCII, err := d.strASCII()
 		if err != nil {
 			return err
 		}
@@ -915,7 +934,7 @@ func (d *fastDecoder) leafValue(dep int) error {
 		if len(raw) > MaxStringSize {
 			return errSlow
 		}
-		if bytes.Contains(raw, lineSep) || bytes.Contains(raw, paraSep) {
+		if nonASCII && (bytes.Contains(raw, lineSep) || bytes.Contains(raw, paraSep)) {
 			d.leaf = appendString(d.leaf, string(raw))
 			return nil
 		}

@@ -238,11 +238,12 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		}
 		rd = bytes.NewReader(buf)
 	}
-	if query == nil {
-		query = url.Values{}
+	u := c.base + path + apiVersionQuery
+	if len(query) > 0 {
+		query.Set("api-version", APIVersion)
+		u = c.base + path + "?" + query.Encode()
 	}
-	query.Set("api-version", APIVersion)
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path+"?"+query.Encode(), rd)
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +275,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return nil, err
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
+	data, err := readAll(resp.Body, resp.ContentLength)
 	if err != nil {
 		return nil, &UnavailableError{Addr: c.cs.HostName, Err: err}
 	}
@@ -289,6 +290,31 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		}
 	}
 	return resp.Header, nil
+}
+
+// apiVersionQuery is the query of a request without parameters.
+const apiVersionQuery = "?api-version=" + APIVersion
+
+// readAll is io.ReadAll with the answer's length known (n, -1 when not):
+// one allocation of the right size instead of ReadAll's growing ones.
+func readAll(r io.Reader, n int64) ([]byte, error) {
+	if n < 0 || n > 1<<20 {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, 0, n+1) // +1: the read that sees EOF needs room
+	for {
+		m, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 func unwrapURL(err error) error {

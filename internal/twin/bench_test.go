@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func benchmarkPatch(b *testing.B, tw *Twin) {
@@ -49,6 +50,68 @@ func BenchmarkMarshalJSON(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := tw.MarshalJSON(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkUnmarshalJSON decodes a twin document: "full" is the encoding/json
+// decoder (UnmarshalJSON before the fast path), "fast" is UnmarshalJSON.
+func BenchmarkUnmarshalJSON(b *testing.B) {
+	small := New("bench", "m1", t0)
+	mustPatch(b)(small.PatchDesired([]byte(`{"n":12345,"interval":5}`), t1))
+	mustPatch(b)(small.PatchReported([]byte(`{"lastDesiredVersion":2,"status":"running"}`), t1))
+	big := New("dev", "mod", t0)
+	mustPatch(b)(big.ReplaceDesired(docOfSize(b, 30*1024), t1))
+	for _, c := range []struct {
+		name string
+		tw   *Twin
+	}{{"small", small}, {"32KiB", big}} {
+		doc := []byte(marshal(b, c.tw))
+		for _, d := range []struct {
+			name   string
+			decode func(*Twin, []byte) error
+		}{{"full", (*Twin).unmarshalSlow}, {"fast", (*Twin).UnmarshalJSON}} {
+			b.Run(c.name+"/"+d.name, func(b *testing.B) {
+				b.SetBytes(int64(len(doc)))
+				b.ReportAllocs()
+				for b.Loop() {
+					var tw Twin
+					if err := d.decode(&tw, doc); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkApply is the hub's share of BenchmarkTwinPatch in the twin
+// package: a PATCH body applied to a module twin, the twin encoded for the
+// store, its properties for the answer.
+func BenchmarkApply(b *testing.B) {
+	tw := New("bench", "m1", t0)
+	mustPatch(b)(tw.PatchReported([]byte(`{"lastDesiredVersion":2,"status":"running"}`), t1))
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		body := fmt.Appendf(nil, `{"properties":{"desired":{"n":%d,"interval":5}}}`, i)
+		if _, err := tw.Apply(body, t1.Add(time.Duration(i)), false); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := tw.MarshalJSON(); err != nil {
+			b.Fatal(err)
+		}
+		_ = tw.SectionJSON(Tags)
+		_ = tw.PropertiesJSON()
+	}
+}
+
+// BenchmarkCheckJSON is the hub's strict check of a PATCH body.
+func BenchmarkCheckJSON(b *testing.B) {
+	body := []byte(`{"properties":{"desired":{"n":12345,"interval":5,"thresholds":{"high":30,"low":[1,2]}}}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := CheckJSON(body); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -41,6 +41,29 @@ func appendMeta(b []byte, n *node, withVersion bool) []byte {
 	return append(b, '}')
 }
 
+// metaLen is about the length appendMeta writes (at least it, so that one
+// allocation holds it).
+func metaLen(n *node, withVersion bool) int {
+	l := len(`{"$lastUpdated":""}`) + len(n.updated)
+	if withVersion {
+		l += len(`,"$lastUpdatedVersion":`) + 20
+	}
+	for _, m := range n.members {
+		l += m.klen + 2 + metaLen(m.node, withVersion)
+	}
+	return l
+}
+
+// sectionLen is about the length appendSection writes.
+func sectionLen(n *node, withVersion bool) int {
+	return n.size + len(`,"$metadata":,"$version":`) + 20 + metaLen(n, withVersion)
+}
+
+// propertiesLen is about the length appendProperties writes.
+func (t *Twin) propertiesLen() int {
+	return len(`{"desired":,"reported":}`) + sectionLen(t.desired, true) + sectionLen(t.reported, false)
+}
+
 // appendSection writes content, then $metadata and $version, as IoT Hub does.
 func appendSection(b []byte, n *node, version int64, withVersion bool) []byte {
 	b = appendContent(b, n)
@@ -69,7 +92,7 @@ func (t *Twin) appendProperties(b []byte) []byte {
 // out when empty (a device twin). Keys are sorted, so the output is
 // deterministic.
 func (t *Twin) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, 256+3*(t.desired.size+t.reported.size)+t.tags.size)
+	b := make([]byte, 0, 128+len(t.DeviceID)+len(t.ModuleID)+len(t.ETag)+len(t.Status)+t.tags.size+t.propertiesLen())
 	b = append(b, `{"deviceId":`...)
 	b = appendString(b, t.DeviceID)
 	if t.ModuleID != "" {
@@ -108,6 +131,15 @@ type wireTwin struct {
 // parent node (0001-01-01T00:00:00Z at a section root) and a missing etag is
 // derived from version. Content must obey every limit.
 func (t *Twin) UnmarshalJSON(data []byte) error {
+	if decodeFast(data, t) == nil {
+		return nil
+	}
+	return t.unmarshalSlow(data)
+}
+
+// unmarshalSlow is UnmarshalJSON through encoding/json: it defines what
+// UnmarshalJSON accepts and says what is wrong with what it refuses.
+func (t *Twin) unmarshalSlow(data []byte) error {
 	var w wireTwin
 	if err := json.Unmarshal(data, &w); err != nil {
 		return &Error{Reason: "invalid twin JSON: " + err.Error()}
@@ -150,7 +182,7 @@ func loadSection(s Section, raw json.RawMessage) (*node, int64, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return newObject(nil, zeroTime, version), version, nil
 	}
-	v, err := decodeAt(raw, p)
+	v, err := decodeAtSlow(raw, p)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -27,7 +27,8 @@ type edit struct {
 // at every level (PUT semantics); otherwise it is an RFC 7386 merge. old is
 // never modified; unchanged members are shared with it.
 func (w *writer) merge(old *node, patch map[string]any, replace bool, p *path, d int) (*node, bool, error) {
-	keys := make([]string, 0, len(patch))
+	var few [8]string // most patches are small: no allocation
+	keys := few[:0]
 	for k := range patch {
 		keys = append(keys, k)
 	}

@@ -14,6 +14,15 @@ import (
 // (encoding/json keeps the last). The error is an *Error whose Path names
 // the offending node.
 func CheckJSON(data []byte) error {
+	if checkFast(data) {
+		return nil
+	}
+	return checkJSONSlow(data)
+}
+
+// checkJSONSlow is CheckJSON through encoding/json and the strict scanner:
+// it defines what CheckJSON accepts and says what is wrong with the rest.
+func checkJSONSlow(data []byte) error {
 	if !json.Valid(data) {
 		_, err := decode(data)
 		return invalidJSON(nil, err)
@@ -27,6 +36,15 @@ func CheckJSON(data []byte) error {
 // decodeAt decodes data, valid and strict JSON, found at path p (nil for a
 // whole body); its errors are *Error naming the path.
 func decodeAt(data []byte, p *path) (any, error) {
+	if v, err := decodeValueFast(data); err == nil {
+		return v, nil
+	}
+	return decodeAtSlow(data, p)
+}
+
+// decodeAtSlow is decodeAt through encoding/json and the strict scanner: it
+// defines what decodeAt accepts and says what is wrong with what it refuses.
+func decodeAtSlow(data []byte, p *path) (any, error) {
 	v, err := decode(data)
 	if err != nil {
 		return nil, invalidJSON(p, err)

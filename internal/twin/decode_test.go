@@ -276,14 +276,11 @@ func (g *docGen) object(depth int, inArray bool) []string {
 func (g *docGen) section(withMeta bool) {
 	g.b = append(g.b, '{')
 	start := len(g.b)
-	var keys []string
 	for i := range g.r.IntN(5) {
 		if i > 0 {
 			g.b = append(g.b, ',')
 		}
-		k := g.key()
-		keys = append(keys, k)
-		g.str(k)
+		g.str(g.key())
 		g.b = append(g.b, ':')
 		g.value(3, false)
 	}

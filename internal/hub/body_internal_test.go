@@ -2,29 +2,11 @@ package hub
 
 import (
 	"bytes"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"testing/iotest"
 )
-
-// TestReadAll: the body read into a buffer sized by Content-Length is the
-// whole body whatever the announced length says, and read errors come
-// through.
-func TestReadAll(t *testing.T) {
-	body := strings.Repeat(`{"a":"xyz"}`, 100)
-	for _, n := range []int64{-1, 0, 1, 10, int64(len(body)) - 1, int64(len(body)), int64(len(body)) + 1, 1 << 40} {
-		got, err := readAll(iotest.OneByteReader(strings.NewReader(body)), n)
-		if err != nil || string(got) != body {
-			t.Errorf("announced %d: %d bytes, %v", n, len(got), err)
-		}
-	}
-	if _, err := readAll(iotest.ErrReader(io.ErrUnexpectedEOF), 10); err != io.ErrUnexpectedEOF {
-		t.Errorf("a read error: %v", err)
-	}
-}
 
 // TestReadBodyOnce: readBody takes the bytes wrap read, unless a handler
 // read some of them first; either way it returns the whole body.

@@ -3,12 +3,13 @@ package hub
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/outpost-edge/outpost/internal/hubapi"
 )
 
 // Limits bound what one client can hold of the hub: how long it may take to
@@ -191,7 +192,7 @@ func refuse(w http.ResponseWriter, r *http.Request, e *apiError) {
 // read deadline guard set, then lifts that deadline, so that the connection's
 // background read does not end the request's context while it is handled.
 func (h *Hub) readBodyWithin(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
-	b, err := readAll(http.MaxBytesReader(w, r.Body, bodyLimit(r)), r.ContentLength)
+	b, err := hubapi.ReadBody(http.MaxBytesReader(w, r.Body, bodyLimit(r)), r.ContentLength, MaxBodySize)
 	rc := http.NewResponseController(w)
 	rc.SetWriteDeadline(time.Now().Add(h.limits.WriteTimeout)) // for the answer, whatever it is
 	if err != nil {
@@ -206,27 +207,4 @@ func (h *Hub) readBodyWithin(w http.ResponseWriter, r *http.Request) ([]byte, *a
 	}
 	rc.SetReadDeadline(time.Time{})
 	return b, nil
-}
-
-// readAll is io.ReadAll into a buffer sized for the announced length n (if
-// any, and not past MaxBodySize), so that a body is read into one
-// allocation instead of a growing series.
-func readAll(r io.Reader, n int64) ([]byte, error) {
-	if n <= 0 || n > MaxBodySize {
-		return io.ReadAll(r)
-	}
-	b := make([]byte, 0, n+1) // +1: room to see the end without growing
-	for {
-		m, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+m]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)] // a body longer than announced: grow as io.ReadAll does
-		}
-	}
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/errdefs"
+	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/identity"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
@@ -275,7 +276,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return nil, err
 	}
 	defer resp.Body.Close()
-	data, err := readAll(resp.Body, resp.ContentLength)
+	data, err := hubapi.ReadBody(resp.Body, resp.ContentLength, 1<<20)
 	if err != nil {
 		return nil, &UnavailableError{Addr: c.cs.HostName, Err: err}
 	}
@@ -294,28 +295,6 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 
 // apiVersionQuery is the query of a request without parameters.
 const apiVersionQuery = "?api-version=" + APIVersion
-
-// readAll is io.ReadAll with the answer's length known (n, -1 when not):
-// one allocation of the right size instead of ReadAll's growing ones.
-func readAll(r io.Reader, n int64) ([]byte, error) {
-	if n < 0 || n > 1<<20 {
-		return io.ReadAll(r)
-	}
-	b := make([]byte, 0, n+1) // +1: the read that sees EOF needs room
-	for {
-		m, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+m]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-	}
-}
 
 func unwrapURL(err error) error {
 	var ue *url.Error

@@ -205,20 +205,9 @@ type keyLock struct {
 
 // Get returns the record under key.
 func (s *FileStore) Get(key string) (Record, error) {
-	if err := checkKey(key); err != nil {
-		return Record{}, err
-	}
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return Record{}, ErrClosed
-	}
-	e, ok := s.index[key]
-	s.mu.RUnlock()
-	if !ok {
-		return Record{}, fmt.Errorf("store: %s: %w", key, ErrNotFound)
-	}
-	return Record{Key: key, Version: e.version, Value: bytes.Clone(e.value)}, nil
+	rec, err := s.GetShared(key)
+	rec.Value = bytes.Clone(rec.Value)
+	return rec, err
 }
 
 // GetShared is Get without copying the value: it is the store's own, which it never

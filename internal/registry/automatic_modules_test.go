@@ -202,15 +202,7 @@ func TestModuleConfigurationsConvergeAfterRestart(t *testing.T) {
 	moduleWithTags(t, r, "d", "c", `{"kind":"chiller"}`)
 	mustCreateConfig(t, r, Configuration{ID: "a-only", Priority: 50, TargetCondition: "FROM devices.modules WHERE moduleId = 'a'",
 		Content: hubapi.ConfigurationContent{ModuleContent: json.RawMessage(`{"properties.desired": {"only": "a"}}`)}})
-	r.st.Close()
-
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	r = New(st)
-	runDeployer(t, r)
+	r = restart(t, r, dir)
 	for _, m := range []string{"b", "c"} {
 		eventually(t, m+" gets the chiller settings", func() bool {
 			return jsonOf(moduleDesired(t, r, "d", m)["chillerWaterSettings"]) == chillerWant

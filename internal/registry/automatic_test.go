@@ -215,6 +215,21 @@ func TestAutomaticTieGoesToNewest(t *testing.T) {
 }
 
 // runDeployer runs an AutoDeployer until the test ends.
+// restart closes r's store and opens a registry over dir again with a
+// deployer running, as a hub started again does.
+func restart(t *testing.T, r *Registry, dir string) *Registry {
+	t.Helper()
+	r.st.Close()
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	r = New(st)
+	runDeployer(t, r)
+	return r
+}
+
 func runDeployer(t *testing.T, r *Registry) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -333,15 +348,7 @@ func TestAutomaticConvergesAfterRestart(t *testing.T) {
 	setTags(t, r, "b", `{"environment":"prod","ring":"canary"}`)
 	setTags(t, r, "c", `{"environment":"lab"}`)
 	deviceWithTags(t, r, "new", `{"environment":"prod"}`)
-	r.st.Close()
-
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	r = New(st)
-	runDeployer(t, r)
+	r = restart(t, r, dir)
 	eventually(t, "b runs base-canary", func() bool { return version(t, r, "b") == "2.0" })
 	eventually(t, "new runs base-tempsensor", func() bool { return version(t, r, "new") == "1.0" })
 	eventually(t, "c is targeted by nothing", func() bool { return len(statuses(t, r, "c")) == 0 })

@@ -42,14 +42,7 @@ func moduleDesired(t *testing.T, r *Registry, deviceID, moduleID string) map[str
 func moduleStatuses(t *testing.T, r *Registry, deviceID, moduleID string) map[string]string {
 	t.Helper()
 	cfgs, err := r.ModuleTwinConfigurations(deviceID, moduleID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for k, s := range cfgs {
-		out[k] = s.Status
-	}
-	return out
+	return statusesOf(t, cfgs, err)
 }
 
 func systemMetrics(t *testing.T, r *Registry, id string) map[string]int64 {

@@ -24,6 +24,13 @@ func deviceDesired(t *testing.T, r *Registry, id string) map[string]any {
 func deviceStatuses(t *testing.T, r *Registry, id string) map[string]string {
 	t.Helper()
 	cfgs, err := r.DeviceTwinConfigurations(id)
+	return statusesOf(t, cfgs, err)
+}
+
+// statusesOf gives the status of each of a twin's configurations, as the
+// registry read them (failing the test on err).
+func statusesOf(t *testing.T, cfgs map[string]hubapi.ConfigurationStatus, err error) map[string]string {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}

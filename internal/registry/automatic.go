@@ -289,18 +289,29 @@ func (a *AutoDeployer) apply(ev store.Event) (devices, modules bool) {
 	return devices, modules
 }
 
-// enqueueAll queues every device, reading the devices a page at a time (a
-// hub replica on etcd holds no list of the whole fleet).
+// enqueueAll queues every device.
 func (a *AutoDeployer) enqueueAll() error {
+	return a.r.rangeAll("devices/", func(rec store.Record) error {
+		a.q.push(strings.TrimPrefix(rec.Key, "devices/"))
+		return nil
+	})
+}
+
+// rangeAll calls fn for each record under prefix, reading them a page at a
+// time (a hub replica on etcd holds no list of the whole fleet); it stops at
+// fn's first error.
+func (r *Registry) rangeAll(prefix string, fn func(store.Record) error) error {
 	const page = 1000
 	after := ""
 	for {
-		recs, err := a.r.st.Range("devices/", after, page)
+		recs, err := r.st.Range(prefix, after, page)
 		if err != nil {
 			return err
 		}
 		for _, rec := range recs {
-			a.q.push(strings.TrimPrefix(rec.Key, "devices/"))
+			if err := fn(rec); err != nil {
+				return err
+			}
 		}
 		if len(recs) < page {
 			return nil

@@ -132,28 +132,15 @@ func isRuntimeModule(moduleID string) bool { return identity.IsSystemModule(modu
 // a device id has no '/').
 func moduleItem(deviceID, moduleID string) string { return deviceID + "/" + moduleID }
 
-// enqueueAllModules queues every module twin, reading the module
-// identities a page at a time (a hub replica on etcd holds no list of the
-// whole fleet).
+// enqueueAllModules queues every module twin.
 func (a *AutoDeployer) enqueueAllModules() error {
-	const page = 1000
-	after := ""
-	for {
-		recs, err := a.r.st.Range("modules/", after, page)
-		if err != nil {
-			return err
+	return a.r.rangeAll("modules/", func(rec store.Record) error {
+		dev, mod, ok := strings.Cut(strings.TrimPrefix(rec.Key, "modules/"), "/")
+		if ok && !isRuntimeModule(mod) {
+			a.q.push(moduleItem(dev, mod))
 		}
-		for _, rec := range recs {
-			dev, mod, ok := strings.Cut(strings.TrimPrefix(rec.Key, "modules/"), "/")
-			if ok && !isRuntimeModule(mod) {
-				a.q.push(moduleItem(dev, mod))
-			}
-		}
-		if len(recs) < page {
-			return nil
-		}
-		after = recs[len(recs)-1].Key
-	}
+		return nil
+	})
 }
 
 // moduleConfigs returns the module configurations read.
@@ -270,35 +257,21 @@ func (a *AutoDeployer) evaluateModule(deviceID, moduleID string) error {
 }
 
 // moduleConfigurationMetrics counts, for a module configuration, the module
-// twins it targets and those it is applied to, reading the module states a
-// page at a time.
+// twins it targets and those it is applied to.
 func (r *Registry) moduleConfigurationMetrics(id string, res map[string]int64) error {
-	const page = 1000
-	after := ""
-	for {
-		recs, err := r.st.Range(moduleStatePrefix, after, page)
+	return r.rangeAll(moduleStatePrefix, func(rec store.Record) error {
+		s, err := decodeRecord[moduleState](rec)
 		if err != nil {
 			return err
 		}
-		for _, rec := range recs {
-			s, err := decodeRecord[moduleState](rec)
-			if err != nil {
-				return err
-			}
-			st, ok := s.Configurations[id]
-			if !ok {
-				continue
-			}
+		if st, ok := s.Configurations[id]; ok {
 			res[hubapi.MetricTargeted]++
 			if st.Status == hubapi.ConfigurationApplied {
 				res[hubapi.MetricApplied]++
 			}
 		}
-		if len(recs) < page {
-			return nil
-		}
-		after = recs[len(recs)-1].Key
-	}
+		return nil
+	})
 }
 
 // moduleSystemQueries are the queries IoT Hub shows for a module

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
@@ -205,35 +204,9 @@ func (a *AutoDeployer) evaluateModule(deviceID, moduleID string) error {
 			targets = append(targets, cc)
 		}
 	}
-	next := moduleState{}
-	var ops []store.Op
-	if len(targets) > 0 {
-		next.Configurations = map[string]hubapi.ConfigurationStatus{}
-		for _, cc := range targets {
-			next.Configurations[cc.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationTargeted}
-		}
-		w := slices.MaxFunc(targets, byPriority)
-		mark := w.ID + "@" + w.CreatedTimeUtc
-		if cur.Applied == mark { // written before: what the twin holds now stays
-			next.Applied = mark
-		} else if changed, err := t.PatchDesired(w.modulePatch, a.r.now()); err != nil {
-			next.Error = fmt.Sprintf("module configuration %s: %v", w.ID, err)
-			if next.Error != cur.Error {
-				a.log.Warn("automatic module configurations: not applied", "device", deviceID, "module", moduleID, "err", next.Error)
-			}
-		} else {
-			next.Applied = mark
-			if changed {
-				tb, err := t.MarshalJSON()
-				if err != nil {
-					return err
-				}
-				ops = append(ops, store.PutOp(twinKey(deviceID, moduleID), tb, tv))
-			}
-		}
-		if next.Applied != "" {
-			next.Configurations[w.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationApplied}
-		}
+	next, ops, err := a.applyContent(deviceID, moduleID, targets, cur, t, tv)
+	if err != nil {
+		return err
 	}
 	old, _ := json.Marshal(cur)
 	nb, err := json.Marshal(next)

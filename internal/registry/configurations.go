@@ -172,12 +172,9 @@ type compiled struct {
 	device  bool      // an automatic device configuration (deviceContent)
 	module  bool      // an automatic module configuration (moduleContent): cond is over module twins
 	layered bool      // modulesContent sets paths under properties.desired, not $edgeAgent's whole desired
-	// devicePatch is deviceContent as a merge patch of the device twin's
-	// desired properties.
-	devicePatch []byte
-	// modulePatch is moduleContent as a merge patch of a module twin's
-	// desired properties.
-	modulePatch []byte
+	// patch is deviceContent or moduleContent as a merge patch of the
+	// twin's desired properties.
+	patch []byte
 	// twins holds, for each twin of modulesContent, its writes in order:
 	// a path below properties.desired (none: the whole) and its value.
 	twins map[string][]twinWrite
@@ -235,7 +232,7 @@ func compileConfiguration(c *Configuration) (*compiled, error) {
 		if err != nil {
 			return nil, bad("%v", err)
 		}
-		cc.modulePatch = patch
+		cc.patch = patch
 		return cc, nil
 	}
 	if len(c.Content.DeviceContent) > 0 && string(c.Content.DeviceContent) != "null" {
@@ -244,7 +241,7 @@ func compileConfiguration(c *Configuration) (*compiled, error) {
 		if err != nil {
 			return nil, bad("%v", err)
 		}
-		cc.devicePatch = patch
+		cc.patch = patch
 		return cc, nil
 	}
 	if len(c.Content.ModulesContent) == 0 || string(c.Content.ModulesContent) == "null" {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/store"
+	"github.com/outpost-edge/outpost/internal/twin"
 )
 
 // Automatic deployments (IoT Hub configurations with modulesContent) are
@@ -289,18 +290,29 @@ func (a *AutoDeployer) apply(ev store.Event) (devices, modules bool) {
 	return devices, modules
 }
 
-// enqueueAll queues every device, reading the devices a page at a time (a
-// hub replica on etcd holds no list of the whole fleet).
+// enqueueAll queues every device.
 func (a *AutoDeployer) enqueueAll() error {
+	return a.r.rangeAll("devices/", func(rec store.Record) error {
+		a.q.push(strings.TrimPrefix(rec.Key, "devices/"))
+		return nil
+	})
+}
+
+// rangeAll calls fn for each record under prefix, reading them a page at a
+// time (a hub replica on etcd holds no list of the whole fleet); it stops at
+// fn's first error.
+func (r *Registry) rangeAll(prefix string, fn func(store.Record) error) error {
 	const page = 1000
 	after := ""
 	for {
-		recs, err := a.r.st.Range("devices/", after, page)
+		recs, err := r.st.Range(prefix, after, page)
 		if err != nil {
 			return err
 		}
 		for _, rec := range recs {
-			a.q.push(strings.TrimPrefix(rec.Key, "devices/"))
+			if err := fn(rec); err != nil {
+				return err
+			}
 		}
 		if len(recs) < page {
 			return nil
@@ -440,50 +452,64 @@ func (a *AutoDeployer) evaluate(deviceID string) error {
 }
 
 // deviceContent decides which of the device configurations devs (those
-// that target the device) is applied to it: the highest priority, as IoT
-// Hub applies one configuration per device. It records that in next, and
-// returns the write of its content to the device twin's desired properties
-// (a merge patch, conditional on the twin's version) when it was not
-// applied before. A configuration's content is written once: properties
-// changed later at the twin stay as they are, and a configuration that no
-// longer targets the device leaves what it wrote (IoT Hub's rules).
+// that target the device) is applied to it (applyContent), records that in
+// next and returns the write of the device twin, if any.
 func (a *AutoDeployer) deviceContent(deviceID string, devs []*compiled, cur deployState, next *deployState) ([]store.Op, error) {
-	if len(devs) == 0 {
-		return nil, nil
+	s, ops, err := a.applyContent(deviceID, "", devs, moduleState{Applied: cur.Device, Error: cur.DeviceError}, nil, 0)
+	next.DeviceConfigurations, next.Device, next.DeviceError = s.Configurations, s.Applied, s.Error
+	return ops, err
+}
+
+// applyContent decides which of targets (the device or module
+// configurations that target a twin) is applied to the twin: the highest
+// priority, as IoT Hub applies one configuration per twin. cur is what was
+// decided before. It returns what is decided now and, when the winner was
+// not applied before, the write of its content to the twin's desired
+// properties (a merge patch, conditional on the twin's version tv; t nil:
+// read here). A configuration's content is written once: properties
+// changed later at the twin stay as they are, and a configuration that no
+// longer targets the twin leaves what it wrote (IoT Hub's rules).
+func (a *AutoDeployer) applyContent(deviceID, moduleID string, targets []*compiled, cur moduleState, t *twin.Twin, tv int64) (moduleState, []store.Op, error) {
+	if len(targets) == 0 {
+		return moduleState{}, nil, nil
 	}
-	next.DeviceConfigurations = map[string]hubapi.ConfigurationStatus{}
-	for _, cc := range devs {
-		next.DeviceConfigurations[cc.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationTargeted}
+	next := moduleState{Configurations: map[string]hubapi.ConfigurationStatus{}}
+	for _, cc := range targets {
+		next.Configurations[cc.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationTargeted}
 	}
-	w := slices.MaxFunc(devs, byPriority)
+	w := slices.MaxFunc(targets, byPriority)
 	mark := w.ID + "@" + w.CreatedTimeUtc
-	if cur.Device == mark {
-		next.Device = mark
-		next.DeviceConfigurations[w.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationApplied}
-		return nil, nil
-	}
-	t, tv, err := a.r.twinRecord(deviceID, "")
-	if err != nil {
-		return nil, err
-	}
-	changed, err := t.PatchDesired(w.devicePatch, a.r.now())
-	if err != nil {
-		next.DeviceError = fmt.Sprintf("device configuration %s: %v", w.ID, err)
-		if next.DeviceError != cur.DeviceError {
-			a.log.Warn("automatic device configurations: not applied", "device", deviceID, "err", next.DeviceError)
+	var ops []store.Op
+	if cur.Applied != mark { // written before: what the twin holds now stays
+		var err error
+		if t == nil {
+			if t, tv, err = a.r.twinRecord(deviceID, moduleID); err != nil {
+				return moduleState{}, nil, err
+			}
 		}
-		return nil, nil
+		changed, err := t.PatchDesired(w.patch, a.r.now())
+		if err != nil {
+			kind, attrs := "device", []any{"device", deviceID}
+			if moduleID != "" {
+				kind, attrs = "module", append(attrs, "module", moduleID)
+			}
+			next.Error = fmt.Sprintf("%s configuration %s: %v", kind, w.ID, err)
+			if next.Error != cur.Error {
+				a.log.Warn("automatic "+kind+" configurations: not applied", append(attrs, "err", next.Error)...)
+			}
+			return next, nil, nil
+		}
+		if changed {
+			b, err := t.MarshalJSON()
+			if err != nil {
+				return moduleState{}, nil, err
+			}
+			ops = []store.Op{store.PutOp(twinKey(deviceID, moduleID), b, tv)}
+		}
 	}
-	next.Device = mark
-	next.DeviceConfigurations[w.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationApplied}
-	if !changed {
-		return nil, nil
-	}
-	b, err := t.MarshalJSON()
-	if err != nil {
-		return nil, err
-	}
-	return []store.Op{store.PutOp(twinKey(deviceID, ""), b, tv)}, nil
+	next.Applied = mark
+	next.Configurations[w.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationApplied}
+	return next, ops, nil
 }
 
 // commitDeployState writes a device's state if it changed, in one

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
@@ -132,28 +131,15 @@ func isRuntimeModule(moduleID string) bool { return identity.IsSystemModule(modu
 // a device id has no '/').
 func moduleItem(deviceID, moduleID string) string { return deviceID + "/" + moduleID }
 
-// enqueueAllModules queues every module twin, reading the module
-// identities a page at a time (a hub replica on etcd holds no list of the
-// whole fleet).
+// enqueueAllModules queues every module twin.
 func (a *AutoDeployer) enqueueAllModules() error {
-	const page = 1000
-	after := ""
-	for {
-		recs, err := a.r.st.Range("modules/", after, page)
-		if err != nil {
-			return err
+	return a.r.rangeAll("modules/", func(rec store.Record) error {
+		dev, mod, ok := strings.Cut(strings.TrimPrefix(rec.Key, "modules/"), "/")
+		if ok && !isRuntimeModule(mod) {
+			a.q.push(moduleItem(dev, mod))
 		}
-		for _, rec := range recs {
-			dev, mod, ok := strings.Cut(strings.TrimPrefix(rec.Key, "modules/"), "/")
-			if ok && !isRuntimeModule(mod) {
-				a.q.push(moduleItem(dev, mod))
-			}
-		}
-		if len(recs) < page {
-			return nil
-		}
-		after = recs[len(recs)-1].Key
-	}
+		return nil
+	})
 }
 
 // moduleConfigs returns the module configurations read.
@@ -218,35 +204,9 @@ func (a *AutoDeployer) evaluateModule(deviceID, moduleID string) error {
 			targets = append(targets, cc)
 		}
 	}
-	next := moduleState{}
-	var ops []store.Op
-	if len(targets) > 0 {
-		next.Configurations = map[string]hubapi.ConfigurationStatus{}
-		for _, cc := range targets {
-			next.Configurations[cc.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationTargeted}
-		}
-		w := slices.MaxFunc(targets, byPriority)
-		mark := w.ID + "@" + w.CreatedTimeUtc
-		if cur.Applied == mark { // written before: what the twin holds now stays
-			next.Applied = mark
-		} else if changed, err := t.PatchDesired(w.modulePatch, a.r.now()); err != nil {
-			next.Error = fmt.Sprintf("module configuration %s: %v", w.ID, err)
-			if next.Error != cur.Error {
-				a.log.Warn("automatic module configurations: not applied", "device", deviceID, "module", moduleID, "err", next.Error)
-			}
-		} else {
-			next.Applied = mark
-			if changed {
-				tb, err := t.MarshalJSON()
-				if err != nil {
-					return err
-				}
-				ops = append(ops, store.PutOp(twinKey(deviceID, moduleID), tb, tv))
-			}
-		}
-		if next.Applied != "" {
-			next.Configurations[w.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationApplied}
-		}
+	next, ops, err := a.applyContent(deviceID, moduleID, targets, cur, t, tv)
+	if err != nil {
+		return err
 	}
 	old, _ := json.Marshal(cur)
 	nb, err := json.Marshal(next)
@@ -270,35 +230,21 @@ func (a *AutoDeployer) evaluateModule(deviceID, moduleID string) error {
 }
 
 // moduleConfigurationMetrics counts, for a module configuration, the module
-// twins it targets and those it is applied to, reading the module states a
-// page at a time.
+// twins it targets and those it is applied to.
 func (r *Registry) moduleConfigurationMetrics(id string, res map[string]int64) error {
-	const page = 1000
-	after := ""
-	for {
-		recs, err := r.st.Range(moduleStatePrefix, after, page)
+	return r.rangeAll(moduleStatePrefix, func(rec store.Record) error {
+		s, err := decodeRecord[moduleState](rec)
 		if err != nil {
 			return err
 		}
-		for _, rec := range recs {
-			s, err := decodeRecord[moduleState](rec)
-			if err != nil {
-				return err
-			}
-			st, ok := s.Configurations[id]
-			if !ok {
-				continue
-			}
+		if st, ok := s.Configurations[id]; ok {
 			res[hubapi.MetricTargeted]++
 			if st.Status == hubapi.ConfigurationApplied {
 				res[hubapi.MetricApplied]++
 			}
 		}
-		if len(recs) < page {
-			return nil
-		}
-		after = recs[len(recs)-1].Key
-	}
+		return nil
+	})
 }
 
 // moduleSystemQueries are the queries IoT Hub shows for a module

@@ -172,12 +172,9 @@ type compiled struct {
 	device  bool      // an automatic device configuration (deviceContent)
 	module  bool      // an automatic module configuration (moduleContent): cond is over module twins
 	layered bool      // modulesContent sets paths under properties.desired, not $edgeAgent's whole desired
-	// devicePatch is deviceContent as a merge patch of the device twin's
-	// desired properties.
-	devicePatch []byte
-	// modulePatch is moduleContent as a merge patch of a module twin's
-	// desired properties.
-	modulePatch []byte
+	// patch is deviceContent or moduleContent as a merge patch of the
+	// twin's desired properties.
+	patch []byte
 	// twins holds, for each twin of modulesContent, its writes in order:
 	// a path below properties.desired (none: the whole) and its value.
 	twins map[string][]twinWrite
@@ -209,14 +206,14 @@ func compileConfiguration(c *Configuration) (*compiled, error) {
 	cc := &compiled{Configuration: *c}
 	n := 0
 	for _, raw := range []json.RawMessage{c.Content.ModulesContent, c.Content.ModuleContent, c.Content.DeviceContent} {
-		if len(raw) > 0 && string(raw) != "null" {
+		if given(raw) {
 			n++
 		}
 	}
 	if n != 1 {
 		return nil, bad("content: set exactly one of modulesContent (an IoT Edge deployment), moduleContent or deviceContent")
 	}
-	cc.module = len(c.Content.ModuleContent) > 0 && string(c.Content.ModuleContent) != "null"
+	cc.module, cc.device = given(c.Content.ModuleContent), given(c.Content.DeviceContent)
 	if err := cc.compileTarget(); err != nil {
 		return nil, bad("%v", err)
 	}
@@ -235,27 +232,26 @@ func compileConfiguration(c *Configuration) (*compiled, error) {
 		if err != nil {
 			return nil, bad("%v", err)
 		}
-		cc.modulePatch = patch
+		cc.patch = patch
 		return cc, nil
 	}
-	if len(c.Content.DeviceContent) > 0 && string(c.Content.DeviceContent) != "null" {
-		cc.device = true
+	if cc.device {
 		patch, err := compileDesiredContent(c.Content.DeviceContent, "content.deviceContent", "device configuration")
 		if err != nil {
 			return nil, bad("%v", err)
 		}
-		cc.devicePatch = patch
+		cc.patch = patch
 		return cc, nil
 	}
-	if len(c.Content.ModulesContent) == 0 || string(c.Content.ModulesContent) == "null" {
-		return cc, nil
-	}
-	cc.edge = true
+	cc.edge = true // modulesContent, the one left
 	if err := cc.compileModulesContent(); err != nil {
 		return nil, bad("%v", err)
 	}
 	return cc, nil
 }
+
+// given reports whether a content member is set (neither absent nor null).
+func given(raw json.RawMessage) bool { return len(raw) > 0 && string(raw) != "null" }
 
 // compileDesiredContent reads deviceContent or moduleContent (at JSON path
 // name), IoT Hub's {"properties.desired": {…}} or

@@ -30,7 +30,7 @@ type QueryCounter func(query string) (int64, error)
 // through the returned error.
 func (r *Registry) ConfigurationMetrics(c *Configuration, count QueryCounter) error {
 	res := map[string]int64{hubapi.MetricTargeted: 0, hubapi.MetricApplied: 0}
-	if len(c.Content.ModuleContent) > 0 && string(c.Content.ModuleContent) != "null" {
+	if given(c.Content.ModuleContent) {
 		if err := r.moduleConfigurationMetrics(c.ID, res); err != nil {
 			return err
 		}

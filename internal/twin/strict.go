@@ -3,7 +3,6 @@ package twin
 import (
 	"encoding/json"
 	"fmt"
-	"slices"
 	"unicode/utf8"
 )
 
@@ -86,11 +85,6 @@ func (s *strictScanner) value(p *path) *Error {
 	switch s.data[s.i] {
 	case '{':
 		s.i++
-		// The keys seen so far: a slice while the object is small (most
-		// are), a map past that; a map for every object was a tenth of
-		// what decoding a twin allocated.
-		var few [8]string
-		keys := few[:0]
 		var seen map[string]bool
 		for {
 			s.skipSpace()
@@ -107,22 +101,13 @@ func (s *strictScanner) value(p *path) *Error {
 				return e
 			}
 			kp := &path{parent: p, key: key}
-			if seen[key] || slices.Contains(keys, key) {
+			if seen[key] {
 				return kp.errorf("duplicate key: a key may appear only once in an object")
 			}
-			switch {
-			case seen != nil:
-				seen[key] = true
-			case len(keys) < len(few):
-				keys = append(keys, key)
-			default:
-				seen = make(map[string]bool, 2*len(few))
-				for _, k := range keys {
-					seen[k] = true
-				}
-				seen[key] = true
-				keys = nil
+			if seen == nil {
+				seen = map[string]bool{}
 			}
+			seen[key] = true
 			s.skipSpace()
 			s.i++ // ':'
 			if e := s.value(kp); e != nil {

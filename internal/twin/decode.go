@@ -380,14 +380,11 @@ func hex4strict(b []byte) (rune, bool) {
 // decodedStr reads a string and returns its decoded bytes (valid until the
 // next string is read).
 func (d *fastDecoder) decodedStr() ([]byte, error) {
-	raw, escaped, err := d.str()
-	if err != nil {
-		return nil, err
-	}
+	raw, escaped, _, err := d.strASCII()
 	if escaped {
-		return d.tmp, nil
+		raw = d.tmp
 	}
-	return raw, nil
+	return raw, err
 }
 
 // skip reads any JSON value, checking its syntax only (as encoding/json does
@@ -610,20 +607,15 @@ func (d *fastDecoder) twin(t *Twin) error {
 
 // identityString reads a string member of the twin: deviceId and the like.
 func (d *fastDecoder) identityString() (string, error) {
-	raw, escaped, err := d.str()
+	raw, err := d.decodedStr()
 	if err != nil {
 		return "", err
-	}
-	if escaped {
-		raw = d.tmp
 	}
 	switch string(raw) {
 	case "enabled":
 		return "enabled", nil
 	case "disabled":
 		return "disabled", nil
-	case "":
-		return "", nil
 	}
 	return string(raw), nil
 }
@@ -778,12 +770,9 @@ const (
 // into d.keys; at a section's root (special) it may also be $metadata or
 // $version, returned with klen < 0.
 func (d *fastDecoder) contentKey(special bool) (smem, error) {
-	raw, escaped, err := d.str()
+	raw, err := d.decodedStr()
 	if err != nil {
 		return smem{}, err
-	}
-	if escaped {
-		raw = d.tmp
 	}
 	if special && len(raw) > 0 && raw[0] == '$' {
 		switch string(raw) {
@@ -1244,12 +1233,9 @@ func (d *fastDecoder) value(depth int) (any, error) {
 		}
 		for {
 			d.ws()
-			raw, escaped, err := d.str()
+			raw, err := d.decodedStr()
 			if err != nil {
 				return nil, err
-			}
-			if escaped {
-				raw = d.tmp
 			}
 			if _, dup := m[string(raw)]; dup {
 				return nil, errSlow

@@ -315,7 +315,7 @@ func (d *fastDecoder) escaped() error {
 			case 't':
 				d.tmp = append(d.tmp, '\t')
 			case 'u':
-				r, ok := hex4strict(b[i+2:])
+				r, ok := hex4(b[i+2:])
 				if !ok {
 					return errSlow
 				}
@@ -325,7 +325,7 @@ func (d *fastDecoder) escaped() error {
 					if r >= 0xDC00 || i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
 						return errSlow
 					}
-					lo, ok := hex4strict(b[i+2:])
+					lo, ok := hex4(b[i+2:])
 					if !ok || lo < 0xDC00 || lo >= 0xE000 {
 						return errSlow
 					}
@@ -355,8 +355,8 @@ func (d *fastDecoder) escaped() error {
 	}
 }
 
-// hex4strict reads four hex digits.
-func hex4strict(b []byte) (rune, bool) {
+// hex4 reads four hex digits; false if they are not.
+func hex4(b []byte) (rune, bool) {
 	if len(b) < 4 {
 		return 0, false
 	}
@@ -463,7 +463,7 @@ func (d *fastDecoder) skipString() error {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				i += 2
 			case 'u':
-				if _, ok := hex4strict(b[i+2:]); !ok {
+				if _, ok := hex4(b[i+2:]); !ok {
 					return errSlow
 				}
 				i += 6

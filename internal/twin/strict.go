@@ -170,7 +170,7 @@ func (s *strictScanner) str(p *path, isKey bool) (string, *Error) {
 				s.i += 2
 				continue
 			}
-			r := hex4(s.data[s.i+2 : s.i+6])
+			r, _ := hex4(s.data[s.i+2 : s.i+6]) // valid: encoding/json checked
 			s.i += 6
 			switch {
 			case 0xDC00 <= r && r < 0xE000:
@@ -180,7 +180,7 @@ func (s *strictScanner) str(p *path, isKey bool) (string, *Error) {
 				if len(next) < 6 || next[0] != '\\' || next[1] != 'u' {
 					return "", s.strError(p, isKey, s.data[start:s.i], fmt.Sprintf(`holds an unpaired UTF-16 surrogate \u%04x`, r))
 				}
-				if lo := hex4(next[2:6]); lo < 0xDC00 || lo >= 0xE000 {
+				if lo, _ := hex4(next[2:6]); lo < 0xDC00 || lo >= 0xE000 {
 					return "", s.strError(p, isKey, s.data[start:s.i], fmt.Sprintf(`holds an unpaired UTF-16 surrogate \u%04x`, r))
 				}
 				s.i += 6
@@ -212,20 +212,4 @@ func lossyQuote(b []byte) string {
 		b = b[:40]
 	}
 	return fmt.Sprintf("%q", b)
-}
-
-func hex4(b []byte) rune {
-	var r rune
-	for _, c := range b {
-		r <<= 4
-		switch {
-		case '0' <= c && c <= '9':
-			r |= rune(c - '0')
-		case 'a' <= c && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		case 'A' <= c && c <= 'F':
-			r |= rune(c - 'A' + 10)
-		}
-	}
-	return r
 }

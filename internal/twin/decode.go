@@ -237,15 +237,10 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
-// str reads the string at d.i strictly (valid UTF-8, paired surrogates) and
-// returns its content: raw is the text between the quotes when it holds no
-// escape (escaped false), else the decoded string is in d.tmp.
-func (d *fastDecoder) str() (raw []byte, escaped bool, err error) {
-	raw, escaped, _, err = d.strASCII()
-	return raw, escaped, err
-}
-
-// strASCII is str that also says whether the string holds a non-ASCII byte.
+// strASCII reads the string at d.i strictly (valid UTF-8, paired
+// surrogates) and returns its content: raw is the text between the quotes
+// when it holds no escape (escaped false), else the decoded string is in
+// d.tmp; nonASCII says whether it holds a non-ASCII byte.
 func (d *fastDecoder) strASCII() (raw []byte, escaped, nonASCII bool, err error) {
 	b := d.data
 	if d.i >= len(b) || b[d.i] != '"' {
@@ -1275,12 +1270,9 @@ func (d *fastDecoder) value(depth int) (any, error) {
 			}
 		}
 	case '"':
-		raw, escaped, err := d.str()
+		raw, err := d.decodedStr()
 		if err != nil {
 			return nil, err
-		}
-		if escaped {
-			return string(d.tmp), nil
 		}
 		return string(raw), nil
 	case 't':
@@ -1382,7 +1374,7 @@ func (d *fastDecoder) check(depth int) error {
 			}
 		}
 	case '"':
-		_, _, err := d.str()
+		_, err := d.decodedStr()
 		return err
 	case 't':
 		return d.literal("true")

@@ -107,7 +107,8 @@ func hubTLS(ca *x509.CertPool, host string) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// A new connection resumes a session of an earlier one: no
-		// certificate sent and verified again, no key signature.
+		// certificate sent, no key signature (VerifyConnection still
+		// checks the chain).
 		ClientSessionCache: tls.NewLRUClientSessionCache(0),
 		// Verified in VerifyConnection, which crypto/tls calls on every
 		// handshake, resumed ones included.

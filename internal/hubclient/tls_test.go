@@ -97,3 +97,29 @@ func hintOf(e *hubclient.Error) string {
 	}
 	return e.Hint()
 }
+
+// TestHubTLSResumes: a new connection to the hub resumes the session of an
+// earlier one (no certificate sent, no key exchange signed).
+func TestHubTLSResumes(t *testing.T) {
+	resumed := make(chan bool, 2)
+	hub := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resumed <- r.TLS.DidResume
+		w.Write([]byte("[]"))
+	}))
+	defer hub.Close()
+	port := hub.URL[strings.LastIndex(hub.URL, ":")+1:]
+	c, err := hubclient.New("HostName=127.0.0.1:"+port+";SharedAccessKeyName=owner;SharedAccessKey=c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", caOf(t, hub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseIdleConnections()
+	for i, want := range []bool{false, true} {
+		if _, _, err := c.ListDevicesPage(context.Background(), "", 10); err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		if got := <-resumed; got != want {
+			t.Fatalf("request %d: resumed %v, want %v", i+1, got, want)
+		}
+		c.CloseIdleConnections() // the next request opens a new connection
+	}
+}

@@ -237,15 +237,10 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
-// str reads the string at d.i strictly (valid UTF-8, paired surrogates) and
-// returns its content: raw is the text between the quotes when it holds no
-// escape (escaped false), else the decoded string is in d.tmp.
-func (d *fastDecoder) str() (raw []byte, escaped bool, err error) {
-	raw, escaped, _, err = d.strASCII()
-	return raw, escaped, err
-}
-
-// strASCII is str that also says whether the string holds a non-ASCII byte.
+// strASCII reads the string at d.i strictly (valid UTF-8, paired
+// surrogates) and returns its content: raw is the text between the quotes
+// when it holds no escape (escaped false), else the decoded string is in
+// d.tmp; nonASCII says whether it holds a non-ASCII byte.
 func (d *fastDecoder) strASCII() (raw []byte, escaped, nonASCII bool, err error) {
 	b := d.data
 	if d.i >= len(b) || b[d.i] != '"' {
@@ -315,7 +310,7 @@ func (d *fastDecoder) escaped() error {
 			case 't':
 				d.tmp = append(d.tmp, '\t')
 			case 'u':
-				r, ok := hex4strict(b[i+2:])
+				r, ok := hex4(b[i+2:])
 				if !ok {
 					return errSlow
 				}
@@ -325,7 +320,7 @@ func (d *fastDecoder) escaped() error {
 					if r >= 0xDC00 || i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
 						return errSlow
 					}
-					lo, ok := hex4strict(b[i+2:])
+					lo, ok := hex4(b[i+2:])
 					if !ok || lo < 0xDC00 || lo >= 0xE000 {
 						return errSlow
 					}
@@ -355,8 +350,8 @@ func (d *fastDecoder) escaped() error {
 	}
 }
 
-// hex4strict reads four hex digits.
-func hex4strict(b []byte) (rune, bool) {
+// hex4 reads four hex digits; false if they are not.
+func hex4(b []byte) (rune, bool) {
 	if len(b) < 4 {
 		return 0, false
 	}
@@ -380,14 +375,11 @@ func hex4strict(b []byte) (rune, bool) {
 // decodedStr reads a string and returns its decoded bytes (valid until the
 // next string is read).
 func (d *fastDecoder) decodedStr() ([]byte, error) {
-	raw, escaped, err := d.str()
-	if err != nil {
-		return nil, err
-	}
+	raw, escaped, _, err := d.strASCII()
 	if escaped {
-		return d.tmp, nil
+		raw = d.tmp
 	}
-	return raw, nil
+	return raw, err
 }
 
 // skip reads any JSON value, checking its syntax only (as encoding/json does
@@ -466,7 +458,7 @@ func (d *fastDecoder) skipString() error {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				i += 2
 			case 'u':
-				if _, ok := hex4strict(b[i+2:]); !ok {
+				if _, ok := hex4(b[i+2:]); !ok {
 					return errSlow
 				}
 				i += 6
@@ -610,20 +602,15 @@ func (d *fastDecoder) twin(t *Twin) error {
 
 // identityString reads a string member of the twin: deviceId and the like.
 func (d *fastDecoder) identityString() (string, error) {
-	raw, escaped, err := d.str()
+	raw, err := d.decodedStr()
 	if err != nil {
 		return "", err
-	}
-	if escaped {
-		raw = d.tmp
 	}
 	switch string(raw) {
 	case "enabled":
 		return "enabled", nil
 	case "disabled":
 		return "disabled", nil
-	case "":
-		return "", nil
 	}
 	return string(raw), nil
 }
@@ -778,12 +765,9 @@ const (
 // into d.keys; at a section's root (special) it may also be $metadata or
 // $version, returned with klen < 0.
 func (d *fastDecoder) contentKey(special bool) (smem, error) {
-	raw, escaped, err := d.str()
+	raw, err := d.decodedStr()
 	if err != nil {
 		return smem{}, err
-	}
-	if escaped {
-		raw = d.tmp
 	}
 	if special && len(raw) > 0 && raw[0] == '$' {
 		switch string(raw) {
@@ -1244,12 +1228,9 @@ func (d *fastDecoder) value(depth int) (any, error) {
 		}
 		for {
 			d.ws()
-			raw, escaped, err := d.str()
+			raw, err := d.decodedStr()
 			if err != nil {
 				return nil, err
-			}
-			if escaped {
-				raw = d.tmp
 			}
 			if _, dup := m[string(raw)]; dup {
 				return nil, errSlow
@@ -1289,12 +1270,9 @@ func (d *fastDecoder) value(depth int) (any, error) {
 			}
 		}
 	case '"':
-		raw, escaped, err := d.str()
+		raw, err := d.decodedStr()
 		if err != nil {
 			return nil, err
-		}
-		if escaped {
-			return string(d.tmp), nil
 		}
 		return string(raw), nil
 	case 't':
@@ -1396,7 +1374,7 @@ func (d *fastDecoder) check(depth int) error {
 			}
 		}
 	case '"':
-		_, _, err := d.str()
+		_, err := d.decodedStr()
 		return err
 	case 't':
 		return d.literal("true")

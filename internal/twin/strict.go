@@ -3,7 +3,6 @@ package twin
 import (
 	"encoding/json"
 	"fmt"
-	"slices"
 	"unicode/utf8"
 )
 
@@ -86,11 +85,6 @@ func (s *strictScanner) value(p *path) *Error {
 	switch s.data[s.i] {
 	case '{':
 		s.i++
-		// The keys seen so far: a slice while the object is small (most
-		// are), a map past that; a map for every object was a tenth of
-		// what decoding a twin allocated.
-		var few [8]string
-		keys := few[:0]
 		var seen map[string]bool
 		for {
 			s.skipSpace()
@@ -107,22 +101,13 @@ func (s *strictScanner) value(p *path) *Error {
 				return e
 			}
 			kp := &path{parent: p, key: key}
-			if seen[key] || slices.Contains(keys, key) {
+			if seen[key] {
 				return kp.errorf("duplicate key: a key may appear only once in an object")
 			}
-			switch {
-			case seen != nil:
-				seen[key] = true
-			case len(keys) < len(few):
-				keys = append(keys, key)
-			default:
-				seen = make(map[string]bool, 2*len(few))
-				for _, k := range keys {
-					seen[k] = true
-				}
-				seen[key] = true
-				keys = nil
+			if seen == nil {
+				seen = map[string]bool{}
 			}
+			seen[key] = true
 			s.skipSpace()
 			s.i++ // ':'
 			if e := s.value(kp); e != nil {
@@ -185,7 +170,7 @@ func (s *strictScanner) str(p *path, isKey bool) (string, *Error) {
 				s.i += 2
 				continue
 			}
-			r := hex4(s.data[s.i+2 : s.i+6])
+			r, _ := hex4(s.data[s.i+2 : s.i+6]) // valid: encoding/json checked
 			s.i += 6
 			switch {
 			case 0xDC00 <= r && r < 0xE000:
@@ -195,7 +180,7 @@ func (s *strictScanner) str(p *path, isKey bool) (string, *Error) {
 				if len(next) < 6 || next[0] != '\\' || next[1] != 'u' {
 					return "", s.strError(p, isKey, s.data[start:s.i], fmt.Sprintf(`holds an unpaired UTF-16 surrogate \u%04x`, r))
 				}
-				if lo := hex4(next[2:6]); lo < 0xDC00 || lo >= 0xE000 {
+				if lo, _ := hex4(next[2:6]); lo < 0xDC00 || lo >= 0xE000 {
 					return "", s.strError(p, isKey, s.data[start:s.i], fmt.Sprintf(`holds an unpaired UTF-16 surrogate \u%04x`, r))
 				}
 				s.i += 6
@@ -227,20 +212,4 @@ func lossyQuote(b []byte) string {
 		b = b[:40]
 	}
 	return fmt.Sprintf("%q", b)
-}
-
-func hex4(b []byte) rune {
-	var r rune
-	for _, c := range b {
-		r <<= 4
-		switch {
-		case '0' <= c && c <= '9':
-			r |= rune(c - '0')
-		case 'a' <= c && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		case 'A' <= c && c <= 'F':
-			r |= rune(c - 'A' + 10)
-		}
-	}
-	return r
 }

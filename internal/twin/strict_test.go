@@ -22,7 +22,7 @@ func TestStrictJSONIsRefusedWithItsPath(t *testing.T) {
 		{`{"properties":{"desired":{"a":1,"\u0061":3}}}`, "properties.desired.a", "duplicate key"},
 		{`{"tags":{"x":{"y":[{"z":1,"z":1}]}}}`, "tags.x.y[0].z", "duplicate key"},
 		{`{"tags":{},"tags":{"t":1}}`, "tags", "duplicate key"},
-		// Past 8 keys the scanner keeps them in a map: a repeat before, at and after the switch.
+		// Past 8 keys the fast checker sorts them: a repeat before, at and after the switch.
 		{`{"tags":{"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k1":9}}`, "tags.k1", "duplicate key"},
 		{`{"tags":{"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k8":10}}`, "tags.k8", "duplicate key"},
 		{`{"tags":{"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k9":11}}`, "tags.k9", "duplicate key"},

@@ -363,10 +363,7 @@ func (t *Twin) Reported() map[string]any { return toMap(t.ReportedJSON()) }
 func (t *Twin) Tags() map[string]any { return toMap(t.TagsJSON()) }
 
 func toMap(b []byte) map[string]any {
-	v, err := decodeValueFast(b)
-	if err != nil {
-		v, err = decode(b)
-	}
+	v, err := decodeAt(b, nil)
 	if err != nil {
 		panic("twin: cannot decode own content: " + err.Error())
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sync"
 
 	"github.com/outpost-edge/outpost/internal/identity"
 	"github.com/outpost-edge/outpost/internal/registry"
@@ -58,10 +57,6 @@ type bulkWarning struct {
 // 400 naming the element. Otherwise every device is applied on its own:
 // the answer lists the ones that failed, with IoT Hub's error code, and is
 // 200 when none did, else 400, as IoT Hub.
-// bulkWriters is how many devices of a bulk registry operation are written
-// at once.
-const bulkWriters = 16
-
 func (h *Hub) bulkDevices(w http.ResponseWriter, r *http.Request, p principal) error {
 	if err := requireRight(p, RegistryWrite); err != nil {
 		return err
@@ -109,23 +104,12 @@ func (h *Hub) bulkDevices(w http.ResponseWriter, r *http.Request, p principal) e
 	// store's group commit then makes one durable write of many devices'
 	// records where one at a time waits for a sync each.
 	errs := make([]error, len(items))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(bulkWriters, len(items)) {
-		wg.Go(func() {
-			for i := range next {
-				it := items[i]
-				d := deviceBody{Status: it.Status, StatusReason: it.StatusReason, Authentication: it.Authentication, Capabilities: it.Capabilities,
-					DeviceScope: it.DeviceScope, ParentScopes: it.ParentScopes}.device(it.ID)
-				_, errs[i] = h.reg.Import(d, modes[i], it.ETag)
-			}
-		})
-	}
-	for i := range items {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	inParallel(len(items), bulkWriters, func(i int) {
+		it := items[i]
+		d := deviceBody{Status: it.Status, StatusReason: it.StatusReason, Authentication: it.Authentication, Capabilities: it.Capabilities,
+			DeviceScope: it.DeviceScope, ParentScopes: it.ParentScopes}.device(it.ID)
+		_, errs[i] = h.reg.Import(d, modes[i], it.ETag)
+	})
 	res := bulkResult{IsSuccessful: true, Errors: []bulkError{}, Warnings: []bulkWarning{}}
 	for i, it := range items {
 		if err := errs[i]; err != nil {
@@ -148,3 +132,7 @@ func (h *Hub) bulkDevices(w http.ResponseWriter, r *http.Request, p principal) e
 	writeJSON(w, status, res)
 	return nil
 }
+
+// bulkWriters is how many devices of a bulk registry operation are written
+// at once.
+const bulkWriters = 16

@@ -2,7 +2,6 @@ package hub
 
 import (
 	"fmt"
-	"sync"
 	"testing"
 )
 
@@ -25,37 +24,5 @@ func TestEchoesBounded(t *testing.T) {
 	}
 	if h.echoed("twins/d/m", 7, 7) {
 		t.Fatal("a forgotten twin still counts as an echo")
-	}
-}
-
-// TestDeviceLocks: one holder per device at a time, devices apart, and
-// nothing kept once no one holds or waits.
-func TestDeviceLocks(t *testing.T) {
-	var l deviceLocks
-	held := map[string]int{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for i := range 64 {
-		wg.Go(func() {
-			for j := range 200 {
-				id := fmt.Sprintf("d%d", (i+j)%5)
-				unlock := l.lock(id)
-				mu.Lock()
-				held[id]++
-				n := held[id]
-				mu.Unlock()
-				if n != 1 {
-					t.Errorf("%s held by %d at once", id, n)
-				}
-				mu.Lock()
-				held[id]--
-				mu.Unlock()
-				unlock()
-			}
-		})
-	}
-	wg.Wait()
-	if len(l.m) != 0 {
-		t.Fatalf("%d device locks kept after every unlock", len(l.m))
 	}
 }

@@ -75,21 +75,10 @@ func (h *Hub) listFleet(w http.ResponseWriter, r *http.Request, p principal) err
 	errs := make([]error, len(devices))
 	// Each device's summary is two reads of the store: on etcd, network
 	// round trips, so that a page reads fleetReaders devices at a time.
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(fleetReaders, len(devices)) {
-		wg.Go(func() {
-			for i := range next {
-				h.presence.device(&devices[i])
-				out[i], errs[i] = h.reg.FleetDevice(devices[i])
-			}
-		})
-	}
-	for i := range devices {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	inParallel(len(devices), fleetReaders, func(i int) {
+		h.presence.device(&devices[i])
+		out[i], errs[i] = h.reg.FleetDevice(devices[i])
+	})
 	for _, err := range errs {
 		if err != nil {
 			return err
@@ -101,3 +90,22 @@ func (h *Hub) listFleet(w http.ResponseWriter, r *http.Request, p principal) err
 
 // fleetReaders is how many devices of a fleet page are read at once.
 const fleetReaders = 16
+
+// inParallel calls f(i) for every i in [0, n), from at most workers
+// goroutines at once, and returns when all calls have.
+func inParallel(n, workers int, f func(i int)) {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(workers, n) {
+		wg.Go(func() {
+			for i := range next {
+				f(i)
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}

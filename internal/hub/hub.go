@@ -23,6 +23,7 @@ import (
 
 	"github.com/outpost-edge/outpost/internal/atomicfile"
 	"github.com/outpost-edge/outpost/internal/identity"
+	"github.com/outpost-edge/outpost/internal/keylock"
 	"github.com/outpost-edge/outpost/internal/registry"
 	"github.com/outpost-edge/outpost/internal/store"
 )
@@ -103,11 +104,11 @@ type Hub struct {
 	// autodeploy applies automatic deployments (configurations.go).
 	autodeploy *registry.AutoDeployer
 
-	index    *twinIndex   // every twin, decoded, for queries (empty on etcd)
-	uploads  deviceLocks  // a device's uploads, one at a time
-	order    *writeOrder  // the store writes under way; nil on etcd (syncorder.go)
-	echoes   sync.Map     // twin record key → the version its device's upload wrote; see echoed
-	nEchoes  atomic.Int64 // entries in echoes, about (see remember)
+	index    *twinIndex    // every twin, decoded, for queries (empty on etcd)
+	uploads  keylock.Locks // a device's uploads, one at a time
+	order    *writeOrder   // the store writes under way; nil on etcd (syncorder.go)
+	echoes   sync.Map      // twin record key → the version its device's upload wrote; see echoed
+	nEchoes  atomic.Int64  // entries in echoes, about (see remember)
 	presence *presence
 	// longPolls counts the sync long polls waiting now (status.go).
 	longPolls atomic.Int64

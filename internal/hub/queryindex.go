@@ -338,13 +338,18 @@ type sharedStore interface {
 }
 
 // GetShared is the underlying store's GetShared, or its Get if it has none.
-func (s indexingStore) GetShared(key string) (store.Record, error) {
-	if g, ok := s.Store.(interface {
+func (s indexingStore) GetShared(key string) (store.Record, error) { return getShared(s.Store, key) }
+
+// getShared is st's GetShared (the file store lends its own copy of a
+// record, which the registry reads identities and twins from), or its Get if
+// it has none: what the hub's store wrappers give the registry.
+func getShared(st store.Store, key string) (store.Record, error) {
+	if g, ok := st.(interface {
 		GetShared(key string) (store.Record, error)
 	}); ok {
 		return g.GetShared(key)
 	}
-	return s.Store.Get(key)
+	return st.Get(key)
 }
 
 func (s indexingStore) Put(key string, value []byte, expect int64) (int64, error) {

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
@@ -675,40 +674,4 @@ func (h *Hub) childTwin(parent, child string) (*twin.Twin, int64, error) {
 
 // lockDevice serialises a device's uploads, so that retries racing each
 // other apply each patch once and in order.
-func (h *Hub) lockDevice(id string) (unlock func()) { return h.uploads.lock(id) }
-
-// deviceLocks are a mutex per device, kept only while some caller holds or
-// waits for it: what a hub holds does not grow with the devices it served.
-type deviceLocks struct {
-	mu sync.Mutex
-	m  map[string]*deviceLock
-}
-
-type deviceLock struct {
-	sync.Mutex
-	refs int // callers holding or waiting for it; guarded by deviceLocks.mu
-}
-
-// lock locks id's mutex and returns its unlock.
-func (l *deviceLocks) lock(id string) (unlock func()) {
-	l.mu.Lock()
-	if l.m == nil {
-		l.m = map[string]*deviceLock{}
-	}
-	e := l.m[id]
-	if e == nil {
-		e = &deviceLock{}
-		l.m[id] = e
-	}
-	e.refs++
-	l.mu.Unlock()
-	e.Lock()
-	return func() {
-		e.Unlock()
-		l.mu.Lock()
-		if e.refs--; e.refs == 0 {
-			delete(l.m, id)
-		}
-		l.mu.Unlock()
-	}
-}
+func (h *Hub) lockDevice(id string) (unlock func()) { return h.uploads.Lock(id) }

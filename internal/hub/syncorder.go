@@ -86,16 +86,8 @@ func (s orderedStore) Txn(ops ...store.Op) (int64, error) {
 	return v, err
 }
 
-// GetShared is the underlying store's GetShared (the file store lends its
-// own copy of a record, which the registry reads identities from), or its Get.
-func (s orderedStore) GetShared(key string) (store.Record, error) {
-	if g, ok := s.Store.(interface {
-		GetShared(key string) (store.Record, error)
-	}); ok {
-		return g.GetShared(key)
-	}
-	return s.Store.Get(key)
-}
+// GetShared is the underlying store's GetShared, or its Get if it has none.
+func (s orderedStore) GetShared(key string) (store.Record, error) { return getShared(s.Store, key) }
 
 // orderedSharedStore is an orderedStore over a store that is also a
 // sharedStore (the file store), which it stays.

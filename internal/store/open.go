@@ -39,7 +39,6 @@ func Open(dir string, opts ...Option) (*FileStore, error) {
 		recDir:   filepath.Join(dir, recordsName),
 		log:      o.log,
 		lockFile: lf,
-		keyLocks: make(map[string]*keyLock),
 		watchers: make(map[*watcher]struct{}),
 		done:     make(chan struct{}),
 	}

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 
 	"github.com/outpost-edge/outpost/internal/atomicfile"
+	"github.com/outpost-edge/outpost/internal/keylock"
 )
 
 // Record is a key, its version and its value, a JSON document.
@@ -175,8 +176,7 @@ type FileStore struct {
 
 	opMu sync.RWMutex // writes hold it shared, Close exclusively
 
-	keyMu    sync.Mutex
-	keyLocks map[string]*keyLock
+	keyLocks keylock.Locks
 
 	revMu    sync.Mutex
 	rev      int64 // last version handed out
@@ -196,11 +196,6 @@ type entry struct {
 	version int64
 	value   []byte // never modified once stored
 	size    int    // of the record file
-}
-
-type keyLock struct {
-	mu   sync.Mutex
-	refs int
 }
 
 // Get returns the record under key.
@@ -367,25 +362,7 @@ func (s *FileStore) writable() error {
 }
 
 // lockKey serializes writes to one key and returns the unlock function.
-func (s *FileStore) lockKey(key string) (unlock func()) {
-	s.keyMu.Lock()
-	l := s.keyLocks[key]
-	if l == nil {
-		l = new(keyLock)
-		s.keyLocks[key] = l
-	}
-	l.refs++
-	s.keyMu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		s.keyMu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(s.keyLocks, key)
-		}
-		s.keyMu.Unlock()
-	}
-}
+func (s *FileStore) lockKey(key string) (unlock func()) { return s.keyLocks.Lock(key) }
 
 // nextVersion hands out the next version, first reserving a block of them in the
 // REVISION file when the reserved ones are used up. Versions so never repeat, even for a

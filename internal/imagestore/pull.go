@@ -554,22 +554,4 @@ func (s *Store) end(hs []v1.Hash) {
 }
 
 // lockDigest serialises the pulls of one manifest digest.
-func (s *Store) lockDigest(hex string) func() {
-	s.mu.Lock()
-	l := s.dlocks[hex]
-	if l == nil {
-		l = &digestLock{}
-		s.dlocks[hex] = l
-	}
-	l.refs++
-	s.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		s.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(s.dlocks, hex)
-		}
-		s.mu.Unlock()
-	}
-}
+func (s *Store) lockDigest(hex string) func() { return s.dlocks.Lock(hex) }

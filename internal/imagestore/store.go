@@ -20,6 +20,7 @@ import (
 
 	"github.com/outpost-edge/outpost/internal/atomicfile"
 	"github.com/outpost-edge/outpost/internal/dirlock"
+	"github.com/outpost-edge/outpost/internal/keylock"
 )
 
 const (
@@ -99,12 +100,7 @@ type Store struct {
 	closed   bool
 	records  map[string]*record // by canonical reference
 	inflight map[string]int     // digest hex → running pulls that need it
-	dlocks   map[string]*digestLock
-}
-
-type digestLock struct {
-	mu   sync.Mutex
-	refs int
+	dlocks   keylock.Locks      // a manifest digest's pulls, one at a time
 }
 
 // record is an image record, images/<escaped-ref>.json.
@@ -145,7 +141,6 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		now:             time.Now,
 		records:         map[string]*record{},
 		inflight:        map[string]int{},
-		dlocks:          map[string]*digestLock{},
 	}
 	if o.platform != nil {
 		s.platform = *o.platform

@@ -6,11 +6,15 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/debug"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/outpost-edge/outpost/internal/gctune"
 	"github.com/outpost-edge/outpost/internal/hub"
+	"github.com/outpost-edge/outpost/internal/store"
 )
 
 func newHubCmd(f *Factory) *cobra.Command {
@@ -118,6 +122,10 @@ minutes; AMQP over WebSocket (/$iothub/websocket on 443) likewise.`,
 			}
 			if st != nil {
 				cfg.Store = st // the hub closes it
+			} else if os.Getenv("GOMAXPROCS") == "" {
+				// The file store's durable writes hold Ps while they wait on the
+				// disk (store.Procs). GOMAXPROCS in the environment still wins.
+				runtime.GOMAXPROCS(store.Procs(runtime.GOMAXPROCS(0)))
 			}
 			return hubServeRun(cmd, f, cfg)
 		},
@@ -168,9 +176,11 @@ func hubServeRun(cmd *cobra.Command, f *Factory, cfg hub.Config) error {
 	// The hub's heap is mostly its store's records, which live as long as
 	// the process and hold no pointers: once they are loaded, collecting at
 	// 25% growth instead of Go's default 100% keeps the resident size near
-	// the data for little CPU. GOGC in the environment still wins.
+	// the data for little CPU, but 25% of a small registry is a collection
+	// every megabyte of requests. So the heap may grow by a quarter, and at
+	// least 32 MiB (gctune). GOGC in the environment still wins.
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(25)
+		go gctune.Run(cmd.Context(), 32<<20, time.Second)
 		go debug.FreeOSMemory() // give back what loading took beyond the records
 	}
 	if showCreds {

@@ -1,8 +1,16 @@
 package hub_test
 
 import (
+	"bytes"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +19,7 @@ import (
 	"github.com/outpost-edge/outpost/internal/cputime"
 	"github.com/outpost-edge/outpost/internal/hub/hubtest"
 	"github.com/outpost-edge/outpost/internal/hubapi"
+	"github.com/outpost-edge/outpost/internal/store"
 )
 
 // BenchmarkTwinPatch measures durable desired patches per second through
@@ -18,6 +27,11 @@ import (
 //
 //	go test ./internal/hub -run '^$' -bench TwinPatch -benchtime 4000x
 func BenchmarkTwinPatch(b *testing.B) {
+	// As `hub serve` on the file store runs: twice the Ps, unless GOMAXPROCS
+	// is set (store.Procs).
+	if os.Getenv("GOMAXPROCS") == "" {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(store.Procs(runtime.GOMAXPROCS(0))))
+	}
 	for _, clients := range []int{1, 16, 64, 256} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			h := hubtest.Start(b, hubtest.Options{})
@@ -145,4 +159,102 @@ func BenchmarkDesiredDelivery(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkBareHTTPSPut is the floor under BenchmarkTwinPatch: the same
+// clients, connections and store with none of the hub. An HTTPS server
+// (net/http, TLS 1.3, HTTP/1.1 kept alive, as the hub serves) whose handler
+// reads the body, makes it one durable Put in a file store and answers 600
+// bytes of JSON; as many clients on their own keys, through a net/http
+// client set up as hubclient's. Compare BenchmarkTwinPatch with this, and this
+// with the store's BenchmarkPut16Writers: what HTTPS and a client in the same
+// process cost a durable write on this machine, whatever the hub does.
+func BenchmarkBareHTTPSPut(b *testing.B) {
+	if os.Getenv("GOMAXPROCS") == "" {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(store.Procs(runtime.GOMAXPROCS(0))))
+	}
+	answer := []byte(`{"deviceId":"bench","moduleId":"m0","etag":"AAAAAAAAAAE=","version":2,"properties":{"desired":{"n":1,"interval":5,"$metadata":{"$lastUpdated":"2026-12-03T10:00:00.0000000Z"},"$version":2},"reported":{"$metadata":{"$lastUpdated":"2026-12-03T10:00:00.0000000Z"},"$version":1}}}`)
+	answer = append(answer, bytes.Repeat([]byte(" "), max(0, 600-len(answer)))...)
+	for _, clients := range []int{16, 64, 256} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			st, err := store.Open(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, err := io.ReadAll(r.Body)
+				if err == nil {
+					_, err = st.Put("twins/bench/"+r.URL.Query().Get("m"), body, store.Any)
+				}
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusInternalServerError)
+					return
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Content-Length", strconv.Itoa(len(answer)))
+				w.Write(answer)
+			}))
+			srv.EnableHTTP2 = false
+			srv.StartTLS()
+			defer srv.Close()
+			tr := srv.Client().Transport.(*http.Transport)
+			tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1024, 1024
+			tr.TLSClientConfig.ClientSessionCache = tls.NewLRUClientSessionCache(0)
+			hc := &http.Client{Transport: tr}
+			put := func(mod string, body []byte) error {
+				req, err := http.NewRequest(http.MethodPatch, srv.URL+"/twins/bench/modules?m="+mod, bytes.NewReader(body))
+				if err != nil {
+					return err
+				}
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := hc.Do(req)
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+					return err
+				}
+				if resp.StatusCode != http.StatusOK {
+					return fmt.Errorf("status %s", resp.Status)
+				}
+				return nil
+			}
+			var made sync.WaitGroup
+			for i := range clients {
+				made.Go(func() {
+					if err := put(fmt.Sprintf("m%d", i), []byte(`{}`)); err != nil {
+						b.Error(err)
+					}
+				})
+			}
+			made.Wait()
+			if b.Failed() {
+				return
+			}
+			var next atomic.Int64
+			b.ResetTimer()
+			start, cpu := time.Now(), cputime.Self()
+			var wg sync.WaitGroup
+			for i := range clients {
+				wg.Go(func() {
+					mod := fmt.Sprintf("m%d", i)
+					for {
+						n := next.Add(1)
+						if n > int64(b.N) {
+							return
+						}
+						if err := put(mod, fmt.Appendf(nil, `{"properties":{"desired":{"n":%d,"interval":5}}}`, n)); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "puts/s")
+			b.ReportMetric(float64((cputime.Self()-cpu).Microseconds())/float64(b.N), "cpu-us/put")
+		})
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -86,7 +87,12 @@ func reportRate(b *testing.B, unit string) {
 
 // benchPut runs b.N durable Puts with the given number of writers; each writer updates
 // its own keys (16 of them) in turn, so after the first round every Put replaces a record.
+//
+// It runs with the Ps a process on this store is given (Procs), unless GOMAXPROCS is set.
 func benchPut(b *testing.B, writers int) {
+	if os.Getenv("GOMAXPROCS") == "" {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(Procs(runtime.GOMAXPROCS(0))))
+	}
 	s := openT(b, b.TempDir())
 	var next atomic.Int64
 	var wg sync.WaitGroup

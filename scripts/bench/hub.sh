@@ -12,8 +12,12 @@ cd "$(dirname "$0")/../.."
 devices=${1:-10000}
 modules=${2:-5}
 dir=${BENCH_DIR:-/tmp/outpost-bench-hub}/${devices}x${modules}
-bin=$(mktemp -d)/outpost
-go build -o "$bin" ./cmd/outpost
+# OUTPOST_BIN: an outpost binary to measure instead of one built from this tree.
+bin=${OUTPOST_BIN:-}
+if [ -z "$bin" ]; then
+	bin=$(mktemp -d)/outpost
+	go build -o "$bin" ./cmd/outpost
+fi
 
 # start_hub: `hub serve` on $dir in the background, returning once it listens; sets pid and log.
 start_hub() {

@@ -33,7 +33,7 @@ for run in $(seq 1 "$runs"); do
 	echo "run $run, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 	(cd "$work" && ./store.test -test.run '^$' -test.bench 'Put16Writers$' -test.benchtime "${patches}x" | grep '^Benchmark')
 	for as in now before; do
-		rm -rf "$work/hub"
+		rm -rf "$work/hub" "$work/hub.log" "$work/hub.out"
 		if [ "$as" = now ]; then
 			start_hub "$work/outpost"
 		else

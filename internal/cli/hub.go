@@ -122,10 +122,13 @@ minutes; AMQP over WebSocket (/$iothub/websocket on 443) likewise.`,
 			}
 			if st != nil {
 				cfg.Store = st // the hub closes it
-			} else if os.Getenv("GOMAXPROCS") == "" {
+			} else if n := runtime.GOMAXPROCS(0); os.Getenv("GOMAXPROCS") == "" && n == runtime.NumCPU() {
 				// The file store's durable writes hold Ps while they wait on the
-				// disk (store.Procs). GOMAXPROCS in the environment still wins.
-				runtime.GOMAXPROCS(store.Procs(runtime.GOMAXPROCS(0)))
+				// disk (store.Procs). Not under a CPU quota (the runtime then
+				// gives fewer Ps than CPUs): more threads running at once than
+				// the quota would be throttled. GOMAXPROCS in the environment
+				// still wins.
+				runtime.GOMAXPROCS(store.Procs(n))
 			}
 			return hubServeRun(cmd, f, cfg)
 		},

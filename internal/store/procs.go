@@ -9,7 +9,9 @@ package store
 // so with one P per CPU the ready goroutines (other requests' TLS, HTTP, JSON) wait
 // behind Ps held by threads that sleep on the disk, and the CPUs idle: on 2 cores the
 // hub used 1.3 of them at 16 clients. With twice the Ps the threads asleep in the
-// kernel leave Ps for the rest; the CPUs still run at most one thread each.
+// kernel leave Ps for the rest; the CPUs still run at most one thread each. (Under a
+// CPU quota, where the runtime gives fewer Ps than there are CPUs, more Ps would let more
+// threads run at once than the quota allows: `hub serve` then keeps the runtime's count.)
 // Measured in docs/benchmarks.md ("the hub beside its store"): 30 – 60 % more PATCHes a
 // second at 16 to 256 clients.
 func Procs(cpus int) int {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -27,13 +28,9 @@ import (
 //
 //	go test ./internal/hub -run '^$' -bench TwinPatch -benchtime 4000x
 func BenchmarkTwinPatch(b *testing.B) {
-	// As `hub serve` on the file store runs: twice the Ps, unless GOMAXPROCS
-	// is set (store.Procs).
-	if os.Getenv("GOMAXPROCS") == "" {
-		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(store.Procs(runtime.GOMAXPROCS(0))))
-	}
 	for _, clients := range []int{1, 16, 64, 256} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			procsAsHubServe(b)
 			h := hubtest.Start(b, hubtest.Options{})
 			c := h.Client(b)
 			if _, err := c.CreateDevice(ctx, hubapi.Device{DeviceID: "bench"}); err != nil {
@@ -170,13 +167,11 @@ func BenchmarkDesiredDelivery(b *testing.B) {
 // with the store's BenchmarkPut16Writers: what HTTPS and a client in the same
 // process cost a durable write on this machine, whatever the hub does.
 func BenchmarkBareHTTPSPut(b *testing.B) {
-	if os.Getenv("GOMAXPROCS") == "" {
-		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(store.Procs(runtime.GOMAXPROCS(0))))
-	}
 	answer := []byte(`{"deviceId":"bench","moduleId":"m0","etag":"AAAAAAAAAAE=","version":2,"properties":{"desired":{"n":1,"interval":5,"$metadata":{"$lastUpdated":"2026-12-03T10:00:00.0000000Z"},"$version":2},"reported":{"$metadata":{"$lastUpdated":"2026-12-03T10:00:00.0000000Z"},"$version":1}}}`)
 	answer = append(answer, bytes.Repeat([]byte(" "), max(0, 600-len(answer)))...)
 	for _, clients := range []int{16, 64, 256} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			procsAsHubServe(b)
 			st, err := store.Open(b.TempDir())
 			if err != nil {
 				b.Fatal(err)
@@ -196,6 +191,7 @@ func BenchmarkBareHTTPSPut(b *testing.B) {
 				w.Write(answer)
 			}))
 			srv.EnableHTTP2 = false
+			srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes cut by Close at the end
 			srv.StartTLS()
 			defer srv.Close()
 			tr := srv.Client().Transport.(*http.Transport)
@@ -256,5 +252,16 @@ func BenchmarkBareHTTPSPut(b *testing.B) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "puts/s")
 			b.ReportMetric(float64((cputime.Self()-cpu).Microseconds())/float64(b.N), "cpu-us/put")
 		})
+	}
+}
+
+// procsAsHubServe runs the rest of benchmark b with the Ps `hub serve` on
+// the file store gives itself (store.Procs), unless GOMAXPROCS is set. Set
+// in each sub-benchmark: the testing package runs a sub-benchmark's timed
+// rounds after its parent's function has returned.
+func procsAsHubServe(b *testing.B) {
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) == runtime.NumCPU() {
+		old := runtime.GOMAXPROCS(store.Procs(runtime.GOMAXPROCS(0)))
+		b.Cleanup(func() { runtime.GOMAXPROCS(old) })
 	}
 }

@@ -90,7 +90,7 @@ func reportRate(b *testing.B, unit string) {
 //
 // It runs with the Ps a process on this store is given (Procs), unless GOMAXPROCS is set.
 func benchPut(b *testing.B, writers int) {
-	if os.Getenv("GOMAXPROCS") == "" {
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) == runtime.NumCPU() {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(Procs(runtime.GOMAXPROCS(0))))
 	}
 	s := openT(b, b.TempDir())

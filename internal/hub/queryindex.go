@@ -48,8 +48,11 @@ type indexEntry struct {
 	// deletion (a tombstone: the entity stays in the map).
 	identVer, twinVer int64
 	live              bool // the identity exists
-	identityFields         // of the device (device twins)
-	twin              flatTwin
+	// What the twin shows of the device's identity (device twins; nil for
+	// modules and devices without one): a pointer, so that the 60,000
+	// module entries of a large fleet do not each carry 56 empty bytes.
+	ident *identityFields
+	twin  flatTwin
 	// The automatic deployments that target the device, on its $edgeAgent
 	// twin's entry, and the version of the deploy state record they are from
 	// (queryconfigs.go).
@@ -123,15 +126,16 @@ func (x *twinIndex) apply(del bool, key string, version int64, value []byte) {
 	if kind == "devices" && mid != "" || kind == "modules" && mid == "" {
 		return
 	}
-	var ident identityFields
-	if !del { // read outside the lock
-		switch kind {
-		case "twins":
-		case "devices", "modules":
-			ident = readIdentity(value)
-		default:
-			return
-		}
+	var ident *identityFields
+	switch {
+	case kind != "twins" && kind != "devices" && kind != "modules":
+		return
+	case kind == "devices" && !del:
+		// Read outside the lock. A module's twin shows nothing of its
+		// identity (withIdentity, twinView): of a module, only its
+		// existence counts.
+		f := readIdentity(value)
+		ident = &f
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -161,7 +165,7 @@ func (x *twinIndex) apply(del bool, key string, version int64, value []byte) {
 		}
 		e.identVer = version
 		e.live = !del
-		e.identityFields = ident
+		e.ident = ident
 	}
 	if e.live != wasLive {
 		x.sorted[collectionOf(e.moduleID != "")] = nil
@@ -176,6 +180,16 @@ func (x *twinIndex) deleted(key string, version int64) {
 	x.mu.RUnlock()
 	x.apply(true, key, version, nil)
 }
+
+// identity is e.ident, or no fields when it has none.
+func (e *indexEntry) identity() *identityFields {
+	if e.ident == nil {
+		return &noIdentity
+	}
+	return e.ident
+}
+
+var noIdentity identityFields
 
 // identityFields are what twins show of their device or module identity.
 type identityFields struct {
@@ -230,7 +244,7 @@ func freshTwin(deviceID, moduleID string, now time.Time) map[string]any {
 // withIdentity returns twin t with what its identity says of itself: its
 // connectionState (when known), and for a device twin the device's status
 // and capabilities.
-func withIdentity(t map[string]any, moduleID string, ident identityFields, connState string) map[string]any {
+func withIdentity(t map[string]any, moduleID string, ident *identityFields, connState string) map[string]any {
 	doc := make(map[string]any, len(t)+3)
 	for k, v := range t {
 		doc[k] = v
@@ -238,7 +252,7 @@ func withIdentity(t map[string]any, moduleID string, ident identityFields, connS
 	if connState != "" {
 		doc["connectionState"] = connState
 	}
-	if moduleID != "" {
+	if moduleID != "" || ident == nil {
 		return doc
 	}
 	if ident.status != "" {
@@ -260,7 +274,7 @@ func withIdentity(t map[string]any, moduleID string, ident identityFields, connS
 // with the device's status and capabilities; nil if e no longer exists.
 func (x *twinIndex) fullDoc(e *indexEntry) map[string]any {
 	x.mu.RLock()
-	live, ident, raw, cfgs := e.live, e.identityFields, e.twin.raw, e.configs
+	live, ident, raw, cfgs := e.live, e.ident, e.twin.raw, e.configs
 	x.mu.RUnlock()
 	if !live {
 		return nil

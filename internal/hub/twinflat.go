@@ -77,12 +77,12 @@ func (f *flattener) value(record bool) bool {
 			if !f.str() {
 				return false
 			}
-			key, ok := unquote(f.raw[ks:f.i])
+			key, ok := keyBytes(f.raw[ks:f.i])
 			if !ok || f.skipSpace() >= len(f.raw) || f.raw[f.i] != ':' {
 				return false
 			}
 			f.i++
-			rec := record && key != "$metadata"
+			rec := record && string(key) != "$metadata"
 			if rec {
 				if n > 0 {
 					f.path = append(f.path, '.')
@@ -177,6 +177,18 @@ func endsScalar(c byte) bool {
 	return false
 }
 
+// keyBytes is unquote for a member name, without allocating when it has no
+// escapes (the common case: it then shares b, which the caller only reads
+// while b lives). A hub indexing 50,000 module twins at start reads
+// millions of names: as strings they were most of its garbage.
+func keyBytes(b []byte) ([]byte, bool) {
+	if len(b) >= 2 && bytes.IndexByte(b, '\\') < 0 {
+		return b[1 : len(b)-1], true
+	}
+	s, ok := unquote(b)
+	return []byte(s), ok
+}
+
 func unquote(b []byte) (string, bool) {
 	if len(b) < 2 {
 		return "", false
@@ -235,28 +247,29 @@ func (v *twinView) Get(p *query.Path) (any, bool) {
 		return s, s != ""
 	}
 	if e.moduleID == "" {
+		id := e.identity()
 		switch p.Key {
 		case "status":
-			return e.status, e.status != ""
+			return id.status, id.status != ""
 		case "capabilities":
-			if e.iotEdge == nil {
+			if id.iotEdge == nil {
 				return nil, false
 			}
-			return map[string]any{"iotEdge": *e.iotEdge}, true
+			return map[string]any{"iotEdge": *id.iotEdge}, true
 		case "capabilities.iotEdge":
-			if e.iotEdge == nil {
+			if id.iotEdge == nil {
 				return nil, false
 			}
-			return *e.iotEdge, true
+			return *id.iotEdge, true
 		case "deviceScope":
-			return e.scope, e.scope != ""
+			return id.scope, id.scope != ""
 		case "parentScopes":
-			if e.parentScope == "" {
+			if id.parentScope == "" {
 				return nil, false
 			}
-			return []any{e.parentScope}, true
+			return []any{id.parentScope}, true
 		case "parentScopes[0]":
-			return e.parentScope, e.parentScope != ""
+			return id.parentScope, id.parentScope != ""
 		}
 	}
 	if isConfigurationsPath(e, p.Key) {
@@ -357,12 +370,12 @@ func (f *flattener) enter(name string, index int) bool {
 			if !f.str() {
 				return false
 			}
-			k, ok := unquote(f.raw[ks:f.i])
+			k, ok := keyBytes(f.raw[ks:f.i])
 			if !ok || f.skipSpace() >= len(f.raw) || f.raw[f.i] != ':' {
 				return false
 			}
 			f.i++
-			if k == name {
+			if string(k) == name {
 				return true
 			}
 		}

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -100,11 +101,92 @@ func (x *twinIndex) load(ctx context.Context, st store.Store) error {
 		if err != nil {
 			return err
 		}
+		if p == "twins/" {
+			x.loadTwins(recs)
+			continue
+		}
 		for _, r := range recs {
 			x.apply(false, r.Key, r.Version, r.Value)
 		}
 	}
 	return nil
+}
+
+// loadTwins applies twin records as apply does, flattening their JSON (most
+// of the time the index takes to load) on every CPU: each goroutine numbers
+// the paths it meets on its own, and their numbers are then made the
+// index's.
+func (x *twinIndex) loadTwins(recs []store.Record) {
+	const minPart = 512
+	parts := min(runtime.GOMAXPROCS(0), (len(recs)+minPart-1)/minPart)
+	if parts <= 1 {
+		for _, r := range recs {
+			x.apply(false, r.Key, r.Version, r.Value)
+		}
+		return
+	}
+	type part struct {
+		recs  []store.Record
+		paths map[string]uint32 // the part's own numbers
+		flats []flatTwin        // of recs; raw nil for JSON that is not a twin's
+	}
+	ps := make([]part, parts)
+	var wg sync.WaitGroup
+	for i := range ps {
+		p := &ps[i]
+		p.recs = recs[i*len(recs)/parts : (i+1)*len(recs)/parts]
+		wg.Go(func() {
+			p.paths, p.flats = map[string]uint32{}, make([]flatTwin, len(p.recs))
+			var scratch []leaf
+			for j, r := range p.recs {
+				p.flats[j], _ = flatten(p.paths, &scratch, r.Value)
+			}
+		})
+	}
+	wg.Wait()
+	for _, p := range ps {
+		x.mu.Lock()
+		ids := make([]uint32, len(p.paths))
+		for path, id := range p.paths {
+			n, ok := x.paths[path]
+			if !ok {
+				n = uint32(len(x.paths))
+				x.paths[path] = n
+			}
+			ids[id] = n
+		}
+		for j, r := range p.recs {
+			f := p.flats[j]
+			for k := range f.leaves {
+				f.leaves[k].path = ids[f.leaves[k].path]
+			}
+			sortLeaves(f.leaves)
+			rest := strings.TrimPrefix(r.Key, "twins/")
+			id, mid, _ := strings.Cut(rest, "/")
+			x.setTwinLocked(x.entityLocked(rest, id, mid), r.Version, f)
+		}
+		x.mu.Unlock()
+	}
+}
+
+// entityLocked returns the entry of rest ("id" or "id/mid"), made if need
+// be; x.mu is held.
+func (x *twinIndex) entityLocked(rest, id, mid string) *indexEntry {
+	e := x.entities[rest]
+	if e == nil {
+		e = &indexEntry{deviceID: id, moduleID: mid}
+		x.entities[rest] = e
+	}
+	return e
+}
+
+// setTwinLocked records twin f (none: raw nil, for a deletion or JSON that
+// is not a twin's) of e at store version; x.mu is held.
+func (x *twinIndex) setTwinLocked(e *indexEntry, version int64, f flatTwin) {
+	x.maxSeen = max(x.maxSeen, version)
+	if version > e.twinVer {
+		e.twinVer, e.twin = version, f
+	}
 }
 
 // apply records a put (or with del, a deletion) of the store record key at
@@ -140,25 +222,18 @@ func (x *twinIndex) apply(del bool, key string, version int64, value []byte) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.maxSeen = max(x.maxSeen, version)
-	e := x.entities[rest]
-	if e == nil {
-		e = &indexEntry{deviceID: id, moduleID: mid}
-		x.entities[rest] = e
-	}
+	e := x.entityLocked(rest, id, mid)
 	wasLive := e.live
 	switch kind {
 	case "twins":
 		if version <= e.twinVer {
 			return
 		}
-		e.twinVer = version
-		e.twin = flatTwin{}
+		var f flatTwin
 		if !del {
-			var ok bool
-			if e.twin, ok = x.flatten(value); !ok {
-				e.twin = flatTwin{}
-			}
+			f, _ = x.flatten(value)
 		}
+		x.setTwinLocked(e, version, f)
 	default:
 		if version <= e.identVer {
 			return

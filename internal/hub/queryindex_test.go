@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/query"
+	"github.com/outpost-edge/outpost/internal/store"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
 
@@ -192,6 +193,67 @@ func TestRawViewMatchesDecoding(t *testing.T) {
 		}
 		if len(paths) < 30 {
 			t.Fatalf("only %d paths in %v", len(paths), doc)
+		}
+	}
+}
+
+// TestLoadTwinsMatchesApply: twins loaded at start in parallel (loadTwins,
+// each part numbering paths on its own) read as twins applied one by one,
+// and a twin the index already has at a later version is kept.
+func TestLoadTwinsMatchesApply(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var recs []store.Record
+	for i := range 1500 {
+		id, mid := fmt.Sprintf("device-%05d", i/3), fmt.Sprintf("module-%d", i%3)
+		tw := twin.New(id, mid, now)
+		// Paths that only some twins have, met in a different order by each part.
+		desired := fmt.Sprintf(`{"p%d":{"q%d":[%d,{"r":"s"}]},"common":%d}`, i%17, i%5, i, i%7)
+		if _, err := tw.PatchDesired([]byte(desired), now); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := tw.MarshalJSON()
+		if i%500 == 7 {
+			b = []byte(`{"not":"closed"`) // not a twin's JSON: indexed as none
+		}
+		recs = append(recs, store.Record{Key: "twins/" + id + "/" + mid, Version: int64(i + 1), Value: b})
+	}
+	one := newTwinIndex(func() time.Time { return now })
+	for _, r := range recs {
+		one.apply(false, r.Key, r.Version, r.Value)
+	}
+	all := newTwinIndex(func() time.Time { return now })
+	later := []byte(`{"deviceId":"device-00001","moduleId":"module-1","properties":{"desired":{"later":true}}}`)
+	all.apply(false, "twins/device-00001/module-1", 1e6, later)
+	all.loadTwins(recs)
+
+	if len(all.paths) != len(one.paths)+1 { // + properties.desired.later
+		t.Errorf("%d paths, want %d", len(all.paths), len(one.paths)+1)
+	}
+	var queries []*query.Query
+	for path := range one.paths {
+		q, err := query.Parse("SELECT " + path + " AS v FROM devices.modules")
+		if err != nil {
+			t.Fatal(err)
+		}
+		queries = append(queries, q)
+	}
+	for rest, want := range one.entities {
+		got := all.entities[rest]
+		if rest == "device-00001/module-1" {
+			if got.twinVer != 1e6 || string(got.twin.raw) != string(later) {
+				t.Errorf("%s: version %d %s, want the later one", rest, got.twinVer, got.twin.raw)
+			}
+			continue
+		}
+		if got == nil || got.twinVer != want.twinVer || (got.twin.raw == nil) != (want.twin.raw == nil) || len(got.twin.leaves) != len(want.twin.leaves) {
+			t.Fatalf("%s: got %+v, want %+v", rest, got, want)
+		}
+		for _, q := range queries { // a view caches the path ids of one query
+			g := q.ProjectGetter(&twinView{x: all, e: got})["v"]
+			w := q.ProjectGetter(&twinView{x: one, e: want})["v"]
+			if !reflect.DeepEqual(g, w) {
+				t.Fatalf("%s %s: loaded %v, applied %v", rest, q, g, w)
+			}
 		}
 	}
 }

@@ -30,18 +30,28 @@ type leaf struct {
 
 // flatten indexes a twin's JSON (held under x.mu: it numbers new paths).
 func (x *twinIndex) flatten(raw []byte) (flatTwin, bool) {
-	f := flattener{x: x, raw: raw, leaves: x.scratch[:0]}
+	return flatten(x.paths, &x.scratch, raw)
+}
+
+// flatten indexes a twin's JSON, numbering the paths it meets in paths, with
+// *scratch as its working space.
+func flatten(paths map[string]uint32, scratch *[]leaf, raw []byte) (flatTwin, bool) {
+	f := flattener{paths: paths, raw: raw, leaves: (*scratch)[:0]}
 	ok := f.value(true) && f.skipSpace() == len(raw)
-	x.scratch = f.leaves
+	*scratch = f.leaves
 	if !ok {
 		return flatTwin{}, false
 	}
-	slices.SortFunc(f.leaves, func(a, b leaf) int { return cmp.Compare(a.path, b.path) })
+	sortLeaves(f.leaves)
 	return flatTwin{raw: raw, leaves: slices.Clone(f.leaves)}, true
 }
 
+func sortLeaves(l []leaf) {
+	slices.SortFunc(l, func(a, b leaf) int { return cmp.Compare(a.path, b.path) })
+}
+
 type flattener struct {
-	x      *twinIndex
+	paths  map[string]uint32 // numbers of paths; nil: none recorded
 	raw    []byte
 	i      int
 	leaves []leaf
@@ -142,10 +152,10 @@ func (f *flattener) value(record bool) bool {
 		}
 	}
 	if record && n > 0 {
-		id, ok := f.x.paths[string(f.path)] // no allocation for a path seen before
+		id, ok := f.paths[string(f.path)] // no allocation for a path seen before
 		if !ok {
-			id = uint32(len(f.x.paths))
-			f.x.paths[string(f.path)] = id
+			id = uint32(len(f.paths))
+			f.paths[string(f.path)] = id
 		}
 		f.leaves = append(f.leaves, leaf{path: id, off: uint32(start), end: uint32(f.i)})
 	}

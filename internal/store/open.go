@@ -237,7 +237,8 @@ func loadRecord(dirFile *os.File, dir, name string, buf []byte) (loaded, []byte,
 	}
 	key, version, value, err := parseRecord(buf)
 	if err == nil {
-		if err = checkKey(key); err == nil && fileName(key) != name {
+		var nameBuf [maxNameLen + len(".json")]byte
+		if err = checkKey(key); err == nil && string(appendFileName(nameBuf[:0], key)) != name {
 			err = fmt.Errorf("it holds key %s, whose file is %s", key, fileName(key))
 		}
 	}

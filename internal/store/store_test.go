@@ -352,6 +352,9 @@ func TestFileName(t *testing.T) {
 		if reservedOnWindows([]byte(strings.TrimSuffix(name, ".json"))) {
 			t.Errorf("fileName(%q) = %q is reserved on Windows", k, name)
 		}
+		if got := string(appendFileName([]byte("con"), k)); got != "con"+name {
+			t.Errorf("appendFileName(con, %q) = %q, want con%s", k, got, name)
+		}
 		folded := strings.ToLower(name)
 		if other, ok := seen[folded]; ok {
 			t.Errorf("keys %q and %q share file %q (ignoring case)", k, other, name)

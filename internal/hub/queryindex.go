@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"runtime"
 	"slices"
 	"strings"
@@ -92,15 +93,33 @@ func (x *twinIndex) load(ctx context.Context, st store.Store) error {
 			}
 		}()
 	}
-	for _, p := range indexPrefixes {
-		list := st.List
-		if shared != nil {
-			list = shared.ListShared
-		}
+	list := st.List
+	if shared != nil {
+		list = shared.ListShared
+	}
+	// An entry for each identity, made at its full size rather than grown.
+	lists, n := map[string][]store.Record{}, 0
+	for _, p := range []string{"devices/", "modules/"} {
 		recs, err := list(p)
 		if err != nil {
 			return err
 		}
+		lists[p], n = recs, n+len(recs)
+	}
+	x.mu.Lock()
+	entities := make(map[string]*indexEntry, len(x.entities)+n)
+	maps.Copy(entities, x.entities) // what the watches applied meanwhile
+	x.entities = entities
+	x.mu.Unlock()
+	for _, p := range indexPrefixes {
+		recs, ok := lists[p]
+		if !ok {
+			var err error
+			if recs, err = list(p); err != nil {
+				return err
+			}
+		}
+		delete(lists, p)
 		if p == "twins/" {
 			x.loadTwins(recs)
 			continue
@@ -275,27 +294,72 @@ type identityFields struct {
 }
 
 // readIdentity reads them from an identity record without decoding all of
-// it (the index reads every identity when the hub starts).
+// it (the index reads every device identity when the hub starts), in one
+// pass over its members.
 func readIdentity(b []byte) identityFields {
+	var m [6][]byte
+	topMembers(b, []string{"status", "capabilities", "deviceScope", "parentScopes", "deviceId", "generationId"}, m[:])
+	status, caps, scope, parents, id, gen := m[0], m[1], m[2], m[3], m[4], m[5]
 	var f identityFields
-	if v, ok := lookupRaw(b, "status"); ok {
-		s, _ := decodeValue(v)
+	if status != nil {
+		s, _ := decodeValue(status)
 		f.status, _ = s.(string)
 		f.status = strings.Clone(f.status) // not the record's bytes: a short string
 	}
-	if v, ok := lookupRaw(b, "capabilities.iotEdge"); ok {
+	if v, ok := lookupRaw(caps, "iotEdge"); ok {
 		if e, _ := decodeValue(v); e == true || e == false {
 			edge := e == true
 			f.iotEdge = &edge
 		}
 	}
-	f.scope, f.parentScope = rawString(b, "deviceScope"), rawString(b, "parentScopes[0]")
+	f.scope, f.parentScope = rawString(scope, ""), rawString(parents, "[0]")
 	if f.scope == "" && (f.iotEdge == nil || *f.iotEdge) { // written before scopes were kept
-		if id, gen := rawString(b, "deviceId"), rawString(b, "generationId"); id != "" && gen != "" {
+		if id, gen := rawString(id, ""), rawString(gen, ""); id != "" && gen != "" {
 			f.scope = hubapi.EdgeScope(id, gen)
 		}
 	}
 	return f
+}
+
+// topMembers sets vals[i] to the JSON of member names[i] of the object b
+// (the first, as lookupRaw finds it), nil when b has none.
+func topMembers(b []byte, names []string, vals [][]byte) {
+	f := flattener{raw: b}
+	if f.skipSpace() >= len(b) || b[f.i] != '{' {
+		return
+	}
+	f.i++
+	if f.skipSpace() < len(b) && b[f.i] == '}' {
+		return
+	}
+	for {
+		f.skipSpace()
+		ks := f.i
+		if !f.str() {
+			return
+		}
+		k, ok := keyBytes(b[ks:f.i])
+		if !ok || f.skipSpace() >= len(b) || b[f.i] != ':' {
+			return
+		}
+		f.i++
+		start := f.skipSpace()
+		if !f.value(false) {
+			return
+		}
+		for i, name := range names {
+			if vals[i] == nil && string(k) == name {
+				vals[i] = b[start:f.i]
+			}
+		}
+		if f.skipSpace() >= len(b) {
+			return
+		}
+		f.i++
+		if b[f.i-1] != ',' {
+			return
+		}
+	}
 }
 
 // rawString returns the string at path in the JSON object b, or "".

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/query"
 	"github.com/outpost-edge/outpost/internal/store"
 	"github.com/outpost-edge/outpost/internal/twin"
@@ -254,6 +255,53 @@ func TestLoadTwinsMatchesApply(t *testing.T) {
 			if !reflect.DeepEqual(g, w) {
 				t.Fatalf("%s %s: loaded %v, applied %v", rest, q, g, w)
 			}
+		}
+	}
+}
+
+// TestReadIdentity: readIdentity, one pass over a record's members, finds
+// what looking each path up finds (readIdentity's former way).
+func TestReadIdentity(t *testing.T) {
+	byLookups := func(b []byte) identityFields {
+		var f identityFields
+		if v, ok := lookupRaw(b, "status"); ok {
+			s, _ := decodeValue(v)
+			f.status, _ = s.(string)
+		}
+		if v, ok := lookupRaw(b, "capabilities.iotEdge"); ok {
+			if e, _ := decodeValue(v); e == true || e == false {
+				edge := e == true
+				f.iotEdge = &edge
+			}
+		}
+		f.scope, f.parentScope = rawString(b, "deviceScope"), rawString(b, "parentScopes[0]")
+		if f.scope == "" && (f.iotEdge == nil || *f.iotEdge) {
+			if id, gen := rawString(b, "deviceId"), rawString(b, "generationId"); id != "" && gen != "" {
+				f.scope = hubapi.EdgeScope(id, gen)
+			}
+		}
+		return f
+	}
+	for _, doc := range []string{
+		`{"deviceId":"d1","generationId":"63","etag":"","status":"enabled","authentication":{"type":"sas","status":"x"},"capabilities":{"iotEdge":true},"deviceScope":"ms-azure-iot-edge://d1-63"}`,
+		`{"deviceId":"d1","generationId":"63","status":"disabled","capabilities":{"iotEdge":true}}`,
+		`{"deviceId":"leaf","generationId":"1","capabilities":{"iotEdge":false},"deviceScope":"ms-azure-iot-edge://e-2","parentScopes":["ms-azure-iot-edge://e-2"]}`,
+		`{"deviceId":"leaf","generationId":"1","capabilities":{"iotEdge":false}}`,
+		`{"deviceId":"d","generationId":"1"}`,
+		`{ "status" : "enabled" , "deviceId" : "d\u0031" , "generationId":"1", "capabilities" : { "iotEdge" : null } }`,
+		`{"st\u0061tus":"escaped key","deviceId":"d","generationId":"1"}`,
+		`{"status":"first","status":"second","parentScopes":[],"deviceScope":7}`,
+		`{"status":5,"capabilities":[],"parentScopes":[null,"x"]}`,
+		`{"parentScopes":{"0":"x"},"capabilities":{"iotEdge":"yes"}}`,
+		`{}`,
+		`[]`,
+		`{"status":"enabled",`,
+		`{"status":"enabled" "deviceId":"d"}`,
+	} {
+		got, want := readIdentity([]byte(doc)), byLookups([]byte(doc))
+		if got.status != want.status || got.scope != want.scope || got.parentScope != want.parentScope ||
+			(got.iotEdge == nil) != (want.iotEdge == nil) || got.iotEdge != nil && *got.iotEdge != *want.iotEdge {
+			t.Errorf("readIdentity(%s) = %+v, want %+v", doc, got, want)
 		}
 	}
 }

@@ -2,12 +2,11 @@ package hub
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"strings"
 	"sync"
 
-	"github.com/outpost-edge/outpost/internal/registry"
+	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/store"
 )
 
@@ -99,13 +98,27 @@ func (n *notifier) setParentLocked(id, parent string) {
 }
 
 // parentOfRecord returns the parent a device record names ("" for none,
-// or for a record that is not a device).
+// or for a record that is not a device): hubapi.Device.ParentID, read from
+// the record's JSON without decoding all of it (the notifier reads every
+// device when the hub starts).
 func parentOfRecord(value []byte) string {
-	var d registry.Device
-	if json.Unmarshal(value, &d) != nil {
-		return ""
+	scope, ok := lookupRaw(value, "parentScopes[0]")
+	if !ok {
+		caps, ok := lookupRaw(value, "capabilities")
+		if !ok || caps[0] != '{' {
+			return ""
+		}
+		if edge, ok := lookupRaw(caps, "iotEdge"); ok && string(edge) == "true" {
+			return ""
+		}
+		if scope, ok = lookupRaw(value, "deviceScope"); !ok {
+			return ""
+		}
 	}
-	return d.ParentID()
+	s, _ := decodeValue(scope)
+	str, _ := s.(string)
+	id, _ := hubapi.ScopeDeviceID(str)
+	return strings.Clone(id)
 }
 
 // notifyPage is how many device identities run reads at a time.

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/query"
+	"github.com/outpost-edge/outpost/internal/store"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
 
@@ -192,6 +194,114 @@ func TestRawViewMatchesDecoding(t *testing.T) {
 		}
 		if len(paths) < 30 {
 			t.Fatalf("only %d paths in %v", len(paths), doc)
+		}
+	}
+}
+
+// TestLoadTwinsMatchesApply: twins loaded at start in parallel (loadTwins,
+// each part numbering paths on its own) read as twins applied one by one,
+// and a twin the index already has at a later version is kept.
+func TestLoadTwinsMatchesApply(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var recs []store.Record
+	for i := range 1500 {
+		id, mid := fmt.Sprintf("device-%05d", i/3), fmt.Sprintf("module-%d", i%3)
+		tw := twin.New(id, mid, now)
+		// Paths that only some twins have, met in a different order by each part.
+		desired := fmt.Sprintf(`{"p%d":{"q%d":[%d,{"r":"s"}]},"common":%d}`, i%17, i%5, i, i%7)
+		if _, err := tw.PatchDesired([]byte(desired), now); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := tw.MarshalJSON()
+		if i%500 == 7 {
+			b = []byte(`{"not":"closed"`) // not a twin's JSON: indexed as none
+		}
+		recs = append(recs, store.Record{Key: "twins/" + id + "/" + mid, Version: int64(i + 1), Value: b})
+	}
+	one := newTwinIndex(func() time.Time { return now })
+	for _, r := range recs {
+		one.apply(false, r.Key, r.Version, r.Value)
+	}
+	all := newTwinIndex(func() time.Time { return now })
+	later := []byte(`{"deviceId":"device-00001","moduleId":"module-1","properties":{"desired":{"later":true}}}`)
+	all.apply(false, "twins/device-00001/module-1", 1e6, later)
+	all.loadTwins(recs)
+
+	if len(all.paths) != len(one.paths)+1 { // + properties.desired.later
+		t.Errorf("%d paths, want %d", len(all.paths), len(one.paths)+1)
+	}
+	var queries []*query.Query
+	for path := range one.paths {
+		q, err := query.Parse("SELECT " + path + " AS v FROM devices.modules")
+		if err != nil {
+			t.Fatal(err)
+		}
+		queries = append(queries, q)
+	}
+	for rest, want := range one.entities {
+		got := all.entities[rest]
+		if rest == "device-00001/module-1" {
+			if got.twinVer != 1e6 || string(got.twin.raw) != string(later) {
+				t.Errorf("%s: version %d %s, want the later one", rest, got.twinVer, got.twin.raw)
+			}
+			continue
+		}
+		if got == nil || got.twinVer != want.twinVer || (got.twin.raw == nil) != (want.twin.raw == nil) || len(got.twin.leaves) != len(want.twin.leaves) {
+			t.Fatalf("%s: got %+v, want %+v", rest, got, want)
+		}
+		for _, q := range queries { // a view caches the path ids of one query
+			g := q.ProjectGetter(&twinView{x: all, e: got})["v"]
+			w := q.ProjectGetter(&twinView{x: one, e: want})["v"]
+			if !reflect.DeepEqual(g, w) {
+				t.Fatalf("%s %s: loaded %v, applied %v", rest, q, g, w)
+			}
+		}
+	}
+}
+
+// TestReadIdentity: readIdentity, one pass over a record's members, finds
+// what looking each path up finds (readIdentity's former way).
+func TestReadIdentity(t *testing.T) {
+	byLookups := func(b []byte) identityFields {
+		var f identityFields
+		if v, ok := lookupRaw(b, "status"); ok {
+			s, _ := decodeValue(v)
+			f.status, _ = s.(string)
+		}
+		if v, ok := lookupRaw(b, "capabilities.iotEdge"); ok {
+			if e, _ := decodeValue(v); e == true || e == false {
+				edge := e == true
+				f.iotEdge = &edge
+			}
+		}
+		f.scope, f.parentScope = rawString(b, "deviceScope"), rawString(b, "parentScopes[0]")
+		if f.scope == "" && (f.iotEdge == nil || *f.iotEdge) {
+			if id, gen := rawString(b, "deviceId"), rawString(b, "generationId"); id != "" && gen != "" {
+				f.scope = hubapi.EdgeScope(id, gen)
+			}
+		}
+		return f
+	}
+	for _, doc := range []string{
+		`{"deviceId":"d1","generationId":"63","etag":"","status":"enabled","authentication":{"type":"sas","status":"x"},"capabilities":{"iotEdge":true},"deviceScope":"ms-azure-iot-edge://d1-63"}`,
+		`{"deviceId":"d1","generationId":"63","status":"disabled","capabilities":{"iotEdge":true}}`,
+		`{"deviceId":"leaf","generationId":"1","capabilities":{"iotEdge":false},"deviceScope":"ms-azure-iot-edge://e-2","parentScopes":["ms-azure-iot-edge://e-2"]}`,
+		`{"deviceId":"leaf","generationId":"1","capabilities":{"iotEdge":false}}`,
+		`{"deviceId":"d","generationId":"1"}`,
+		`{ "status" : "enabled" , "deviceId" : "d\u0031" , "generationId":"1", "capabilities" : { "iotEdge" : null } }`,
+		`{"st\u0061tus":"escaped key","deviceId":"d","generationId":"1"}`,
+		`{"status":"first","status":"second","parentScopes":[],"deviceScope":7}`,
+		`{"status":5,"capabilities":[],"parentScopes":[null,"x"]}`,
+		`{"parentScopes":{"0":"x"},"capabilities":{"iotEdge":"yes"}}`,
+		`{}`,
+		`[]`,
+		`{"status":"enabled",`,
+		`{"status":"enabled" "deviceId":"d"}`,
+	} {
+		got, want := readIdentity([]byte(doc)), byLookups([]byte(doc))
+		if got.status != want.status || got.scope != want.scope || got.parentScope != want.parentScope ||
+			(got.iotEdge == nil) != (want.iotEdge == nil) || got.iotEdge != nil && *got.iotEdge != *want.iotEdge {
+			t.Errorf("readIdentity(%s) = %+v, want %+v", doc, got, want)
 		}
 	}
 }

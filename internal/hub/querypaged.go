@@ -295,7 +295,8 @@ func (x *twinIndex) pageEntries(prefix string, modules bool, recs []store.Record
 		}
 		e := &indexEntry{deviceID: id, moduleID: mid, live: true, identVer: r.Version}
 		if !modules {
-			e.identityFields = readIdentity(r.Value)
+			f := readIdentity(r.Value)
+			e.ident = &f
 		}
 		entries = append(entries, e)
 		if !twins {

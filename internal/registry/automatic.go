@@ -614,7 +614,12 @@ func (q *workQueue) pop() (string, bool) {
 		}
 		for i, id := range q.order {
 			if !q.inflight[id] {
-				q.order = slices.Delete(q.order, i, i+1)
+				if i == 0 { // the usual case: no copy of the rest (a start queues every device)
+					q.order[0] = ""
+					q.order = q.order[1:]
+				} else {
+					q.order = slices.Delete(q.order, i, i+1)
+				}
 				delete(q.pending, id)
 				q.inflight[id] = true
 				return id, true

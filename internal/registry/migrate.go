@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/outpost-edge/outpost/internal/deployment"
 	"github.com/outpost-edge/outpost/internal/store"
@@ -42,26 +43,25 @@ func (r *Registry) MigrateSystemModules() (int, error) {
 
 // migrationOps returns MigrateSystemModules' writes, each conditional on the
 // version read, and the number of devices they change.
+// It runs at every start of the hub, so a store already migrated costs a
+// few lookups a device: no device is decoded and no twin read.
 func (r *Registry) migrationOps() ([]store.Op, int, error) {
-	devices, err := r.st.List("devices/")
-	if err != nil {
-		return nil, 0, err
-	}
 	var ops []store.Op
 	n := 0
-	for _, rec := range devices {
-		d, err := decodeRecord[Device](rec)
+	err := r.rangeAll("devices/", func(rec store.Record) error {
+		id := strings.TrimPrefix(rec.Key, "devices/")
+		dops, err := r.deviceMigrationOps(id)
 		if err != nil {
-			return nil, 0, err
-		}
-		dops, err := r.deviceMigrationOps(d.DeviceID)
-		if err != nil {
-			return nil, 0, fmt.Errorf("device %q: %w", d.DeviceID, err)
+			return fmt.Errorf("device %q: %w", id, err)
 		}
 		if len(dops) > 0 {
 			ops = append(ops, dops...)
 			n++
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
 	}
 	return ops, n, nil
 }
@@ -69,7 +69,7 @@ func (r *Registry) migrationOps() ([]store.Op, int, error) {
 func (r *Registry) deviceMigrationOps(id string) ([]store.Op, error) {
 	var ops []store.Op
 	exists := func(key string) (bool, error) {
-		_, err := r.st.Get(key)
+		_, err := r.getShared(key)
 		if errors.Is(err, store.ErrNotFound) {
 			return false, nil
 		}
@@ -109,10 +109,7 @@ func (r *Registry) deviceMigrationOps(id string) ([]store.Op, error) {
 	}); err != nil {
 		return nil, err
 	}
-	agentTwin, _, err := r.twinRecord(id, AgentModule)
-	if err != nil {
-		return nil, err
-	}
+	var agentTwin *twin.Twin // $agent's, when it moves; else read if needed
 	if err := move(twinKey, func(b []byte) ([]byte, error) {
 		t := new(twin.Twin)
 		if err := t.UnmarshalJSON(b); err != nil {
@@ -134,6 +131,11 @@ func (r *Registry) deviceMigrationOps(id string) ([]store.Op, error) {
 		return nil, err
 	}
 	ops = append(ops, store.PutOp(moduleKey(id, HubModule), b, 0))
+	if agentTwin == nil {
+		if agentTwin, _, err = r.twinRecord(id, AgentModule); err != nil {
+			return nil, err
+		}
+	}
 	if len(agentTwin.Desired()) == 0 {
 		return append(ops, store.DeleteOp(twinKey(id, HubModule), store.Any)), nil
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
@@ -56,7 +57,12 @@ const (
 // get their first byte encoded; names too long for a file system get a hash in their tail.
 // The key is stored inside the file, so the name never has to be decoded.
 func fileName(key string) string {
-	b := make([]byte, 0, len(key)+16)
+	return string(appendFileName(make([]byte, 0, len(key)+16), key))
+}
+
+// appendFileName appends fileName(key) to b.
+func appendFileName(b []byte, key string) []byte {
+	start := len(b)
 	for i := 0; i < len(key); i++ {
 		c := key[i]
 		if 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-' {
@@ -65,22 +71,22 @@ func fileName(key string) string {
 			b = append(b, '%', hexDigits[c>>4], hexDigits[c&15])
 		}
 	}
-	if reservedOnWindows(b) {
-		c := b[0]
-		b = append([]byte{'%', hexDigits[c>>4], hexDigits[c&15]}, b[1:]...)
+	if reservedOnWindows(b[start:]) {
+		c, rest := b[start], string(b[start+1:]) // a copy: the escape moves the bytes
+		b = append(append(b[:start], '%', hexDigits[c>>4], hexDigits[c&15]), rest...)
 	}
-	if len(b) > maxNameLen {
+	if len(b)-start > maxNameLen {
 		sum := sha256.Sum256([]byte(key))
-		b = append(b[:100], '~')
+		b = append(b[:start+100], '~')
 		b = hex.AppendEncode(b, sum[:16])
 	}
-	return string(append(b, ".json"...))
+	return append(b, ".json"...)
 }
 
 // reservedOnWindows reports whether name, up to its first dot, is a DOS device name.
 func reservedOnWindows(name []byte) bool {
 	base := name
-	if i := strings.IndexByte(string(name), '.'); i >= 0 {
+	if i := bytes.IndexByte(name, '.'); i >= 0 {
 		base = name[:i]
 	}
 	switch string(base) {

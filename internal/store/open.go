@@ -86,7 +86,7 @@ func (s *FileStore) load() error {
 	if err != nil {
 		return err
 	}
-	loaded, err := loadRecords(s.recDir, names)
+	loaded, err := loadRecords(s.recFile, s.recDir, names)
 	if err != nil {
 		return err
 	}
@@ -200,8 +200,8 @@ type loaded struct {
 	entry
 }
 
-// loadRecords reads the named record files in parallel.
-func loadRecords(dir string, names []string) ([]loaded, error) {
+// loadRecords reads the named record files of dir (open as dirFile) in parallel.
+func loadRecords(dirFile *os.File, dir string, names []string) ([]loaded, error) {
 	recs := make([]loaded, len(names))
 	var (
 		next     atomic.Int64
@@ -218,7 +218,7 @@ func loadRecords(dir string, names []string) ([]loaded, error) {
 					return
 				}
 				var err error
-				if recs[i], buf, err = loadRecord(dir, names[i], buf); err != nil {
+				if recs[i], buf, err = loadRecord(dirFile, dir, names[i], buf); err != nil {
 					errOnce.Do(func() { firstErr = err })
 					next.Store(int64(len(names)))
 					return
@@ -230,22 +230,22 @@ func loadRecords(dir string, names []string) ([]loaded, error) {
 	return recs, firstErr
 }
 
-func loadRecord(dir, name string, buf []byte) (loaded, []byte, error) {
-	path := filepath.Join(dir, name)
-	buf, err := readFile(path, buf)
+func loadRecord(dirFile *os.File, dir, name string, buf []byte) (loaded, []byte, error) {
+	buf, err := readFileAt(dirFile, dir, name, buf)
 	if err != nil {
 		return loaded{}, buf, fmt.Errorf("store: open: %w", err)
 	}
 	key, version, value, err := parseRecord(buf)
 	if err == nil {
-		if err = checkKey(key); err == nil && fileName(key) != name {
+		var nameBuf [maxNameLen + len(".json")]byte
+		if err = checkKey(key); err == nil && string(appendFileName(nameBuf[:0], key)) != name {
 			err = fmt.Errorf("it holds key %s, whose file is %s", key, fileName(key))
 		}
 	}
 	if err != nil {
 		return loaded{}, buf, fmt.Errorf("store: record file %s is damaged: %v. Records are written atomically, "+
 			"so something outside outpost changed it (disk fault, manual edit): restore it from a backup, "+
-			"or move it out of %s to go on without that record", path, err, dir)
+			"or move it out of %s to go on without that record", filepath.Join(dir, name), err, dir)
 	}
 	return loaded{key, entry{version: version, value: bytes.Clone(value), size: len(buf)}}, buf, nil
 }

@@ -5,11 +5,13 @@ package store
 import (
 	"io"
 	"os"
+	"path/filepath"
 )
 
-// readFile reads the file at path into buf[:0], growing it as needed.
-func readFile(path string, buf []byte) ([]byte, error) {
-	f, err := os.Open(path)
+// readFileAt reads the file name of the directory dirPath (open as dir) into buf[:0],
+// growing it as needed.
+func readFileAt(_ *os.File, dirPath, name string, buf []byte) ([]byte, error) {
+	f, err := os.Open(filepath.Join(dirPath, name))
 	if err != nil {
 		return buf, err
 	}

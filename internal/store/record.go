@@ -106,12 +106,25 @@ func parseRecord(data []byte) (key string, version int64, value []byte, err erro
 	if uint32(want) != crc32.Checksum(data[:sumEnd], castagnoli) {
 		return "", 0, nil, errBadRecord("checksum mismatch")
 	}
-	for _, c := range p[10:] {
-		if c != ' ' && c != '\n' && c != '\t' && c != '\r' {
-			return "", 0, nil, errBadRecord("unexpected bytes after the record")
-		}
+	if !isPadding(p[10:]) {
+		return "", 0, nil, errBadRecord("unexpected bytes after the record")
 	}
 	return key, version, value, nil
+}
+
+// isPadding reports whether b is only JSON whitespace. The padding
+// appendRecord writes (a newline, spaces, a newline) is compared at once:
+// byte by byte it was a sixth of the CPU time of loading 130,000 records.
+func isPadding(b []byte) bool {
+	if n := len(b); n >= 2 && n-2 <= len(spaces) && b[0] == '\n' && b[n-1] == '\n' && bytes.Equal(b[1:n-1], spaces[:n-2]) {
+		return true
+	}
+	for _, c := range b {
+		if c != ' ' && c != '\n' && c != '\t' && c != '\r' {
+			return false
+		}
+	}
+	return true
 }
 
 func eat(p *[]byte, prefix string) bool {

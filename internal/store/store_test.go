@@ -252,6 +252,7 @@ func TestDamagedFile(t *testing.T) {
 		"flipped value":  func(b []byte) []byte { b[strings.Index(string(b), "some")] = 'S'; return b },
 		"not a record":   func(b []byte) []byte { return []byte(`{"a":1}`) },
 		"trailing bytes": func(b []byte) []byte { return append(b, 'x') },
+		"padding byte":   func(b []byte) []byte { b[len(b)-100] = 'x'; return b },
 		"other key":      func(b []byte) []byte { return encodeRecord("other", 1, []byte(`1`)) },
 	}
 	for name, f := range damage {
@@ -309,6 +310,30 @@ func TestRecordFormat(t *testing.T) {
 	}
 }
 
+func TestIsPadding(t *testing.T) {
+	for _, tc := range []struct {
+		b    string
+		want bool
+	}{
+		{"", true},
+		{"\n", true},
+		{"\n\n", true},
+		{"\n" + strings.Repeat(" ", 4000) + "\n", true},
+		{"\n" + strings.Repeat(" ", blockSize) + "\n", true},
+		{"\n" + strings.Repeat(" ", blockSize+5) + "\n", true},
+		{" \t\r\n ", true},
+		{"\n" + strings.Repeat(" ", 2000) + "\t" + strings.Repeat(" ", 2000) + "\n", true},
+		{"\n" + strings.Repeat(" ", 2000) + "x" + strings.Repeat(" ", 2000) + "\n", false},
+		{"\n" + strings.Repeat(" ", 4000) + "x", false},
+		{"x" + strings.Repeat(" ", 4000) + "\n", false},
+		{"\n\x00\n", false},
+	} {
+		if got := isPadding([]byte(tc.b)); got != tc.want {
+			t.Errorf("isPadding(%q) = %v, want %v", tc.b, got, tc.want)
+		}
+	}
+}
+
 func TestFileName(t *testing.T) {
 	keys := []string{
 		"a", "A", "a/b", "a%2Fb", "a%2fb", "A/B", "$edgeAgent", "%24edgeAgent", "con", "CON", "con.x",
@@ -326,6 +351,9 @@ func TestFileName(t *testing.T) {
 		}
 		if reservedOnWindows([]byte(strings.TrimSuffix(name, ".json"))) {
 			t.Errorf("fileName(%q) = %q is reserved on Windows", k, name)
+		}
+		if got := string(appendFileName([]byte("con"), k)); got != "con"+name {
+			t.Errorf("appendFileName(con, %q) = %q, want con%s", k, got, name)
 		}
 		folded := strings.ToLower(name)
 		if other, ok := seen[folded]; ok {

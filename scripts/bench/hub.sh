@@ -5,8 +5,8 @@
 #
 # Fills a data dir with hubfill (once; kept in $BENCH_DIR, default /tmp/outpost-bench-hub),
 # then starts `outpost hub serve` on it three times and prints, for each start, the time from
-# exec to the listening line and the hub's RSS: once started, right after it has served a
-# full device list, and 10 s after that.
+# exec to the listening line, the CPU time the hub had used by then, and the hub's RSS: once
+# started, right after it has served a full device list, and 10 s after that.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 devices=${1:-10000}
@@ -44,6 +44,7 @@ for run in 1 2 3; do
 	start=$(date +%s%N)
 	start_hub
 	ready=$(date +%s%N)
+	cpu=$(awk '{print $14 + $15}' /proc/$pid/stat) # utime + stime, in clock ticks
 	idle=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 	addr=$(grep -o 'https://[^ ]*' "$log" | head -1)
 	cs=$("$bin" hub credentials --data "$dir" -o json | sed -n 's/.*"connectionString": "\(.*\)".*/\1/p')
@@ -54,7 +55,7 @@ for run in 1 2 3; do
 	settled=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 	hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
 	kill -TERM $pid; wait $pid || true
-	printf 'run %d: start %d ms; RSS %d MB started, %d MB right after listing %d devices, %d MB 10 s later (peak %d MB)\n' \
-		"$run" $(( (ready - start) / 1000000 )) $(( idle / 1024 )) $(( rss / 1024 )) "$n" $(( settled / 1024 )) $(( hwm / 1024 ))
+	printf 'run %d: start %d ms (%d ms of CPU); RSS %d MB started, %d MB right after listing %d devices, %d MB 10 s later (peak %d MB)\n' \
+		"$run" $(( (ready - start) / 1000000 )) $(( cpu * 1000 / $(getconf CLK_TCK) )) $(( idle / 1024 )) $(( rss / 1024 )) "$n" $(( settled / 1024 )) $(( hwm / 1024 ))
 	rm -f "$log"
 done

@@ -95,6 +95,13 @@ for t in $topologies; do
 		"$work/replicabench" -hub "$cs" -ca "$ca" -mode fanout -devices "$devices" -clients 64 \
 			-lbs "$(join "${lbaddrs[@]}")" -replicas "$(join "${replicas[@]}")" \
 			-pid "$(join "${rpids[@]}")" -lbpid "$(join "${lbpids[@]}")"
+		# What haproxy saw: how often a replica's /readyz check failed under the load (see
+		# docs/scale.md on shutdown-sessions) and the connections it refused meanwhile.
+		for i in $(seq 1 "$nlb"); do
+			show_stat "$tdir/haproxy$i.sock" | awk -F, -v lb="$i" 'NR == 1 {for (f = 1; f <= NF; f++) c[$f] = f; next}
+				$1 == "replicas" && $2 != "BACKEND" {printf "haproxy %s, %s: %s sessions so far, marked down %s times (%s s), last check %s %s ms, %s connections failed\n", lb, $2, $c["stot"], $c["chkdown"], $c["downtime"], $c["check_status"], $c["check_duration"], $c["econ"]}
+				$1 == "replicas" && $2 == "BACKEND" {printf "haproxy %s: %s client connections refused (no replica up)\n", lb, $c["econ"]}'
+		done
 	done
 	for i in $(seq 1 "$n"); do
 		echo "replica $i: $(grep -ciE 'error|panic' "$tdir/hub$i.log" || true) lines with error or panic in its log"

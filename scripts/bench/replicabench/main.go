@@ -46,6 +46,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -293,6 +294,8 @@ func heldPolls(owner *hubclient.Client, replicas []*hubclient.Client) []int64 {
 	return n
 }
 
+var deviceIDs = regexp.MustCompile(`fan-[0-9]{5}`)
+
 // errorCount counts errors by message (a few kinds, each many times).
 type errorCount struct {
 	mu sync.Mutex
@@ -300,7 +303,7 @@ type errorCount struct {
 }
 
 func (e *errorCount) add(err error) {
-	msg := err.Error()
+	msg := deviceIDs.ReplaceAllString(err.Error(), "fan-N") // one kind, whichever device
 	if len(msg) > 160 {
 		msg = msg[:160] + "…"
 	}

@@ -1,30 +1,55 @@
 #!/usr/bin/env bash
-# 10,000 simulated devices holding sync long polls on one hub, one desired patch fanned out
-# to all of them.
+# 10,000 simulated devices holding sync long polls on one hub, or on hub replicas on etcd,
+# one desired patch fanned out to all of them.
 #
-#   scripts/bench/fanout.sh [DEVICES] [RUNS]     (default 10,000 devices, 3 runs)
+#   scripts/bench/fanout.sh [DEVICES] [RUNS] [TOPOLOGIES]
 #
-# Starts `outpost hub serve` (file store, data in a temp dir; --max-conns-per-ip raised, as
-# every simulated device connects from 127.0.0.1), makes the devices once (each with one
-# module, "m"), then RUNS times: every device opens its own TLS connection and holds a sync
-# long poll; once the hub holds them all, one desired patch goes to every device's module
-# twin (`twin patch` on each, 64 at a time); timed until the last device's poll has returned
-# with it. The hub's RSS before the devices connect and with every poll held gives the memory
-# a held connection costs. The load program is scripts/bench/replicabench (-mode fanout).
+# Default 10,000 devices, 3 runs, topology file. TOPOLOGIES, space-separated, one after the
+# other in one run:
+#
+#   file   one `outpost hub serve` on the file store (data in a temp dir), devices connecting
+#          to it directly;
+#   etcd1  1 replica on 1 member of Debian's etcd, behind Debian's haproxy;
+#   etcd3  3 replicas on 3 etcd members, behind haproxy (leastconn spreads the devices).
+#
+# The etcd topologies are scripts/bench/replicas.sh's (etcd_topology in lib.sh: the haproxy
+# configuration of docs/scale.md, members' data on tmpfs), started from nothing; where one
+# haproxy cannot hold every device's connection under the open-file limit (two files a
+# connection), there are as many haproxies as it takes, the devices taking each in turn, the
+# PATCHes going through the first. Every hub runs with --max-conns-per-ip raised, as every
+# simulated device (and haproxy) connects from 127.0.0.1.
+#
+# The devices are made once a topology (each with one module, "m"), then RUNS times, on a fresh
+# hub (file) or fresh replicas (etcd: Go keeps freed heap for a while, so a process that held
+# the last run's connections would start the next one with their memory): every device opens
+# its own TLS connection and holds a sync long poll; once the hub holds them all, one desired
+# patch goes to every device's module twin (`twin patch` on each, 64 at a time); timed until
+# the last device's poll has returned with it. The RSS of each hub process (and haproxy)
+# before the devices connect and with every poll held gives the memory a held connection
+# costs. The load program is scripts/bench/replicabench (-mode fanout).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 devices=${1:-10000}
 runs=${2:-3}
+topologies=${3:-file}
 work=$(mktemp -d)
+shm=
 pids=()
 # shellcheck source=scripts/bench/lib.sh
 . scripts/bench/lib.sh
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$work"
+	rm -rf "$work" ${shm:+"$shm"}
 }
 trap cleanup EXIT
+for t in $topologies; do
+	case $t in
+	file) ;;
+	etcd1 | etcd3) need_etcd_haproxy ;;
+	*) echo "topology $t: use file, etcd1 or etcd3" >&2; exit 1 ;;
+	esac
+done
 # The hub and the load program each hold a connection a device, and some files to spare.
 need=$((devices + 1024))
 if [ "$(ulimit -Sn)" != unlimited ] && [ "$(ulimit -Sn)" -lt "$need" ]; then
@@ -37,19 +62,52 @@ if [ "$(ulimit -Sn)" != unlimited ] && [ "$(ulimit -Sn)" -lt "$need" ]; then
 fi
 go build -o "$work/outpost" ./cmd/outpost
 go build -o "$work/replicabench" ./scripts/bench/replicabench
-# A fresh hub each run (same data dir): Go keeps freed heap for a while, so a hub that held
-# the last run's connections would start the next one with their memory.
-port=$(free_port)
-for run in $(seq 1 "$runs"); do
-	: >"$work/hub.log"
-	OUTPOST_CONFIG=/dev/null "$work/outpost" hub serve --data "$work/hub" --listen "127.0.0.1:$port" \
-		--amqp-listen "" --max-conns-per-ip -1 >"$work/hub.out" 2>"$work/hub.log" &
-	hub=$!
-	pids=($hub)
-	until grep -q "hub listening" "$work/hub.log"; do sleep 0.05; done
-	[ "$run" = 1 ] && cs=$(head -1 "$work/hub.out")
-	echo "run $run, load: $(cut -d' ' -f1-3 /proc/loadavg)"
-	"$work/replicabench" -hub "$cs" -ca "$work/hub/ca.pem" -mode fanout -devices "$devices" -clients 64 -pid "$hub"
-	kill "$hub"
-	wait "$hub" || true
+join() { local IFS=,; echo "$*"; }
+
+for t in $topologies; do
+	if [ "$t" = file ]; then
+		echo "== file store, one hub, devices connecting to it directly"
+		port=$(free_port)
+		for run in $(seq 1 "$runs"); do
+			: >"$work/hub.log"
+			OUTPOST_CONFIG=/dev/null "$work/outpost" hub serve --data "$work/hub" --listen "127.0.0.1:$port" \
+				--amqp-listen "" --max-conns-per-ip -1 >"$work/hub.out" 2>"$work/hub.log" &
+			hub=$!
+			pids=($hub)
+			until grep -q "hub listening" "$work/hub.log"; do sleep 0.05; done
+			[ "$run" = 1 ] && cs=$(head -1 "$work/hub.out")
+			echo "run $run, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+			"$work/replicabench" -hub "$cs" -ca "$work/hub/ca.pem" -mode fanout -devices "$devices" -clients 64 -pid "$hub"
+			kill "$hub"
+			wait "$hub" || true
+		done
+		continue
+	fi
+	n=${t#etcd}
+	shm=$(mktemp -d /dev/shm/outpost-fanout-XXXXXX)
+	cap=$(lb_capacity)
+	nlb=$(((devices + 200 + cap - 1) / cap))
+	etcd_topology "$n" "$nlb" --max-conns-per-ip -1
+	echo "== $n replica(s) + $n etcd member(s), behind $nlb haproxy(s) ($(join "${lbaddrs[@]}"); up to $cap connections each)"
+	for run in $(seq 1 "$runs"); do
+		[ "$run" = 1 ] || restart_replicas
+		echo "run $run, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+		"$work/replicabench" -hub "$cs" -ca "$ca" -mode fanout -devices "$devices" -clients 64 \
+			-lbs "$(join "${lbaddrs[@]}")" -replicas "$(join "${replicas[@]}")" \
+			-pid "$(join "${rpids[@]}")" -lbpid "$(join "${lbpids[@]}")"
+		# What haproxy saw: how often a replica's /readyz check failed under the load (see
+		# docs/scale.md on shutdown-sessions) and the connections it refused meanwhile.
+		for i in $(seq 1 "$nlb"); do
+			show_stat "$tdir/haproxy$i.sock" | awk -F, -v lb="$i" 'NR == 1 {for (f = 1; f <= NF; f++) c[$f] = f; next}
+				$1 == "replicas" && $2 != "BACKEND" {printf "haproxy %s, %s: %s sessions so far, marked down %s times (%s s), last check %s %s ms, %s connections failed\n", lb, $2, $c["stot"], $c["chkdown"], $c["downtime"], $c["check_status"], $c["check_duration"], $c["econ"]}
+				$1 == "replicas" && $2 == "BACKEND" {printf "haproxy %s: %s client connections refused (no replica up)\n", lb, $c["econ"]}'
+		done
+	done
+	for i in $(seq 1 "$n"); do
+		echo "replica $i: $(grep -ciE 'error|panic' "$tdir/hub$i.log" || true) lines with error or panic in its log"
+		grep -iE 'error|panic' "$tdir/hub$i.log" | sed -E 's/^[^ ]+ [^ ]+ //' | sort | uniq -c | sort -rn | head -3 || true
+	done
+	stop_topology
+	rm -rf "$shm"
+	shm=
 done

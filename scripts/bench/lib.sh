@@ -112,3 +112,142 @@ COPY --from=build /tempsensor /tempsensor
 ENTRYPOINT ["/tempsensor"]
 EOC
 }
+
+# show_stat SOCKET: haproxy's "show stat" (CSV) from its stats socket.
+show_stat() { haproxy_socket "$1" "show stat"; }
+
+# haproxy_socket SOCKET COMMAND: COMMAND's answer on haproxy's stats socket SOCKET.
+haproxy_socket() {
+	python3 -c 'import socket,sys
+s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode()+b"\n")
+b=b""
+while True:
+    d=s.recv(65536)
+    if not d: break
+    b+=d
+sys.stdout.write(b.decode())' "$1" "$2" 2>/dev/null || true
+}
+
+# haproxy_config_from_docs: the HAProxy configuration of docs/scale.md.
+haproxy_config_from_docs() {
+	awk '/^```text$/ {b=""; inb=1; next} /^```$/ && inb {if (b ~ /frontend hub/) {print b; exit}; inb=0; next} inb {b = b $0 "\n"}' docs/scale.md
+}
+
+# lb_capacity: the connections one haproxy can hold here: two open files a connection (client
+# and server side), a few to spare, under the hard limit (haproxy raises its soft one).
+lb_capacity() {
+	local h
+	h=$(ulimit -Hn)
+	[ "$h" = unlimited ] && h=1048576
+	echo $(((h - 100) / 2))
+}
+
+# need_etcd_haproxy: exits, saying what to install, unless Debian's etcd and haproxy are there.
+need_etcd_haproxy() {
+	command -v haproxy >/dev/null || { echo "needs Debian's haproxy (apt-get install haproxy)" >&2; exit 1; }
+	[ -x /usr/bin/etcd ] || { echo "needs Debian's etcd at /usr/bin/etcd (apt-get install etcd-server)" >&2; exit 1; }
+}
+
+# etcd_topology N [LBS [HUB_FLAG…]]: from nothing, N members of Debian's etcd (/usr/bin/etcd,
+# data under $shm, a tmpfs dir the script removes), N `outpost hub serve --store etcd`
+# replicas ($work/outpost, with HUB_FLAGs) and LBS (default 1) Debian haproxy processes in
+# front of all of them, each with the configuration of docs/scale.md (loopback addresses put
+# in; its global maxconn lowered to what the open-file limit allows, two files a connection).
+# Sets cs (the owner's connection string, HostName the first haproxy), ca, replicas (their
+# addresses), rpids, lb and lbaddrs (the haproxies' addresses), lbpids, and pids (all).
+etcd_topology() {
+	local n=$1 nlb=${2:-1} i peers="" cfg servers lbmax
+	shift 2 || shift $#
+	tdir=$work/t$n
+	mkdir -p "$tdir"
+	hub_flags=("$@")
+	declare -ga eclients=() epeers=() epids=() rpids=() lbpids=() lbaddrs=() replicas=()
+	for i in $(seq 1 "$n"); do
+		eclients+=("http://127.0.0.1:$(free_port)")
+		epeers+=("http://127.0.0.1:$(free_port)")
+		peers+="${peers:+,}e$i=${epeers[-1]}"
+	done
+	for i in $(seq 1 "$n"); do
+		/usr/bin/etcd --name "e$i" --data-dir "$shm/t$n-e$i" \
+			--listen-client-urls "${eclients[i-1]}" --advertise-client-urls "${eclients[i-1]}" \
+			--listen-peer-urls "${epeers[i-1]}" --initial-advertise-peer-urls "${epeers[i-1]}" \
+			--initial-cluster "$peers" --initial-cluster-state new --log-level warn \
+			--quota-backend-bytes 8589934592 >"$tdir/etcd$i.log" 2>&1 &
+		epids+=($!)
+	done
+	pids=("${epids[@]}")
+	for i in $(seq 1 "$nlb"); do lbaddrs+=("127.0.0.1:$(free_port)"); done
+	lb=${lbaddrs[0]}
+	for i in $(seq 1 "$n"); do replicas+=("127.0.0.1:$(free_port)"); done
+	start_replicas
+	lbmax=$(lb_capacity)
+	servers=""
+	for i in $(seq 1 "$n"); do servers+="    server r$i ${replicas[i-1]}"$'\n'; done
+	for i in $(seq 1 "$nlb"); do
+		cfg=$(haproxy_config_from_docs)
+		cfg=${cfg//\/run\/haproxy\/outpost.sock/$tdir/haproxy$i.sock}
+		cfg=${cfg//bind :443/bind ${lbaddrs[i-1]}}
+		# The docs' three server lines become this topology's, its maxconn what fits here.
+		cfg=$(printf '%s\n' "$cfg" | grep -v '^    server r[0-9] 10\.0\.0\.' | sed -E "s/^(    maxconn )[0-9]+/\1$lbmax/")
+		printf '%s\n%s' "$cfg" "$servers" >"$tdir/haproxy$i.cfg"
+		haproxy -c -f "$tdir/haproxy$i.cfg" >/dev/null
+		haproxy -db -f "$tdir/haproxy$i.cfg" >"$tdir/haproxy$i.log" 2>&1 &
+		lbpids+=($!)
+	done
+	pids=("${epids[@]}" "${rpids[@]}" "${lbpids[@]}")
+	wait_replicas_up
+	cs=$(sed -n 's/.*"connectionString": *"\([^"]*\)".*/\1/p' "$tdir/hub1/credentials.json")
+	ca=$tdir/hub1/ca.pem
+}
+
+# start_replicas: etcd_topology's replicas, one after the other (the first alone makes the CA
+# and the owner's key in etcd), each ready (/readyz) before the next; sets rpids.
+start_replicas() {
+	local i clients
+	clients=$(IFS=,; echo "${eclients[*]}")
+	rpids=()
+	for i in $(seq 1 "${#replicas[@]}"); do
+		OUTPOST_CONFIG=/dev/null "$work/outpost" hub serve --store etcd --etcd-endpoints "$clients" \
+			--data "$tdir/hub$i" --listen "${replicas[i-1]}" --amqp-listen "" --hostname "localhost:${lb##*:}" \
+			"${hub_flags[@]}" >"$tdir/hub$i.out" 2>>"$tdir/hub$i.log" &
+		rpids+=($!)
+		pids+=($!)
+		for _ in $(seq 600); do
+			curl -skf "https://${replicas[i-1]}/readyz" >/dev/null && break
+			sleep 0.1
+		done
+		curl -skf "https://${replicas[i-1]}/readyz" >/dev/null || { cat "$tdir/hub$i.log"; exit 1; }
+	done
+}
+
+# restart_replicas: etcd_topology's replicas stopped and started again (fresh processes on
+# the same etcd), and up again in every haproxy.
+restart_replicas() {
+	local p
+	for p in "${rpids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${rpids[@]}"; do wait "$p" 2>/dev/null || true; done
+	pids=("${epids[@]}" "${lbpids[@]}")
+	start_replicas
+	wait_replicas_up
+}
+
+# wait_replicas_up: until every haproxy shows every replica UP (20 s at most).
+wait_replicas_up() {
+	local i ok
+	for _ in $(seq 100); do
+		ok=1
+		for i in $(seq 1 "${#lbpids[@]}"); do
+			[ "$(show_stat "$tdir/haproxy$i.sock" | grep -c '^replicas,r[0-9]*,.*,UP,')" = "${#replicas[@]}" ] || ok=
+		done
+		[ -n "$ok" ] && return
+		sleep 0.2
+	done
+	echo "haproxy: not every replica UP after 20 s (see $tdir/haproxy*.log, $tdir/hub*.log)" >&2
+}
+
+# stop_topology: everything started so far.
+stop_topology() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	pids=()
+}

@@ -16,13 +16,21 @@
 // each holding a sync long poll on its own connection; then one desired
 // patch on every device's module twin ("twin patch" on each, -clients at a
 // time, as an operator's script would), timed until the last device's poll
-// returned with it. With -pid (the hub's process id) it prints the hub's
-// RSS before the devices connected, with all polls held, and the
-// difference per held poll.
+// returned with it. The devices connect to the connection string's address,
+// or, with -lbs (load balancers' addresses), to each in turn. The polls held
+// are counted by asking each of -replicas (replicas' addresses; default: the
+// connection string's address) for its status. With -pid (the hub's process
+// id, or the replicas', comma-separated) it prints each one's RSS before the
+// devices connected, with all polls held, and the difference per held poll,
+// and their sum; -lbpid likewise for the load balancers. A device that has
+// not had its patch 150 s after the last PATCH was answered (two poll
+// lifetimes and more) is counted lost, and the run fails naming some.
 //
 //	go run ./scripts/bench/replicabench -hub "$CS" -ca ca.pem -mode patch -clients 16 -patches 20000
 //	go run ./scripts/bench/replicabench -hub "$CS" -ca ca.pem -mode delivery -a 127.0.0.1:4431 -b 127.0.0.1:4432
 //	go run ./scripts/bench/replicabench -hub "$CS" -ca ca.pem -mode fanout -devices 10000 -pid PID
+//	go run ./scripts/bench/replicabench -hub "$CS" -ca ca.pem -mode fanout -devices 10000 \
+//		-lbs 127.0.0.1:4430,127.0.0.1:4440 -replicas 127.0.0.1:4431,127.0.0.1:4432 -pid PID1,PID2 -lbpid PID3,PID4
 package main
 
 import (
@@ -38,6 +46,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,7 +69,10 @@ var (
 	addrB   = flag.String("b", "", "replica the device long-polls (delivery)")
 	deliv   = flag.Int("deliveries", 500, "patches timed one at a time (delivery)")
 	devices = flag.Int("devices", 10000, "devices holding long polls (fanout)")
-	pid     = flag.Int("pid", 0, "the hub's process id, for its RSS (fanout)")
+	pids    = flag.String("pid", "", "the hub's process id, or its replicas' (comma-separated), for their RSS (fanout)")
+	lbPids  = flag.String("lbpid", "", "the load balancers' process ids (comma-separated), for their RSS (fanout)")
+	lbs     = flag.String("lbs", "", "addresses the devices connect to, in turn (fanout; default: the connection string's)")
+	reps    = flag.String("replicas", "", "the replicas' addresses, asked for the polls they hold (fanout; default: the connection string's)")
 	ctx     = context.Background()
 	pool    *x509.CertPool
 )
@@ -210,13 +222,19 @@ func delivery() {
 	fmt.Printf("deliveries=%d p50 %.2f ms p99 %.2f ms max %.2f ms\n", len(lat), ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100]), ms(lat[len(lat)-1]))
 }
 
-func rss() int64 {
-	if *pid == 0 {
-		return 0
+// list is the comma-separated items of v.
+func list(v string) []string {
+	if v == "" {
+		return nil
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", *pid))
+	return strings.Split(v, ",")
+}
+
+// rss is process pid's resident set size in bytes.
+func rss(pid string) int64 {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
-		log.Fatal(err)
+		log.Fatalf("process %s: %v (is the hub still running?)", pid, err)
 	}
 	for line := range strings.Lines(string(b)) {
 		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
@@ -227,8 +245,113 @@ func rss() int64 {
 	return 0
 }
 
+// rssAll is rss of each of pids.
+func rssAll(pids []string) []int64 {
+	r := make([]int64, len(pids))
+	for i, p := range pids {
+		r[i] = rss(p)
+	}
+	return r
+}
+
+// printRSS prints each process's RSS before and after, the difference a held
+// poll, and, for more than one, the sums.
+func printRSS(what string, pids []string, before, after []int64, polls []int64) {
+	var sb, sa int64
+	for i, p := range pids {
+		line := fmt.Sprintf("%s %d (pid %s) RSS %d MB before the polls, %d MB with them held", what, i+1, p, before[i]>>20, after[i]>>20)
+		if polls != nil {
+			n := polls[i]
+			if len(pids) == 1 {
+				n = int64(*devices) // every device's connection, a few between two polls
+			}
+			line += fmt.Sprintf(" (%d polls): %.1f KB a held poll", polls[i], float64(after[i]-before[i])/1024/float64(max(n, 1)))
+		}
+		fmt.Println(line)
+		sb += before[i]
+		sa += after[i]
+	}
+	if len(pids) > 1 || polls == nil {
+		fmt.Printf("%s RSS summed: %d MB before the polls, %d MB with %d polls held: %.1f KB a held poll\n",
+			what, sb>>20, sa>>20, *devices, float64(sa-sb)/1024/float64(*devices))
+	}
+}
+
+// heldPolls is the sync long polls each of replicas (owner's address when
+// none) holds now.
+func heldPolls(owner *hubclient.Client, replicas []*hubclient.Client) []int64 {
+	if len(replicas) == 0 {
+		replicas = []*hubclient.Client{owner}
+	}
+	n := make([]int64, len(replicas))
+	for i, c := range replicas {
+		st, err := c.Status(ctx)
+		if err != nil {
+			log.Fatalf("status of replica %d: %v", i+1, err)
+		}
+		n[i] = st.LongPolls
+	}
+	return n
+}
+
+var deviceIDs = regexp.MustCompile(`fan-[0-9]{5}`)
+
+// errorCount counts errors by message (a few kinds, each many times).
+type errorCount struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (e *errorCount) add(err error) {
+	msg := deviceIDs.ReplaceAllString(err.Error(), "fan-N") // one kind, whichever device
+	if len(msg) > 160 {
+		msg = msg[:160] + "…"
+	}
+	e.mu.Lock()
+	if e.n == nil {
+		e.n = map[string]int{}
+	}
+	e.n[msg]++
+	e.mu.Unlock()
+}
+
+// report prints the counts, most frequent first, and empties them.
+func (e *errorCount) report(what string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	type kv struct {
+		msg string
+		n   int
+	}
+	var all []kv
+	total := 0
+	for m, n := range e.n {
+		all = append(all, kv{m, n})
+		total += n
+	}
+	e.n = nil
+	if total == 0 {
+		fmt.Printf("%s: no errors\n", what)
+		return
+	}
+	slices.SortFunc(all, func(a, b kv) int { return b.n - a.n })
+	fmt.Printf("%s: %d errors (retried)\n", what, total)
+	for _, x := range all[:min(len(all), 5)] {
+		fmt.Printf("  %d× %s\n", x.n, x.msg)
+	}
+}
+
 func fanout() {
 	owner := client(*hubCS, "")
+	var replicas []*hubclient.Client
+	for _, a := range list(*reps) {
+		replicas = append(replicas, client(*hubCS, a))
+	}
+	entry := list(*lbs)
+	if len(entry) == 0 {
+		entry = []string{""}
+	}
+	hubPids, lbPidList := list(*pids), list(*lbPids)
 	// The devices: made once (a second run finds them), 64 at a time.
 	css := make([]string, *devices)
 	var next atomic.Int64
@@ -249,20 +372,23 @@ func fanout() {
 	log.Printf("%d devices ready in %s", *devices, time.Since(t0).Round(time.Millisecond))
 	owner.CloseIdleConnections()
 	time.Sleep(2 * time.Second)
-	before := rss()
+	before, lbBefore := rssAll(hubPids), rssAll(lbPidList)
 
 	// Each device: a first sync, then long polls until it has the patch.
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	want := fmt.Appendf(nil, `"fan":"%s"`, run)
 	got := make([]time.Time, *devices)
 	var polling, done atomic.Int64
+	var connectErrs, pollErrs errorCount
+	var patching atomic.Bool
 	t0 = time.Now()
 	for i, cs := range css {
 		wg.Go(func() {
 			id := fmt.Sprintf("fan-%05d", i)
-			dev := client(cs, "")
+			dev := client(cs, entry[i%len(entry)])
 			s, err := dev.Sync(ctx, id, "", 0)
 			for err != nil { // a hub busy with thousands of handshakes may refuse some
+				connectErrs.add(err)
 				time.Sleep(100 * time.Millisecond)
 				s, err = dev.Sync(ctx, id, "", 0)
 			}
@@ -271,6 +397,11 @@ func fanout() {
 			for {
 				r, err := dev.Sync(ctx, id, cursor, hubapi.MaxWait)
 				if err != nil {
+					if patching.Load() {
+						pollErrs.add(err)
+					} else {
+						connectErrs.add(err)
+					}
 					time.Sleep(100 * time.Millisecond)
 					continue
 				}
@@ -291,13 +422,14 @@ func fanout() {
 	// two polls at any moment: after 10 s at 99 % or more, go on (a device
 	// between polls gets the patch from its next one, by its cursor).
 	var held int64
+	var perReplica []int64
 	var since time.Time
 	for ; ; time.Sleep(200 * time.Millisecond) {
-		st, err := owner.Status(ctx)
-		if err != nil {
-			log.Fatal(err)
+		perReplica = heldPolls(owner, replicas)
+		held = 0
+		for _, n := range perReplica {
+			held += n
 		}
-		held = st.LongPolls
 		if held >= int64(*devices) {
 			break
 		}
@@ -309,11 +441,14 @@ func fanout() {
 			break
 		}
 	}
-	log.Printf("%d long polls held, %s after the first device connected", held, time.Since(t0).Round(time.Millisecond))
+	log.Printf("%d long polls held %v, %s after the first device connected", held, perReplica, time.Since(t0).Round(time.Millisecond))
+	connectErrs.report("connecting and holding the polls")
 	time.Sleep(2 * time.Second)
-	heldRSS := rss()
+	heldRSS, lbHeld := rssAll(hubPids), rssAll(lbPidList)
+	perReplica = heldPolls(owner, replicas)
 
 	// One desired patch on every device's module twin.
+	patching.Store(true)
 	sent := time.Now()
 	next.Store(0)
 	var pw sync.WaitGroup
@@ -332,12 +467,37 @@ func fanout() {
 	}
 	pw.Wait()
 	patched := time.Since(sent)
-	wg.Wait()
+	all := make(chan struct{})
+	go func() { wg.Wait(); close(all) }()
+	select {
+	case <-all:
+	case <-time.After(150 * time.Second):
+		var lost []string
+		for i, t := range got {
+			if t.IsZero() {
+				lost = append(lost, fmt.Sprintf("fan-%05d", i))
+			}
+		}
+		pollErrs.report("polls after the first PATCH")
+		log.Fatalf("%d of %d devices had no patch 150 s after the last PATCH was answered (lost deliveries), e.g. %v",
+			len(lost), *devices, lost[:min(len(lost), 10)])
+	}
 	last := slices.MaxFunc(got, func(a, b time.Time) int { return a.Compare(b) })
-	fmt.Printf("devices=%d all patches answered %.2f s; last device has its patch %.2f s after the first patch was sent\n",
-		*devices, patched.Seconds(), last.Sub(sent).Seconds())
-	if *pid != 0 {
-		fmt.Printf("hub RSS %d MB before the polls, %d MB with %d polls held: %.1f KB a held poll\n",
-			before>>20, heldRSS>>20, *devices, float64(heldRSS-before)/1024/float64(*devices))
+	fmt.Printf("devices=%d all patches answered %.2f s (%.0f PATCH/s); last device has its patch %.2f s after the first patch was sent\n",
+		*devices, patched.Seconds(), float64(*devices)/patched.Seconds(), last.Sub(sent).Seconds())
+	pollErrs.report("polls after the first PATCH")
+	if len(hubPids) > 0 {
+		polls := perReplica
+		if len(polls) != len(hubPids) {
+			polls = nil
+		}
+		what := "hub"
+		if len(replicas) > 0 {
+			what = "replica"
+		}
+		printRSS(what, hubPids, before, heldRSS, polls)
+	}
+	if len(lbPidList) > 0 {
+		printRSS("haproxy", lbPidList, lbBefore, lbHeld, nil)
 	}
 }

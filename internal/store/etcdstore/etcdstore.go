@@ -188,7 +188,7 @@ func (s *Store) fail(what string, err error) error {
 		return store.ErrClosed
 	}
 	if unavailable(err) {
-		return &UnavailableError{Op: what, Endpoints: s.eps, Err: err}
+		return &UnavailableError{Op: what, Endpoints: s.eps, Timeout: s.timeout, Err: err}
 	}
 	return fmt.Errorf("store: %s: etcd: %w", what, err)
 }
@@ -198,12 +198,21 @@ func (s *Store) fail(what string, err error) error {
 type UnavailableError struct {
 	Op        string
 	Endpoints []string
+	Timeout   time.Duration // the request timeout, when it ran out
 	Err       error
 }
 
 func (e *UnavailableError) Error() string {
+	eps := strings.Join(e.Endpoints, ",")
+	// A request that ran out of time says only that no answer came in time:
+	// etcd without quorum, or etcd or this hub too busy (a replica short of
+	// CPU under a storm of connections times out with etcd healthy).
+	if errors.Is(e.Err, context.DeadlineExceeded) || status.Code(e.Err) == codes.DeadlineExceeded {
+		return fmt.Sprintf("store: %s: etcd is unavailable or slow: no answer within %v (%v): either no quorum of etcd members (%s) answers, or etcd or this hub is too busy to answer in time; check the members with `outpost hub status` or etcdctl endpoint health, and this machine's load",
+			e.Op, e.Timeout, e.Err, eps)
+	}
 	return fmt.Sprintf("store: %s: etcd is unavailable (%v): the hub cannot read or write its records until a quorum of etcd members (%s) answers again; check them with `outpost hub status` or etcdctl endpoint health",
-		e.Op, e.Err, strings.Join(e.Endpoints, ","))
+		e.Op, e.Err, eps)
 }
 
 func (e *UnavailableError) Unwrap() error { return e.Err }

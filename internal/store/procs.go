@@ -12,8 +12,8 @@ package store
 // kernel leave Ps for the rest; the CPUs still run at most one thread each. (Under a
 // CPU quota, where the runtime gives fewer Ps than there are CPUs, more Ps would let more
 // threads run at once than the quota allows: `hub serve` then keeps the runtime's count.)
-// Measured in docs/benchmarks.md ("the hub beside its store"): 30 – 60 % more PATCHes a
-// second at 16 to 256 clients.
+// Measured in docs/benchmarks.md ("the hub beside its store"): about 40 % more PATCHes
+// a second at 16 and 256 clients, in process.
 func Procs(cpus int) int {
 	return 2 * max(cpus, 1)
 }

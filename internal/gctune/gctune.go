@@ -3,8 +3,8 @@
 //
 // GOGC alone cannot say that. At GOGC=25 a heap of long-lived records (the hub's
 // registry) stays near its size, but a small one is collected after every
-// megabyte allocated: a hub with a small registry spent 70 – 90 µs of every
-// PATCH's 190 – 300 µs of CPU in the collector. At GOGC=100 a large registry
+// megabyte allocated: a hub with a small registry spent 268 – 295 µs of CPU
+// a PATCH at GOGC=25 and 157 – 217 µs at 100 (docs/benchmarks.md). At GOGC=100 a large registry
 // would double its resident size. So Run watches the live heap and keeps GOGC at
 // whatever gives max(live/4, floor) of headroom.
 package gctune

@@ -23,12 +23,7 @@ func TestRequestsCarryAPIVersion(t *testing.T) {
 		w.Write([]byte("[]"))
 	}))
 	defer hub.Close()
-	port := hub.URL[strings.LastIndex(hub.URL, ":")+1:]
-	c, err := hubclient.New("HostName=127.0.0.1:"+port+";SharedAccessKeyName=owner;SharedAccessKey=c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", caOf(t, hub))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseIdleConnections()
+	c := ownerOf(t, hub)
 	ctx := context.Background()
 	if _, err := c.GetDevice(ctx, "d1"); err != nil {
 		t.Fatal(err)

@@ -33,6 +33,19 @@ func caOf(t *testing.T, s *httptest.Server) string {
 	return path
 }
 
+// ownerOf returns a client of the test server s with an owner's
+// connection string naming it by address, trusting its certificate.
+func ownerOf(t *testing.T, s *httptest.Server) *hubclient.Client {
+	t.Helper()
+	port := s.URL[strings.LastIndex(s.URL, ":")+1:]
+	c, err := hubclient.New("HostName=127.0.0.1:"+port+";SharedAccessKeyName=owner;SharedAccessKey=c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", caOf(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
 // TestHubCA: with --ca, the hub's certificate is verified against that CA
 // (the system's roots are read only when the CA did not sign it): the
 // right CA and name pass; another CA, or a name the certificate is not
@@ -107,12 +120,7 @@ func TestHubTLSResumes(t *testing.T) {
 		w.Write([]byte("[]"))
 	}))
 	defer hub.Close()
-	port := hub.URL[strings.LastIndex(hub.URL, ":")+1:]
-	c, err := hubclient.New("HostName=127.0.0.1:"+port+";SharedAccessKeyName=owner;SharedAccessKey=c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", caOf(t, hub))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseIdleConnections()
+	c := ownerOf(t, hub)
 	for i, want := range []bool{false, true} {
 		if _, _, err := c.ListDevicesPage(context.Background(), "", 10); err != nil {
 			t.Fatalf("request %d: %v", i+1, err)

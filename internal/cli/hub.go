@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -122,13 +121,10 @@ minutes; AMQP over WebSocket (/$iothub/websocket on 443) likewise.`,
 			}
 			if st != nil {
 				cfg.Store = st // the hub closes it
-			} else if n := runtime.GOMAXPROCS(0); os.Getenv("GOMAXPROCS") == "" && n == runtime.NumCPU() {
-				// The file store's durable writes hold Ps while they wait on the
-				// disk (store.Procs). Not under a CPU quota (the runtime then
-				// gives fewer Ps than CPUs): more threads running at once than
-				// the quota would be throttled. GOMAXPROCS in the environment
-				// still wins.
-				runtime.GOMAXPROCS(store.Procs(n))
+			} else {
+				// The file store's durable writes hold Ps while they wait on
+				// the disk.
+				store.UseProcs()
 			}
 			return hubServeRun(cmd, f, cfg)
 		},

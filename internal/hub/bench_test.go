@@ -8,8 +8,6 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -193,14 +191,11 @@ func BenchmarkBareHTTPSPut(b *testing.B) {
 }
 
 // procsAsHubServe runs the rest of benchmark b with the Ps `hub serve` on
-// the file store gives itself (store.Procs), unless GOMAXPROCS is set. Set
+// the file store gives itself (store.UseProcs). Set
 // in each sub-benchmark: the testing package runs a sub-benchmark's timed
 // rounds after its parent's function has returned.
 func procsAsHubServe(b *testing.B) {
-	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) == runtime.NumCPU() {
-		old := runtime.GOMAXPROCS(store.Procs(runtime.GOMAXPROCS(0)))
-		b.Cleanup(func() { runtime.GOMAXPROCS(old) })
-	}
+	b.Cleanup(store.UseProcs())
 }
 
 // connectThenPatch runs connect for each of clients modules ("m0", "m1", …)

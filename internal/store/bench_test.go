@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -88,11 +87,9 @@ func reportRate(b *testing.B, unit string) {
 // benchPut runs b.N durable Puts with the given number of writers; each writer updates
 // its own keys (16 of them) in turn, so after the first round every Put replaces a record.
 //
-// It runs with the Ps a process on this store is given (Procs), unless GOMAXPROCS is set.
+// It runs with the Ps a process on this store is given (UseProcs).
 func benchPut(b *testing.B, writers int) {
-	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) == runtime.NumCPU() {
-		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(Procs(runtime.GOMAXPROCS(0))))
-	}
+	defer UseProcs()()
 	s := openT(b, b.TempDir())
 	var next atomic.Int64
 	var wg sync.WaitGroup

@@ -29,7 +29,8 @@ func TestTokenArgs(t *testing.T) {
 		{[]string{"d1", "--ttl", "0s"}, tokenOptions{}, "invalid --ttl 0s: want a positive duration"},
 		{[]string{"d1", "--ttl", "-1h"}, tokenOptions{}, "invalid --ttl"},
 		{[]string{"d1", "--ttl", "soon"}, tokenOptions{}, `invalid argument "soon" for "--ttl"`},
-		{[]string{}, tokenOptions{}, "takes one DEVICE or DEVICE/MODULE"},
+		{[]string{}, tokenOptions{TTL: time.Hour}, ""},
+		{[]string{"d1", "d2"}, tokenOptions{}, "takes at most one DEVICE or DEVICE/MODULE"},
 		{[]string{"d1/"}, tokenOptions{}, "the module id is empty"},
 	} {
 		var got *tokenOptions
@@ -82,6 +83,30 @@ func TestToken(t *testing.T) {
 	}
 	if strings.Contains(out, m.Authentication.SymmetricKey.PrimaryKey) {
 		t.Errorf("token output shows the key: %q", out)
+	}
+
+	// No argument: the policy of the connection string, for the service API.
+	code, out, errOut = run(t, "token", "--ttl", "10m")
+	if code != 0 {
+		t.Fatalf("token: code %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	tok = strings.TrimSpace(out)
+	sas, err = identity.ParseSAS(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := identity.ParseConnectionString(h.ConnectionString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sas.Verify(h.HostName(), time.Now(), cs.SharedAccessKey); err != nil || sas.KeyName != cs.SharedAccessKeyName || time.Until(sas.Expiry) > 10*time.Minute+time.Second {
+		t.Errorf("policy token %q: %v, skn %q (want %q), expires %s", tok, err, sas.KeyName, cs.SharedAccessKeyName, sas.Expiry)
+	}
+	if status := getWithToken(t, h, "/devices?api-version=2021-04-12", tok); status != http.StatusOK {
+		t.Errorf("GET /devices with the policy token: %d", status)
+	}
+	if strings.Contains(out, cs.SharedAccessKey) {
+		t.Errorf("token output shows the policy key: %q", out)
 	}
 
 	for _, arg := range []string{"nope", "d1/nope"} {

@@ -160,3 +160,108 @@ func joinRaw(items []json.RawMessage) []byte {
 	}
 	return b
 }
+
+// TestDeviceConfigurationsInQueries: the automatic device configurations
+// (deviceContent) that target a device twin show in queries as GET
+// /twins/{id} shows them, so that IoT Hub's appliedCount query of a device
+// configuration, and a custom metric written the same way, answer; they
+// follow tag changes and a restart.
+func TestDeviceConfigurationsInQueries(t *testing.T) {
+	const (
+		applied  = "SELECT deviceId FROM devices WHERE configurations.[[chillers]].status = 'Applied'"
+		targeted = "SELECT deviceId FROM devices WHERE configurations.[[chillers]].status = 'Targeted'"
+	)
+	dir := t.TempDir()
+	h := hubtest.Start(t, hubtest.Options{DataDir: dir})
+	c := h.Client(t)
+	setTags := func(id, tags string) {
+		t.Helper()
+		if _, err := c.PatchTwin(ctx, id, "", []byte(`{"tags":`+tags+`}`), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, tags := range map[string]string{"c1": `{"kind":"chiller"}`, "c2": `{"kind":"chiller","site":"south"}`, "pump": `{"kind":"pump"}`} {
+		if _, err := c.CreateDevice(ctx, hubapi.Device{DeviceID: id}); err != nil {
+			t.Fatal(err)
+		}
+		setTags(id, tags)
+	}
+	newConfig := func(id string, priority int64, cond, content string) hubapi.Configuration {
+		return hubapi.Configuration{ID: id, Priority: priority, TargetCondition: cond,
+			Content: hubapi.ConfigurationContent{DeviceContent: json.RawMessage(content)},
+			Metrics: &hubapi.ConfigurationMetrics{Queries: map[string]string{"applied": applied}}}
+	}
+	if _, err := c.CreateConfiguration(ctx, newConfig("chillers", 10, "tags.kind = 'chiller'", `{"properties.desired.temperature": 38}`)); err != nil {
+		t.Fatal(err)
+	}
+	metrics := func() string {
+		cfg, err := c.GetConfiguration(ctx, "chillers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("applied %d, appliedCount %d", cfg.Metrics.Results["applied"], cfg.SystemMetrics.Results[hubapi.MetricApplied])
+	}
+	expectMetrics(t, metrics, "applied 2, appliedCount 2")
+	if got := queryIDs(t, c, applied); got != "c1,c2" {
+		t.Errorf("%s: %s", applied, got)
+	}
+	// A SELECT * row carries them as GET /twins/{id} does.
+	sameAsGet := func(id string) {
+		t.Helper()
+		items, _, err := c.Query(ctx, "SELECT * FROM devices WHERE deviceId = '"+id+"'", 0)
+		if err != nil || len(items) != 1 {
+			t.Fatalf("SELECT * %s: %d items, %v", id, len(items), err)
+		}
+		var row, got struct {
+			Configurations map[string]hubapi.ConfigurationStatus `json:"configurations"`
+		}
+		if err := json.Unmarshal(items[0], &row); err != nil {
+			t.Fatal(err)
+		}
+		code, body := raw(t, h, "GET", "/twins/"+id, ownerAuth(t, h), nil)
+		if code != 200 {
+			t.Fatalf("GET /twins/%s: %d %s", id, code, body)
+		}
+		if err := json.Unmarshal([]byte(body), &got); err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Configurations) == 0 {
+			t.Errorf("GET /twins/%s shows no configurations: %s", id, body)
+		}
+		if fmt.Sprint(row.Configurations) != fmt.Sprint(got.Configurations) {
+			t.Errorf("%s: the query row has configurations %v, GET /twins %v", id, row.Configurations, got.Configurations)
+		}
+	}
+	sameAsGet("c2")
+
+	// A higher priority configuration on c2: chillers is only targeted there.
+	if _, err := c.CreateConfiguration(ctx, newConfig("south", 20, "tags.site = 'south'", `{"properties.desired.fan": "high"}`)); err != nil {
+		t.Fatal(err)
+	}
+	expectMetrics(t, metrics, "applied 1, appliedCount 1")
+	if got := queryIDs(t, c, targeted); got != "c2" {
+		t.Errorf("%s: %s", targeted, got)
+	}
+	if got := queryIDs(t, c, "SELECT * FROM devices WHERE configurations.[[south]].status = 'Applied'"); got != "c2" {
+		t.Errorf("south applied: %s", got)
+	}
+	sameAsGet("c2")
+	// c1 leaves the condition: targeted by nothing, no configurations.
+	setTags("c1", `{"kind":"retired"}`)
+	expectMetrics(t, metrics, "applied 0, appliedCount 0")
+	if got := queryIDs(t, c, "SELECT * FROM devices WHERE IS_DEFINED(configurations)"); got != "c2" {
+		t.Errorf("device twins with configurations after c1 left: %s", got)
+	}
+	// Device configurations are not the $edgeAgent twins' deployments.
+	if got := queryIDs(t, c, "SELECT * FROM devices.modules WHERE IS_DEFINED(configurations)"); got != "" {
+		t.Errorf("module twins with configurations: %s", got)
+	}
+
+	h.Stop()
+	h = hubtest.Start(t, hubtest.Options{DataDir: dir})
+	c = h.Client(t)
+	if got := queryIDs(t, c, targeted); got != "c2" {
+		t.Errorf("after a restart, %s: %s", targeted, got)
+	}
+	sameAsGet("c2")
+}

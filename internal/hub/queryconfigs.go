@@ -18,7 +18,13 @@ import (
 // (the custom metric queries of deployments). The registry keeps that state
 // in deploystate/{deviceId} records, not in the twin, so the index follows
 // those records too and holds each device's configurations on the entry of
-// its $edgeAgent twin.
+// its $edgeAgent twin. The same record holds the automatic device
+// configurations (deviceContent) that target the device, which its device
+// twin shows and queries see as IoT Hub's do:
+//
+//	SELECT deviceId FROM devices WHERE configurations.[[thermostats]].status = 'Applied'
+//
+// (the appliedCount system metric of a device configuration).
 
 // deployStateKind is the first element of the registry's deploy state keys.
 const deployStateKind = "deploystate"
@@ -43,26 +49,27 @@ func (x *twinIndex) applyModuleState(del bool, rest string, version int64, value
 }
 
 // applyDeployState records a put (or with del, a deletion) of a device's
-// deploy state record at version.
+// deploy state record at version: the device's $edgeAgent twin and its
+// device twin.
 func (x *twinIndex) applyDeployState(del bool, deviceID string, version int64, value []byte) {
 	x.applyConfigs(del, deviceID, registry.AgentModule, version, value)
+	x.applyConfigs(del, deviceID, "", version, value)
 }
 
-// applyConfigs records the configurations of a module twin's state record.
+// applyConfigs records the configurations of a twin's state record.
 func (x *twinIndex) applyConfigs(del bool, deviceID, moduleID string, version int64, value []byte) {
 	var cfgs map[string]hubapi.ConfigurationStatus
 	if !del { // decoded outside the lock
-		cfgs = decodeDeployState(value)
+		cfgs = decodeConfigs(moduleID, value)
 	}
-	key := deviceID + "/" + moduleID
+	key := deviceID
+	if moduleID != "" {
+		key += "/" + moduleID
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.maxSeen = max(x.maxSeen, version)
-	e := x.entities[key]
-	if e == nil {
-		e = &indexEntry{deviceID: deviceID, moduleID: moduleID}
-		x.entities[key] = e
-	}
+	e := x.entityLocked(key, deviceID, moduleID)
 	if version <= e.configsVer {
 		return
 	}
@@ -70,28 +77,38 @@ func (x *twinIndex) applyConfigs(del bool, deviceID, moduleID string, version in
 	e.configsVer, e.configs = version, cfgs
 }
 
-// decodeDeployState returns the configurations of a deploy state (or
-// module state) record, nil for none.
-func decodeDeployState(value []byte) map[string]hubapi.ConfigurationStatus {
+// decodeConfigs returns the configurations that the state record of a
+// twin (configsKey) holds for it, nil for none: a deploy state's
+// "configurations" for the $edgeAgent twin and its "deviceConfigurations"
+// for the device twin (moduleID ""), a module state's "configurations".
+func decodeConfigs(moduleID string, value []byte) map[string]hubapi.ConfigurationStatus {
 	var s struct {
-		Configurations map[string]hubapi.ConfigurationStatus `json:"configurations"`
+		Configurations       map[string]hubapi.ConfigurationStatus `json:"configurations"`
+		DeviceConfigurations map[string]hubapi.ConfigurationStatus `json:"deviceConfigurations"`
 	}
-	if json.Unmarshal(value, &s) != nil || len(s.Configurations) == 0 {
+	if json.Unmarshal(value, &s) != nil {
 		return nil
 	}
-	return s.Configurations
+	cfgs := s.Configurations
+	if moduleID == "" {
+		cfgs = s.DeviceConfigurations
+	}
+	if len(cfgs) == 0 {
+		return nil
+	}
+	return cfgs
 }
 
-// isConfigurationsPath reports whether a query path of a module twin reads
-// its configurations.
-func isConfigurationsPath(e *indexEntry, key string) bool {
-	return e.moduleID != "" && (key == "configurations" || strings.HasPrefix(key, "configurations."))
+// isConfigurationsPath reports whether a query path of a twin reads its
+// configurations.
+func isConfigurationsPath(key string) bool {
+	return key == "configurations" || strings.HasPrefix(key, "configurations.")
 }
 
-// configsKey is the store key of the record that holds a module twin's
+// configsKey is the store key of the record that holds a twin's
 // configurations.
 func configsKey(deviceID, moduleID string) string {
-	if moduleID == registry.AgentModule {
+	if moduleID == registry.AgentModule || moduleID == "" {
 		return deployStateKind + "/" + deviceID
 	}
 	return moduleStateKind + "/" + deviceID + "/" + moduleID

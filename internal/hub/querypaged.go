@@ -305,9 +305,7 @@ func (x *twinIndex) pageEntries(prefix string, modules bool, recs []store.Record
 		if cursor == nil {
 			keys = append(keys, "twins/"+rest)
 		}
-		if mid != "" {
-			keys = append(keys, configsKey(id, mid))
-		}
+		keys = append(keys, configsKey(id, mid))
 	}
 	if !twins {
 		return entries, nil
@@ -333,10 +331,8 @@ func (x *twinIndex) pageEntries(prefix string, modules bool, recs []store.Record
 		if r, ok := got[key]; ok {
 			e.twin, e.twinVer = flatTwin{raw: r.Value}, r.Version
 		}
-		if e.moduleID != "" {
-			if r, ok := got[configsKey(e.deviceID, e.moduleID)]; ok {
-				e.configs, e.configsVer = decodeDeployState(r.Value), r.Version
-			}
+		if r, ok := got[configsKey(e.deviceID, e.moduleID)]; ok {
+			e.configs, e.configsVer = decodeConfigs(e.moduleID, r.Value), r.Version
 		}
 	}
 	return entries, nil

@@ -282,7 +282,7 @@ func (v *twinView) Get(p *query.Path) (any, bool) {
 			return id.parentScope, id.parentScope != ""
 		}
 	}
-	if isConfigurationsPath(e, p.Key) {
+	if isConfigurationsPath(p.Key) {
 		return configurationsValue(e.configs, p.Key)
 	}
 	t := e.twin

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/store"
@@ -155,6 +156,7 @@ func (r *Registry) NewAutoDeployer(log *slog.Logger) *AutoDeployer {
 // Run evaluates every device, then follows the store, re-evaluating what
 // changes, until ctx is done.
 func (a *AutoDeployer) Run(ctx context.Context) error {
+	start := time.Now()
 	events := a.r.st.Watch(ctx, "")
 	recs, err := a.r.st.List(configurationPrefix)
 	if err != nil {
@@ -176,6 +178,17 @@ func (a *AutoDeployer) Run(ctx context.Context) error {
 		if err := a.enqueueAllModules(); err != nil {
 			return err
 		}
+	}
+	a.mu.RLock()
+	configured := len(a.configs) > 0 || len(states) > 0
+	a.mu.RUnlock()
+	if queued := a.q.len(); configured && queued > 0 {
+		go func() {
+			a.q.waitIdle()
+			if ctx.Err() == nil {
+				a.log.Info("automatic deployments: start evaluation done", "queued", queued, "took", time.Since(start).Round(time.Millisecond))
+			}
+		}()
 	}
 	var wg sync.WaitGroup
 	for range a.workers {
@@ -585,12 +598,26 @@ type workQueue struct {
 	pending  map[string]bool
 	inflight map[string]bool
 	closed   bool
+	// idle is signalled when the queue empties (waitIdle); a cond of its
+	// own, so that a push's Signal always wakes a worker.
+	idle *sync.Cond
 }
 
 func newWorkQueue() *workQueue {
 	q := &workQueue{pending: map[string]bool{}, inflight: map[string]bool{}}
 	q.cond = sync.NewCond(&q.mu)
+	q.idle = sync.NewCond(&q.mu)
 	return q
+}
+
+// waitIdle returns once nothing is queued nor being evaluated, or the
+// queue is closed.
+func (q *workQueue) waitIdle() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for !q.closed && (len(q.order) > 0 || len(q.inflight) > 0) {
+		q.idle.Wait()
+	}
 }
 
 func (q *workQueue) push(id string) {
@@ -602,6 +629,13 @@ func (q *workQueue) push(id string) {
 	q.pending[id] = true
 	q.order = append(q.order, id)
 	q.cond.Signal()
+}
+
+// len returns how many ids are queued.
+func (q *workQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.order)
 }
 
 // pop returns the next id no worker holds, waiting for one; false once closed.
@@ -634,6 +668,9 @@ func (q *workQueue) done(id string) {
 	defer q.mu.Unlock()
 	delete(q.inflight, id)
 	q.cond.Broadcast()
+	if len(q.order) == 0 && len(q.inflight) == 0 {
+		q.idle.Broadcast()
+	}
 }
 
 func (q *workQueue) close() {
@@ -641,4 +678,5 @@ func (q *workQueue) close() {
 	defer q.mu.Unlock()
 	q.closed = true
 	q.cond.Broadcast()
+	q.idle.Broadcast()
 }

@@ -3,6 +3,12 @@
 //
 //	go run ./scripts/bench/hubfill -data DIR -devices 10000 -modules 5
 //
+// With -configs N it tags the module twins and adds N automatic module
+// configurations (moduleContent) over them: the first targets most module
+// twins (every module but the last of each device), the second a few (those
+// of one device in a hundred), the third none; more repeat the mix with other
+// priorities.
+//
 // With -etcd it fills an etcd prefix instead, for the replica benchmarks:
 // one device is made through the registry, then its records are copied
 // under every other device id in transactions of up to 100 records (the
@@ -14,6 +20,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -24,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/registry"
 	"github.com/outpost-edge/outpost/internal/store"
 	"github.com/outpost-edge/outpost/internal/store/etcdstore"
@@ -37,7 +45,9 @@ func main() {
 	workers := flag.Int("workers", 32, "concurrent writers")
 	endpoints := flag.String("etcd", "", "etcd endpoints (URL,…): fill etcd instead of -data")
 	prefix := flag.String("etcd-prefix", etcdstore.DefaultPrefix, "the hub's etcd key prefix")
+	configs := flag.Int("configs", 0, "automatic module configurations to add (module twins get tags they target)")
 	flag.Parse()
+	tagged = *configs > 0
 	if *endpoints != "" {
 		if err := fillEtcd(strings.Split(*endpoints, ","), *prefix, *devices, *modules, *workers); err != nil {
 			log.Fatal(err)
@@ -80,8 +90,35 @@ func main() {
 	}
 	close(ids)
 	wg.Wait()
-	fmt.Fprintf(os.Stderr, "filled %d devices × %d module twins in %v\n", *devices, *modules, time.Since(start).Round(time.Millisecond))
+	if err := addConfigs(reg, *configs, *modules); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Fprintf(os.Stderr, "filled %d devices × %d module twins, %d module configurations in %v\n", *devices, *modules, *configs, time.Since(start).Round(time.Millisecond))
 }
+
+// addConfigs adds n automatic module configurations: most, few, none.
+func addConfigs(reg *registry.Registry, n, modules int) error {
+	conds := []string{
+		fmt.Sprintf("tags.role = 'sensor' AND moduleId != 'module-%d'", modules-1),
+		"tags.ring = 'canary' AND properties.reported.firmware = '1.0.0'",
+		"tags.role = 'gateway'",
+	}
+	for i := range n {
+		c := registry.Configuration{
+			ID:              fmt.Sprintf("bench-modules-%d", i),
+			Priority:        int64(10*(i%len(conds)) + i/len(conds)),
+			TargetCondition: "FROM devices.modules WHERE " + conds[i%len(conds)],
+			Content:         hubapi.ConfigurationContent{ModuleContent: json.RawMessage(fmt.Sprintf(`{"properties.desired.bench%d": {"interval": %d}}`, i, 10+i))},
+		}
+		if _, err := reg.CreateConfiguration(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tagged: module twins get tags for the module configurations (-configs).
+var tagged bool
 
 // fillEtcd fills etcd with devices copies of one device made through the
 // registry in a scratch file store.
@@ -185,6 +222,15 @@ func fill(reg *registry.Registry, i, modules int) error {
 		if _, err := reg.UpdateTwin(id, mid, "", func(t *twin.Twin) (bool, error) {
 			if _, err := t.PatchDesired([]byte(`{"interval":5,"units":"C","alerts":{"high":30,"low":-5}}`), now); err != nil {
 				return false, err
+			}
+			if tagged {
+				ring := "main"
+				if i%100 == 0 {
+					ring = "canary"
+				}
+				if _, err := t.PatchTags([]byte(`{"role":"sensor","ring":"`+ring+`"}`), now); err != nil {
+					return false, err
+				}
 			}
 			return t.PatchReported([]byte(`{"temperature":21.5,"firmware":"1.0.0"}`), now)
 		}); err != nil {

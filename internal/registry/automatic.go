@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
@@ -141,6 +142,14 @@ type AutoDeployer struct {
 	configs  map[string]*compiled
 	versions map[string]int64 // store version of each configuration read
 	modules  int              // how many of configs are module configurations
+	// moduleList and moduleBasis are the module configurations of configs,
+	// sorted by id, and their digest; "" when to be computed again.
+	moduleList  []*compiled
+	moduleBasis string
+
+	// evaluated and skipped count module twins evaluated and those not
+	// evaluated as their decision was made on what they are now.
+	evaluated, skipped atomic.Int64
 
 	q *workQueue
 }
@@ -186,7 +195,8 @@ func (a *AutoDeployer) Run(ctx context.Context) error {
 		go func() {
 			a.q.waitIdle()
 			if ctx.Err() == nil {
-				a.log.Info("automatic deployments: start evaluation done", "queued", queued, "took", time.Since(start).Round(time.Millisecond))
+				a.log.Info("automatic deployments: start evaluation done", "queued", queued, "took", time.Since(start).Round(time.Millisecond),
+					"moduleTwinsEvaluated", a.evaluated.Load(), "moduleTwinsUnchanged", a.skipped.Load())
 			}
 		}()
 	}
@@ -253,6 +263,7 @@ func (a *AutoDeployer) load(rec store.Record) {
 
 // setConfig keeps cc as configuration id (nil: none), under a.mu.
 func (a *AutoDeployer) setConfig(id string, cc *compiled) {
+	a.moduleList, a.moduleBasis = nil, ""
 	if old := a.configs[id]; old != nil && old.module {
 		a.modules--
 	}

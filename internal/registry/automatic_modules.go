@@ -1,15 +1,20 @@
 package registry
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/identity"
 	"github.com/outpost-edge/outpost/internal/store"
+	"github.com/outpost-edge/outpost/internal/twin"
 )
 
 // Automatic module configurations (IoT Hub configurations with
@@ -33,6 +38,16 @@ import (
 // the twin, so that the evaluation of every module twin at start converges
 // after a crash. The module twin shows the configurations that target it
 // as "configurations", as IoT Hub's module twins do.
+//
+// The state also says what its decision was made on: the module
+// configurations (a digest of their ids, creation times, priorities,
+// conditions and content) and the version of the twin record. A module
+// twin whose state names the configurations read now and the twin's
+// current version cannot be decided otherwise, so it is not evaluated
+// again (a hub start queues every module twin). The state is written with
+// the twin it decided on, or after it (conditional on its own version): a
+// kill -9 leaves either the state of before, on which the twin or the
+// configurations then disagree, or the new one.
 
 const moduleStatePrefix = "modulestate/"
 
@@ -50,10 +65,49 @@ type moduleState struct {
 	Applied string `json:"applied,omitempty"`
 	// Error says why it could not be written.
 	Error string `json:"error,omitempty"`
+	// Basis is the digest of the module configurations the decision was
+	// made on (moduleBasis); "" in a state written before it was kept.
+	Basis string `json:"basis,omitempty"`
+	// Twin is the version of the twin record the decision was made on: 0
+	// when there was none, sameTxn when the twin was written with this
+	// state (the state record's own version, then).
+	Twin int64 `json:"twin,omitempty"`
 }
+
+// sameTxn as moduleState.Twin: the twin was written in the state's
+// transaction, so its version is the state record's (a store transaction
+// gives every record it puts the same version).
+const sameTxn = -1
 
 func (s moduleState) empty() bool {
 	return len(s.Configurations) == 0 && s.Applied == "" && s.Error == ""
+}
+
+// decided reports whether state s, at store version version, was decided
+// on the configurations of digest basis and the twin record at version tv:
+// then evaluating the twin again cannot change anything.
+func (s moduleState) decided(version int64, basis string, tv int64) bool {
+	if version == 0 || s.Basis == "" || s.Basis != basis {
+		return false
+	}
+	if s.Twin == sameTxn {
+		return tv == version
+	}
+	return tv == s.Twin
+}
+
+// moduleBasis is the digest of module configurations: what a module
+// twin's decision depends on, besides the twin. The first line names the
+// rules of evaluation: change it when they change, so that every module
+// twin is decided again.
+func moduleBasis(configs []*compiled) string {
+	h := sha256.New()
+	h.Write([]byte("module configurations 1\n"))
+	for _, cc := range configs { // sorted by id
+		b, _ := json.Marshal([]any{cc.ID, cc.CreatedTimeUtc, cc.Priority, cc.TargetCondition, string(cc.patch)})
+		h.Write(append(b, '\n'))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 func (r *Registry) moduleState(deviceID, moduleID string) (moduleState, int64, error) {
@@ -103,6 +157,7 @@ func (cc *compiled) compileTarget() error {
 			return fmt.Errorf("targetCondition %q: the condition after WHERE: %v", cc.TargetCondition, err)
 		}
 		cc.cond = cond
+		cc.reads = readsOf(cond)
 		return nil
 	}
 	if fromModulesStart.MatchString(tc) {
@@ -120,6 +175,78 @@ func (cc *compiled) compileTarget() error {
 		cc.cond = cond
 	}
 	return nil
+}
+
+// twinReads says which parts of a module twin a condition reads, beyond
+// its top-level members (deviceId, moduleId, etag, version, status).
+type twinReads uint8
+
+const (
+	readsTags twinReads = 1 << iota
+	readsDesired
+	readsReported
+	// readsAll: a path this reading of parts does not serve (a section's
+	// $metadata, a whole section as an object): the twin's full JSON.
+	readsAll
+)
+
+// readsOf returns the parts of a module twin cond reads.
+func readsOf(cond condition) twinReads {
+	var r twinReads
+	for _, p := range cond.Paths() {
+		switch {
+		case p[0] == "tags":
+			r |= readsTags
+		case p[0] != "properties":
+		case len(p) < 3 || p[2] == "$metadata":
+			r |= readsAll
+		case p[1] == "desired":
+			r |= readsDesired
+		case p[1] == "reported":
+			r |= readsReported
+		}
+	}
+	return r
+}
+
+// conditionDoc is a module twin as module configurations' conditions read
+// it: what json.Unmarshal of its JSON gives (numbers in sections as
+// json.Number, which conditions compare as numbers), with only the sections
+// reads names and without their $metadata, unless reads has readsAll. (The
+// whole twin's JSON, decoded, was most of what a start spent on each module
+// twin.)
+func conditionDoc(t *twin.Twin, reads twinReads) (map[string]any, error) {
+	if reads&readsAll != 0 {
+		b, err := t.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		var doc map[string]any
+		err = json.Unmarshal(b, &doc)
+		return doc, err
+	}
+	doc := map[string]any{"deviceId": t.DeviceID, "etag": t.ETag, "version": float64(t.Version), "status": t.Status}
+	if t.ModuleID != "" {
+		doc["moduleId"] = t.ModuleID
+	}
+	if reads&readsTags != 0 {
+		doc["tags"] = t.Tags()
+	}
+	if reads&(readsDesired|readsReported) != 0 {
+		props := map[string]any{}
+		if reads&readsDesired != 0 {
+			d := t.Desired()
+			d["$version"] = float64(t.DesiredVersion())
+			props["desired"] = d
+		}
+		if reads&readsReported != 0 {
+			r := t.Reported()
+			r["$version"] = float64(t.ReportedVersion())
+			props["reported"] = r
+		}
+		doc["properties"] = props
+	}
+	return doc, nil
 }
 
 // isRuntimeModule reports whether a module twin is a system module's (the
@@ -142,17 +269,27 @@ func (a *AutoDeployer) enqueueAllModules() error {
 	})
 }
 
-// moduleConfigs returns the module configurations read.
-func (a *AutoDeployer) moduleConfigs() []*compiled {
+// moduleConfigs returns the module configurations read, sorted by id,
+// and their digest (moduleBasis).
+func (a *AutoDeployer) moduleConfigs() ([]*compiled, string) {
 	a.mu.RLock()
-	defer a.mu.RUnlock()
-	var out []*compiled
-	for _, cc := range a.configs {
-		if cc.module {
-			out = append(out, cc)
-		}
+	list, basis := a.moduleList, a.moduleBasis
+	a.mu.RUnlock()
+	if basis != "" {
+		return list, basis
 	}
-	return out
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.moduleBasis == "" {
+		a.moduleList = nil
+		for _, id := range slices.Sorted(maps.Keys(a.configs)) {
+			if cc := a.configs[id]; cc.module {
+				a.moduleList = append(a.moduleList, cc)
+			}
+		}
+		a.moduleBasis = moduleBasis(a.moduleList)
+	}
+	return a.moduleList, a.moduleBasis
 }
 
 // hasModuleConfigs reports whether a module configuration is read.
@@ -178,29 +315,52 @@ func (a *AutoDeployer) EvaluateModule(deviceID, moduleID string) error {
 }
 
 func (a *AutoDeployer) evaluateModule(deviceID, moduleID string) error {
-	configs := a.moduleConfigs()
+	configs, basis := a.moduleConfigs()
 	cur, version, err := a.r.moduleState(deviceID, moduleID)
 	if err != nil || len(configs) == 0 && version == 0 {
 		return err // nothing targets module twins, nothing was decided before
 	}
-	if _, err := a.r.GetModule(deviceID, moduleID); err != nil {
-		return err // gone: its state went with it
-	}
-	t, tv, err := a.r.twinRecord(deviceID, moduleID)
-	if err != nil {
+	rec, err := a.r.getShared(twinKey(deviceID, moduleID))
+	var t *twin.Twin
+	var tv int64
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// No twin record (none written yet), or the module is gone, and
+		// its state with it.
+		if _, err := a.r.GetModule(deviceID, moduleID); err != nil {
+			return err
+		}
+		t = twin.New(deviceID, moduleID, a.r.now())
+	case err != nil:
 		return err
+	default:
+		// A twin record is deleted with its module, so the module is there.
+		tv = rec.Version
 	}
-	b, err := t.MarshalJSON()
-	if err != nil {
-		return err
+	if cur.decided(version, basis, tv) {
+		a.skipped.Add(1)
+		return nil
 	}
-	var doc map[string]any
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return err
+	a.evaluated.Add(1)
+	if t == nil {
+		if t, err = a.r.decodeTwin(rec); err != nil {
+			return err
+		}
 	}
 	var targets []*compiled
+	var docs [readsAll << 1]map[string]any // by what they read: one per kind of condition
 	for _, cc := range configs {
-		if cc.cond != nil && cc.cond.Match(doc) {
+		if cc.cond == nil {
+			continue
+		}
+		doc := docs[cc.reads]
+		if doc == nil {
+			if doc, err = conditionDoc(t, cc.reads); err != nil {
+				return err
+			}
+			docs[cc.reads] = doc
+		}
+		if cc.cond.Match(doc) {
 			targets = append(targets, cc)
 		}
 	}
@@ -208,25 +368,39 @@ func (a *AutoDeployer) evaluateModule(deviceID, moduleID string) error {
 	if err != nil {
 		return err
 	}
-	old, _ := json.Marshal(cur)
+	key := moduleStateKey(deviceID, moduleID)
+	if next.empty() {
+		// Nothing to show: no state, rather than one for each module twin
+		// that no configuration targets (those are evaluated at each start).
+		if version == 0 {
+			return nil
+		}
+		_, err = a.r.st.Txn(append(ops, store.DeleteOp(key, version))...)
+		return err
+	}
+	// The basis is kept up to date where the decision changed or was made
+	// on other configurations. A twin changed since its decision (say, a
+	// reported property) is decided the same way without a write here: the
+	// state's basis is then its decision's, and a start evaluates it again.
+	changed := len(ops) > 0 || version == 0 || cur.Basis != basis || !sameDecision(cur, next)
+	if !changed {
+		return nil
+	}
+	next.Basis, next.Twin = basis, tv
+	if len(ops) > 0 {
+		next.Twin = sameTxn
+	}
 	nb, err := json.Marshal(next)
 	if err != nil {
 		return err
 	}
-	key := moduleStateKey(deviceID, moduleID)
-	switch {
-	case len(ops) == 0 && string(old) == string(nb) && (version != 0 || next.empty()):
-		return nil
-	case next.empty():
-		if version == 0 {
-			return nil
-		}
-		ops = append(ops, store.DeleteOp(key, version))
-	default:
-		ops = append(ops, store.PutOp(key, nb, version))
-	}
-	_, err = a.r.st.Txn(ops...)
+	_, err = a.r.st.Txn(append(ops, store.PutOp(key, nb, version))...)
 	return err
+}
+
+// sameDecision reports whether two module states decide the same.
+func sameDecision(x, y moduleState) bool {
+	return x.Applied == y.Applied && x.Error == y.Error && maps.Equal(x.Configurations, y.Configurations)
 }
 
 // moduleConfigurationMetrics counts, for a module configuration, the module

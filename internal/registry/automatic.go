@@ -147,6 +147,12 @@ type AutoDeployer struct {
 	moduleList  []*compiled
 	moduleBasis string
 
+	// passMu guards pass, the evaluation of every module twin under way
+	// (nil: none), and alias, the basisAlias in force.
+	passMu sync.Mutex
+	pass   *modulePass
+	alias  basisAlias
+
 	// evaluated and skipped count module twins evaluated and those not
 	// evaluated as their decision was made on what they are now.
 	evaluated, skipped atomic.Int64
@@ -184,7 +190,10 @@ func (a *AutoDeployer) Run(ctx context.Context) error {
 		return err
 	}
 	if a.hasModuleConfigs() || len(states) > 0 {
-		if err := a.enqueueAllModules(); err != nil {
+		if err := a.loadBasisAlias(); err != nil {
+			return err
+		}
+		if err := a.evaluateAllModules(ctx); err != nil {
 			return err
 		}
 	}
@@ -219,7 +228,7 @@ func (a *AutoDeployer) Run(ctx context.Context) error {
 				}
 			}
 			if modules {
-				if err := a.enqueueAllModules(); err != nil {
+				if err := a.evaluateAllModules(ctx); err != nil {
 					a.log.Error("automatic module configurations: list modules", "err", err)
 				}
 			}
@@ -353,6 +362,7 @@ func (a *AutoDeployer) work(ctx context.Context) {
 		}
 		if dev, mod, ok := strings.Cut(id, "/"); ok {
 			if err := a.EvaluateModule(dev, mod); err != nil && ctx.Err() == nil && !errors.Is(err, ErrNotFound) {
+				a.passFailed()
 				a.log.Error("automatic module configurations: evaluate module twin", "device", dev, "module", mod, "err", err)
 			}
 		} else if err := a.Evaluate(id); err != nil && ctx.Err() == nil && !errors.Is(err, ErrNotFound) {

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -83,17 +84,127 @@ func (s moduleState) empty() bool {
 	return len(s.Configurations) == 0 && s.Applied == "" && s.Error == ""
 }
 
-// decided reports whether state s, at store version version, was decided
-// on the configurations of digest basis and the twin record at version tv:
-// then evaluating the twin again cannot change anything.
-func (s moduleState) decided(version int64, basis string, tv int64) bool {
-	if version == 0 || s.Basis == "" || s.Basis != basis {
+// onTwin reports whether state s, at store version version, was decided
+// on the twin record at version tv (as it is now) and says on which module
+// configurations (its Basis).
+func (s moduleState) onTwin(version, tv int64) bool {
+	if version == 0 || s.Basis == "" {
 		return false
 	}
 	if s.Twin == sameTxn {
 		return tv == version
 	}
 	return tv == s.Twin
+}
+
+// moduleBasisKey holds a basisAlias: the module configurations of which
+// older digests stand for the current ones.
+const moduleBasisKey = "hub/module-configurations"
+
+// basisAlias says that a module twin whose state was decided on one of
+// From, on the twin as it is now, is decided on To as well: an evaluation
+// of every module twin on To found their decisions the same (and left
+// their states as they were rather than write each again). It is written
+// only once that evaluation is complete, without an error: one cut short
+// (a kill -9) leaves the alias of before, and the next start evaluates
+// those twins again.
+type basisAlias struct {
+	To   string   `json:"to"`
+	From []string `json:"from,omitempty"`
+}
+
+// modulePass is an evaluation of every module twin on the module
+// configurations of digest basis; seen are the digests of the states it
+// found decided the same.
+type modulePass struct {
+	basis  string
+	seen   map[string]bool
+	failed bool
+}
+
+// loadBasisAlias reads the stored basisAlias.
+func (a *AutoDeployer) loadBasisAlias() error {
+	rec, err := a.r.st.Get(moduleBasisKey)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	al, err := decodeRecord[basisAlias](rec)
+	if err != nil {
+		return err
+	}
+	a.passMu.Lock()
+	a.alias = al
+	a.passMu.Unlock()
+	return nil
+}
+
+// aliased reports whether a state decided on digest from is decided on
+// basis too.
+func (a *AutoDeployer) aliased(from, basis string) bool {
+	a.passMu.Lock()
+	defer a.passMu.Unlock()
+	return a.alias.To == basis && slices.Contains(a.alias.From, from)
+}
+
+// beginModulePass starts an evaluation of every module twin (call it
+// before queueing them).
+func (a *AutoDeployer) beginModulePass() *modulePass {
+	_, basis := a.moduleConfigs()
+	p := &modulePass{basis: basis, seen: map[string]bool{}}
+	a.passMu.Lock()
+	a.pass = p
+	a.passMu.Unlock()
+	return p
+}
+
+// passSeen notes that a state decided on digest from was found decided the
+// same on basis.
+func (a *AutoDeployer) passSeen(from, basis string) {
+	a.passMu.Lock()
+	defer a.passMu.Unlock()
+	if a.pass != nil && a.pass.basis == basis {
+		a.pass.seen[from] = true
+	}
+}
+
+// passFailed notes that a module twin's evaluation failed: the pass under
+// way cannot vouch for every twin.
+func (a *AutoDeployer) passFailed() {
+	a.passMu.Lock()
+	defer a.passMu.Unlock()
+	if a.pass != nil {
+		a.pass.failed = true
+	}
+}
+
+// endModulePass is called once every module twin queued after
+// beginModulePass returned p was evaluated: if no other pass began since,
+// none failed and the module configurations are still those of p, the
+// states p found decided the same are decided on p's configurations, and
+// the stored basisAlias says so.
+func (a *AutoDeployer) endModulePass(p *modulePass) error {
+	a.passMu.Lock()
+	if _, basis := a.moduleConfigs(); a.pass != p || p.failed || basis != p.basis {
+		a.passMu.Unlock()
+		return nil
+	}
+	a.pass = nil
+	next := basisAlias{To: p.basis, From: slices.Sorted(maps.Keys(p.seen))}
+	same := a.alias.To == next.To && slices.Equal(a.alias.From, next.From)
+	a.alias = next
+	a.passMu.Unlock()
+	if same {
+		return nil
+	}
+	b, err := json.Marshal(next)
+	if err != nil {
+		return err
+	}
+	_, err = a.r.st.Put(moduleBasisKey, b, store.Any)
+	return err
 }
 
 // moduleBasis is the digest of module configurations: what a module
@@ -258,6 +369,25 @@ func isRuntimeModule(moduleID string) bool { return identity.IsSystemModule(modu
 // a device id has no '/').
 func moduleItem(deviceID, moduleID string) string { return deviceID + "/" + moduleID }
 
+// evaluateAllModules queues every module twin and, once they are
+// evaluated, ends that pass (endModulePass).
+func (a *AutoDeployer) evaluateAllModules(ctx context.Context) error {
+	p := a.beginModulePass()
+	if err := a.enqueueAllModules(); err != nil {
+		return err
+	}
+	go func() {
+		a.q.waitIdle()
+		if ctx.Err() != nil {
+			return
+		}
+		if err := a.endModulePass(p); err != nil {
+			a.log.Error("automatic module configurations: record the evaluation of every module twin", "err", err)
+		}
+	}()
+	return nil
+}
+
 // enqueueAllModules queues every module twin.
 func (a *AutoDeployer) enqueueAllModules() error {
 	return a.r.rangeAll("modules/", func(rec store.Record) error {
@@ -337,9 +467,16 @@ func (a *AutoDeployer) evaluateModule(deviceID, moduleID string) error {
 		// A twin record is deleted with its module, so the module is there.
 		tv = rec.Version
 	}
-	if cur.decided(version, basis, tv) {
-		a.skipped.Add(1)
-		return nil
+	if cur.onTwin(version, tv) {
+		switch {
+		case cur.Basis == basis:
+			a.skipped.Add(1)
+			return nil
+		case a.aliased(cur.Basis, basis):
+			a.passSeen(cur.Basis, basis)
+			a.skipped.Add(1)
+			return nil
+		}
 	}
 	a.evaluated.Add(1)
 	if t == nil {
@@ -378,12 +515,15 @@ func (a *AutoDeployer) evaluateModule(deviceID, moduleID string) error {
 		_, err = a.r.st.Txn(append(ops, store.DeleteOp(key, version))...)
 		return err
 	}
-	// The basis is kept up to date where the decision changed or was made
-	// on other configurations. A twin changed since its decision (say, a
-	// reported property) is decided the same way without a write here: the
-	// state's basis is then its decision's, and a start evaluates it again.
-	changed := len(ops) > 0 || version == 0 || cur.Basis != basis || !sameDecision(cur, next)
-	if !changed {
+	// A state is written where the decision changed (or has no basis, from
+	// an older hub). A twin decided the same way is left as it is: if the
+	// configurations changed, the pass of every module twin says so once
+	// complete (basisAlias); if the twin changed (say, a reported property),
+	// the next start evaluates it again.
+	if len(ops) == 0 && version != 0 && cur.Basis != "" && sameDecision(cur, next) {
+		if cur.Basis != basis {
+			a.passSeen(cur.Basis, basis)
+		}
 		return nil
 	}
 	next.Basis, next.Twin = basis, tv

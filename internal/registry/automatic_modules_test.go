@@ -426,6 +426,10 @@ func startPass(t *testing.T, r *Registry) (evaluated, unchanged int64) {
 	t.Helper()
 	a := r.NewAutoDeployer(nil)
 	a.loadAll(t)
+	if err := a.loadBasisAlias(); err != nil {
+		t.Fatal(err)
+	}
+	p := a.beginModulePass()
 	if err := a.enqueueAllModules(); err != nil {
 		t.Fatal(err)
 	}
@@ -434,6 +438,9 @@ func startPass(t *testing.T, r *Registry) (evaluated, unchanged int64) {
 		if err := a.EvaluateModule(dev, mod); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := a.endModulePass(p); err != nil {
+		t.Fatal(err)
 	}
 	return a.evaluated.Load(), a.skipped.Load()
 }
@@ -504,7 +511,9 @@ func TestModuleDecisionsKeptAcrossStarts(t *testing.T) {
 	if d := moduleDesired(t, r, "d", "a"); d["only"] != "a" {
 		t.Errorf("a's desired %v", d)
 	}
-	check("nothing changed", 2, 2) // b and p: no state
+	// b and p have no state; c's decision stands on its twin as it was
+	// before its reported property (not written again for that).
+	check("nothing changed", 3, 1)
 
 	// A configuration changed: its priority now below the chiller's.
 	x.Priority = 5
@@ -515,14 +524,15 @@ func TestModuleDecisionsKeptAcrossStarts(t *testing.T) {
 	if got := moduleStatuses(t, r, "d", "a"); !sameStatuses(got, "chiller-module-settings", hubapi.ConfigurationApplied, "a-only", hubapi.ConfigurationTargeted) {
 		t.Errorf("a shows %v", got)
 	}
-	// c's state was written again for the new configurations, without its
-	// twin: a change of the twin after that counts too.
-	if _, err := r.UpdateTwin("d", "c", "", func(tw *twin.Twin) (bool, error) {
+	// a's state was written again for the new configurations, without its
+	// twin (the chiller's settings were there): a change of the twin after
+	// that counts too.
+	if _, err := r.UpdateTwin("d", "a", "", func(tw *twin.Twin) (bool, error) {
 		return tw.PatchReported([]byte(`{"temperature":5}`), time.Now())
 	}); err != nil {
 		t.Fatal(err)
 	}
-	check("c's reported properties changed", 3, 1)
+	check("a's reported properties changed", 4, 0)
 	// Its condition changed: now c's.
 	x.TargetCondition = "FROM devices.modules WHERE moduleId = 'c'"
 	if _, err := r.UpdateConfiguration(x, "*"); err != nil {
@@ -586,6 +596,29 @@ func TestModuleEvaluationInterrupted(t *testing.T) {
 	}
 	if e, u := startPass(t, r); e != 0 || u != int64(len(mods)) {
 		t.Errorf("after convergence: %d evaluated, %d left as decided; want 0 and %d", e, u, len(mods))
+	}
+
+	// A configuration that targets none of them: their decisions stand,
+	// their states are not written again. A pass killed half way does not
+	// vouch for the others; a complete one does.
+	mustCreateConfig(t, r, Configuration{ID: "none", Priority: 1, TargetCondition: "FROM devices.modules WHERE tags.kind = 'none'",
+		Content: hubapi.ConfigurationContent{ModuleContent: json.RawMessage(`{"properties.desired.none": true}`)}})
+	a = r.NewAutoDeployer(nil)
+	a.loadAll(t)
+	if err := a.loadBasisAlias(); err != nil {
+		t.Fatal(err)
+	}
+	a.beginModulePass()
+	for _, m := range mods[:4] {
+		if err := a.EvaluateModule("d", m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e, u := startPass(t, r); e != int64(len(mods)) || u != 0 {
+		t.Errorf("after a pass cut short: %d evaluated, %d left as decided; want %d and 0", e, u, len(mods))
+	}
+	if e, u := startPass(t, r); e != 0 || u != int64(len(mods)) {
+		t.Errorf("after a complete pass: %d evaluated, %d left as decided; want 0 and %d", e, u, len(mods))
 	}
 }
 

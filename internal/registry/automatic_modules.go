@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/identity"
@@ -372,6 +373,7 @@ func moduleItem(deviceID, moduleID string) string { return deviceID + "/" + modu
 // evaluateAllModules queues every module twin and, once they are
 // evaluated, ends that pass (endModulePass).
 func (a *AutoDeployer) evaluateAllModules(ctx context.Context) error {
+	start, evaluated, skipped := time.Now(), a.evaluated.Load(), a.skipped.Load()
 	p := a.beginModulePass()
 	if err := a.enqueueAllModules(); err != nil {
 		return err
@@ -381,6 +383,8 @@ func (a *AutoDeployer) evaluateAllModules(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return
 		}
+		a.log.Info("automatic module configurations: every module twin evaluated", "took", time.Since(start).Round(time.Millisecond),
+			"evaluated", a.evaluated.Load()-evaluated, "unchanged", a.skipped.Load()-skipped)
 		if err := a.endModulePass(p); err != nil {
 			a.log.Error("automatic module configurations: record the evaluation of every module twin", "err", err)
 		}

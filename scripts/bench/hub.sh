@@ -58,6 +58,22 @@ fi
 # ms: milliseconds since the epoch. cpu_ms PID: the CPU time PID has used, in ms.
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 cpu_ms() { awk -v t="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / t)}' /proc/$1/stat; }
+# wait_quiet PID: waits until PID uses less than 20 ms of CPU in a second; prints the ms and
+# the CPU ms it used until the start of that quiet second.
+wait_quiet() {
+	local t0 c0 c i=0
+	local -a cs ts
+	t0=$(ms); c0=$(cpu_ms $1)
+	while :; do
+		sleep 0.25
+		i=$(( i + 1 ))
+		cs[$i]=$(cpu_ms $1); ts[$i]=$(ms)
+		if [ $i -gt 4 ] && [ $(( cs[i] - cs[i-4] )) -lt 20 ]; then
+			echo "$(( ts[i-4] - t0 )) ms, $(( cs[i-4] - c0 )) ms of CPU"
+			return
+		fi
+	done
+}
 # median of the numbers on stdin
 median() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "-"}'; }
 echo "data: $dir ($(find "$dir/store/records" -type f | wc -l) records, $(du -sh "$dir/store" | cut -f1))"
@@ -101,3 +117,20 @@ for run in 1 2 3; do
 		"$run" $(( (ready - start) / 1000000 )) $(( cpu * 1000 / $(getconf CLK_TCK) )) $(( idle / 1024 )) $(( rss / 1024 )) "$n" $(( settled / 1024 )) $(( hwm / 1024 ))
 	rm -f "$log"
 done
+
+if [ "$configs" -gt 0 ]; then
+	start_hub
+	until grep -q "start evaluation done" "$log"; do sleep 0.05; done
+	wait_quiet $pid >/dev/null
+	addr=$(grep -o 'https://[^ ]*' "$log" | head -1)
+	cs=$(echo "$cs0" | sed "s/HostName=[^;]*/HostName=localhost:${addr##*:}/")
+	out() { OUTPOST_CONFIG=/dev/null "$bin" --hub "$cs" --ca "$dir/ca.pem" "$@" >/dev/null 2>&1; }
+	content=$(mktemp)
+	echo '{"moduleContent": {"properties.desired.benchChange": 1}}' >"$content"
+	out deployment create bench-change -f "$content" --target-condition "FROM devices.modules WHERE tags.role = 'none'"
+	echo "module configuration created while running: busy $(wait_quiet $pid)"
+	out deployment delete bench-change
+	echo "module configuration deleted while running: busy $(wait_quiet $pid)"
+	kill -TERM $pid; wait $pid || true
+	rm -f "$log" "$content"
+fi

@@ -323,42 +323,64 @@ func readsOf(cond condition) twinReads {
 
 // conditionDoc is a module twin as module configurations' conditions read
 // it: what json.Unmarshal of its JSON gives (numbers in sections as
-// json.Number, which conditions compare as numbers), with only the sections
-// reads names and without their $metadata, unless reads has readsAll. (The
-// whole twin's JSON, decoded, was most of what a start spent on each module
-// twin.)
-func conditionDoc(t *twin.Twin, reads twinReads) (map[string]any, error) {
+// json.Number, which conditions compare as numbers), with the sections
+// conditions read added as they are needed (need), without their
+// $metadata unless one reads that (readsAll: the whole twin's JSON). The
+// whole twin's JSON, decoded, was most of what a start spent on each
+// module twin.
+type conditionDoc struct {
+	t   *twin.Twin
+	has twinReads
+	doc map[string]any
+}
+
+// need returns the document with at least the parts reads.
+func (d *conditionDoc) need(reads twinReads) (map[string]any, error) {
+	if d.has&readsAll != 0 || d.has&reads == reads && d.doc != nil {
+		return d.doc, nil
+	}
+	t := d.t
 	if reads&readsAll != 0 {
 		b, err := t.MarshalJSON()
 		if err != nil {
 			return nil, err
 		}
-		var doc map[string]any
-		err = json.Unmarshal(b, &doc)
-		return doc, err
-	}
-	doc := map[string]any{"deviceId": t.DeviceID, "etag": t.ETag, "version": float64(t.Version), "status": t.Status}
-	if t.ModuleID != "" {
-		doc["moduleId"] = t.ModuleID
-	}
-	if reads&readsTags != 0 {
-		doc["tags"] = t.Tags()
-	}
-	if reads&(readsDesired|readsReported) != 0 {
-		props := map[string]any{}
-		if reads&readsDesired != 0 {
-			d := t.Desired()
-			d["$version"] = float64(t.DesiredVersion())
-			props["desired"] = d
+		d.doc = nil
+		if err := json.Unmarshal(b, &d.doc); err != nil {
+			return nil, err
 		}
-		if reads&readsReported != 0 {
-			r := t.Reported()
-			r["$version"] = float64(t.ReportedVersion())
-			props["reported"] = r
-		}
-		doc["properties"] = props
+		d.has = readsAll
+		return d.doc, nil
 	}
-	return doc, nil
+	if d.doc == nil {
+		d.doc = map[string]any{"deviceId": t.DeviceID, "etag": t.ETag, "version": float64(t.Version), "status": t.Status}
+		if t.ModuleID != "" {
+			d.doc["moduleId"] = t.ModuleID
+		}
+	}
+	add := reads &^ d.has
+	if add&readsTags != 0 {
+		d.doc["tags"] = t.Tags()
+	}
+	if add&(readsDesired|readsReported) != 0 {
+		props, _ := d.doc["properties"].(map[string]any)
+		if props == nil {
+			props = map[string]any{}
+			d.doc["properties"] = props
+		}
+		if add&readsDesired != 0 {
+			m := t.Desired()
+			m["$version"] = float64(t.DesiredVersion())
+			props["desired"] = m
+		}
+		if add&readsReported != 0 {
+			m := t.Reported()
+			m["$version"] = float64(t.ReportedVersion())
+			props["reported"] = m
+		}
+	}
+	d.has |= reads
+	return d.doc, nil
 }
 
 // isRuntimeModule reports whether a module twin is a system module's (the
@@ -484,22 +506,19 @@ func (a *AutoDeployer) evaluateModule(deviceID, moduleID string) error {
 	}
 	a.evaluated.Add(1)
 	if t == nil {
-		if t, err = a.r.decodeTwin(rec); err != nil {
+		if t, err = a.r.decodeTwin(rec, false); err != nil {
 			return err
 		}
 	}
 	var targets []*compiled
-	var docs [readsAll << 1]map[string]any // by what they read: one per kind of condition
+	cd := conditionDoc{t: t}
 	for _, cc := range configs {
 		if cc.cond == nil {
 			continue
 		}
-		doc := docs[cc.reads]
-		if doc == nil {
-			if doc, err = conditionDoc(t, cc.reads); err != nil {
-				return err
-			}
-			docs[cc.reads] = doc
+		doc, err := cd.need(cc.reads)
+		if err != nil {
+			return err
 		}
 		if cc.cond.Match(doc) {
 			targets = append(targets, cc)

@@ -662,12 +662,21 @@ func TestModuleConditionDoc(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", cond, err)
 		}
-		doc, err := conditionDoc(tw, readsOf(c))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, want := c.Match(doc), c.Match(full); got != want {
-			t.Errorf("%s: %v on the parts read (%v), %v on the whole twin", cond, got, readsOf(c), want)
+		// Alone, and after the document was made for other parts.
+		for _, before := range []twinReads{0, readsTags, readsReported, readsDesired | readsReported} {
+			cd := conditionDoc{t: tw}
+			if before != 0 {
+				if _, err := cd.need(before); err != nil {
+					t.Fatal(err)
+				}
+			}
+			doc, err := cd.need(readsOf(c))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := c.Match(doc), c.Match(full); got != want {
+				t.Errorf("%s: %v on the parts read (%v, after %v), %v on the whole twin", cond, got, readsOf(c), before, want)
+			}
 		}
 	}
 }

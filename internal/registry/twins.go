@@ -45,12 +45,14 @@ func (r *Registry) twinRecord(deviceID, moduleID string) (*twin.Twin, int64, err
 	if err != nil {
 		return nil, 0, err
 	}
-	t, err := r.decodeTwin(rec)
+	t, err := r.decodeTwin(rec, true)
 	return t, rec.Version, err
 }
 
-// decodeTwin returns the twin a stored twin record holds.
-func (r *Registry) decodeTwin(rec store.Record) (*twin.Twin, error) {
+// decodeTwin returns the twin a stored twin record holds; keep: keep it in
+// the twin cache, for a twin about to be written (not for one only read
+// in passing, which would push out those).
+func (r *Registry) decodeTwin(rec store.Record, keep bool) (*twin.Twin, error) {
 	if t := r.twins.get(rec.Key, rec.Version); t != nil {
 		return t, nil
 	}
@@ -60,7 +62,9 @@ func (r *Registry) decodeTwin(rec store.Record) (*twin.Twin, error) {
 	if err := t.UnmarshalJSON(bytes.Clone(rec.Value)); err != nil {
 		return nil, fmt.Errorf("record %s: %w", rec.Key, err)
 	}
-	r.twins.put(rec.Key, rec.Version, len(rec.Value), t)
+	if keep {
+		r.twins.put(rec.Key, rec.Version, len(rec.Value), t)
+	}
 	return t, nil
 }
 

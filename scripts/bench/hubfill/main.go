@@ -9,6 +9,10 @@
 // of one device in a hundred), the third none; more repeat the mix with other
 // priorities.
 //
+// With -report, in a data dir filled before (the hub stopped), each module
+// twin reports a new property: their decisions then stand on twins that
+// changed since.
+//
 // With -etcd it fills an etcd prefix instead, for the replica benchmarks:
 // one device is made through the registry, then its records are copied
 // under every other device id in transactions of up to 100 records (the
@@ -46,6 +50,7 @@ func main() {
 	endpoints := flag.String("etcd", "", "etcd endpoints (URL,…): fill etcd instead of -data")
 	prefix := flag.String("etcd-prefix", etcdstore.DefaultPrefix, "the hub's etcd key prefix")
 	configs := flag.Int("configs", 0, "automatic module configurations to add (module twins get tags they target)")
+	report := flag.Bool("report", false, "in a filled data dir: each module twin reports a property (nothing else is done)")
 	flag.Parse()
 	tagged = *configs > 0
 	if *endpoints != "" {
@@ -66,6 +71,12 @@ func main() {
 	}
 	defer st.Close()
 	reg := registry.New(st)
+	if *report {
+		if err := reportAll(reg, *devices, *modules, *workers); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 
 	start := time.Now()
 	var done atomic.Int64
@@ -114,6 +125,47 @@ func addConfigs(reg *registry.Registry, n, modules int) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// reportAll has each module twin report a new temperature, as modules do
+// while the hub is down.
+func reportAll(reg *registry.Registry, devices, modules, workers int) error {
+	start := time.Now()
+	ids := make(chan int)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range ids {
+				for m := range modules {
+					if _, err := reg.UpdateTwin(fmt.Sprintf("device-%05d", i), fmt.Sprintf("module-%d", m), "", func(t *twin.Twin) (bool, error) {
+						return t.PatchReported([]byte(fmt.Sprintf(`{"temperature":%d}`, time.Now().UnixNano()%1000)), time.Now())
+					}); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	for i := range devices {
+		select {
+		case ids <- i:
+		case err := <-errs:
+			return err
+		}
+	}
+	close(ids)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+	}
+	fmt.Fprintf(os.Stderr, "%d devices × %d module twins reported a property in %v\n", devices, modules, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -600,7 +600,15 @@ func TestModuleEvaluationInterrupted(t *testing.T) {
 
 	// A configuration that targets none of them: their decisions stand,
 	// their states are not written again. A pass killed half way does not
-	// vouch for the others; a complete one does.
+	// vouch for the others; a complete one does. (The store opened again
+	// without the running deployer, which would make that pass.)
+	r.st.Close()
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	r = New(st)
 	mustCreateConfig(t, r, Configuration{ID: "none", Priority: 1, TargetCondition: "FROM devices.modules WHERE tags.kind = 'none'",
 		Content: hubapi.ConfigurationContent{ModuleContent: json.RawMessage(`{"properties.desired.none": true}`)}})
 	a = r.NewAutoDeployer(nil)

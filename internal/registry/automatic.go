@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -153,6 +154,10 @@ type AutoDeployer struct {
 	pass   *modulePass
 	alias  basisAlias
 
+	// cpu bounds the module twins decided at once (evaluateModule): half
+	// the CPUs (a hub may run more Ps than CPUs: store.UseProcs).
+	cpu chan struct{}
+
 	// evaluated and skipped count module twins evaluated and those not
 	// evaluated as their decision was made on what they are now.
 	evaluated, skipped atomic.Int64
@@ -165,7 +170,8 @@ func (r *Registry) NewAutoDeployer(log *slog.Logger) *AutoDeployer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &AutoDeployer{r: r, log: log, workers: 16, configs: map[string]*compiled{}, versions: map[string]int64{}, q: newWorkQueue()}
+	return &AutoDeployer{r: r, log: log, workers: 16, configs: map[string]*compiled{}, versions: map[string]int64{}, q: newWorkQueue(),
+		cpu: make(chan struct{}, max(1, min(runtime.GOMAXPROCS(0), runtime.NumCPU())/2))}
 }
 
 // Run evaluates every device, then follows the store, re-evaluating what

@@ -505,26 +505,13 @@ func (a *AutoDeployer) evaluateModule(deviceID, moduleID string) error {
 		}
 	}
 	a.evaluated.Add(1)
-	if t == nil {
-		if t, err = a.r.decodeTwin(rec, false); err != nil {
-			return err
-		}
-	}
-	var targets []*compiled
-	cd := conditionDoc{t: t}
-	for _, cc := range configs {
-		if cc.cond == nil {
-			continue
-		}
-		doc, err := cd.need(cc.reads)
-		if err != nil {
-			return err
-		}
-		if cc.cond.Match(doc) {
-			targets = append(targets, cc)
-		}
-	}
-	next, ops, err := a.applyContent(deviceID, moduleID, targets, cur, t, tv)
+	// The decision is CPU work: half the CPUs at most, so that the hub's
+	// requests are served meanwhile (a start queues every module twin);
+	// the writes that follow wait for the disk, as many at once as there
+	// are workers.
+	a.cpu <- struct{}{}
+	next, ops, err := a.decideModule(deviceID, moduleID, configs, cur, t, rec, tv)
+	<-a.cpu
 	if err != nil {
 		return err
 	}
@@ -559,6 +546,32 @@ func (a *AutoDeployer) evaluateModule(deviceID, moduleID string) error {
 	}
 	_, err = a.r.st.Txn(append(ops, store.PutOp(key, nb, version))...)
 	return err
+}
+
+// decideModule decides which of configs targets the module twin t (nil:
+// decode it from rec) and which is applied (applyContent).
+func (a *AutoDeployer) decideModule(deviceID, moduleID string, configs []*compiled, cur moduleState, t *twin.Twin, rec store.Record, tv int64) (moduleState, []store.Op, error) {
+	if t == nil {
+		var err error
+		if t, err = a.r.decodeTwin(rec, false); err != nil {
+			return moduleState{}, nil, err
+		}
+	}
+	var targets []*compiled
+	cd := conditionDoc{t: t}
+	for _, cc := range configs {
+		if cc.cond == nil {
+			continue
+		}
+		doc, err := cd.need(cc.reads)
+		if err != nil {
+			return moduleState{}, nil, err
+		}
+		if cc.cond.Match(doc) {
+			targets = append(targets, cc)
+		}
+	}
+	return a.applyContent(deviceID, moduleID, targets, cur, t, tv)
 }
 
 // sameDecision reports whether two module states decide the same.

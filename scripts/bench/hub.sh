@@ -13,7 +13,11 @@
 # and a first start evaluates them all (its time is printed). Each start then also prints when
 # the hub was done evaluating them (its "start evaluation done" line), the CPU it used after
 # listening until then, and the latency of module twin GETs (`outpost twin get`, one at a
-# time, a process each) meanwhile and once done.
+# time, a process each) meanwhile and once done. A last start then creates a module
+# configuration that targets no module twin (every module twin is evaluated again), deletes
+# it, and prints how long the hub was busy after each and the CPU it used: until its CPU time
+# grows by less than 20 ms in a second (that second not counted). To measure the fleet after
+# its module twins changed, run hubfill -report on the data dir, then this again.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 devices=${1:-10000}

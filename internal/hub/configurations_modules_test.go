@@ -3,13 +3,17 @@ package hub_test
 import (
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/outpost-edge/outpost/internal/hub/hubtest"
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/hubclient"
 	"github.com/outpost-edge/outpost/internal/registry"
+	"github.com/outpost-edge/outpost/internal/store"
+	"github.com/outpost-edge/outpost/internal/twin"
 )
 
 // TestModuleConfigurationsAPI drives an automatic module configuration
@@ -105,4 +109,89 @@ func TestModuleConfigurationsAPI(t *testing.T) {
 func jsonString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// TestModuleConfigurationsConvergeAfterRestart changes module twins' tags
+// and adds a module configuration while the hub is down (straight in its
+// store): the restarted hub, which leaves alone the module twins decided
+// on what they still are, evaluates these and applies what now targets
+// them.
+func TestModuleConfigurationsConvergeAfterRestart(t *testing.T) {
+	hubtest.FileStoreOnly(t) // changes the store while the hub is down
+	dir := t.TempDir()
+	h := hubtest.Start(t, hubtest.Options{DataDir: dir})
+	c := h.Client(t)
+	if _, err := c.CreateDevice(ctx, hubapi.Device{DeviceID: "plant-1"}); err != nil {
+		t.Fatal(err)
+	}
+	for id, kind := range map[string]string{"a": "chiller", "b": "pump", "c": "chiller"} {
+		if _, err := c.CreateModule(ctx, hubapi.Module{DeviceID: "plant-1", ModuleID: id}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.PatchTwin(ctx, "plant-1", id, []byte(`{"tags":{"kind":"`+kind+`"}}`), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.CreateConfiguration(ctx, configurationFixture(t, "module-chiller.json")); err != nil {
+		t.Fatal(err)
+	}
+	configurations := func(module string) string {
+		code, body := raw(t, h, "GET", "/twins/plant-1/modules/"+module, ownerAuth(t, h), nil)
+		if code != 200 {
+			t.Fatalf("GET module twin %s: %d %s", module, code, body)
+		}
+		var doc map[string]any
+		if err := json.Unmarshal([]byte(body), &doc); err != nil {
+			t.Fatal(err)
+		}
+		return jsonString(doc["configurations"])
+	}
+	applied := `{"chiller-module-settings":{"status":"Applied"}}`
+	waitFor(t, "a and c get the chiller settings", func() bool {
+		return configurations("a") == applied && configurations("c") == applied
+	})
+
+	// While the hub is down, apart: twins change (their decisions stand
+	// on the twins as they were), then a configuration comes.
+	whileDown := func(change func(reg *registry.Registry) error) {
+		t.Helper()
+		h.Stop()
+		st, err := store.Open(filepath.Join(dir, "store"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := change(registry.New(st)); err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		h = hubtest.Start(t, hubtest.Options{DataDir: dir})
+	}
+	whileDown(func(reg *registry.Registry) error {
+		for id, kind := range map[string]string{"a": "pump", "b": "chiller"} {
+			if _, err := reg.UpdateTwin("plant-1", id, "", func(tw *twin.Twin) (bool, error) {
+				return tw.PatchTags([]byte(`{"kind":"`+kind+`"}`), time.Now())
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	waitFor(t, "b, now a chiller, gets the chiller settings", func() bool { return configurations("b") == applied })
+	waitFor(t, "a, now a pump, shows no configuration", func() bool { return configurations("a") == "null" })
+
+	whileDown(func(reg *registry.Registry) error {
+		_, err := reg.CreateConfiguration(registry.Configuration{ID: "c-fan", Priority: 20, TargetCondition: "FROM devices.modules WHERE moduleId = 'c'",
+			Content: hubapi.ConfigurationContent{ModuleContent: json.RawMessage(`{"properties.desired.fan": "high"}`)}})
+		return err
+	})
+	waitFor(t, "c gets c-fan", func() bool {
+		return configurations("c") == `{"c-fan":{"status":"Applied"},"chiller-module-settings":{"status":"Targeted"}}`
+	})
+	tw, err := h.Client(t).GetTwin(ctx, "plant-1", "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := string(tw.DesiredJSON()); !strings.Contains(d, `"fan":"high"`) || !strings.Contains(d, "chillerWaterSettings") {
+		t.Errorf("c's desired after the restart: %s", d)
+	}
 }

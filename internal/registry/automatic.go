@@ -11,9 +11,12 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/store"
@@ -140,6 +143,24 @@ type AutoDeployer struct {
 	configs  map[string]*compiled
 	versions map[string]int64 // store version of each configuration read
 	modules  int              // how many of configs are module configurations
+	// moduleList and moduleBasis are the module configurations of configs,
+	// sorted by id, and their digest; "" when to be computed again.
+	moduleList  []*compiled
+	moduleBasis string
+
+	// passMu guards pass, the evaluation of every module twin under way
+	// (nil: none), and alias, the basisAlias in force.
+	passMu sync.Mutex
+	pass   *modulePass
+	alias  basisAlias
+
+	// cpu bounds the module twins decided at once (evaluateModule): half
+	// the CPUs (a hub may run more Ps than CPUs: store.UseProcs).
+	cpu chan struct{}
+
+	// evaluated and skipped count module twins evaluated and those not
+	// evaluated as their decision was made on what they are now.
+	evaluated, skipped atomic.Int64
 
 	q *workQueue
 }
@@ -149,12 +170,14 @@ func (r *Registry) NewAutoDeployer(log *slog.Logger) *AutoDeployer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &AutoDeployer{r: r, log: log, workers: 16, configs: map[string]*compiled{}, versions: map[string]int64{}, q: newWorkQueue()}
+	return &AutoDeployer{r: r, log: log, workers: 16, configs: map[string]*compiled{}, versions: map[string]int64{}, q: newWorkQueue(),
+		cpu: make(chan struct{}, max(1, min(runtime.GOMAXPROCS(0), runtime.NumCPU())/2))}
 }
 
 // Run evaluates every device, then follows the store, re-evaluating what
 // changes, until ctx is done.
 func (a *AutoDeployer) Run(ctx context.Context) error {
+	start := time.Now()
 	events := a.r.st.Watch(ctx, "")
 	recs, err := a.r.st.List(configurationPrefix)
 	if err != nil {
@@ -173,9 +196,24 @@ func (a *AutoDeployer) Run(ctx context.Context) error {
 		return err
 	}
 	if a.hasModuleConfigs() || len(states) > 0 {
-		if err := a.enqueueAllModules(); err != nil {
+		if err := a.loadBasisAlias(); err != nil {
 			return err
 		}
+		if err := a.evaluateAllModules(ctx); err != nil {
+			return err
+		}
+	}
+	a.mu.RLock()
+	configured := len(a.configs) > 0 || len(states) > 0
+	a.mu.RUnlock()
+	if queued := a.q.len(); configured && queued > 0 {
+		go func() {
+			a.q.waitIdle()
+			if ctx.Err() == nil {
+				a.log.Info("automatic deployments: start evaluation done", "queued", queued, "took", time.Since(start).Round(time.Millisecond),
+					"moduleTwinsEvaluated", a.evaluated.Load(), "moduleTwinsUnchanged", a.skipped.Load())
+			}
+		}()
 	}
 	var wg sync.WaitGroup
 	for range a.workers {
@@ -196,7 +234,7 @@ func (a *AutoDeployer) Run(ctx context.Context) error {
 				}
 			}
 			if modules {
-				if err := a.enqueueAllModules(); err != nil {
+				if err := a.evaluateAllModules(ctx); err != nil {
 					a.log.Error("automatic module configurations: list modules", "err", err)
 				}
 			}
@@ -240,6 +278,7 @@ func (a *AutoDeployer) load(rec store.Record) {
 
 // setConfig keeps cc as configuration id (nil: none), under a.mu.
 func (a *AutoDeployer) setConfig(id string, cc *compiled) {
+	a.moduleList, a.moduleBasis = nil, ""
 	if old := a.configs[id]; old != nil && old.module {
 		a.modules--
 	}
@@ -329,6 +368,7 @@ func (a *AutoDeployer) work(ctx context.Context) {
 		}
 		if dev, mod, ok := strings.Cut(id, "/"); ok {
 			if err := a.EvaluateModule(dev, mod); err != nil && ctx.Err() == nil && !errors.Is(err, ErrNotFound) {
+				a.passFailed()
 				a.log.Error("automatic module configurations: evaluate module twin", "device", dev, "module", mod, "err", err)
 			}
 		} else if err := a.Evaluate(id); err != nil && ctx.Err() == nil && !errors.Is(err, ErrNotFound) {
@@ -585,12 +625,26 @@ type workQueue struct {
 	pending  map[string]bool
 	inflight map[string]bool
 	closed   bool
+	// idle is signalled when the queue empties (waitIdle); a cond of its
+	// own, so that a push's Signal always wakes a worker.
+	idle *sync.Cond
 }
 
 func newWorkQueue() *workQueue {
 	q := &workQueue{pending: map[string]bool{}, inflight: map[string]bool{}}
 	q.cond = sync.NewCond(&q.mu)
+	q.idle = sync.NewCond(&q.mu)
 	return q
+}
+
+// waitIdle returns once nothing is queued nor being evaluated, or the
+// queue is closed.
+func (q *workQueue) waitIdle() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for !q.closed && (len(q.order) > 0 || len(q.inflight) > 0) {
+		q.idle.Wait()
+	}
 }
 
 func (q *workQueue) push(id string) {
@@ -602,6 +656,13 @@ func (q *workQueue) push(id string) {
 	q.pending[id] = true
 	q.order = append(q.order, id)
 	q.cond.Signal()
+}
+
+// len returns how many ids are queued.
+func (q *workQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.order)
 }
 
 // pop returns the next id no worker holds, waiting for one; false once closed.
@@ -634,6 +695,9 @@ func (q *workQueue) done(id string) {
 	defer q.mu.Unlock()
 	delete(q.inflight, id)
 	q.cond.Broadcast()
+	if len(q.order) == 0 && len(q.inflight) == 0 {
+		q.idle.Broadcast()
+	}
 }
 
 func (q *workQueue) close() {
@@ -641,4 +705,5 @@ func (q *workQueue) close() {
 	defer q.mu.Unlock()
 	q.closed = true
 	q.cond.Broadcast()
+	q.idle.Broadcast()
 }

@@ -6,6 +6,8 @@ import "github.com/outpost-edge/outpost/internal/query"
 // as IoT Hub's JSON, is targeted.
 type condition interface {
 	Match(doc map[string]any) bool
+	// Paths are the property paths it reads, each as its names.
+	Paths() [][]string
 }
 
 // parseCondition parses a configuration's targetCondition in IoT Hub's

@@ -171,6 +171,7 @@ type compiled struct {
 	edge    bool      // an automatic deployment (modulesContent)
 	device  bool      // an automatic device configuration (deviceContent)
 	module  bool      // an automatic module configuration (moduleContent): cond is over module twins
+	reads   twinReads // for a module configuration: the parts of a module twin cond reads
 	layered bool      // modulesContent sets paths under properties.desired, not $edgeAgent's whole desired
 	// patch is deviceContent or moduleContent as a merge patch of the
 	// twin's desired properties.

@@ -45,17 +45,27 @@ func (r *Registry) twinRecord(deviceID, moduleID string) (*twin.Twin, int64, err
 	if err != nil {
 		return nil, 0, err
 	}
+	t, err := r.decodeTwin(rec, true)
+	return t, rec.Version, err
+}
+
+// decodeTwin returns the twin a stored twin record holds; keep: keep it in
+// the twin cache, for a twin about to be written (not for one only read
+// in passing, which would push out those).
+func (r *Registry) decodeTwin(rec store.Record, keep bool) (*twin.Twin, error) {
 	if t := r.twins.get(rec.Key, rec.Version); t != nil {
-		return t, rec.Version, nil
+		return t, nil
 	}
 	// The twin decoder gets its own copy: the store's must stay as it is,
 	// and the twin may keep parts of what it decodes.
 	t := new(twin.Twin)
 	if err := t.UnmarshalJSON(bytes.Clone(rec.Value)); err != nil {
-		return nil, 0, fmt.Errorf("record %s: %w", rec.Key, err)
+		return nil, fmt.Errorf("record %s: %w", rec.Key, err)
 	}
-	r.twins.put(rec.Key, rec.Version, len(rec.Value), t)
-	return t, rec.Version, nil
+	if keep {
+		r.twins.put(rec.Key, rec.Version, len(rec.Value), t)
+	}
+	return t, nil
 }
 
 // UpdateTwin changes a twin with fn and stores it, if the twin's etag still

@@ -3,6 +3,16 @@
 //
 //	go run ./scripts/bench/hubfill -data DIR -devices 10000 -modules 5
 //
+// With -configs N it tags the module twins and adds N automatic module
+// configurations (moduleContent) over them: the first targets most module
+// twins (every module but the last of each device), the second a few (those
+// of one device in a hundred), the third none; more repeat the mix with other
+// priorities.
+//
+// With -report, in a data dir filled before (the hub stopped), each module
+// twin reports a new property: their decisions then stand on twins that
+// changed since.
+//
 // With -etcd it fills an etcd prefix instead, for the replica benchmarks:
 // one device is made through the registry, then its records are copied
 // under every other device id in transactions of up to 100 records (the
@@ -14,6 +24,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -24,6 +35,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/registry"
 	"github.com/outpost-edge/outpost/internal/store"
 	"github.com/outpost-edge/outpost/internal/store/etcdstore"
@@ -37,7 +49,10 @@ func main() {
 	workers := flag.Int("workers", 32, "concurrent writers")
 	endpoints := flag.String("etcd", "", "etcd endpoints (URL,…): fill etcd instead of -data")
 	prefix := flag.String("etcd-prefix", etcdstore.DefaultPrefix, "the hub's etcd key prefix")
+	configs := flag.Int("configs", 0, "automatic module configurations to add (module twins get tags they target)")
+	report := flag.Bool("report", false, "in a filled data dir: each module twin reports a property (nothing else is done)")
 	flag.Parse()
+	tagged = *configs > 0
 	if *endpoints != "" {
 		if err := fillEtcd(strings.Split(*endpoints, ","), *prefix, *devices, *modules, *workers); err != nil {
 			log.Fatal(err)
@@ -56,6 +71,12 @@ func main() {
 	}
 	defer st.Close()
 	reg := registry.New(st)
+	if *report {
+		if err := reportAll(reg, *devices, *modules, *workers); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 
 	start := time.Now()
 	var done atomic.Int64
@@ -80,8 +101,76 @@ func main() {
 	}
 	close(ids)
 	wg.Wait()
-	fmt.Fprintf(os.Stderr, "filled %d devices × %d module twins in %v\n", *devices, *modules, time.Since(start).Round(time.Millisecond))
+	if err := addConfigs(reg, *configs, *modules); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Fprintf(os.Stderr, "filled %d devices × %d module twins, %d module configurations in %v\n", *devices, *modules, *configs, time.Since(start).Round(time.Millisecond))
 }
+
+// addConfigs adds n automatic module configurations: most, few, none.
+func addConfigs(reg *registry.Registry, n, modules int) error {
+	conds := []string{
+		fmt.Sprintf("tags.role = 'sensor' AND moduleId != 'module-%d'", modules-1),
+		"tags.ring = 'canary' AND properties.reported.firmware = '1.0.0'",
+		"tags.role = 'gateway'",
+	}
+	for i := range n {
+		c := registry.Configuration{
+			ID:              fmt.Sprintf("bench-modules-%d", i),
+			Priority:        int64(10*(i%len(conds)) + i/len(conds)),
+			TargetCondition: "FROM devices.modules WHERE " + conds[i%len(conds)],
+			Content:         hubapi.ConfigurationContent{ModuleContent: json.RawMessage(fmt.Sprintf(`{"properties.desired.bench%d": {"interval": %d}}`, i, 10+i))},
+		}
+		if _, err := reg.CreateConfiguration(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reportAll has each module twin report a new temperature, as modules do
+// while the hub is down.
+func reportAll(reg *registry.Registry, devices, modules, workers int) error {
+	start := time.Now()
+	ids := make(chan int)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range ids {
+				for m := range modules {
+					if _, err := reg.UpdateTwin(fmt.Sprintf("device-%05d", i), fmt.Sprintf("module-%d", m), "", func(t *twin.Twin) (bool, error) {
+						return t.PatchReported([]byte(fmt.Sprintf(`{"temperature":%d}`, time.Now().UnixNano()%1000)), time.Now())
+					}); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	for i := range devices {
+		select {
+		case ids <- i:
+		case err := <-errs:
+			return err
+		}
+	}
+	close(ids)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+	}
+	fmt.Fprintf(os.Stderr, "%d devices × %d module twins reported a property in %v\n", devices, modules, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// tagged: module twins get tags for the module configurations (-configs).
+var tagged bool
 
 // fillEtcd fills etcd with devices copies of one device made through the
 // registry in a scratch file store.
@@ -185,6 +274,15 @@ func fill(reg *registry.Registry, i, modules int) error {
 		if _, err := reg.UpdateTwin(id, mid, "", func(t *twin.Twin) (bool, error) {
 			if _, err := t.PatchDesired([]byte(`{"interval":5,"units":"C","alerts":{"high":30,"low":-5}}`), now); err != nil {
 				return false, err
+			}
+			if tagged {
+				ring := "main"
+				if i%100 == 0 {
+					ring = "canary"
+				}
+				if _, err := t.PatchTags([]byte(`{"role":"sensor","ring":"`+ring+`"}`), now); err != nil {
+					return false, err
+				}
 			}
 			return t.PatchReported([]byte(`{"temperature":21.5,"firmware":"1.0.0"}`), now)
 		}); err != nil {

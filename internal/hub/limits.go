@@ -17,7 +17,11 @@ import (
 // open, and how many connections one remote address may have open at once.
 // Zero fields take the defaults (DefaultLimits).
 type Limits struct {
-	// ReadHeaderTimeout bounds the TLS handshake and the request headers.
+	// ReadHeaderTimeout bounds the request headers, and twice in the TLS
+	// handshake: the wait for the client's ClientHello, from the accept,
+	// and the handshake itself, from the moment it may compute (a
+	// handshake waiting its turn in a storm of connections is not cut;
+	// handshake.go).
 	ReadHeaderTimeout time.Duration
 	// ReadTimeout bounds reading a request body, counted from the end of
 	// the headers.

@@ -112,6 +112,8 @@ type Hub struct {
 	presence *presence
 	// longPolls counts the sync long polls waiting now (status.go).
 	longPolls atomic.Int64
+	// readiness is what the store probes found (ready.go).
+	readiness readiness
 
 	methodsOnce sync.Once
 	methods     methodTable // pending direct method calls (methods.go)
@@ -417,6 +419,7 @@ func (h *Hub) Serve(ctx context.Context) error {
 	defer cancel()
 	go h.notify.run(ctx, h.st)
 	go h.changes.run(ctx, h.st)
+	h.startProbes()
 	stopAutoDeploy := h.startAutoDeploy(ctx)
 	defer stopAutoDeploy()
 	// No ReadTimeout or WriteTimeout: they would cut sync long polls. The
@@ -458,6 +461,7 @@ func (h *Hub) Serve(ctx context.Context) error {
 
 // Close releases the store. Call it after Serve returns.
 func (h *Hub) Close() error {
+	h.readiness.stopProbes()
 	h.ln.Close()
 	if h.amqpLn != nil {
 		h.amqpLn.Close()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +26,7 @@ import (
 // kernel's accept queue stays short), waits for each client's ClientHello
 // holding no slot, then runs the handshake's costly part (key exchange,
 // signature) for at most slots connections at a time, the others waiting
-// their turn at no cost. The deadline of the handshake starts when it gets
+// their turn at no cost, the newest first (slotPool). The deadline of the handshake starts when it gets
 // its slot, so a connection that waited in the queue is not cut mid-way; a
 // client that sends nothing is closed after the timeout, counted from the
 // accept, and never holds a slot. A slot is given back as soon as the hub
@@ -45,7 +46,7 @@ type handshakeListener struct {
 	inner   net.Listener
 	cfg     *tls.Config
 	timeout time.Duration
-	slots   chan struct{}
+	slots   *slotPool
 	ready   chan net.Conn
 	log     *slog.Logger
 
@@ -76,7 +77,7 @@ func newHandshakeListener(inner net.Listener, cfg *tls.Config, timeout time.Dura
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &handshakeListener{inner: inner, cfg: cfg, timeout: timeout, slots: make(chan struct{}, slots),
+	l := &handshakeListener{inner: inner, cfg: cfg, timeout: timeout, slots: &slotPool{free: slots},
 		ready: make(chan net.Conn), log: log, done: make(chan struct{})}
 	go l.acceptLoop()
 	go l.report()
@@ -150,16 +151,14 @@ func (l *handshakeListener) handshake(c net.Conn) {
 	n := l.stats.waiting.Add(1)
 	for m := l.stats.maxWaiting.Load(); n > m && !l.stats.maxWaiting.CompareAndSwap(m, n); m = l.stats.maxWaiting.Load() {
 	}
-	select {
-	case l.slots <- struct{}{}:
-		l.stats.waiting.Add(-1)
-	case <-l.done:
-		l.stats.waiting.Add(-1)
+	ok := l.slots.acquire(l.done)
+	l.stats.waiting.Add(-1)
+	if !ok {
 		c.Close()
 		return
 	}
 	var once sync.Once
-	release := func() { once.Do(func() { <-l.slots }) }
+	release := func() { once.Do(l.slots.release) }
 	c.SetDeadline(time.Now().Add(l.timeout))
 	tc := tls.Server(&slotConn{Conn: c, pre: hello, release: release}, l.cfg)
 	err = tc.Handshake()
@@ -281,4 +280,65 @@ func (c *slotConn) Write(b []byte) (int, error) {
 		c.wrote.Store(true)
 	}
 	return c.Conn.Write(b)
+}
+
+// slotPool hands out a fixed number of slots; when none is free, the
+// newest waiter gets the next one (LIFO). Under a storm the connections
+// that waited longest are the likeliest to have been given up by their
+// client (hubclient gives a handshake 10 s, waiting included) and retried
+// as new ones: serving the newest first spends the hub's time on
+// handshakes still wanted, and a load balancer's check, always new, is
+// answered within a few handshakes instead of after the whole queue.
+type slotPool struct {
+	mu      sync.Mutex
+	free    int
+	waiters []chan struct{}
+}
+
+// acquire takes a slot, waiting for one; false if done was closed first.
+func (p *slotPool) acquire(done <-chan struct{}) bool {
+	p.mu.Lock()
+	if p.free > 0 {
+		p.free--
+		p.mu.Unlock()
+		return true
+	}
+	ch := make(chan struct{}, 1)
+	p.waiters = append(p.waiters, ch)
+	p.mu.Unlock()
+	select {
+	case <-ch:
+		return true
+	case <-done:
+	}
+	p.mu.Lock()
+	if i := slices.Index(p.waiters, ch); i >= 0 {
+		p.waiters = slices.Delete(p.waiters, i, i+1)
+		p.mu.Unlock()
+		return false
+	}
+	p.mu.Unlock()
+	p.release() // given meanwhile
+	return false
+}
+
+// release gives a slot back: to the newest waiter, if any.
+func (p *slotPool) release() {
+	p.mu.Lock()
+	if n := len(p.waiters); n > 0 {
+		ch := p.waiters[n-1]
+		p.waiters = p.waiters[:n-1]
+		p.mu.Unlock()
+		ch <- struct{}{}
+		return
+	}
+	p.free++
+	p.mu.Unlock()
+}
+
+// freeSlots is how many slots are free now.
+func (p *slotPool) freeSlots() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.free
 }

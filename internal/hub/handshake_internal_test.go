@@ -77,7 +77,7 @@ func echoLine(t *testing.T, c net.Conn) {
 func TestHandshakeQueuedPastTimeout(t *testing.T) {
 	const timeout = 200 * time.Millisecond
 	l, cfg := handshakeServer(t, timeout, 1)
-	l.slots <- struct{}{} // the only slot, taken
+	l.slots.acquire(nil) // the only slot, taken
 
 	errc := make(chan error, 1)
 	go func() {
@@ -102,7 +102,7 @@ func TestHandshakeQueuedPastTimeout(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(3 * timeout) // past the deadline it would have had from the accept
-	<-l.slots
+	l.slots.release()
 	c := acceptWithin(t, l)
 	defer c.Close()
 	echoLine(t, c)
@@ -178,8 +178,8 @@ func TestHandshakeSlowClientHoldsNoSlot(t *testing.T) {
 	if _, err := s2.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("a client that sends nothing: read %v, want EOF (closed by the hub)", err)
 	}
-	if l2.stats.silent.Load() != 1 || len(l2.slots) != 0 {
-		t.Errorf("silent client: %d counted silent, %d slots held; want 1 and 0", l2.stats.silent.Load(), len(l2.slots))
+	if l2.stats.silent.Load() != 1 || l2.slots.freeSlots() != 1 {
+		t.Errorf("silent client: %d counted silent, %d slots free; want 1 and 1", l2.stats.silent.Load(), l2.slots.freeSlots())
 	}
 }
 
@@ -201,5 +201,47 @@ func TestHandshakePlainHTTP(t *testing.T) {
 	l.Close()
 	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("accept after close: %v, want net.ErrClosed", err)
+	}
+}
+
+// TestHandshakeNewestFirst: when handshakes wait for a slot, the newest
+// gets the next one (the oldest are the likeliest given up by their
+// clients; a load balancer's check is always new).
+func TestHandshakeNewestFirst(t *testing.T) {
+	l, cfg := handshakeServer(t, time.Minute, 1)
+	l.slots.acquire(nil) // the only slot, taken
+	dial := func(want int64) <-chan net.Conn {
+		ch := make(chan net.Conn, 1)
+		go func() {
+			c, err := tls.Dial("tcp", l.Addr().String(), cfg)
+			if err != nil {
+				t.Errorf("dial: %v", err)
+				close(ch)
+				return
+			}
+			ch <- c
+		}()
+		for l.stats.waiting.Load() < want {
+			time.Sleep(10 * time.Millisecond)
+		}
+		return ch
+	}
+	old := dial(1)
+	newer := dial(2)
+	l.slots.release()
+	first := acceptWithin(t, l)
+	defer first.Close()
+	c := <-newer
+	if c == nil {
+		return
+	}
+	defer c.Close()
+	if first.RemoteAddr().String() != c.LocalAddr().String() {
+		t.Errorf("the first handshake done was %s's, want the newest client's (%s)", first.RemoteAddr(), c.LocalAddr())
+	}
+	second := acceptWithin(t, l)
+	defer second.Close()
+	if c := <-old; c != nil {
+		c.Close()
 	}
 }

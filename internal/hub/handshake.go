@@ -63,6 +63,7 @@ type handshakeStats struct {
 	failed     atomic.Int64 // failed or cut, the silent ones included
 	silent     atomic.Int64 // no ClientHello within the timeout
 	timedOut   atomic.Int64 // had a slot and ran out of time
+	abandoned  atomic.Int64 // closed by the client while waiting for a slot
 	waiting    atomic.Int64 // waiting for a slot now
 	maxWaiting atomic.Int64 // most waiting at once since the last log
 	lastErr    atomic.Pointer[string]
@@ -159,6 +160,13 @@ func (l *handshakeListener) handshake(c net.Conn) {
 	}
 	var once sync.Once
 	release := func() { once.Do(l.slots.release) }
+	if clientGone(c) { // gave up while it waited: nothing to compute
+		release()
+		l.stats.abandoned.Add(1)
+		l.fail(errors.New("the client closed its connection while its handshake waited for its turn"), false, false)
+		c.Close()
+		return
+	}
 	c.SetDeadline(time.Now().Add(l.timeout))
 	tc := tls.Server(&slotConn{Conn: c, pre: hello, release: release}, l.cfg)
 	err = tc.Handshake()
@@ -200,14 +208,14 @@ func (l *handshakeListener) fail(err error, silent, timedOut bool) {
 func (l *handshakeListener) report() {
 	t := time.NewTicker(handshakeLogEvery)
 	defer t.Stop()
-	var failed, silent, timedOut, completed int64
+	var failed, silent, timedOut, abandoned, completed int64
 	for {
 		select {
 		case <-l.done:
 			return
 		case <-t.C:
 		}
-		f, s, to, c := l.stats.failed.Load(), l.stats.silent.Load(), l.stats.timedOut.Load(), l.stats.completed.Load()
+		f, s, to, a, c := l.stats.failed.Load(), l.stats.silent.Load(), l.stats.timedOut.Load(), l.stats.abandoned.Load(), l.stats.completed.Load()
 		maxw := l.stats.maxWaiting.Swap(l.stats.waiting.Load())
 		if f > failed {
 			last := ""
@@ -215,10 +223,10 @@ func (l *handshakeListener) report() {
 				last = *p
 			}
 			l.log.Warn("hub: TLS handshakes failed", "failed", f-failed, "completed", c-completed,
-				"no_client_hello", s-silent, "timed_out_with_slot", to-timedOut, "max_waiting_for_slot", maxw,
+				"no_client_hello", s-silent, "timed_out_with_slot", to-timedOut, "given_up_waiting", a-abandoned, "max_waiting_for_slot", maxw,
 				"timeout", l.timeout, "last_error", last)
 		}
-		failed, silent, timedOut, completed = f, s, to, c
+		failed, silent, timedOut, abandoned, completed = f, s, to, a, c
 	}
 }
 

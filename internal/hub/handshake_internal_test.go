@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -243,5 +244,47 @@ func TestHandshakeNewestFirst(t *testing.T) {
 	defer second.Close()
 	if c := <-old; c != nil {
 		c.Close()
+	}
+}
+
+// TestHandshakeGivenUpSkipped: a client that closed its connection while
+// its handshake waited for a slot costs no handshake: the hub sees it gone
+// when its turn comes, and the slot goes on to the next.
+func TestHandshakeGivenUpSkipped(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("the hub cannot tell a gone client before its handshake on Windows")
+	}
+	l, cfg := handshakeServer(t, time.Minute, 1)
+	l.slots.acquire(nil) // the only slot, taken
+	raw, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	unblock := make(chan struct{})
+	defer close(unblock)
+	go tls.Client(blockedReads{raw, unblock}, cfg).Handshake() // its ClientHello, then nothing
+	for l.stats.waiting.Load() == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	raw.Close() // gives up
+	l.slots.release()
+	for l.stats.abandoned.Load() == 0 {
+		if l.stats.failed.Load() > 0 {
+			t.Fatal("the handshake of a client that had closed its connection was attempted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		c, err := tls.Dial("tcp", l.Addr().String(), cfg)
+		if err == nil {
+			c.Close()
+		}
+		errc <- err
+	}()
+	c := acceptWithin(t, l)
+	c.Close()
+	if err := <-errc; err != nil {
+		t.Fatalf("the next client: %v", err)
 	}
 }

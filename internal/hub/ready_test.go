@@ -12,6 +12,7 @@ import (
 	"github.com/outpost-edge/outpost/internal/fulldisk"
 	"github.com/outpost-edge/outpost/internal/hub/hubtest"
 	"github.com/outpost-edge/outpost/internal/store"
+	"github.com/outpost-edge/outpost/internal/store/etcdstore/etcdtest"
 )
 
 // slowStore answers the readiness probe's read (the owner policy) late once
@@ -60,6 +61,13 @@ func TestReadyzBusyStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	busyStaysReady(t, st)
+}
+
+// busyStaysReady starts a hub on st, makes its probes slow and checks
+// that /readyz and the status say ready through three of them.
+func busyStaysReady(t *testing.T, st store.Store) *hubtest.Hub {
+	t.Helper()
 	slow := &slowStore{Store: st}
 	h := hubtest.Start(t, hubtest.Options{Store: slow})
 	waitReadyz(t, h, http.StatusOK)
@@ -75,6 +83,22 @@ func TestReadyzBusyStore(t *testing.T) {
 	if err != nil || !s.Ready {
 		t.Fatalf("status with a slow store: %+v %v, want ready", s, err)
 	}
+	slow.slow.Store(false)
+	return h
+}
+
+// TestReadyzEtcd: on etcd (an embedded member), a slow store keeps the
+// replica ready; with the member stopped /readyz answers 503 naming etcd,
+// and 200 again once it is back.
+func TestReadyzEtcd(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	h := busyStaysReady(t, c.OpenPrefix(t, "/readyz"))
+	c.Stop(0)
+	if body := waitReadyz(t, h, http.StatusServiceUnavailable); !strings.Contains(body, "etcd") {
+		t.Errorf("/readyz with etcd down: %q, want it to name etcd", body)
+	}
+	c.Restart(0)
+	waitReadyz(t, h, http.StatusOK)
 }
 
 // TestReadyzFileStoreUnwritable: a hub whose store becomes read-only (a

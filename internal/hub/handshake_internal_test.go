@@ -288,3 +288,33 @@ func TestHandshakeGivenUpSkipped(t *testing.T) {
 		t.Fatalf("the next client: %v", err)
 	}
 }
+
+// TestHandshakeResumes: a client's second connection resumes the session
+// of its first through the queue (the tickets of one tls.Config).
+func TestHandshakeResumes(t *testing.T) {
+	l, cfg := handshakeServer(t, time.Minute, 1)
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(0)
+	for i, want := range []bool{false, true} {
+		errc := make(chan error, 1)
+		resumed := make(chan bool, 1)
+		go func() {
+			c, err := tls.Dial("tcp", l.Addr().String(), cfg)
+			if err == nil {
+				// TLS 1.3 tickets come after the handshake: read until the server closes.
+				io.Copy(io.Discard, c)
+				resumed <- c.ConnectionState().DidResume
+				c.Close()
+			}
+			errc <- err
+		}()
+		c := acceptWithin(t, l)
+		c.Write([]byte("x"))
+		c.Close()
+		if err := <-errc; err != nil {
+			t.Fatalf("connection %d: %v", i+1, err)
+		}
+		if got := <-resumed; got != want {
+			t.Errorf("connection %d: resumed %v, want %v", i+1, got, want)
+		}
+	}
+}

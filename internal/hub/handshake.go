@@ -20,16 +20,16 @@ import (
 // them: each takes as long as all of them together, and the http.Server's
 // handshake deadline (ReadHeaderTimeout, counted from the accept) cut them
 // mid-way, the devices reconnected and paid for the handshake again
-// (docs/benchmarks.md, "Connecting 10,000 devices at once").
+// (docs/benchmarks.md, "A storm of connections, before and after").
 //
 // handshakeListener instead accepts connections as fast as they come (the
 // kernel's accept queue stays short), waits for each client's ClientHello
 // holding no slot, then runs the handshake's costly part (key exchange,
 // signature) for at most slots connections at a time, the others waiting
-// their turn at no cost, the newest first (slotPool). The deadline of the handshake starts when it gets
-// its slot, so a connection that waited in the queue is not cut mid-way; a
-// client that sends nothing is closed after the timeout, counted from the
-// accept, and never holds a slot. A slot is given back as soon as the hub
+// their turn at no cost, the newest first (slotPool). The deadline of the
+// handshake starts when it gets its slot, so a connection that waited in
+// the queue is not cut mid-way; a client that sends nothing is closed
+// after the timeout, counted from the accept, and never holds a slot. A slot is given back as soon as the hub
 // has sent its part of the handshake and waits for the client's, so a slow
 // client does not hold it either.
 
@@ -39,8 +39,12 @@ import (
 const handshakeSlotsPerCPU = 4
 
 // handshakeLogEvery is how often the listener logs the handshakes that
-// failed (and how many waited), when some did.
-const handshakeLogEvery = 10 * time.Second
+// failed, when some did, or how many waited, when at least
+// handshakeLogQueue did.
+const (
+	handshakeLogEvery = 10 * time.Second
+	handshakeLogQueue = 100
+)
 
 type handshakeListener struct {
 	inner   net.Listener
@@ -217,7 +221,8 @@ func (l *handshakeListener) report() {
 		}
 		f, s, to, a, c := l.stats.failed.Load(), l.stats.silent.Load(), l.stats.timedOut.Load(), l.stats.abandoned.Load(), l.stats.completed.Load()
 		maxw := l.stats.maxWaiting.Swap(l.stats.waiting.Load())
-		if f > failed {
+		switch {
+		case f > failed:
 			last := ""
 			if p := l.stats.lastErr.Load(); p != nil {
 				last = *p
@@ -225,6 +230,8 @@ func (l *handshakeListener) report() {
 			l.log.Warn("hub: TLS handshakes failed", "failed", f-failed, "completed", c-completed,
 				"no_client_hello", s-silent, "timed_out_with_slot", to-timedOut, "given_up_waiting", a-abandoned, "max_waiting_for_slot", maxw,
 				"timeout", l.timeout, "last_error", last)
+		case maxw >= handshakeLogQueue:
+			l.log.Info("hub: TLS handshakes queued", "completed", c-completed, "max_waiting_for_slot", maxw)
 		}
 		failed, silent, timedOut, abandoned, completed = f, s, to, a, c
 	}

@@ -49,8 +49,14 @@ const (
 type handshakeListener struct {
 	inner   net.Listener
 	cfg     *tls.Config
-	timeout time.Duration
-	slots   *slotPool
+	timeout time.Duration // for the hub's part of a handshake, from its turn
+	// clientTimeout bounds each wait for the client: its ClientHello, from
+	// the accept, and its answer to the hub's part. Waiting costs the hub
+	// nothing, and cutting a handshake after its part was computed throws
+	// the computation away; a storm on slow clients (or, in fanout.sh, on
+	// the same cores) takes its time there.
+	clientTimeout time.Duration
+	slots         *slotPool
 	ready   chan net.Conn
 	log     *slog.Logger
 
@@ -75,14 +81,14 @@ type handshakeStats struct {
 
 // newHandshakeListener serves TLS with cfg on the connections of inner.
 // slots <= 0 means handshakeSlotsPerCPU for each P.
-func newHandshakeListener(inner net.Listener, cfg *tls.Config, timeout time.Duration, slots int, log *slog.Logger) *handshakeListener {
+func newHandshakeListener(inner net.Listener, cfg *tls.Config, timeout, clientTimeout time.Duration, slots int, log *slog.Logger) *handshakeListener {
 	if slots <= 0 {
 		slots = handshakeSlotsPerCPU * runtime.GOMAXPROCS(0)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &handshakeListener{inner: inner, cfg: cfg, timeout: timeout, slots: &slotPool{free: slots},
+	l := &handshakeListener{inner: inner, cfg: cfg, timeout: timeout, clientTimeout: clientTimeout, slots: &slotPool{free: slots},
 		ready: make(chan net.Conn), log: log, done: make(chan struct{})}
 	go l.acceptLoop()
 	go l.report()
@@ -144,7 +150,7 @@ func (l *handshakeListener) acceptLoop() {
 // handshake runs c's TLS handshake and hands the connection to Accept.
 func (l *handshakeListener) handshake(c net.Conn) {
 	// The client's first flight, holding no slot.
-	c.SetDeadline(time.Now().Add(l.timeout))
+	c.SetDeadline(time.Now().Add(l.clientTimeout))
 	hello, err := readRecord(c)
 	if err != nil {
 		l.fail(err, errors.Is(err, os.ErrDeadlineExceeded), false)
@@ -163,7 +169,12 @@ func (l *handshakeListener) handshake(c net.Conn) {
 		return
 	}
 	var once sync.Once
-	release := func() { once.Do(l.slots.release) }
+	release := func() {
+		once.Do(func() {
+			l.slots.release()
+			c.SetDeadline(time.Now().Add(l.clientTimeout)) // the client's turn
+		})
+	}
 	if clientGone(c) { // gave up while it waited: nothing to compute
 		release()
 		l.stats.abandoned.Add(1)

@@ -16,7 +16,7 @@ import (
 
 // handshakeServer is a handshakeListener on loopback with the hub's own
 // kind of certificate, and a client configuration that trusts it.
-func handshakeServer(t *testing.T, timeout time.Duration, slots int) (*handshakeListener, *tls.Config) {
+func handshakeServer(t *testing.T, timeout, clientTimeout time.Duration, slots int) (*handshakeListener, *tls.Config) {
 	t.Helper()
 	dir := t.TempDir()
 	cert, err := ensureTLS(dir, []string{"localhost"}, time.Now())
@@ -33,7 +33,7 @@ func handshakeServer(t *testing.T, timeout time.Duration, slots int) (*handshake
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newHandshakeListener(raw, &tls.Config{Certificates: []tls.Certificate{*cert}}, timeout, slots, nil)
+	l := newHandshakeListener(raw, &tls.Config{Certificates: []tls.Certificate{*cert}}, timeout, clientTimeout, slots, nil)
 	t.Cleanup(func() { l.Close() })
 	return l, &tls.Config{RootCAs: pool, ServerName: "localhost"}
 }
@@ -77,7 +77,7 @@ func echoLine(t *testing.T, c net.Conn) {
 // started at the accept, and a storm of handshakes cut thousands mid-way.)
 func TestHandshakeQueuedPastTimeout(t *testing.T) {
 	const timeout = 200 * time.Millisecond
-	l, cfg := handshakeServer(t, timeout, 1)
+	l, cfg := handshakeServer(t, timeout, timeout, 1)
 	l.slots.acquire(nil) // the only slot, taken
 
 	errc := make(chan error, 1)
@@ -133,7 +133,7 @@ func (c blockedReads) Read([]byte) (int, error) {
 // a client that sends nothing is closed after the timeout without ever
 // taking a slot.
 func TestHandshakeSlowClientHoldsNoSlot(t *testing.T) {
-	l, cfg := handshakeServer(t, time.Minute, 1)
+	l, cfg := handshakeServer(t, time.Minute, time.Minute, 1)
 	raw, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +169,7 @@ func TestHandshakeSlowClientHoldsNoSlot(t *testing.T) {
 	}
 
 	// The silent client, with a short timeout.
-	l2, _ := handshakeServer(t, 100*time.Millisecond, 1)
+	l2, _ := handshakeServer(t, 100*time.Millisecond, 100*time.Millisecond, 1)
 	s2, err := net.Dial("tcp", l2.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +187,7 @@ func TestHandshakeSlowClientHoldsNoSlot(t *testing.T) {
 // TestHandshakePlainHTTP: plain HTTP on the hub's HTTPS port gets the
 // answer http.Server gives it, and Close ends Accept.
 func TestHandshakePlainHTTP(t *testing.T) {
-	l, _ := handshakeServer(t, time.Minute, 1)
+	l, _ := handshakeServer(t, time.Minute, time.Minute, 1)
 	c, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +209,7 @@ func TestHandshakePlainHTTP(t *testing.T) {
 // gets the next one (the oldest are the likeliest given up by their
 // clients; a load balancer's check is always new).
 func TestHandshakeNewestFirst(t *testing.T) {
-	l, cfg := handshakeServer(t, time.Minute, 1)
+	l, cfg := handshakeServer(t, time.Minute, time.Minute, 1)
 	l.slots.acquire(nil) // the only slot, taken
 	dial := func(want int64) <-chan net.Conn {
 		ch := make(chan net.Conn, 1)
@@ -254,7 +254,7 @@ func TestHandshakeGivenUpSkipped(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("the hub cannot tell a gone client before its handshake on Windows")
 	}
-	l, cfg := handshakeServer(t, time.Minute, 1)
+	l, cfg := handshakeServer(t, time.Minute, time.Minute, 1)
 	l.slots.acquire(nil) // the only slot, taken
 	raw, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
@@ -292,7 +292,7 @@ func TestHandshakeGivenUpSkipped(t *testing.T) {
 // TestHandshakeResumes: a client's second connection resumes the session
 // of its first through the queue (the tickets of one tls.Config).
 func TestHandshakeResumes(t *testing.T) {
-	l, cfg := handshakeServer(t, time.Minute, 1)
+	l, cfg := handshakeServer(t, time.Minute, time.Minute, 1)
 	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(0)
 	for i, want := range []bool{false, true} {
 		errc := make(chan error, 1)

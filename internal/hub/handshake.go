@@ -57,8 +57,8 @@ type handshakeListener struct {
 	// the same cores) takes its time there.
 	clientTimeout time.Duration
 	slots         *slotPool
-	ready   chan net.Conn
-	log     *slog.Logger
+	ready         chan net.Conn
+	log           *slog.Logger
 
 	done      chan struct{} // closed by Close, or when the inner listener fails
 	closeOnce sync.Once

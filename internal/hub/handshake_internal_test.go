@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -205,6 +206,13 @@ func TestHandshakePlainHTTP(t *testing.T) {
 	}
 }
 
+// queued is how many handshakes wait in l's slot pool.
+func queued(l *handshakeListener) int64 {
+	l.slots.mu.Lock()
+	defer l.slots.mu.Unlock()
+	return int64(len(l.slots.waiters))
+}
+
 // TestHandshakeNewestFirst: when handshakes wait for a slot, the newest
 // gets the next one (the oldest are the likeliest given up by their
 // clients; a load balancer's check is always new).
@@ -222,7 +230,7 @@ func TestHandshakeNewestFirst(t *testing.T) {
 			}
 			ch <- c
 		}()
-		for l.stats.waiting.Load() < want {
+		for queued(l) < want {
 			time.Sleep(10 * time.Millisecond)
 		}
 		return ch
@@ -316,5 +324,44 @@ func TestHandshakeResumes(t *testing.T) {
 		if got := <-resumed; got != want {
 			t.Errorf("connection %d: resumed %v, want %v", i+1, got, want)
 		}
+	}
+}
+
+// lateReads is a client connection slow to read the hub's answer: a
+// client short of CPU.
+type lateReads struct {
+	net.Conn
+	delay time.Duration
+	once  sync.Once
+}
+
+func (c *lateReads) Read(b []byte) (int, error) {
+	c.once.Do(func() { time.Sleep(c.delay) })
+	return c.Conn.Read(b)
+}
+
+// TestHandshakeSlowClientNotCut: a client that takes longer than the
+// hub's handshake timeout to answer the hub's part (but less than the
+// client timeout) completes its handshake: the hub's part was computed
+// and cutting it would throw that away.
+func TestHandshakeSlowClientNotCut(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	l, cfg := handshakeServer(t, timeout, time.Minute, 1)
+	errc := make(chan error, 1)
+	go func() {
+		raw, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			errc <- err
+			return
+		}
+		c := tls.Client(&lateReads{Conn: raw, delay: 3 * timeout}, cfg)
+		err = c.Handshake()
+		c.Close()
+		errc <- err
+	}()
+	c := acceptWithin(t, l)
+	c.Close()
+	if err := <-errc; err != nil {
+		t.Fatalf("a client %s late with its answer: %v", 3*timeout, err)
 	}
 }

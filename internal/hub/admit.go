@@ -15,8 +15,7 @@ const syncSlots = 64
 
 // admitSyncs bounds the syncs next serves that answer at once; long polls
 // (a cursor and a wait) are not bounded, as they park.
-func admitSyncs(next http.Handler) http.Handler {
-	pool := &slotPool{free: syncSlots}
+func admitSyncs(next http.Handler, pool *slotPool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, syncPrefix+"/devices/") && strings.HasSuffix(r.URL.Path, "/sync") {
 			if q := r.URL.Query(); q.Get("cursor") == "" || q.Get("wait") == "" || q.Get("wait") == "0s" || q.Get("wait") == "0" {
@@ -24,6 +23,9 @@ func admitSyncs(next http.Handler) http.Handler {
 					return // the client went away
 				}
 				defer pool.release()
+				if r.Context().Err() != nil {
+					return // went away as its turn came
+				}
 			}
 		}
 		next.ServeHTTP(w, r)

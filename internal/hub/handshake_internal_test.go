@@ -206,13 +206,6 @@ func TestHandshakePlainHTTP(t *testing.T) {
 	}
 }
 
-// queued is how many handshakes wait in l's slot pool.
-func queued(l *handshakeListener) int64 {
-	l.slots.mu.Lock()
-	defer l.slots.mu.Unlock()
-	return int64(len(l.slots.waiters))
-}
-
 // TestHandshakeNewestFirst: when handshakes wait for a slot, the newest
 // gets the next one (the oldest are the likeliest given up by their
 // clients; a load balancer's check is always new).
@@ -230,7 +223,7 @@ func TestHandshakeNewestFirst(t *testing.T) {
 			}
 			ch <- c
 		}()
-		for queued(l) < want {
+		for int64(queued(l.slots)) < want {
 			time.Sleep(10 * time.Millisecond)
 		}
 		return ch

@@ -425,7 +425,7 @@ func (h *Hub) Serve(ctx context.Context) error {
 	// No ReadTimeout or WriteTimeout: they would cut sync long polls. The
 	// handler sets deadlines per request instead (guard, wrap).
 	srv := &http.Server{
-		Handler:           admitSyncs(h.Handler()),
+		Handler:           admitSyncs(h.Handler(), &slotPool{free: syncSlots}),
 		ReadHeaderTimeout: h.limits.ReadHeaderTimeout,
 		IdleTimeout:       h.limits.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),

@@ -34,6 +34,12 @@ func TestAdmitSyncs(t *testing.T) {
 		inside.Add(-1)
 	}), pool))
 	defer srv.Close()
+	released := false
+	defer func() {
+		if !released {
+			close(release) // a failed test's held requests end, so that Close returns
+		}
+	}()
 	get := func(ctx context.Context, query string) error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+syncPrefix+"/devices/d/sync"+query, nil)
 		resp, err := srv.Client().Do(req)
@@ -76,6 +82,7 @@ func TestAdmitSyncs(t *testing.T) {
 	}
 	before := served.Load()
 	close(release)
+	released = true
 	for range syncSlots + 2 {
 		if err := <-errc; err != nil {
 			t.Fatal(err)

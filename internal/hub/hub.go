@@ -112,6 +112,8 @@ type Hub struct {
 	presence *presence
 	// longPolls counts the sync long polls waiting now (status.go).
 	longPolls atomic.Int64
+	// readiness is what the store probes found (ready.go).
+	readiness readiness
 
 	methodsOnce sync.Once
 	methods     methodTable // pending direct method calls (methods.go)
@@ -417,12 +419,13 @@ func (h *Hub) Serve(ctx context.Context) error {
 	defer cancel()
 	go h.notify.run(ctx, h.st)
 	go h.changes.run(ctx, h.st)
+	h.startProbes()
 	stopAutoDeploy := h.startAutoDeploy(ctx)
 	defer stopAutoDeploy()
 	// No ReadTimeout or WriteTimeout: they would cut sync long polls. The
 	// handler sets deadlines per request instead (guard, wrap).
 	srv := &http.Server{
-		Handler:           h.Handler(),
+		Handler:           admitSyncs(h.Handler(), &slotPool{free: syncSlots}),
 		ReadHeaderTimeout: h.limits.ReadHeaderTimeout,
 		IdleTimeout:       h.limits.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
@@ -430,7 +433,8 @@ func (h *Hub) Serve(ctx context.Context) error {
 	}
 	ln := limitPerIP(h.ln, h.limits.MaxConnsPerIP)
 	if h.tls != nil {
-		ln = tls.NewListener(ln, h.tls)
+		// Handshakes a few at a time, each with its own deadline (handshake.go).
+		ln = newHandshakeListener(ln, h.tls, h.limits.ReadHeaderTimeout, h.limits.ReadTimeout, 0, h.log)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -457,6 +461,7 @@ func (h *Hub) Serve(ctx context.Context) error {
 
 // Close releases the store. Call it after Serve returns.
 func (h *Hub) Close() error {
+	h.readiness.stopProbes()
 	h.ln.Close()
 	if h.amqpLn != nil {
 		h.amqpLn.Close()

@@ -17,10 +17,13 @@ import (
 // open, and how many connections one remote address may have open at once.
 // Zero fields take the defaults (DefaultLimits).
 type Limits struct {
-	// ReadHeaderTimeout bounds the TLS handshake and the request headers.
+	// ReadHeaderTimeout bounds the request headers, and the hub's part of
+	// a TLS handshake, from its turn (a handshake waiting its turn in a
+	// storm of connections is not cut; handshake.go).
 	ReadHeaderTimeout time.Duration
 	// ReadTimeout bounds reading a request body, counted from the end of
-	// the headers.
+	// the headers, and each wait for the client in a TLS handshake: its
+	// ClientHello, from the accept, and its answer to the hub's part.
 	ReadTimeout time.Duration
 	// WriteTimeout bounds handling a request and writing its answer. A sync
 	// long poll gets its wait (up to hubapi.MaxWait) on top.

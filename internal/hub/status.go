@@ -2,36 +2,20 @@ package hub
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/hubapi"
-	"github.com/outpost-edge/outpost/internal/store"
 	"github.com/outpost-edge/outpost/internal/store/etcdstore"
 )
 
-// probeTimeout bounds what /readyz and the status wait for the store.
+// probeTimeout bounds what the status waits for etcd's members.
 const probeTimeout = 2 * time.Second
 
-// ready reports why the hub cannot serve requests now: nil when its store answers.
+// ready reports why the hub cannot serve requests now: nil when its store
+// answers (ready.go: from the background probes).
 func (h *Hub) ready(ctx context.Context) error {
-	errc := make(chan error, 1)
-	go func() {
-		_, err := h.st.Get(ownerPolicyKey)
-		errc <- err
-	}()
-	select {
-	case err := <-errc:
-		if errors.Is(err, store.ErrNotFound) {
-			return nil // answered
-		}
-		return err
-	case <-time.After(probeTimeout):
-		return errors.New("the store did not answer within " + probeTimeout.String())
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return h.startProbes().state(ctx)
 }
 
 // healthz serves GET /healthz, for a load balancer's liveness probe: the hub
@@ -42,8 +26,10 @@ func (h *Hub) healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // readyz serves GET /readyz, for a load balancer's readiness probe: 200 when
-// the hub's store answers (etcd has a quorum), else 503 saying why. It needs
-// no credentials and tells nothing of the registry.
+// the hub's store answers (etcd has a quorum; the file store takes writes),
+// else 503 saying why. It answers from the probes that run in the
+// background (ready.go), at once, however busy the hub. It needs no
+// credentials and tells nothing of the registry.
 func (h *Hub) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if err := h.ready(r.Context()); err != nil {

@@ -100,11 +100,12 @@ func (c *Client) WatchChanges(ctx context.Context, opts ...WatchOption) <-chan C
 					return
 				}
 				backoff = min(max(2*backoff, cfg.minBackoff), cfg.maxBackoff)
-				if !send(ChangeEvent{Kind: LinkDown, Err: err, Retry: backoff}) {
+				retry := Jitter(backoff) // spread: see Jitter
+				if !send(ChangeEvent{Kind: LinkDown, Err: err, Retry: retry}) {
 					return
 				}
 				down = true
-				if !pause(ctx, backoff) {
+				if !pause(ctx, retry) {
 					return
 				}
 				continue

@@ -192,11 +192,12 @@ func (w *twinWatch) run(ctx context.Context) {
 				return
 			}
 			backoff = min(max(2*backoff, w.cfg.minBackoff), w.cfg.maxBackoff)
-			if !w.send(ctx, TwinEvent{Kind: LinkDown, Err: err, Retry: backoff}) {
+			retry := Jitter(backoff) // spread: see Jitter
+			if !w.send(ctx, TwinEvent{Kind: LinkDown, Err: err, Retry: retry}) {
 				return
 			}
 			down = true
-			if !pause(ctx, backoff) {
+			if !pause(ctx, retry) {
 				return
 			}
 			continue

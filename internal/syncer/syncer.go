@@ -42,7 +42,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	mrand "math/rand/v2"
 	"runtime"
 	"strconv"
 	"strings"
@@ -263,8 +262,8 @@ func New(hub *hubclient.Client, st store.Store, deviceID string, opts ...Option)
 
 // Run follows the hub until ctx is done: a sync, then long polls, and the
 // outbox sent whenever the hub answers. While the hub is unreachable it
-// retries with back-off (1 s doubling to 30 s) and the device runs on what
-// it has.
+// retries with back-off (up to 1 s doubling to up to 30 s, hubclient.Jitter)
+// and the device runs on what it has.
 func (s *Syncer) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.flushLoop(ctx) })
@@ -290,7 +289,9 @@ func (s *Syncer) Run(ctx context.Context) error {
 				break
 			}
 			s.setConnected(false, err)
-			sleep(ctx, backoff+mrand.N(backoff/4+1))
+			// Spread over the whole back-off: devices cut at once (a hub
+			// restart) come back over a second, not within a quarter of one.
+			sleep(ctx, hubclient.Jitter(backoff))
 			backoff = min(2*backoff, 30*time.Second)
 			continue
 		}

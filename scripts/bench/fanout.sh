@@ -63,6 +63,13 @@ fi
 go build -o "$work/outpost" ./cmd/outpost
 go build -o "$work/replicabench" ./scripts/bench/replicabench
 join() { local IFS=,; echo "$*"; }
+# The TLS handshakes a hub's log says failed (cut or timed out), and the most that waited for
+# their turn at once: it logs them every 10 s.
+handshakes_failed() { awk '/TLS handshakes failed/ {for (i = 1; i <= NF; i++) if ($i ~ /^failed=/) {sub(/^failed=/, "", $i); n += $i}} END {print n + 0}' "$1"; }
+handshakes_queued() { awk '/TLS handshakes/ {for (i = 1; i <= NF; i++) if ($i ~ /^max_waiting_for_slot=/) {sub(/^[^=]*=/, "", $i); if ($i + 0 > m) m = $i + 0}} END {print m + 0}' "$1"; }
+# Connections the kernel dropped because a listener's accept queue was full (all listeners of
+# this network namespace: other programs' too).
+overflows() { nstat -az TcpExtListenOverflows 2>/dev/null | awk '$1 == "TcpExtListenOverflows" {print $2}'; }
 
 for t in $topologies; do
 	if [ "$t" = file ]; then
@@ -77,7 +84,11 @@ for t in $topologies; do
 			until grep -q "hub listening" "$work/hub.log"; do sleep 0.05; done
 			[ "$run" = 1 ] && cs=$(head -1 "$work/hub.out")
 			echo "run $run, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+			o=$(overflows)
 			"$work/replicabench" -hub "$cs" -ca "$work/hub/ca.pem" -mode fanout -devices "$devices" -clients 64 -pid "$hub"
+			[ -z "$o" ] || echo "accept queue overflows (nstat TcpExtListenOverflows): $(($(overflows) - o))"
+			echo "hub: $(handshakes_failed "$work/hub.log") TLS handshakes failed, at most $(handshakes_queued "$work/hub.log") waiting for their turn"
+			grep "TLS handshakes failed" "$work/hub.log" | head -3 || true
 			kill "$hub"
 			wait "$hub" || true
 		done
@@ -92,9 +103,11 @@ for t in $topologies; do
 	for run in $(seq 1 "$runs"); do
 		[ "$run" = 1 ] || restart_replicas
 		echo "run $run, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+		o=$(overflows)
 		"$work/replicabench" -hub "$cs" -ca "$ca" -mode fanout -devices "$devices" -clients 64 \
 			-lbs "$(join "${lbaddrs[@]}")" -replicas "$(join "${replicas[@]}")" \
 			-pid "$(join "${rpids[@]}")" -lbpid "$(join "${lbpids[@]}")"
+		[ -z "$o" ] || echo "accept queue overflows (nstat TcpExtListenOverflows): $(($(overflows) - o))"
 		# What haproxy saw: how often a replica's /readyz check failed under the load (see
 		# docs/scale.md on shutdown-sessions) and the connections it refused meanwhile.
 		for i in $(seq 1 "$nlb"); do
@@ -104,7 +117,7 @@ for t in $topologies; do
 		done
 	done
 	for i in $(seq 1 "$n"); do
-		echo "replica $i: $(grep -ciE 'error|panic' "$tdir/hub$i.log" || true) lines with error or panic in its log"
+		echo "replica $i: $(grep -ciE 'error|panic' "$tdir/hub$i.log" || true) lines with error or panic in its log, $(handshakes_failed "$tdir/hub$i.log") TLS handshakes failed and at most $(handshakes_queued "$tdir/hub$i.log") waiting for their turn (all runs)"
 		grep -iE 'error|panic' "$tdir/hub$i.log" | sed -E 's/^[^ ]+ [^ ]+ //' | sort | uniq -c | sort -rn | head -3 || true
 	done
 	stop_topology

@@ -59,12 +59,8 @@ func TestConfigurationsInQueries(t *testing.T) {
 	}
 	// canary wins on edge-3 (priority 20): base-tempsensor is only targeted there.
 	expectMetrics(t, metrics, "applied 2, targeted 1, appliedCount 2")
-	if got := queryIDs(t, c, appliedQuery); got != "edge-1,edge-2" {
-		t.Errorf("%s: %s", appliedQuery, got)
-	}
-	if got := queryIDs(t, c, "SELECT * FROM devices.modules WHERE configurations.[[base-canary]].status = 'Applied'"); got != "edge-3/$edgeAgent" {
-		t.Errorf("SELECT * over configurations: %s", got)
-	}
+	wantIDs(t, c, appliedQuery, "edge-1,edge-2")
+	wantIDs(t, c, "SELECT * FROM devices.modules WHERE configurations.[[base-canary]].status = 'Applied'", "edge-3/$edgeAgent")
 	// SELECT * rows carry the configurations as GET /twins shows them.
 	items, _, err := c.Query(ctx, "SELECT * FROM devices.modules WHERE deviceId = 'edge-3' AND moduleId = '$edgeAgent'", 0)
 	if err != nil || len(items) != 1 {
@@ -88,32 +84,22 @@ func TestConfigurationsInQueries(t *testing.T) {
 		t.Errorf("projection: %s", got)
 	}
 	// Only $edgeAgent twins have configurations.
-	if got := queryIDs(t, c, "SELECT * FROM devices WHERE IS_DEFINED(configurations)"); got != "" {
-		t.Errorf("device twins with configurations: %s", got)
-	}
-	if got := queryIDs(t, c, "SELECT * FROM devices.modules WHERE IS_DEFINED(configurations) AND moduleId != '$edgeAgent'"); got != "" {
-		t.Errorf("other module twins with configurations: %s", got)
-	}
+	wantIDs(t, c, "SELECT * FROM devices WHERE IS_DEFINED(configurations)", "")
+	wantIDs(t, c, "SELECT * FROM devices.modules WHERE IS_DEFINED(configurations) AND moduleId != '$edgeAgent'", "")
 
 	// edge-2 joins the canary ring; edge-3 leaves prod: base-tempsensor is
 	// applied to edge-1, targets edge-2, and no longer edge-3.
 	setTags("edge-2", `{"ring":"canary"}`)
 	setTags("edge-3", `{"environment":"dev"}`)
 	expectMetrics(t, metrics, "applied 1, targeted 1, appliedCount 1")
-	if got := queryIDs(t, c, targetedQuery); got != "edge-2" {
-		t.Errorf("%s: %s", targetedQuery, got)
-	}
-	if got := queryIDs(t, c, "SELECT * FROM devices.modules WHERE IS_DEFINED(configurations)"); got != "edge-1/$edgeAgent,edge-2/$edgeAgent" {
-		t.Errorf("twins with configurations after edge-3 left: %s", got)
-	}
+	wantIDs(t, c, targetedQuery, "edge-2")
+	wantIDs(t, c, "SELECT * FROM devices.modules WHERE IS_DEFINED(configurations)", "edge-1/$edgeAgent,edge-2/$edgeAgent")
 
 	// A restarted hub reads the configurations from the store.
 	h.Stop()
 	h = hubtest.Start(t, hubtest.Options{DataDir: dir})
 	c = h.Client(t)
-	if got := queryIDs(t, c, appliedQuery); got != "edge-1" {
-		t.Errorf("after a restart, %s: %s", appliedQuery, got)
-	}
+	wantIDs(t, c, appliedQuery, "edge-1")
 }
 
 // expectMetrics waits until metrics() answers want (the hub applies
@@ -121,6 +107,14 @@ func TestConfigurationsInQueries(t *testing.T) {
 func expectMetrics(t *testing.T, metrics func() string, want string) {
 	t.Helper()
 	waitFor(t, "metrics "+want, func() bool { return metrics() == want })
+}
+
+// wantIDs checks that query q answers the rows of ids want (queryIDs).
+func wantIDs(t *testing.T, c *hubclient.Client, q, want string) {
+	t.Helper()
+	if got := queryIDs(t, c, q); got != want {
+		t.Errorf("%s: rows %q, want %q", q, got, want)
+	}
 }
 
 // queryIDs runs q and answers the ids of its rows, "device/module" for a
@@ -202,9 +196,7 @@ func TestDeviceConfigurationsInQueries(t *testing.T) {
 		return fmt.Sprintf("applied %d, appliedCount %d", cfg.Metrics.Results["applied"], cfg.SystemMetrics.Results[hubapi.MetricApplied])
 	}
 	expectMetrics(t, metrics, "applied 2, appliedCount 2")
-	if got := queryIDs(t, c, applied); got != "c1,c2" {
-		t.Errorf("%s: %s", applied, got)
-	}
+	wantIDs(t, c, applied, "c1,c2")
 	// A SELECT * row carries them as GET /twins/{id} does.
 	sameAsGet := func(id string) {
 		t.Helper()
@@ -239,29 +231,19 @@ func TestDeviceConfigurationsInQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectMetrics(t, metrics, "applied 1, appliedCount 1")
-	if got := queryIDs(t, c, targeted); got != "c2" {
-		t.Errorf("%s: %s", targeted, got)
-	}
-	if got := queryIDs(t, c, "SELECT * FROM devices WHERE configurations.[[south]].status = 'Applied'"); got != "c2" {
-		t.Errorf("south applied: %s", got)
-	}
+	wantIDs(t, c, targeted, "c2")
+	wantIDs(t, c, "SELECT * FROM devices WHERE configurations.[[south]].status = 'Applied'", "c2")
 	sameAsGet("c2")
 	// c1 leaves the condition: targeted by nothing, no configurations.
 	setTags("c1", `{"kind":"retired"}`)
 	expectMetrics(t, metrics, "applied 0, appliedCount 0")
-	if got := queryIDs(t, c, "SELECT * FROM devices WHERE IS_DEFINED(configurations)"); got != "c2" {
-		t.Errorf("device twins with configurations after c1 left: %s", got)
-	}
+	wantIDs(t, c, "SELECT * FROM devices WHERE IS_DEFINED(configurations)", "c2")
 	// Device configurations are not the $edgeAgent twins' deployments.
-	if got := queryIDs(t, c, "SELECT * FROM devices.modules WHERE IS_DEFINED(configurations)"); got != "" {
-		t.Errorf("module twins with configurations: %s", got)
-	}
+	wantIDs(t, c, "SELECT * FROM devices.modules WHERE IS_DEFINED(configurations)", "")
 
 	h.Stop()
 	h = hubtest.Start(t, hubtest.Options{DataDir: dir})
 	c = h.Client(t)
-	if got := queryIDs(t, c, targeted); got != "c2" {
-		t.Errorf("after a restart, %s: %s", targeted, got)
-	}
+	wantIDs(t, c, targeted, "c2")
 	sameAsGet("c2")
 }

@@ -419,7 +419,8 @@ func (h *Hub) Serve(ctx context.Context) error {
 	defer cancel()
 	go h.notify.run(ctx, h.st)
 	go h.changes.run(ctx, h.st)
-	h.startProbes()
+	// The store probes (ready.go) start with the first /readyz or status:
+	// a hub no load balancer asks does not write a file a second.
 	stopAutoDeploy := h.startAutoDeploy(ctx)
 	defer stopAutoDeploy()
 	// No ReadTimeout or WriteTimeout: they would cut sync long polls. The

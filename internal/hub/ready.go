@@ -68,7 +68,8 @@ func (h *Hub) probeStore() error {
 	return nil
 }
 
-// startProbes starts probing the store, once; Close stops it.
+// startProbes starts probing the store, once (the first /readyz or status
+// asks); Close stops it.
 func (h *Hub) startProbes() *readiness {
 	r := &h.readiness
 	r.once.Do(func() {

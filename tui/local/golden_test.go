@@ -55,7 +55,8 @@ func TestGoldenOffline(t *testing.T) {
 	for _, sz := range sizes() {
 		t.Run(fmt.Sprintf("%dx%d", sz[0], sz[1]), func(t *testing.T) {
 			u := start(t, newFake(), sz[0], sz[1], "")
-			u.waitFor(t, "37 patches ·", "$edgeAgent 3/58 ↑21", "connected", "5/198")
+			// The header names the device once its status came (a message of its own).
+			u.waitFor(t, "37 patches ·", "$edgeAgent 3/58 ↑21", "connected", "5/198", "device dev-7 (")
 			_, view := u.final(t)
 			golden.RequireEqual(t, []byte(view))
 		})
@@ -66,7 +67,7 @@ func TestGoldenOffline(t *testing.T) {
 func TestGoldenDraining(t *testing.T) {
 	f := newFake()
 	u := start(t, f, 80, 24, "")
-	u.waitFor(t, "37 patches ·")
+	u.waitFor(t, "37 patches ·", "device dev-7 (")
 	f.setStatus(func(s *mgmtclient.Status) {
 		s.Connected, s.Since, s.LastSync = true, t0.Add(-2*time.Second), t0.Add(-1*time.Second)
 		// 20 of the 37 reports reached the hub: its versions moved up.
@@ -87,7 +88,7 @@ func TestGoldenLogs(t *testing.T) {
 	for _, sz := range sizes() {
 		t.Run(fmt.Sprintf("%dx%d", sz[0], sz[1]), func(t *testing.T) {
 			u := start(t, newFake(), sz[0], sz[1], "tempsensor")
-			u.waitFor(t, "logs of tempsensor", "temperature 21.5")
+			u.waitFor(t, "logs of tempsensor", "temperature 21.5", "device dev-7 (")
 			u.keys("/", "timeout", "enter")
 			u.waitFor(t, "/timeout 1 of 2")
 			_, view := u.final(t)

@@ -35,6 +35,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/registry"
 	"github.com/outpost-edge/outpost/internal/store"
@@ -80,31 +82,32 @@ func main() {
 
 	start := time.Now()
 	var done atomic.Int64
-	ids := make(chan int)
-	var wg sync.WaitGroup
-	for range *workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range ids {
-				if err := fill(reg, i, *modules); err != nil {
-					log.Fatal(err)
-				}
-				if n := done.Add(1); n%1000 == 0 {
-					fmt.Fprintf(os.Stderr, "%d devices (%.0f/s)\n", n, float64(n)/time.Since(start).Seconds())
-				}
-			}
-		}()
+	if err := eachDevice(*devices, *workers, func(i int) error {
+		if err := fill(reg, i, *modules); err != nil {
+			return err
+		}
+		if n := done.Add(1); n%1000 == 0 {
+			fmt.Fprintf(os.Stderr, "%d devices (%.0f/s)\n", n, float64(n)/time.Since(start).Seconds())
+		}
+		return nil
+	}); err != nil {
+		log.Fatal(err)
 	}
-	for i := range *devices {
-		ids <- i
-	}
-	close(ids)
-	wg.Wait()
 	if err := addConfigs(reg, *configs, *modules); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Fprintf(os.Stderr, "filled %d devices × %d module twins, %d module configurations in %v\n", *devices, *modules, *configs, time.Since(start).Round(time.Millisecond))
+}
+
+// eachDevice runs work for each device index on workers goroutines and
+// returns the first error.
+func eachDevice(devices, workers int, work func(i int) error) error {
+	var g errgroup.Group
+	g.SetLimit(workers)
+	for i := range devices {
+		g.Go(func() error { return work(i) })
+	}
+	return g.Wait()
 }
 
 // addConfigs adds n automatic module configurations: most, few, none.
@@ -132,38 +135,17 @@ func addConfigs(reg *registry.Registry, n, modules int) error {
 // while the hub is down.
 func reportAll(reg *registry.Registry, devices, modules, workers int) error {
 	start := time.Now()
-	ids := make(chan int)
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range ids {
-				for m := range modules {
-					if _, err := reg.UpdateTwin(fmt.Sprintf("device-%05d", i), fmt.Sprintf("module-%d", m), "", func(t *twin.Twin) (bool, error) {
-						return t.PatchReported([]byte(fmt.Sprintf(`{"temperature":%d}`, time.Now().UnixNano()%1000)), time.Now())
-					}); err != nil {
-						errs <- err
-						return
-					}
-				}
+	if err := eachDevice(devices, workers, func(i int) error {
+		for m := range modules {
+			if _, err := reg.UpdateTwin(fmt.Sprintf("device-%05d", i), fmt.Sprintf("module-%d", m), "", func(t *twin.Twin) (bool, error) {
+				return t.PatchReported([]byte(fmt.Sprintf(`{"temperature":%d}`, time.Now().UnixNano()%1000)), time.Now())
+			}); err != nil {
+				return err
 			}
-		}()
-	}
-	for i := range devices {
-		select {
-		case ids <- i:
-		case err := <-errs:
-			return err
 		}
-	}
-	close(ids)
-	wg.Wait()
-	select {
-	case err := <-errs:
+		return nil
+	}); err != nil {
 		return err
-	default:
 	}
 	fmt.Fprintf(os.Stderr, "%d devices × %d module twins reported a property in %v\n", devices, modules, time.Since(start).Round(time.Millisecond))
 	return nil

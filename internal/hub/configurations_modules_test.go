@@ -40,15 +40,7 @@ func TestModuleConfigurationsAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	moduleTwin := func(module string) map[string]any {
-		code, body := raw(t, h, "GET", "/twins/plant-1/modules/"+module, ownerAuth(t, h), nil)
-		if code != 200 {
-			t.Fatalf("GET module twin %s: %d %s", module, code, body)
-		}
-		var doc map[string]any
-		if err := json.Unmarshal([]byte(body), &doc); err != nil {
-			t.Fatal(err)
-		}
-		return doc
+		return getTwinJSON(t, h, "/twins/plant-1/modules/"+module)
 	}
 	waitFor(t, "the chiller module twin gets the configuration's desired properties", func() bool {
 		props, _ := moduleTwin("chiller")["properties"].(map[string]any)
@@ -136,15 +128,7 @@ func TestModuleConfigurationsConvergeAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	configurations := func(module string) string {
-		code, body := raw(t, h, "GET", "/twins/plant-1/modules/"+module, ownerAuth(t, h), nil)
-		if code != 200 {
-			t.Fatalf("GET module twin %s: %d %s", module, code, body)
-		}
-		var doc map[string]any
-		if err := json.Unmarshal([]byte(body), &doc); err != nil {
-			t.Fatal(err)
-		}
-		return jsonString(doc["configurations"])
+		return jsonString(getTwinJSON(t, h, "/twins/plant-1/modules/"+module)["configurations"])
 	}
 	applied := `{"chiller-module-settings":{"status":"Applied"}}`
 	waitFor(t, "a and c get the chiller settings", func() bool {

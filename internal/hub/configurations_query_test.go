@@ -26,20 +26,14 @@ func TestConfigurationsInQueries(t *testing.T) {
 	dir := t.TempDir()
 	h := hubtest.Start(t, hubtest.Options{DataDir: dir})
 	c := h.Client(t)
-	setTags := func(id, tags string) {
-		t.Helper()
-		if _, err := c.PatchTwin(ctx, id, "", []byte(`{"tags":`+tags+`}`), ""); err != nil {
-			t.Fatal(err)
-		}
-	}
 	for _, id := range []string{"edge-1", "edge-2", "edge-3"} {
 		if _, err := c.CreateDevice(ctx, hubapi.Device{DeviceID: id, Capabilities: &hubapi.Capabilities{IoTEdge: true}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	setTags("edge-1", `{"environment":"prod"}`)
-	setTags("edge-2", `{"environment":"prod"}`)
-	setTags("edge-3", `{"environment":"prod","ring":"canary"}`)
+	setTags(t, c, "edge-1", `{"environment":"prod"}`)
+	setTags(t, c, "edge-2", `{"environment":"prod"}`)
+	setTags(t, c, "edge-3", `{"environment":"prod","ring":"canary"}`)
 	base := configurationFixture(t, "base-tempsensor.json")
 	base.Metrics = &hubapi.ConfigurationMetrics{Queries: map[string]string{"applied": appliedQuery, "targeted": targetedQuery}}
 	if _, err := c.CreateConfiguration(ctx, base); err != nil {
@@ -89,8 +83,8 @@ func TestConfigurationsInQueries(t *testing.T) {
 
 	// edge-2 joins the canary ring; edge-3 leaves prod: base-tempsensor is
 	// applied to edge-1, targets edge-2, and no longer edge-3.
-	setTags("edge-2", `{"ring":"canary"}`)
-	setTags("edge-3", `{"environment":"dev"}`)
+	setTags(t, c, "edge-2", `{"ring":"canary"}`)
+	setTags(t, c, "edge-3", `{"environment":"dev"}`)
 	expectMetrics(t, metrics, "applied 1, targeted 1, appliedCount 1")
 	wantIDs(t, c, targetedQuery, "edge-2")
 	wantIDs(t, c, "SELECT * FROM devices.modules WHERE IS_DEFINED(configurations)", "edge-1/$edgeAgent,edge-2/$edgeAgent")
@@ -107,6 +101,14 @@ func TestConfigurationsInQueries(t *testing.T) {
 func expectMetrics(t *testing.T, metrics func() string, want string) {
 	t.Helper()
 	waitFor(t, "metrics "+want, func() bool { return metrics() == want })
+}
+
+// setTags replaces the tags of device id's twin.
+func setTags(t *testing.T, c *hubclient.Client, id, tags string) {
+	t.Helper()
+	if _, err := c.PatchTwin(ctx, id, "", []byte(`{"tags":`+tags+`}`), ""); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // wantIDs checks that query q answers the rows of ids want (queryIDs).
@@ -168,17 +170,11 @@ func TestDeviceConfigurationsInQueries(t *testing.T) {
 	dir := t.TempDir()
 	h := hubtest.Start(t, hubtest.Options{DataDir: dir})
 	c := h.Client(t)
-	setTags := func(id, tags string) {
-		t.Helper()
-		if _, err := c.PatchTwin(ctx, id, "", []byte(`{"tags":`+tags+`}`), ""); err != nil {
-			t.Fatal(err)
-		}
-	}
 	for id, tags := range map[string]string{"c1": `{"kind":"chiller"}`, "c2": `{"kind":"chiller","site":"south"}`, "pump": `{"kind":"pump"}`} {
 		if _, err := c.CreateDevice(ctx, hubapi.Device{DeviceID: id}); err != nil {
 			t.Fatal(err)
 		}
-		setTags(id, tags)
+		setTags(t, c, id, tags)
 	}
 	newConfig := func(id string, priority int64, cond, content string) hubapi.Configuration {
 		return hubapi.Configuration{ID: id, Priority: priority, TargetCondition: cond,
@@ -235,7 +231,7 @@ func TestDeviceConfigurationsInQueries(t *testing.T) {
 	wantIDs(t, c, "SELECT * FROM devices WHERE configurations.[[south]].status = 'Applied'", "c2")
 	sameAsGet("c2")
 	// c1 leaves the condition: targeted by nothing, no configurations.
-	setTags("c1", `{"kind":"retired"}`)
+	setTags(t, c, "c1", `{"kind":"retired"}`)
 	expectMetrics(t, metrics, "applied 0, appliedCount 0")
 	wantIDs(t, c, "SELECT * FROM devices WHERE IS_DEFINED(configurations)", "c2")
 	// Device configurations are not the $edgeAgent twins' deployments.

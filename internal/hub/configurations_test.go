@@ -30,6 +30,20 @@ func configurationFixture(t *testing.T, name string) hubapi.Configuration {
 	return c
 }
 
+// getTwinJSON is the twin at path (GET /twins/…) as the owner reads it.
+func getTwinJSON(t *testing.T, h *hubtest.Hub, path string) map[string]any {
+	t.Helper()
+	code, body := raw(t, h, "GET", path, ownerAuth(t, h), nil)
+	if code != 200 {
+		t.Fatalf("GET %s: %d %s", path, code, body)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
 // waitFor polls until cond holds, for up to a minute (a loaded machine).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -68,15 +82,7 @@ func TestConfigurationsAPI(t *testing.T) {
 	}
 
 	agentTwin := func(device string) map[string]any {
-		code, body := raw(t, h, "GET", "/twins/"+device+"/modules/"+registry.AgentModule, ownerAuth(t, h), nil)
-		if code != 200 {
-			t.Fatalf("GET $edgeAgent twin: %d %s", code, body)
-		}
-		var doc map[string]any
-		if err := json.Unmarshal([]byte(body), &doc); err != nil {
-			t.Fatal(err)
-		}
-		return doc
+		return getTwinJSON(t, h, "/twins/"+device+"/modules/"+registry.AgentModule)
 	}
 	waitFor(t, "edge-1 shows base-tempsensor applied", func() bool {
 		cfgs, _ := agentTwin("edge-1")["configurations"].(map[string]any)

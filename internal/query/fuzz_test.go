@@ -2,6 +2,7 @@ package query
 
 import (
 	"errors"
+	"math"
 	"testing"
 )
 
@@ -47,7 +48,7 @@ func FuzzParse(f *testing.F) {
 			agg.Rows()
 		}
 		if w := q.Where(); w != nil {
-			c, err := ParseCondition(w.Canonical())
+			c, err := parseCondition(w.Canonical(), math.MaxInt)
 			if err != nil {
 				t.Fatalf("canonical form %q of %q: %v", w.Canonical(), s, err)
 			}

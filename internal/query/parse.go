@@ -4,6 +4,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // MaxLength is the longest query accepted, in bytes (IoT Hub's query
@@ -98,7 +99,7 @@ func (q *Query) Where() *Condition { return q.where }
 // where an item is a path (tags.location.region), COUNT(), or SUM, AVG,
 // MIN or MAX of a path.
 func Parse(q string) (*Query, error) {
-	p, err := newParser(q)
+	p, err := newParser(q, MaxLength)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +109,14 @@ func Parse(q string) (*Query, error) {
 // ParseCondition parses a bare WHERE condition, such as a configuration's
 // targetCondition: "tags.environment='prod' AND properties.reported.x > 3".
 func ParseCondition(cond string) (*Condition, error) {
-	p, err := newParser(cond)
+	return parseCondition(cond, MaxLength)
+}
+
+// parseCondition is ParseCondition with a length limit of its own: the
+// canonical form of a condition may be longer than the condition (quoting
+// '"' adds a backslash), and tests reparse it.
+func parseCondition(cond string, limit int) (*Condition, error) {
+	p, err := newParser(cond, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -133,9 +141,20 @@ type parser struct {
 	slots map[string]int // Path.Slot by Path.Key
 }
 
-func newParser(q string) (*parser, error) {
-	if len(q) > MaxLength {
-		return nil, errAt(MaxLength, "the query is %d bytes long; at most %d are allowed", len(q), MaxLength)
+func newParser(q string, limit int) (*parser, error) {
+	if len(q) > limit {
+		return nil, errAt(limit, "the query is %d bytes long; at most %d are allowed", len(q), limit)
+	}
+	if !utf8.ValidString(q) {
+		i := 0
+		for i < len(q) {
+			r, n := utf8.DecodeRuneInString(q[i:])
+			if r == utf8.RuneError && n == 1 {
+				break
+			}
+			i += n
+		}
+		return nil, errAt(i, "byte 0x%02x is not UTF-8: a query is UTF-8 text", q[i])
 	}
 	toks, err := lex(q)
 	if err != nil {

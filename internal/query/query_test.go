@@ -304,6 +304,7 @@ func TestErrors(t *testing.T) {
 		{"SELECT * FROM devices WHERE tags.[0]", 33, "expected a property name after ."},
 		{"SELECT * FROM devices WHERE " + strings.Repeat("(", 100) + "1" + strings.Repeat(")", 100), 28 + maxNesting, "nests more than"},
 		{"SELECT * FROM devices WHERE deviceId = '" + strings.Repeat("x", MaxLength) + "'", MaxLength, "at most 8192"},
+		{"SELECT * FROM devices WHERE deviceId = 'caf\xe9'", 43, "byte 0xe9 is not UTF-8"},
 	} {
 		wantParseError(t, tc.q, tc.pos, tc.msg)
 	}

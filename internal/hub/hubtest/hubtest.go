@@ -129,6 +129,10 @@ func (h *Hub) Request(t testing.TB, method, path, auth, host string, body []byte
 func (h *Hub) RequestHeader(t testing.TB, method, path, host string, header http.Header, body []byte) (int, string) {
 	t.Helper()
 	hc := &http.Client{Timeout: 60 * time.Second}
+	// Each call has its own client: close its connection when done, or a
+	// test polling the hub keeps one open per call until the hub's limit
+	// of connections per address (1024) refuses the next.
+	defer hc.CloseIdleConnections()
 	scheme := "http"
 	if h.CAFile != "" {
 		b, err := os.ReadFile(h.CAFile)

@@ -525,6 +525,9 @@ func (s indexingStore) Txn(ops ...store.Op) (int64, error) {
 	v, err := s.Store.Txn(ops...)
 	if err == nil {
 		for _, op := range ops {
+			if op.Check {
+				continue
+			}
 			if op.Delete {
 				s.idx.deleted(op.Key, v)
 			} else if v != 0 {

@@ -48,7 +48,10 @@ func CheckOps(ops []Op) ([]string, error) {
 		if op.Expect < Any {
 			return nil, wrapf(ErrInvalid, "store: txn: %s: bad expected version %d", op.Key, op.Expect)
 		}
-		if !op.Delete && !json.Valid(op.Value) {
+		if op.Check && (op.Delete || op.Value != nil || op.Expect == Any) {
+			return nil, wrapf(ErrInvalid, "store: txn: check of %s: a check has a version to expect and nothing to write", op.Key)
+		}
+		if !op.Delete && !op.Check && !json.Valid(op.Value) {
 			return nil, wrapf(ErrInvalid, "store: txn: put %s: value is not valid JSON", op.Key)
 		}
 		keys = append(keys, op.Key)

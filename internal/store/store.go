@@ -48,9 +48,10 @@ type Store interface {
 	// Txn applies ops, puts and deletes of distinct keys, all or none: if the version of
 	// any record is not the one its op expects, nothing is written and the error is a
 	// *ConflictError for that key. A delete of a record that does not exist is no error
-	// (if its op expects 0 or Any). Every put gets the same new version, which Txn
-	// returns (0 if ops changed nothing). On etcd this is one Txn: a compare on each key's
-	// revision, then the ops.
+	// (if its op expects 0 or Any). A check (CheckOp) writes nothing: it makes the Txn
+	// depend on another record's version, such as the module whose twin it writes. Every
+	// put gets the same new version, which Txn returns (0 if ops changed nothing). On
+	// etcd this is one Txn: a compare on each key's revision, then the writes.
 	Txn(ops ...Op) (int64, error)
 	// Watch returns the changes to records under prefix once they are durable, in commit
 	// order for each key. The channel is closed when ctx is done or the store is closed.
@@ -72,14 +73,15 @@ var (
 	ErrInvalid  = errors.New("invalid key or value")
 )
 
-// Op is one write of a Txn: a put of Value under Key, or with Delete set a removal of
-// Key, each if the record's version is Expect (0: the record must not exist; Any: no
-// condition).
+// Op is one part of a Txn: a put of Value under Key, with Delete set a removal of Key, or
+// with Check set no write at all, each if the record's version is Expect (0: the record
+// must not exist; Any: no condition).
 type Op struct {
 	Key    string
 	Value  []byte
 	Expect int64
 	Delete bool
+	Check  bool
 }
 
 // PutOp returns the Op that puts value under key if the record's version is expect.
@@ -89,6 +91,11 @@ func PutOp(key string, value []byte, expect int64) Op {
 
 // DeleteOp returns the Op that deletes key if the record's version is expect.
 func DeleteOp(key string, expect int64) Op { return Op{Key: key, Expect: expect, Delete: true} }
+
+// CheckOp returns the Op that writes nothing and fails the Txn unless the record under
+// key is at version expect (0: it must not exist). While the Txn runs, no other write to
+// key does.
+func CheckOp(key string, expect int64) Op { return Op{Key: key, Expect: expect, Check: true} }
 
 // SpaceError is a write that failed because the file system of the store's dir is full
 // (or a disk quota is used up). Nothing of the write was made: free space and retry.

@@ -75,7 +75,7 @@ func (s *FileStore) Txn(ops ...Op) (int64, error) {
 			s.mu.RUnlock()
 			return 0, err
 		}
-		if op.Delete && !exists {
+		if op.Check || op.Delete && !exists {
 			continue
 		}
 		ws = append(ws, write{Op: op, cur: cur, exists: exists})

@@ -498,9 +498,11 @@ func (s *Store) Txn(ops ...store.Op) (int64, error) {
 			cmps = append(cmps, compare(k, op.Expect))
 			checked = append(checked, i)
 		}
-		if op.Delete {
+		switch {
+		case op.Check:
+		case op.Delete:
 			thens = append(thens, clientv3.OpDelete(k))
-		} else {
+		default:
 			thens = append(thens, clientv3.OpPut(k, string(op.Value)))
 		}
 	}
@@ -532,12 +534,17 @@ func (s *Store) Txn(ops ...store.Op) (int64, error) {
 		}
 		return 0, fmt.Errorf("store: txn of %s…: etcd refused its conditions, yet every record is at its expected version: %w", ops[0].Key, store.ErrConflict)
 	}
-	for i, op := range ops {
+	i := 0 // resp.Responses has one response a write
+	for _, op := range ops {
+		if op.Check {
+			continue
+		}
 		if !op.Delete || resp.Responses[i].GetResponseDeleteRange().GetDeleted() > 0 {
 			return resp.Header.Revision, nil
 		}
+		i++
 	}
-	return 0, nil // deletes of what was not there
+	return 0, nil // deletes of what was not there, or checks alone
 }
 
 // Close closes every watch channel and the etcd client. Closing twice does nothing.

@@ -42,6 +42,8 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"Txn", testTxn},
 		{"TxnRace", testTxnRace},
+		{"TxnCheck", testTxnCheck},
+		{"TxnCheckRace", testTxnCheckRace},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}
@@ -643,6 +645,106 @@ func testTxn(t *testing.T, open Opener) {
 	recs, _ := s.List("")
 	if len(recs) != 2 || recs[0].Key != "a" || recs[1].Key != "c" || recs[0].Version != v {
 		t.Fatalf("records after the Txns: %+v", recs)
+	}
+}
+
+// testTxnCheck: a check makes a Txn depend on a record it does not write.
+func testTxnCheck(t *testing.T, open Opener) {
+	s := open(t)
+	vm := put(t, s, "module", `"m"`, 0)
+	v, err := s.Txn(store.CheckOp("module", vm), store.PutOp("twin", []byte(`"t1"`), 0), store.CheckOp("absent", 0))
+	if err != nil {
+		t.Fatalf("Txn with checks that hold: %v", err)
+	}
+	if r := get(t, s, "twin"); r.Version != v || string(r.Value) != `"t1"` {
+		t.Errorf("twin = %+v, want \"t1\" at version %d", r, v)
+	}
+	if r := get(t, s, "module"); r.Version != vm || string(r.Value) != `"m"` {
+		t.Errorf("module after a check = %+v, want it unchanged at version %d", r, vm)
+	}
+	if _, err := s.Get("absent"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("absent after a check that it is absent: %v", err)
+	}
+
+	vm2 := put(t, s, "module", `"m2"`, vm)
+	var ce *store.ConflictError
+	if _, err := s.Txn(store.CheckOp("module", vm), store.PutOp("twin", []byte(`"t2"`), v)); !errors.As(err, &ce) || ce.Key != "module" || ce.Current != vm2 {
+		t.Fatalf("Txn checking a stale version: %v, want a conflict on module at %d", err, vm2)
+	}
+	if err := s.Delete("module", vm2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Txn(store.CheckOp("module", vm2), store.DeleteOp("twin", v)); !errors.As(err, &ce) || ce.Key != "module" || ce.Current != 0 {
+		t.Fatalf("Txn checking a deleted record: %v, want a conflict on module", err)
+	}
+	if r := get(t, s, "twin"); r.Version != v || string(r.Value) != `"t1"` {
+		t.Errorf("twin after failed Txns = %+v, want \"t1\" at version %d", r, v)
+	}
+	if v, err := s.Txn(store.CheckOp("twin", v), store.CheckOp("module", 0)); err != nil || v != 0 {
+		t.Errorf("Txn of checks alone: %d, %v; want 0, nil", v, err)
+	}
+	for _, op := range []store.Op{store.CheckOp("twin", store.Any), {Key: "twin", Check: true, Delete: true, Expect: v}, {Key: "twin", Check: true, Value: []byte(`1`), Expect: v}} {
+		if _, err := s.Txn(op); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("Txn(%+v): %v, want ErrInvalid", op, err)
+		}
+	}
+	if _, err := s.Txn(store.CheckOp("twin", v), store.PutOp("twin", []byte(`1`), v)); !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "twice") {
+		t.Errorf("Txn checking and writing one key: %v", err)
+	}
+}
+
+// testTxnCheckRace has writers add children while their owner exists (a check of
+// the owner's version in each Txn) and deletes the owner meanwhile: no child is
+// written after the owner is gone, and every acknowledged child is there.
+func testTxnCheckRace(t *testing.T, open Opener) {
+	s := open(t)
+	vo := put(t, s, "owner", `{}`, 0)
+	const writers = 4
+	var mu sync.Mutex
+	var acked []string
+	var wg sync.WaitGroup
+	started := make(chan struct{}, writers)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range 1000 { // a few before the delete, then none (or 1,000: the check is ignored)
+				key := fmt.Sprintf("child/%d-%d", w, i)
+				_, err := s.Txn(store.CheckOp("owner", vo), store.PutOp(key, []byte(`1`), 0))
+				if errors.Is(err, store.ErrConflict) {
+					return // the owner is gone
+				}
+				if err != nil {
+					t.Errorf("%s: %v", key, err)
+					return
+				}
+				mu.Lock()
+				acked = append(acked, key)
+				mu.Unlock()
+				if i == 2 {
+					started <- struct{}{}
+				}
+			}
+		})
+	}
+	for range writers {
+		<-started
+	}
+	if err := s.Delete("owner", vo); err != nil {
+		t.Fatal(err)
+	}
+	atDelete, err := s.List("child/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	after, err := s.List("child/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(atDelete) {
+		t.Fatalf("%d children when the owner was deleted, %d after: a Txn checking the owner wrote after its delete", len(atDelete), len(after))
+	}
+	if len(after) != len(acked) {
+		t.Fatalf("%d children acknowledged, %d in the store", len(acked), len(after))
 	}
 }
 

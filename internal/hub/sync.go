@@ -582,16 +582,29 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 	sr.ReportedSeq = ack.Acked
 	b, _ := json.Marshal(sr)
 	ops := []store.Op{store.PutOp(key, b, version)}
+	if version == 0 {
+		// The device's first sync record: not for a device deleted meanwhile
+		// (one there is deleted with it, and its version is the check).
+		check, err := h.reg.IdentityCheck(id, "")
+		if err != nil {
+			return hubapi.ReportedAck{}, err
+		}
+		ops = append(ops, check)
+	}
 	var echoes []echo
 	for _, mid := range order {
 		if m := twins[mid]; m.changed {
-			op, err := registry.TwinOp(m.t, m.version)
+			tops, err := h.reg.TwinOps(m.t, m.version)
+			if errors.Is(err, registry.ErrNotFound) {
+				// Its module went since it was read: again, which rejects its patches.
+				return hubapi.ReportedAck{}, fmt.Errorf("%w: %v", store.ErrConflict, err)
+			}
 			if err != nil {
 				return hubapi.ReportedAck{}, err
 			}
-			ops = append(ops, op)
+			ops = append(ops, tops...)
 			if !rejected[mid] {
-				echoes = append(echoes, echo{key: op.Key, prev: m.version})
+				echoes = append(echoes, echo{key: tops[len(tops)-1].Key, prev: m.version})
 			}
 		}
 	}

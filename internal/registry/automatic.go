@@ -126,11 +126,8 @@ func (r *Registry) manualGuard(deviceID string) ([]store.Op, error) {
 		slices.Sort(applied)
 		return nil, fmt.Errorf("%w: device %q runs automatic deployment %s; IoT Edge does not combine per-device and automatic deployments: change the device's tags so that no deployment targets it, or change the deployment", ErrManaged, deviceID, strings.Join(applied, ", "))
 	}
-	if v == 0 { // still none when the transaction commits
-		return []store.Op{store.DeleteOp(deployStateKey(deviceID), 0)}, nil
-	}
-	b, _ := json.Marshal(s)
-	return []store.Op{store.PutOp(deployStateKey(deviceID), b, v)}, nil
+	// Still so when the transaction commits (0: still no state).
+	return []store.Op{store.CheckOp(deployStateKey(deviceID), v)}, nil
 }
 
 // AutoDeployer applies automatic deployments; see Run.
@@ -436,14 +433,14 @@ func (a *AutoDeployer) evaluate(deviceID string) error {
 		return err
 	}
 	if len(bases) == 0 {
-		return a.r.commitDeployState(deviceID, cur, next, version, devOps)
+		return a.r.commitDeployState(dev, cur, next, version, devOps)
 	}
 	base := slices.MaxFunc(bases, byPriority)
 	applied := []*compiled{base}
 	m, content, err := compose(applied)
 	if err != nil {
 		next.Error = err.Error()
-		return a.r.commitDeployState(deviceID, cur, next, version, devOps)
+		return a.r.commitDeployState(dev, cur, next, version, devOps)
 	}
 	// Each layer on top of what came before; one that does not make a valid
 	// deployment there (say, $edgeHub routes over a base without $edgeHub)
@@ -471,7 +468,7 @@ func (a *AutoDeployer) evaluate(deviceID string) error {
 		next.Configurations[cc.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationApplied}
 	}
 	if next.Hash == cur.Hash {
-		return a.r.commitDeployState(deviceID, cur, next, version, devOps)
+		return a.r.commitDeployState(dev, cur, next, version, devOps)
 	}
 	b, err := json.Marshal(next)
 	if err != nil {
@@ -486,7 +483,7 @@ func (a *AutoDeployer) evaluate(deviceID string) error {
 		for _, cc := range applied {
 			next.Configurations[cc.ID] = hubapi.ConfigurationStatus{Status: hubapi.ConfigurationTargeted}
 		}
-		return a.r.commitDeployState(deviceID, cur, next, version, devOps)
+		return a.r.commitDeployState(dev, cur, next, version, devOps)
 	}
 	return err
 }
@@ -553,16 +550,22 @@ func (a *AutoDeployer) applyContent(deviceID, moduleID string, targets []*compil
 }
 
 // commitDeployState writes a device's state if it changed, in one
-// transaction with ops (the device twin's write) when there are any.
-func (r *Registry) commitDeployState(deviceID string, cur, next deployState, version int64, ops []store.Op) error {
-	if len(ops) == 0 {
-		return r.putDeployState(deviceID, cur, next, version)
+// transaction with ops (the device twin's write) when there are any, and
+// only while dev is as read (not deleted meanwhile: its state and twin are
+// deleted with it, and must not come back).
+func (r *Registry) commitDeployState(dev Device, cur, next deployState, version int64, ops []store.Op) error {
+	if len(ops) == 0 && len(next.Configurations) == 0 && len(next.DeviceConfigurations) == 0 && version == 0 {
+		return nil
 	}
 	b, err := json.Marshal(next)
 	if err != nil {
 		return err
 	}
-	_, err = r.st.Txn(append(ops, store.PutOp(deployStateKey(deviceID), b, version))...)
+	if old, _ := json.Marshal(cur); len(ops) == 0 && bytes.Equal(old, b) {
+		return nil
+	}
+	dv, _ := versionOf(dev.ETag)
+	_, err = r.st.Txn(append(ops, store.CheckOp(deviceKey(dev.DeviceID), dv), store.PutOp(deployStateKey(dev.DeviceID), b, version))...)
 	return err
 }
 
@@ -575,20 +578,6 @@ func byPriority(x, y *compiled) int {
 		return c
 	}
 	return strings.Compare(x.ID, y.ID)
-}
-
-// putDeployState writes a device's state if it changed.
-func (r *Registry) putDeployState(deviceID string, cur, next deployState, version int64) error {
-	if len(next.Configurations) == 0 && len(next.DeviceConfigurations) == 0 && version == 0 {
-		return nil
-	}
-	old, _ := json.Marshal(cur)
-	b, err := json.Marshal(next)
-	if err != nil || bytes.Equal(old, b) {
-		return err
-	}
-	_, err = r.st.Put(deployStateKey(deviceID), b, version)
-	return err
 }
 
 // conditionDoc is the device twin as target conditions see it: IoT Hub's

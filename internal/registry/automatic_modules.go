@@ -544,6 +544,19 @@ func (a *AutoDeployer) evaluateModule(deviceID, moduleID string) error {
 	if err != nil {
 		return err
 	}
+	// Nothing is written for a module deleted meanwhile (its twin and state
+	// go with it): a twin written expects the version read, one not written
+	// is checked at it, and where there is no twin record the module is.
+	switch {
+	case tv == 0:
+		check, err := a.r.IdentityCheck(deviceID, moduleID)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, check)
+	case len(ops) == 0:
+		ops = append(ops, store.CheckOp(twinKey(deviceID, moduleID), tv))
+	}
 	_, err = a.r.st.Txn(append(ops, store.PutOp(key, nb, version))...)
 	return err
 }

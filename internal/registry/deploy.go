@@ -88,7 +88,9 @@ func (r *Registry) deploymentOps(deviceID string, m *deployment.Manifest, agentD
 			desired[id] = mod.Desired
 		}
 	}
-	var ops []store.Op
+	// Nothing is written for a device deleted meanwhile (modules, twins).
+	dv, _ := versionOf(dev.ETag)
+	ops := []store.Op{store.CheckOp(deviceKey(deviceID), dv)}
 	for _, id := range append(slices.Clone(SystemModules), slices.Sorted(maps.Keys(m.Modules))...) {
 		_, exists := have[id]
 		if !exists {
@@ -124,6 +126,12 @@ func (r *Registry) deploymentOps(deviceID string, m *deployment.Manifest, agentD
 		b, err := t.MarshalJSON()
 		if err != nil {
 			return nil, err
+		}
+		if exists && version == 0 {
+			// The module's first twin: nothing is written for a module
+			// deleted meanwhile (a twin there is deleted with it).
+			mv, _ := versionOf(have[id].ETag)
+			ops = append(ops, store.CheckOp(moduleKey(deviceID, id), mv))
 		}
 		ops = append(ops, store.PutOp(twinKey(deviceID, id), b, version))
 	}

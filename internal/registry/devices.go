@@ -319,28 +319,40 @@ func (r *Registry) CreateModule(m Module) (Module, error) {
 	if err := identity.ValidateModuleIDAllowSystem(m.ModuleID); err != nil {
 		return Module{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if _, err := r.GetDevice(m.DeviceID); err != nil {
-		return Module{}, err
-	}
 	m, b, err := r.newModule(m)
 	if err != nil {
 		return Module{}, err
 	}
-	// The identity with no twin: a twin left by an earlier module of that id
-	// goes, with what automatic module configurations wrote there.
-	v, err := r.st.Txn(
-		store.PutOp(moduleKey(m.DeviceID, m.ModuleID), b, 0),
-		store.DeleteOp(twinKey(m.DeviceID, m.ModuleID), store.Any),
-		store.DeleteOp(moduleStateKey(m.DeviceID, m.ModuleID), store.Any),
-	)
-	if errors.Is(err, store.ErrConflict) {
-		return Module{}, fmt.Errorf("%w: module %s/%s", ErrExists, m.DeviceID, m.ModuleID)
+	for attempt := 1; ; attempt++ {
+		// Only while the device is there: a module created as its device is
+		// deleted would outlive it.
+		check, err := r.IdentityCheck(m.DeviceID, "")
+		if err != nil {
+			return Module{}, err
+		}
+		// The identity with no twin: a twin left by an earlier module of that id
+		// goes, with what automatic module configurations wrote there.
+		v, err := r.st.Txn(
+			check,
+			store.PutOp(moduleKey(m.DeviceID, m.ModuleID), b, 0),
+			store.DeleteOp(twinKey(m.DeviceID, m.ModuleID), store.Any),
+			store.DeleteOp(moduleStateKey(m.DeviceID, m.ModuleID), store.Any),
+		)
+		if ce := (*store.ConflictError)(nil); errors.As(err, &ce) && ce.Key == check.Key {
+			if attempt < maxAttempts {
+				continue // the device changed (or went) meanwhile: again
+			}
+			return Module{}, fmt.Errorf("create module %s/%s: device %s kept changing: %w", m.DeviceID, m.ModuleID, m.DeviceID, err)
+		}
+		if errors.Is(err, store.ErrConflict) {
+			return Module{}, fmt.Errorf("%w: module %s/%s", ErrExists, m.DeviceID, m.ModuleID)
+		}
+		if err != nil {
+			return Module{}, err
+		}
+		m.ETag = ETagOf(v)
+		return m, nil
 	}
-	if err != nil {
-		return Module{}, err
-	}
-	m.ETag = ETagOf(v)
-	return m, nil
 }
 
 // newModule fills in a new module identity (keys, generation id, state) and returns it

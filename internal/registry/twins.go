@@ -94,7 +94,16 @@ func (r *Registry) UpdateTwin(deviceID, moduleID, ifMatch string, fn func(t *twi
 			return nil, err
 		}
 		key := twinKey(deviceID, moduleID)
-		v, err := r.st.Put(key, b, version)
+		var v int64
+		if version != 0 {
+			v, err = r.st.Put(key, b, version) // the record goes with its identity: its version is the check
+		} else {
+			var check store.Op
+			if check, err = r.IdentityCheck(deviceID, moduleID); err != nil {
+				return nil, err
+			}
+			v, err = r.st.Txn(check, store.PutOp(key, b, 0))
+		}
 		if err != nil {
 			if errors.Is(err, store.ErrConflict) {
 				continue // someone wrote in between; their etag check (if any) decides
@@ -119,11 +128,41 @@ func (r *Registry) LoadTwin(deviceID, moduleID string) (*twin.Twin, int64, error
 	return r.loadTwin(deviceID, moduleID)
 }
 
-// TwinOp is the Txn op that writes t, if its record is still at version.
-func TwinOp(t *twin.Twin, version int64) (store.Op, error) {
+// TwinOps are the Txn ops that write t, if its record is still at version
+// (0: there is none yet, and its device or module must still exist).
+func (r *Registry) TwinOps(t *twin.Twin, version int64) ([]store.Op, error) {
 	b, err := t.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	put := store.PutOp(twinKey(t.DeviceID, t.ModuleID), b, version)
+	if version != 0 {
+		return []store.Op{put}, nil
+	}
+	check, err := r.IdentityCheck(t.DeviceID, t.ModuleID)
+	if err != nil {
+		return nil, err
+	}
+	return []store.Op{check, put}, nil
+}
+
+// IdentityCheck is the Txn op that fails unless the device (moduleID "") or
+// module is still there, at the version it has now. A record kept beside
+// an identity and deleted with it (its twin, a module's configuration
+// state) written for the first time takes it along: a delete of the
+// identity racing the write then leaves nothing behind. (A record already
+// there needs no check: its own expected version fails once it is gone.)
+func (r *Registry) IdentityCheck(deviceID, moduleID string) (store.Op, error) {
+	key, gone := deviceKey(deviceID), deviceNotFound(deviceID)
+	if moduleID != "" {
+		key, gone = moduleKey(deviceID, moduleID), moduleNotFound(deviceID, moduleID)
+	}
+	rec, err := r.getShared(key)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Op{}, gone
+	}
 	if err != nil {
 		return store.Op{}, err
 	}
-	return store.PutOp(twinKey(t.DeviceID, t.ModuleID), b, version), nil
+	return store.CheckOp(key, rec.Version), nil
 }

@@ -1,0 +1,198 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/deployment"
+	"github.com/outpost-edge/outpost/internal/hubapi"
+	"github.com/outpost-edge/outpost/internal/store"
+	"github.com/outpost-edge/outpost/internal/twin"
+)
+
+// raceStore runs race once, just before the first write (a Put, or a Txn
+// op that is not a check) of the key armed: an identity deleted after a
+// writer read it and before its write commits.
+type raceStore struct {
+	store.Store
+	key   string
+	armed atomic.Bool
+	race  func()
+}
+
+func (s *raceStore) hit(key string) {
+	if key == s.key && s.armed.CompareAndSwap(true, false) {
+		s.race()
+	}
+}
+
+func (s *raceStore) Put(key string, value []byte, expect int64) (int64, error) {
+	s.hit(key)
+	return s.Store.Put(key, value, expect)
+}
+
+func (s *raceStore) Txn(ops ...store.Op) (int64, error) {
+	for _, op := range ops {
+		if !op.Check {
+			s.hit(op.Key)
+		}
+	}
+	return s.Store.Txn(ops...)
+}
+
+// newRaceRegistry is a registry whose store runs race before the first
+// write of key once arm is called.
+func newRaceRegistry(t *testing.T) (r *Registry, arm func(key string, race func())) {
+	t.Helper()
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	rs := &raceStore{Store: st}
+	return New(rs), func(key string, race func()) {
+		rs.key, rs.race = key, race
+		rs.armed.Store(true)
+	}
+}
+
+// noRecords fails unless no record's key starts with any of prefixes.
+func noRecords(t *testing.T, r *Registry, prefixes ...string) {
+	t.Helper()
+	for _, p := range prefixes {
+		recs, err := r.st.List(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rec := range recs {
+			t.Errorf("%s is left behind: %s", rec.Key, rec.Value)
+		}
+	}
+}
+
+// TestWritesRacingDeletesLeaveNothing: a write that read a device or module
+// and then lost the race to its delete writes nothing, rather than leaving a
+// twin, a module or a configuration state that nothing deletes.
+func TestWritesRacingDeletesLeaveNothing(t *testing.T) {
+	deleteModule := func(t *testing.T, r *Registry) func() {
+		return func() {
+			if err := r.DeleteModule("d", "m", ""); err != nil {
+				t.Errorf("delete the module: %v", err)
+			}
+		}
+	}
+	deleteDevice := func(t *testing.T, r *Registry) func() {
+		return func() {
+			if err := r.DeleteDevice("d", ""); err != nil {
+				t.Errorf("delete the device: %v", err)
+			}
+		}
+	}
+	device := func(t *testing.T, r *Registry, edge bool) {
+		t.Helper()
+		if _, err := r.CreateDevice(Device{DeviceID: "d", Capabilities: &Capabilities{IoTEdge: edge}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	module := func(t *testing.T, r *Registry) {
+		t.Helper()
+		if _, err := r.CreateModule(Module{DeviceID: "d", ModuleID: "m"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("first twin write, module deleted", func(t *testing.T) {
+		r, arm := newRaceRegistry(t)
+		device(t, r, false)
+		module(t, r)
+		arm(twinKey("d", "m"), deleteModule(t, r))
+		_, err := r.UpdateTwin("d", "m", "", func(tw *twin.Twin) (bool, error) {
+			return tw.ReplaceTags([]byte(`{"a":1}`), time.Now())
+		})
+		if !errors.Is(err, ErrNotFound) {
+			t.Errorf("twin patch racing the module's delete: %v, want not found", err)
+		}
+		noRecords(t, r, "twins/d/", "modules/d/")
+	})
+
+	t.Run("reported patch ops, module deleted", func(t *testing.T) {
+		r, _ := newRaceRegistry(t)
+		device(t, r, false)
+		module(t, r)
+		tw, v, err := r.LoadTwin("d", "m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.PatchReported([]byte(`{"x":1}`), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		ops, err := r.TwinOps(tw, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deleteModule(t, r)()
+		if _, err := r.st.Txn(ops...); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("Txn of the twin's ops after its module's delete: %v, want a conflict", err)
+		}
+		if _, err := r.TwinOps(tw, v); !errors.Is(err, ErrNotFound) {
+			t.Errorf("TwinOps for a deleted module: %v, want not found", err)
+		}
+		noRecords(t, r, "twins/d/")
+	})
+
+	t.Run("module created, device deleted", func(t *testing.T) {
+		r, arm := newRaceRegistry(t)
+		device(t, r, false)
+		arm(moduleKey("d", "m"), deleteDevice(t, r))
+		if _, err := r.CreateModule(Module{DeviceID: "d", ModuleID: "m"}); !errors.Is(err, ErrNotFound) {
+			t.Errorf("module create racing the device's delete: %v, want not found", err)
+		}
+		noRecords(t, r, "modules/d/", "devices/d")
+	})
+
+	t.Run("deployment, device deleted", func(t *testing.T) {
+		r, arm := newRaceRegistry(t)
+		device(t, r, true)
+		m, _, err := deployment.Parse([]byte("schemaVersion: '1.0'\nmodules:\n  web: {image: busybox, desired: {a: 1}}\n"), "d.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		arm(moduleKey("d", "web"), deleteDevice(t, r))
+		if err := r.ApplyDeployment("d", m); !errors.Is(err, ErrNotFound) {
+			t.Errorf("deployment racing the device's delete: %v, want not found", err)
+		}
+		noRecords(t, r, "modules/d/", "twins/d", "devices/d")
+	})
+
+	t.Run("module configuration, module deleted", func(t *testing.T) {
+		r, arm := newRaceRegistry(t)
+		device(t, r, false)
+		module(t, r)
+		mustCreateConfig(t, r, Configuration{ID: "mc", Priority: 1, TargetCondition: "FROM devices.modules WHERE moduleId = 'm'",
+			Content: hubapi.ConfigurationContent{ModuleContent: json.RawMessage(`{"properties.desired": {"x": 1}}`)}})
+		a := r.NewAutoDeployer(nil)
+		a.loadAll(t)
+		arm(moduleStateKey("d", "m"), deleteModule(t, r))
+		if err := a.EvaluateModule("d", "m"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("evaluation racing the module's delete: %v, want not found", err)
+		}
+		noRecords(t, r, "twins/d/", "modules/d/", moduleStatePrefix+"d/")
+	})
+
+	t.Run("device configuration, device deleted", func(t *testing.T) {
+		r, arm := newRaceRegistry(t)
+		device(t, r, false)
+		mustCreateConfig(t, r, Configuration{ID: "dc", Priority: 1, TargetCondition: "deviceId = 'd'",
+			Content: hubapi.ConfigurationContent{DeviceContent: json.RawMessage(`{"properties.desired.x": 1}`)}})
+		a := r.NewAutoDeployer(nil)
+		a.loadAll(t)
+		arm(deployStateKey("d"), deleteDevice(t, r))
+		if err := a.Evaluate("d"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("evaluation racing the device's delete: %v, want not found", err)
+		}
+		noRecords(t, r, "twins/d", "devices/d", deployStateKey("d"))
+	})
+}

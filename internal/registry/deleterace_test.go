@@ -153,6 +153,26 @@ func TestWritesRacingDeletesLeaveNothing(t *testing.T) {
 		noRecords(t, r, "modules/d/", "devices/d")
 	})
 
+	t.Run("device deleted, module created after the delete listed modules", func(t *testing.T) {
+		r, arm := newRaceRegistry(t)
+		device(t, r, false)
+		module(t, r)
+		arm(deviceKey("d"), func() {
+			if _, err := r.CreateModule(Module{DeviceID: "d", ModuleID: "late"}); err != nil {
+				t.Errorf("create a module as the device is deleted: %v", err)
+			}
+			if _, err := r.UpdateTwin("d", "late", "", func(tw *twin.Twin) (bool, error) {
+				return tw.ReplaceTags([]byte(`{"a":1}`), time.Now())
+			}); err != nil {
+				t.Errorf("write its twin: %v", err)
+			}
+		})
+		if err := r.DeleteDevice("d", ""); err != nil {
+			t.Fatal(err)
+		}
+		noRecords(t, r, "modules/d/", "twins/d", "devices/d")
+	})
+
 	t.Run("deployment, device deleted", func(t *testing.T) {
 		r, arm := newRaceRegistry(t)
 		device(t, r, true)

@@ -310,8 +310,35 @@ func (r *Registry) DeleteDevice(id, ifMatch string) error {
 		if errors.Is(err, store.ErrConflict) && expect == store.Any {
 			continue // the device changed since we read it: read it again
 		}
-		return storeErr(err, fmt.Sprintf("device %q", id))
+		if err != nil {
+			return storeErr(err, fmt.Sprintf("device %q", id))
+		}
+		return r.sweepDevice(id, prefixes)
 	}
+}
+
+// sweepDevice deletes what was written under a deleted device's prefixes
+// between their listing and the delete (a module created then, say). Once
+// the device is gone nothing more is (those writes check it), so one pass
+// does; none if a device of that id was created meanwhile.
+func (r *Registry) sweepDevice(id string, prefixes []string) error {
+	ops := []store.Op{store.CheckOp(deviceKey(id), 0)}
+	for _, prefix := range prefixes {
+		recs, err := r.st.List(prefix)
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			ops = append(ops, store.DeleteOp(rec.Key, store.Any))
+		}
+	}
+	if len(ops) == 1 {
+		return nil
+	}
+	if _, err := r.st.Txn(ops...); err != nil && !errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("device %q is deleted; removing what was written for it meanwhile: %w", id, err)
+	}
+	return nil
 }
 
 // CreateModule adds a module identity to an existing device.

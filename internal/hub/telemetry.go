@@ -150,11 +150,17 @@ func (h *Hub) uploadMessages(w http.ResponseWriter, r *http.Request, p principal
 		if t != id {
 			sb, _ := json.Marshal(f.st)
 			ops = append(ops, store.PutOp(telemetryStateKey(t), sb, f.version))
+			if ops, err = h.telemetryCheck(ops, t, f.version); err != nil {
+				return err
+			}
 		}
 	}
 	if len(ops) > 0 || len(result.Rejected) > 0 { // the acked seq moved
 		sb, _ := json.Marshal(own.st)
 		ops = append(ops, store.PutOp(telemetryStateKey(id), sb, own.version))
+		if ops, err = h.telemetryCheck(ops, id, own.version); err != nil {
+			return err
+		}
 		if _, err := h.st.Txn(ops...); err != nil {
 			return err // nothing kept: the device sends the batch again
 		}
@@ -165,6 +171,20 @@ func (h *Hub) uploadMessages(w http.ResponseWriter, r *http.Request, p principal
 	result.Acked = own.st.Acked
 	writeJSON(w, http.StatusOK, result)
 	return nil
+}
+
+// telemetryCheck adds to ops the check that device id is still there when
+// its telemetry state is written for the first time (version 0): one there
+// is deleted with the device, and its version is the check.
+func (h *Hub) telemetryCheck(ops []store.Op, id string, version int64) ([]store.Op, error) {
+	if version != 0 {
+		return ops, nil
+	}
+	check, err := h.reg.IdentityCheck(id, "")
+	if err != nil {
+		return nil, err
+	}
+	return append(ops, check), nil
 }
 
 // telemetryFiling is one device's telemetry state and the batch an upload

@@ -3,48 +3,18 @@ package registry
 import (
 	"encoding/json"
 	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/deployment"
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/store"
+	"github.com/outpost-edge/outpost/internal/store/storetest"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
 
-// raceStore runs race once, just before the first write (a Put, or a Txn
-// op that is not a check) of the key armed: an identity deleted after a
-// writer read it and before its write commits.
-type raceStore struct {
-	store.Store
-	key   string
-	armed atomic.Bool
-	race  func()
-}
-
-func (s *raceStore) hit(key string) {
-	if key == s.key && s.armed.CompareAndSwap(true, false) {
-		s.race()
-	}
-}
-
-func (s *raceStore) Put(key string, value []byte, expect int64) (int64, error) {
-	s.hit(key)
-	return s.Store.Put(key, value, expect)
-}
-
-func (s *raceStore) Txn(ops ...store.Op) (int64, error) {
-	for _, op := range ops {
-		if !op.Check {
-			s.hit(op.Key)
-		}
-	}
-	return s.Store.Txn(ops...)
-}
-
 // newRaceRegistry is a registry whose store runs race before the first
-// write of key once arm is called.
+// write of key once arm is called (storetest.Race).
 func newRaceRegistry(t *testing.T) (r *Registry, arm func(key string, race func())) {
 	t.Helper()
 	st, err := store.Open(t.TempDir())
@@ -52,11 +22,8 @@ func newRaceRegistry(t *testing.T) (r *Registry, arm func(key string, race func(
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	rs := &raceStore{Store: st}
-	return New(rs), func(key string, race func()) {
-		rs.key, rs.race = key, race
-		rs.armed.Store(true)
-	}
+	rs := &storetest.Race{Store: st}
+	return New(rs), rs.Arm
 }
 
 // noRecords fails unless no record's key starts with any of prefixes.

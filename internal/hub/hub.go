@@ -88,6 +88,7 @@ type Credentials struct {
 type Hub struct {
 	cfg      Config
 	st       store.Store
+	txnLimit int // ops in one store Txn at most (etcd's --max-txn-ops); 0: any number
 	reg      *registry.Registry
 	log      *slog.Logger
 	now      func() time.Time
@@ -183,6 +184,7 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 		}
 		return nil, false, err
 	}
+	h.txnLimit = store.TxnLimit(h.st)
 	h.st, h.order = orderWrites(h.st) // before anything writes through it
 	st := h.st                        // h is nil by the time a deferred call sees an error
 	defer func() {

@@ -537,6 +537,16 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 	var order []string
 	rejected := map[string]bool{} // twins with a patch refused
 	now := h.now().UTC()
+	// The ops of the Txn: the sync record (and a check of the device when it
+	// is new), then each twin's (a put, and a check of its device or module
+	// when it is new). Where the store takes few in one Txn (etcd's
+	// --max-txn-ops) the upload stops at the patch whose twin would not fit,
+	// and the ack says so: the device sends the rest again (an edge device
+	// with hundreds of leaf devices reporting at once).
+	nops := 1
+	if version == 0 {
+		nops++
+	}
 	for _, pt := range batch.Patches {
 		if pt.Seq <= sr.ReportedSeq {
 			continue // applied before: this is a retry
@@ -556,6 +566,16 @@ func (h *Hub) applyReported(id string, batch *hubapi.ReportedBatch) (hubapi.Repo
 			}
 			if m.err != nil && !errors.Is(m.err, registry.ErrNotFound) && !errors.Is(m.err, registry.ErrInvalid) {
 				return hubapi.ReportedAck{}, m.err
+			}
+			if m.err == nil {
+				n := 1
+				if m.version == 0 {
+					n++
+				}
+				if h.txnLimit > 0 && nops+n > h.txnLimit && ack.Acked > sr.ReportedSeq {
+					break // the rest in the next upload
+				}
+				nops += n
 			}
 			twins[ref] = m
 			order = append(order, ref)

@@ -91,22 +91,66 @@ func (h *Hub) uploadMessages(w http.ResponseWriter, r *http.Request, p principal
 		}
 	}
 	slices.Sort(targets[1:])
-	files := map[string]*telemetryFiling{}
 	for _, t := range targets {
 		defer h.lockDevice(t)()
+	}
+	// Where the store takes few ops in one Txn (etcd's --max-txn-ops), an
+	// upload that would need more files the messages of its first devices
+	// only, fewer each time, and acks those: the edge device sends the rest
+	// again (one with hundreds of leaf devices).
+	msgs, leaves := up.Messages, len(targets)
+	var result hubapi.MessageUploadResult
+	var ops []store.Op
+	for {
+		var err error
+		if ops, result, err = h.fileMessages(id, up.Epoch, msgs, refused); err != nil {
+			return err
+		}
+		if h.txnLimit == 0 || len(ops) <= h.txnLimit || len(msgs) == 1 {
+			break
+		}
+		leaves /= 2
+		msgs = msgsOfFirst(msgs, id, refused, leaves)
+	}
+	if len(ops) > 0 {
+		if _, err := h.st.Txn(ops...); err != nil {
+			return err // nothing kept: the device sends the batch again
+		}
+	}
+	for _, r := range result.Rejected {
+		h.log.Warn("telemetry: an edge device uploaded a message of a device that is not its child: rejected", "device", id, "sender", r.DeviceID, "seq", r.Seq, "error", r.Error)
+	}
+	writeJSON(w, http.StatusOK, result)
+	return nil
+}
+
+// fileMessages files msgs, an upload's messages (or the first of them) from
+// edge device id, each under its sender, and returns the store writes that
+// keep them with the result to answer. The caller holds the device lock of
+// every sender.
+func (h *Hub) fileMessages(id, epoch string, msgs []hubapi.Message, refused map[string]string) ([]store.Op, hubapi.MessageUploadResult, error) {
+	var result hubapi.MessageUploadResult
+	targets := []string{id}
+	for _, m := range msgs {
+		if d := m.DeviceID; d != "" && d != id && refused[d] == "" && !slices.Contains(targets, d) {
+			targets = append(targets, d)
+		}
+	}
+	slices.Sort(targets[1:])
+	files := map[string]*telemetryFiling{}
+	for _, t := range targets {
 		f, err := h.readTelemetryState(t)
 		if err != nil {
-			return err
+			return nil, result, err
 		}
 		files[t] = f
 	}
 	own := files[id]
-	if own.st.Epoch != up.Epoch {
-		own.st.Epoch, own.st.Acked = up.Epoch, 0
+	if own.st.Epoch != epoch {
+		own.st.Epoch, own.st.Acked = epoch, 0
 	}
 	now := h.now().UTC()
-	var result hubapi.MessageUploadResult
-	for _, m := range up.Messages {
+	for _, m := range msgs {
 		if m.Seq <= own.st.Acked {
 			continue // had it already
 		}
@@ -131,9 +175,10 @@ func (h *Hub) uploadMessages(w http.ResponseWriter, r *http.Request, p principal
 		f.st.Bytes += int64(len(m.Body))
 		f.batch.Messages = append(f.batch.Messages, m)
 	}
-	if len(up.Messages) > 0 {
-		own.st.Acked = max(own.st.Acked, up.Messages[len(up.Messages)-1].Seq)
+	if len(msgs) > 0 {
+		own.st.Acked = max(own.st.Acked, msgs[len(msgs)-1].Seq)
 	}
+	result.Acked = own.st.Acked
 	var ops []store.Op
 	for _, t := range targets {
 		f := files[t]
@@ -142,7 +187,7 @@ func (h *Hub) uploadMessages(w http.ResponseWriter, r *http.Request, p principal
 		}
 		trim, err := h.trimTelemetry(t, &f.st)
 		if err != nil {
-			return err
+			return nil, result, err
 		}
 		ops = append(ops, trim...)
 		b, _ := json.Marshal(f.batch)
@@ -151,26 +196,36 @@ func (h *Hub) uploadMessages(w http.ResponseWriter, r *http.Request, p principal
 			sb, _ := json.Marshal(f.st)
 			ops = append(ops, store.PutOp(telemetryStateKey(t), sb, f.version))
 			if ops, err = h.telemetryCheck(ops, t, f.version); err != nil {
-				return err
+				return nil, result, err
 			}
 		}
 	}
 	if len(ops) > 0 || len(result.Rejected) > 0 { // the acked seq moved
 		sb, _ := json.Marshal(own.st)
 		ops = append(ops, store.PutOp(telemetryStateKey(id), sb, own.version))
+		var err error
 		if ops, err = h.telemetryCheck(ops, id, own.version); err != nil {
-			return err
-		}
-		if _, err := h.st.Txn(ops...); err != nil {
-			return err // nothing kept: the device sends the batch again
+			return nil, result, err
 		}
 	}
-	for _, r := range result.Rejected {
-		h.log.Warn("telemetry: an edge device uploaded a message of a device that is not its child: rejected", "device", id, "sender", r.DeviceID, "seq", r.Seq, "error", r.Error)
+	return ops, result, nil
+}
+
+// msgsOfFirst returns the messages of msgs up to the first from a leaf
+// device past the first n that appear (at least one message).
+func msgsOfFirst(msgs []hubapi.Message, id string, refused map[string]string, n int) []hubapi.Message {
+	var seen []string
+	for i, m := range msgs {
+		d := m.DeviceID
+		if d == "" || d == id || refused[d] != "" || slices.Contains(seen, d) {
+			continue
+		}
+		if len(seen) == n {
+			return msgs[:max(i, 1)]
+		}
+		seen = append(seen, d)
 	}
-	result.Acked = own.st.Acked
-	writeJSON(w, http.StatusOK, result)
-	return nil
+	return msgs
 }
 
 // telemetryCheck adds to ops the check that device id is still there when

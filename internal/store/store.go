@@ -64,6 +64,20 @@ type Store interface {
 
 var _ Store = (*FileStore)(nil)
 
+// TxnLimiter is a store that takes at most TxnLimit ops in one Txn (etcd: its
+// --max-txn-ops). A store without it takes any number.
+type TxnLimiter interface {
+	TxnLimit() int
+}
+
+// TxnLimit returns how many ops st takes in one Txn, 0 for no limit.
+func TxnLimit(st Store) int {
+	if l, ok := st.(TxnLimiter); ok {
+		return l.TxnLimit()
+	}
+	return 0
+}
+
 // Errors, to be matched with errors.Is.
 var (
 	ErrNotFound = errors.New("not found")

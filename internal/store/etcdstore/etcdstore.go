@@ -479,6 +479,10 @@ func (s *Store) Delete(key string, expect int64) error {
 	return &store.ConflictError{Key: key, Expect: expect, Current: cur}
 }
 
+// TxnLimit is how many ops one Txn may have: etcd's --max-txn-ops, as the
+// store was told (Config.MaxTxnOps).
+func (s *Store) TxnLimit() int { return s.maxOps }
+
 // Txn applies ops all or none in one etcd transaction.
 func (s *Store) Txn(ops ...store.Op) (int64, error) {
 	if _, err := store.CheckOps(ops); err != nil {

@@ -48,3 +48,20 @@ func (s *Race) Txn(ops ...store.Op) (int64, error) {
 	}
 	return s.Store.Txn(ops...)
 }
+
+// Limited is a store that takes at most N ops in one Txn, as etcd takes
+// --max-txn-ops (store.TxnLimiter): a Txn of more fails, as it would there.
+type Limited struct {
+	store.Store
+	N int
+}
+
+// TxnLimit returns N.
+func (s *Limited) TxnLimit() int { return s.N }
+
+func (s *Limited) Txn(ops ...store.Op) (int64, error) {
+	if len(ops) > s.N {
+		return 0, store.Invalidf("store: txn: %d ops, over the limit of %d", len(ops), s.N)
+	}
+	return s.Store.Txn(ops...)
+}

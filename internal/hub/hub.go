@@ -184,9 +184,9 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 		}
 		return nil, false, err
 	}
-	h.txnLimit = store.TxnLimit(h.st)
 	h.st, h.order = orderWrites(h.st) // before anything writes through it
-	st := h.st                        // h is nil by the time a deferred call sees an error
+	h.txnLimit = store.TxnLimit(h.st)
+	st := h.st // h is nil by the time a deferred call sees an error
 	defer func() {
 		if err != nil {
 			st.Close()

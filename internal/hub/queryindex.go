@@ -521,6 +521,9 @@ func (s indexingStore) Delete(key string, expect int64) error {
 	return err
 }
 
+// TxnLimit is the underlying store's (store.TxnLimiter).
+func (s indexingStore) TxnLimit() int { return store.TxnLimit(s.Store) }
+
 func (s indexingStore) Txn(ops ...store.Op) (int64, error) {
 	v, err := s.Store.Txn(ops...)
 	if err == nil {

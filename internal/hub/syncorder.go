@@ -79,6 +79,9 @@ func (s orderedStore) Put(key string, value []byte, expect int64) (int64, error)
 	return v, err
 }
 
+// TxnLimit is the underlying store's (store.TxnLimiter).
+func (s orderedStore) TxnLimit() int { return store.TxnLimit(s.Store) }
+
 func (s orderedStore) Txn(ops ...store.Op) (int64, error) {
 	id := s.o.begin()
 	v, err := s.Store.Txn(ops...)

@@ -3,6 +3,7 @@ package registry
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -182,4 +183,52 @@ func TestWritesRacingDeletesLeaveNothing(t *testing.T) {
 		}
 		noRecords(t, r, "twins/d", "devices/d", deployStateKey("d"))
 	})
+}
+
+// TestDeleteDeviceInParts: on a store that takes few ops in one Txn (etcd's
+// --max-txn-ops), an edge device with more children and modules than fit is
+// deleted in parts: its children lose their parent, and nothing of it stays.
+func TestDeleteDeviceInParts(t *testing.T) {
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	r := New(&storetest.Limited{Store: st, N: 16})
+	edge, err := r.CreateDevice(Device{DeviceID: "d", Capabilities: &Capabilities{IoTEdge: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		m := fmt.Sprintf("m%d", i)
+		if _, err := r.CreateModule(Module{DeviceID: "d", ModuleID: m}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.UpdateTwin("d", m, "", func(tw *twin.Twin) (bool, error) {
+			return tw.ReplaceTags([]byte(`{"a":1}`), time.Now())
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 30 {
+		if _, err := r.CreateDevice(Device{DeviceID: fmt.Sprintf("leaf%d", i), Capabilities: &Capabilities{}, DeviceScope: edge.DeviceScope}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if kids, err := r.Children("d"); err != nil || len(kids) != 30 {
+		t.Fatalf("children before: %d, %v", len(kids), err)
+	}
+	if err := r.DeleteDevice("d", ""); err != nil {
+		t.Fatalf("delete an edge device with 30 children and 12 modules, 16 ops a Txn: %v", err)
+	}
+	noRecords(t, r, "devices/d", "modules/d/", "twins/d", moduleStatePrefix+"d/")
+	for i := range 30 {
+		leaf, err := r.GetDevice(fmt.Sprintf("leaf%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := leaf.ParentID(); p != "" || leaf.DeviceScope != "" {
+			t.Errorf("%s after its parent's delete: parent %q, scope %q", leaf.DeviceID, p, leaf.DeviceScope)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -306,7 +307,7 @@ func (r *Registry) DeleteDevice(id, ifMatch string) error {
 				ops = append(ops, store.DeleteOp(rec.Key, store.Any))
 			}
 		}
-		_, err = r.st.Txn(ops...)
+		err = r.txnInParts(ops, store.CheckOp(deviceKey(id), want))
 		if errors.Is(err, store.ErrConflict) && expect == store.Any {
 			continue // the device changed since we read it: read it again
 		}
@@ -315,6 +316,29 @@ func (r *Registry) DeleteDevice(id, ifMatch string) error {
 		}
 		return r.sweepDevice(id, prefixes)
 	}
+}
+
+// txnInParts writes ops in one Txn, or where the store takes fewer ops in
+// one (etcd's --max-txn-ops) in several: all but the first op in parts,
+// each with check (that what the first op writes is as read), then the
+// first op with the rest. A failure part way leaves what the first op
+// writes as it was (a device with fewer children or modules, say), and
+// nothing without it.
+func (r *Registry) txnInParts(ops []store.Op, check store.Op) error {
+	limit := store.TxnLimit(r.st)
+	if limit < 2 || len(ops) <= limit {
+		_, err := r.st.Txn(ops...)
+		return err
+	}
+	rest := ops[1:]
+	for len(rest) > limit-1 {
+		if _, err := r.st.Txn(append(slices.Clone(rest[:limit-1]), check)...); err != nil {
+			return err
+		}
+		rest = rest[limit-1:]
+	}
+	_, err := r.st.Txn(append([]store.Op{ops[0]}, rest...)...)
+	return err
 }
 
 // sweepDevice deletes what was written under a deleted device's prefixes
@@ -335,7 +359,7 @@ func (r *Registry) sweepDevice(id string, prefixes []string) error {
 	if len(ops) == 1 {
 		return nil
 	}
-	if _, err := r.st.Txn(ops...); err != nil && !errors.Is(err, store.ErrConflict) {
+	if err := r.txnInParts(ops, ops[0]); err != nil && !errors.Is(err, store.ErrConflict) {
 		return fmt.Errorf("device %q is deleted; removing what was written for it meanwhile: %w", id, err)
 	}
 	return nil

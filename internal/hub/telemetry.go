@@ -110,7 +110,11 @@ func (h *Hub) uploadMessages(w http.ResponseWriter, r *http.Request, p principal
 			break
 		}
 		leaves /= 2
-		msgs = msgsOfFirst(msgs, id, refused, leaves)
+		next := msgsOfFirst(msgs, id, refused, leaves)
+		if len(next) == len(msgs) { // the device's own messages (old ones to trim): fewer of them
+			next = msgs[:len(msgs)/2]
+		}
+		msgs = next
 	}
 	if len(ops) > 0 {
 		if _, err := h.st.Txn(ops...); err != nil {

@@ -66,3 +66,36 @@ func TestUploadsRacingDeletesLeaveNothing(t *testing.T) {
 	}
 	left("devicesync/d3", "twins/d3", "modules/d3/", "devices/d3")
 }
+
+// TestDeleteDeviceTakesItsRecords: what the hub keeps of a device beside
+// its identity goes with it: its telemetry and the method calls and results
+// a replica that died left in the store (which only the device's next sync
+// would have removed).
+func TestDeleteDeviceTakesItsRecords(t *testing.T) {
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hubtest.Start(t, hubtest.Options{Store: st})
+	d := device(t, h, "d")
+	if _, err := d.UploadMessages(ctx, "d", hubapi.MessageUpload{Epoch: "e", Messages: []hubapi.Message{leafMsg(1, "", "m", "x")}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"methodcalls/d/c1", "methodresults/d/c1"} {
+		if _, err := st.Put(k, []byte(`{"expires":1}`), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.Client(t).DeleteDevice(ctx, "d", ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"telemetry/d/", "telemetry-state/d", "methodcalls/d/", "methodresults/d/", "devicesync/d", "devices/d"} {
+		recs, err := st.List(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			t.Errorf("%s is left after its device's delete", r.Key)
+		}
+	}
+}

@@ -212,7 +212,9 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 		h.reg = registry.New(indexingStore{h.st, h.index})
 	}
 	h.reg.OwnDeviceData(func(id string) ([]string, []string) {
-		return []string{telemetryStateKey(id)}, []string{telemetryPrefix(id)}
+		// Method calls a dead replica left in the store (methodshared.go) go
+		// with their device too.
+		return []string{telemetryStateKey(id)}, []string{telemetryPrefix(id), methodCallKey(id, ""), methodResultKey(id, "")}
 	})
 	if h.index.paged == nil {
 		if err := h.index.load(context.Background(), h.st); err != nil { // its watches end when the store closes

@@ -37,9 +37,17 @@ shm=
 pids=()
 # shellcheck source=scripts/bench/lib.sh
 . scripts/bench/lib.sh
+# keep_logs: with FANOUT_LOGS set, the topology's logs (haproxy's sessions, the replicas',
+# the devices' errors) copied to FANOUT_LOGS/TOPOLOGY, before they go with $work.
+keep_logs() {
+	[ -n "${FANOUT_LOGS:-}" ] && [ -n "${tdir:-}" ] && [ -d "$tdir" ] || return 0
+	mkdir -p "$FANOUT_LOGS/${tdir##*/}"
+	cp "$tdir"/*.log "$tdir"/*.cfg "$FANOUT_LOGS/${tdir##*/}/" 2>/dev/null || true
+}
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	keep_logs
 	rm -rf "$work" ${shm:+"$shm"}
 }
 trap cleanup EXIT
@@ -70,6 +78,18 @@ handshakes_queued() { awk '/TLS handshakes/ {for (i = 1; i <= NF; i++) if ($i ~ 
 # Connections the kernel dropped because a listener's accept queue was full (all listeners of
 # this network namespace: other programs' too).
 overflows() { nstat -az TcpExtListenOverflows 2>/dev/null | awk '$1 == "TcpExtListenOverflows" {print $2}'; }
+
+# The devices' failed requests (replicabench -errlog) by where they failed: in the TLS
+# handshake, on a reused connection before an answer, ...; each line's stage without numbers.
+errors_by_stage() {
+	[ -s "$1" ] || return 0
+	sed -E 's/^[0-9.]+ s fan-[0-9]+ //; s/ from [0-9.:]+:/:/; s/[0-9]+(\.[0-9]+)?(ms|s|µs)?/N/g' "$1" | sort | uniq -c | sort -rn | head -8
+}
+# termination_states LOG: haproxy's sessions (option tcplog) counted by termination state,
+# the two letters after the byte count.
+termination_states() {
+	awk '$5 ~ /^-?[0-9]+\/-?[0-9]+\/[0-9]+$/ && $7 ~ /^[-A-Za-z][-A-Za-z]$/ {n[$7]++} END {for (s in n) printf "  %s %d\n", s, n[s]}' "$1" | sort -k2 -rn
+}
 
 for t in $topologies; do
 	if [ "$t" = file ]; then
@@ -106,7 +126,8 @@ for t in $topologies; do
 		o=$(overflows)
 		"$work/replicabench" -hub "$cs" -ca "$ca" -mode fanout -devices "$devices" -clients 64 \
 			-lbs "$(join "${lbaddrs[@]}")" -replicas "$(join "${replicas[@]}")" \
-			-pid "$(join "${rpids[@]}")" -lbpid "$(join "${lbpids[@]}")"
+			-pid "$(join "${rpids[@]}")" -lbpid "$(join "${lbpids[@]}")" -errlog "$tdir/errors$run.log"
+		errors_by_stage "$tdir/errors$run.log"
 		[ -z "$o" ] || echo "accept queue overflows (nstat TcpExtListenOverflows): $(($(overflows) - o))"
 		# What haproxy saw: how often a replica's /readyz check failed under the load (see
 		# docs/scale.md on shutdown-sessions) and the connections it refused meanwhile.
@@ -121,6 +142,11 @@ for t in $topologies; do
 		grep -iE 'error|panic' "$tdir/hub$i.log" | sed -E 's/^[^ ]+ [^ ]+ //' | sort | uniq -c | sort -rn | head -3 || true
 	done
 	stop_topology
+	for i in $(seq 1 "$nlb"); do
+		echo "haproxy $i: sessions by termination state (all runs; -- is a normal end):"
+		termination_states "$tdir/haproxy$i.log"
+	done
+	keep_logs
 	rm -rf "$shm"
 	shm=
 done

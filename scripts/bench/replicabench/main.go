@@ -54,6 +54,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/errdefs"
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/hubclient"
 	"github.com/outpost-edge/outpost/internal/identity"
@@ -73,6 +74,7 @@ var (
 	lbPids  = flag.String("lbpid", "", "the load balancers' process ids (comma-separated), for their RSS (fanout)")
 	lbs     = flag.String("lbs", "", "addresses the devices connect to, in turn (fanout; default: the connection string's)")
 	reps    = flag.String("replicas", "", "the replicas' addresses, asked for the polls they hold (fanout; default: the connection string's)")
+	errFile = flag.String("errlog", "", "a file for one line per failed device request: when, which, where it failed (fanout)")
 	ctx     = context.Background()
 	pool    *x509.CertPool
 )
@@ -121,11 +123,18 @@ func client(cs, addr string) *hubclient.Client {
 		IdleConnTimeout:     90 * time.Second,
 		ForceAttemptHTTP2:   false,
 	}
-	if addr != "" {
-		var d net.Dialer
-		tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, addr)
+	var d net.Dialer
+	tr.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
+		if addr != "" {
+			a = addr
 		}
+		c, err := d.DialContext(ctx, network, a)
+		if t, ok := ctx.Value(traceKey{}).(*reqTrace); ok && err == nil {
+			t.mu.Lock()
+			t.local = c.LocalAddr().String()
+			t.mu.Unlock()
+		}
+		return c, err
 	}
 	c, err := hubclient.New(cs, "", hubclient.WithHTTPClient(&http.Client{Transport: tr}))
 	if err != nil {
@@ -294,6 +303,24 @@ func heldPolls(owner *hubclient.Client, replicas []*hubclient.Client) []int64 {
 	return n
 }
 
+// errLog is -errlog, when given.
+var errLog detailLog
+
+// detailLog writes lines to a file, if it has one.
+type detailLog struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func (l *detailLog) printf(format string, args ...any) {
+	if l.f == nil {
+		return
+	}
+	l.mu.Lock()
+	fmt.Fprintf(l.f, format+"\n", args...)
+	l.mu.Unlock()
+}
+
 var deviceIDs = regexp.MustCompile(`fan-[0-9]{5}`)
 
 // errorCount counts errors by message (a few kinds, each many times).
@@ -352,6 +379,14 @@ func fanout() {
 		entry = []string{""}
 	}
 	hubPids, lbPidList := list(*pids), list(*lbPids)
+	if *errFile != "" {
+		f, err := os.Create(*errFile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+		errLog.f = f
+	}
 	// The devices: made once (a second run finds them), 64 at a time.
 	css := make([]string, *devices)
 	var next atomic.Int64
@@ -379,23 +414,31 @@ func fanout() {
 	want := fmt.Appendf(nil, `"fan":"%s"`, run)
 	got := make([]time.Time, *devices)
 	var polling, done atomic.Int64
-	var connectErrs, pollErrs errorCount
+	var connectErrs, pollErrs, patchErrs errorCount
 	var patching atomic.Bool
 	t0 = time.Now()
 	for i, cs := range css {
 		wg.Go(func() {
 			id := fmt.Sprintf("fan-%05d", i)
 			dev := client(cs, entry[i%len(entry)])
-			s, err := dev.Sync(ctx, id, "", 0)
+			sync := func(cursor string, wait time.Duration, what string) (*hubapi.Sync, error) {
+				tctx, tr := traced(ctx)
+				s, err := dev.Sync(tctx, id, cursor, wait)
+				if err != nil {
+					errLog.printf("%.3f s %s %s from %s: %s: %v", time.Since(t0).Seconds(), id, what, tr.local, tr.stage(), err)
+				}
+				return s, err
+			}
+			s, err := sync("", 0, "first sync")
 			for err != nil { // a hub busy with thousands of handshakes may refuse some
 				connectErrs.add(err)
 				time.Sleep(100 * time.Millisecond)
-				s, err = dev.Sync(ctx, id, "", 0)
+				s, err = sync("", 0, "first sync")
 			}
 			cursor := s.Cursor
 			polling.Add(1)
 			for {
-				r, err := dev.Sync(ctx, id, cursor, hubapi.MaxWait)
+				r, err := sync(cursor, hubapi.MaxWait, "long poll")
 				if err != nil {
 					if patching.Load() {
 						pollErrs.add(err)
@@ -459,8 +502,18 @@ func fanout() {
 				if i >= *devices {
 					return
 				}
-				if _, err := owner.PatchTwin(ctx, fmt.Sprintf("fan-%05d", i), "m", fmt.Appendf(nil, `{"properties":{"desired":{%s}}}`, want), ""); err != nil {
-					log.Fatalf("patch: %v", err)
+				// A replica that answers 503 (etcd too slow for its 5 s) or a
+				// connection cut is retried, as an operator's script would;
+				// anything else ends the run.
+				for b := time.Second; ; b = min(2*b, 30*time.Second) {
+					_, err := owner.PatchTwin(ctx, fmt.Sprintf("fan-%05d", i), "m", fmt.Appendf(nil, `{"properties":{"desired":{%s}}}`, want), "")
+					if err == nil {
+						break
+					} else if !errors.Is(err, errdefs.ErrUnavailable) {
+						log.Fatalf("patch: %v", err)
+					}
+					patchErrs.add(err)
+					time.Sleep(hubclient.Jitter(b))
 				}
 			}
 		})
@@ -486,6 +539,7 @@ func fanout() {
 	fmt.Printf("devices=%d all patches answered %.2f s (%.0f PATCH/s); last device has its patch %.2f s after the first patch was sent\n",
 		*devices, patched.Seconds(), float64(*devices)/patched.Seconds(), last.Sub(sent).Seconds())
 	pollErrs.report("polls after the first PATCH")
+	patchErrs.report("PATCHes")
 	if len(hubPids) > 0 {
 		polls := perReplica
 		if len(polls) != len(hubPids) {

@@ -74,6 +74,11 @@ join() { local IFS=,; echo "$*"; }
 # The TLS handshakes a hub's log says failed (cut or timed out), and the most that waited for
 # their turn at once: it logs them every 10 s.
 handshakes_failed() { awk '/TLS handshakes failed/ {for (i = 1; i <= NF; i++) if ($i ~ /^failed=/) {sub(/^failed=/, "", $i); n += $i}} END {print n + 0}' "$1"; }
+# hub_count KEY LOG: the sum of KEY=N over the handshake lines of a hub's log, e.g.
+# client_answer_late (the client took longer than --read-timeout to answer the hub's part of
+# a TLS handshake) or closed_before_first_request (no request within --read-header-timeout
+# after the handshake): a client gets EOF for both.
+hub_count() { awk -v k="$1" '/hub: (TLS handshakes failed|connections closed before)/ {for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) {sub(/^[^=]*=/, "", $i); n += $i}} END {print n + 0}' "$2"; }
 handshakes_queued() { awk '/TLS handshakes/ {for (i = 1; i <= NF; i++) if ($i ~ /^max_waiting_for_slot=/) {sub(/^[^=]*=/, "", $i); if ($i + 0 > m) m = $i + 0}} END {print m + 0}' "$1"; }
 # Connections the kernel dropped because a listener's accept queue was full (all listeners of
 # this network namespace: other programs' too).
@@ -105,9 +110,9 @@ for t in $topologies; do
 			[ "$run" = 1 ] && cs=$(head -1 "$work/hub.out")
 			echo "run $run, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 			o=$(overflows)
-			"$work/replicabench" -hub "$cs" -ca "$work/hub/ca.pem" -mode fanout -devices "$devices" -clients 64 -pid "$hub"
+			"$work/replicabench" -hub "$cs" -ca "$work/hub/ca.pem" -mode fanout -devices "$devices" -clients 64 -pid "$hub" -retry "${FANOUT_RETRY:-jitter}" -device-cpu "${FANOUT_DEVICE_CPU:-8}"
 			[ -z "$o" ] || echo "accept queue overflows (nstat TcpExtListenOverflows): $(($(overflows) - o))"
-			echo "hub: $(handshakes_failed "$work/hub.log") TLS handshakes failed, at most $(handshakes_queued "$work/hub.log") waiting for their turn"
+			echo "hub: $(handshakes_failed "$work/hub.log") TLS handshakes failed ($(hub_count client_answer_late "$work/hub.log") with the client's answer later than --read-timeout), at most $(handshakes_queued "$work/hub.log") waiting for their turn, $(hub_count closed_before_first_request "$work/hub.log") connections closed before their first request"
 			grep "TLS handshakes failed" "$work/hub.log" | head -3 || true
 			kill "$hub"
 			wait "$hub" || true
@@ -126,7 +131,7 @@ for t in $topologies; do
 		o=$(overflows)
 		"$work/replicabench" -hub "$cs" -ca "$ca" -mode fanout -devices "$devices" -clients 64 \
 			-lbs "$(join "${lbaddrs[@]}")" -replicas "$(join "${replicas[@]}")" \
-			-pid "$(join "${rpids[@]}")" -lbpid "$(join "${lbpids[@]}")" -errlog "$tdir/errors$run.log"
+			-pid "$(join "${rpids[@]}")" -lbpid "$(join "${lbpids[@]}")" -errlog "$tdir/errors$run.log" -retry "${FANOUT_RETRY:-jitter}" -device-cpu "${FANOUT_DEVICE_CPU:-8}"
 		errors_by_stage "$tdir/errors$run.log"
 		[ -z "$o" ] || echo "accept queue overflows (nstat TcpExtListenOverflows): $(($(overflows) - o))"
 		# What haproxy saw: how often a replica's /readyz check failed under the load (see
@@ -138,7 +143,7 @@ for t in $topologies; do
 		done
 	done
 	for i in $(seq 1 "$n"); do
-		echo "replica $i: $(grep -ciE 'error|panic' "$tdir/hub$i.log" || true) lines with error or panic in its log, $(handshakes_failed "$tdir/hub$i.log") TLS handshakes failed and at most $(handshakes_queued "$tdir/hub$i.log") waiting for their turn (all runs)"
+		echo "replica $i: $(grep -ciE 'error|panic' "$tdir/hub$i.log" || true) lines with error or panic in its log, $(handshakes_failed "$tdir/hub$i.log") TLS handshakes failed ($(hub_count client_answer_late "$tdir/hub$i.log") with the client's answer later than --read-timeout) and at most $(handshakes_queued "$tdir/hub$i.log") waiting for their turn, $(hub_count closed_before_first_request "$tdir/hub$i.log") connections closed before their first request (all runs)"
 		grep -iE 'error|panic' "$tdir/hub$i.log" | sed -E 's/^[^ ]+ [^ ]+ //' | sort | uniq -c | sort -rn | head -3 || true
 	done
 	stop_topology

@@ -74,6 +74,8 @@ var (
 	lbPids  = flag.String("lbpid", "", "the load balancers' process ids (comma-separated), for their RSS (fanout)")
 	lbs     = flag.String("lbs", "", "addresses the devices connect to, in turn (fanout; default: the connection string's)")
 	reps    = flag.String("replicas", "", "the replicas' addresses, asked for the polls they hold (fanout; default: the connection string's)")
+	devCPU  = flag.Int("device-cpu", 0, "the devices' TLS handshakes computing at once in this program (fanout; 0: all at once, each device's goroutine sharing the cores with all others)")
+	retry   = flag.String("retry", "jitter", "how a device waits after an error: jitter (as internal/syncer) or fixed (100 ms)")
 	errFile = flag.String("errlog", "", "a file for one line per failed device request: when, which, where it failed (fanout)")
 	ctx     = context.Background()
 	pool    *x509.CertPool
@@ -129,12 +131,18 @@ func client(cs, addr string) *hubclient.Client {
 			a = addr
 		}
 		c, err := d.DialContext(ctx, network, a)
-		if t, ok := ctx.Value(traceKey{}).(*reqTrace); ok && err == nil {
+		if err != nil {
+			return nil, err
+		}
+		if t, ok := ctx.Value(traceKey{}).(*reqTrace); ok {
 			t.mu.Lock()
 			t.local = c.LocalAddr().String()
 			t.mu.Unlock()
 		}
-		return c, err
+		if cpuSlots != nil {
+			c = &slotted{Conn: c}
+		}
+		return c, nil
 	}
 	c, err := hubclient.New(cs, "", hubclient.WithHTTPClient(&http.Client{Transport: tr}))
 	if err != nil {
@@ -321,6 +329,12 @@ func (l *detailLog) printf(format string, args ...any) {
 	l.mu.Unlock()
 }
 
+// cutError is a connection the hub closed at one of its limits because the
+// simulated device was slow (reqTrace.cut): counted apart from errors.
+type cutError struct{ why string }
+
+func (e *cutError) Error() string { return e.why }
+
 var deviceIDs = regexp.MustCompile(`fan-[0-9]{5}`)
 
 // errorCount counts errors by message (a few kinds, each many times).
@@ -362,7 +376,13 @@ func (e *errorCount) report(what string) {
 		return
 	}
 	slices.SortFunc(all, func(a, b kv) int { return b.n - a.n })
-	fmt.Printf("%s: %d errors (retried)\n", what, total)
+	cut := 0
+	for _, x := range all {
+		if strings.HasPrefix(x.msg, "cut by the hub") {
+			cut += x.n
+		}
+	}
+	fmt.Printf("%s: %d errors and %d connections cut by the hub as the device was slow (all retried)\n", what, total-cut, cut)
 	for _, x := range all[:min(len(all), 5)] {
 		fmt.Printf("  %d× %s\n", x.n, x.msg)
 	}
@@ -379,6 +399,9 @@ func fanout() {
 		entry = []string{""}
 	}
 	hubPids, lbPidList := list(*pids), list(*lbPids)
+	if *devCPU > 0 {
+		cpuSlots = make(chan struct{}, *devCPU)
+	}
 	if *errFile != "" {
 		f, err := os.Create(*errFile)
 		if err != nil {
@@ -426,27 +449,44 @@ func fanout() {
 				s, err := dev.Sync(tctx, id, cursor, wait)
 				if err != nil {
 					errLog.printf("%.3f s %s %s from %s: %s: %v", time.Since(t0).Seconds(), id, what, tr.local, tr.stage(), err)
+					if c := tr.cut(err); c != "" {
+						return s, &cutError{c}
+					}
 				}
 				return s, err
 			}
-			s, err := sync("", 0, "first sync")
-			for err != nil { // a hub busy with thousands of handshakes may refuse some
-				connectErrs.add(err)
-				time.Sleep(100 * time.Millisecond)
-				s, err = sync("", 0, "first sync")
-			}
-			cursor := s.Cursor
-			polling.Add(1)
+			// As internal/syncer: a sync that answers at once first (and
+			// after every error), then long polls; after an error, wait
+			// hubclient.Jitter of a back-off from 1 s doubling to 30 s (or,
+			// with -retry fixed, 100 ms as this program did before).
+			var cursor string
+			connected, counted := false, false
+			backoff := time.Second
 			for {
-				r, err := sync(cursor, hubapi.MaxWait, "long poll")
+				wait, what := hubapi.MaxWait, "long poll"
+				if cursor == "" || !connected {
+					wait, what = 0, "first sync"
+				}
+				r, err := sync(cursor, wait, what)
 				if err != nil {
 					if patching.Load() {
 						pollErrs.add(err)
 					} else {
 						connectErrs.add(err)
 					}
-					time.Sleep(100 * time.Millisecond)
+					connected = false
+					if *retry == "fixed" {
+						time.Sleep(100 * time.Millisecond)
+					} else {
+						time.Sleep(hubclient.Jitter(backoff))
+						backoff = min(2*backoff, 30*time.Second)
+					}
 					continue
+				}
+				backoff, connected = time.Second, true
+				if !counted {
+					counted = true
+					polling.Add(1)
 				}
 				cursor = r.Cursor
 				if slices.ContainsFunc(r.Twins, func(t json.RawMessage) bool { return bytes.Contains(t, want) }) {

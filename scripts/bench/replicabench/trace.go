@@ -118,6 +118,9 @@ func (t *reqTrace) cut(err error) string {
 	if end.Sub(t.tlsStart) >= readTimeout {
 		return "cut by the hub: the device took more than --read-timeout (30 s) to answer its part of the TLS handshake (the replicas' client_answer_late)"
 	}
+	if time.Since(t.start) >= readTimeout && (t.tlsDone.IsZero() || t.tlsErr != nil) {
+		return "cut by the hub: the device's TLS handshake not done within --read-timeout (30 s) of its connection (the replicas' no_client_hello or client_answer_late)"
+	}
 	if t.tlsErr == nil && !t.tlsDone.IsZero() {
 		return "cut by the hub: TLS done, the device's request not in within --read-header-timeout (10 s) (the replicas' closed_before_first_request)"
 	}

@@ -27,6 +27,14 @@
 # the last device's poll has returned with it. The RSS of each hub process (and haproxy)
 # before the devices connect and with every poll held gives the memory a held connection
 # costs. The load program is scripts/bench/replicabench (-mode fanout).
+#
+# Its simulated devices compute at most FANOUT_DEVICE_CPU (default 8; 0: all at once) TLS
+# answers at a time, as if each had its own CPU, and retry as internal/syncer does
+# (FANOUT_RETRY=fixed: after 100 ms). A device request that failed is counted apart when it
+# was the hub closing a new connection at its limits on a slow client (the replicas' log counts
+# the same: client_answer_late, no_client_hello, closed_before_first_request). With
+# FANOUT_LOGS=DIR the etcd topologies' logs are kept there: each failed device request
+# (errorsRUN.log), each HAProxy session as it ended (haproxyN.log) and the replicas' logs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 devices=${1:-10000}

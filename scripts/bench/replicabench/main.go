@@ -24,7 +24,12 @@
 // devices connected, with all polls held, and the difference per held poll,
 // and their sum; -lbpid likewise for the load balancers. A device that has
 // not had its patch 150 s after the last PATCH was answered (two poll
-// lifetimes and more) is counted lost, and the run fails naming some.
+// lifetimes and more) is counted lost, and the run fails naming some. A
+// device retries a failed sync as internal/syncer does (-retry). With
+// -device-cpu N at most N devices compute their side of a TLS handshake at
+// once (trace.go: as if each had its own CPU). -errlog FILE gets one line a
+// failed device request saying where it failed; a new connection the hub
+// closed at its limits on a slow device is counted apart from errors.
 //
 //	go run ./scripts/bench/replicabench -hub "$CS" -ca ca.pem -mode patch -clients 16 -patches 20000
 //	go run ./scripts/bench/replicabench -hub "$CS" -ca ca.pem -mode delivery -a 127.0.0.1:4431 -b 127.0.0.1:4432

@@ -19,7 +19,7 @@ import (
 // failed, so the hub's periodic handshake log names these connections
 // (closed_before_first_request) — with 10,000 devices behind HAProxy they
 // were the devices' unexplained EOFs (docs/benchmarks.md). A client that
-// sends its request is not counted.
+// sends its request, or closes its connection itself, is not counted.
 func TestClosedBeforeFirstRequestLogged(t *testing.T) {
 	t.Parallel()
 	logs := &hubtest.LogBuffer{}
@@ -51,6 +51,14 @@ func TestClosedBeforeFirstRequestLogged(t *testing.T) {
 	if _, err := busy.Read(make([]byte, 1)); err != nil {
 		t.Fatalf("a client that sent its request: %v", err)
 	}
+
+	// One that closes its connection after its handshake (a load
+	// balancer's TLS check): not counted.
+	check, err := tls.Dial("tcp", h.Addr().String(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check.Close()
 
 	// One that says nothing after its handshake.
 	c, err := tls.Dial("tcp", h.Addr().String(), cfg)

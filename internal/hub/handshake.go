@@ -67,7 +67,7 @@ type handshakeListener struct {
 	err       error // why Accept fails once done is closed
 
 	stats handshakeStats
-	fresh sync.Map // net.Conn: handed to the HTTP server, no request yet (connState)
+	fresh sync.Map // net.Conn → when it was handed to the HTTP server, no request yet (connState)
 }
 
 // handshakeStats count the listener's handshakes.
@@ -269,17 +269,18 @@ func (l *handshakeListener) report() {
 
 // connState, the http.Server's ConnState hook, counts the connections
 // whose handshake completed and that the server closed before any request
-// came: the client sent none within --read-header-timeout (or closed the
-// connection itself). A client gets EOF for these and no handshake failed,
-// so the periodic log names them (closed_before_first_request).
+// came, as the client sent none within --read-header-timeout (l.timeout). A
+// client gets EOF for these and no handshake failed, so the periodic log
+// names them (closed_before_first_request). A client that closes its
+// connection sooner (say, a load balancer's TLS check) is not counted.
 func (l *handshakeListener) connState(c net.Conn, st http.ConnState) {
 	switch st {
 	case http.StateNew:
-		l.fresh.Store(c, struct{}{})
+		l.fresh.Store(c, time.Now())
 	case http.StateActive, http.StateHijacked:
 		l.fresh.Delete(c)
 	case http.StateClosed:
-		if _, ok := l.fresh.LoadAndDelete(c); ok {
+		if t, ok := l.fresh.LoadAndDelete(c); ok && time.Since(t.(time.Time)) >= l.timeout {
 			l.stats.noRequest.Add(1)
 		}
 	}

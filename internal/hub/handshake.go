@@ -3,9 +3,11 @@ package hub
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"slices"
@@ -65,6 +67,7 @@ type handshakeListener struct {
 	err       error // why Accept fails once done is closed
 
 	stats handshakeStats
+	fresh sync.Map // net.Conn → when it was handed to the HTTP server, no request yet (connState)
 }
 
 // handshakeStats count the listener's handshakes.
@@ -72,7 +75,9 @@ type handshakeStats struct {
 	completed  atomic.Int64
 	failed     atomic.Int64 // failed or cut, the silent ones included
 	silent     atomic.Int64 // no ClientHello within the timeout
-	timedOut   atomic.Int64 // had a slot and ran out of time
+	timedOut   atomic.Int64 // had a slot and ran out of time computing the hub's part
+	answerLate atomic.Int64 // the client's answer to the hub's part did not come within clientTimeout
+	noRequest  atomic.Int64 // handshake done, closed by the HTTP server before any request (ReadHeaderTimeout)
 	abandoned  atomic.Int64 // closed by the client while waiting for a slot
 	waiting    atomic.Int64 // waiting for a slot now
 	maxWaiting atomic.Int64 // most waiting at once since the last log
@@ -169,10 +174,12 @@ func (l *handshakeListener) handshake(c net.Conn) {
 		return
 	}
 	var once sync.Once
+	var released atomic.Bool
 	release := func() {
 		once.Do(func() {
 			l.slots.release()
 			c.SetDeadline(time.Now().Add(l.clientTimeout)) // the client's turn
+			released.Store(true)
 		})
 	}
 	if clientGone(c) { // gave up while it waited: nothing to compute
@@ -185,6 +192,7 @@ func (l *handshakeListener) handshake(c net.Conn) {
 	c.SetDeadline(time.Now().Add(l.timeout))
 	tc := tls.Server(&slotConn{Conn: c, pre: hello, release: release}, l.cfg)
 	err = tc.Handshake()
+	answering := released.Load() // the hub's part was sent: the client's turn
 	release()
 	if err != nil {
 		var rhe tls.RecordHeaderError
@@ -192,7 +200,13 @@ func (l *handshakeListener) handshake(c net.Conn) {
 			// What http.Server answers plain HTTP on an HTTPS port.
 			io.WriteString(rhe.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
 		}
-		l.fail(err, false, errors.Is(err, os.ErrDeadlineExceeded))
+		timedOut := errors.Is(err, os.ErrDeadlineExceeded)
+		if timedOut && answering {
+			l.stats.answerLate.Add(1)
+			err = fmt.Errorf("the client did not answer the hub's part of the TLS handshake within %s (--read-timeout): %w", l.clientTimeout, err)
+			timedOut = false
+		}
+		l.fail(err, false, timedOut)
 		tc.Close()
 		return
 	}
@@ -223,7 +237,7 @@ func (l *handshakeListener) fail(err error, silent, timedOut bool) {
 func (l *handshakeListener) report() {
 	t := time.NewTicker(handshakeLogEvery)
 	defer t.Stop()
-	var failed, silent, timedOut, abandoned, completed int64
+	var failed, silent, timedOut, abandoned, completed, answerLate, noRequest int64
 	for {
 		select {
 		case <-l.done:
@@ -231,6 +245,7 @@ func (l *handshakeListener) report() {
 		case <-t.C:
 		}
 		f, s, to, a, c := l.stats.failed.Load(), l.stats.silent.Load(), l.stats.timedOut.Load(), l.stats.abandoned.Load(), l.stats.completed.Load()
+		al, nr := l.stats.answerLate.Load(), l.stats.noRequest.Load()
 		maxw := l.stats.maxWaiting.Swap(l.stats.waiting.Load())
 		switch {
 		case f > failed:
@@ -239,12 +254,35 @@ func (l *handshakeListener) report() {
 				last = *p
 			}
 			l.log.Warn("hub: TLS handshakes failed", "failed", f-failed, "completed", c-completed,
-				"no_client_hello", s-silent, "timed_out_with_slot", to-timedOut, "given_up_waiting", a-abandoned, "max_waiting_for_slot", maxw,
-				"timeout", l.timeout, "last_error", last)
+				"no_client_hello", s-silent, "timed_out_with_slot", to-timedOut, "client_answer_late", al-answerLate,
+				"given_up_waiting", a-abandoned, "max_waiting_for_slot", maxw, "timeout", l.timeout, "client_timeout", l.clientTimeout,
+				"closed_before_first_request", nr-noRequest, "last_error", last)
+		case nr > noRequest:
+			l.log.Warn("hub: connections closed before their first request", "closed_before_first_request", nr-noRequest,
+				"completed", c-completed, "max_waiting_for_slot", maxw)
 		case maxw >= handshakeLogQueue:
 			l.log.Info("hub: TLS handshakes queued", "completed", c-completed, "max_waiting_for_slot", maxw)
 		}
-		failed, silent, timedOut, abandoned, completed = f, s, to, a, c
+		failed, silent, timedOut, abandoned, completed, answerLate, noRequest = f, s, to, a, c, al, nr
+	}
+}
+
+// connState, the http.Server's ConnState hook, counts the connections
+// whose handshake completed and that the server closed before any request
+// came, as the client sent none within --read-header-timeout (l.timeout). A
+// client gets EOF for these and no handshake failed, so the periodic log
+// names them (closed_before_first_request). A client that closes its
+// connection sooner (say, a load balancer's TLS check) is not counted.
+func (l *handshakeListener) connState(c net.Conn, st http.ConnState) {
+	switch st {
+	case http.StateNew:
+		l.fresh.Store(c, time.Now())
+	case http.StateActive, http.StateHijacked:
+		l.fresh.Delete(c)
+	case http.StateClosed:
+		if t, ok := l.fresh.LoadAndDelete(c); ok && time.Since(t.(time.Time)) >= l.timeout {
+			l.stats.noRequest.Add(1)
+		}
 	}
 }
 

@@ -365,3 +365,30 @@ func TestHandshakeSlowClientNotCut(t *testing.T) {
 		t.Fatalf("a client %s late with its answer: %v", 3*timeout, err)
 	}
 }
+
+// TestHandshakeClientAnswerLateCounted: a client that never answers the
+// hub's part is cut after the client timeout and counted as late with its
+// answer, not as a handshake that ran out of time computing the hub's part
+// (the log tells a client short of CPU from a hub short of it).
+func TestHandshakeClientAnswerLateCounted(t *testing.T) {
+	l, cfg := handshakeServer(t, time.Minute, 100*time.Millisecond, 1)
+	raw, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	unblock := make(chan struct{})
+	defer close(unblock)
+	go tls.Client(blockedReads{raw, unblock}, cfg).Handshake()
+	for deadline := time.Now().Add(time.Minute); l.stats.failed.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a client that never answered was not cut in a minute")
+		}
+	}
+	if a, to := l.stats.answerLate.Load(), l.stats.timedOut.Load(); a != 1 || to != 0 {
+		t.Errorf("a client that never answered: counted %d late with its answer, %d timed out with a slot; want 1 and 0", a, to)
+	}
+	if p := l.stats.lastErr.Load(); p == nil || !strings.Contains(*p, "did not answer the hub's part") {
+		t.Errorf("last error %v: want it to say the client did not answer", p)
+	}
+}

@@ -439,7 +439,9 @@ func (h *Hub) Serve(ctx context.Context) error {
 	ln := limitPerIP(h.ln, h.limits.MaxConnsPerIP)
 	if h.tls != nil {
 		// Handshakes a few at a time, each with its own deadline (handshake.go).
-		ln = newHandshakeListener(ln, h.tls, h.limits.ReadHeaderTimeout, h.limits.ReadTimeout, 0, h.log)
+		hl := newHandshakeListener(ln, h.tls, h.limits.ReadHeaderTimeout, h.limits.ReadTimeout, 0, h.log)
+		srv.ConnState = hl.connState // counts connections closed before their first request
+		ln = hl
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

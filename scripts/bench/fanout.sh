@@ -27,6 +27,14 @@
 # the last device's poll has returned with it. The RSS of each hub process (and haproxy)
 # before the devices connect and with every poll held gives the memory a held connection
 # costs. The load program is scripts/bench/replicabench (-mode fanout).
+#
+# Its simulated devices compute at most FANOUT_DEVICE_CPU (default 8; 0: all at once) TLS
+# answers at a time, as if each had its own CPU, and retry as internal/syncer does
+# (FANOUT_RETRY=fixed: after 100 ms). A device request that failed is counted apart when it
+# was the hub closing a new connection at its limits on a slow client (the replicas' log counts
+# the same: client_answer_late, no_client_hello, closed_before_first_request). With
+# FANOUT_LOGS=DIR the etcd topologies' logs are kept there: each failed device request
+# (errorsRUN.log), each HAProxy session as it ended (haproxyN.log) and the replicas' logs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 devices=${1:-10000}
@@ -37,9 +45,17 @@ shm=
 pids=()
 # shellcheck source=scripts/bench/lib.sh
 . scripts/bench/lib.sh
+# keep_logs: with FANOUT_LOGS set, the topology's logs (haproxy's sessions, the replicas',
+# the devices' errors) copied to FANOUT_LOGS/TOPOLOGY, before they go with $work.
+keep_logs() {
+	[ -n "${FANOUT_LOGS:-}" ] && [ -n "${tdir:-}" ] && [ -d "$tdir" ] || return 0
+	mkdir -p "$FANOUT_LOGS/${tdir##*/}"
+	cp "$tdir"/*.log "$tdir"/*.cfg "$FANOUT_LOGS/${tdir##*/}/" 2>/dev/null || true
+}
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	keep_logs
 	rm -rf "$work" ${shm:+"$shm"}
 }
 trap cleanup EXIT
@@ -66,10 +82,27 @@ join() { local IFS=,; echo "$*"; }
 # The TLS handshakes a hub's log says failed (cut or timed out), and the most that waited for
 # their turn at once: it logs them every 10 s.
 handshakes_failed() { awk '/TLS handshakes failed/ {for (i = 1; i <= NF; i++) if ($i ~ /^failed=/) {sub(/^failed=/, "", $i); n += $i}} END {print n + 0}' "$1"; }
+# hub_count KEY LOG: the sum of KEY=N over the handshake lines of a hub's log, e.g.
+# client_answer_late (the client took longer than --read-timeout to answer the hub's part of
+# a TLS handshake) or closed_before_first_request (no request within --read-header-timeout
+# after the handshake): a client gets EOF for both.
+hub_count() { awk -v k="$1" '/hub: (TLS handshakes failed|connections closed before)/ {for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) {sub(/^[^=]*=/, "", $i); n += $i}} END {print n + 0}' "$2"; }
 handshakes_queued() { awk '/TLS handshakes/ {for (i = 1; i <= NF; i++) if ($i ~ /^max_waiting_for_slot=/) {sub(/^[^=]*=/, "", $i); if ($i + 0 > m) m = $i + 0}} END {print m + 0}' "$1"; }
 # Connections the kernel dropped because a listener's accept queue was full (all listeners of
 # this network namespace: other programs' too).
 overflows() { nstat -az TcpExtListenOverflows 2>/dev/null | awk '$1 == "TcpExtListenOverflows" {print $2}'; }
+
+# The devices' failed requests (replicabench -errlog) by where they failed: in the TLS
+# handshake, on a reused connection before an answer, ...; each line's stage without numbers.
+errors_by_stage() {
+	[ -s "$1" ] || return 0
+	sed -E 's/^[0-9.]+ s fan-[0-9]+ //; s/ from [0-9.:]+:/:/; s/[0-9]+(\.[0-9]+)?(ms|s|µs)?/N/g' "$1" | sort | uniq -c | sort -rn | head -8
+}
+# termination_states LOG: haproxy's sessions (option tcplog) counted by termination state,
+# the two letters after the byte count.
+termination_states() {
+	awk '$5 ~ /^-?[0-9]+\/-?[0-9]+\/[0-9]+$/ && $7 ~ /^[-A-Za-z][-A-Za-z]$/ {n[$7]++} END {for (s in n) printf "  %s %d\n", s, n[s]}' "$1" | sort -k2 -rn
+}
 
 for t in $topologies; do
 	if [ "$t" = file ]; then
@@ -85,9 +118,9 @@ for t in $topologies; do
 			[ "$run" = 1 ] && cs=$(head -1 "$work/hub.out")
 			echo "run $run, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 			o=$(overflows)
-			"$work/replicabench" -hub "$cs" -ca "$work/hub/ca.pem" -mode fanout -devices "$devices" -clients 64 -pid "$hub"
+			"$work/replicabench" -hub "$cs" -ca "$work/hub/ca.pem" -mode fanout -devices "$devices" -clients 64 -pid "$hub" -retry "${FANOUT_RETRY:-jitter}" -device-cpu "${FANOUT_DEVICE_CPU:-8}"
 			[ -z "$o" ] || echo "accept queue overflows (nstat TcpExtListenOverflows): $(($(overflows) - o))"
-			echo "hub: $(handshakes_failed "$work/hub.log") TLS handshakes failed, at most $(handshakes_queued "$work/hub.log") waiting for their turn"
+			echo "hub: $(handshakes_failed "$work/hub.log") TLS handshakes failed ($(hub_count client_answer_late "$work/hub.log") with the client's answer later than --read-timeout), at most $(handshakes_queued "$work/hub.log") waiting for their turn, $(hub_count closed_before_first_request "$work/hub.log") connections closed before their first request"
 			grep "TLS handshakes failed" "$work/hub.log" | head -3 || true
 			kill "$hub"
 			wait "$hub" || true
@@ -106,7 +139,8 @@ for t in $topologies; do
 		o=$(overflows)
 		"$work/replicabench" -hub "$cs" -ca "$ca" -mode fanout -devices "$devices" -clients 64 \
 			-lbs "$(join "${lbaddrs[@]}")" -replicas "$(join "${replicas[@]}")" \
-			-pid "$(join "${rpids[@]}")" -lbpid "$(join "${lbpids[@]}")"
+			-pid "$(join "${rpids[@]}")" -lbpid "$(join "${lbpids[@]}")" -errlog "$tdir/errors$run.log" -retry "${FANOUT_RETRY:-jitter}" -device-cpu "${FANOUT_DEVICE_CPU:-8}"
+		errors_by_stage "$tdir/errors$run.log"
 		[ -z "$o" ] || echo "accept queue overflows (nstat TcpExtListenOverflows): $(($(overflows) - o))"
 		# What haproxy saw: how often a replica's /readyz check failed under the load (see
 		# docs/scale.md on shutdown-sessions) and the connections it refused meanwhile.
@@ -117,10 +151,15 @@ for t in $topologies; do
 		done
 	done
 	for i in $(seq 1 "$n"); do
-		echo "replica $i: $(grep -ciE 'error|panic' "$tdir/hub$i.log" || true) lines with error or panic in its log, $(handshakes_failed "$tdir/hub$i.log") TLS handshakes failed and at most $(handshakes_queued "$tdir/hub$i.log") waiting for their turn (all runs)"
+		echo "replica $i: $(grep -ciE 'error|panic' "$tdir/hub$i.log" || true) lines with error or panic in its log, $(handshakes_failed "$tdir/hub$i.log") TLS handshakes failed ($(hub_count client_answer_late "$tdir/hub$i.log") with the client's answer later than --read-timeout) and at most $(handshakes_queued "$tdir/hub$i.log") waiting for their turn, $(hub_count closed_before_first_request "$tdir/hub$i.log") connections closed before their first request (all runs)"
 		grep -iE 'error|panic' "$tdir/hub$i.log" | sed -E 's/^[^ ]+ [^ ]+ //' | sort | uniq -c | sort -rn | head -3 || true
 	done
 	stop_topology
+	for i in $(seq 1 "$nlb"); do
+		echo "haproxy $i: sessions by termination state (all runs; -- is a normal end):"
+		termination_states "$tdir/haproxy$i.log"
+	done
+	keep_logs
 	rm -rf "$shm"
 	shm=
 done

@@ -189,6 +189,10 @@ etcd_topology() {
 		cfg=${cfg//bind :443/bind ${lbaddrs[i-1]}}
 		# The docs' three server lines become this topology's, its maxconn what fits here.
 		cfg=$(printf '%s\n' "$cfg" | grep -v '^    server r[0-9] 10\.0\.0\.' | sed -E "s/^(    maxconn )[0-9]+/\1$lbmax/")
+		# Each session logged as it ends (to the haproxy's log file): option tcplog's format
+		# (client, replica, times, bytes to the client, termination state, ...) and the source
+		# port of the connection to the replica, the one a replica's log names.
+		cfg=$(printf '%s\n' "$cfg" | sed -E 's/^global$/global\n    log stdout format raw local0/; s/^defaults$/defaults\n    log global\n    log-format "%ci:%cp [%t] %ft %b\/%s %Tw\/%Tc\/%Tt %B %ts %ac\/%fc\/%bc\/%sc\/%rc %sq\/%bq %bi:%bp"/')
 		printf '%s\n%s' "$cfg" "$servers" >"$tdir/haproxy$i.cfg"
 		haproxy -c -f "$tdir/haproxy$i.cfg" >/dev/null
 		haproxy -db -f "$tdir/haproxy$i.cfg" >"$tdir/haproxy$i.log" 2>&1 &

@@ -24,7 +24,12 @@
 // devices connected, with all polls held, and the difference per held poll,
 // and their sum; -lbpid likewise for the load balancers. A device that has
 // not had its patch 150 s after the last PATCH was answered (two poll
-// lifetimes and more) is counted lost, and the run fails naming some.
+// lifetimes and more) is counted lost, and the run fails naming some. A
+// device retries a failed sync as internal/syncer does (-retry). With
+// -device-cpu N at most N devices compute their side of a TLS handshake at
+// once (trace.go: as if each had its own CPU). -errlog FILE gets one line a
+// failed device request saying where it failed; a new connection the hub
+// closed at its limits on a slow device is counted apart from errors.
 //
 //	go run ./scripts/bench/replicabench -hub "$CS" -ca ca.pem -mode patch -clients 16 -patches 20000
 //	go run ./scripts/bench/replicabench -hub "$CS" -ca ca.pem -mode delivery -a 127.0.0.1:4431 -b 127.0.0.1:4432
@@ -54,6 +59,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/errdefs"
 	"github.com/outpost-edge/outpost/internal/hubapi"
 	"github.com/outpost-edge/outpost/internal/hubclient"
 	"github.com/outpost-edge/outpost/internal/identity"
@@ -73,6 +79,9 @@ var (
 	lbPids  = flag.String("lbpid", "", "the load balancers' process ids (comma-separated), for their RSS (fanout)")
 	lbs     = flag.String("lbs", "", "addresses the devices connect to, in turn (fanout; default: the connection string's)")
 	reps    = flag.String("replicas", "", "the replicas' addresses, asked for the polls they hold (fanout; default: the connection string's)")
+	devCPU  = flag.Int("device-cpu", 0, "the devices' TLS handshakes computing at once in this program (fanout; 0: all at once, each device's goroutine sharing the cores with all others)")
+	retry   = flag.String("retry", "jitter", "how a device waits after an error: jitter (as internal/syncer) or fixed (100 ms)")
+	errFile = flag.String("errlog", "", "a file for one line per failed device request: when, which, where it failed (fanout)")
 	ctx     = context.Background()
 	pool    *x509.CertPool
 )
@@ -121,11 +130,24 @@ func client(cs, addr string) *hubclient.Client {
 		IdleConnTimeout:     90 * time.Second,
 		ForceAttemptHTTP2:   false,
 	}
-	if addr != "" {
-		var d net.Dialer
-		tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, addr)
+	var d net.Dialer
+	tr.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
+		if addr != "" {
+			a = addr
 		}
+		c, err := d.DialContext(ctx, network, a)
+		if err != nil {
+			return nil, err
+		}
+		if t, ok := ctx.Value(traceKey{}).(*reqTrace); ok {
+			t.mu.Lock()
+			t.local = c.LocalAddr().String()
+			t.mu.Unlock()
+		}
+		if cpuSlots != nil {
+			c = &slotted{Conn: c}
+		}
+		return c, nil
 	}
 	c, err := hubclient.New(cs, "", hubclient.WithHTTPClient(&http.Client{Transport: tr}))
 	if err != nil {
@@ -294,6 +316,30 @@ func heldPolls(owner *hubclient.Client, replicas []*hubclient.Client) []int64 {
 	return n
 }
 
+// errLog is -errlog, when given.
+var errLog detailLog
+
+// detailLog writes lines to a file, if it has one.
+type detailLog struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func (l *detailLog) printf(format string, args ...any) {
+	if l.f == nil {
+		return
+	}
+	l.mu.Lock()
+	fmt.Fprintf(l.f, format+"\n", args...)
+	l.mu.Unlock()
+}
+
+// cutError is a connection the hub closed at one of its limits because the
+// simulated device was slow (reqTrace.cut): counted apart from errors.
+type cutError struct{ why string }
+
+func (e *cutError) Error() string { return e.why }
+
 var deviceIDs = regexp.MustCompile(`fan-[0-9]{5}`)
 
 // errorCount counts errors by message (a few kinds, each many times).
@@ -335,7 +381,13 @@ func (e *errorCount) report(what string) {
 		return
 	}
 	slices.SortFunc(all, func(a, b kv) int { return b.n - a.n })
-	fmt.Printf("%s: %d errors (retried)\n", what, total)
+	cut := 0
+	for _, x := range all {
+		if strings.HasPrefix(x.msg, "cut by the hub") {
+			cut += x.n
+		}
+	}
+	fmt.Printf("%s: %d errors and %d connections cut by the hub as the device was slow (all retried)\n", what, total-cut, cut)
 	for _, x := range all[:min(len(all), 5)] {
 		fmt.Printf("  %d× %s\n", x.n, x.msg)
 	}
@@ -352,6 +404,17 @@ func fanout() {
 		entry = []string{""}
 	}
 	hubPids, lbPidList := list(*pids), list(*lbPids)
+	if *devCPU > 0 {
+		cpuSlots = make(chan struct{}, *devCPU)
+	}
+	if *errFile != "" {
+		f, err := os.Create(*errFile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+		errLog.f = f
+	}
 	// The devices: made once (a second run finds them), 64 at a time.
 	css := make([]string, *devices)
 	var next atomic.Int64
@@ -379,31 +442,56 @@ func fanout() {
 	want := fmt.Appendf(nil, `"fan":"%s"`, run)
 	got := make([]time.Time, *devices)
 	var polling, done atomic.Int64
-	var connectErrs, pollErrs errorCount
+	var connectErrs, pollErrs, patchErrs errorCount
 	var patching atomic.Bool
 	t0 = time.Now()
 	for i, cs := range css {
 		wg.Go(func() {
 			id := fmt.Sprintf("fan-%05d", i)
 			dev := client(cs, entry[i%len(entry)])
-			s, err := dev.Sync(ctx, id, "", 0)
-			for err != nil { // a hub busy with thousands of handshakes may refuse some
-				connectErrs.add(err)
-				time.Sleep(100 * time.Millisecond)
-				s, err = dev.Sync(ctx, id, "", 0)
+			sync := func(cursor string, wait time.Duration, what string) (*hubapi.Sync, error) {
+				tctx, tr := traced(ctx)
+				s, err := dev.Sync(tctx, id, cursor, wait)
+				if err != nil {
+					errLog.printf("%.3f s %s %s from %s: %s: %v", time.Since(t0).Seconds(), id, what, tr.local, tr.stage(), err)
+					if c := tr.cut(err); c != "" {
+						return s, &cutError{c}
+					}
+				}
+				return s, err
 			}
-			cursor := s.Cursor
-			polling.Add(1)
+			// As internal/syncer: a sync that answers at once first (and
+			// after every error), then long polls; after an error, wait
+			// hubclient.Jitter of a back-off from 1 s doubling to 30 s (or,
+			// with -retry fixed, 100 ms as this program did before).
+			var cursor string
+			connected, counted := false, false
+			backoff := time.Second
 			for {
-				r, err := dev.Sync(ctx, id, cursor, hubapi.MaxWait)
+				wait, what := hubapi.MaxWait, "long poll"
+				if cursor == "" || !connected {
+					wait, what = 0, "first sync"
+				}
+				r, err := sync(cursor, wait, what)
 				if err != nil {
 					if patching.Load() {
 						pollErrs.add(err)
 					} else {
 						connectErrs.add(err)
 					}
-					time.Sleep(100 * time.Millisecond)
+					connected = false
+					if *retry == "fixed" {
+						time.Sleep(100 * time.Millisecond)
+					} else {
+						time.Sleep(hubclient.Jitter(backoff))
+						backoff = min(2*backoff, 30*time.Second)
+					}
 					continue
+				}
+				backoff, connected = time.Second, true
+				if !counted {
+					counted = true
+					polling.Add(1)
 				}
 				cursor = r.Cursor
 				if slices.ContainsFunc(r.Twins, func(t json.RawMessage) bool { return bytes.Contains(t, want) }) {
@@ -459,8 +547,18 @@ func fanout() {
 				if i >= *devices {
 					return
 				}
-				if _, err := owner.PatchTwin(ctx, fmt.Sprintf("fan-%05d", i), "m", fmt.Appendf(nil, `{"properties":{"desired":{%s}}}`, want), ""); err != nil {
-					log.Fatalf("patch: %v", err)
+				// A replica that answers 503 (etcd too slow for its 5 s) or a
+				// connection cut is retried, as an operator's script would;
+				// anything else ends the run.
+				for b := time.Second; ; b = min(2*b, 30*time.Second) {
+					_, err := owner.PatchTwin(ctx, fmt.Sprintf("fan-%05d", i), "m", fmt.Appendf(nil, `{"properties":{"desired":{%s}}}`, want), "")
+					if err == nil {
+						break
+					} else if !errors.Is(err, errdefs.ErrUnavailable) {
+						log.Fatalf("patch: %v", err)
+					}
+					patchErrs.add(err)
+					time.Sleep(hubclient.Jitter(b))
 				}
 			}
 		})
@@ -486,6 +584,7 @@ func fanout() {
 	fmt.Printf("devices=%d all patches answered %.2f s (%.0f PATCH/s); last device has its patch %.2f s after the first patch was sent\n",
 		*devices, patched.Seconds(), float64(*devices)/patched.Seconds(), last.Sub(sent).Seconds())
 	pollErrs.report("polls after the first PATCH")
+	patchErrs.report("PATCHes")
 	if len(hubPids) > 0 {
 		polls := perReplica
 		if len(polls) != len(hubPids) {

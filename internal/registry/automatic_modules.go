@@ -102,23 +102,32 @@ func (s moduleState) onTwin(version, tv int64) bool {
 // older digests stand for the current ones.
 const moduleBasisKey = "hub/module-configurations"
 
+// modulePassKey is written as a pass of every module twin begins: its
+// version is a store revision before any state the pass reads.
+const modulePassKey = "hub/module-pass"
+
 // basisAlias says that a module twin whose state was decided on one of
 // From, on the twin as it is now, is decided on To as well: an evaluation
 // of every module twin on To found their decisions the same (and left
 // their states as they were rather than write each again). It is written
 // only once that evaluation is complete, without an error: one cut short
 // (a kill -9) leaves the alias of before, and the next start evaluates
-// those twins again.
+// those twins again. It vouches only for states written before the
+// evaluation began (their store version below Since): another replica
+// still on older configurations may write a state meanwhile, on From, for
+// a twin changed since, which the evaluation never saw.
 type basisAlias struct {
-	To   string   `json:"to"`
-	From []string `json:"from,omitempty"`
+	To    string   `json:"to"`
+	From  []string `json:"from,omitempty"`
+	Since int64    `json:"since,omitempty"`
 }
 
 // modulePass is an evaluation of every module twin on the module
-// configurations of digest basis; seen are the digests of the states it
-// found decided the same.
+// configurations of digest basis, begun at store revision since; seen are
+// the digests of the states it found decided the same.
 type modulePass struct {
 	basis  string
+	since  int64
 	seen   map[string]bool
 	failed bool
 }
@@ -142,19 +151,26 @@ func (a *AutoDeployer) loadBasisAlias() error {
 	return nil
 }
 
-// aliased reports whether a state decided on digest from is decided on
-// basis too.
-func (a *AutoDeployer) aliased(from, basis string) bool {
+// aliased reports whether a state decided on digest from, at store
+// version version, is decided on basis too.
+func (a *AutoDeployer) aliased(from, basis string, version int64) bool {
 	a.passMu.Lock()
 	defer a.passMu.Unlock()
-	return a.alias.To == basis && slices.Contains(a.alias.From, from)
+	return a.alias.To == basis && slices.Contains(a.alias.From, from) && version < a.alias.Since
 }
 
 // beginModulePass starts an evaluation of every module twin (call it
-// before queueing them).
+// before queueing them). A pass whose beginning cannot be recorded
+// evaluates all the same, and vouches for nothing (endModulePass).
 func (a *AutoDeployer) beginModulePass() *modulePass {
 	_, basis := a.moduleConfigs()
 	p := &modulePass{basis: basis, seen: map[string]bool{}}
+	since, err := a.r.st.Put(modulePassKey, []byte(`{}`), store.Any)
+	if err != nil {
+		a.log.Warn("automatic module configurations: record the start of an evaluation of every module twin; this one will not spare the next start", "err", err)
+		p.failed = true
+	}
+	p.since = since
 	a.passMu.Lock()
 	a.pass = p
 	a.passMu.Unlock()
@@ -193,8 +209,8 @@ func (a *AutoDeployer) endModulePass(p *modulePass) error {
 		return nil
 	}
 	a.pass = nil
-	next := basisAlias{To: p.basis, From: slices.Sorted(maps.Keys(p.seen))}
-	same := a.alias.To == next.To && slices.Equal(a.alias.From, next.From)
+	next := basisAlias{To: p.basis, From: slices.Sorted(maps.Keys(p.seen)), Since: p.since}
+	same := a.alias.To == next.To && slices.Equal(a.alias.From, next.From) && a.alias.Since == next.Since
 	a.alias = next
 	a.passMu.Unlock()
 	if same {
@@ -498,7 +514,7 @@ func (a *AutoDeployer) evaluateModule(deviceID, moduleID string) error {
 		case cur.Basis == basis:
 			a.skipped.Add(1)
 			return nil
-		case a.aliased(cur.Basis, basis):
+		case a.aliased(cur.Basis, basis, version):
 			a.passSeen(cur.Basis, basis)
 			a.skipped.Add(1)
 			return nil

@@ -688,3 +688,43 @@ func TestModuleConditionDoc(t *testing.T) {
 		}
 	}
 }
+
+// TestModuleDecisionOfAStaleReplica: a replica still on older module
+// configurations decides a module twin that changed after another
+// replica's pass found the older decisions standing on the newer ones (its
+// alias); the next start does not take that state for one the pass
+// vouched for, and decides the twin on the configurations as they are.
+func TestModuleDecisionOfAStaleReplica(t *testing.T) {
+	r, _ := newRegistry(t)
+	deviceWithTags(t, r, "d", `{}`)
+	moduleWithTags(t, r, "d", "m", `{"kind":"a"}`)
+	config := func(id, kind string, priority int64) Configuration {
+		return Configuration{ID: id, Priority: priority, TargetCondition: "FROM devices.modules WHERE tags.kind = '" + kind + "'",
+			Content: hubapi.ConfigurationContent{ModuleContent: json.RawMessage(`{"properties.desired.` + id + `": 1}`)}}
+	}
+	mustCreateConfig(t, r, config("x", "a", 1))
+	mustCreateConfig(t, r, config("z", "b", 1))
+	startPass(t, r)
+	stale := r.NewAutoDeployer(nil) // a replica that will not hear of y
+	stale.loadAll(t)
+	mustCreateConfig(t, r, config("y", "b", 2))
+	if e, _ := startPass(t, r); e != 1 {
+		t.Fatalf("the pass on the new configurations evaluated %d module twins, want 1", e)
+	}
+	if got := moduleStatuses(t, r, "d", "m"); !sameStatuses(got, "x", hubapi.ConfigurationApplied) {
+		t.Fatalf("m on x, y and z, kind a: %v", got)
+	}
+	setModuleTags(t, r, "d", "m", `{"kind":"b"}`)
+	if err := stale.EvaluateModule("d", "m"); err != nil {
+		t.Fatal(err)
+	}
+	if got := moduleStatuses(t, r, "d", "m"); !sameStatuses(got, "z", hubapi.ConfigurationApplied) {
+		t.Fatalf("m decided by the replica on x and z, kind b: %v", got)
+	}
+	if e, _ := startPass(t, r); e != 1 {
+		t.Errorf("the next start evaluated %d module twins, want m", e)
+	}
+	if got := moduleStatuses(t, r, "d", "m"); !sameStatuses(got, "y", hubapi.ConfigurationApplied, "z", hubapi.ConfigurationTargeted) {
+		t.Errorf("m after the next start, on x, y and z, kind b: %v; want y applied, z targeted", got)
+	}
+}

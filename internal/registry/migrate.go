@@ -21,33 +21,53 @@ import (
 //     properties the $edgeHub part of a native manifest
 //     (deployment.DefaultHubDesired) when the device has a deployment.
 //
-// It is one store Txn: a crash leaves either the old records or the new
-// ones, never a mix, and the next call does what is left. A store in
-// today's layout is not written. It returns how many devices it changed.
+// It is one store Txn (on a store that takes a bounded number of ops in
+// one, etcd, as many as it takes, each with whole devices): a crash leaves
+// each device's old records or its new ones, never a mix, and the next call
+// does what is left. A store in today's layout is not written. It returns
+// how many devices it changed.
 func (r *Registry) MigrateSystemModules() (int, error) {
 	for attempt := 1; ; attempt++ {
-		ops, n, err := r.migrationOps()
-		if err != nil || len(ops) == 0 {
+		groups, err := r.migrationOps()
+		if err != nil || len(groups) == 0 {
 			return 0, err
 		}
-		_, err = r.st.Txn(ops...)
+		err = r.txnGroups(groups)
 		if errors.Is(err, store.ErrConflict) && attempt < maxAttempts {
 			continue // written meanwhile: read again
 		}
 		if err != nil {
-			return 0, fmt.Errorf("migrate the system modules of %d devices: %w", n, err)
+			return 0, fmt.Errorf("migrate the system modules of %d devices: %w", len(groups), err)
 		}
-		return n, nil
+		return len(groups), nil
 	}
 }
 
+// txnGroups writes groups of ops, each all or none: in one Txn, or where
+// the store takes fewer ops in one, in as many as it takes, never splitting
+// a group.
+func (r *Registry) txnGroups(groups [][]store.Op) error {
+	limit := store.TxnLimit(r.st)
+	var ops []store.Op
+	for _, g := range groups {
+		if limit > 0 && len(ops) > 0 && len(ops)+len(g) > limit {
+			if _, err := r.st.Txn(ops...); err != nil {
+				return err
+			}
+			ops = ops[:0]
+		}
+		ops = append(ops, g...)
+	}
+	_, err := r.st.Txn(ops...)
+	return err
+}
+
 // migrationOps returns MigrateSystemModules' writes, each conditional on the
-// version read, and the number of devices they change.
+// version read, a group for each device they change.
 // It runs at every start of the hub, so a store already migrated costs a
 // few lookups a device: no device is decoded and no twin read.
-func (r *Registry) migrationOps() ([]store.Op, int, error) {
-	var ops []store.Op
-	n := 0
+func (r *Registry) migrationOps() ([][]store.Op, error) {
+	var groups [][]store.Op
 	err := r.rangeAll("devices/", func(rec store.Record) error {
 		id := strings.TrimPrefix(rec.Key, "devices/")
 		dops, err := r.deviceMigrationOps(id)
@@ -55,15 +75,11 @@ func (r *Registry) migrationOps() ([]store.Op, int, error) {
 			return fmt.Errorf("device %q: %w", id, err)
 		}
 		if len(dops) > 0 {
-			ops = append(ops, dops...)
-			n++
+			groups = append(groups, dops)
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, 0, err
-	}
-	return ops, n, nil
+	return groups, err
 }
 
 func (r *Registry) deviceMigrationOps(id string) ([]store.Op, error) {

@@ -16,6 +16,7 @@ import (
 	"github.com/outpost-edge/outpost/internal/deployment"
 	"github.com/outpost-edge/outpost/internal/registry/registrytest"
 	"github.com/outpost-edge/outpost/internal/store"
+	"github.com/outpost-edge/outpost/internal/store/storetest"
 	"github.com/outpost-edge/outpost/internal/twin"
 )
 
@@ -260,5 +261,24 @@ func TestMigratedLikeNew(t *testing.T) {
 		if len(mods) < 2 || mods[0].ModuleID != AgentModule || mods[1].ModuleID != HubModule || mods[1].ManagedBy != ManagedBy {
 			t.Errorf("%s: modules %s", id, b)
 		}
+	}
+}
+
+// TestMigrateInParts: on a store that takes few ops in one Txn (etcd's
+// --max-txn-ops), the migration of many devices goes in Txns of whole
+// devices: each device migrated, none half.
+func TestMigrateInParts(t *testing.T) {
+	r, _ := newRegistry(t)
+	oldDevices(t, r, r.st, 20)
+	r = New(&storetest.Limited{Store: r.st, N: 16})
+	n, err := r.MigrateSystemModules()
+	if err != nil || n != 20 {
+		t.Fatalf("MigrateSystemModules = %d, %v; want 20 devices, 16 ops a Txn", n, err)
+	}
+	if got, want := systemKeys(t, r.st), map[string]int{"modules/$edgeAgent": 20, "modules/$edgeHub": 20, "twins/$edgeAgent": 10, "twins/$edgeHub": 10}; !reflect.DeepEqual(got, want) {
+		t.Errorf("records after migration: %v, want %v", got, want)
+	}
+	if n, err := r.MigrateSystemModules(); err != nil || n != 0 {
+		t.Errorf("again: %d, %v; want nothing to do", n, err)
 	}
 }

@@ -2,7 +2,6 @@ package hub
 
 import (
 	"net/http"
-	"strings"
 )
 
 // syncSlots is how many syncs that answer at once (a device's first sync
@@ -13,21 +12,21 @@ import (
 // A sync waiting its turn costs nothing; the newest go first (slotPool).
 const syncSlots = 64
 
-// admitSyncs bounds the syncs next serves that answer at once; long polls
-// (a cursor and a wait) are not bounded, as they park.
-func admitSyncs(next http.Handler, pool *slotPool) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, syncPrefix+"/devices/") && strings.HasSuffix(r.URL.Path, "/sync") {
-			if q := r.URL.Query(); q.Get("cursor") == "" || q.Get("wait") == "" || q.Get("wait") == "0s" || q.Get("wait") == "0" {
-				if !pool.acquire(r.Context().Done()) {
-					return // the client went away
-				}
-				defer pool.release()
-				if r.Context().Err() != nil {
-					return // went away as its turn came
-				}
+// admitSyncs bounds the syncs fn serves that answer at once; long polls
+// (a cursor and a wait) are not bounded, as they park. It runs once the
+// request is authenticated (Hub.wrap), so that requests with no valid
+// token for the device never take a turn from those that have one.
+func admitSyncs(fn handler, pool *slotPool) handler {
+	return func(w http.ResponseWriter, r *http.Request, p principal) error {
+		if q := r.URL.Query(); q.Get("cursor") == "" || q.Get("wait") == "" || q.Get("wait") == "0s" || q.Get("wait") == "0" {
+			if !pool.acquire(r.Context().Done()) {
+				return nil // the client went away
+			}
+			defer pool.release()
+			if r.Context().Err() != nil {
+				return nil // went away as its turn came
 			}
 		}
-		next.ServeHTTP(w, r)
-	})
+		return fn(w, r, p)
+	}
 }

@@ -4,9 +4,14 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/outpost-edge/outpost/internal/hubapi"
+	"github.com/outpost-edge/outpost/internal/identity"
+	"github.com/outpost-edge/outpost/internal/registry"
 )
 
 // queued is how many wait in pool.
@@ -23,7 +28,7 @@ func TestAdmitSyncs(t *testing.T) {
 	var inside, most, served atomic.Int64
 	release := make(chan struct{})
 	pool := &slotPool{free: syncSlots}
-	srv := httptest.NewServer(admitSyncs(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	admitted := admitSyncs(func(w http.ResponseWriter, r *http.Request, _ principal) error {
 		n := inside.Add(1)
 		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
 		}
@@ -32,7 +37,9 @@ func TestAdmitSyncs(t *testing.T) {
 			<-release
 		}
 		inside.Add(-1)
-	}), pool))
+		return nil
+	}, pool)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { admitted(w, r, principal{}) }))
 	defer srv.Close()
 	released := false
 	defer func() {
@@ -93,5 +100,62 @@ func TestAdmitSyncs(t *testing.T) {
 	}
 	if got := served.Load() - before; got != 2 {
 		t.Errorf("%d syncs served after the slots were freed, want the 2 that waited (not the one that gave up)", got)
+	}
+}
+
+// TestUnauthenticatedSyncsTakeNoTurn: with every turn taken, a sync with no
+// token or a bad one is refused at once, and a device's own waits its turn:
+// requests that are not the device's never stand in its way.
+func TestUnauthenticatedSyncsTakeNoTurn(t *testing.T) {
+	h, _, err := Open(Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", InsecureHTTP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	d, err := h.reg.CreateDevice(registry.Device{DeviceID: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := identity.NewSAS(h.HostName()+"/devices/d", d.Authentication.SymmetricKey.PrimaryKey, time.Now().Add(time.Hour), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h.Handler())
+	defer srv.Close()
+	hc := srv.Client()
+	hc.Timeout = 30 * time.Second // a refusal that waited for a turn would wait for ever here
+	get := func(auth string) int {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+hubapi.SyncPath("d"), nil)
+		req.Host = h.HostName()
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for range syncSlots {
+		h.syncSlots.acquire(nil)
+	}
+	badSig := token[:strings.Index(token, "sig=")+4] + "AAAA" + token[strings.Index(token, "&se="):]
+	for _, auth := range []string{"", "SharedAccessSignature sr=x&sig=y&se=1", badSig} {
+		if code := get(auth); code != http.StatusUnauthorized {
+			t.Errorf("sync with Authorization %q while every turn is taken: %d, want 401 at once", auth, code)
+		}
+	}
+	done := make(chan int, 1)
+	go func() { done <- get(token) }()
+	for deadline := time.Now().Add(time.Minute); queued(h.syncSlots) != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the device's sync does not wait for its turn")
+		}
+	}
+	h.syncSlots.release()
+	if code := <-done; code != http.StatusOK {
+		t.Errorf("the device's sync, its turn come: %d", code)
 	}
 }

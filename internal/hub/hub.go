@@ -86,21 +86,22 @@ type Credentials struct {
 
 // Hub is a running hub.
 type Hub struct {
-	cfg      Config
-	st       store.Store
-	txnLimit int // ops in one store Txn at most (etcd's --max-txn-ops); 0: any number
-	reg      *registry.Registry
-	log      *slog.Logger
-	now      func() time.Time
-	hostName string
-	tls      *tls.Config
-	ln       net.Listener
-	fallback *ListenFallback
-	amqpLn   net.Listener // nil: AMQP is not answered
-	amqpSkip *ListenError // the AMQP address that could not be bound, with AMQPBeside
-	notify   *notifier
-	changes  *changeLog // the operators' change stream (changes.go)
-	limits   Limits
+	cfg       Config
+	st        store.Store
+	txnLimit  int       // ops in one store Txn at most (etcd's --max-txn-ops); 0: any number
+	syncSlots *slotPool // syncs that answer at once take turns (admit.go)
+	reg       *registry.Registry
+	log       *slog.Logger
+	now       func() time.Time
+	hostName  string
+	tls       *tls.Config
+	ln        net.Listener
+	fallback  *ListenFallback
+	amqpLn    net.Listener // nil: AMQP is not answered
+	amqpSkip  *ListenError // the AMQP address that could not be bound, with AMQPBeside
+	notify    *notifier
+	changes   *changeLog // the operators' change stream (changes.go)
+	limits    Limits
 
 	// autodeploy applies automatic deployments (configurations.go).
 	autodeploy *registry.AutoDeployer
@@ -177,7 +178,7 @@ func Open(cfg Config) (h *Hub, showCredentials bool, err error) {
 		}
 	}
 	h = &Hub{cfg: cfg, log: cfg.Logger, now: cfg.Now, policies: map[string]*Policy{}, ln: ln, fallback: fallback,
-		amqpLn: amqpLn, amqpSkip: amqpSkip, limits: cfg.Limits.withDefaults()}
+		amqpLn: amqpLn, amqpSkip: amqpSkip, limits: cfg.Limits.withDefaults(), syncSlots: &slotPool{free: syncSlots}}
 	if err := h.openStore(fresh); err != nil {
 		if fresh && !errors.Is(err, store.ErrLocked) { // not another hub's: ours to remove
 			removeContents(cfg.DataDir)
@@ -430,7 +431,7 @@ func (h *Hub) Serve(ctx context.Context) error {
 	// No ReadTimeout or WriteTimeout: they would cut sync long polls. The
 	// handler sets deadlines per request instead (guard, wrap).
 	srv := &http.Server{
-		Handler:           admitSyncs(h.Handler(), &slotPool{free: syncSlots}),
+		Handler:           h.Handler(),
 		ReadHeaderTimeout: h.limits.ReadHeaderTimeout,
 		IdleTimeout:       h.limits.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"net/http"
+	"time"
 )
 
 // syncSlots is how many syncs that answer at once (a device's first sync
@@ -15,8 +16,10 @@ const syncSlots = 64
 // admitSyncs bounds the syncs fn serves that answer at once; long polls
 // (a cursor and a wait) are not bounded, as they park. It runs once the
 // request is authenticated (Hub.wrap), so that requests with no valid
-// token for the device never take a turn from those that have one.
-func admitSyncs(fn handler, pool *slotPool) handler {
+// token for the device never take a turn from those that have one. A sync
+// whose turn came gets its write deadline (deadline > 0) from then, as it
+// had before it waited.
+func admitSyncs(fn handler, pool *slotPool, deadline time.Duration) handler {
 	return func(w http.ResponseWriter, r *http.Request, p principal) error {
 		if q := r.URL.Query(); q.Get("cursor") == "" || q.Get("wait") == "" || q.Get("wait") == "0s" || q.Get("wait") == "0" {
 			if !pool.acquire(r.Context().Done()) {
@@ -25,6 +28,9 @@ func admitSyncs(fn handler, pool *slotPool) handler {
 			defer pool.release()
 			if r.Context().Err() != nil {
 				return nil // went away as its turn came
+			}
+			if deadline > 0 {
+				http.NewResponseController(w).SetWriteDeadline(time.Now().Add(deadline))
 			}
 		}
 		return fn(w, r, p)

@@ -38,7 +38,7 @@ func TestAdmitSyncs(t *testing.T) {
 		}
 		inside.Add(-1)
 		return nil
-	}, pool)
+	}, pool, time.Minute)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { admitted(w, r, principal{}) }))
 	defer srv.Close()
 	released := false

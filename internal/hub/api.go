@@ -53,7 +53,7 @@ func (h *Hub) Handler() http.Handler {
 	// On etcd a query reads its whole collection from the store
 	// (querypaged.go): it gets pagedQueryTime on top of the write timeout.
 	mux.Handle("POST /devices/query", h.wrap("Device", h.queryTwins, h.queryTime()))
-	mux.Handle("GET "+syncPrefix+"/devices/{id}/sync", h.wrap("Device", admitSyncs(h.sync, h.syncSlots), hubapi.MaxWait)) // a long poll
+	mux.Handle("GET "+syncPrefix+"/devices/{id}/sync", h.wrap("Device", admitSyncs(h.sync, h.syncSlots, hubapi.MaxWait+h.limits.WriteTimeout), hubapi.MaxWait)) // a long poll
 	route("POST "+syncPrefix+"/devices/{id}/reported", "Device", h.uploadReported)
 	route("POST "+syncPrefix+"/policies/{name}/rotate", "Policy", h.rotatePolicy)
 	mux.Handle("POST /twins/{id}/methods", h.wrap("Device", h.invokeMethod, 2*hubapi.MaxMethodTimeout))               // waits for the device

@@ -98,6 +98,7 @@ func TestReadyzEtcd(t *testing.T) {
 		t.Errorf("/readyz with etcd down: %q, want it to name etcd", body)
 	}
 	c.Restart(0)
+	c.Wait()
 	waitReadyz(t, h, http.StatusOK)
 }
 

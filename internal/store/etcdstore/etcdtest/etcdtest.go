@@ -153,6 +153,10 @@ func (c *Cluster) Wait() {
 }
 
 func (c *Cluster) stopAll() {
+	for _, errc := range c.pending { // a restart still under way sets its member's etcd
+		<-errc
+	}
+	c.pending = nil
 	for i := range c.members {
 		c.Stop(i)
 	}

@@ -74,11 +74,7 @@ func tokenRun(ctx context.Context, f *Factory, opts *tokenOptions) error {
 	t := opts.Target
 	expiry := f.Now().Add(opts.TTL).Truncate(time.Second).UTC()
 	if t.Device == "" {
-		// HubClient checked it is a policy's connection string.
-		cs, err := identity.ParseConnectionString(f.Config().GetString("connection-string"))
-		if err != nil {
-			return err
-		}
+		cs := c.ConnectionString() // a policy's: HubClient checked
 		tok, err := identity.NewSAS(cs.Resource(), cs.SharedAccessKey, expiry, cs.SharedAccessKeyName)
 		if err != nil {
 			return fmt.Errorf("token for policy %s: %w", cs.SharedAccessKeyName, err)

@@ -298,14 +298,8 @@ func (r *Registry) DeleteDevice(id, ifMatch string) error {
 			}
 			prefixes = append(prefixes, more...)
 		}
-		for _, prefix := range prefixes {
-			recs, err := r.st.List(prefix)
-			if err != nil {
-				return err
-			}
-			for _, rec := range recs {
-				ops = append(ops, store.DeleteOp(rec.Key, store.Any))
-			}
+		if ops, err = r.deletesUnder(ops, prefixes); err != nil {
+			return err
 		}
 		err = r.txnInParts(ops, store.CheckOp(deviceKey(id), want))
 		if errors.Is(err, store.ErrConflict) && expect == store.Any {
@@ -341,20 +335,28 @@ func (r *Registry) txnInParts(ops []store.Op, check store.Op) error {
 	return err
 }
 
+// deletesUnder appends to ops a delete of every record under prefixes.
+func (r *Registry) deletesUnder(ops []store.Op, prefixes []string) ([]store.Op, error) {
+	for _, prefix := range prefixes {
+		recs, err := r.st.List(prefix)
+		if err != nil {
+			return nil, err
+		}
+		for _, rec := range recs {
+			ops = append(ops, store.DeleteOp(rec.Key, store.Any))
+		}
+	}
+	return ops, nil
+}
+
 // sweepDevice deletes what was written under a deleted device's prefixes
 // between their listing and the delete (a module created then, say). Once
 // the device is gone nothing more is (those writes check it), so one pass
 // does; none if a device of that id was created meanwhile.
 func (r *Registry) sweepDevice(id string, prefixes []string) error {
-	ops := []store.Op{store.CheckOp(deviceKey(id), 0)}
-	for _, prefix := range prefixes {
-		recs, err := r.st.List(prefix)
-		if err != nil {
-			return err
-		}
-		for _, rec := range recs {
-			ops = append(ops, store.DeleteOp(rec.Key, store.Any))
-		}
+	ops, err := r.deletesUnder([]store.Op{store.CheckOp(deviceKey(id), 0)}, prefixes)
+	if err != nil {
+		return err
 	}
 	if len(ops) == 1 {
 		return nil
